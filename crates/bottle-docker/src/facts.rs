@@ -1,0 +1,147 @@
+//! Read-only questions the plan asks: which names and slugs are taken, and
+//! whether gVisor is there. Nothing is created.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bollard::models::SystemInfo;
+use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
+use bottle_plan::EngineFacts;
+
+use crate::engine::{CONNECT_TIMEOUT, Engine, EngineError};
+use crate::labels;
+
+/// Ask the engine for the plan's facts.
+pub async fn engine_facts(engine: &Engine) -> Result<EngineFacts, EngineError> {
+    let d = &engine.docker;
+    let work = async {
+        let info = d.info().await.map_err(|e| api("info", e))?;
+        let containers = d
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| api("list containers", e))?;
+        let networks = d
+            .list_networks(None::<ListNetworksOptions>)
+            .await
+            .map_err(|e| api("list networks", e))?;
+        let mut facts = EngineFacts {
+            has_runsc: has_runsc(&info),
+            ..Default::default()
+        };
+        for c in containers {
+            for n in c.names.unwrap_or_default() {
+                facts
+                    .containers
+                    .insert(n.trim_start_matches('/').to_string());
+            }
+            collect_slug(c.labels.as_ref(), &mut facts.slugs);
+        }
+        for n in networks {
+            if let Some(name) = n.name {
+                facts.networks.insert(name);
+            }
+            collect_slug(n.labels.as_ref(), &mut facts.slugs);
+        }
+        Ok(facts)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT * 3, work)
+        .await
+        .map_err(|_| EngineError::Timeout(CONNECT_TIMEOUT * 3))?
+}
+
+fn api(what: &'static str, e: bollard::errors::Error) -> EngineError {
+    EngineError::Api {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+fn collect_slug(l: Option<&HashMap<String, String>>, slugs: &mut BTreeSet<String>) {
+    if let Some(slug) = l.and_then(|l| l.get(labels::SLUG)) {
+        slugs.insert(slug.clone());
+    }
+}
+
+/// gVisor is there when the engine lists a runtime named `runsc`, or one
+/// whose program is `runsc` under another name.
+pub fn has_runsc(info: &SystemInfo) -> bool {
+    info.runtimes.as_ref().is_some_and(|rts| {
+        rts.iter().any(|(name, rt)| {
+            name == "runsc"
+                || rt
+                    .path
+                    .as_deref()
+                    .is_some_and(|p| p.rsplit('/').next() == Some("runsc"))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(json: &str) -> SystemInfo {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn runsc_detection_on_recorded_answers() {
+        assert!(!has_runsc(&info(include_str!(
+            "../tests/data/info-runc-20.10.json"
+        ))));
+        assert!(has_runsc(&info(include_str!(
+            "../tests/data/info-runsc.json"
+        ))));
+        assert!(has_runsc(&info(
+            r#"{"Runtimes": {"gvisor": {"path": "/usr/local/bin/runsc"}}}"#
+        )));
+        assert!(!has_runsc(&info("{}")));
+    }
+}
+
+/// One running bottle, from its agent container's labels.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunningBottle {
+    pub slug: String,
+    pub agent: String,
+    pub container: String,
+    pub state: String,
+    pub keep: bool,
+}
+
+/// Bottles whose agent container exists, by label.
+pub async fn running(engine: &Engine) -> Result<Vec<RunningBottle>, EngineError> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{}=agent", labels::ROLE)])]);
+    let containers = engine
+        .docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| api("list containers", e))?;
+    let mut out: Vec<RunningBottle> = containers
+        .into_iter()
+        .map(|c| {
+            let l = c.labels.unwrap_or_default();
+            let get = |k: &str| l.get(k).cloned().unwrap_or_default();
+            RunningBottle {
+                slug: get(labels::SLUG),
+                agent: get(labels::AGENT),
+                container: c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                keep: l.get(labels::KEEP).is_some_and(|k| k == "true"),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.slug.cmp(&b.slug));
+    Ok(out)
+}

@@ -1,0 +1,9 @@
+//! The labels every engine object of a bottle carries (see `cli.md`).
+
+pub const SLUG: &str = "io.claude-bottle.slug";
+pub const ROLE: &str = "io.claude-bottle.role";
+pub const AGENT: &str = "io.claude-bottle.agent";
+pub const OWNER: &str = "io.claude-bottle.owner";
+pub const KEEP: &str = "io.claude-bottle.keep";
+pub const VERSION: &str = "io.claude-bottle.version";
+pub const BINARY_SHA256: &str = "io.claude-bottle.binary-sha256";

@@ -1,0 +1,193 @@
+//! Typed reads from a [`Node`] tree, with errors that name the file, line
+//! and key path. Shared by the bottle and agent readers.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind};
+use crate::node::{Key, Node, Value};
+
+/// Reads values out of one file's tree.
+pub(crate) struct Reader<'a> {
+    pub file: &'a Path,
+    /// The user's home, for paths starting with `~/`.
+    pub home: &'a Path,
+}
+
+impl Reader<'_> {
+    pub fn wrong_type(&self, node: &Node, key: &str, expected: &'static str) -> Error {
+        Error::new(
+            self.file,
+            Some(node.line),
+            Some(key.to_string()),
+            ErrorKind::WrongType {
+                expected,
+                found: node.value.kind(),
+            },
+        )
+    }
+
+    pub fn map<'n>(&self, node: &'n Node, key: &str) -> Result<&'n [(Key, Node)], Error> {
+        match &node.value {
+            Value::Map(entries) => Ok(entries),
+            Value::Null => Ok(&[]),
+            _ => Err(self.wrong_type(node, key, "a mapping")),
+        }
+    }
+
+    pub fn seq<'n>(&self, node: &'n Node, key: &str) -> Result<&'n [Node], Error> {
+        match &node.value {
+            Value::Seq(items) => Ok(items),
+            Value::Null => Ok(&[]),
+            _ => Err(self.wrong_type(node, key, "a list")),
+        }
+    }
+
+    pub fn string(&self, node: &Node, key: &str) -> Result<String, Error> {
+        match &node.value {
+            Value::Str(s) => Ok(s.clone()),
+            _ => Err(self.wrong_type(node, key, "a string")),
+        }
+    }
+
+    /// Strings, numbers and booleans as text (env literals, memory sizes).
+    pub fn scalar_text(&self, node: &Node, key: &str) -> Result<String, Error> {
+        match &node.value {
+            Value::Str(s) => Ok(s.clone()),
+            Value::Int(i) => Ok(i.to_string()),
+            Value::Float(x) => Ok(x.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            _ => Err(self.wrong_type(node, key, "a string, number or boolean")),
+        }
+    }
+
+    /// A list of strings; a single string counts as a list of one.
+    pub fn strings(&self, node: &Node, key: &str) -> Result<Vec<String>, Error> {
+        if let Value::Str(s) = &node.value {
+            return Ok(vec![s.clone()]);
+        }
+        self.seq(node, key)?
+            .iter()
+            .enumerate()
+            .map(|(i, n)| self.scalar_text(n, &format!("{key}[{i}]")))
+            .collect()
+    }
+
+    pub fn unsigned(&self, node: &Node, key: &str, min: i64, max: i64) -> Result<i64, Error> {
+        match &node.value {
+            Value::Int(i) if (min..=max).contains(i) => Ok(*i),
+            Value::Int(_) => Err(Error::invalid(
+                self.file,
+                node.line,
+                key,
+                format!("must be a whole number from {min} to {max}"),
+            )),
+            _ => Err(self.wrong_type(node, key, "a whole number")),
+        }
+    }
+
+    /// Refuse keys outside `known`; `ignored` keys are accepted and skipped.
+    pub fn check_keys(
+        &self,
+        entries: &[(Key, Node)],
+        prefix: &str,
+        known: &'static [&'static str],
+        ignored: &[&str],
+        what: &'static str,
+    ) -> Result<(), Error> {
+        for (k, _) in entries {
+            if known.contains(&k.name.as_str()) || ignored.contains(&k.name.as_str()) {
+                continue;
+            }
+            return Err(Error::new(
+                self.file,
+                Some(k.line),
+                Some(join(prefix, &k.name)),
+                ErrorKind::UnknownKey {
+                    what,
+                    suggestion: suggest(&k.name, known),
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// A path from the manifest: `~/` is the user's home, a relative path is
+    /// relative to the folder of the file that names it.
+    pub fn path(&self, node: &Node, key: &str) -> Result<PathBuf, Error> {
+        let raw = self.string(node, key)?;
+        if raw.is_empty() {
+            return Err(Error::invalid(
+                self.file,
+                node.line,
+                key,
+                "must not be empty",
+            ));
+        }
+        Ok(resolve_path(&raw, self.file, self.home))
+    }
+}
+
+pub(crate) fn resolve_path(raw: &str, file: &Path, home: &Path) -> PathBuf {
+    if let Some(rest) = raw.strip_prefix("~/") {
+        return home.join(rest);
+    }
+    if raw == "~" {
+        return home.to_path_buf();
+    }
+    let p = Path::new(raw);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    file.parent().unwrap_or(Path::new(".")).join(p)
+}
+
+pub(crate) fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// The closest known key, when it is close enough to be a typo.
+pub(crate) fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| {
+            (
+                strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase()),
+                *k,
+            )
+        })
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let known = &["env", "egress", "extends", "tokens", "image"];
+        assert_eq!(suggest("envv", known), Some("env"));
+        assert_eq!(suggest("egres", known), Some("egress"));
+        assert_eq!(suggest("token", known), Some("tokens"));
+        assert_eq!(suggest("Image", known), Some("image"));
+        assert_eq!(suggest("zzzzzz", known), None);
+    }
+
+    #[test]
+    fn paths() {
+        let home = Path::new("/home/u");
+        let file = Path::new("/home/u/.claude-bottle/bottles/dev.md");
+        assert_eq!(resolve_path("~/k", file, home), Path::new("/home/u/k"));
+        assert_eq!(resolve_path("/etc/x", file, home), Path::new("/etc/x"));
+        assert_eq!(
+            resolve_path("ca.pem", file, home),
+            Path::new("/home/u/.claude-bottle/bottles/ca.pem")
+        );
+    }
+}

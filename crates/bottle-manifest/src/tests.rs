@@ -1,0 +1,442 @@
+//! Parsing and merging, end to end over text.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::bottle::{self, EnvValue, Scheme, Tls, TokenKind, TokenRef};
+use crate::{Error, ErrorKind, Source, agent, merge};
+
+const HOME: &str = "/home/u";
+
+fn bottle_file(name: &str) -> PathBuf {
+    PathBuf::from(format!("/home/u/.claude-bottle/bottles/{name}.md"))
+}
+
+fn parse_bottle(text: &str) -> Result<bottle::Bottle, Error> {
+    bottle::parse("dev", &bottle_file("dev"), Path::new(HOME), text)
+}
+
+fn parse_agent(text: &str) -> Result<crate::Agent, Error> {
+    agent::parse(
+        "rev",
+        Path::new("/p/.claude-bottle/agents/rev.md"),
+        Source::Project,
+        Path::new(HOME),
+        text,
+    )
+}
+
+const FULL: &str = r#"---
+extends: base
+image: my/agent:1
+env:
+  EDITOR: vim
+  N: 3
+  B: true
+  Y: yes
+  PIN: "0123"
+  OCT: 0755
+  NPM_TOKEN: ${NPM_TOKEN}
+  DB_PASSWORD: "?"
+  Q: "?Your database password"
+  ODD: {literal: "?not a question ${NOT_EXPANDED}"}
+tokens:
+  - kind: anthropic
+    token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN
+  - kind: http
+    host: api.github.com
+    scheme: Bearer
+    token_ref: file:~/gh-token
+egress:
+  upstream_proxy: http://proxy.corp:3128
+  allow:
+    - host: registry.npmjs.org
+    - host: API.github.com
+      methods: [get, HEAD]
+      paths: ["/repos/acme/", "re:^/user$"]
+      tls: intercept
+      ports: [443]
+  dlp: redact
+  log: full
+  resolve:
+    git.internal: 10.0.0.5
+    api.staging.local: 10.0.0.6:8443
+  upstream_ca: corp.pem
+git:
+  user: {name: Bot, email: bot@example.com}
+  repos:
+    app:
+      url: git@github.com:acme/app.git
+      identity: ~/.ssh/app_deploy
+      host_key: "github.com ssh-ed25519 AAAAC3Nza"
+      push: ["agent/*"]
+      protect: [main]
+    web:
+      url: https://github.com/acme/web.git
+      token_ref: GITHUB_TOKEN
+resources: {memory: 4G, cpus: 1.5, pids: 512}
+runtime: runsc
+---
+Free text.
+"#;
+
+#[test]
+fn every_bottle_key_is_read() {
+    let b = parse_bottle(FULL).unwrap();
+    assert_eq!(b.extends, vec![("base".to_string(), 2)]);
+    assert_eq!(b.image.as_deref(), Some("my/agent:1"));
+    let env: BTreeMap<_, _> = b.env.iter().map(|e| (e.name.as_str(), &e.value)).collect();
+    assert_eq!(env["EDITOR"], &EnvValue::Literal("vim".into()));
+    assert_eq!(env["N"], &EnvValue::Literal("3".into()));
+    assert_eq!(env["B"], &EnvValue::Literal("true".into()));
+    assert_eq!(env["Y"], &EnvValue::Literal("yes".into()));
+    assert_eq!(env["PIN"], &EnvValue::Literal("0123".into()));
+    assert_eq!(env["OCT"], &EnvValue::Literal("0755".into()));
+    assert_eq!(env["NPM_TOKEN"], &EnvValue::Forward("NPM_TOKEN".into()));
+    assert_eq!(env["DB_PASSWORD"], &EnvValue::Prompt(None));
+    assert_eq!(
+        env["Q"],
+        &EnvValue::Prompt(Some("Your database password".into()))
+    );
+    assert_eq!(
+        env["ODD"],
+        &EnvValue::Literal("?not a question ${NOT_EXPANDED}".into())
+    );
+    assert_eq!(b.tokens[0].kind, TokenKind::Anthropic);
+    assert_eq!(
+        b.tokens[0].token_ref,
+        TokenRef::Env("CLAUDE_BOTTLE_OAUTH_TOKEN".into())
+    );
+    assert_eq!(
+        b.tokens[1].token_ref,
+        TokenRef::File {
+            written: "file:~/gh-token".into(),
+            path: "/home/u/gh-token".into()
+        }
+    );
+    assert_eq!(b.tokens[1].scheme, Some(Scheme::Bearer));
+    let r = &b.egress.allow[1];
+    assert_eq!(r.host, "api.github.com");
+    assert_eq!(
+        r.methods.as_deref(),
+        Some(&["GET".to_string(), "HEAD".to_string()][..])
+    );
+    assert_eq!(r.paths.as_ref().map(Vec::len), Some(2));
+    assert_eq!(r.tls, Some(Tls::Intercept));
+    assert_eq!(r.ports, Some(vec![443]));
+    assert_eq!(b.egress.resolve.len(), 2);
+    assert_eq!(
+        b.egress.upstream_ca.as_deref(),
+        Some(Path::new("/home/u/.claude-bottle/bottles/corp.pem"))
+    );
+    assert_eq!(b.git.user.name.as_deref(), Some("Bot"));
+    assert!(b.git.repos[0].is_ssh() && !b.git.repos[1].is_ssh());
+    assert_eq!(
+        b.git.repos[0].identity.as_deref(),
+        Some(Path::new("/home/u/.ssh/app_deploy"))
+    );
+    assert_eq!(b.resources.memory.as_deref(), Some("4g"));
+    assert_eq!(b.resources.cpus, Some(1.5));
+    assert_eq!(b.resources.pids, Some(512));
+}
+
+#[test]
+fn debug_of_env_hides_literals() {
+    let b = parse_bottle("---\nenv:\n  PASS: hunter2-secret\n---\n").unwrap();
+    assert!(!format!("{b:?}").contains("hunter2"));
+}
+
+fn err(text: &str) -> Error {
+    parse_bottle(text).unwrap_err()
+}
+
+#[test]
+fn unknown_key_suggests_and_has_line() {
+    let e = err("---\nimage: x\nenvv:\n  A: b\n---\n");
+    assert_eq!(e.line, Some(3));
+    assert_eq!(e.key.as_deref(), Some("envv"));
+    assert!(matches!(
+        e.kind,
+        ErrorKind::UnknownKey {
+            suggestion: Some("env"),
+            ..
+        }
+    ));
+    assert_eq!(e.hint().as_deref(), Some("did you mean `env`?"));
+    let e = err("---\negress:\n  allow:\n    - host: a.com\n      method: [GET]\n---\n");
+    assert_eq!(e.key.as_deref(), Some("egress.allow[0].method"));
+    assert_eq!(e.line, Some(5));
+    assert_eq!(e.hint().as_deref(), Some("did you mean `methods`?"));
+}
+
+#[test]
+fn structural_errors() {
+    assert!(matches!(err("image: x\n").kind, ErrorKind::NoFrontMatter));
+    assert!(matches!(
+        err("---\nimage: x\n").kind,
+        ErrorKind::UnclosedFrontMatter
+    ));
+    let e = err("---\nimage: [x\n---\n");
+    assert!(matches!(e.kind, ErrorKind::Yaml(_)));
+    assert!(e.line.is_some_and(|l| l >= 2));
+    let e = err("---\nenv: [a]\n---\n");
+    assert!(matches!(
+        e.kind,
+        ErrorKind::WrongType {
+            expected: "a mapping",
+            found: "a list"
+        }
+    ));
+}
+
+#[test]
+fn value_rules() {
+    let cases = [
+        ("---\nenv:\n  HTTPS_PROXY: x\n---\n", "env.HTTPS_PROXY"),
+        ("---\nenv:\n  1BAD: x\n---\n", "env.1BAD"),
+        ("---\nenv:\n  A: ${lower-case}\n---\n", "env.A"),
+        ("---\nenv:\n  A:\n---\n", "env.A"),
+        (
+            "---\ntokens:\n  - kind: aws\n    token_ref: X\n---\n",
+            "tokens[0].kind",
+        ),
+        (
+            "---\ntokens:\n  - kind: http\n    token_ref: X\n    scheme: Bearer\n---\n",
+            "tokens[0].host",
+        ),
+        (
+            "---\ntokens:\n  - kind: anthropic\n    token_ref: sk-ant-oat01-abc\n---\n",
+            "tokens[0].token_ref",
+        ),
+        (
+            "---\negress:\n  allow:\n    - host: a.com\n    - host: A.com\n---\n",
+            "egress.allow[1].host",
+        ),
+        (
+            "---\negress:\n  allow:\n    - host: a.com\n      tls: passthrough\n      paths: [/x]\n---\n",
+            "egress.allow[0]",
+        ),
+        (
+            "---\negress:\n  allow:\n    - host: https://a.com/\n---\n",
+            "egress.allow[0].host",
+        ),
+        (
+            "---\negress:\n  allow:\n    - host: a.com\n      paths: [x]\n---\n",
+            "egress.allow[0].paths",
+        ),
+        (
+            "---\negress:\n  allow:\n    - host: a.com\n      paths: [\"re:(\"]\n---\n",
+            "egress.allow[0].paths",
+        ),
+        (
+            "---\negress:\n  allow:\n    - host: a.com\n      ports: [0]\n---\n",
+            "egress.allow[0].ports",
+        ),
+        (
+            "---\negress:\n  resolve:\n    a.com: nowhere\n---\n",
+            "egress.resolve.a.com",
+        ),
+        ("---\negress:\n  dlp: loud\n---\n", "egress.dlp"),
+        (
+            "---\ngit:\n  repos:\n    app:\n      url: git@h:a.git\n---\n",
+            "git.repos.app.identity",
+        ),
+        (
+            "---\ngit:\n  repos:\n    app:\n      url: https://h/a.git\n---\n",
+            "git.repos.app.token_ref",
+        ),
+        (
+            "---\ngit:\n  repos:\n    app:\n      url: ftp://h/a\n---\n",
+            "git.repos.app.url",
+        ),
+        ("---\nresources: {memory: lots}\n---\n", "resources.memory"),
+        ("---\nruntime: kata\n---\n", "runtime"),
+        ("---\nextends: Base\n---\n", "extends"),
+    ];
+    for (text, key) in cases {
+        let e = err(text);
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        assert!(e.line.is_some(), "{text}: {e}");
+    }
+}
+
+#[test]
+fn errors_never_quote_literal_values() {
+    let e = err("---\nenv:\n  PASS: {literal: [hunter2]}\n---\n");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = err("---\nenv:\n  PASS: {nope: hunter2}\n---\n");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn agent_keys() {
+    let a = parse_agent(
+        "---\nbottle: dev\nskills: [review, pdf]\ngit:\n  user: {name: Reviewer}\nname: reviewer\ndescription: x\ntools: Read, Grep\nmodel: sonnet\nhooks: {a: 1}\n---\n\nYou are careful.\nMore.\n",
+    )
+    .unwrap();
+    assert_eq!(a.bottle.as_deref(), Some("dev"));
+    assert_eq!(a.skills, ["review", "pdf"]);
+    assert_eq!(a.git_user.name.as_deref(), Some("Reviewer"));
+    assert_eq!(a.command, ["claude", "--dangerously-skip-permissions"]);
+    assert_eq!(a.prompt_first_line(), Some("You are careful."));
+    assert_eq!(a.source, Source::Project);
+    let a = parse_agent("---\ncommand: [sh, -c]\n---\n").unwrap();
+    assert_eq!(a.command, ["sh", "-c"]);
+}
+
+#[test]
+fn agent_refuses_bottle_keys() {
+    for (text, key) in [
+        ("---\ntokens: []\n---\n", "tokens"),
+        ("---\negress: {}\n---\n", "egress"),
+        ("---\nenv: {A: b}\n---\n", "env"),
+        ("---\nimage: x\n---\n", "image"),
+        ("---\ngit:\n  repos: {}\n---\n", "git.repos"),
+    ] {
+        let e = parse_agent(text).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BottleOnlyKey, "{text}");
+        assert_eq!(e.key.as_deref(), Some(key));
+        assert!(e.to_string().contains("can only be set in a bottle"), "{e}");
+    }
+    let e = parse_agent("---\nskils: [a]\n---\n").unwrap_err();
+    assert_eq!(e.hint().as_deref(), Some("did you mean `skills`?"));
+}
+
+#[test]
+fn ignored_keys_still_parse_under_budget() {
+    let mut y = String::from("---\nhooks:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..10 {
+        let prev = if i == 0 {
+            "a".to_string()
+        } else {
+            format!("l{}", i - 1)
+        };
+        y.push_str(&format!("  l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+    }
+    y.push_str("---\n");
+    let e = parse_agent(&y).unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Yaml(_)), "{e}");
+}
+
+#[test]
+fn decode_limits() {
+    let f = Path::new("/x.md");
+    let big = vec![b'a'; 1024 * 1024 + 1];
+    assert!(matches!(
+        crate::decode(f, &big).unwrap_err().kind,
+        ErrorKind::TooLarge { .. }
+    ));
+    let e = crate::decode(f, b"---\nok\n\xff\n").unwrap_err();
+    assert_eq!((e.kind, e.line), (ErrorKind::NotUtf8, Some(3)));
+}
+
+fn bottles(files: &[(&str, &str)]) -> impl FnMut(&str) -> Result<Option<bottle::Bottle>, Error> {
+    let map: BTreeMap<String, String> = files
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    move |name: &str| match map.get(name) {
+        Some(text) => bottle::parse(name, &bottle_file(name), Path::new(HOME), text).map(Some),
+        None => Ok(None),
+    }
+}
+
+#[test]
+fn merge_order_and_rules() {
+    let load = bottles(&[
+        (
+            "a",
+            "---\nenv: {X: a, A: 1}\nimage: img-a\negress:\n  allow: [{host: one.com}, {host: two.com, methods: [GET]}]\n  resolve: {r.com: 10.0.0.1}\nresources: {memory: 1g}\ngit:\n  user: {name: A, email: a@x}\n---\n",
+        ),
+        (
+            "b",
+            "---\nextends: a\nenv: {X: b}\negress:\n  allow: [{host: two.com, methods: [POST]}]\n  dlp: log\n---\n",
+        ),
+        (
+            "c",
+            "---\nextends: a\nimage: img-c\ntokens:\n  - {kind: anthropic, token_ref: T1}\n---\n",
+        ),
+        (
+            "dev",
+            "---\nextends: [b, c]\ntokens:\n  - {kind: anthropic, token_ref: T2}\nresources: {cpus: 3}\ngit:\n  user: {email: dev@x}\n---\n",
+        ),
+    ]);
+    let m = merge("dev", load).unwrap();
+    assert_eq!(m.lineage, ["a", "b", "c", "dev"]);
+    assert_eq!(m.image.as_deref(), Some("img-c"));
+    assert_eq!(m.env["X"].value, EnvValue::Literal("b".into()));
+    assert_eq!(m.env["A"].value, EnvValue::Literal("1".into()));
+    assert_eq!(m.allow.len(), 2);
+    assert_eq!(
+        m.allow[1].methods.as_deref(),
+        Some(&["POST".to_string()][..])
+    );
+    assert_eq!(m.tokens.len(), 1);
+    assert_eq!(m.tokens[0].token_ref, TokenRef::Env("T2".into()));
+    assert_eq!(m.dlp, Some(bottle::Dlp::Log));
+    assert_eq!(m.resources.memory.as_deref(), Some("1g"));
+    assert_eq!(m.resources.cpus, Some(3.0));
+    assert_eq!(m.git_user.name.as_deref(), Some("A"));
+    assert_eq!(m.git_user.email.as_deref(), Some("dev@x"));
+    assert_eq!(m.resolve["r.com"], "10.0.0.1");
+}
+
+#[test]
+fn merge_errors_show_the_chain() {
+    let e = merge(
+        "a",
+        bottles(&[
+            ("a", "---\nextends: b\n---\n"),
+            ("b", "---\nextends: a\n---\n"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("a -> b -> a"), "{e}");
+    let e = merge("a", bottles(&[("a", "---\nextends: a\n---\n")])).unwrap_err();
+    assert!(e.to_string().contains("a -> a"), "{e}");
+    let e = merge(
+        "a",
+        bottles(&[
+            ("a", "---\nextends: [b]\n---\n"),
+            ("b", "---\nextends: gone\n---\n"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(matches!(&e.kind, ErrorKind::MissingBottle { name, .. } if name == "gone"));
+    assert!(e.to_string().contains("a -> b -> gone"), "{e}");
+    assert_eq!(e.file, bottle_file("b"));
+    assert_eq!(e.line, Some(2));
+    let e = merge("zzz", bottles(&[])).unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::MissingBottle { .. }));
+}
+
+#[test]
+fn lazy_loading_reads_only_the_lineage() {
+    let mut asked = Vec::new();
+    let mut inner = bottles(&[
+        ("a", "---\n---\n"),
+        ("dev", "---\nextends: a\n---\n"),
+        ("broken", "nope"),
+    ]);
+    merge("dev", |n: &str| {
+        asked.push(n.to_string());
+        inner(n)
+    })
+    .unwrap();
+    assert_eq!(asked, ["dev", "a"]);
+}
+
+#[test]
+fn scheme_forms() {
+    for (s, want) in [
+        ("token", Scheme::Token),
+        ("basic", Scheme::Basic),
+        ("header:X-Api-Key", Scheme::Header("X-Api-Key".into())),
+    ] {
+        let b = parse_bottle(&format!(
+            "---\ntokens:\n  - {{kind: http, host: a.com, scheme: \"{s}\", token_ref: T}}\n---\n"
+        ))
+        .unwrap();
+        assert_eq!(b.tokens[0].scheme, Some(want));
+    }
+}

@@ -1,0 +1,161 @@
+//! Why a plan could not be made. Every variant names what it is about (the
+//! variable, file, key or container) and never holds a value.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    Manifest(bottle_manifest::Error),
+    /// The agent names no bottle and `--bottle` was not given.
+    NoBottle {
+        agent: String,
+        file: PathBuf,
+    },
+    /// A `${VAR}` or `token_ref` names an unset variable.
+    UnsetVariable {
+        name: String,
+        file: PathBuf,
+        line: u32,
+        key: String,
+    },
+    /// A file holding a credential (token or ssh key) cannot be read.
+    UnreadableFile {
+        path: PathBuf,
+        file: PathBuf,
+        line: u32,
+        key: String,
+        reason: String,
+    },
+    /// A credential is empty.
+    EmptyCredential {
+        what: String,
+        file: PathBuf,
+        line: u32,
+    },
+    MissingSkill {
+        name: String,
+        path: PathBuf,
+        file: PathBuf,
+    },
+    /// `runtime: runsc` but the engine has no gVisor.
+    NoRunsc {
+        file: PathBuf,
+    },
+    /// `CLAUDE_BOTTLE_CONTAINER` names an existing container.
+    ContainerExists {
+        name: String,
+    },
+    /// `-2` to `-99` are all taken.
+    SlugsExhausted {
+        agent: String,
+    },
+    /// A route and a token or rule that cannot go together.
+    Conflict {
+        message: String,
+        file: PathBuf,
+        line: u32,
+        hint: String,
+    },
+}
+
+impl Error {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Manifest(e) => e.hint(),
+            Error::NoBottle { .. } => Some(
+                "add `bottle: NAME` to the agent's front matter, or pass `--bottle NAME`".into(),
+            ),
+            Error::UnsetVariable { name, .. } => Some(format!(
+                "export `{name}` before starting, or change the manifest"
+            )),
+            Error::UnreadableFile { .. } => Some("check the path and its permissions".into()),
+            Error::EmptyCredential { .. } => Some("put the credential on the first line".into()),
+            Error::MissingSkill { name, .. } => Some(format!(
+                "create the skill folder, or remove `{name}` from the agent's `skills`"
+            )),
+            Error::NoRunsc { .. } => Some(
+                "install gVisor and register `runsc` with the engine, or set `runtime: auto`"
+                    .into(),
+            ),
+            Error::ContainerExists { name } => Some(format!(
+                "remove it with `docker rm -f {name}`, or unset `CLAUDE_BOTTLE_CONTAINER`"
+            )),
+            Error::SlugsExhausted { agent } => Some(format!(
+                "run `claude-bottle cleanup`, or remove old bottles with `docker rm -f claude-bottle-{agent}-N`"
+            )),
+            Error::Conflict { hint, .. } => Some(hint.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Manifest(e) => e.fmt(f),
+            Error::NoBottle { agent, file } => {
+                write!(f, "`{}`: agent `{agent}` names no bottle", file.display())
+            }
+            Error::UnsetVariable {
+                name,
+                file,
+                line,
+                key,
+            } => write!(
+                f,
+                "`{}`:{line}: `{key}` needs the environment variable `{name}`, which is not set",
+                file.display()
+            ),
+            Error::UnreadableFile {
+                path,
+                file,
+                line,
+                key,
+                reason,
+            } => write!(
+                f,
+                "`{}`:{line}: `{key}`: cannot read `{}`: {reason}",
+                file.display(),
+                path.display()
+            ),
+            Error::EmptyCredential { what, file, line } => {
+                write!(f, "`{}`:{line}: {what} is empty", file.display())
+            }
+            Error::MissingSkill { name, path, file } => write!(
+                f,
+                "`{}`: skill `{name}` does not exist (looked for `{}`)",
+                file.display(),
+                path.display()
+            ),
+            Error::NoRunsc { file } => write!(
+                f,
+                "`{}`: `runtime: runsc` but the engine has no `runsc` runtime",
+                file.display()
+            ),
+            Error::ContainerExists { name } => write!(
+                f,
+                "`CLAUDE_BOTTLE_CONTAINER` names container `{name}`, which already exists"
+            ),
+            Error::SlugsExhausted { agent } => {
+                write!(f, "99 bottles of agent `{agent}` already exist")
+            }
+            Error::Conflict {
+                message,
+                file,
+                line,
+                ..
+            } => {
+                write!(f, "`{}`:{line}: {message}", file.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<bottle_manifest::Error> for Error {
+    fn from(e: bottle_manifest::Error) -> Self {
+        Error::Manifest(e)
+    }
+}

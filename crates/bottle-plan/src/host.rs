@@ -1,0 +1,44 @@
+//! What the plan needs to know about the machine, gathered by the caller.
+//!
+//! The plan does no I/O itself: environment lookups and file reads go
+//! through [`Host`], engine answers arrive as [`EngineFacts`]. Tests supply
+//! both in memory.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Lookups the plan makes while resolving.
+pub trait Host {
+    /// A variable of the CLI's own environment.
+    fn env(&self, name: &str) -> Option<String>;
+    /// Read a file that may hold a credential (a `file:` token, an ssh key).
+    fn read_secret_file(&self, path: &Path) -> io::Result<String>;
+    fn dir_exists(&self, path: &Path) -> bool;
+}
+
+/// Facts about this machine and invocation.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The user's home (for `~/.claude/skills`).
+    pub home: PathBuf,
+    /// `CLAUDE_BOTTLE_HOME`.
+    pub bottle_home: PathBuf,
+    /// The CLI's version, for default image tags.
+    pub version: String,
+    /// `None` when the engine could not be reached.
+    pub engine: Option<EngineFacts>,
+}
+
+/// Read-only answers from the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineFacts {
+    /// Names of every container on the engine.
+    pub containers: BTreeSet<String>,
+    /// Names of every network on the engine.
+    pub networks: BTreeSet<String>,
+    /// Slugs that labelled objects already carry.
+    pub slugs: BTreeSet<String>,
+    /// The engine has a `runsc` runtime registered.
+    pub has_runsc: bool,
+}

@@ -1,0 +1,141 @@
+//! The plan: everything resolved for one launch, names only.
+//!
+//! This is what `start --dry-run --format json` prints and what a backend
+//! consumes. By construction it holds no secret and no env value: those live
+//! in [`crate::Secrets`], which has no `Serialize`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Bumped when a field is removed or changes meaning.
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Plan {
+    pub schema: u32,
+    pub slug: String,
+    pub engine_reached: bool,
+    pub warnings: Vec<String>,
+    pub agent: AgentPlan,
+    pub bottle: BottlePlan,
+    pub backend: String,
+    /// `runc`, `runsc`, or `None` when the engine was not reached.
+    pub runtime: Option<String>,
+    pub container: String,
+    pub sidecar: SidecarPlan,
+    pub networks: Vec<String>,
+    pub image: String,
+    pub derived_image: Option<String>,
+    pub copy_cwd: bool,
+    pub keep: bool,
+    pub forward_oauth_token: bool,
+    pub env: EnvPlan,
+    pub tokens: Vec<TokenPlan>,
+    pub egress: EgressPlan,
+    pub git: GitPlan,
+    pub resources: ResourcesPlan,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AgentPlan {
+    pub name: String,
+    pub source: String,
+    pub file: String,
+    pub skills: Vec<String>,
+    pub prompt_first_line: Option<String>,
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BottlePlan {
+    pub name: String,
+    pub lineage: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SidecarPlan {
+    pub container: String,
+    pub image: String,
+}
+
+/// Env variable names by where their value comes from.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct EnvPlan {
+    pub literal: Vec<String>,
+    pub forwarded: Vec<String>,
+    pub prompted: Vec<String>,
+    /// Every name the CLI itself sets in the agent.
+    pub set_by_bottle: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenPlan {
+    pub kind: String,
+    pub token_ref: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// The sidecar path the agent calls (`/anthropic`), for model APIs.
+    pub route: Option<String>,
+    pub upstream: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EgressPlan {
+    pub allow: Vec<RoutePlan>,
+    pub dlp: String,
+    pub log: String,
+    pub resolve: BTreeMap<String, String>,
+    pub upstream_ca: Option<String>,
+    pub upstream_proxy: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoutePlan {
+    pub host: String,
+    pub methods: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+    pub ports: Vec<u16>,
+    pub tls: String,
+    /// The injected scheme, when a token is attached.
+    pub auth: Option<String>,
+}
+
+impl RoutePlan {
+    pub fn intercepts(&self) -> bool {
+        self.tls == "intercept"
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GitPlan {
+    pub user: GitUserPlan,
+    pub repos: Vec<RepoPlan>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GitUserPlan {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RepoPlan {
+    pub name: String,
+    pub url: String,
+    /// `ssh-key` or `token`.
+    pub auth: String,
+    pub push: Vec<String>,
+    pub protect: Vec<String>,
+    pub gate_url: String,
+    pub clone_to: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ResourcesPlan {
+    pub memory: String,
+    pub cpus: f64,
+    pub pids: u32,
+}

@@ -1,0 +1,173 @@
+//! The preflight: the plan as a person reads it before saying yes.
+
+use std::fmt::Write;
+
+use crate::plan::Plan;
+
+/// Render the plan for a terminal. Names only, never values.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let a = &plan.agent;
+    let _ = writeln!(w, "agent      {} ({}: {})", a.name, a.source, a.file);
+    if let Some(line) = &a.prompt_first_line {
+        let _ = writeln!(w, "prompt     {}", ellipsis(line, 70));
+    }
+    let _ = writeln!(w, "command    {}", a.command.join(" "));
+    let _ = writeln!(
+        w,
+        "bottle     {} (lineage: {})",
+        plan.bottle.name,
+        plan.bottle.lineage.join(" -> ")
+    );
+    let _ = writeln!(w, "skills     {}", list_or(&a.skills, "none"));
+
+    let _ = writeln!(w, "\nenv");
+    let e = &plan.env;
+    let _ = writeln!(w, "  literal          {}", list_or(&e.literal, "none"));
+    let _ = writeln!(w, "  from host env    {}", list_or(&e.forwarded, "none"));
+    let _ = writeln!(w, "  asked at launch  {}", list_or(&e.prompted, "none"));
+    let _ = writeln!(
+        w,
+        "  set by the CLI   {}",
+        list_or(&e.set_by_bottle, "none")
+    );
+
+    let _ = writeln!(w, "\ntokens (held by the sidecar only)");
+    if plan.tokens.is_empty() {
+        let _ = writeln!(w, "  none");
+    }
+    for t in &plan.tokens {
+        let target = match (&t.route, &t.upstream, &t.host, &t.scheme) {
+            (Some(route), Some(up), _, _) => format!("agent calls sidecar {route} -> {up}"),
+            (_, _, Some(host), Some(scheme)) => format!("{scheme} injected for {host}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            w,
+            "  {:<9} from {:<28} {target}",
+            t.kind,
+            reference(&t.token_ref)
+        );
+    }
+
+    let eg = &plan.egress;
+    let _ = writeln!(
+        w,
+        "\negress (default deny; dlp: {}, log: {})",
+        eg.dlp, eg.log
+    );
+    if eg.allow.is_empty() {
+        let _ = writeln!(
+            w,
+            "  no routes: the agent reaches nothing but the sidecar's own services"
+        );
+    }
+    for r in &eg.allow {
+        let methods = r
+            .methods
+            .as_ref()
+            .map_or("any method".to_string(), |m| m.join(","));
+        let paths = r
+            .paths
+            .as_ref()
+            .map_or("any path".to_string(), |p| p.join(" "));
+        let ports: Vec<String> = r.ports.iter().map(u16::to_string).collect();
+        let _ = write!(w, "  {}  ports {}  tls {}", r.host, ports.join(","), r.tls);
+        if r.tls == "intercept" {
+            let _ = write!(w, "  {methods}  {paths}");
+        }
+        if let Some(auth) = &r.auth {
+            let _ = write!(w, "  auth {auth}");
+        }
+        let _ = writeln!(w);
+    }
+    for (name, target) in &eg.resolve {
+        let _ = writeln!(w, "  resolve {name} -> {target}");
+    }
+    if let Some(ca) = &eg.upstream_ca {
+        let _ = writeln!(w, "  upstream CA {ca}");
+    }
+    if let Some(p) = &eg.upstream_proxy {
+        let _ = writeln!(w, "  upstream proxy {p}");
+    }
+
+    let g = &plan.git;
+    let _ = writeln!(w, "\ngit");
+    let _ = writeln!(
+        w,
+        "  identity  {} <{}>",
+        g.user.name.as_deref().unwrap_or("(unset)"),
+        g.user.email.as_deref().unwrap_or("unset")
+    );
+    if g.repos.is_empty() {
+        let _ = writeln!(w, "  repos     none");
+    }
+    for r in &g.repos {
+        let _ = writeln!(
+            w,
+            "  {} {} ({}) -> {}  push {}  protect {}",
+            r.name,
+            r.url,
+            r.auth,
+            r.clone_to,
+            r.push.join(","),
+            list_or(&r.protect, "nothing")
+        );
+    }
+
+    let res = &plan.resources;
+    let _ = writeln!(
+        w,
+        "\nresources  memory {}, cpus {}, pids {}",
+        res.memory, res.cpus, res.pids
+    );
+    let _ = writeln!(
+        w,
+        "runtime    {}",
+        plan.runtime
+            .as_deref()
+            .unwrap_or("unknown (engine not reached)")
+    );
+    let _ = writeln!(w, "image      {}", plan.image);
+    if let Some(d) = &plan.derived_image {
+        let _ = writeln!(w, "workspace  current directory copied in (image {d})");
+    }
+    let _ = writeln!(
+        w,
+        "container  {} (sidecar {})",
+        plan.container, plan.sidecar.container
+    );
+    if plan.keep {
+        let _ = writeln!(w, "keep       the bottle stays up after the agent exits");
+    }
+    for warning in &plan.warnings {
+        let _ = writeln!(w, "\nwarning: {warning}");
+    }
+    out
+}
+
+fn reference(token_ref: &str) -> String {
+    if token_ref.starts_with("file:") {
+        token_ref.to_string()
+    } else {
+        format!("${token_ref}")
+    }
+}
+
+fn list_or(items: &[String], none: &str) -> String {
+    if items.is_empty() {
+        none.to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max - 1).collect();
+        format!("{cut}…")
+    }
+}

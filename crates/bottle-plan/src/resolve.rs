@@ -1,0 +1,508 @@
+//! Agent + merged bottle + host facts → [`Plan`] and [`Secrets`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bottle_manifest::bottle::{Dlp, EnvValue, Log, Route, Runtime, Tls, TokenKind, TokenRef};
+use bottle_manifest::{Agent, MergedBottle};
+use bottle_secret::Secret;
+
+use crate::error::Error;
+use crate::host::{Facts, Host};
+use crate::names;
+use crate::plan::*;
+use crate::secrets::Secrets;
+
+/// Where the agent reaches the sidecar.
+pub const SIDECAR_HOST: &str = "sidecar";
+pub const PROXY_PORT: u16 = 3128;
+pub const GATE_PORT: u16 = 8418;
+/// The non-secret value the agent holds in place of a model API credential.
+pub const PLACEHOLDER: &str = "cred-proxy-placeholder";
+/// Where the CA bundle that trusts the bottle's CA sits in the agent.
+pub const CA_BUNDLE: &str = "/run/claude-bottle/ca-bundle.pem";
+
+/// Launch options from the command line and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub copy_cwd: bool,
+    pub keep: bool,
+    pub forward_oauth_token: bool,
+    /// `CLAUDE_BOTTLE_IMAGE`.
+    pub image: Option<String>,
+    /// `CLAUDE_BOTTLE_DERIVED_IMAGE`.
+    pub derived_image: Option<String>,
+    /// `CLAUDE_BOTTLE_CONTAINER`.
+    pub container: Option<String>,
+}
+
+/// A resolved launch: the plan to show, the values to use.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub plan: Plan,
+    pub secrets: Secrets,
+}
+
+pub fn resolve(
+    agent: &Agent,
+    bottle: &MergedBottle,
+    facts: &Facts,
+    opts: &Options,
+    host: &dyn Host,
+) -> Result<Resolved, Error> {
+    let mut warnings = Vec::new();
+    let mut secrets = Secrets::default();
+    let engine = facts.engine.as_ref();
+    if engine.is_none() {
+        warnings.push(
+            "the container engine was not reached: container names and the runtime are not checked"
+                .to_string(),
+        );
+    }
+
+    let slug = names::pick_slug(&agent.name, engine).ok_or_else(|| Error::SlugsExhausted {
+        agent: agent.name.clone(),
+    })?;
+    let container = match &opts.container {
+        Some(pin) => {
+            if engine.is_some_and(|e| e.containers.contains(pin)) {
+                return Err(Error::ContainerExists { name: pin.clone() });
+            }
+            pin.clone()
+        }
+        None => names::agent_container(&slug),
+    };
+
+    let runtime = match engine {
+        None => None,
+        Some(e) => Some(
+            match bottle.runtime.unwrap_or(Runtime::Auto) {
+                Runtime::Runsc if !e.has_runsc => {
+                    return Err(Error::NoRunsc {
+                        file: bottle.file.clone(),
+                    });
+                }
+                Runtime::Runsc => "runsc",
+                Runtime::Auto if e.has_runsc => "runsc",
+                Runtime::Auto | Runtime::Runc => "runc",
+            }
+            .to_string(),
+        ),
+    };
+
+    for skill in &agent.skills {
+        let path = facts.home.join(".claude").join("skills").join(skill);
+        if !host.dir_exists(&path) {
+            return Err(Error::MissingSkill {
+                name: skill.clone(),
+                path,
+                file: agent.file.clone(),
+            });
+        }
+    }
+
+    let dlp = bottle.dlp.unwrap_or(Dlp::Block);
+    let tokens = resolve_tokens(bottle, host, &mut secrets)?;
+    let mut allow = resolve_routes(bottle, dlp)?;
+    let has_anthropic = bottle.tokens.iter().any(|t| t.kind == TokenKind::Anthropic);
+    let has_openai = bottle.tokens.iter().any(|t| t.kind == TokenKind::Openai);
+
+    let mut env = EnvPlan::default();
+    for (name, entry) in &bottle.env {
+        match &entry.value {
+            EnvValue::Literal(v) => {
+                env.literal.push(name.clone());
+                secrets.env.insert(name.clone(), Secret::new(v.clone()));
+            }
+            EnvValue::Forward(var) => {
+                let v = host.env(var).ok_or_else(|| Error::UnsetVariable {
+                    name: var.clone(),
+                    file: entry.file.clone(),
+                    line: entry.line,
+                    key: format!("env.{name}"),
+                })?;
+                env.forwarded.push(name.clone());
+                secrets.env.insert(name.clone(), Secret::new(v));
+            }
+            EnvValue::Prompt(_) => env.prompted.push(name.clone()),
+        }
+    }
+
+    let forward_oauth = opts.forward_oauth_token && !has_anthropic;
+    if opts.forward_oauth_token && has_anthropic {
+        warnings.push(
+            "`--forward-oauth-token` is ignored: the bottle declares an `anthropic` token, so the \
+             sidecar injects it and the agent never holds it"
+                .to_string(),
+        );
+    }
+    if forward_oauth {
+        let var = "CLAUDE_BOTTLE_OAUTH_TOKEN";
+        let v = host.env(var).ok_or_else(|| Error::UnsetVariable {
+            name: var.to_string(),
+            file: bottle.file.clone(),
+            line: 0,
+            key: "--forward-oauth-token".to_string(),
+        })?;
+        env.forwarded.push("CLAUDE_CODE_OAUTH_TOKEN".to_string());
+        secrets
+            .env
+            .insert("CLAUDE_CODE_OAUTH_TOKEN".to_string(), Secret::new(v));
+        if !allow.iter().any(|r| r.host == "api.anthropic.com") {
+            allow.push(RoutePlan {
+                host: "api.anthropic.com".into(),
+                methods: None,
+                paths: None,
+                ports: vec![443],
+                tls: "passthrough".into(),
+                auth: None,
+            });
+        }
+        warnings.push(
+            "`--forward-oauth-token`: the agent holds the real OAuth token in \
+             `CLAUDE_CODE_OAUTH_TOKEN`; a compromised agent can read it and use it from anywhere. \
+             The credential guarantee does not hold for this bottle. Declare an `anthropic` token \
+             in the bottle instead."
+                .to_string(),
+        );
+    }
+    if allow.iter().any(|r| r.host == "*") {
+        warnings.push(
+            "a route allows any host (`host: \"*\"`): the agent can reach the whole internet \
+             through the proxy; only DLP stands between it and exfiltration"
+                .to_string(),
+        );
+    }
+
+    env.set_by_bottle = set_by_bottle(bottle, has_anthropic, has_openai, &secrets, &allow);
+    for list in [&mut env.literal, &mut env.forwarded, &mut env.prompted] {
+        list.sort();
+    }
+
+    let git = resolve_git(agent, bottle, host, &mut secrets)?;
+    let image = bottle
+        .image
+        .clone()
+        .or_else(|| opts.image.clone())
+        .unwrap_or_else(|| format!("claude-bottle/agent:{}", facts.version));
+    let derived_image = opts.copy_cwd.then(|| {
+        opts.derived_image
+            .clone()
+            .unwrap_or_else(|| names::derived_image(&slug))
+    });
+
+    let plan = Plan {
+        schema: SCHEMA,
+        engine_reached: engine.is_some(),
+        warnings,
+        agent: AgentPlan {
+            name: agent.name.clone(),
+            source: agent.source.as_str().to_string(),
+            file: agent.file.display().to_string(),
+            skills: agent.skills.clone(),
+            prompt_first_line: agent.prompt_first_line().map(str::to_string),
+            command: agent.command.clone(),
+        },
+        bottle: BottlePlan {
+            name: bottle.name.clone(),
+            lineage: bottle.lineage.clone(),
+        },
+        backend: "docker".to_string(),
+        runtime,
+        container,
+        sidecar: SidecarPlan {
+            container: names::sidecar_container(&slug),
+            image: format!("claude-bottle/sidecar:{}", facts.version),
+        },
+        networks: vec![names::internal_network(&slug), names::egress_network(&slug)],
+        image,
+        derived_image,
+        copy_cwd: opts.copy_cwd,
+        keep: opts.keep,
+        forward_oauth_token: forward_oauth,
+        env,
+        tokens,
+        egress: EgressPlan {
+            allow,
+            dlp: dlp.as_str().to_string(),
+            log: bottle.log.unwrap_or(Log::Events).as_str().to_string(),
+            resolve: bottle.resolve.clone(),
+            upstream_ca: bottle.upstream_ca.as_ref().map(|p| p.display().to_string()),
+            upstream_proxy: bottle.upstream_proxy.clone(),
+        },
+        git,
+        resources: ResourcesPlan {
+            memory: bottle
+                .resources
+                .memory
+                .clone()
+                .unwrap_or_else(|| "4g".to_string()),
+            cpus: bottle.resources.cpus.unwrap_or(2.0),
+            pids: bottle.resources.pids.unwrap_or(1024),
+        },
+        slug,
+    };
+    Ok(Resolved { plan, secrets })
+}
+
+fn read_credential(
+    token_ref: &TokenRef,
+    host: &dyn Host,
+    file: &Path,
+    line: u32,
+    key: &str,
+) -> Result<Secret, Error> {
+    let value = match token_ref {
+        TokenRef::Env(var) => host.env(var).ok_or_else(|| Error::UnsetVariable {
+            name: var.clone(),
+            file: file.to_path_buf(),
+            line,
+            key: key.to_string(),
+        })?,
+        TokenRef::File { path, .. } => {
+            let text = host
+                .read_secret_file(path)
+                .map_err(|e| Error::UnreadableFile {
+                    path: path.clone(),
+                    file: file.to_path_buf(),
+                    line,
+                    key: key.to_string(),
+                    reason: e.kind().to_string(),
+                })?;
+            text.lines().next().unwrap_or("").trim().to_string()
+        }
+    };
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return Err(Error::EmptyCredential {
+            what: format!("the credential named by `{}`", token_ref.shown()),
+            file: file.to_path_buf(),
+            line,
+        });
+    }
+    Ok(Secret::new(value))
+}
+
+fn resolve_tokens(
+    bottle: &MergedBottle,
+    host: &dyn Host,
+    secrets: &mut Secrets,
+) -> Result<Vec<TokenPlan>, Error> {
+    let mut out = Vec::new();
+    for t in &bottle.tokens {
+        let value = read_credential(&t.token_ref, host, &t.file, t.line, "token_ref")?;
+        let (route, upstream) = match t.kind {
+            TokenKind::Anthropic => {
+                secrets.anthropic_is_api_key = value.expose().starts_with("sk-ant-api");
+                (Some("/anthropic"), Some("https://api.anthropic.com"))
+            }
+            TokenKind::Openai => (Some("/openai"), Some("https://api.openai.com")),
+            TokenKind::Http => (None, None),
+        };
+        secrets
+            .tokens
+            .insert(t.token_ref.shown().to_string(), value);
+        out.push(TokenPlan {
+            kind: t.kind.as_str().to_string(),
+            token_ref: t.token_ref.shown().to_string(),
+            host: t.host.clone(),
+            scheme: t.scheme.as_ref().map(|s| s.shown()),
+            route: route.map(str::to_string),
+            upstream: upstream.map(str::to_string),
+        });
+    }
+    Ok(out)
+}
+
+/// The bottle's routes plus those its `http` tokens imply, with defaults.
+fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Error> {
+    let mut routes: Vec<(Route, Option<String>)> =
+        bottle.allow.iter().map(|r| (r.clone(), None)).collect();
+    for t in bottle.tokens.iter().filter(|t| t.kind == TokenKind::Http) {
+        let (Some(h), Some(scheme)) = (&t.host, &t.scheme) else {
+            continue;
+        };
+        match routes.iter_mut().find(|(r, _)| &r.host == h) {
+            Some((r, auth)) => {
+                if r.tls == Some(Tls::Passthrough) {
+                    return Err(Error::Conflict {
+                        message: format!(
+                            "route `{h}` is `tls: passthrough` but an `http` token injects into it"
+                        ),
+                        file: r.file.clone(),
+                        line: r.line,
+                        hint: "a tunnel cannot carry an injected header; use `tls: intercept`"
+                            .into(),
+                    });
+                }
+                *auth = Some(scheme.shown());
+            }
+            None => routes.push((
+                Route {
+                    host: h.clone(),
+                    methods: None,
+                    paths: None,
+                    tls: Some(Tls::Intercept),
+                    ports: None,
+                    file: t.file.clone(),
+                    line: t.line,
+                },
+                Some(scheme.shown()),
+            )),
+        }
+    }
+    Ok(routes
+        .into_iter()
+        .map(|(r, auth)| {
+            let wants_inspection =
+                r.methods.is_some() || r.paths.is_some() || auth.is_some() || dlp != Dlp::Off;
+            let tls = r.tls.unwrap_or(if wants_inspection {
+                Tls::Intercept
+            } else {
+                Tls::Passthrough
+            });
+            RoutePlan {
+                host: r.host,
+                methods: r.methods,
+                paths: r.paths,
+                ports: r.ports.unwrap_or_else(|| vec![80, 443]),
+                tls: tls.as_str().to_string(),
+                auth,
+            }
+        })
+        .collect())
+}
+
+fn set_by_bottle(
+    bottle: &MergedBottle,
+    has_anthropic: bool,
+    has_openai: bool,
+    secrets: &Secrets,
+    allow: &[RoutePlan],
+) -> Vec<String> {
+    let mut names: Vec<&str> = vec![
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ];
+    if has_anthropic {
+        names.push("ANTHROPIC_BASE_URL");
+        names.push(if secrets.anthropic_is_api_key {
+            "ANTHROPIC_API_KEY"
+        } else {
+            "CLAUDE_CODE_OAUTH_TOKEN"
+        });
+    }
+    if has_openai {
+        names.extend(["OPENAI_BASE_URL", "OPENAI_API_KEY"]);
+    }
+    for switch in [
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+        "DISABLE_ERROR_REPORTING",
+    ] {
+        if !bottle.env.contains_key(switch) {
+            names.push(switch);
+        }
+    }
+    if allow.iter().any(RoutePlan::intercepts) {
+        names.extend([
+            "NODE_EXTRA_CA_CERTS",
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "GIT_SSL_CAINFO",
+        ]);
+    }
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// The agent's env as the CLI sets it, values included (none secret).
+/// `ca` says whether the CA variables apply.
+pub fn bottle_env(plan: &Plan) -> BTreeMap<String, String> {
+    let proxy = format!("http://{SIDECAR_HOST}:{PROXY_PORT}");
+    let mut env = BTreeMap::new();
+    for name in &plan.env.set_by_bottle {
+        let value = match name.as_str() {
+            "HTTP_PROXY" | "HTTPS_PROXY" | "http_proxy" | "https_proxy" => proxy.clone(),
+            "NO_PROXY" | "no_proxy" => format!("localhost,127.0.0.1,{SIDECAR_HOST}"),
+            "ANTHROPIC_BASE_URL" => format!("{proxy}/anthropic"),
+            "OPENAI_BASE_URL" => format!("{proxy}/openai/v1"),
+            "ANTHROPIC_API_KEY" | "CLAUDE_CODE_OAUTH_TOKEN" | "OPENAI_API_KEY" => {
+                PLACEHOLDER.to_string()
+            }
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC" | "DISABLE_ERROR_REPORTING" => "1".into(),
+            "NODE_EXTRA_CA_CERTS" | "SSL_CERT_FILE" | "REQUESTS_CA_BUNDLE" | "GIT_SSL_CAINFO" => {
+                CA_BUNDLE.to_string()
+            }
+            _ => continue,
+        };
+        env.insert(name.clone(), value);
+    }
+    env
+}
+
+fn resolve_git(
+    agent: &Agent,
+    bottle: &MergedBottle,
+    host: &dyn Host,
+    secrets: &mut Secrets,
+) -> Result<GitPlan, Error> {
+    let user = bottle.git_user.overlay(&agent.git_user);
+    let mut repos = Vec::new();
+    for r in &bottle.repos {
+        let auth = if r.is_ssh() {
+            let key_path = r.identity.as_ref();
+            if let Some(path) = key_path {
+                let key = host
+                    .read_secret_file(path)
+                    .map_err(|e| Error::UnreadableFile {
+                        path: path.clone(),
+                        file: r.file.clone(),
+                        line: r.line,
+                        key: format!("git.repos.{}.identity", r.name),
+                        reason: e.kind().to_string(),
+                    })?;
+                if key.trim().is_empty() {
+                    return Err(Error::EmptyCredential {
+                        what: format!("the deploy key of repo `{}`", r.name),
+                        file: r.file.clone(),
+                        line: r.line,
+                    });
+                }
+                secrets.ssh_keys.insert(r.name.clone(), Secret::new(key));
+            }
+            if let Some(hk) = &r.host_key {
+                secrets.known_hosts.insert(r.name.clone(), hk.clone());
+            }
+            "ssh-key"
+        } else {
+            if let Some(tr) = &r.token_ref {
+                let key = format!("git.repos.{}.token_ref", r.name);
+                let v = read_credential(tr, host, &r.file, r.line, &key)?;
+                secrets.tokens.insert(tr.shown().to_string(), v);
+            }
+            "token"
+        };
+        repos.push(RepoPlan {
+            name: r.name.clone(),
+            url: r.url.clone(),
+            auth: auth.to_string(),
+            push: r.push.clone().unwrap_or_else(|| vec!["*".to_string()]),
+            protect: r
+                .protect
+                .clone()
+                .unwrap_or_else(|| vec!["main".to_string(), "master".to_string()]),
+            gate_url: format!("http://{SIDECAR_HOST}:{GATE_PORT}/{}.git", r.name),
+            clone_to: format!("/workspace/{}", r.name),
+        });
+    }
+    Ok(GitPlan {
+        user: GitUserPlan {
+            name: user.name,
+            email: user.email,
+        },
+        repos,
+    })
+}

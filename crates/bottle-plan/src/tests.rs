@@ -1,0 +1,526 @@
+//! Plan resolution over in-memory manifests and a fake host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bottle_manifest::{Source, agent, bottle, merge};
+
+use crate::*;
+
+struct FakeHost {
+    env: BTreeMap<String, String>,
+    files: BTreeMap<PathBuf, String>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Host for FakeHost {
+    fn env(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
+    fn read_secret_file(&self, path: &Path) -> io::Result<String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+    fn dir_exists(&self, path: &Path) -> bool {
+        self.dirs.contains(path)
+    }
+}
+
+const OAUTH: &str = "sk-ant-oat01-SECRETOAUTHVALUE";
+const GH: &str = "ghp_SECRETGITHUBVALUE0000000000000000";
+const NPM: &str = "npm_SECRETNPMVALUE";
+const LITERAL: &str = "LITERAL-SECRET-VALUE";
+const SSH_KEY: &str =
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nSECRETKEYBODY\n-----END OPENSSH PRIVATE KEY-----\n";
+
+fn host() -> FakeHost {
+    FakeHost {
+        env: [
+            ("CLAUDE_BOTTLE_OAUTH_TOKEN", OAUTH),
+            ("GITHUB_TOKEN", GH),
+            ("NPM_TOKEN", NPM),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        files: [(
+            PathBuf::from("/home/u/.ssh/app_deploy"),
+            SSH_KEY.to_string(),
+        )]
+        .into_iter()
+        .collect(),
+        dirs: [PathBuf::from("/home/u/.claude/skills/review")]
+            .into_iter()
+            .collect(),
+    }
+}
+
+const BASE: &str =
+    "---\nenv:\n  EDITOR: vim\negress:\n  allow:\n    - host: registry.npmjs.org\n---\n";
+const DEV: &str = r#"---
+extends: base
+env:
+  SECRET_LITERAL: LITERAL-SECRET-VALUE
+  NPM_TOKEN: ${NPM_TOKEN}
+  DB_PASSWORD: "?"
+tokens:
+  - kind: anthropic
+    token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN
+  - kind: http
+    host: api.github.com
+    scheme: Bearer
+    token_ref: GITHUB_TOKEN
+egress:
+  allow:
+    - host: api.github.com
+      methods: [GET, HEAD]
+      paths: ["/repos/acme/"]
+  resolve:
+    git.internal: 10.0.0.5
+git:
+  user: {name: Bot, email: bot@example.com}
+  repos:
+    app:
+      url: git@github.com:acme/app.git
+      identity: ~/.ssh/app_deploy
+      host_key: "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+      push: ["agent/*"]
+---
+"#;
+const AGENT: &str = "---\nbottle: dev\nskills: [review]\ngit:\n  user: {name: Reviewer Bot}\ndescription: ignored\n---\nYou are a careful reviewer.\n";
+
+fn facts(engine: Option<EngineFacts>) -> Facts {
+    Facts {
+        home: "/home/u".into(),
+        bottle_home: "/home/u/.claude-bottle".into(),
+        version: "0.1.0".into(),
+        engine,
+    }
+}
+
+fn load(
+    files: &'static [(&'static str, &'static str)],
+) -> impl FnMut(&str) -> Result<Option<bottle::Bottle>, bottle_manifest::Error> {
+    move |name: &str| {
+        files
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, t)| {
+                bottle::parse(
+                    n,
+                    &PathBuf::from(format!("/home/u/.claude-bottle/bottles/{n}.md")),
+                    Path::new("/home/u"),
+                    t,
+                )
+            })
+            .transpose()
+    }
+}
+
+fn plan_with(
+    agent_text: &str,
+    files: &'static [(&'static str, &'static str)],
+    engine: Option<EngineFacts>,
+    opts: &Options,
+    host: &FakeHost,
+) -> Result<Resolved, Error> {
+    let a = agent::parse(
+        "reviewer",
+        Path::new("/home/u/.claude-bottle/agents/reviewer.md"),
+        Source::Home,
+        Path::new("/home/u"),
+        agent_text,
+    )?;
+    let m = merge(a.bottle.as_deref().unwrap_or("dev"), load(files))?;
+    resolve(&a, &m, &facts(engine), opts, host)
+}
+
+fn full(engine: Option<EngineFacts>) -> Resolved {
+    plan_with(
+        AGENT,
+        &[("base", BASE), ("dev", DEV)],
+        engine,
+        &Options::default(),
+        &host(),
+    )
+    .unwrap()
+}
+
+fn assert_no_secrets(text: &str) {
+    for s in [OAUTH, GH, NPM, LITERAL, "SECRETKEYBODY", "vim"] {
+        assert!(!text.contains(s), "output leaks {s}:\n{text}");
+    }
+}
+
+#[test]
+fn plan_json_snapshot() {
+    let r = full(Some(EngineFacts::default()));
+    let json = serde_json::to_string_pretty(&r.plan).unwrap();
+    assert_no_secrets(&json);
+    insta::assert_snapshot!("plan_json", json);
+}
+
+#[test]
+fn preflight_snapshot() {
+    let r = full(Some(EngineFacts::default()));
+    let text = preflight::render(&r.plan);
+    assert_no_secrets(&text);
+    insta::assert_snapshot!("preflight", text);
+}
+
+#[test]
+fn secrets_are_resolved_and_hidden() {
+    let r = full(None);
+    assert_eq!(
+        r.secrets.tokens["CLAUDE_BOTTLE_OAUTH_TOKEN"].expose(),
+        OAUTH
+    );
+    assert_eq!(r.secrets.tokens["GITHUB_TOKEN"].expose(), GH);
+    assert_eq!(r.secrets.env["NPM_TOKEN"].expose(), NPM);
+    assert_eq!(r.secrets.env["SECRET_LITERAL"].expose(), LITERAL);
+    assert!(r.secrets.ssh_keys["app"].expose().contains("SECRETKEYBODY"));
+    assert!(!r.secrets.env.contains_key("DB_PASSWORD"));
+    assert_no_secrets(&format!("{:?} {:?}", r.secrets, r.plan));
+}
+
+#[test]
+fn engine_unreached_means_null_runtime_and_a_warning() {
+    let r = full(None);
+    assert_eq!(r.plan.runtime, None);
+    assert!(!r.plan.engine_reached);
+    assert!(r.plan.warnings[0].contains("not reached"));
+    let json = serde_json::to_value(&r.plan).unwrap();
+    assert!(json["runtime"].is_null());
+}
+
+#[test]
+fn runtime_rules() {
+    let gvisor = EngineFacts {
+        has_runsc: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        full(Some(gvisor.clone())).plan.runtime.as_deref(),
+        Some("runsc")
+    );
+    assert_eq!(
+        full(Some(EngineFacts::default())).plan.runtime.as_deref(),
+        Some("runc")
+    );
+    static RUNSC: &[(&str, &str)] = &[("dev", "---\nruntime: runsc\n---\n")];
+    static RUNC: &[(&str, &str)] = &[("dev", "---\nruntime: runc\n---\n")];
+    let a = "---\nbottle: dev\n---\n";
+    let e = plan_with(
+        a,
+        RUNSC,
+        Some(EngineFacts::default()),
+        &Options::default(),
+        &host(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::NoRunsc { .. }));
+    let r = plan_with(a, RUNC, Some(gvisor), &Options::default(), &host()).unwrap();
+    assert_eq!(r.plan.runtime.as_deref(), Some("runc"));
+}
+
+#[test]
+fn names_follow_the_slug() {
+    let mut e = EngineFacts::default();
+    e.containers.insert("claude-bottle-reviewer".into());
+    let p = full(Some(e)).plan;
+    assert_eq!(p.slug, "reviewer-2");
+    assert_eq!(p.container, "claude-bottle-reviewer-2");
+    assert_eq!(p.sidecar.container, "claude-bottle-reviewer-2-sidecar");
+    assert_eq!(
+        p.networks,
+        [
+            "claude-bottle-reviewer-2-internal",
+            "claude-bottle-reviewer-2-egress"
+        ]
+    );
+}
+
+#[test]
+fn container_pin_and_images() {
+    static FILES: &[(&str, &str)] = &[("dev", "---\n---\n")];
+    let a = "---\nbottle: dev\n---\n";
+    let opts = Options {
+        container: Some("pinned".into()),
+        image: Some("env/image:1".into()),
+        copy_cwd: true,
+        ..Default::default()
+    };
+    let p = plan_with(a, FILES, None, &opts, &host()).unwrap().plan;
+    assert_eq!(p.container, "pinned");
+    assert_eq!(p.image, "env/image:1");
+    assert_eq!(
+        p.derived_image.as_deref(),
+        Some("claude-bottle:cwd-reviewer")
+    );
+    let opts = Options {
+        derived_image: Some("mine:x".into()),
+        ..opts
+    };
+    assert_eq!(
+        plan_with(a, FILES, None, &opts, &host())
+            .unwrap()
+            .plan
+            .derived_image
+            .as_deref(),
+        Some("mine:x")
+    );
+    let mut e = EngineFacts::default();
+    e.containers.insert("pinned".into());
+    let err = plan_with(a, FILES, Some(e), &opts, &host()).unwrap_err();
+    assert!(
+        err.to_string().contains("`pinned`") && err.hint().unwrap().contains("docker rm -f pinned")
+    );
+    static IMG: &[(&str, &str)] = &[("dev", "---\nimage: bottle/image:2\n---\n")];
+    assert_eq!(
+        plan_with(a, IMG, None, &opts, &host()).unwrap().plan.image,
+        "bottle/image:2"
+    );
+    let p = plan_with(a, FILES, None, &Options::default(), &host())
+        .unwrap()
+        .plan;
+    assert_eq!(p.image, "claude-bottle/agent:0.1.0");
+    assert_eq!(p.derived_image, None);
+}
+
+#[test]
+fn routes_and_tls_defaults() {
+    let p = full(None).plan;
+    let gh = p
+        .egress
+        .allow
+        .iter()
+        .find(|r| r.host == "api.github.com")
+        .unwrap();
+    assert_eq!(gh.auth.as_deref(), Some("Bearer"));
+    assert_eq!(gh.tls, "intercept");
+    let npm = p
+        .egress
+        .allow
+        .iter()
+        .find(|r| r.host == "registry.npmjs.org")
+        .unwrap();
+    assert_eq!(npm.tls, "intercept", "dlp on means interception");
+    assert!(!p.egress.allow.iter().any(|r| r.host == "api.anthropic.com"));
+    static OFF: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  dlp: off\n  allow: [{host: a.com}, {host: b.com, paths: [/x]}]\ntokens:\n  - {kind: http, host: c.com, scheme: token, token_ref: GITHUB_TOKEN}\n---\n",
+    )];
+    let p = plan_with(
+        "---\nbottle: dev\n---\n",
+        OFF,
+        None,
+        &Options::default(),
+        &host(),
+    )
+    .unwrap()
+    .plan;
+    let tls: Vec<_> = p
+        .egress
+        .allow
+        .iter()
+        .map(|r| (r.host.as_str(), r.tls.as_str()))
+        .collect();
+    assert_eq!(
+        tls,
+        [
+            ("a.com", "passthrough"),
+            ("b.com", "intercept"),
+            ("c.com", "intercept")
+        ]
+    );
+    static PASS: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  allow: [{host: c.com, tls: passthrough}]\ntokens:\n  - {kind: http, host: c.com, scheme: token, token_ref: GITHUB_TOKEN}\n---\n",
+    )];
+    let e = plan_with(
+        "---\nbottle: dev\n---\n",
+        PASS,
+        None,
+        &Options::default(),
+        &host(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("passthrough"), "{e}");
+}
+
+#[test]
+fn star_host_warns() {
+    static STAR: &[(&str, &str)] = &[("dev", "---\negress:\n  allow: [{host: \"*\"}]\n---\n")];
+    let p = plan_with(
+        "---\nbottle: dev\n---\n",
+        STAR,
+        None,
+        &Options::default(),
+        &host(),
+    )
+    .unwrap()
+    .plan;
+    assert!(p.warnings.iter().any(|w| w.contains("any host")));
+}
+
+#[test]
+fn set_by_bottle_rules() {
+    let p = full(None).plan;
+    let set = &p.env.set_by_bottle;
+    for n in [
+        "HTTPS_PROXY",
+        "ANTHROPIC_BASE_URL",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "SSL_CERT_FILE",
+        "DISABLE_ERROR_REPORTING",
+    ] {
+        assert!(set.iter().any(|s| s == n), "{n} in {set:?}");
+    }
+    assert!(!set.iter().any(|s| s == "ANTHROPIC_API_KEY"));
+    let env = bottle_env(&p);
+    assert_eq!(env["ANTHROPIC_BASE_URL"], "http://sidecar:3128/anthropic");
+    assert_eq!(env["CLAUDE_CODE_OAUTH_TOKEN"], "cred-proxy-placeholder");
+
+    let mut h = host();
+    h.env.insert(
+        "CLAUDE_BOTTLE_OAUTH_TOKEN".into(),
+        "sk-ant-api03-KEY".into(),
+    );
+    static TELE: &[(&str, &str)] = &[(
+        "dev",
+        "---\nenv: {DISABLE_ERROR_REPORTING: \"0\"}\ntokens:\n  - {kind: anthropic, token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN}\n  - {kind: openai, token_ref: GITHUB_TOKEN}\negress: {dlp: off}\n---\n",
+    )];
+    let r = plan_with(
+        "---\nbottle: dev\n---\n",
+        TELE,
+        None,
+        &Options::default(),
+        &h,
+    )
+    .unwrap();
+    assert!(r.secrets.anthropic_is_api_key);
+    let set = &r.plan.env.set_by_bottle;
+    assert!(
+        set.iter().any(|s| s == "ANTHROPIC_API_KEY") && set.iter().any(|s| s == "OPENAI_BASE_URL")
+    );
+    assert!(
+        !set.iter()
+            .any(|s| s == "DISABLE_ERROR_REPORTING" || s == "SSL_CERT_FILE"),
+        "{set:?}"
+    );
+}
+
+#[test]
+fn forward_oauth_token_mode() {
+    static NOTOK: &[(&str, &str)] = &[("dev", "---\n---\n")];
+    let opts = Options {
+        forward_oauth_token: true,
+        ..Default::default()
+    };
+    let r = plan_with("---\nbottle: dev\n---\n", NOTOK, None, &opts, &host()).unwrap();
+    assert!(r.plan.forward_oauth_token);
+    assert!(
+        r.plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("holds the real OAuth token"))
+    );
+    assert_eq!(r.secrets.env["CLAUDE_CODE_OAUTH_TOKEN"].expose(), OAUTH);
+    assert!(
+        r.plan
+            .egress
+            .allow
+            .iter()
+            .any(|a| a.host == "api.anthropic.com" && a.tls == "passthrough")
+    );
+    let r = plan_with(AGENT, &[("base", BASE), ("dev", DEV)], None, &opts, &host()).unwrap();
+    assert!(!r.plan.forward_oauth_token);
+}
+
+#[test]
+fn resolution_errors_name_what_is_missing() {
+    let mut h = host();
+    h.env.remove("NPM_TOKEN");
+    let e = plan_with(
+        AGENT,
+        &[("base", BASE), ("dev", DEV)],
+        None,
+        &Options::default(),
+        &h,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::UnsetVariable { name, key, .. } if name == "NPM_TOKEN" && key == "env.NPM_TOKEN"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("dev.md"));
+
+    let mut h = host();
+    h.files.clear();
+    let e = plan_with(
+        AGENT,
+        &[("base", BASE), ("dev", DEV)],
+        None,
+        &Options::default(),
+        &h,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::UnreadableFile { .. }), "{e}");
+
+    let mut h = host();
+    h.dirs.clear();
+    let e = plan_with(
+        AGENT,
+        &[("base", BASE), ("dev", DEV)],
+        None,
+        &Options::default(),
+        &h,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::MissingSkill { name, .. } if name == "review"),
+        "{e}"
+    );
+
+    static FILETOK: &[(&str, &str)] = &[(
+        "dev",
+        "---\ntokens:\n  - {kind: anthropic, token_ref: \"file:/nope/token\"}\n---\n",
+    )];
+    let e = plan_with(
+        "---\nbottle: dev\n---\n",
+        FILETOK,
+        None,
+        &Options::default(),
+        &host(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("/nope/token"), "{e}");
+}
+
+#[test]
+fn file_tokens_use_the_first_line() {
+    static FILETOK: &[(&str, &str)] = &[(
+        "dev",
+        "---\ntokens:\n  - {kind: anthropic, token_ref: \"file:/t/token\"}\n---\n",
+    )];
+    let mut h = host();
+    h.files.insert(
+        "/t/token".into(),
+        "  sk-ant-oat01-FROMFILE  \nsecond line\n".into(),
+    );
+    let r = plan_with(
+        "---\nbottle: dev\n---\n",
+        FILETOK,
+        None,
+        &Options::default(),
+        &h,
+    )
+    .unwrap();
+    assert_eq!(
+        r.secrets.tokens["file:/t/token"].expose(),
+        "sk-ant-oat01-FROMFILE"
+    );
+}

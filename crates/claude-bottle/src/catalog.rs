@@ -1,0 +1,168 @@
+//! Which manifest files exist, and reading them on demand.
+//!
+//! Bottles come only from `$CLAUDE_BOTTLE_HOME/bottles/`; agents from the
+//! home and from `<cwd>/.claude-bottle/agents/`, a project agent shadowing a
+//! home agent of the same name. Listing reads directory entries only; a file
+//! is read when a command selects it, so a broken file breaks only what
+//! needs it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use bottle_manifest::{Agent, Bottle, Error, ErrorKind, Source, name};
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub path: PathBuf,
+    pub source: Source,
+}
+
+#[derive(Debug)]
+pub struct Catalog {
+    /// The user's home, for `~/` in manifests.
+    pub user_home: PathBuf,
+    pub agents: BTreeMap<String, Entry>,
+    pub bottles: BTreeMap<String, Entry>,
+    /// Skipped files and ignored folders, to show the user.
+    pub warnings: Vec<String>,
+}
+
+impl Catalog {
+    pub fn scan(bottle_home: &Path, cwd: &Path, user_home: &Path) -> Catalog {
+        let mut c = Catalog {
+            user_home: user_home.to_path_buf(),
+            agents: BTreeMap::new(),
+            bottles: BTreeMap::new(),
+            warnings: Vec::new(),
+        };
+        for e in c.list(&bottle_home.join("bottles"), Source::Home) {
+            c.bottles.insert(e.name.clone(), e);
+        }
+        for e in c.list(&bottle_home.join("agents"), Source::Home) {
+            c.agents.insert(e.name.clone(), e);
+        }
+        let project = cwd.join(".claude-bottle");
+        if project.is_dir() && !same_dir(&project, bottle_home) {
+            let ignored = project.join("bottles");
+            if ignored.is_dir() {
+                c.warnings.push(format!(
+                    "ignoring `{}`: bottles grant credentials and egress, so only \
+                     `$CLAUDE_BOTTLE_HOME/bottles/` may define them",
+                    ignored.display()
+                ));
+            }
+            for e in c.list(&project.join("agents"), Source::Project) {
+                c.agents.insert(e.name.clone(), e);
+            }
+        }
+        c
+    }
+
+    fn list(&mut self, dir: &Path, source: Source) -> Vec<Entry> {
+        let Ok(read) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in read.flatten() {
+            let path = item.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("md") {
+                continue;
+            }
+            let Some(stem) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_string)
+            else {
+                self.warnings.push(format!(
+                    "skipping `{}`: the file name is not UTF-8",
+                    path.display()
+                ));
+                continue;
+            };
+            if !name::is_valid(&stem) {
+                self.warnings.push(format!(
+                    "skipping `{}`: `{stem}` is not a valid name ({})",
+                    path.display(),
+                    name::NAME_RULE
+                ));
+                continue;
+            }
+            out.push(Entry {
+                name: stem,
+                path,
+                source,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn load_agent(&self, name: &str) -> Result<Agent, Error> {
+        let Some(e) = self.agents.get(name) else {
+            return Err(Error::new(
+                Path::new(&format!("agents/{name}.md")),
+                None,
+                None,
+                ErrorKind::Invalid {
+                    message: format!("agent `{name}` does not exist"),
+                    hint: Some(self.agent_hint()),
+                },
+            ));
+        };
+        let text = read_manifest(&e.path)?;
+        bottle_manifest::agent::parse(name, &e.path, e.source, &self.user_home, &text)
+    }
+
+    /// `Ok(None)` when no such bottle exists.
+    pub fn load_bottle(&self, name: &str) -> Result<Option<Bottle>, Error> {
+        let Some(e) = self.bottles.get(name) else {
+            return Ok(None);
+        };
+        let text = read_manifest(&e.path)?;
+        bottle_manifest::bottle::parse(name, &e.path, &self.user_home, &text).map(Some)
+    }
+
+    fn agent_hint(&self) -> String {
+        if self.agents.is_empty() {
+            "there are no agents yet; run `claude-bottle init` to write an example".to_string()
+        } else {
+            let names: Vec<&str> = self.agents.keys().map(String::as_str).collect();
+            format!(
+                "known agents: {}; see `claude-bottle list`",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Read a manifest file: at most 1 MiB (checked before reading it all), UTF-8.
+pub fn read_manifest(path: &Path) -> Result<String, Error> {
+    let limit = bottle_manifest::frontmatter::MAX_FILE_BYTES as u64;
+    let read_err =
+        |e: std::io::Error| Error::new(path, None, None, ErrorKind::Read(e.kind().to_string()));
+    let f = fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > limit {
+        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(limit + 1);
+        return Err(Error::new(
+            path,
+            None,
+            None,
+            ErrorKind::TooLarge { size, limit },
+        ));
+    }
+    bottle_manifest::decode(path, &bytes).map(str::to_string)
+}

@@ -1,0 +1,47 @@
+//! One module per command; `run` picks the one the user asked for.
+
+mod completions;
+mod info;
+mod init;
+mod list;
+mod plan;
+mod start;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, Format};
+use crate::report::{EXIT_ENGINE, EngineFailure};
+use crate::settings::Settings;
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Completions { shell } => completions::run(shell),
+        Command::Init => init::run(&Settings::from_env()?),
+        Command::List { what, format } => list::run(&Settings::from_env()?, what, format),
+        Command::Info { agent } => info::run(&Settings::from_env()?, &agent),
+        Command::Start(args) => start::run(&Settings::from_env()?, args),
+        Command::Scan { .. } | Command::Proxy { .. } => not_yet("this command"),
+        Command::Attach { .. } => not_yet("`attach`"),
+        Command::Logs {
+            format: Format::Text | Format::Json,
+            ..
+        } => not_yet("`logs`"),
+        Command::Stop { .. } => not_yet("`stop`"),
+        Command::Cleanup { .. } => not_yet("`cleanup`"),
+        Command::Build { .. } => not_yet("`build`"),
+        Command::Doctor { .. } => not_yet("`doctor`"),
+        Command::Sidecar => not_yet("`sidecar`"),
+    }
+}
+
+/// Commands whose backend has not landed yet say so plainly (exit 3).
+fn not_yet(what: &str) -> Result<ExitCode> {
+    let _ = EXIT_ENGINE;
+    Err(EngineFailure::new(
+        format!("{what} is not implemented yet in this version of claude-bottle"),
+        Some("`claude-bottle start AGENT --dry-run` shows what a launch would do".to_string()),
+    )
+    .into())
+}

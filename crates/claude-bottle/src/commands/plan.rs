@@ -1,0 +1,73 @@
+//! From an agent name to a resolved plan: catalog, lineage, engine facts.
+//! Shared by `start` and `info`.
+
+use anyhow::Result;
+use bottle_manifest::{Agent, MergedBottle};
+use bottle_plan::{EngineFacts, Facts, Options, Resolved};
+
+use crate::catalog::Catalog;
+use crate::host::RealHost;
+use crate::settings::Settings;
+
+pub struct Loaded {
+    pub catalog: Catalog,
+    pub agent: Agent,
+    pub bottle: MergedBottle,
+}
+
+/// Read the agent and its bottle's lineage; only those files are parsed.
+pub fn load(settings: &Settings, agent: &str, bottle: Option<&str>) -> Result<Loaded> {
+    let catalog = Catalog::scan(&settings.bottle_home, &settings.cwd, &settings.user_home);
+    let agent = catalog.load_agent(agent)?;
+    let bottle_name = match bottle.or(agent.bottle.as_deref()) {
+        Some(b) => b.to_string(),
+        None => {
+            return Err(bottle_plan::Error::NoBottle {
+                agent: agent.name.clone(),
+                file: agent.file.clone(),
+            }
+            .into());
+        }
+    };
+    let bottle = bottle_manifest::merge(&bottle_name, |n| catalog.load_bottle(n))?;
+    Ok(Loaded {
+        catalog,
+        agent,
+        bottle,
+    })
+}
+
+/// The engine's answers, or why it could not be asked.
+pub fn engine_facts() -> Result<EngineFacts, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    rt.block_on(async {
+        let engine = bottle_docker::Engine::connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        bottle_docker::engine_facts(&engine)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+pub fn resolve(
+    settings: &Settings,
+    loaded: &Loaded,
+    engine: Option<EngineFacts>,
+    opts: &Options,
+) -> Result<Resolved> {
+    let facts = Facts {
+        home: settings.user_home.clone(),
+        bottle_home: settings.bottle_home.clone(),
+        version: settings.version.to_string(),
+        engine,
+    };
+    let mut r = bottle_plan::resolve(&loaded.agent, &loaded.bottle, &facts, opts, &RealHost)?;
+    r.plan
+        .warnings
+        .extend(loaded.catalog.warnings.iter().cloned());
+    Ok(r)
+}

@@ -1,0 +1,54 @@
+//! `start AGENT`: plan, preflight, and (once the backend lands) launch.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bottle_plan::Options;
+
+use crate::cli::{Format, StartArgs};
+use crate::env;
+use crate::output;
+use crate::report::{EngineFailure, UsageError};
+use crate::settings::Settings;
+
+use super::plan;
+
+pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
+    if args.format == Format::Json && !args.dry_run {
+        return Err(UsageError::new("`--format json` goes with `--dry-run`")
+            .with_hint("add `--dry-run` to print the plan JSON")
+            .into());
+    }
+    let loaded = plan::load(settings, &args.agent, args.bottle.as_deref())?;
+    let engine = plan::engine_facts();
+    let opts = Options {
+        copy_cwd: args.copy_cwd,
+        keep: args.keep,
+        forward_oauth_token: args.forward_oauth_token,
+        image: env::var(env::IMAGE),
+        derived_image: env::var(env::DERIVED_IMAGE),
+        container: env::var(env::CONTAINER),
+    };
+    let engine_note = engine.as_ref().err().cloned();
+    let resolved = plan::resolve(settings, &loaded, engine.ok(), &opts)?;
+    let plan = &resolved.plan;
+
+    if args.format == Format::Json {
+        let json = serde_json::to_string_pretty(plan)?;
+        output::stdout(&format!("{json}\n"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprint!("{}", bottle_plan::preflight::render(plan));
+    if let Some(note) = engine_note {
+        eprintln!("note: {note}");
+    }
+    if args.dry_run {
+        eprintln!("\ndry run: nothing was created");
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(EngineFailure::new(
+        "launching bottles is not implemented yet in this version of claude-bottle",
+        Some("`--dry-run` shows the plan; the Docker backend comes next".into()),
+    )
+    .into())
+}

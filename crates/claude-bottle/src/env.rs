@@ -1,0 +1,17 @@
+//! Every environment variable the CLI reads, in one place.
+
+/// Home folder of the manifest and state; default `~/.claude-bottle`.
+pub const HOME: &str = "CLAUDE_BOTTLE_HOME";
+/// Agent image; a bottle's `image` wins.
+pub const IMAGE: &str = "CLAUDE_BOTTLE_IMAGE";
+/// Tag of the `--copy-cwd` image.
+pub const DERIVED_IMAGE: &str = "CLAUDE_BOTTLE_DERIVED_IMAGE";
+/// Pins the agent container's name.
+pub const CONTAINER: &str = "CLAUDE_BOTTLE_CONTAINER";
+/// Backend; only `docker`.
+pub const BACKEND: &str = "CLAUDE_BOTTLE_BACKEND";
+
+/// A set, non-empty variable.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}

@@ -1,0 +1,26 @@
+//! `claude-bottle`: wires the crates together. Parsing is in `cli`, work is
+//! in `commands`, and `report` is the one place errors are printed.
+
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod cli;
+mod commands;
+mod env;
+mod host;
+mod output;
+mod report;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => report::report(&e),
+    }
+}

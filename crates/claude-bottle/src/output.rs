@@ -1,0 +1,19 @@
+//! Writing to stdout without panicking when the reader goes away.
+
+use std::io::{self, Write};
+
+/// Print to stdout. A closed pipe (`claude-bottle list | head -1`) is not an
+/// error the user needs to read, so `main` exits quietly on it.
+pub fn stdout(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// True when `err` is a closed pipe somewhere in its chain.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}

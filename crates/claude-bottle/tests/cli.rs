@@ -1,0 +1,11 @@
+//! The real `claude-bottle` binary, run with a temporary HOME and project.
+//! One test binary, one module per theme (as ripgrep does).
+
+mod cli {
+    pub mod util;
+
+    mod errors;
+    mod help;
+    mod list_info_init;
+    mod start;
+}

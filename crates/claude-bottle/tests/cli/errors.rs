@@ -1,0 +1,275 @@
+//! Bad input: exit 2 and one clear message naming file, line, key and fix.
+
+use std::time::{Duration, Instant};
+
+use super::util::*;
+
+/// Run `start AGENT --dry-run` and return (code, stderr).
+fn start(t: &TestEnv, agent: &str) -> (i32, String) {
+    let (code, out, err) = t.run(t.cmd(&["start", agent, "--dry-run"]));
+    assert_eq!(out, "");
+    (code, err)
+}
+
+#[test]
+fn unknown_key_with_suggestion() {
+    let t = TestEnv::new();
+    t.bottle("dev", "---\nimage: x\negres:\n  allow: []\n---\n");
+    t.agent("a", "---\nbottle: dev\n---\n");
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 2);
+    insta::assert_snapshot!(err, @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:3: unknown key `egres` in a bottle
+
+    hint: did you mean `egress`?
+    ");
+}
+
+#[test]
+fn unclosed_front_matter() {
+    let t = TestEnv::new();
+    t.agent("a", "---\nbottle: dev\n");
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 2);
+    insta::assert_snapshot!(err, @r"
+    error: `[TMP]/home/.claude-bottle/agents/a.md`:1: the front matter opened by `---` on line 1 is never closed
+
+    hint: add a line that is exactly `---` after the YAML
+    ");
+}
+
+#[test]
+fn invalid_yaml_names_the_line() {
+    let t = TestEnv::new();
+    t.bottle("dev", "---\nenv:\n  A: b\n  B: [unclosed\n---\n");
+    t.agent("a", "---\nbottle: dev\n---\n");
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("error: `[TMP]/home/.claude-bottle/bottles/dev.md`:"),
+        "{err}"
+    );
+    assert!(err.contains("invalid YAML"), "{err}");
+    let line: u32 = err
+        .split('`')
+        .nth(2)
+        .unwrap()
+        .trim_start_matches(':')
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((4..=6).contains(&line), "{err}");
+}
+
+#[test]
+fn file_over_one_mib() {
+    let t = TestEnv::new();
+    let mut big = String::from("---\nbottle: dev\n---\n");
+    big.push_str(&"x".repeat(1024 * 1024));
+    t.agent("a", &big);
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("a.md`: the file is 1048596 bytes, over the limit of 1048576 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn non_utf8_file() {
+    let t = TestEnv::new();
+    t.write(
+        "home/.claude-bottle/agents/a.md",
+        b"---\nbottle: dev\n---\n\xff\xfe\n",
+    );
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("a.md`:4: the file is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(err.contains("hint: save the file as UTF-8"), "{err}");
+}
+
+#[test]
+fn bad_file_name_is_skipped_with_a_warning() {
+    let t = TestEnv::standard();
+    t.agent("Bad_Name", "---\nbottle: dev\n---\n");
+    let (code, out, err) = t.run(t.cmd(&["list"]));
+    assert_eq!(code, 0);
+    assert!(err.contains("skipping `[TMP]/home/.claude-bottle/agents/Bad_Name.md`: `Bad_Name` is not a valid name"), "{err}");
+    assert!(!out.contains("Bad_Name"));
+    let (code, err) = start(&t, "Bad_Name");
+    assert_eq!(code, 2);
+    assert!(err.contains("agent `Bad_Name` does not exist"), "{err}");
+}
+
+#[test]
+fn extends_cycle_shows_the_chain() {
+    let t = TestEnv::new();
+    t.bottle("a", "---\nextends: b\n---\n");
+    t.bottle("b", "---\nextends: [c]\n---\n");
+    t.bottle("c", "---\nextends: a\n---\n");
+    t.agent("x", "---\nbottle: a\n---\n");
+    let (code, err) = start(&t, "x");
+    assert_eq!(code, 2);
+    insta::assert_snapshot!(err, @r"
+    error: `[TMP]/home/.claude-bottle/bottles/c.md`:2: `extends` makes a cycle: a -> b -> c -> a
+
+    hint: remove one of the `extends` links
+    ");
+}
+
+#[test]
+fn missing_bottle_agent_and_skill() {
+    let t = TestEnv::standard();
+    let (code, err) = start(&t, "nobody");
+    assert_eq!(code, 2);
+    assert!(err.contains("agent `nobody` does not exist"), "{err}");
+    assert!(err.contains("hint: known agents: reviewer"), "{err}");
+
+    t.agent("lost", "---\nbottle: nowhere\n---\n");
+    let (code, err) = start(&t, "lost");
+    assert_eq!(code, 2);
+    assert!(err.contains("bottle `nowhere` does not exist"), "{err}");
+
+    t.bottle("child", "---\nextends: ghost\n---\n");
+    t.agent("kid", "---\nbottle: child\n---\n");
+    let (code, err) = start(&t, "kid");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("child.md`:2: bottle `ghost` does not exist (needed by child -> ghost)"),
+        "{err}"
+    );
+
+    t.agent("skilled", "---\nbottle: base\nskills: [pdf]\n---\n");
+    let (code, err) = start(&t, "skilled");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("skill `pdf` does not exist (looked for `[TMP]/home/.claude/skills/pdf`)"),
+        "{err}"
+    );
+    std::fs::create_dir_all(t.home.join(".claude/skills/pdf")).unwrap();
+    assert_eq!(start(&t, "skilled").0, 0);
+
+    t.agent("orphan", "---\ndescription: no bottle\n---\n");
+    let (code, err) = start(&t, "orphan");
+    assert_eq!(code, 2);
+    assert!(err.contains("agent `orphan` names no bottle"), "{err}");
+    assert!(err.contains("--bottle NAME"), "{err}");
+}
+
+#[test]
+fn unset_variable_names_it() {
+    let t = TestEnv::standard();
+    let mut c = t.cmd(&["start", "reviewer", "--dry-run"]);
+    c.env_remove("NPM_TOKEN");
+    let (code, _, err) = t.run(c);
+    assert_eq!(code, 2);
+    insta::assert_snapshot!(err, @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:5: `env.NPM_TOKEN` needs the environment variable `NPM_TOKEN`, which is not set
+
+    hint: export `NPM_TOKEN` before starting, or change the manifest
+    ");
+    let mut c = t.cmd(&["start", "reviewer", "--dry-run"]);
+    c.env_remove("GITHUB_TOKEN");
+    let (code, _, err) = t.run(c);
+    assert_eq!(code, 2);
+    assert!(err.contains("`GITHUB_TOKEN`, which is not set"), "{err}");
+}
+
+#[test]
+fn unreadable_file_token() {
+    let t = TestEnv::new();
+    t.bottle(
+        "dev",
+        "---\ntokens:\n  - kind: anthropic\n    token_ref: file:~/no-such-token\n---\n",
+    );
+    t.agent("a", "---\nbottle: dev\n---\n");
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "dev.md`:3: `token_ref`: cannot read `[TMP]/home/no-such-token`: entity not found"
+        ),
+        "{err}"
+    );
+    t.write("home/tok", format!("{OAUTH}\n"));
+    t.bottle(
+        "dev",
+        "---\ntokens:\n  - kind: anthropic\n    token_ref: file:../../tok\n---\n",
+    );
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("file:../../tok"), "{err}");
+}
+
+#[test]
+fn agent_with_bottle_keys_is_refused() {
+    let t = TestEnv::standard();
+    t.project_agent(
+        "sneaky",
+        "---\nbottle: dev\negress:\n  allow: [{host: \"*\"}]\n---\n",
+    );
+    let (code, err) = start(&t, "sneaky");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("sneaky.md`:3: `egress` can only be set in a bottle, not in an agent"),
+        "{err}"
+    );
+}
+
+/// Hostile YAML is refused quickly, also under keys the agent ignores.
+#[test]
+fn hostile_yaml_is_refused_within_a_second() {
+    let t = TestEnv::standard();
+    let mut bomb = String::from(
+        "---\nbottle: dev\nhooks:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let mut prev = "a".to_string();
+    for i in 0..9 {
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        bomb.push_str(&format!("  l{i}: &l{i} [{refs}]\n"));
+        prev = format!("l{i}");
+    }
+    bomb.push_str("---\n");
+    t.agent("bomb", &bomb);
+    let deep = format!(
+        "---\nbottle: dev\nmcpServers: {}x{}\n---\n",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    t.agent("deep", &deep);
+    let mut huge = String::from("---\nbottle: dev\nmemory:\n");
+    while huge.len() < 900 * 1024 {
+        huge.push_str("  - [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p]\n");
+    }
+    huge.push_str("---\n");
+    t.agent("huge", &huge);
+    for agent in ["bomb", "deep", "huge"] {
+        let started = Instant::now();
+        let (code, err) = start(&t, agent);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{agent} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(code, 2, "{agent}: {err}");
+        assert!(err.contains("invalid YAML"), "{agent}: {err}");
+    }
+}
+
+#[test]
+fn reserved_env_names_are_refused() {
+    let t = TestEnv::new();
+    t.bottle("dev", "---\nenv:\n  ANTHROPIC_BASE_URL: http://evil\n---\n");
+    t.agent("a", "---\nbottle: dev\n---\n");
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("dev.md`:3: `env.ANTHROPIC_BASE_URL`: is set by claude-bottle itself"),
+        "{err}"
+    );
+}

@@ -1,0 +1,197 @@
+//! `start --dry-run`: the preflight and the plan JSON.
+
+use super::util::*;
+
+#[test]
+fn dry_run_text_preflight() {
+    let t = TestEnv::standard();
+    let (code, out, err) = t.run(t.cmd(&["start", "reviewer", "--dry-run"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "", "human output goes to stderr");
+    insta::assert_snapshot!("dry_run_text", err);
+}
+
+#[test]
+fn dry_run_json_is_only_the_plan() {
+    let t = TestEnv::standard();
+    let (code, out, err) = t.run(t.cmd(&["start", "reviewer", "--dry-run", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("stdout is one JSON document");
+    assert_eq!(plan["engine_reached"], false);
+    assert!(plan["runtime"].is_null());
+    assert!(
+        plan["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("not reached")
+    );
+    insta::assert_snapshot!("dry_run_json", out);
+}
+
+#[test]
+fn bottle_flag_and_env_overrides() {
+    let t = TestEnv::standard();
+    t.bottle("other", "---\nimage: from/bottle:1\n---\n");
+    let mut c = t.cmd(&[
+        "start",
+        "reviewer",
+        "--bottle",
+        "base",
+        "--dry-run",
+        "--format",
+        "json",
+        "--copy-cwd",
+        "--keep",
+    ]);
+    c.env("CLAUDE_BOTTLE_IMAGE", "env/image:7")
+        .env("CLAUDE_BOTTLE_DERIVED_IMAGE", "mine:cwd")
+        .env("CLAUDE_BOTTLE_CONTAINER", "pinned-name");
+    let (code, out, err) = t.run(c);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["bottle"]["name"], "base");
+    assert_eq!(plan["image"], "env/image:7");
+    assert_eq!(plan["derived_image"], "mine:cwd");
+    assert_eq!(plan["container"], "pinned-name");
+    assert_eq!(plan["copy_cwd"], true);
+    assert_eq!(plan["keep"], true);
+    let (_, out, _) = t.run(t.cmd(&[
+        "start",
+        "reviewer",
+        "--bottle",
+        "other",
+        "--dry-run",
+        "--format",
+        "json",
+    ]));
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["image"], "from/bottle:1");
+}
+
+#[test]
+fn project_agent_shadows_home_agent() {
+    let t = TestEnv::standard();
+    t.project_agent("reviewer", "---\nbottle: base\n---\nProject reviewer.\n");
+    t.write(
+        "project/.claude-bottle/bottles/evil.md",
+        "---\negress:\n  allow: [{host: \"*\"}]\n---\n",
+    );
+    let (code, out, err) = t.run(t.cmd(&["start", "reviewer", "--dry-run", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["agent"]["source"], "project");
+    assert_eq!(plan["agent"]["prompt_first_line"], "Project reviewer.");
+    let warnings = plan["warnings"].to_string();
+    assert!(
+        warnings.contains("project/.claude-bottle/bottles"),
+        "{warnings}"
+    );
+    let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--bottle", "evil", "--dry-run"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("bottle `evil` does not exist"), "{err}");
+}
+
+#[test]
+fn forward_oauth_token_warns_plainly() {
+    let t = TestEnv::new();
+    t.bottle("plain", "---\n---\n");
+    t.agent("a", "---\nbottle: plain\n---\n");
+    let (code, _, err) = t.run(t.cmd(&["start", "a", "--dry-run", "--forward-oauth-token"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the agent holds the real OAuth token"),
+        "{err}"
+    );
+    assert!(
+        err.contains("api.anthropic.com  ports 443  tls passthrough"),
+        "{err}"
+    );
+}
+
+#[test]
+fn start_without_dry_run_is_not_implemented_yet() {
+    let t = TestEnv::standard();
+    let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--yes"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not implemented yet"), "{err}");
+    let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--format", "json"]));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn engine_is_asked_when_reachable() {
+    if !docker_available("engine_is_asked_when_reachable") {
+        return;
+    }
+    let t = TestEnv::standard();
+    let (code, out, err) =
+        t.run(t.with_engine(&["start", "reviewer", "--dry-run", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["engine_reached"], true, "{out}");
+    let runtime = plan["runtime"].as_str().unwrap();
+    assert!(runtime == "runc" || runtime == "runsc", "{runtime}");
+    assert_eq!(plan["warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn taken_names_get_a_suffix() {
+    if !docker_available("taken_names_get_a_suffix") {
+        return;
+    }
+    // A network (cheap, no image needed) named like the bottle's makes the slug taken.
+    let t = TestEnv::new();
+    let agent = format!("suffix-{}", std::process::id());
+    t.bottle("plain", "---\n---\n");
+    t.agent(&agent, "---\nbottle: plain\n---\n");
+    let net = format!("claude-bottle-{agent}-egress");
+    let made = std::process::Command::new("docker")
+        .args([
+            "network",
+            "create",
+            "--label",
+            "io.claude-bottle.test=cli",
+            &net,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", &self.0])
+                .output();
+        }
+    }
+    let _guard = Cleanup(net);
+    let (code, out, err) =
+        t.run(t.with_engine(&["start", &agent, "--dry-run", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["slug"], format!("{agent}-2"));
+    assert_eq!(plan["container"], format!("claude-bottle-{agent}-2"));
+}
+
+#[test]
+fn pinned_container_that_exists_is_refused() {
+    if !docker_available("pinned_container_that_exists_is_refused") {
+        return;
+    }
+    let t = TestEnv::standard();
+    let name = format!("claude-bottle-test-pin-{}", std::process::id());
+    let _guard = created_container(&name);
+    let mut c = t.with_engine(&["start", "reviewer", "--dry-run"]);
+    c.env("CLAUDE_BOTTLE_CONTAINER", &name);
+    let (code, _, err) = t.run(c);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("`{name}`, which already exists")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("docker rm -f {name}")), "{err}");
+}
