@@ -52,3 +52,68 @@ impl Engine {
         Ok(Engine { docker })
     }
 }
+
+/// What `doctor` reports about the engine.
+#[derive(Debug, Clone)]
+pub struct EngineVersion {
+    pub version: String,
+    pub api_version: String,
+    pub os: String,
+    /// Docker Engine on Linux, 20.10 or newer: the kind CI runs.
+    pub tested_kind: bool,
+    /// API 1.41 or newer.
+    pub api_supported: bool,
+}
+
+impl Engine {
+    pub async fn version(&self) -> Result<EngineVersion, EngineError> {
+        let v = self.docker.version().await.map_err(|e| EngineError::Api {
+            what: "version",
+            reason: e.to_string(),
+        })?;
+        let version = v.version.unwrap_or_default();
+        let api_version = v.api_version.unwrap_or_default();
+        let os = v.os.unwrap_or_default();
+        let is_docker = v
+            .components
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.name == "Engine");
+        Ok(EngineVersion {
+            tested_kind: is_docker && os == "linux" && version_at_least(&version, (20, 10)),
+            api_supported: version_at_least(&api_version, (1, 41)),
+            version,
+            api_version,
+            os,
+        })
+    }
+}
+
+/// `"20.10.24+dfsg1"` >= (20, 10).
+pub fn version_at_least(v: &str, min: (u32, u32)) -> bool {
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts
+        .next()
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(0);
+    major.is_some_and(|m| (m, minor) >= min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert!(version_at_least("20.10.24+dfsg1", (20, 10)));
+        assert!(version_at_least("28.2.2", (20, 10)));
+        assert!(!version_at_least("19.03.15", (20, 10)));
+        assert!(version_at_least("1.41", (1, 41)));
+        assert!(version_at_least("1.47", (1, 41)));
+        assert!(!version_at_least("1.40", (1, 41)));
+        assert!(!version_at_least("", (1, 41)));
+    }
+}

@@ -1,14 +1,19 @@
 //! The Docker backend: talks to the engine through its HTTP API (bollard),
 //! never by running the `docker` CLI.
 //!
-//! Today this crate answers the plan's read-only questions ([`facts`]);
-//! launching, provisioning, attach and teardown follow in later work.
+//! Today: the plan's read-only questions ([`facts`]), images ([`image`]),
+//! networks, owners and label-driven teardown. Launching the sidecar and
+//! agent, provisioning and attach follow.
 
 #![forbid(unsafe_code)]
 
 pub mod engine;
 pub mod facts;
+pub mod image;
 pub mod labels;
+pub mod network;
+pub mod owner;
+pub mod teardown;
 
 pub use engine::{Engine, EngineError};
 pub use facts::{RunningBottle, engine_facts, running};

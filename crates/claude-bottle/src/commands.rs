@@ -1,6 +1,9 @@
 //! One module per command; `run` picks the one the user asked for.
 
+mod build;
+mod cleanup;
 mod completions;
+mod doctor;
 mod info;
 mod init;
 mod list;
@@ -29,9 +32,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             ..
         } => not_yet("`logs`"),
         Command::Stop { .. } => not_yet("`stop`"),
-        Command::Cleanup { .. } => not_yet("`cleanup`"),
-        Command::Build { .. } => not_yet("`build`"),
-        Command::Doctor { .. } => not_yet("`doctor`"),
+        Command::Cleanup { yes, all } => cleanup::run(&Settings::from_env()?, yes, all),
+        Command::Build {
+            base_image,
+            agent,
+            sidecar,
+        } => build::run(
+            &Settings::from_env()?,
+            build::BuildArgs {
+                base_image,
+                agent,
+                sidecar,
+            },
+        ),
+        Command::Doctor { self_test } => doctor::run(&Settings::from_env()?, self_test),
         Command::Sidecar => not_yet("`sidecar`"),
     }
 }

@@ -15,3 +15,6 @@ pub const BACKEND: &str = "CLAUDE_BOTTLE_BACKEND";
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
+/// Tests only: a run id added as label `io.claude-bottle.test` to every
+/// object the CLI creates, so parallel runs never touch each other's.
+pub const TEST_LABEL: &str = "CLAUDE_BOTTLE_TEST_LABEL";

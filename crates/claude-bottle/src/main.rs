@@ -9,6 +9,7 @@ mod commands;
 mod env;
 mod host;
 mod output;
+mod progress;
 mod report;
 mod settings;
 

@@ -1,6 +1,9 @@
 //! The real `claude-bottle` binary, run with a temporary HOME and project.
 //! One test binary, one module per theme (as ripgrep does).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod cli {
     pub mod util;
 

@@ -1,0 +1,325 @@
+//! The agent and sidecar images, built without a registry.
+//!
+//! The build context is made here, in memory: an embedded Dockerfile plus,
+//! for the sidecar, the CLI's own executable. `ARG BASE_IMAGE` lets a
+//! machine with no registry build from a local image.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use bollard::query_parameters::BuildImageOptions;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::engine::Engine;
+use crate::labels;
+
+const SIDECAR_DOCKERFILE: &str = include_str!("../dockerfiles/sidecar.Dockerfile");
+const AGENT_DOCKERFILE: &str = include_str!("../dockerfiles/agent.Dockerfile");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    Agent,
+    Sidecar,
+}
+
+impl ImageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageKind::Agent => "agent",
+            ImageKind::Sidecar => "sidecar",
+        }
+    }
+
+    /// `claude-bottle/agent:<version>` or `claude-bottle/sidecar:<version>`.
+    pub fn tag(self, version: &str) -> String {
+        format!("claude-bottle/{}:{version}", self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("cannot read the claude-bottle executable `{path}`: {reason}")]
+    Executable { path: PathBuf, reason: String },
+    #[error(
+        "the claude-bottle executable `{0}` is dynamically linked; the sidecar needs a static one"
+    )]
+    NotStatic(PathBuf),
+    #[error("building `{tag}` failed: {reason}")]
+    Build { tag: String, reason: String },
+}
+
+impl BuildError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::NotStatic(_) => Some(
+                "build one with `RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release \
+                 --target x86_64-unknown-linux-gnu` and run that binary"
+                    .into(),
+            ),
+            BuildError::Build { .. } => Some(
+                "without registry access, pass a local image with `--base-image` \
+                 (or `CLAUDE_BOTTLE_BASE_IMAGE`)"
+                    .into(),
+            ),
+            BuildError::Executable { .. } => None,
+        }
+    }
+}
+
+/// The executable a sidecar image is built from.
+#[derive(Debug, Clone)]
+pub struct Executable {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// Largest executable accepted into a build context.
+const MAX_EXECUTABLE: u64 = 512 * 1024 * 1024;
+
+impl Executable {
+    /// Read and hash an executable; refuse one that is not statically linked.
+    pub fn load(path: &Path) -> Result<(Executable, Vec<u8>), BuildError> {
+        let err = |e: std::io::Error| BuildError::Executable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .map_err(err)?
+            .take(MAX_EXECUTABLE)
+            .read_to_end(&mut bytes)
+            .map_err(err)?;
+        if !is_static_elf(&bytes) {
+            return Err(BuildError::NotStatic(path.to_path_buf()));
+        }
+        let sha256 = hex(&Sha256::digest(&bytes));
+        Ok((
+            Executable {
+                path: path.to_path_buf(),
+                sha256,
+            },
+            bytes,
+        ))
+    }
+}
+
+/// Hash of a file, for comparing against an image's label.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A 64-bit ELF with no `PT_INTERP` program header needs no dynamic loader.
+/// (A static-pie binary still has `PT_DYNAMIC`; only the interpreter
+/// matters.)
+pub fn is_static_elf(bytes: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let read = |off: usize, len: usize| bytes.get(off..off + len);
+    if read(0, 4) != Some(b"\x7fELF") || bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (read(0x20, 8), read(0x36, 2), read(0x38, 2))
+    else {
+        return false;
+    };
+    let phoff = u64::from_le_bytes(phoff.try_into().unwrap_or([0; 8])) as usize;
+    let phentsize = u16::from_le_bytes([phentsize[0], phentsize[1]]) as usize;
+    let phnum = u16::from_le_bytes([phnum[0], phnum[1]]) as usize;
+    if phentsize < 4 || phnum == 0 {
+        return false;
+    }
+    (0..phnum).all(|i| {
+        let at = phoff.saturating_add(i.saturating_mul(phentsize));
+        match read(at, 4) {
+            Some(t) => u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP,
+            None => false,
+        }
+    })
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub kind: ImageKind,
+    pub tag: String,
+    pub base_image: Option<String>,
+    pub version: String,
+    /// The executable: copied into the sidecar, and its hash labels both.
+    pub executable: Executable,
+    pub extra_labels: HashMap<String, String>,
+}
+
+/// The build context: the Dockerfile and, for the sidecar, the executable.
+pub fn context(kind: ImageKind, executable: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dockerfile = match kind {
+        ImageKind::Agent => AGENT_DOCKERFILE,
+        ImageKind::Sidecar => SIDECAR_DOCKERFILE,
+    };
+    append(&mut tar, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
+    if kind == ImageKind::Sidecar {
+        append(&mut tar, "claude-bottle", executable, 0o755)?;
+    }
+    tar.into_inner()
+}
+
+fn append(
+    tar: &mut tar::Builder<Vec<u8>>,
+    name: &str,
+    data: &[u8],
+    mode: u32,
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(mode);
+    header.set_mtime(0);
+    header.set_cksum();
+    tar.append_data(&mut header, name, data)
+}
+
+/// Build an image, passing each line of the engine's output to `progress`.
+pub async fn build(
+    engine: &Engine,
+    req: &BuildRequest,
+    context: Vec<u8>,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), BuildError> {
+    let mut labels = req.extra_labels.clone();
+    labels.insert(labels::VERSION.into(), req.version.clone());
+    labels.insert(labels::BINARY_SHA256.into(), req.executable.sha256.clone());
+    labels.insert(labels::ROLE.into(), "image".into());
+    let mut buildargs = HashMap::new();
+    if let Some(base) = &req.base_image {
+        buildargs.insert("BASE_IMAGE".to_string(), base.clone());
+    }
+    let options = BuildImageOptions {
+        dockerfile: "Dockerfile".into(),
+        t: Some(req.tag.clone()),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(buildargs),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let fail = |reason: String| BuildError::Build {
+        tag: req.tag.clone(),
+        reason,
+    };
+    let mut stream =
+        engine
+            .docker
+            .build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| fail(e.to_string()))?;
+        if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+            return Err(fail(detail));
+        }
+        if let Some(line) = info.stream {
+            let line = line.trim_end();
+            if !line.is_empty() {
+                progress(line);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether an image can be used as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageState {
+    Missing,
+    /// Built from another executable; holds the reason.
+    Stale(String),
+    Fresh,
+}
+
+/// Compare an image's labels with the running executable.
+pub async fn state(engine: &Engine, tag: &str, sha256: &str) -> ImageState {
+    match engine.docker.inspect_image(tag).await {
+        Err(_) => ImageState::Missing,
+        Ok(img) => {
+            let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
+            match labels.get(labels::BINARY_SHA256) {
+                Some(h) if h == sha256 => ImageState::Fresh,
+                Some(_) => ImageState::Stale("built from another claude-bottle executable".into()),
+                None => ImageState::Stale("not built by claude-bottle".into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 little-endian header with the given program header types.
+    fn elf(types: &[u32]) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56 * types.len()];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
+        for (i, t) in types.iter().enumerate() {
+            b[64 + 56 * i..64 + 56 * i + 4].copy_from_slice(&t.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn static_detection() {
+        const LOAD: u32 = 1;
+        const DYNAMIC: u32 = 2;
+        const INTERP: u32 = 3;
+        assert!(is_static_elf(&elf(&[LOAD, LOAD])));
+        assert!(
+            is_static_elf(&elf(&[LOAD, DYNAMIC])),
+            "static-pie has PT_DYNAMIC"
+        );
+        assert!(!is_static_elf(&elf(&[LOAD, INTERP, DYNAMIC])));
+        assert!(!is_static_elf(&elf(&[])));
+        let mut truncated = elf(&[LOAD]);
+        truncated.truncate(66);
+        assert!(!is_static_elf(&truncated));
+        assert!(!is_static_elf(b"#!/bin/sh\n"));
+        assert!(!is_static_elf(&[]));
+        // A real dynamically linked program on this machine.
+        assert!(!is_static_elf(&std::fs::read("/bin/sh").unwrap()));
+    }
+
+    #[test]
+    fn context_holds_what_the_dockerfile_copies() {
+        let tar = context(ImageKind::Sidecar, b"binary").unwrap();
+        let mut a = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["Dockerfile", "claude-bottle"]);
+        assert!(SIDECAR_DOCKERFILE.contains("COPY claude-bottle"));
+        assert!(
+            SIDECAR_DOCKERFILE.contains("ARG BASE_IMAGE")
+                && AGENT_DOCKERFILE.contains("ARG BASE_IMAGE")
+        );
+        let tar = context(ImageKind::Agent, b"").unwrap();
+        assert_eq!(tar::Archive::new(&tar[..]).entries().unwrap().count(), 1);
+    }
+}

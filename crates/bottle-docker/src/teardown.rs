@@ -1,0 +1,148 @@
+//! Removing a bottle's engine objects by label, every step attempted even
+//! when an earlier one fails, failures reported together.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::{
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, RemoveContainerOptions,
+    RemoveImageOptions,
+};
+
+use crate::engine::Engine;
+use crate::labels;
+
+/// One labelled engine object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Object {
+    /// `container`, `network` or `image`.
+    pub kind: &'static str,
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub role: String,
+    pub owner: String,
+    pub keep: bool,
+}
+
+/// Every object carrying `io.claude-bottle.slug`, optionally only those
+/// with an extra label (tests use `io.claude-bottle.test=<run>`).
+pub async fn find(engine: &Engine, extra_label: Option<&str>) -> Result<Vec<Object>, String> {
+    let mut wanted = vec![labels::SLUG.to_string()];
+    if let Some(l) = extra_label {
+        wanted.push(l.to_string());
+    }
+    let filters = HashMap::from([("label".to_string(), wanted)]);
+    let d = &engine.docker;
+    let mut out = Vec::new();
+    let containers = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    for c in containers {
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_string());
+        out.push(object(
+            "container",
+            c.id.unwrap_or_default(),
+            name.unwrap_or_default(),
+            c.labels.unwrap_or_default(),
+        ));
+    }
+    let networks = d
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters.clone()),
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    for n in networks {
+        out.push(object(
+            "network",
+            n.id.unwrap_or_default(),
+            n.name.unwrap_or_default(),
+            n.labels.unwrap_or_default(),
+        ));
+    }
+    let images = d
+        .list_images(Some(ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    for i in images {
+        let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
+        out.push(object("image", i.id, name, i.labels));
+    }
+    Ok(out)
+}
+
+fn object(kind: &'static str, id: String, name: String, l: HashMap<String, String>) -> Object {
+    let get = |k: &str| l.get(k).cloned().unwrap_or_default();
+    Object {
+        kind,
+        id,
+        name,
+        slug: get(labels::SLUG),
+        role: get(labels::ROLE),
+        owner: get(labels::OWNER),
+        keep: l.get(labels::KEEP).is_some_and(|v| v == "true"),
+    }
+}
+
+/// Remove objects in the order of `docker.md`: agent, sidecar, networks,
+/// images. Returns one message per failure.
+pub async fn remove(engine: &Engine, objects: &[Object]) -> Vec<String> {
+    let rank = |o: &Object| match (o.kind, o.role.as_str()) {
+        ("container", "agent") => 0,
+        ("container", _) => 1,
+        ("network", _) => 2,
+        _ => 3,
+    };
+    let mut ordered: Vec<&Object> = objects.iter().collect();
+    ordered.sort_by_key(|o| rank(o));
+    let d = &engine.docker;
+    let mut failures = Vec::new();
+    for o in ordered {
+        let result = match o.kind {
+            "container" => d
+                .remove_container(
+                    &o.id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            "network" => d.remove_network(&o.id).await.map_err(|e| e.to_string()),
+            _ => d
+                .remove_image(
+                    &o.id,
+                    Some(RemoveImageOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                    None,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        // Already gone is what we wanted.
+        if let Err(e) = result
+            && !e.contains("No such")
+            && !e.contains("404")
+        {
+            failures.push(format!("{} `{}`: {e}", o.kind, o.name));
+        }
+    }
+    failures
+}

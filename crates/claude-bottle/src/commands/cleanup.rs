@@ -1,0 +1,120 @@
+//! `cleanup [-y] [--all]`: remove what dead CLI processes left behind.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bottle_docker::teardown::{self, Object};
+
+use crate::report::{EngineFailure, UsageError};
+use crate::settings::Settings;
+
+pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
+    let test_label =
+        crate::env::var(crate::env::TEST_LABEL).map(|v| format!("io.claude-bottle.test={v}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let engine = bottle_docker::Engine::connect()
+            .await
+            .map_err(|e| EngineFailure::new(e.to_string(), Some(e.hint().to_string())))?;
+        let objects = teardown::find(&engine, test_label.as_deref())
+            .await
+            .map_err(|e| EngineFailure::new(format!("cannot list labelled objects: {e}"), None))?;
+        let (orphans, kept) = orphans(objects, all);
+        let states = orphan_states(settings, &orphans);
+        if orphans.is_empty() && states.is_empty() {
+            eprintln!("nothing to clean up");
+            if kept > 0 {
+                eprintln!("{kept} object(s) of bottles started with `--keep` left alone; `--all` removes them");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        for o in &orphans {
+            eprintln!("  {:<9} {:<48} bottle {}", o.kind, o.name, o.slug);
+        }
+        for s in &states {
+            eprintln!("  state     {}", s.display());
+        }
+        if !yes && !confirm("Remove these?")? {
+            eprintln!("nothing removed");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let failures = teardown::remove(&engine, &orphans).await;
+        for s in &states {
+            if let Err(e) = std::fs::remove_dir_all(s) {
+                eprintln!("warning: cannot remove `{}`: {e}", s.display());
+            }
+        }
+        if !failures.is_empty() {
+            return Err(EngineFailure::new(
+                format!("some objects could not be removed:\n  {}", failures.join("\n  ")),
+                Some("run `claude-bottle cleanup` again, or remove them with `docker rm -f`".into()),
+            )
+            .into());
+        }
+        eprintln!("removed {} object(s)", orphans.len() + states.len());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Objects of slugs with no live owner (and not kept, unless `all`).
+fn orphans(objects: Vec<Object>, all: bool) -> (Vec<Object>, usize) {
+    let mut by_slug: BTreeMap<String, Vec<Object>> = BTreeMap::new();
+    for o in objects {
+        by_slug.entry(o.slug.clone()).or_default().push(o);
+    }
+    let mut out = Vec::new();
+    let mut kept = 0;
+    for (_, group) in by_slug {
+        let alive = group
+            .iter()
+            .any(|o| !o.owner.is_empty() && bottle_docker::owner::is_alive(&o.owner));
+        let keep = group.iter().any(|o| o.keep);
+        if alive {
+            continue;
+        }
+        if keep && !all {
+            kept += group.len();
+            continue;
+        }
+        out.extend(group);
+    }
+    (out, kept)
+}
+
+/// State folders whose owner file names a dead process, or that belong to
+/// a slug being cleaned.
+fn orphan_states(settings: &Settings, orphans: &[Object]) -> Vec<std::path::PathBuf> {
+    let Ok(dir) = std::fs::read_dir(settings.bottle_home.join("state")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let slug = entry.file_name().to_string_lossy().to_string();
+        let owner = std::fs::read_to_string(path.join("owner")).unwrap_or_default();
+        let dead = !bottle_docker::owner::is_alive(owner.trim());
+        if path.is_dir() && (dead || orphans.iter().any(|o| o.slug == slug)) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Ask on the terminal; without one, refuse and say to pass `-y`.
+fn confirm(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError::new("no terminal to confirm on")
+            .with_hint("pass `-y` to remove without asking")
+            .into());
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}

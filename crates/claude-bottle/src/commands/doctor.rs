@@ -1,0 +1,152 @@
+//! `doctor`: what this machine has, what is missing, how to fix it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bottle_docker::image::{self, Executable, ImageKind, ImageState};
+
+use crate::catalog::Catalog;
+use crate::report::EngineFailure;
+use crate::settings::Settings;
+
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn ok(&self, what: &str, detail: &str) {
+        eprintln!("ok       {what}: {detail}");
+    }
+    fn warn(&mut self, what: &str, detail: &str, fix: &str) {
+        eprintln!("warning  {what}: {detail}\n         fix: {fix}");
+    }
+    fn fail(&mut self, what: &str, detail: &str, fix: &str) {
+        self.problems += 1;
+        eprintln!("MISSING  {what}: {detail}\n         fix: {fix}");
+    }
+}
+
+pub fn run(settings: &Settings, self_test: bool) -> Result<ExitCode> {
+    if self_test {
+        return Err(EngineFailure::new(
+            "`doctor --self-test` needs the Docker backend, which is not implemented yet",
+            None,
+        )
+        .into());
+    }
+    let mut r = Report { problems: 0 };
+    home_checks(settings, &mut r);
+    let exe = std::env::current_exe()?;
+    let static_exe = Executable::load(&exe);
+    match &static_exe {
+        Ok(_) => r.ok(
+            "executable",
+            "statically linked: it can be built into the sidecar image",
+        ),
+        Err(e) => r.warn(
+            "executable",
+            &e.to_string(),
+            &e.hint().unwrap_or_else(|| "reinstall claude-bottle".into()),
+        ),
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let engine = match bottle_docker::Engine::connect().await {
+            Ok(e) => e,
+            Err(e) => {
+                r.fail("engine", &e.to_string(), e.hint());
+                return;
+            }
+        };
+        match engine.version().await {
+            Ok(v) => {
+                r.ok("engine", &format!("Docker {} on {}, API {}", v.version, v.os, v.api_version));
+                if !v.api_supported {
+                    r.fail("engine API", &format!("API {} is older than 1.41", v.api_version), "upgrade to Docker Engine 20.10 or newer");
+                }
+                if !v.tested_kind {
+                    r.warn("engine kind", "not Docker Engine on Linux (Docker Desktop, rootless Docker and Podman are expected to work but are not tested)", "report problems with `claude-bottle doctor` output attached");
+                }
+            }
+            Err(e) => r.fail("engine", &e.to_string(), e.hint()),
+        }
+        match bottle_docker::engine_facts(&engine).await {
+            Ok(f) if f.has_runsc => r.ok("gVisor", "`runsc` is registered; bottles run under gVisor by default"),
+            Ok(_) => r.warn(
+                "gVisor",
+                "`runsc` is not registered with the engine; bottles run under runc (a container is not a VM)",
+                "install gVisor and add `runsc` to the engine's runtimes (https://gvisor.dev/docs/user_guide/install/)",
+            ),
+            Err(e) => r.fail("engine", &e.to_string(), e.hint()),
+        }
+        let sha = image::sha256_file(&exe).unwrap_or_default();
+        for kind in [ImageKind::Sidecar, ImageKind::Agent] {
+            let tag = kind.tag(settings.version);
+            match image::state(&engine, &tag, &sha).await {
+                ImageState::Fresh => r.ok("image", &format!("`{tag}` is built from this executable")),
+                ImageState::Stale(why) => r.warn("image", &format!("`{tag}` is stale: {why}"), "run `claude-bottle build` (or let `start` rebuild it)"),
+                ImageState::Missing => r.warn("image", &format!("`{tag}` is not built"), "run `claude-bottle build` (add `--base-image REF` without registry access)"),
+            }
+        }
+    });
+    if r.problems > 0 {
+        return Err(
+            EngineFailure::new(format!("doctor found {} problem(s)", r.problems), None).into(),
+        );
+    }
+    eprintln!("\nready");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn home_checks(settings: &Settings, r: &mut Report) {
+    let home = &settings.bottle_home;
+    match std::fs::metadata(home) {
+        Err(_) => r.warn(
+            "home",
+            &format!("`{}` does not exist", home.display()),
+            "run `claude-bottle init`",
+        ),
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                r.warn(
+                    "home",
+                    &format!("`{}` is readable by others (mode {mode:o})", home.display()),
+                    &format!("chmod 700 {}", home.display()),
+                );
+            } else {
+                r.ok("home", &home.display().to_string());
+            }
+            let catalog = Catalog::scan(home, &settings.cwd, &settings.user_home);
+            let broken: Vec<String> = catalog
+                .agents
+                .keys()
+                .filter_map(|n| catalog.load_agent(n).err().map(|e| e.to_string()))
+                .chain(
+                    catalog
+                        .bottles
+                        .keys()
+                        .filter_map(|n| catalog.load_bottle(n).err().map(|e| e.to_string())),
+                )
+                .collect();
+            r.ok(
+                "manifests",
+                &format!(
+                    "{} agent(s), {} bottle(s)",
+                    catalog.agents.len(),
+                    catalog.bottles.len()
+                ),
+            );
+            for b in broken {
+                r.warn(
+                    "manifest",
+                    &b,
+                    "fix the file; `claude-bottle list` shows every broken one",
+                );
+            }
+        }
+    }
+}

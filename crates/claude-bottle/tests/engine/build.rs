@@ -1,0 +1,190 @@
+//! `build` and `doctor` against the real engine.
+
+use std::process::Command;
+
+const BASE: &str = "claude-bottle-test/base:bookworm";
+const AGENT_BASE: &str = "claude-bottle-test/agent-base:bookworm";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_claude-bottle")
+}
+
+/// Docker answers and the test base images exist; else skip (or fail under
+/// `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`).
+fn engine_ready(test: &str) -> bool {
+    let required = std::env::var("CLAUDE_BOTTLE_REQUIRE_DOCKER").as_deref() == Ok("1");
+    let docker = Command::new("docker")
+        .args(["version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let images = docker
+        && [BASE, AGENT_BASE].iter().all(|i| {
+            Command::new("docker")
+                .args(["image", "inspect", i])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if !images {
+        let why = if docker {
+            "the test base images are missing (run scripts/test-base-image)"
+        } else {
+            "no Docker engine"
+        };
+        assert!(
+            !required,
+            "{test}: {why}, and CLAUDE_BOTTLE_REQUIRE_DOCKER=1"
+        );
+        eprintln!("SKIPPED {test}: {why}");
+    }
+    images
+}
+
+fn static_binary(test: &str) -> bool {
+    let ldd = Command::new("ldd").arg(bin()).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&ldd.stdout).to_string() + &String::from_utf8_lossy(&ldd.stderr);
+    let dynamic = text.contains("=>") || text.contains("ld-linux");
+    if dynamic {
+        let required = std::env::var("CLAUDE_BOTTLE_REQUIRE_DOCKER").as_deref() == Ok("1");
+        assert!(
+            !required,
+            "{test}: the binary under test is dynamically linked; run the tests with scripts/test"
+        );
+        eprintln!("SKIPPED {test}: the binary under test is not static (run scripts/test)");
+    }
+    !dynamic
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn sha256(path: &str) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn build_both_images_from_a_local_base() {
+    if !engine_ready("build_both_images_from_a_local_base")
+        || !static_binary("build_both_images_from_a_local_base")
+    {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .env("HOME", home.path())
+            .env("CLAUDE_BOTTLE_TEST_LABEL", "engine-build")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["build", "--sidecar", "--base-image", BASE]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("built `claude-bottle/sidecar:{VERSION}`")),
+        "{err}"
+    );
+    let out = run(&["build", "--agent", "--base-image", AGENT_BASE]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let hash = sha256(bin());
+    for kind in ["sidecar", "agent"] {
+        let tag = format!("claude-bottle/{kind}:{VERSION}");
+        let labels = docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            &tag,
+        ]);
+        let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+        assert_eq!(labels["io.claude-bottle.version"], VERSION, "{tag}");
+        assert_eq!(
+            labels["io.claude-bottle.binary-sha256"],
+            hash.as_str(),
+            "{tag}"
+        );
+        assert_eq!(labels["io.claude-bottle.test"], "engine-build", "{tag}");
+    }
+    // The sidecar runs the very binary that built it, as nobody.
+    let sidecar = format!("claude-bottle/sidecar:{VERSION}");
+    let v = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/usr/local/bin/claude-bottle",
+        &sidecar,
+        "--version",
+    ]);
+    assert_eq!(v, format!("claude-bottle {VERSION}"));
+    assert_eq!(
+        docker(&["image", "inspect", "--format", "{{.Config.User}}", &sidecar]),
+        "65534:65534"
+    );
+    // The agent: uid 1000 in /workspace, claude at ~/.local/bin/claude.
+    let agent = format!("claude-bottle/agent:{VERSION}");
+    let probe = docker(&[
+        "run",
+        "--rm",
+        &agent,
+        "sh",
+        "-c",
+        "id -u; pwd; test -x ~/.local/bin/claude && echo claude-ok",
+    ]);
+    assert_eq!(probe, "1000\n/workspace\nclaude-ok");
+
+    // doctor now finds both images fresh.
+    let out = run(&["doctor"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "ok       image: `{sidecar}` is built from this executable"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn build_without_a_reachable_base_says_what_to_do() {
+    if !engine_ready("build_without_a_reachable_base_says_what_to_do")
+        || !static_binary("build_without_a_reachable_base_says_what_to_do")
+    {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args([
+            "build",
+            "--sidecar",
+            "--base-image",
+            "claude-bottle-test/does-not-exist:1",
+        ])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("building `claude-bottle/sidecar:"), "{err}");
+    assert!(
+        err.contains("hint: without registry access, pass a local image with `--base-image`"),
+        "{err}"
+    );
+}
