@@ -7,7 +7,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod engine;
+pub mod exec;
 pub mod facts;
 pub mod image;
 pub mod labels;

@@ -58,7 +58,13 @@ impl TestEnv {
     /// The binary in the project folder, with a clean environment. The engine
     /// is unreachable unless a test asks for it with [`TestEnv::with_engine`].
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("claude-bottle").unwrap();
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("claude-bottle"));
+        self.clean_env(&mut c);
+        c.args(args);
+        Command::from_std(c)
+    }
+
+    fn clean_env(&self, c: &mut std::process::Command) {
         c.env_clear()
             .env("HOME", &self.home)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -70,9 +76,20 @@ impl TestEnv {
             .env("CLAUDE_BOTTLE_OAUTH_TOKEN", OAUTH)
             .env("GITHUB_TOKEN", GH)
             .env("NPM_TOKEN", NPM)
-            .current_dir(&self.project)
+            .current_dir(&self.project);
+    }
+
+    /// The binary under a CPU-time limit (`ulimit -t`): a bound that holds
+    /// however loaded the machine is, unlike wall-clock time. Over it, the
+    /// kernel kills the process and the exit code says so.
+    pub fn cmd_cpu_limited(&self, seconds: u32, args: &[&str]) -> Command {
+        let mut c = std::process::Command::new("sh");
+        self.clean_env(&mut c);
+        c.arg("-c")
+            .arg(format!("ulimit -t {seconds} && exec \"$0\" \"$@\""))
+            .arg(assert_cmd::cargo::cargo_bin("claude-bottle"))
             .args(args);
-        c
+        Command::from_std(c)
     }
 
     pub fn with_engine(&self, args: &[&str]) -> Command {

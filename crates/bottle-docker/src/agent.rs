@@ -1,0 +1,147 @@
+//! The agent container: hardened, on the internal network only, kept alive
+//! by an init and `sleep` so the agent itself runs as an exec.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+
+use crate::engine::{Engine, EngineError};
+
+/// Where the bottle's own files go in the agent (a tmpfs).
+pub const RUN_DIR: &str = "/run/claude-bottle";
+
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub name: String,
+    pub image: String,
+    pub network: String,
+    /// The sidecar's address on the internal network, the only resolver.
+    pub dns: Option<String>,
+    /// Non-secret variables (proxies, base URLs, placeholders, CA paths).
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub memory: String,
+    pub cpus: f64,
+    pub pids: u32,
+    /// `runc` or `runsc`.
+    pub runtime: Option<String>,
+}
+
+/// `4g`, `512m`, `1.5g`, `1024k`, `1073741824` to bytes.
+pub fn memory_bytes(m: &str) -> Option<i64> {
+    let m = m.trim().to_ascii_lowercase();
+    let (num, mult) = match m.chars().last()? {
+        'k' => (&m[..m.len() - 1], 1024f64),
+        'm' => (&m[..m.len() - 1], 1024f64 * 1024.0),
+        'g' => (&m[..m.len() - 1], 1024f64 * 1024.0 * 1024.0),
+        'b' => (&m[..m.len() - 1], 1f64),
+        _ => (&m[..], 1f64),
+    };
+    let v = num.parse::<f64>().ok()? * mult;
+    (v.is_finite() && v >= 6.0 * 1024.0 * 1024.0).then_some(v as i64)
+}
+
+/// Create and start the agent container.
+pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineError> {
+    let memory = memory_bytes(&spec.memory).ok_or_else(|| EngineError::Api {
+        what: "create agent",
+        reason: format!("memory `{}` is not a size of at least 6m", spec.memory),
+    })?;
+    let host = HostConfig {
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        init: Some(true),
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        nano_cpus: Some((spec.cpus * 1e9) as i64),
+        pids_limit: Some(i64::from(spec.pids)),
+        network_mode: Some(spec.network.clone()),
+        dns: spec.dns.clone().map(|d| vec![d]),
+        tmpfs: Some(HashMap::from([(
+            RUN_DIR.to_string(),
+            "rw,nosuid,nodev,mode=0700,uid=1000,gid=1000,size=16m".to_string(),
+        )])),
+        runtime: spec.runtime.clone(),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        user: Some("1000".into()),
+        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+        cmd: Some(vec![]),
+        env: Some(spec.env.clone()),
+        labels: Some(spec.labels.clone()),
+        working_dir: Some("/workspace".into()),
+        host_config: Some(host),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network.clone(),
+                EndpointSettings::default(),
+            )])),
+        }),
+        ..Default::default()
+    };
+    let api = |what: &'static str| {
+        move |e: bollard::errors::Error| EngineError::Api {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    let created = engine
+        .docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(spec.name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map_err(api("create agent container"))?;
+    engine
+        .docker
+        .start_container(&created.id, None::<StartContainerOptions>)
+        .await
+        .map_err(api("start agent container"))?;
+    Ok(created.id)
+}
+
+/// The image's user with uid 1000: name and home, read from the running
+/// container, never assumed.
+pub async fn user(engine: &Engine, container: &str) -> Result<(String, String), EngineError> {
+    let out = crate::exec::run(
+        engine,
+        container,
+        crate::exec::Exec {
+            cmd: vec!["getent".into(), "passwd".into(), "1000".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let line = out.stdout_text();
+    let fields: Vec<&str> = line.trim().split(':').collect();
+    match (out.code, fields.first(), fields.get(5)) {
+        (0, Some(name), Some(home)) if !home.is_empty() => Ok((name.to_string(), home.to_string())),
+        _ => Err(EngineError::Api {
+            what: "find the agent user",
+            reason: "the image has no user with uid 1000 and a home directory".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(memory_bytes("4g"), Some(4 * 1024 * 1024 * 1024));
+        assert_eq!(memory_bytes("512M"), Some(512 * 1024 * 1024));
+        assert_eq!(memory_bytes("1.5g"), Some(1024 * 1024 * 1536));
+        assert_eq!(memory_bytes("1073741824"), Some(1073741824));
+        assert_eq!(memory_bytes("1k"), None, "too small for the engine");
+        assert_eq!(memory_bytes("lots"), None);
+        assert_eq!(memory_bytes(""), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! The agent container on the real engine: hardening, no route out, files
+//! through exec stdin, secrets only in exec env, teardown by label.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use bottle_docker::agent::{self, AgentSpec};
+use bottle_docker::exec::{self, Exec};
+use bottle_docker::image::{self, BuildRequest, Executable, ImageKind};
+use bottle_docker::{Engine, labels, network, teardown};
+
+const AGENT_BASE: &str = "claude-bottle-test/agent-base:bookworm";
+const IMAGE: &str = "claude-bottle-test/agent-lib:1";
+
+fn engine_ready() -> bool {
+    let required = std::env::var("CLAUDE_BOTTLE_REQUIRE_DOCKER").as_deref() == Ok("1");
+    let ok = Command::new("docker")
+        .args(["image", "inspect", AGENT_BASE])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !required,
+            "no engine or no {AGENT_BASE} (scripts/test-base-image), and CLAUDE_BOTTLE_REQUIRE_DOCKER=1"
+        );
+        eprintln!("SKIPPED: no engine or no {AGENT_BASE}");
+    }
+    ok
+}
+
+async fn sh(engine: &Engine, container: &str, script: &str) -> exec::Output {
+    exec::run(
+        engine,
+        container,
+        Exec {
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn gateway_of(net: &str) -> String {
+    let out = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            net,
+            "--format",
+            "{{(index .IPAM.Config 0).Gateway}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn hardened_agent_with_no_route_out() {
+    if !engine_ready() {
+        return;
+    }
+    let engine = Engine::connect().await.unwrap();
+    // The agent Dockerfile on the test base, through the library's own build path.
+    let request = BuildRequest {
+        kind: ImageKind::Agent,
+        tag: IMAGE.into(),
+        base_image: Some(AGENT_BASE.into()),
+        version: "test".into(),
+        executable: Executable {
+            path: "/dev/null".into(),
+            sha256: "test".into(),
+        },
+        extra_labels: HashMap::from([("io.claude-bottle.test".to_string(), "lib".to_string())]),
+    };
+    image::build(
+        &engine,
+        &request,
+        image::context(ImageKind::Agent, &[]).unwrap(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+
+    // A service on every host address, which a leak would reach.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            drop(c)
+        }
+    });
+    let slug = format!("libtest-{}", std::process::id());
+    let test_label = format!("io.claude-bottle.test={slug}");
+    let labels = HashMap::from([
+        (labels::SLUG.to_string(), slug.clone()),
+        ("io.claude-bottle.test".to_string(), slug.clone()),
+    ]);
+    let net = format!("claude-bottle-{slug}-internal");
+    let mut net_labels = labels.clone();
+    net_labels.insert(labels::ROLE.into(), "network".into());
+    network::create(&engine, &net, true, net_labels)
+        .await
+        .unwrap();
+    let mut agent_labels = labels.clone();
+    agent_labels.insert(labels::ROLE.into(), "agent".into());
+    let spec = AgentSpec {
+        name: format!("claude-bottle-{slug}"),
+        image: IMAGE.into(),
+        network: net.clone(),
+        dns: None,
+        env: vec!["HTTPS_PROXY=http://sidecar:3128".into()],
+        labels: agent_labels,
+        memory: "256m".into(),
+        cpus: 0.5,
+        pids: 128,
+        runtime: None,
+    };
+    let inner = engine.clone();
+    let (labels_in, test_label_in) = (labels.clone(), test_label.clone());
+    let result = async move {
+        let (labels, test_label) = (labels_in, test_label_in);
+        let engine = inner;
+        let id = agent::start(&engine, &spec).await.unwrap();
+        let (user, home) = agent::user(&engine, &id).await.unwrap();
+        assert_eq!(user, "node");
+        assert!(home.starts_with('/'));
+
+        let status = sh(
+            &engine,
+            &id,
+            "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status",
+        )
+        .await;
+        let text = status.stdout_text();
+        assert!(text.starts_with("1000\n"), "{text}");
+        assert!(text.contains("CapEff:\t0000000000000000"), "{text}");
+        assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+        // No way out: the internal bridge's gateway address is not held by
+        // the host (inhibit_ipv4), so a host service bound to 0.0.0.0 does
+        // not answer there. The control run below shows the probe works.
+        let gateway = gateway_of(&net);
+        let probe = format!("nc -z -w 2 {gateway} {port} && echo REACHED || echo refused");
+        assert_eq!(
+            sh(&engine, &id, &probe).await.stdout_text().trim(),
+            "refused"
+        );
+        let limits = sh(
+            &engine,
+            &id,
+            "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+        )
+        .await;
+        assert_eq!(limits.stdout_text().trim(), "128");
+
+        // A file through stdin: 0600, owned by the agent, on the tmpfs.
+        exec::write_file(
+            &engine,
+            &id,
+            "1000",
+            "/run/claude-bottle/env",
+            0o600,
+            b"A=1\n".to_vec(),
+        )
+        .await
+        .unwrap();
+        let st = sh(
+            &engine,
+            &id,
+            "stat -c '%a %U' /run/claude-bottle/env; cat /run/claude-bottle/env",
+        )
+        .await;
+        assert_eq!(st.stdout_text(), "600 node\nA=1\n");
+
+        // A secret in an exec's env reaches that process only.
+        let secret = "sk-ant-oat01-LIBTESTSECRETVALUE";
+        let out = exec::run(
+            &engine,
+            &id,
+            Exec {
+                cmd: vec!["sh".into(), "-c".into(), "printf %s \"$TOKEN\"".into()],
+                env: vec![format!("TOKEN={secret}")],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.stdout_text(), secret);
+        let pid1 = sh(&engine, &id, "tr '\\0' '\\n' < /proc/1/environ")
+            .await
+            .stdout_text();
+        assert!(!pid1.contains(secret));
+        let inspect = Command::new("docker")
+            .args(["inspect", &id])
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&inspect.stdout).contains(secret));
+        let code = sh(&engine, &id, "exit 7").await.code;
+        assert_eq!(code, 7);
+
+        // Control: on an ordinary bridge the same probe reaches the host,
+        // so "refused" above is the defence, not a broken probe.
+        let open_net = format!("claude-bottle-{slug}-egress");
+        let mut l = labels.clone();
+        l.insert(labels::ROLE.into(), "network".into());
+        network::create(&engine, &open_net, false, l).await.unwrap();
+        let control = Command::new("docker")
+            .args([
+                "run",
+                "--rm",
+                "--label",
+                &test_label,
+                "--network",
+                &open_net,
+                IMAGE,
+                "sh",
+                "-c",
+            ])
+            .arg(format!(
+                "nc -z -w 2 {} {port} && echo REACHED || echo refused",
+                gateway_of(&open_net)
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&control.stdout).trim(), "REACHED");
+    };
+    let outcome = tokio::spawn(result).await;
+    let objects = teardown::find(&engine, Some(&test_label)).await.unwrap();
+    assert_eq!(objects.len(), 3, "agent and two networks: {objects:?}");
+    let failures = teardown::remove(&engine, &objects).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(
+        teardown::find(&engine, Some(&test_label))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
