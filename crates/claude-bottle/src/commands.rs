@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod list;
 mod plan;
+mod scan;
 mod start;
 
 use std::process::ExitCode;
@@ -25,7 +26,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::List { what, format } => list::run(&Settings::from_env()?, what, format),
         Command::Info { agent } => info::run(&Settings::from_env()?, &agent),
         Command::Start(args) => start::run(&Settings::from_env()?, args),
-        Command::Scan { .. } | Command::Proxy { .. } => not_yet("this command"),
+        Command::Scan {
+            paths,
+            format,
+            known_secret_env,
+        } => scan::run(scan::ScanArgs {
+            paths,
+            json: format == Format::Json,
+            known_secret_env,
+        }),
+        Command::Proxy { .. } => not_yet("`proxy`"),
         Command::Attach { .. } => not_yet("`attach`"),
         Command::Logs {
             format: Format::Text | Format::Json,

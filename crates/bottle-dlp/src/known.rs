@@ -1,0 +1,250 @@
+//! Known secrets: exact values the engine must find, in every form an agent
+//! could send them: as is, base64 and base64url (at each of the three byte
+//! alignments inside a longer encoded text), hex in both cases, percent-encoded
+//! once and twice, and reversed.
+//!
+//! The forms are held in zeroizing buffers and searched through a filter of
+//! hashed eight-byte windows, not with an automaton, so no copy of a secret
+//! outlives the engine in memory that is not wiped. Every eight-byte window of
+//! every form is indexed, so the input needs probing only every
+//! `shortest form - 7` bytes: an occurrence always covers one probe.
+
+use std::ops::Range;
+
+use bottle_secret::Secret;
+use zeroize::Zeroizing;
+
+use crate::decode::{base32_encode, base64_encode, hex_encode, percent_encode};
+
+/// Bits in the first-stage filter: 64 Ki bits, 8 KiB.
+const FILTER_BITS: u32 = 16;
+const ANCHOR: usize = 8;
+
+pub(crate) struct KnownSet {
+    secret_count: usize,
+    forms: Vec<Zeroizing<Vec<u8>>>,
+    /// The eight-byte windows of every form, sorted; `windows_at[i]` says
+    /// which form and at which offset `windows[i]` is.
+    windows: Zeroizing<Vec<u64>>,
+    windows_at: Vec<(u32, u32)>,
+    filter: Vec<u64>,
+    /// Distance between probes of the input.
+    stride: usize,
+    /// Lower-case base32 forms, used only for host names.
+    base32: Vec<Zeroizing<Vec<u8>>>,
+}
+
+fn anchor(bytes: &[u8]) -> u64 {
+    let mut a = [0u8; ANCHOR];
+    a.copy_from_slice(&bytes[..ANCHOR]);
+    u64::from_le_bytes(a)
+}
+
+fn slot(anchor: u64) -> usize {
+    (anchor.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS)) as usize
+}
+
+/// The encodings of `secret` that stay the same whatever surrounds it: for
+/// base64 at byte offset 0, 1 and 2 of a longer text, only the characters that
+/// depend on the secret's bytes alone.
+fn forms_of(secret: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut out: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+    let mut add = |v: Vec<u8>| {
+        let v = Zeroizing::new(v);
+        if v.len() >= ANCHOR && !out.iter().any(|o| **o == *v) {
+            out.push(v);
+        }
+    };
+    add(secret.to_vec());
+    add(secret.iter().rev().copied().collect());
+    add(hex_encode(secret, false));
+    add(hex_encode(secret, true));
+    let once = percent_encode(secret);
+    add(percent_encode(&once));
+    add(once);
+    for offset in 0..3usize {
+        let mut padded = Zeroizing::new(vec![0u8; offset]);
+        padded.extend_from_slice(secret);
+        let first = (offset * 8).div_ceil(6);
+        let last = ((offset + secret.len()) * 8) / 6;
+        for url in [false, true] {
+            let enc = Zeroizing::new(base64_encode(&padded, url, false));
+            if first < last && last <= enc.len() {
+                add(enc[first..last].to_vec());
+            }
+        }
+    }
+    out
+}
+
+impl KnownSet {
+    pub fn new(secrets: &[Secret]) -> KnownSet {
+        let mut all: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+        let mut base32 = Vec::new();
+        for s in secrets {
+            for f in forms_of(s.expose().as_bytes()) {
+                if !all.iter().any(|o| **o == *f) {
+                    all.push(f);
+                }
+            }
+            base32.push(Zeroizing::new(base32_encode(s.expose().as_bytes())));
+        }
+        let mut index: Vec<(u64, u32, u32)> = Vec::new();
+        for (j, f) in all.iter().enumerate() {
+            for k in 0..=f.len() - ANCHOR {
+                index.push((anchor(&f[k..]), j as u32, k as u32));
+            }
+        }
+        index.sort_unstable();
+        let windows = Zeroizing::new(index.iter().map(|e| e.0).collect::<Vec<u64>>());
+        let windows_at = index.iter().map(|e| (e.1, e.2)).collect();
+        // Wipe the sorted copy too: it holds the same windows.
+        for e in index.iter_mut() {
+            e.0 = 0;
+        }
+        let mut filter = vec![0u64; 1 << (FILTER_BITS - 6)];
+        for &a in windows.iter() {
+            let s = slot(a);
+            filter[s >> 6] |= 1 << (s & 63);
+        }
+        let stride = all.iter().map(|f| f.len() - ANCHOR + 1).min().unwrap_or(1);
+        KnownSet {
+            secret_count: secrets.len(),
+            forms: all,
+            windows,
+            windows_at,
+            filter,
+            stride,
+            base32,
+        }
+    }
+
+    pub fn secret_count(&self) -> usize {
+        self.secret_count
+    }
+
+    /// Calls `f` with the range of every occurrence of any form in `hay`.
+    pub fn find(&self, hay: &[u8], mut f: impl FnMut(Range<usize>)) {
+        if self.forms.is_empty() || hay.len() < ANCHOR {
+            return;
+        }
+        // Occurrences already reported, as (form, start): one occurrence can
+        // cover several probes.
+        let mut recent: Vec<(u32, usize)> = Vec::new();
+        let mut p = 0;
+        while p + ANCHOR <= hay.len() {
+            let a = anchor(&hay[p..]);
+            let s = slot(a);
+            if self.filter[s >> 6] & (1 << (s & 63)) != 0 {
+                let from = self.windows.partition_point(|&x| x < a);
+                for i in from..self.windows.len() {
+                    if self.windows[i] != a {
+                        break;
+                    }
+                    let (form, offset) = self.windows_at[i];
+                    let Some(start) = p.checked_sub(offset as usize) else {
+                        continue;
+                    };
+                    let bytes = &self.forms[form as usize];
+                    if hay[start..].starts_with(bytes) && !recent.contains(&(form, start)) {
+                        if recent.len() >= 64 {
+                            recent.remove(0);
+                        }
+                        recent.push((form, start));
+                        f(start..start + bytes.len());
+                    }
+                }
+            }
+            p += self.stride;
+        }
+    }
+
+    /// True when a host name holds any form of a known secret, ignoring case
+    /// (DNS does) and the dots between labels (a secret can be split across
+    /// them). Base32 counts here too: it is the usual encoding for DNS.
+    pub fn in_host(&self, host: &str) -> bool {
+        let lower = host.to_ascii_lowercase();
+        let joined: Vec<u8> = lower.bytes().filter(|&b| b != b'.').collect();
+        let forms = self.forms.iter().chain(self.base32.iter());
+        forms.filter(|f| f.len() >= ANCHOR).any(|f| {
+            let f = f.to_ascii_lowercase();
+            let f = Zeroizing::new(f);
+            contains(lower.as_bytes(), &f) || contains(&joined, &f)
+        })
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::base64_encode;
+
+    fn set(s: &str) -> KnownSet {
+        KnownSet::new(&[Secret::new(s)])
+    }
+
+    fn hits(k: &KnownSet, hay: &[u8]) -> Vec<Range<usize>> {
+        let mut v = Vec::new();
+        k.find(hay, |r| v.push(r));
+        v
+    }
+
+    #[test]
+    fn finds_every_form() {
+        let secret = "s3cr3t-Value/with+chars";
+        let k = set(secret);
+        let s = secret.as_bytes();
+        let mut cases = vec![
+            s.to_vec(),
+            s.iter().rev().copied().collect(),
+            hex_encode(s, false),
+            hex_encode(s, true),
+            percent_encode(s),
+            percent_encode(&percent_encode(s)),
+        ];
+        for prefix in ["", "a", "ab", "abc"] {
+            let mut text = prefix.as_bytes().to_vec();
+            text.extend_from_slice(s);
+            text.extend_from_slice(b" trailing");
+            cases.push(base64_encode(&text, false, true));
+            cases.push(base64_encode(&text, true, false));
+        }
+        for case in cases {
+            let mut hay = b"prefix ".to_vec();
+            hay.extend_from_slice(&case);
+            hay.extend_from_slice(b" suffix");
+            assert!(
+                !hits(&k, &hay).is_empty(),
+                "{}",
+                String::from_utf8_lossy(&case)
+            );
+        }
+    }
+
+    #[test]
+    fn no_match_on_near_misses() {
+        let k = set("s3cr3t-Value/with+chars");
+        assert!(hits(&k, b"s3cr3t-Value/with+charz and s3cr3t-Value").is_empty());
+        assert!(hits(&KnownSet::new(&[]), b"anything at all").is_empty());
+    }
+
+    #[test]
+    fn range_covers_the_form() {
+        let k = set("abcdefghij");
+        assert_eq!(hits(&k, b"xxabcdefghijyy"), vec![2..12]);
+    }
+
+    #[test]
+    fn host_forms() {
+        let k = set("Tok3n-Value-42xyz");
+        assert!(k.in_host("tok3n-value-42xyz.evil.example"));
+        assert!(k.in_host("tok3n-val.ue-42xyz.evil.example"));
+        let b32 = String::from_utf8(base32_encode(b"Tok3n-Value-42xyz")).unwrap();
+        assert!(k.in_host(&format!("{b32}.evil.example")));
+        assert!(!k.in_host("api.example.com"));
+    }
+}

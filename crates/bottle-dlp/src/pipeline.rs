@@ -1,0 +1,363 @@
+//! One scan of a buffer: rules and known secrets on the raw bytes, then on
+//! each decoded layer (percent runs, base64 and hex runs, normalised
+//! non-ASCII text), recursively to a bounded depth and within a budget of
+//! decoded bytes, so nested and disguised secrets are found and hostile input
+//! costs bounded time and memory.
+//!
+//! A finding inside a decoded layer reports the range of the encoded run in
+//! the caller's input (for normalised text, the exact source bytes).
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
+
+use crate::decode::{
+    RunKind, base64_decode, encoded_runs, hex_decode, mostly_text, percent_decode, percent_runs,
+};
+use crate::finding::redact_preview;
+use crate::normalize::{is_invisible, normalize};
+use crate::{Engine, Finding, KNOWN_SECRET_RULE};
+use unicode_normalization::{IsNormalized, is_nfkc_quick};
+
+/// Layers of decoding below the raw input: enough for a secret wrapped in
+/// three encodings and disguised with Unicode.
+pub(crate) const MAX_DEPTH: u8 = 4;
+/// Long runs are decoded in pieces of this size, overlapping so that a secret
+/// across a piece boundary is still whole in one of them.
+const PIECE: usize = 64 * 1024;
+const PIECE_OVERLAP: usize = 512;
+/// How far around a non-ASCII byte normalisation looks (within its line).
+const NORM_RADIUS: usize = 512;
+const NORM_PIECE: usize = 16 * 1024;
+/// The longest finding the stream scanner keeps whole: an 8192-bit RSA key
+/// block is about 6.5 KiB. A longer one (a secret deep in a long encoded run)
+/// is still reported, with the range seen before its start left the buffer.
+pub(crate) const MAX_FINDING_LEN: usize = 8 * 1024;
+
+/// A finding before de-duplication, with a hash of the secret so that the
+/// same secret found raw and again inside a decoded layer is reported once.
+struct Raw {
+    finding: Finding,
+    key: u64,
+}
+
+struct Scan<'e> {
+    engine: &'e Engine,
+    budget: usize,
+    out: Vec<Raw>,
+}
+
+type Map<'a> = &'a dyn Fn(Range<usize>) -> Range<usize>;
+
+pub(crate) fn scan(engine: &Engine, input: &[u8]) -> Vec<Finding> {
+    let mut s = Scan {
+        engine,
+        // Each layer is smaller than its source, except normalisation, which
+        // is capped per piece; twice the input bounds the total work.
+        budget: input.len().saturating_mul(2).saturating_add(1 << 20),
+        out: Vec::new(),
+    };
+    s.layer(input, 0, &|r| r);
+    dedup(s.out)
+}
+
+fn key_of(rule: &str, secret: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    rule.hash(&mut h);
+    secret.hash(&mut h);
+    h.finish()
+}
+
+fn to_u64(r: Range<usize>) -> Range<u64> {
+    r.start as u64..r.end as u64
+}
+
+/// Splits `range` into pieces of at most `PIECE` bytes (aligned to `align`)
+/// that overlap by `PIECE_OVERLAP`.
+fn pieces(range: Range<usize>, align: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = range.start;
+    loop {
+        let end = (start + PIECE).min(range.end);
+        out.push(start..end);
+        if end >= range.end {
+            return out;
+        }
+        let next = end - PIECE_OVERLAP;
+        start = next - (next - range.start) % align;
+    }
+}
+
+impl Scan<'_> {
+    fn layer(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
+        let engine = self.engine;
+        let out = &mut self.out;
+        engine.rules.scan(hay, |h| {
+            out.push(Raw {
+                key: key_of(h.rule, &hay[h.range.clone()]),
+                finding: Finding {
+                    rule: h.rule,
+                    range: to_u64(map(h.range)),
+                    redacted: redact_preview(h.preview),
+                },
+            });
+        });
+        engine.known.find(hay, |r| {
+            out.push(Raw {
+                key: key_of(KNOWN_SECRET_RULE, &hay[r.clone()]),
+                finding: Finding {
+                    rule: KNOWN_SECRET_RULE,
+                    range: to_u64(map(r)),
+                    redacted: "****".to_string(),
+                },
+            });
+        });
+        if depth >= MAX_DEPTH {
+            return;
+        }
+        self.percent_layers(hay, depth, map);
+        self.encoded_layers(hay, depth, map);
+        if !hay.is_ascii() {
+            self.normalized_layers(hay, depth, map);
+        }
+    }
+
+    /// Charges `n` decoded bytes to the budget; false once it is spent.
+    fn charge(&mut self, n: usize) -> bool {
+        if self.budget < n {
+            self.budget = 0;
+            return false;
+        }
+        self.budget -= n;
+        true
+    }
+
+    fn decoded_layer(&mut self, decoded: &[u8], run: Range<usize>, depth: u8, map: Map<'_>) {
+        if !self.charge(decoded.len()) {
+            return;
+        }
+        let outer = map(run);
+        self.layer(decoded, depth + 1, &|_| outer.clone());
+    }
+
+    fn percent_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
+        if !hay.contains(&b'%') {
+            return;
+        }
+        let mut runs = Vec::new();
+        percent_runs(hay, |r| runs.extend(pieces(r, 1)));
+        for run in runs {
+            let decoded = percent_decode(&hay[run.clone()]);
+            if decoded.len() < run.len() {
+                self.decoded_layer(&decoded, run, depth, map);
+            }
+        }
+    }
+
+    fn encoded_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
+        let mut runs = Vec::new();
+        encoded_runs(hay, |r, kind| {
+            let align = if kind == RunKind::Hex { 2 } else { 4 };
+            runs.extend(pieces(r, align).into_iter().map(|p| (p, kind)));
+        });
+        for (run, kind) in runs {
+            let bytes = &hay[run.clone()];
+            let decode = |b: &[u8]| match kind {
+                RunKind::Hex => hex_decode(b),
+                RunKind::Base64 => base64_decode(b),
+            };
+            // A run at the very start of a stream buffer may have been cut
+            // mid-quantum by the look-back: try each base64 alignment.
+            let bytes = if depth == 0 && run.start == 0 && kind == RunKind::Base64 {
+                let shift = (0..4)
+                    .find(|&k| {
+                        bytes.len() > k && mostly_text(&decode(&bytes[k..bytes.len().min(k + 64)]))
+                    })
+                    .unwrap_or(0);
+                &bytes[shift..]
+            } else {
+                bytes
+            };
+            // Most runs are identifiers, hashes or binary data: look at the
+            // start before decoding all of it.
+            if !mostly_text(&decode(&bytes[..bytes.len().min(64)])) {
+                continue;
+            }
+            let decoded = decode(bytes);
+            if decoded.len() >= crate::MIN_KNOWN_SECRET_LEN && mostly_text(&decoded) {
+                self.decoded_layer(&decoded, run, depth, map);
+            }
+        }
+    }
+
+    fn normalized_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
+        for seg in non_ascii_segments(hay) {
+            let Some(n) = normalize(&hay[seg.clone()], NORM_PIECE * 2) else {
+                continue;
+            };
+            if !self.charge(n.text.len()) {
+                return;
+            }
+            let base = seg.start;
+            self.layer(&n.text, depth + 1, &|r| {
+                let o = n.map(r);
+                map(o.start + base..o.end + base)
+            });
+        }
+    }
+}
+
+/// Whether normalising could change this character: it is invisible, or
+/// NFKC maps it to something else (full-width forms, ligatures, …). Accents,
+/// CJK and most other text are stable and need nothing.
+fn suspicious(c: char) -> bool {
+    is_invisible(c) || is_nfkc_quick(std::iter::once(c)) == IsNormalized::No
+}
+
+/// The neighbourhoods of suspicious characters, `NORM_RADIUS` bytes either
+/// side (across lines: a disguised private key spans several), merged and cut
+/// into pieces.
+fn non_ascii_segments(hay: &[u8]) -> Vec<Range<usize>> {
+    let mut segs: Vec<Range<usize>> = Vec::new();
+    let mut i = 0;
+    while let Some(p) = hay[i..].iter().position(|&b| b >= 0x80) {
+        let p = i + p;
+        let width = match hay[p] {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        let end_char = (p + width).min(hay.len());
+        i = end_char;
+        let c = std::str::from_utf8(&hay[p..end_char])
+            .ok()
+            .and_then(|s| s.chars().next());
+        if !c.is_some_and(suspicious) {
+            continue;
+        }
+        let start = p.saturating_sub(NORM_RADIUS);
+        let end = (end_char + NORM_RADIUS).min(hay.len());
+        match segs.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(end),
+            _ => segs.push(start..end),
+        }
+    }
+    segs.into_iter()
+        .flat_map(|s| {
+            let mut v = Vec::new();
+            let mut a = s.start;
+            loop {
+                let b = (a + NORM_PIECE).min(s.end);
+                v.push(a..b);
+                if b >= s.end {
+                    break v;
+                }
+                a = b - 256;
+            }
+        })
+        .collect()
+}
+
+fn is_generic(rule: &str) -> bool {
+    rule.starts_with("generic-")
+}
+
+/// Sorts and removes repeats: the same secret of the same rule seen in
+/// several layers is kept once, at its narrowest range; a generic finding
+/// that overlaps a specific one is dropped.
+fn dedup(mut raw: Vec<Raw>) -> Vec<Finding> {
+    raw.sort_by(|a, b| {
+        (
+            a.key,
+            a.finding.range.end - a.finding.range.start,
+            a.finding.range.start,
+        )
+            .cmp(&(
+                b.key,
+                b.finding.range.end - b.finding.range.start,
+                b.finding.range.start,
+            ))
+    });
+    // Within one key (rule and secret) the kept ranges are disjoint, so the
+    // kept range with the greatest start below a candidate's end is the only
+    // one that can overlap it.
+    let mut kept: Vec<Raw> = Vec::with_capacity(raw.len());
+    let mut group: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut group_key = None;
+    for r in raw {
+        if group_key != Some(r.key) {
+            group.clear();
+            group_key = Some(r.key);
+        }
+        let range = &r.finding.range;
+        let dup = group
+            .range(..range.end)
+            .next_back()
+            .is_some_and(|(_, &end)| end > range.start);
+        if !dup {
+            group.insert(range.start, range.end);
+            kept.push(r);
+        }
+    }
+    let mut out: Vec<Finding> = kept.into_iter().map(|r| r.finding).collect();
+    out.sort_by(|a, b| {
+        (a.range.start, a.range.end, a.rule).cmp(&(b.range.start, b.range.end, b.rule))
+    });
+    // Drop generic findings covered by a specific one: both lists are sorted
+    // by start, so one sweep keeps the furthest end of specific ranges so far.
+    let specific: Vec<Range<u64>> = out
+        .iter()
+        .filter(|f| !is_generic(f.rule))
+        .map(|f| f.range.clone())
+        .collect();
+    if !specific.is_empty() {
+        out.retain(|f| {
+            if !is_generic(f.rule) {
+                return true;
+            }
+            let i = specific.partition_point(|s| s.start < f.range.end);
+            !specific[..i]
+                .iter()
+                .rev()
+                .take(64)
+                .any(|s| overlaps(s, &f.range))
+        });
+    }
+    out
+}
+
+fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_and_overlap() {
+        assert_eq!(pieces(3..10, 4), vec![3..10]);
+        let p = pieces(0..PIECE * 2 + 10, 4);
+        assert!(p.len() >= 3);
+        assert_eq!(p[0].start, 0);
+        assert_eq!(p.last().map(|r| r.end), Some(PIECE * 2 + 10));
+        for w in p.windows(2) {
+            assert!(w[1].start < w[0].end);
+            assert_eq!(w[1].start % 4, 0);
+        }
+    }
+
+    #[test]
+    fn segments_surround_suspicious_characters_only() {
+        let mut hay = vec![b'a'; 2000];
+        hay.extend_from_slice("ｔｅｘｔ".as_bytes());
+        hay.extend(vec![b'b'; 2000]);
+        let segs = non_ascii_segments(&hay);
+        assert_eq!(segs, vec![2000 - NORM_RADIUS..2012 + NORM_RADIUS]);
+        assert!(non_ascii_segments(b"plain").is_empty());
+        assert!(non_ascii_segments("café, 東京, naïve — “quoted”".as_bytes()).is_empty());
+        assert_eq!(non_ascii_segments("a\u{200B}b".as_bytes()), vec![0..5]);
+    }
+}
