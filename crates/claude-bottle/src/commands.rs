@@ -35,7 +35,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json: format == Format::Json,
             known_secret_env,
         }),
-        Command::Proxy { .. } => not_yet("`proxy`"),
+        Command::Proxy { config, listen } => {
+            bottle_egress::run_standalone(&config, listen)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Attach { .. } => not_yet("`attach`"),
         Command::Logs {
             format: Format::Text | Format::Json,

@@ -1,0 +1,683 @@
+//! The proxy configuration: YAML or JSON from a file (standalone `proxy`), or a
+//! [`RawConfig`] the sidecar deserialises itself and completes with its own
+//! secrets. Unknown keys are errors; relative paths are relative to the
+//! folder of the file.
+//!
+//! Secret values never appear in the file: a token names a `token_ref` that a
+//! [`SecretSource`] turns into a [`Secret`] at load time (the process
+//! environment for standalone, the values handed over on stdin for the
+//! sidecar).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use bottle_secret::Secret;
+use serde::Deserialize;
+
+use crate::addr::{HostKind, classify_host};
+use crate::error::Error;
+use crate::limits::Limits;
+use crate::route::{HostPattern, PathRule, Route, RouteTable, Tls};
+
+/// The default listen address of the standalone proxy.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
+
+/// The file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<RawRoute>,
+    pub dlp: Option<DlpMode>,
+    pub log: Option<LogMode>,
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+    #[serde(default)]
+    pub known_secret_env: Vec<String>,
+    pub ca: Option<RawCa>,
+    pub upstream_ca: Option<PathBuf>,
+    pub upstream_proxy: Option<String>,
+    #[serde(default)]
+    pub resolve: BTreeMap<String, String>,
+    pub audit: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub host: String,
+    pub methods: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+    pub tls: Option<Tls>,
+    pub ports: Option<Vec<u16>>,
+    /// The injected scheme, as the plan JSON shows it. Informational only:
+    /// `tokens` decide what is injected.
+    pub auth: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub kind: TokenKind,
+    pub token_ref: String,
+    pub host: Option<String>,
+    pub scheme: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCa {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DlpMode {
+    #[default]
+    Block,
+    Redact,
+    Log,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogMode {
+    Off,
+    #[default]
+    Events,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Anthropic,
+    Openai,
+    Http,
+}
+
+impl<'de> Deserialize<'de> for Tls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "intercept" => Ok(Tls::Intercept),
+            "passthrough" => Ok(Tls::Passthrough),
+            other => Err(serde::de::Error::custom(format!(
+                "tls: {other:?} is not intercept or passthrough"
+            ))),
+        }
+    }
+}
+
+/// How an `http` token is put on the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// `Authorization: Bearer <v>`
+    Bearer,
+    /// `Authorization: token <v>` (GitHub style)
+    Token,
+    /// `Authorization: Basic base64(<v>)`, the value being `user:password`
+    Basic,
+    /// `<Name>: <v>`
+    Header(http::HeaderName),
+}
+
+impl AuthScheme {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "Bearer" | "bearer" => Ok(AuthScheme::Bearer),
+            "token" | "Token" => Ok(AuthScheme::Token),
+            "basic" | "Basic" => Ok(AuthScheme::Basic),
+            _ => match s.strip_prefix("header:") {
+                Some(name) => http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map(AuthScheme::Header)
+                    .map_err(|_| format!("scheme {s:?}: bad header name")),
+                None => Err(format!(
+                    "scheme {s:?}: want Bearer, token, basic or header:<Name>"
+                )),
+            },
+        }
+    }
+
+    /// The header this scheme sets (and strips from the agent's request).
+    pub fn header(&self) -> http::HeaderName {
+        match self {
+            AuthScheme::Header(h) => h.clone(),
+            _ => http::header::AUTHORIZATION,
+        }
+    }
+}
+
+/// A credential held by the proxy.
+#[derive(Debug, Clone)]
+pub enum Token {
+    Anthropic(Secret),
+    Openai(Secret),
+    Http {
+        host: HostPattern,
+        scheme: AuthScheme,
+        secret: Secret,
+    },
+}
+
+/// Where a name is pinned by the `resolve` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    pub ip: IpAddr,
+    /// Replaces the request's port when set.
+    pub port: Option<u16>,
+}
+
+/// The interception CA: files to load, or PEM text handed over directly.
+#[derive(Debug, Clone)]
+pub enum CaSource {
+    Files { cert: PathBuf, key: PathBuf },
+    Pem { cert: String, key: Secret },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Stdout,
+    File(PathBuf),
+    /// Kept in memory; for tests and embedding.
+    Memory,
+}
+
+/// An upstream proxy (`http://host:port`) that every upstream is reached through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamProxy {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Everything the proxy needs, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub routes: RouteTable,
+    pub dlp: DlpMode,
+    pub log: LogMode,
+    pub tokens: Vec<Token>,
+    pub known_secrets: Vec<Secret>,
+    pub ca: Option<CaSource>,
+    pub upstream_ca: Option<PathBuf>,
+    pub upstream_proxy: Option<UpstreamProxy>,
+    pub resolve: HashMap<String, Pin>,
+    pub audit: AuditTarget,
+    pub limits: Limits,
+}
+
+/// Turns a `token_ref` (or a `known_secret_env` name) into its value.
+pub trait SecretSource {
+    fn get(&self, name: &str) -> Option<Secret>;
+}
+
+/// Reads `token_ref`s from the process environment; `file:PATH` reads the
+/// first line of a file (relative to the config's folder).
+#[derive(Debug, Clone, Default)]
+pub struct EnvSecrets {
+    pub base: PathBuf,
+}
+
+impl SecretSource for EnvSecrets {
+    fn get(&self, name: &str) -> Option<Secret> {
+        if let Some(path) = name.strip_prefix("file:") {
+            let text = std::fs::read_to_string(self.base.join(path)).ok()?;
+            let line = text.lines().next().unwrap_or("").trim().to_string();
+            return (!line.is_empty()).then(|| Secret::new(line));
+        }
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    }
+}
+
+/// Values handed over directly (the sidecar's `secrets.tokens`).
+#[derive(Debug, Clone, Default)]
+pub struct MapSecrets(pub HashMap<String, Secret>);
+
+impl SecretSource for MapSecrets {
+    fn get(&self, name: &str) -> Option<Secret> {
+        self.0.get(name).cloned()
+    }
+}
+
+impl ProxyConfig {
+    /// Loads a YAML or JSON file, secrets from the environment.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let base = base_dir(path);
+        Self::load_with(path, &EnvSecrets { base })
+    }
+
+    pub fn load_with(path: &Path, secrets: &dyn SecretSource) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw = parse_text(&text).map_err(|message| Error::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Self::from_raw(raw, &base_dir(path), secrets)
+    }
+
+    /// Checks and resolves a parsed config. `base` is the folder relative
+    /// paths are taken from.
+    pub fn from_raw(
+        raw: RawConfig,
+        base: &Path,
+        secrets: &dyn SecretSource,
+    ) -> Result<Self, Error> {
+        let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| Error::Invalid(format!("listen: {listen:?} is not ADDR:PORT")))?;
+        let dlp = raw.dlp.unwrap_or_default();
+
+        let mut tokens = Vec::new();
+        for t in &raw.tokens {
+            let secret = secrets
+                .get(&t.token_ref)
+                .ok_or_else(|| Error::MissingSecret(t.token_ref.clone()))?;
+            tokens.push(match t.kind {
+                TokenKind::Anthropic => Token::Anthropic(secret),
+                TokenKind::Openai => Token::Openai(secret),
+                TokenKind::Http => {
+                    let host = t.host.as_deref().ok_or_else(|| {
+                        Error::Invalid(format!("token {}: kind http needs host", t.token_ref))
+                    })?;
+                    let scheme = t.scheme.as_deref().ok_or_else(|| {
+                        Error::Invalid(format!("token {}: kind http needs scheme", t.token_ref))
+                    })?;
+                    Token::Http {
+                        host: HostPattern::parse(host).map_err(Error::Invalid)?,
+                        scheme: AuthScheme::parse(scheme).map_err(Error::Invalid)?,
+                        secret,
+                    }
+                }
+            });
+        }
+        let token_hosts: Vec<&HostPattern> = tokens
+            .iter()
+            .filter_map(|t| match t {
+                Token::Http { host, .. } => Some(host),
+                _ => None,
+            })
+            .collect();
+
+        let mut routes = Vec::new();
+        for r in &raw.allow {
+            routes.push(build_route(r, dlp, &token_hosts)?);
+        }
+        // An http token implies an intercepted route for its host.
+        for host in &token_hosts {
+            if !routes.iter().any(|r: &Route| &&r.pattern == host) {
+                routes.push(Route {
+                    name: raw_host_name(host),
+                    pattern: (*host).clone(),
+                    methods: None,
+                    paths: None,
+                    ports: None,
+                    tls: Tls::Intercept,
+                });
+            }
+        }
+
+        let mut known_secrets = Vec::new();
+        for name in &raw.known_secret_env {
+            known_secrets.push(
+                secrets
+                    .get(name)
+                    .ok_or_else(|| Error::MissingSecret(name.clone()))?,
+            );
+        }
+
+        let mut resolve = HashMap::new();
+        for (host, target) in &raw.resolve {
+            let name = match classify_host(host) {
+                HostKind::Name(n) => n,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "resolve: {host:?} is not a host name"
+                    )));
+                }
+            };
+            resolve.insert(name, parse_pin(target)?);
+        }
+
+        let upstream_proxy = raw
+            .upstream_proxy
+            .as_deref()
+            .map(parse_upstream_proxy)
+            .transpose()?;
+        Ok(ProxyConfig {
+            listen,
+            routes: RouteTable::new(routes),
+            dlp,
+            log: raw.log.unwrap_or_default(),
+            tokens,
+            known_secrets,
+            ca: raw.ca.map(|c| CaSource::Files {
+                cert: base.join(c.cert),
+                key: base.join(c.key),
+            }),
+            upstream_ca: raw.upstream_ca.map(|p| base.join(p)),
+            upstream_proxy,
+            resolve,
+            audit: raw
+                .audit
+                .map_or(AuditTarget::Stdout, |p| AuditTarget::File(base.join(p))),
+            limits: Limits::default(),
+        })
+    }
+}
+
+fn raw_host_name(p: &HostPattern) -> String {
+    match p {
+        HostPattern::Any => "*".into(),
+        HostPattern::Exact(h) => h.clone(),
+        HostPattern::Suffix(s) => format!("*{s}"),
+        HostPattern::Ip(ip) => ip.to_string(),
+    }
+}
+
+fn build_route(r: &RawRoute, dlp: DlpMode, token_hosts: &[&HostPattern]) -> Result<Route, Error> {
+    let pattern = HostPattern::parse(&r.host).map_err(Error::Invalid)?;
+    let methods = r
+        .methods
+        .as_ref()
+        .map(|ms| ms.iter().map(|m| m.trim().to_ascii_uppercase()).collect());
+    let paths = match &r.paths {
+        Some(ps) => Some(
+            ps.iter()
+                .map(|p| PathRule::parse(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Error::Invalid)?,
+        ),
+        None => None,
+    };
+    let has_token = token_hosts.contains(&&pattern);
+    let needs_intercept = methods.is_some() || paths.is_some() || has_token || dlp != DlpMode::Off;
+    let tls = match r.tls {
+        Some(Tls::Passthrough) if methods.is_some() || paths.is_some() || has_token => {
+            return Err(Error::Invalid(format!(
+                "route {}: tls passthrough cannot enforce methods, paths or a token",
+                r.host
+            )));
+        }
+        Some(t) => t,
+        None if needs_intercept => Tls::Intercept,
+        None => Tls::Passthrough,
+    };
+    if let Some(ports) = &r.ports
+        && (ports.is_empty() || ports.contains(&0))
+    {
+        return Err(Error::Invalid(format!("route {}: bad ports", r.host)));
+    }
+    Ok(Route {
+        name: r.host.clone(),
+        pattern,
+        methods,
+        paths,
+        ports: r.ports.clone(),
+        tls,
+    })
+}
+
+fn parse_pin(s: &str) -> Result<Pin, Error> {
+    let bad = || Error::Invalid(format!("resolve: {s:?} is not ADDRESS or ADDRESS:PORT"));
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(Pin {
+            ip: crate::addr::canonical(sa.ip()),
+            port: Some(sa.port()),
+        });
+    }
+    match classify_host(s) {
+        HostKind::Ip(ip) => Ok(Pin { ip, port: None }),
+        _ => Err(bad()),
+    }
+}
+
+fn parse_upstream_proxy(s: &str) -> Result<UpstreamProxy, Error> {
+    let bad = || Error::Invalid(format!("upstream_proxy: {s:?} is not http://HOST:PORT"));
+    let rest = s.strip_prefix("http://").ok_or_else(bad)?;
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('@') || rest.contains('/') {
+        return Err(bad());
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h, p.parse::<u16>().map_err(|_| bad())?)
+        }
+        _ => (rest, 3128),
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(UpstreamProxy {
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+    })
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// JSON when it looks like JSON, YAML otherwise.
+pub fn parse_text(text: &str) -> Result<RawConfig, String> {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    } else if text.trim().is_empty() {
+        Ok(RawConfig::default())
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(pairs: &[(&str, &str)]) -> MapSecrets {
+        MapSecrets(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Secret::new(*v)))
+                .collect(),
+        )
+    }
+
+    const SPEC_EXAMPLE: &str = r#"
+listen: 127.0.0.1:3128     # the default
+allow:
+  - host: "*"
+  - host: api.github.com
+    methods: [GET, head]
+    paths: ["/repos/acme/", "re:^/user$"]
+    ports: [443, 8443]
+dlp: block
+log: events
+tokens:
+  - kind: anthropic
+    token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN
+  - kind: http
+    host: api.github.com
+    scheme: Bearer
+    token_ref: file:gh.txt
+known_secret_env: [MY_SECRET]
+ca: {cert: ca.pem, key: ca-key.pem}
+upstream_ca: extra-roots.pem
+upstream_proxy: http://proxy.corp:3128
+resolve:
+  example.com: 127.0.0.1:18443
+  git.internal: 10.0.0.5
+audit: audit.jsonl
+"#;
+
+    #[test]
+    fn spec_example_loads_with_paths_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("gh.txt"), "ghp_fromfile\nsecond line\n").unwrap();
+        let path = dir.path().join("proxy.yaml");
+        std::fs::write(&path, SPEC_EXAMPLE).unwrap();
+        let src = EnvSecrets {
+            base: dir.path().to_path_buf(),
+        };
+        // Combine env-style file lookups with a map for the rest.
+        struct Both(EnvSecrets, MapSecrets);
+        impl SecretSource for Both {
+            fn get(&self, n: &str) -> Option<Secret> {
+                self.1.get(n).or_else(|| self.0.get(n))
+            }
+        }
+        let both = Both(
+            src,
+            secrets(&[
+                ("CLAUDE_BOTTLE_OAUTH_TOKEN", "sk-ant-oat01-x"),
+                ("MY_SECRET", "s3"),
+            ]),
+        );
+        let c = ProxyConfig::load_with(&path, &both).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:3128".parse().unwrap());
+        assert_eq!(c.routes.routes.len(), 2);
+        let gh = &c.routes.routes[1];
+        assert_eq!(
+            gh.methods.as_deref(),
+            Some(&["GET".to_string(), "HEAD".to_string()][..])
+        );
+        assert_eq!(gh.tls, Tls::Intercept);
+        assert_eq!(gh.ports, Some(vec![443, 8443]));
+        assert!(
+            matches!(&c.tokens[1], Token::Http { secret, scheme: AuthScheme::Bearer, .. } if secret.expose() == "ghp_fromfile")
+        );
+        assert_eq!(c.known_secrets[0].expose(), "s3");
+        match &c.ca {
+            Some(CaSource::Files { cert, .. }) => assert_eq!(cert, &dir.path().join("ca.pem")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.upstream_ca, Some(dir.path().join("extra-roots.pem")));
+        assert_eq!(c.audit, AuditTarget::File(dir.path().join("audit.jsonl")));
+        assert_eq!(
+            c.upstream_proxy,
+            Some(UpstreamProxy {
+                host: "proxy.corp".into(),
+                port: 3128
+            })
+        );
+        assert_eq!(
+            c.resolve["example.com"],
+            Pin {
+                ip: "127.0.0.1".parse().unwrap(),
+                port: Some(18443)
+            }
+        );
+        assert_eq!(
+            c.resolve["git.internal"],
+            Pin {
+                ip: "10.0.0.5".parse().unwrap(),
+                port: None
+            }
+        );
+        // The Debug form of the whole config never shows a secret.
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("sk-ant-oat01-x") && !shown.contains("ghp_fromfile"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn json_works_and_defaults_apply() {
+        let raw = parse_text(r#"{"allow": [{"host": "pypi.org"}], "dlp": "off"}"#).unwrap();
+        let c = ProxyConfig::from_raw(raw, Path::new("/x"), &secrets(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.routes.routes[0].tls, Tls::Passthrough);
+        assert_eq!(c.log, LogMode::Events);
+        assert_eq!(c.audit, AuditTarget::Stdout);
+        let raw = parse_text("allow: [{host: pypi.org}]").unwrap();
+        let c = ProxyConfig::from_raw(raw, Path::new("/x"), &secrets(&[])).unwrap();
+        assert_eq!(c.dlp, DlpMode::Block);
+        assert_eq!(
+            c.routes.routes[0].tls,
+            Tls::Intercept,
+            "DLP on means intercept"
+        );
+    }
+
+    #[test]
+    fn plan_shaped_routes_load() {
+        // `egress.allow` entries as the plan JSON renders them.
+        let raw = parse_text(
+            r#"{"allow": [{"host": "api.github.com", "methods": ["GET","HEAD"], "paths": ["/repos/acme/"], "ports": [80, 443], "tls": "intercept", "auth": null}]}"#,
+        )
+        .unwrap();
+        let c = ProxyConfig::from_raw(raw, Path::new("/"), &secrets(&[])).unwrap();
+        assert_eq!(c.routes.routes[0].ports, Some(vec![80, 443]));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(parse_text("allwo: []").is_err());
+        assert!(parse_text("allow: [{host: a.com, method: [GET]}]").is_err());
+        assert!(parse_text(r#"{"allow": [], "extra": 1}"#).is_err());
+        assert!(parse_text("dlp: maybe").is_err());
+        assert!(parse_text("allow: [{host: a.com, tls: sometimes}]").is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_errors() {
+        let s = secrets(&[("T", "v")]);
+        for text in [
+            "listen: nowhere",
+            "allow: [{host: 'a b'}]",
+            "allow: [{host: a.com, paths: [nope]}]",
+            "allow: [{host: a.com, paths: ['re:(']}]",
+            "allow: [{host: a.com, methods: [GET], tls: passthrough}]",
+            "allow: [{host: a.com, ports: []}]",
+            "tokens: [{kind: http, token_ref: T}]",
+            "tokens: [{kind: http, token_ref: T, host: a.com, scheme: magic}]",
+            "tokens: [{kind: anthropic, token_ref: UNSET}]",
+            "known_secret_env: [UNSET]",
+            "resolve: {a.com: not-an-ip}",
+            "upstream_proxy: https://x",
+        ] {
+            let raw = parse_text(text).unwrap();
+            assert!(
+                ProxyConfig::from_raw(raw, Path::new("/"), &s).is_err(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_token_error_names_the_ref_not_a_value() {
+        let raw = parse_text("tokens: [{kind: anthropic, token_ref: NOPE_TOKEN}]").unwrap();
+        let e = ProxyConfig::from_raw(raw, Path::new("/"), &secrets(&[])).unwrap_err();
+        assert!(e.to_string().contains("NOPE_TOKEN"));
+    }
+
+    #[test]
+    fn http_token_implies_an_intercepted_route() {
+        let raw = parse_text(
+            "dlp: off\ntokens: [{kind: http, token_ref: T, host: api.github.com, scheme: 'header:X-Api-Key'}]",
+        )
+        .unwrap();
+        let c = ProxyConfig::from_raw(raw, Path::new("/"), &secrets(&[("T", "v")])).unwrap();
+        assert_eq!(c.routes.routes.len(), 1);
+        assert_eq!(c.routes.routes[0].tls, Tls::Intercept);
+        assert!(
+            matches!(&c.tokens[0], Token::Http { scheme: AuthScheme::Header(h), .. } if h == "x-api-key")
+        );
+    }
+}

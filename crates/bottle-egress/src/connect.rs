@@ -1,0 +1,263 @@
+//! CONNECT tunnels: the host check (and SSRF guard) before answering, then
+//! either a blind byte pipe (passthrough routes) or TLS interception with a
+//! leaf from the bottle's CA, where every request inside is checked like a
+//! plain one and must name the same host as the CONNECT.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::addr::{HostKind, classify_host};
+use crate::audit::millis;
+use crate::error::Deny;
+use crate::inject;
+use crate::route::{Route, Scheme, Tls};
+use crate::scan::{self, Verdict};
+use crate::server::{
+    Auth, Exchange, Failure, Info, Inner, display_host, exchange, full, redact_for_log,
+    serve_client, target_host,
+};
+use crate::upstream::{self, Body, Pool, Target};
+
+/// What the inside of an intercepted tunnel is bound to.
+#[derive(Debug)]
+pub struct Tunnel {
+    pub host: String,
+    pub kind: HostKind,
+    pub port: u16,
+    pub route: Arc<Route>,
+    /// The SNI the client sent, lower-cased.
+    pub sni: Option<String>,
+}
+
+/// Answers a CONNECT: 200 and a tunnel, or a refusal.
+pub async fn handle(
+    inner: &Arc<Inner>,
+    req: &mut Request<Incoming>,
+    info: &mut Info,
+) -> Result<Response<Body>, Failure> {
+    info.kind = "connect";
+    let auth = req.uri().authority().cloned().ok_or(Deny::Malformed)?;
+    if req.uri().scheme().is_some() || auth.as_str().contains('@') {
+        return Err(Deny::Malformed.into());
+    }
+    let port = auth.port_u16().ok_or(Deny::Malformed)?;
+    let raw = auth.host();
+    let kind = classify_host(raw);
+    info.host = Some(display_host(&kind, raw));
+    let route = inner.cfg.routes.find(&kind, port, Scheme::Https)?.clone();
+    info.rule = Some(route.name.clone());
+    if let HostKind::Name(n) = &kind {
+        // DNS-style exfiltration (`<secret>.allowed.example`) is caught here,
+        // even for tunnels we never decrypt.
+        let mut v = Verdict::default();
+        if let Err(rule) = scan::scan_host(&inner.dlp, n, &mut v) {
+            info.host = Some(redact_for_log(&inner.dlp, n));
+            return Err(Failure::with_rule(Deny::Dlp, rule));
+        }
+    }
+    let target = Target {
+        host: target_host(&kind, raw),
+        kind: kind.clone(),
+        port,
+        tls: false,
+    };
+    // The guard runs before the 200, so a refused address is a refused CONNECT.
+    let vetted = upstream::vet(inner, &target).await?;
+    let slot = inner
+        .tunnels
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Deny::TooLarge)?;
+    let on_upgrade = hyper::upgrade::on(req);
+    let started = info.started;
+    let mut ev = info_event(info);
+    match route.tls {
+        Tls::Passthrough => {
+            let mut up = upstream::dial(inner, &target, &vetted).await?;
+            let audit = inner.audit.clone();
+            tokio::spawn(async move {
+                let Ok(client) = on_upgrade.await else {
+                    return;
+                };
+                let mut client = TokioIo::new(client);
+                let moved = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+                if let Ok((a, b)) = moved {
+                    ev.bytes = a + b;
+                }
+                ev.ms = millis(started.elapsed());
+                audit.emit(&ev);
+                drop(slot);
+            });
+        }
+        Tls::Intercept => {
+            let tunnel = Tunnel {
+                host: target.host.clone(),
+                kind,
+                port,
+                route,
+                sni: None,
+            };
+            let inner = inner.clone();
+            inner.audit.emit(&ev);
+            tokio::spawn(async move {
+                let Ok(client) = on_upgrade.await else {
+                    return;
+                };
+                intercept(inner, tunnel, client).await;
+                drop(slot);
+            });
+        }
+    }
+    Ok(Response::new(full("")))
+}
+
+fn info_event(info: &Info) -> crate::audit::Event {
+    let mut e = crate::audit::Event::new(info.kind, "allow");
+    e.host = info.host.clone();
+    e.method = Some(info.method.clone());
+    e.rule = info.rule.clone();
+    e.status = Some(StatusCode::OK.as_u16());
+    e
+}
+
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCert {
+    // The leaf is always the CONNECT host's, whatever SNI says: a different
+    // SNI is refused per request (host-mismatch), with a readable answer.
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Boxed with an explicit `Send` type: the tunnel serves requests that may
+/// themselves be CONNECTs, and the compiler cannot prove `Send` for that cycle.
+fn intercept(
+    inner: Arc<Inner>,
+    tunnel: Tunnel,
+    client: hyper::upgrade::Upgraded,
+) -> crate::upstream::BoxFuture<'static, ()> {
+    Box::pin(intercept_inner(inner, tunnel, client))
+}
+
+async fn intercept_inner(inner: Arc<Inner>, mut tunnel: Tunnel, client: hyper::upgrade::Upgraded) {
+    let ck = match inner.ca.leaf(&tunnel.host) {
+        Ok(ck) => ck,
+        Err(e) => {
+            tracing::warn!("leaf for {}: {e}", tunnel.host);
+            return;
+        }
+    };
+    let cfg = rustls::ServerConfig::builder_with_provider(inner.provider.clone())
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_no_client_auth()
+                .with_cert_resolver(Arc::new(FixedCert(ck)))
+        });
+    let Ok(mut cfg) = cfg else {
+        return;
+    };
+    // HTTP/1.1 only inside: the checks below are per HTTP/1.1 request.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let accepted = tokio::time::timeout(
+        inner.cfg.limits.tls_handshake,
+        acceptor.accept(TokioIo::new(client)),
+    )
+    .await;
+    let Ok(Ok(tls)) = accepted else {
+        tracing::debug!("client TLS handshake for {} failed", tunnel.host);
+        return;
+    };
+    tunnel.sni = tls
+        .get_ref()
+        .1
+        .server_name()
+        .map(|s| s.trim_end_matches('.').to_ascii_lowercase());
+    serve_client(inner, tls, Some(Arc::new(tunnel))).await;
+}
+
+fn same_host(a: &str, b: &str) -> bool {
+    let a = a
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.');
+    let b = b
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.');
+    match (classify_host(a), classify_host(b)) {
+        (HostKind::Ip(x), HostKind::Ip(y)) => x == y,
+        (HostKind::Name(x), HostKind::Name(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// One request inside an intercepted tunnel.
+pub async fn inside(
+    inner: &Arc<Inner>,
+    pool: &Pool,
+    tunnel: &Tunnel,
+    req: Request<Incoming>,
+    info: &mut Info,
+) -> Result<Response<Body>, Failure> {
+    info.kind = "http";
+    info.host = Some(display_host(&tunnel.kind, &tunnel.host));
+    info.rule = Some(tunnel.route.name.clone());
+    let mismatch = || Failure::with_rule(Deny::HostMismatch, tunnel.route.name.clone());
+    if let Some(sni) = &tunnel.sni
+        && !same_host(sni, &tunnel.host)
+    {
+        return Err(mismatch());
+    }
+    let hosts: Vec<_> = req.headers().get_all(header::HOST).iter().collect();
+    if hosts.len() != 1 {
+        return Err(Deny::Malformed.into());
+    }
+    let host_auth: http::uri::Authority = hosts[0]
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(Deny::Malformed)?;
+    if !same_host(host_auth.host(), &tunnel.host)
+        || host_auth.port_u16().unwrap_or(443) != tunnel.port
+    {
+        return Err(mismatch());
+    }
+    if let Some(a) = req.uri().authority()
+        && (!same_host(a.host(), &tunnel.host) || a.port_u16().unwrap_or(443) != tunnel.port)
+    {
+        return Err(mismatch());
+    }
+    if req.method() == http::Method::CONNECT {
+        return Err(Deny::Malformed.into());
+    }
+    let auth = match inject::http_token(&inner.cfg.tokens, &tunnel.kind) {
+        Some((scheme, secret)) => Auth::Http(scheme.clone(), secret.clone()),
+        None => Auth::None,
+    };
+    let target = Target {
+        host: tunnel.host.clone(),
+        kind: tunnel.kind.clone(),
+        port: tunnel.port,
+        tls: true,
+    };
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let ex = Exchange {
+        target,
+        route: Some(tunnel.route.clone()),
+        auth,
+        pq,
+    };
+    exchange(inner, pool, req, ex, info).await
+}

@@ -1,0 +1,94 @@
+//! Errors of loading and starting the proxy, and the reasons a request is refused.
+//!
+//! [`Deny`] is the closed set of refusal reasons from the spec; the same word
+//! goes into the `X-Claude-Bottle-Block` header, the JSON body and the audit
+//! event. Turning a `Deny` into a response happens in exactly one place
+//! (`server::refuse`).
+
+use std::path::PathBuf;
+
+use http::StatusCode;
+
+/// Failure to load the configuration or start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("token_ref {0}: not set")]
+    MissingSecret(String),
+    #[error("CA: {0}")]
+    Ca(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a request, tunnel or query was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deny {
+    NoRoute,
+    Method,
+    Path,
+    Port,
+    IpLiteral,
+    PrivateAddress,
+    Dlp,
+    HostMismatch,
+    Malformed,
+    TooLarge,
+    Timeout,
+    DnsRefused,
+    UpstreamError,
+}
+
+impl Deny {
+    /// The reason word used in the header, the body and the audit event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deny::NoRoute => "no-route",
+            Deny::Method => "method",
+            Deny::Path => "path",
+            Deny::Port => "port",
+            Deny::IpLiteral => "ip-literal",
+            Deny::PrivateAddress => "private-address",
+            Deny::Dlp => "dlp",
+            Deny::HostMismatch => "host-mismatch",
+            Deny::Malformed => "malformed",
+            Deny::TooLarge => "too-large",
+            Deny::Timeout => "timeout",
+            Deny::DnsRefused => "dns-refused",
+            Deny::UpstreamError => "upstream-error",
+        }
+    }
+
+    /// Policy refusals are 403; a broken request is the client's fault (400,
+    /// 413); a failing upstream is a gateway error (502, 504).
+    pub fn status(self) -> StatusCode {
+        match self {
+            Deny::Malformed => StatusCode::BAD_REQUEST,
+            Deny::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Deny::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Deny::UpstreamError => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+impl std::fmt::Display for Deny {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

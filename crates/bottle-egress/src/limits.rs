@@ -1,0 +1,62 @@
+//! Every bound the proxy enforces, in one place, as named constants.
+//!
+//! Hostile clients are expected: each size and time here caps what one client
+//! can make the proxy hold. [`Limits`] carries the timeouts so tests (and the
+//! sidecar) can shorten them without touching the constants.
+
+use std::time::Duration;
+
+/// Largest request head (request line + headers) accepted from a client. Larger
+/// heads are answered 431 and the connection closed.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header lines in one request head.
+pub const MAX_HEADERS: usize = 128;
+/// Time a client has to send a complete request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to open a TCP connection upstream.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time the upstream has to answer with a response head.
+pub const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time for a TLS handshake, on either side.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Client connections served at once (and, separately, open CONNECT
+/// tunnels); further accepts wait for a slot, so a flood of idle sockets
+/// cannot exhaust memory or file descriptors. Worst case held for heads:
+/// 1024 x 64 KiB = 64 MiB, and only for the header timeout.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Leaf certificates kept in the interception cache.
+pub const LEAF_CACHE_ENTRIES: usize = 1024;
+/// Bytes of a request body held back for DLP look-back across chunk
+/// boundaries beyond what the scanner reports as settled; a scanner that
+/// never settles cannot make the proxy buffer without bound.
+pub const DLP_MAX_HELD_BYTES: usize = 1024 * 1024;
+/// Largest DNS message accepted over TCP (UDP is bounded by the datagram).
+pub const DNS_MAX_MESSAGE: usize = 4096;
+/// Time a DNS TCP client has to send its query.
+pub const DNS_TCP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes of each body kept for an audit event with `log: full`.
+pub const FULL_LOG_BODY_BYTES: usize = 8 * 1024;
+/// Longest request target (URL) accepted.
+pub const MAX_TARGET_BYTES: usize = 16 * 1024;
+
+/// The timeouts in force for one proxy; defaults are the constants above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub header_read: Duration,
+    pub connect: Duration,
+    pub response_head: Duration,
+    pub tls_handshake: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read: HEADER_READ_TIMEOUT,
+            connect: CONNECT_TIMEOUT,
+            response_head: RESPONSE_HEAD_TIMEOUT,
+            tls_handshake: TLS_HANDSHAKE_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}

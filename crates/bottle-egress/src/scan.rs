@@ -1,0 +1,260 @@
+//! DLP applied to one request: host name, URL, headers and the streamed body.
+//!
+//! The body is released to the upstream only up to the offset the scanner
+//! reports as settled, so a secret split across chunks is never sent in part;
+//! in block mode the body stream fails at the finding, which aborts the
+//! upstream request before its end is sent.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+use crate::config::DlpMode;
+use crate::dlp::{Dlp, Finding, HeldBytes, StreamScan};
+use crate::limits::DLP_MAX_HELD_BYTES;
+use crate::upstream::{Body, BoxError};
+
+/// What DLP decided for a request, shared with the body stream.
+#[derive(Debug, Default, Clone)]
+pub struct Verdict {
+    /// Rule of the finding that stopped the request.
+    pub blocked: Option<String>,
+    /// Rules of findings redacted or only logged.
+    pub flagged: Vec<String>,
+    pub too_large: bool,
+}
+
+pub type SharedVerdict = Arc<Mutex<Verdict>>;
+
+/// Marks a body stream stopped on purpose (DLP or bounds), not a network fault.
+#[derive(Debug, thiserror::Error)]
+#[error("request body stopped by the egress proxy")]
+pub struct BodyStopped;
+
+/// The rule of the first finding when the mode blocks; records the rest.
+fn judge(dlp: &Dlp, findings: &[Finding], verdict: &mut Verdict) -> Result<(), String> {
+    let Some(first) = findings.first() else {
+        return Ok(());
+    };
+    if dlp.mode == DlpMode::Block {
+        verdict.blocked = Some(first.rule.clone());
+        return Err(first.rule.clone());
+    }
+    verdict
+        .flagged
+        .extend(findings.iter().map(|f| f.rule.clone()));
+    Ok(())
+}
+
+/// Host names cannot be redacted: redact mode blocks them too.
+pub fn scan_host(dlp: &Dlp, host: &str, verdict: &mut Verdict) -> Result<(), String> {
+    let findings = dlp.scan_host(host);
+    if let Some(f) = findings.first()
+        && dlp.mode == DlpMode::Redact
+    {
+        verdict.blocked = Some(f.rule.clone());
+        return Err(f.rule.clone());
+    }
+    judge(dlp, &findings, verdict)
+}
+
+/// Scans the path and query; returns the redacted form when redacting.
+pub fn scan_target(dlp: &Dlp, pq: &str, verdict: &mut Verdict) -> Result<Option<String>, String> {
+    let findings = dlp.scan(pq.as_bytes());
+    judge(dlp, &findings, verdict)?;
+    if findings.is_empty() || dlp.mode != DlpMode::Redact {
+        return Ok(None);
+    }
+    // URL-safe marker: brackets are not allowed in a path.
+    let out = crate::dlp::apply_redactions(pq.as_bytes(), &findings);
+    let text = String::from_utf8_lossy(&out)
+        .replace('[', "%5B")
+        .replace(']', "%5D");
+    Ok(Some(text))
+}
+
+/// Scans header values, skipping `skip` (headers the proxy removes or sets).
+pub fn scan_headers(
+    dlp: &Dlp,
+    headers: &mut http::HeaderMap,
+    skip: &[HeaderName],
+    verdict: &mut Verdict,
+) -> Result<(), String> {
+    let mut replace: Vec<(HeaderName, usize, HeaderValue)> = Vec::new();
+    for name in headers.keys() {
+        if skip.contains(name) {
+            continue;
+        }
+        for (i, value) in headers.get_all(name).iter().enumerate() {
+            let findings = dlp.scan(value.as_bytes());
+            judge(dlp, &findings, verdict)?;
+            if !findings.is_empty() && dlp.mode == DlpMode::Redact {
+                let out = crate::dlp::apply_redactions(value.as_bytes(), &findings);
+                let v = HeaderValue::from_bytes(&out)
+                    .unwrap_or_else(|_| HeaderValue::from_static("[REDACTED]"));
+                replace.push((name.clone(), i, v));
+            }
+        }
+    }
+    for (name, idx, v) in replace {
+        let mut values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+        if let Some(slot) = values.get_mut(idx) {
+            *slot = v;
+        }
+        headers.remove(&name);
+        for v in values {
+            headers.append(name.clone(), v);
+        }
+    }
+    Ok(())
+}
+
+/// A request body scanned as it streams.
+pub struct ScanBody {
+    inner: Body,
+    scanner: Option<Box<dyn StreamScan>>,
+    held: HeldBytes,
+    mode: DlpMode,
+    verdict: SharedVerdict,
+    out: VecDeque<Frame<Bytes>>,
+    done: bool,
+}
+
+impl ScanBody {
+    pub fn new(
+        inner: Body,
+        scanner: Box<dyn StreamScan>,
+        mode: DlpMode,
+        verdict: SharedVerdict,
+    ) -> Self {
+        Self {
+            inner,
+            scanner: Some(scanner),
+            held: HeldBytes::new(),
+            mode,
+            verdict,
+            out: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    fn apply(&mut self, findings: Vec<Finding>) -> Result<(), BoxError> {
+        if findings.is_empty() {
+            return Ok(());
+        }
+        let Ok(mut v) = self.verdict.lock() else {
+            return Err(Box::new(BodyStopped));
+        };
+        match self.mode {
+            DlpMode::Block => {
+                v.blocked = Some(findings[0].rule.clone());
+                Err(Box::new(BodyStopped))
+            }
+            DlpMode::Redact => {
+                for f in findings {
+                    v.flagged.push(f.rule.clone());
+                    self.held.redact(f);
+                }
+                Ok(())
+            }
+            DlpMode::Log | DlpMode::Off => {
+                v.flagged.extend(findings.into_iter().map(|f| f.rule));
+                Ok(())
+            }
+        }
+    }
+
+    fn on_data(&mut self, data: &[u8]) -> Result<(), BoxError> {
+        let Some(scanner) = self.scanner.as_mut() else {
+            return Ok(());
+        };
+        self.held.push(data);
+        let findings = scanner.push(data);
+        let settled = scanner.settled();
+        self.apply(findings)?;
+        if let Some(b) = self.held.release(settled) {
+            self.out.push_back(Frame::data(b));
+        }
+        if self.held.held() > DLP_MAX_HELD_BYTES {
+            if let Ok(mut v) = self.verdict.lock() {
+                v.too_large = true;
+            }
+            return Err(Box::new(BodyStopped));
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self) -> Result<(), BoxError> {
+        if let Some(scanner) = self.scanner.take() {
+            let findings = scanner.finish();
+            self.apply(findings)?;
+        }
+        if let Some(b) = self.held.release_all() {
+            self.out.push_back(Frame::data(b));
+        }
+        Ok(())
+    }
+}
+
+impl HttpBody for ScanBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if let Some(f) = self.out.pop_front() {
+                return Poll::Ready(Some(Ok(f)));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        if let Err(e) = self.on_data(&data) {
+                            self.done = true;
+                            self.out.clear();
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                    Err(trailers) => {
+                        // Trailers end the body: settle everything first.
+                        if let Err(e) = self.on_end() {
+                            self.done = true;
+                            self.out.clear();
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                        self.out.push_back(trailers);
+                        self.done = true;
+                    }
+                },
+                Poll::Ready(None) => {
+                    self.done = true;
+                    if let Err(e) = self.on_end() {
+                        self.out.clear();
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.out.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Redaction may change the length; never promise one.
+        SizeHint::default()
+    }
+}

@@ -1,0 +1,935 @@
+//! The proxy server: accepting clients, dispatching each request (forward,
+//! CONNECT, reverse, internal), forwarding allowed ones, and turning every
+//! refusal into a response and an audit event in one place, [`refuse`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bottle_secret::Secret;
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::addr::{HostKind, classify_host};
+use crate::audit::{Audit, Event, MemoryLog, millis};
+use crate::ca::{Ca, load_roots_pem};
+use crate::config::{LogMode, ProxyConfig, Token};
+use crate::connect::{self, Tunnel};
+use crate::dlp::{BottleDlp, Dlp, Engine};
+use crate::error::{Deny, Error};
+use crate::inject;
+use crate::limits::{FULL_LOG_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS, MAX_TARGET_BYTES};
+use crate::reverse::{self, Provider};
+use crate::route::{Route, Scheme};
+use crate::scan::{self, ScanBody, Verdict};
+use crate::upstream::{self, Body, BoxError, Net, Pool, SystemNet, Target};
+
+/// The host name the proxy answers itself (`/health`, `/ca.pem`).
+pub const INTERNAL_HOST: &str = "claude-bottle.local";
+/// The header naming the reason of a refusal.
+pub const BLOCK_HEADER: &str = "x-claude-bottle-block";
+
+/// State shared by every connection of one proxy.
+pub struct Inner {
+    pub cfg: ProxyConfig,
+    pub audit: Audit,
+    pub dlp: Dlp,
+    /// The same engine whatever the mode: log lines are redacted even with
+    /// `dlp: off`.
+    pub log_redactor: Dlp,
+    pub ca: Ca,
+    pub client_tls: Arc<rustls::ClientConfig>,
+    pub provider: Arc<rustls::crypto::CryptoProvider>,
+    pub net: Arc<dyn Net>,
+    /// Open CONNECT tunnels: they outlive the client connection's slot, so
+    /// they are bounded separately.
+    pub tunnels: Arc<Semaphore>,
+}
+
+/// Seams for embedding and tests.
+#[derive(Default)]
+pub struct Options {
+    /// The DLP engine; default: exact matching of the config's tokens and known secrets.
+    pub engine: Option<Arc<dyn Engine>>,
+    /// Resolver and connector; default: the operating system's.
+    pub net: Option<Arc<dyn Net>>,
+}
+
+/// A configured proxy, ready to [`serve`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+    log: Option<MemoryLog>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Proxy(..)")
+    }
+}
+
+impl Proxy {
+    pub fn new(cfg: ProxyConfig) -> Result<Self, Error> {
+        Self::with_options(cfg, Options::default())
+    }
+
+    pub fn with_options(cfg: ProxyConfig, opts: Options) -> Result<Self, Error> {
+        let (audit, log) = Audit::open(&cfg.audit, cfg.log != LogMode::Off)?;
+        // DLP off still builds the engine: log lines are redacted with it.
+        let engine = match opts.engine {
+            Some(e) => Some(e),
+            None => Some(default_engine(&cfg)?),
+        };
+        let dlp = Dlp::new(engine.clone(), cfg.dlp);
+        let log_redactor = Dlp::new(engine, crate::config::DlpMode::Log);
+        let ca = match &cfg.ca {
+            Some(src) => Ca::load(src)?,
+            None => Ca::generate()?,
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let client_tls = client_config(&cfg, provider.clone())?;
+        let net = opts.net.unwrap_or_else(|| Arc::new(SystemNet));
+        let tunnels = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
+        let inner = Inner {
+            cfg,
+            audit,
+            dlp,
+            log_redactor,
+            ca,
+            client_tls,
+            provider,
+            net,
+            tunnels,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+            log,
+        })
+    }
+
+    /// The CA certificate clients must trust for intercepted routes.
+    pub fn ca_pem(&self) -> &str {
+        self.inner.ca.cert_pem()
+    }
+
+    /// Serves one already-accepted client stream (any byte stream) to its end.
+    pub async fn serve_connection<I>(&self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        serve_client(self.inner.clone(), io, None).await;
+    }
+
+    /// The audit sink, for the sidecar's other parts (DNS, git gate).
+    pub fn audit(&self) -> Audit {
+        self.inner.audit.clone()
+    }
+
+    /// The DLP engine and mode in force, for the sidecar's other parts.
+    pub fn dlp(&self) -> Dlp {
+        self.inner.dlp.clone()
+    }
+
+    /// The audit lines, when the config's audit target is `Memory`.
+    pub fn memory_log(&self) -> Option<MemoryLog> {
+        self.log.clone()
+    }
+}
+
+/// The `bottle-dlp` engine with the config's tokens and known secrets.
+fn default_engine(cfg: &ProxyConfig) -> Result<Arc<dyn Engine>, Error> {
+    let mut secrets: Vec<&Secret> = Vec::new();
+    for t in &cfg.tokens {
+        secrets.push(match t {
+            Token::Anthropic(s) | Token::Openai(s) => s,
+            Token::Http { secret, .. } => secret,
+        });
+    }
+    secrets.extend(cfg.known_secrets.iter());
+    let engine = BottleDlp::new(secrets).map_err(|e| Error::Invalid(format!("DLP engine: {e}")))?;
+    Ok(Arc::new(engine))
+}
+
+fn client_config(
+    cfg: &ProxyConfig,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = &cfg.upstream_ca {
+        let pem = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        for c in load_roots_pem(&pem)? {
+            roots
+                .add(c)
+                .map_err(|e| Error::Tls(format!("upstream_ca: {e}")))?;
+        }
+    }
+    let mut c = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(c))
+}
+
+/// Serves clients from `listener` until `shutdown` completes.
+pub async fn serve<F>(proxy: Proxy, listener: TcpListener, shutdown: F) -> Result<(), Error>
+where
+    F: Future<Output = ()> + Send,
+{
+    let inner = proxy.inner;
+    let slots = Arc::new(Semaphore::new(inner.cfg.limits.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        // Take a slot before accepting: at the bound, new clients wait in the
+        // kernel's backlog instead of costing memory here.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            serve_client(inner, stream, None).await;
+            drop(permit);
+        });
+    }
+    Ok(())
+}
+
+/// Serves HTTP/1.1 on one client stream: the front door, or the decrypted
+/// inside of an intercepted tunnel.
+pub(crate) async fn serve_client<I>(inner: Arc<Inner>, io: I, tunnel: Option<Arc<Tunnel>>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let pool = Arc::new(Pool::default());
+    let svc_inner = inner.clone();
+    let svc = service_fn(move |req| {
+        let inner = svc_inner.clone();
+        let pool = pool.clone();
+        let tunnel = tunnel.clone();
+        async move { Ok::<_, Infallible>(handle(inner, pool, tunnel, req).await) }
+    });
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(inner.cfg.limits.header_read)
+        .max_buf_size(MAX_HEAD_BYTES * 2)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true)
+        .half_close(false);
+    if let Err(e) = b
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades()
+        .await
+    {
+        // hyper has already answered 400/431 for a bad head; record it.
+        let deny = if e.is_parse_too_large() {
+            Some(Deny::TooLarge)
+        } else if e.is_parse() || e.is_parse_status() {
+            Some(Deny::Malformed)
+        } else {
+            None
+        };
+        if let Some(d) = deny {
+            let mut ev = Event::deny("http", d);
+            ev.status = Some(if d == Deny::TooLarge { 431 } else { 400 });
+            inner.audit.emit(&ev);
+        }
+        tracing::debug!("client connection: {e}");
+    }
+}
+
+/// What is known about a request so far, for its audit event.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub kind: &'static str,
+    pub host: Option<String>,
+    pub method: String,
+    pub path: Option<String>,
+    pub rule: Option<String>,
+    pub started: Instant,
+}
+
+impl Info {
+    fn event(&self, decision: &'static str) -> Event {
+        let mut e = Event::new(self.kind, decision);
+        e.host = self.host.clone();
+        e.method = Some(self.method.clone());
+        e.path = self.path.clone();
+        e.rule = self.rule.clone();
+        e
+    }
+}
+
+/// A refusal with the rule that caused it (a route name or a DLP rule).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub deny: Deny,
+    pub rule: Option<String>,
+}
+
+impl From<Deny> for Failure {
+    fn from(deny: Deny) -> Self {
+        Failure { deny, rule: None }
+    }
+}
+
+impl Failure {
+    pub fn with_rule(deny: Deny, rule: impl Into<String>) -> Self {
+        Failure {
+            deny,
+            rule: Some(rule.into()),
+        }
+    }
+}
+
+async fn handle(
+    inner: Arc<Inner>,
+    pool: Arc<Pool>,
+    tunnel: Option<Arc<Tunnel>>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let mut info = Info {
+        kind: if req.method() == Method::CONNECT {
+            "connect"
+        } else {
+            "http"
+        },
+        host: None,
+        method: req.method().as_str().to_string(),
+        path: req
+            .uri()
+            .path()
+            .get(..1024)
+            .or(Some(req.uri().path()))
+            .map(str::to_string),
+        rule: None,
+        started: Instant::now(),
+    };
+    if req.method() == Method::CONNECT {
+        info.path = None;
+    }
+    let res = match &tunnel {
+        None => front(&inner, &pool, req, &mut info).await,
+        Some(t) => connect::inside(&inner, &pool, t, req, &mut info).await,
+    };
+    match res {
+        Ok(r) => r,
+        Err(f) => refuse(&inner, &info, f),
+    }
+}
+
+/// The one place a refusal becomes a response and an audit event.
+pub fn refuse(inner: &Inner, info: &Info, f: Failure) -> Response<Body> {
+    let status = f.deny.status();
+    let rule = f.rule.or_else(|| info.rule.clone());
+    let body = serde_json::json!({
+        "blocked": true,
+        "reason": f.deny.as_str(),
+        "rule": rule.clone().unwrap_or_default(),
+        "host": info.host.clone().unwrap_or_default(),
+    });
+    let mut ev = info.event("block");
+    ev.reason = Some(f.deny.as_str());
+    ev.rule = rule;
+    ev.status = Some(status.as_u16());
+    ev.ms = millis(info.started.elapsed());
+    inner.audit.emit(&ev);
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(BLOCK_HEADER, HeaderValue::from_static(f.deny.as_str()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if matches!(f.deny, Deny::Malformed | Deny::TooLarge | Deny::Dlp) {
+        // The rest of the request may still be on the wire; do not parse it as a new one.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Checks that hold for every request, whatever the door.
+fn check_head(req: &Request<Incoming>) -> Result<(), Deny> {
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return Err(Deny::Malformed);
+    }
+    let uri = req.uri();
+    let target_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    if target_len > MAX_TARGET_BYTES {
+        return Err(Deny::TooLarge);
+    }
+    if req.version() != Version::HTTP_11 && req.version() != Version::HTTP_10 {
+        return Err(Deny::Malformed);
+    }
+    Ok(())
+}
+
+async fn front(
+    inner: &Arc<Inner>,
+    pool: &Pool,
+    mut req: Request<Incoming>,
+    info: &mut Info,
+) -> Result<Response<Body>, Failure> {
+    check_head(&req)?;
+    if req.method() == Method::CONNECT {
+        return connect::handle(inner, &mut req, info).await;
+    }
+    let uri = req.uri().clone();
+    if let Some(scheme) = uri.scheme_str() {
+        // `https://` absolute-form would ask us to originate TLS for a request
+        // the client sent in clear: clients use CONNECT for https.
+        if scheme != "http" {
+            return Err(Deny::Malformed.into());
+        }
+        let auth = uri.authority().ok_or(Deny::Malformed)?;
+        if auth.as_str().contains('@') {
+            // `http://allowed@evil/`: never guess which part the user meant.
+            return Err(Deny::Malformed.into());
+        }
+        let host = auth.host();
+        let port = auth.port_u16().unwrap_or(80);
+        if host.eq_ignore_ascii_case(INTERNAL_HOST) {
+            return Ok(internal(inner, uri.path(), info));
+        }
+        let kind = classify_host(host);
+        info.host = Some(display_host(&kind, host));
+        let route = inner.cfg.routes.find(&kind, port, Scheme::Http)?.clone();
+        info.rule = Some(route.name.clone());
+        let auth = match inject::http_token(&inner.cfg.tokens, &kind) {
+            Some((scheme, secret)) => Auth::Http(scheme.clone(), secret.clone()),
+            None => Auth::None,
+        };
+        let target = Target {
+            host: target_host(&kind, host),
+            kind,
+            port,
+            tls: false,
+        };
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        return exchange(
+            inner,
+            pool,
+            req,
+            Exchange {
+                target,
+                route: Some(route),
+                auth,
+                pq,
+            },
+            info,
+        )
+        .await;
+    }
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    if let Some((provider, upstream_pq)) = reverse::route(&pq) {
+        info.kind = "reverse";
+        let secret = inner.cfg.tokens.iter().find_map(|t| match (t, provider) {
+            (Token::Anthropic(s), Provider::Anthropic) | (Token::Openai(s), Provider::Openai) => {
+                Some(s.clone())
+            }
+            _ => None,
+        });
+        let host = provider.host();
+        info.host = Some(host.to_string());
+        let secret = secret.ok_or(Deny::NoRoute)?;
+        let kind = HostKind::Name(host.to_string());
+        let target = Target {
+            host: host.to_string(),
+            kind,
+            port: 443,
+            tls: true,
+        };
+        let auth = Auth::Model(provider, secret);
+        return exchange(
+            inner,
+            pool,
+            req,
+            Exchange {
+                target,
+                route: None,
+                auth,
+                pq: upstream_pq,
+            },
+            info,
+        )
+        .await;
+    }
+    if matches!(uri.path(), "/health" | "/ca.pem") {
+        return Ok(internal(inner, uri.path(), info));
+    }
+    Err(Deny::NoRoute.into())
+}
+
+/// `GET http://claude-bottle.local/health` and `/ca.pem`.
+fn internal(inner: &Inner, path: &str, info: &mut Info) -> Response<Body> {
+    info.kind = "internal";
+    info.host = Some(INTERNAL_HOST.to_string());
+    let (status, ctype, body) = match path {
+        "/health" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+        "/ca.pem" => (
+            StatusCode::OK,
+            "application/x-pem-file",
+            Bytes::copy_from_slice(inner.ca.cert_pem().as_bytes()),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not found\n"),
+        ),
+    };
+    let mut ev = info.event("allow");
+    ev.status = Some(status.as_u16());
+    ev.bytes = body.len() as u64;
+    inner.audit.emit(&ev);
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp
+}
+
+/// How an IP or a name is shown in events and refusals.
+pub fn display_host(kind: &HostKind, raw: &str) -> String {
+    match kind {
+        HostKind::Name(n) => n.clone(),
+        HostKind::Ip(ip) => ip.to_string(),
+        HostKind::BadNumeric => raw.chars().take(64).collect(),
+    }
+}
+
+/// The host string used to dial and for SNI (`[v6]` without brackets).
+pub fn target_host(kind: &HostKind, raw: &str) -> String {
+    match kind {
+        HostKind::Ip(ip) => ip.to_string(),
+        _ => raw.to_ascii_lowercase().trim_end_matches('.').to_string(),
+    }
+}
+
+/// The credential to put on a request.
+#[derive(Clone)]
+pub enum Auth {
+    None,
+    Http(crate::config::AuthScheme, Secret),
+    Model(Provider, Secret),
+}
+
+impl Auth {
+    /// Headers the proxy replaces, so they are neither forwarded nor DLP-scanned.
+    fn replaced(&self) -> Vec<HeaderName> {
+        match self {
+            Auth::None => vec![],
+            Auth::Http(s, _) => vec![s.header()],
+            Auth::Model(..) => inject::MODEL_AUTH_HEADERS.to_vec(),
+        }
+    }
+
+    fn apply(&self, h: &mut HeaderMap) {
+        match self {
+            Auth::None => {}
+            Auth::Http(s, v) => {
+                inject::apply_http_token(h, s, v);
+            }
+            Auth::Model(Provider::Anthropic, v) => {
+                inject::apply_anthropic(h, v);
+            }
+            Auth::Model(Provider::Openai, v) => {
+                inject::apply_openai(h, v);
+            }
+        }
+    }
+}
+
+/// One request on its way upstream.
+pub struct Exchange {
+    pub target: Target,
+    /// `None` for the reverse proxy (its destination is fixed).
+    pub route: Option<Arc<Route>>,
+    pub auth: Auth,
+    /// Origin-form path and query to send upstream.
+    pub pq: String,
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those named by `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+    h.remove(header::TRANSFER_ENCODING);
+}
+
+/// Route rules, DLP, credential, then upstream; the shared path of forward,
+/// intercepted and reverse requests.
+pub async fn exchange(
+    inner: &Arc<Inner>,
+    pool: &Pool,
+    mut req: Request<Incoming>,
+    mut ex: Exchange,
+    info: &mut Info,
+) -> Result<Response<Body>, Failure> {
+    // WebSocket upgrades pass on routed requests after the route and DLP
+    // checks of the handshake; frames are not scanned (docs/egress.md).
+    let ws = ex.route.is_some() && is_websocket(req.headers());
+    let client_upgrade = ws.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    if let Some(route) = &ex.route {
+        route
+            .check_request(parts.method.as_str(), parts.uri.path())
+            .map_err(|d| Failure::with_rule(d, route.name.clone()))?;
+    }
+    let mut verdict = Verdict::default();
+    let dlp = &inner.dlp;
+    if dlp.active() {
+        if ex.route.is_some()
+            && let HostKind::Name(n) = &ex.target.kind
+        {
+            scan::scan_host(dlp, n, &mut verdict).map_err(|rule| {
+                info.host = Some(redact_for_log(dlp, n));
+                Failure::with_rule(Deny::Dlp, rule)
+            })?;
+        }
+        match scan::scan_target(dlp, &ex.pq, &mut verdict) {
+            Ok(Some(redacted)) => {
+                info.path = Some(redact_for_log(dlp, parts.uri.path()));
+                ex.pq = redacted;
+            }
+            Ok(None) => {}
+            Err(rule) => {
+                info.path = Some(redact_for_log(dlp, parts.uri.path()));
+                return Err(Failure::with_rule(Deny::Dlp, rule));
+            }
+        }
+        let mut skip = ex.auth.replaced();
+        skip.extend(HOP_BY_HOP.iter().cloned());
+        skip.push(header::HOST);
+        scan::scan_headers(dlp, &mut parts.headers, &skip, &mut verdict)
+            .map_err(|rule| Failure::with_rule(Deny::Dlp, rule))?;
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    if ws {
+        set_upgrade_headers(&mut parts.headers);
+    }
+    ex.auth.apply(&mut parts.headers);
+    let host_header = host_header(&ex.target);
+    parts.headers.insert(header::HOST, host_header);
+
+    let has_body = !body.is_end_stream();
+    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    let shared = Arc::new(Mutex::new(verdict));
+    let body = match has_body.then(|| dlp.stream()).flatten() {
+        Some(scanner) => {
+            if dlp.mode == crate::config::DlpMode::Redact {
+                // Redaction changes the length; let hyper chunk it.
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+            ScanBody::new(body, scanner, dlp.mode, shared.clone()).boxed()
+        }
+        None => body,
+    };
+    let capture = (inner.cfg.log == LogMode::Full).then(Capture::default);
+    let body = match &capture {
+        Some(c) => Tee {
+            inner: body,
+            capture: c.clone(),
+        }
+        .boxed(),
+        None => body,
+    };
+    let ctx = SendCtx {
+        shared,
+        client_upgrade,
+        capture,
+    };
+    send_and_wrap(inner, pool, parts, body, ex, info, ctx).await
+}
+
+fn is_websocket(h: &HeaderMap) -> bool {
+    let has = |name: HeaderName, token: &str| {
+        h.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
+}
+
+fn set_upgrade_headers(h: &mut HeaderMap) {
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+}
+
+fn host_header(t: &Target) -> HeaderValue {
+    let default = if t.tls { 443 } else { 80 };
+    let host = match t.kind {
+        HostKind::Ip(std::net::IpAddr::V6(_)) => format!("[{}]", t.host),
+        _ => t.host.clone(),
+    };
+    let s = if t.port == default {
+        host
+    } else {
+        format!("{host}:{}", t.port)
+    };
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// `s` with every finding replaced, for events and refusal bodies.
+pub fn redact_for_log(dlp: &Dlp, s: &str) -> String {
+    let mut findings = dlp.scan(s.as_bytes());
+    if findings.is_empty() {
+        findings = dlp.scan_host(s);
+    }
+    let out = crate::dlp::apply_redactions(s.as_bytes(), &findings);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn send_and_wrap(
+    inner: &Arc<Inner>,
+    pool: &Pool,
+    mut parts: http::request::Parts,
+    body: Body,
+    ex: Exchange,
+    info: &mut Info,
+    ctx: SendCtx,
+) -> Result<Response<Body>, Failure> {
+    let SendCtx {
+        shared,
+        client_upgrade,
+        capture,
+    } = ctx;
+    parts.uri = Uri::try_from(ex.pq.as_str()).map_err(|_| Deny::Malformed)?;
+    parts.version = Version::HTTP_11;
+    let req = Request::from_parts(parts, body);
+    let sent = upstream::send(inner, pool, &ex.target, req).await;
+    let verdict = shared.lock().map(|v| v.clone()).unwrap_or_default();
+    let mut resp = match sent {
+        Ok(r) => r,
+        Err(deny) => {
+            if let Some(rule) = verdict.blocked {
+                return Err(Failure::with_rule(Deny::Dlp, rule));
+            }
+            if verdict.too_large {
+                return Err(Deny::TooLarge.into());
+            }
+            return Err(deny.into());
+        }
+    };
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        // Only a client that asked for an upgrade gets one.
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(Deny::UpstreamError.into());
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
+                let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            }
+        });
+    }
+    let (mut rp, rbody) = resp.into_parts();
+    strip_hop_by_hop(&mut rp.headers);
+    if switching {
+        set_upgrade_headers(&mut rp.headers);
+    }
+    let decision = match (inner.dlp.mode, verdict.flagged.is_empty()) {
+        (crate::config::DlpMode::Redact, false) => "redact",
+        _ => "allow",
+    };
+    let mut ev = info.event(decision);
+    if let Some(rule) = verdict.flagged.first() {
+        ev.reason = Some(Deny::Dlp.as_str());
+        ev.rule = Some(rule.clone());
+    }
+    ev.status = Some(rp.status.as_u16());
+    let full_log = capture.map(|req| FullLog {
+        dlp: inner.log_redactor.clone(),
+        request: req,
+        response: Capture::default(),
+    });
+    let body = Tracked {
+        inner: rbody.map_err(|e| Box::new(e) as BoxError).boxed(),
+        bytes: 0,
+        pending: Some((inner.audit.clone(), ev, info.started)),
+        full_log,
+    };
+    Ok(Response::from_parts(rp, body.boxed()))
+}
+
+/// A response body that writes its request's audit event when it ends, with
+/// the byte count and total time.
+struct Tracked {
+    inner: Body,
+    bytes: u64,
+    pending: Option<(Audit, Event, Instant)>,
+    full_log: Option<FullLog>,
+}
+
+/// What `send_and_wrap` needs besides the request itself.
+pub struct SendCtx {
+    shared: Arc<Mutex<Verdict>>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    capture: Option<Capture>,
+}
+
+/// The first [`FULL_LOG_BODY_BYTES`] of a body, for `log: full`.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    fn add(&self, data: &[u8]) {
+        if let Ok(mut v) = self.0.lock() {
+            let room = FULL_LOG_BODY_BYTES.saturating_sub(v.len());
+            v.extend_from_slice(&data[..room.min(data.len())]);
+        }
+    }
+
+    /// The captured bytes with every DLP finding replaced.
+    fn redacted(&self, dlp: &Dlp) -> Option<String> {
+        let v = self.0.lock().ok()?;
+        if v.is_empty() {
+            return None;
+        }
+        let out = crate::dlp::apply_redactions(&v, &dlp.scan(&v));
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+struct FullLog {
+    dlp: Dlp,
+    request: Capture,
+    response: Capture,
+}
+
+/// Copies the start of a body into a [`Capture`] as it passes.
+struct Tee {
+    inner: Body,
+    capture: Capture,
+}
+
+impl HttpBody for Tee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r
+            && let Some(d) = f.data_ref()
+        {
+            self.capture.add(d);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some((audit, mut ev, started)) = self.pending.take() {
+            ev.bytes = self.bytes;
+            ev.ms = millis(started.elapsed());
+            if let Some(full) = &self.full_log {
+                ev.request_body = full.request.redacted(&full.dlp);
+                ev.response_body = full.response.redacted(&full.dlp);
+            }
+            audit.emit(&ev);
+        }
+    }
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r
+            && let Some(d) = f.data_ref()
+        {
+            self.bytes += d.len() as u64;
+            if let Some(full) = &self.full_log {
+                full.response.add(d);
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,223 @@
+//! DLP on the way out: URL, headers, streamed bodies; block, redact, log.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "topsecretvalue42";
+
+async fn dlp_proxy(mode: &str) -> (Running, Recorder, String) {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: {mode}\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", SECRET)])
+    .start()
+    .await;
+    (p, rec, "http://app.test".to_string())
+}
+
+#[tokio::test]
+async fn secrets_in_url_and_headers_are_blocked() {
+    let (p, rec, base) = dlp_proxy("block").await;
+    let mut c = client(p.addr).await;
+    let (s, h, body) = send(&mut c, req("GET", &format!("{base}/x?k={SECRET}"), &[], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "dlp")
+    );
+    assert!(!body.contains(SECRET));
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(&mut c, req("GET", &format!("{base}/p/{SECRET}/q"), &[], "")).await;
+    assert_eq!(s, 403);
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(
+        &mut c,
+        req(
+            "GET",
+            &format!("{base}/"),
+            &[("x-note", &format!("v={SECRET}"))],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(
+        &mut c,
+        req(
+            "POST",
+            &format!("{base}/"),
+            &[],
+            &format!("{{\"k\":\"{SECRET}\"}}"),
+        ),
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert_eq!(rec.count(), 0);
+    let ev = p.events_without(&[SECRET]);
+    assert!(ev.iter().filter(|e| e["reason"] == "dlp").count() >= 4);
+    // A clean request still passes.
+    let mut c = client(p.addr).await;
+    assert_eq!(
+        send(&mut c, req("POST", &format!("{base}/ok"), &[], "clean"))
+            .await
+            .0,
+        200
+    );
+}
+
+/// An upstream that records the raw bytes it receives and never answers.
+async fn raw_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let g = g.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    g.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+#[tokio::test]
+async fn secret_split_across_body_chunks_is_refused_before_the_body_ends() {
+    let (up, got) = raw_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: block\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", SECRET)])
+    .start()
+    .await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let (a, b) = SECRET.split_at(7);
+    // Filler on both sides: engines may scan in steps of some KiB and hold a
+    // match until a few hundred bytes past it.
+    let chunk1 = format!("{}{a}", "x ".repeat(10_000));
+    let chunk2 = format!("{b}{}", " y".repeat(10_000));
+    let head = "POST http://app.test/upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(format!("{:x}\r\n{chunk1}\r\n", chunk1.len()).as_bytes())
+        .await
+        .unwrap();
+    s.write_all(format!("{:x}\r\n{chunk2}\r\n", chunk2.len()).as_bytes())
+        .await
+        .unwrap();
+    // The body is still open (no last chunk): the answer must come anyway.
+    let (status, head, body) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), read_response(&mut s))
+            .await
+            .expect("refused before the body ended");
+    assert_eq!(status, 403, "{head}{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-claude-bottle-block: dlp")
+    );
+    drop(s);
+    let seen = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+    assert!(!seen.contains(SECRET), "upstream saw the secret: {seen}");
+    assert!(
+        !seen.contains(a) || !seen.contains(b),
+        "no part-secret pair reached upstream"
+    );
+    p.events_without(&[SECRET]);
+}
+
+#[tokio::test]
+async fn redact_mode_replaces_secrets_and_forwards() {
+    let (p, rec, base) = dlp_proxy("redact").await;
+    let mut c = client(p.addr).await;
+    let body = format!("a={SECRET}&b={SECRET}");
+    let (s, _, _) = send(
+        &mut c,
+        req(
+            "POST",
+            &format!("{base}/f?q={SECRET}"),
+            &[("x-h", SECRET)],
+            &body,
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let seen = &rec.all()[0];
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body),
+        "a=[REDACTED:known-secret]&b=[REDACTED:known-secret]"
+    );
+    assert_eq!(seen.uri, "/f?q=%5BREDACTED:known-secret%5D");
+    assert_eq!(seen.headers["x-h"], "[REDACTED:known-secret]");
+    p.event(|e| e["decision"] == "redact" && e["rule"] == "known-secret")
+        .await;
+    p.events_without(&[SECRET]);
+}
+
+#[tokio::test]
+async fn log_mode_forwards_and_records() {
+    let (p, rec, base) = dlp_proxy("log").await;
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(&mut c, req("POST", &format!("{base}/f"), &[], SECRET)).await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.all()[0].body, SECRET.as_bytes());
+    p.event(|e| e["decision"] == "allow" && e["reason"] == "dlp")
+        .await;
+    p.events_without(&[SECRET]);
+}
+
+#[tokio::test]
+async fn off_mode_does_not_scan() {
+    let (p, rec, base) = dlp_proxy("off").await;
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(
+        &mut c,
+        req("POST", &format!("{base}/f?{SECRET}"), &[], SECRET),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 1);
+}
+
+#[tokio::test]
+async fn log_full_records_bodies_with_secrets_redacted() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: log\nlog: full\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", SECRET)])
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(
+        &mut c,
+        req(
+            "POST",
+            "http://app.test/f",
+            &[],
+            &format!("note {SECRET} end"),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 1);
+    let e = p.event(|e| e["path"] == "/f").await;
+    p.events_without(&[SECRET]);
+    assert_eq!(e["request_body"], "note [REDACTED:known-secret] end");
+    assert_eq!(e["response_body"], "hello /f");
+}

@@ -1,0 +1,466 @@
+//! Plain HTTP forwarding, default deny, route rules, IP literals and the SSRF guard.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::*;
+
+#[tokio::test]
+async fn health_and_ca_are_served_by_the_proxy() {
+    let p = Setup::new("allow: []").start().await;
+    let mut c = client(p.addr).await;
+    let (s, _, body) = send(
+        &mut c,
+        req("GET", "http://claude-bottle.local/health", &[], ""),
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (200, "ok\n"));
+    let (s, _, body) = send(
+        &mut c,
+        req("GET", "http://claude-bottle.local/ca.pem", &[], ""),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(body, p.proxy.ca_pem());
+    assert!(body.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(!body.contains("PRIVATE"));
+}
+
+#[tokio::test]
+async fn allowed_request_reaches_upstream_with_hop_by_hop_headers_removed() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: app.test, ports: [{}]}}]\nresolve: {{app.test: {}}}",
+        up.port(),
+        up
+    ))
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let uri = format!("http://app.test:{}/a/b?q=1", up.port());
+    let r = req(
+        "POST",
+        &uri,
+        &[
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("connection", "x-private, keep-alive"),
+            ("x-private", "hop"),
+            ("x-keep", "end-to-end"),
+        ],
+        "body!",
+    );
+    let (s, h, body) = send(&mut c, r).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(h["x-upstream"], "yes");
+    // Keep-alive: a second request on the same client connection also works.
+    let (s, _, _) = send(&mut c, req("GET", &uri, &[], "")).await;
+    assert_eq!(s, 200);
+    let seen = rec.all();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].uri, "/a/b?q=1", "origin-form upstream");
+    assert_eq!(seen[0].headers["host"], format!("app.test:{}", up.port()));
+    assert_eq!(seen[0].body, b"body!");
+    assert_eq!(seen[0].headers["x-keep"], "end-to-end");
+    assert!(seen[0].headers.get("proxy-authorization").is_none());
+    assert!(seen[0].headers.get("x-private").is_none());
+    p.event(|e| {
+        e["decision"] == "allow"
+            && e["host"] == "app.test"
+            && e["status"] == 200
+            && e["path"] == "/a/b"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn default_deny_answers_403_with_reason_header_and_json() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "allow: [{{host: app.test}}]\nresolve: {{other.test: {up}}}"
+    ))
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let (s, h, body) = send(&mut c, req("GET", "http://other.test/x", &[], "")).await;
+    assert_eq!(s, 403);
+    assert_eq!(h["x-claude-bottle-block"], "no-route");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["blocked"], true);
+    assert_eq!(v["reason"], "no-route");
+    assert_eq!(v["host"], "other.test");
+    assert_eq!(rec.count(), 0);
+    assert_eq!(p.net.connect_count(), 0);
+    let ev = p.events_without(&[]);
+    let e = ev.iter().find(|e| e["reason"] == "no-route").unwrap();
+    assert_eq!(e["decision"], "block");
+    assert_eq!(e["kind"], "http");
+    assert_eq!(e["status"], 403);
+    for k in [
+        "ts", "kind", "decision", "reason", "host", "method", "path", "status", "bytes", "ms",
+    ] {
+        assert!(e.get(k).is_some(), "{k} missing in {e}");
+    }
+}
+
+#[tokio::test]
+async fn method_and_path_rules_with_traversal_attacks() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: api.test, methods: [GET], paths: ['/repos/acme/', 're:^/user$'], ports: [{}]}}]\nresolve: {{api.test: {up}}}",
+        up.port()
+    ))
+    .start()
+    .await;
+    let base = format!("http://api.test:{}", up.port());
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(
+        &mut c,
+        req("GET", &format!("{base}/repos/acme/app"), &[], ""),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, _) = send(&mut c, req("GET", &format!("{base}/user"), &[], "")).await;
+    assert_eq!(s, 200);
+    let (s, h, _) = send(
+        &mut c,
+        req("POST", &format!("{base}/repos/acme/app"), &[], "x"),
+    )
+    .await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "method")
+    );
+    for path in [
+        "/repos/other/app",
+        "/repos/acme/../../admin",
+        "/repos/acme/%2e%2e/%2e%2e/admin",
+        "/repos/acme/%2E%2E%2fadmin",
+        "/repos/acme/..%5c..%5cadmin",
+        "/user/",
+        "/users",
+    ] {
+        let mut c = client(p.addr).await;
+        let (s, h, _) = send(&mut c, req("GET", &format!("{base}{path}"), &[], "")).await;
+        assert_eq!(s / 100, 4, "{path}");
+        let reason = h["x-claude-bottle-block"].to_str().unwrap().to_string();
+        assert!(
+            reason == "path" || reason == "malformed",
+            "{path}: {reason}"
+        );
+    }
+    assert_eq!(
+        rec.count(),
+        2,
+        "only the two allowed requests reached upstream"
+    );
+}
+
+#[tokio::test]
+async fn ip_literals_refused_in_every_spelling_before_connecting() {
+    let (up, rec) = http_upstream().await;
+    let port = up.port();
+    let p = Setup::new(format!("dlp: off\nallow: [{{host: '*', ports: [{port}]}}]"))
+        .start()
+        .await;
+    for host in [
+        "127.0.0.1",
+        "2130706433",
+        "0177.0.0.1",
+        "0x7f000001",
+        "127.1",
+        "0x7f.1",
+        "[::ffff:127.0.0.1]",
+        "[::1]",
+        "127.0.0.1.",
+    ] {
+        let mut c = client(p.addr).await;
+        let (s, h, _) = send(
+            &mut c,
+            req("GET", &format!("http://{host}:{port}/"), &[], ""),
+        )
+        .await;
+        assert_eq!(
+            (s, h["x-claude-bottle-block"].to_str().unwrap()),
+            (403, "ip-literal"),
+            "{host}"
+        );
+        let (s, _, _) = {
+            let (s, body, _) = connect(p.addr, &format!("{host}:{port}")).await;
+            (s, body, ())
+        };
+        assert_eq!(s, 403, "CONNECT {host}");
+    }
+    assert_eq!(p.net.connect_count(), 0);
+    assert_eq!(rec.count(), 0);
+}
+
+#[tokio::test]
+async fn a_route_naming_the_ip_lets_it_through() {
+    let (up, rec) = http_upstream().await;
+    let port = up.port();
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: 127.0.0.1, ports: [{port}]}}]"
+    ))
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(
+        &mut c,
+        req("GET", &format!("http://2130706433:{port}/x"), &[], ""),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 1);
+}
+
+#[tokio::test]
+async fn ssrf_guard_refuses_private_answers_unless_pinned() {
+    let (up, rec) = http_upstream().await;
+    let port = up.port();
+    // `internal.test` resolves (through the resolver, not the pin table) to
+    // loopback, and `meta.test` to the metadata address: both refused before
+    // any connection; `pinned.test` is in `resolve` and passes.
+    let net = FakeNet::with(&[
+        ("internal.test", "127.0.0.1"),
+        ("meta.test", "169.254.169.254"),
+        ("ula.test", "fd00::1"),
+    ]);
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: '*', ports: [{port}]}}]\nresolve: {{pinned.test: 127.0.0.1}}"
+    ))
+    .net(net)
+    .start()
+    .await;
+    for host in ["internal.test", "meta.test", "ula.test"] {
+        let mut c = client(p.addr).await;
+        let (s, h, _) = send(
+            &mut c,
+            req("GET", &format!("http://{host}:{port}/"), &[], ""),
+        )
+        .await;
+        assert_eq!(
+            (s, h["x-claude-bottle-block"].to_str().unwrap()),
+            (403, "private-address"),
+            "{host}"
+        );
+        let (s, text, _) = connect(p.addr, &format!("{host}:{port}")).await;
+        assert_eq!(s, 403, "{text}");
+        assert!(text.contains("private-address"));
+    }
+    assert_eq!(p.net.connect_count(), 0, "refused before connecting");
+    assert_eq!(rec.count(), 0);
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(
+        &mut c,
+        req("GET", &format!("http://pinned.test:{port}/"), &[], ""),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 1);
+}
+
+#[tokio::test]
+async fn resolve_pin_with_port_replaces_the_request_port() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: site.test}}]\nresolve: {{site.test: '{up}'}}"
+    ))
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(&mut c, req("GET", "http://site.test/page", &[], "")).await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.all()[0].headers["host"], "site.test");
+}
+
+#[tokio::test]
+async fn userinfo_and_https_absolute_form_are_malformed() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "allow: [{{host: ok.test}}]\nresolve: {{ok.test: '{up}', evil.test: '{up}'}}"
+    ))
+    .start()
+    .await;
+    let out = raw(
+        p.addr,
+        b"GET http://ok.test@evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 403"),
+        "{out}"
+    );
+    let out = raw(
+        p.addr,
+        b"GET https://ok.test/ HTTP/1.1\r\nHost: ok.test\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(rec.count(), 0);
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_silent_upstream_is_504() {
+    // A port with nothing listening: bind, learn the port, close.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: dead.test}}, {{host: silent.test}}]\nresolve: {{dead.test: '{dead}', silent.test: '{silent_addr}'}}"
+    ))
+    .tweak(|c| c.limits.response_head = std::time::Duration::from_millis(300))
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let (s, h, _) = send(&mut c, req("GET", "http://dead.test/", &[], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (502, "upstream-error")
+    );
+    let mut c = client(p.addr).await;
+    let (s, h, _) = send(&mut c, req("GET", "http://silent.test/", &[], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (504, "timeout")
+    );
+    drop(silent);
+}
+
+/// A CONNECT-only upstream proxy on loopback that records what it was asked
+/// for and tunnels to loopback addresses only.
+async fn corp_proxy() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a2 = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let asked = a2.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let b = s.read_u8().await.unwrap();
+                    head.push(b);
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string();
+                let authority = line.split(' ').nth(1).unwrap().to_string();
+                asked.lock().unwrap().push(line.clone());
+                let target: Result<std::net::SocketAddr, _> = authority.parse();
+                match target {
+                    Ok(t) if t.ip().is_loopback() => {
+                        let mut up = tokio::net::TcpStream::connect(t).await.unwrap();
+                        s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                            .await
+                            .unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+                    }
+                    _ => {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, asked)
+}
+
+#[tokio::test]
+async fn upstream_proxy_carries_every_upstream_connection() {
+    let (up, rec) = http_upstream().await;
+    let (corp, asked) = corp_proxy().await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: pinned.test}}, {{host: far.test}}]\nresolve: {{pinned.test: '{up}'}}\nupstream_proxy: http://{corp}"
+    ))
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let (s, _, body) = send(&mut c, req("GET", "http://pinned.test/x", &[], "")).await;
+    assert_eq!((s, body.as_str()), (200, "hello /x"));
+    assert_eq!(rec.all()[0].headers["host"], "pinned.test");
+    // An unpinned name is not resolved here: the upstream proxy gets the name.
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(&mut c, req("GET", "http://far.test/y", &[], "")).await;
+    assert_eq!(s, 502);
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked[0], format!("CONNECT {up} HTTP/1.1"));
+    assert_eq!(asked[1], "CONNECT far.test:80 HTTP/1.1");
+    assert_eq!(p.net.resolves.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// An upstream that accepts a WebSocket-style upgrade and then echoes bytes.
+async fn upgrade_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let svc = hyper::service::service_fn(
+            |mut req: http::Request<hyper::body::Incoming>| async move {
+                assert_eq!(req.headers()["upgrade"], "websocket");
+                let on = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    let mut io = hyper_util::rt::TokioIo::new(on.await.unwrap());
+                    let mut buf = [0u8; 4];
+                    io.read_exact(&mut buf).await.unwrap();
+                    io.write_all(&buf).await.unwrap();
+                });
+                let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+                *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                r.headers_mut()
+                    .insert("upgrade", "websocket".parse().unwrap());
+                r.headers_mut()
+                    .insert("connection", "upgrade".parse().unwrap());
+                Ok::<_, std::convert::Infallible>(r)
+            },
+        );
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+            .with_upgrades()
+            .await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_after_the_route_check() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upgrade_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: ws.test, paths: ['/chat']}}]\nresolve: {{ws.test: '{up}'}}"
+    ))
+    .start()
+    .await;
+    // Outside the allowed path: refused like any request.
+    let out = raw(
+        p.addr,
+        b"GET http://ws.test/admin HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET http://ws.test/chat HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let (status, head, _) = read_response(&mut s).await;
+    assert_eq!(status, 101, "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"));
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+}

@@ -1,0 +1,95 @@
+//! The proxy with the real `bottle-dlp` engine (the default engine): pattern
+//! rules, encoded known secrets, and no false alarms on ordinary data.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::*;
+
+const TOKEN: &str = "ghp_R3alT0kenValue0123456789abcdefABCD";
+
+async fn setup() -> (Running, Recorder) {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: block\nallow: [{{host: app.test}}, {{host: '*.app.test'}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", TOKEN)])
+    .start()
+    .await;
+    (p, rec)
+}
+
+fn b64(s: &str) -> String {
+    bottle_egress::inject::base64(s.as_bytes())
+}
+
+#[tokio::test]
+async fn pattern_shaped_keys_are_blocked_in_bodies() {
+    let (p, rec) = setup().await;
+    let mut c = client(p.addr).await;
+    let body = r#"{"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#;
+    let (s, h, _) = send(
+        &mut c,
+        req(
+            "POST",
+            "http://app.test/upload",
+            &[("content-type", "application/json")],
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "dlp")
+    );
+    assert_eq!(rec.count(), 0);
+    p.events_without(&["wJalrXUtnFEMI", "IOSFODNN7EXAMPLE"]);
+}
+
+#[tokio::test]
+async fn encoded_known_secret_is_blocked() {
+    let (p, rec) = setup().await;
+    for target in [
+        format!("http://app.test/x?d={}", b64(TOKEN)),
+        format!(
+            "http://app.test/x?d={}",
+            TOKEN
+                .bytes()
+                .map(|b| format!("%{b:02X}"))
+                .collect::<String>()
+        ),
+    ] {
+        let mut c = client(p.addr).await;
+        let (s, _, _) = send(&mut c, req("GET", &target, &[], "")).await;
+        assert_eq!(s, 403, "{target}");
+    }
+    let mut c = client(p.addr).await;
+    let hex: String = TOKEN.bytes().map(|b| format!("{b:02x}")).collect();
+    let (s, _, _) = send(&mut c, req("POST", "http://app.test/x", &[], &hex)).await;
+    assert_eq!(s, 403);
+    assert_eq!(rec.count(), 0);
+    p.events_without(&[TOKEN]);
+}
+
+#[tokio::test]
+async fn ordinary_data_passes() {
+    let (p, rec) = setup().await;
+    let mut c = client(p.addr).await;
+    let body = r#"{"id": "3f2b8c1e-9d4a-4f6b-8e2a-1c5d7e9f0a3b", "commit": "9fceb02d0ae598e95dc970b74767f19372d61af8", "integrity": "sha512-z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==", "text": "The quick brown fox jumps over the lazy dog."}"#;
+    let (s, _, _) = send(&mut c, req("POST", "http://app.test/ok", &[], body)).await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 1);
+}
+
+#[tokio::test]
+async fn known_secret_in_a_host_label_is_blocked() {
+    let (p, _rec) = setup().await;
+    let (s, text, _) = connect(
+        p.addr,
+        &format!("{}.app.test:443", TOKEN.to_ascii_lowercase()),
+    )
+    .await;
+    assert_eq!(s, 403, "{text}");
+    p.events_without(&[TOKEN, &TOKEN.to_ascii_lowercase()]);
+}

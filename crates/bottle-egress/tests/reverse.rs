@@ -1,0 +1,198 @@
+//! The model-API reverse proxy: credential swap, headers and query kept,
+//! bodies streamed both ways.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use support::*;
+
+async fn model_setup(kind: &str, host: &str, token: &'static str) -> (Running, Recorder) {
+    let ca = TestCa::new();
+    let (up, rec) = https_upstream(&ca, &[host]).await;
+    let secrets: &'static [(&'static str, &'static str)] =
+        Box::leak(Box::new([("MODEL_TOKEN", token)]));
+    let p = Setup::new(format!(
+        "allow: []\ntokens: [{{kind: {kind}, token_ref: MODEL_TOKEN}}]\nresolve: {{{host}: '{up}'}}"
+    ))
+    .secrets(secrets)
+    .upstream_ca(&ca)
+    .start()
+    .await;
+    (p, rec)
+}
+
+#[tokio::test]
+async fn anthropic_oauth_token_is_injected_as_bearer() {
+    let token = "sk-ant-oat01-REALREALREAL";
+    let (p, rec) = model_setup("anthropic", "api.anthropic.com", token).await;
+    let mut c = client(p.addr).await;
+    let r = req(
+        "POST",
+        "/anthropic/v1/messages?beta=true",
+        &[
+            ("host", "sidecar:3128"),
+            ("authorization", "Bearer placeholder"),
+            ("x-api-key", "placeholder"),
+            ("anthropic-beta", "oauth-2025-04-20"),
+            ("anthropic-version", "2023-06-01"),
+            ("content-type", "application/json"),
+        ],
+        r#"{"model":"claude","messages":[]}"#,
+    );
+    let (s, _, body) = send(&mut c, r).await;
+    assert_eq!((s, body.as_str()), (200, "hello /v1/messages"));
+    let seen = &rec.all()[0];
+    assert_eq!(seen.uri, "/v1/messages?beta=true");
+    assert_eq!(seen.headers["host"], "api.anthropic.com");
+    let auth: Vec<_> = seen.headers.get_all("authorization").iter().collect();
+    assert_eq!(auth, vec![format!("Bearer {token}").as_str()]);
+    assert!(seen.headers.get("x-api-key").is_none());
+    assert_eq!(seen.headers["anthropic-beta"], "oauth-2025-04-20");
+    assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(seen.body, br#"{"model":"claude","messages":[]}"#);
+    p.event(|e| {
+        e["kind"] == "reverse" && e["decision"] == "allow" && e["host"] == "api.anthropic.com"
+    })
+    .await;
+    p.events_without(&[token]);
+}
+
+#[tokio::test]
+async fn anthropic_api_key_goes_in_x_api_key() {
+    let token = "sk-ant-api03-KEYKEYKEY";
+    let (p, rec) = model_setup("anthropic", "api.anthropic.com", token).await;
+    let mut c = client(p.addr).await;
+    let r = req(
+        "GET",
+        "/anthropic/v1/models",
+        &[("authorization", "Bearer placeholder")],
+        "",
+    );
+    assert_eq!(send(&mut c, r).await.0, 200);
+    let seen = &rec.all()[0];
+    assert_eq!(seen.headers["x-api-key"], token);
+    assert!(seen.headers.get("authorization").is_none());
+    p.events_without(&[token]);
+}
+
+#[tokio::test]
+async fn openai_is_bearer_and_missing_token_is_no_route() {
+    let token = "sk-proj-OPENAIREAL";
+    let (p, rec) = model_setup("openai", "api.openai.com", token).await;
+    let mut c = client(p.addr).await;
+    let r = req(
+        "POST",
+        "/openai/v1/chat/completions",
+        &[("authorization", "Bearer placeholder")],
+        "{}",
+    );
+    assert_eq!(send(&mut c, r).await.0, 200);
+    let seen = &rec.all()[0];
+    assert_eq!(seen.uri, "/v1/chat/completions");
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {token}").as_str()
+    );
+    // No anthropic token configured: /anthropic is not a route.
+    let (s, h, _) = send(&mut c, req("GET", "/anthropic/v1/models", &[], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "no-route")
+    );
+}
+
+/// An SSE upstream that sends the second event only after the test says the
+/// client has the first: a buffering proxy would deadlock (and time out).
+#[tokio::test]
+async fn server_sent_events_stream_through_without_buffering() {
+    init();
+    let ca = TestCa::new();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let go_rx = Arc::new(tokio::sync::Mutex::new(Some(go_rx)));
+    let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&["api.anthropic.com"]));
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let tls = acceptor.accept(s).await.unwrap();
+        let svc = hyper::service::service_fn(move |_req| {
+            let go_rx = go_rx.clone();
+            async move {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+                tokio::spawn(async move {
+                    tx.send(Bytes::from_static(b"event: a\ndata: 1\n\n"))
+                        .await
+                        .unwrap();
+                    let go = go_rx.lock().await.take().unwrap();
+                    go.await.unwrap();
+                    tx.send(Bytes::from_static(b"event: b\ndata: 2\n\n"))
+                        .await
+                        .unwrap();
+                });
+                let body = ChannelBody(rx);
+                let mut r = http::Response::new(body);
+                r.headers_mut()
+                    .insert("content-type", "text/event-stream".parse().unwrap());
+                Ok::<_, Infallible>(r)
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tls), svc)
+            .await;
+    });
+    let p = Setup::new(format!(
+        "allow: []\ntokens: [{{kind: anthropic, token_ref: T}}]\nresolve: {{api.anthropic.com: '{up}'}}"
+    ))
+    .secrets(&[("T", "sk-ant-oat01-x")])
+    .upstream_ca(&ca)
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let resp = c
+        .send_request(req("POST", "/anthropic/v1/messages", &[], "{}"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first event must arrive before the upstream sends the second")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.into_data().unwrap(),
+        Bytes::from_static(b"event: a\ndata: 1\n\n")
+    );
+    go_tx.send(()).unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rest.to_bytes(),
+        Bytes::from_static(b"event: b\ndata: 2\n\n")
+    );
+}
+
+/// A response body fed by a channel, one frame per message.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}

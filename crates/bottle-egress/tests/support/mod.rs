@@ -1,0 +1,464 @@
+//! Shared fakes for the proxy's in-process tests: upstream servers on
+//! loopback, a test CA, a resolver/connector that only knows loopback, and
+//! small clients that speak to the proxy.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::type_complexity
+)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bottle_egress::audit::MemoryLog;
+use bottle_egress::config::{AuditTarget, MapSecrets, ProxyConfig, parse_text};
+use bottle_egress::upstream::{BoxFuture, Net};
+use bottle_egress::{Options, Proxy, serve};
+use bottle_secret::Secret;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A CA made at run time, standing in for the public roots of "the internet".
+pub struct TestCa {
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test upstream CA");
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A rustls server config for `names`, signed by this CA.
+    pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let mut cfg = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+
+    pub fn write(&self, dir: &std::path::Path) -> PathBuf {
+        let p = dir.join("upstream-ca.pem");
+        std::fs::write(&p, &self.pem).unwrap();
+        p
+    }
+}
+
+/// What a fake upstream received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+pub struct Recorder(pub Arc<Mutex<Vec<Seen>>>);
+
+impl Recorder {
+    pub fn all(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+async fn record(rec: Recorder, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    rec.0.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body,
+    });
+    let mut r = Response::new(Full::new(Bytes::from(format!(
+        "hello {}",
+        parts.uri.path()
+    ))));
+    r.headers_mut().insert("x-upstream", "yes".parse().unwrap());
+    r
+}
+
+/// A plain HTTP upstream on loopback that records every request.
+pub async fn http_upstream() -> (SocketAddr, Recorder) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let rec = Recorder::default();
+    let r2 = rec.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let rec = r2.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let rec = rec.clone();
+                    async move { Ok::<_, Infallible>(record(rec, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rec)
+}
+
+/// An HTTPS upstream for `names` with a certificate from `ca`.
+pub async fn https_upstream(ca: &TestCa, names: &[&str]) -> (SocketAddr, Recorder) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(names));
+    let rec = Recorder::default();
+    let r2 = rec.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let rec = r2.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req| {
+                    let rec = rec.clone();
+                    async move { Ok::<_, Infallible>(record(rec, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rec)
+}
+
+/// Resolver and connector for tests: names come from a fixed table (never a
+/// real resolver) and connects are only ever made to loopback.
+#[derive(Default)]
+pub struct FakeNet {
+    pub names: Mutex<HashMap<String, Vec<IpAddr>>>,
+    pub resolves: AtomicUsize,
+    pub connects: Mutex<Vec<SocketAddr>>,
+}
+
+impl FakeNet {
+    pub fn with(names: &[(&str, &str)]) -> Arc<Self> {
+        let n = FakeNet::default();
+        for (k, v) in names {
+            n.names
+                .lock()
+                .unwrap()
+                .insert(k.to_string(), vec![v.parse().unwrap()]);
+        }
+        Arc::new(n)
+    }
+    pub fn connect_count(&self) -> usize {
+        self.connects.lock().unwrap().len()
+    }
+}
+
+impl Net for FakeNet {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>> {
+        self.resolves.fetch_add(1, Ordering::SeqCst);
+        let r = self
+            .names
+            .lock()
+            .unwrap()
+            .get(host)
+            .map(|ips| ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "NXDOMAIN (fake)"));
+        Box::pin(async move { r })
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<tokio::net::TcpStream>> {
+        self.connects.lock().unwrap().push(addr);
+        Box::pin(async move {
+            // The guard under test may be broken: never let a packet leave loopback.
+            assert!(addr.ip().is_loopback(), "test tried to connect to {addr}");
+            let s = TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(s)
+        })
+    }
+}
+
+/// A running proxy.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub proxy: Proxy,
+    pub log: MemoryLog,
+    pub net: Arc<FakeNet>,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Running {
+    /// Waits (up to 5 s) for an event matching `pred`: events of allowed
+    /// requests are written when the response body ends on the proxy side,
+    /// which may be just after the client has read it.
+    pub async fn event(&self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        for _ in 0..1000 {
+            if let Some(e) = self.log.events().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("no matching event in {:?}", self.log.lines());
+    }
+
+    /// Every audit line; asserts none contains any of `secrets`.
+    pub fn events_without(&self, secrets: &[&str]) -> Vec<serde_json::Value> {
+        for line in self.log.lines() {
+            for s in secrets {
+                assert!(!line.contains(s), "secret in audit line: {line}");
+            }
+        }
+        self.log.events()
+    }
+}
+
+pub struct Setup<'a> {
+    pub yaml: String,
+    pub secrets: &'a [(&'a str, &'a str)],
+    pub net: Arc<FakeNet>,
+    pub upstream_ca: Option<&'a TestCa>,
+    pub tweak: Option<Box<dyn FnOnce(&mut ProxyConfig) + 'a>>,
+}
+
+impl<'a> Setup<'a> {
+    pub fn new(yaml: impl Into<String>) -> Self {
+        Setup {
+            yaml: yaml.into(),
+            secrets: &[],
+            net: FakeNet::with(&[]),
+            upstream_ca: None,
+            tweak: None,
+        }
+    }
+    pub fn secrets(mut self, s: &'a [(&'a str, &'a str)]) -> Self {
+        self.secrets = s;
+        self
+    }
+    pub fn net(mut self, n: Arc<FakeNet>) -> Self {
+        self.net = n;
+        self
+    }
+    pub fn upstream_ca(mut self, ca: &'a TestCa) -> Self {
+        self.upstream_ca = Some(ca);
+        self
+    }
+    pub fn tweak(mut self, f: impl FnOnce(&mut ProxyConfig) + 'a) -> Self {
+        self.tweak = Some(Box::new(f));
+        self
+    }
+
+    pub async fn start(self) -> Running {
+        init();
+        let dir = tempfile::tempdir().unwrap();
+        let mut yaml = self.yaml.clone();
+        if let Some(ca) = self.upstream_ca {
+            let p = ca.write(dir.path());
+            yaml.push_str(&format!("\nupstream_ca: {}\n", p.display()));
+        }
+        let raw = parse_text(&yaml).unwrap();
+        let secrets = MapSecrets(
+            self.secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), Secret::new(*v)))
+                .collect(),
+        );
+        let mut cfg = ProxyConfig::from_raw(raw, dir.path(), &secrets).unwrap();
+        cfg.audit = AuditTarget::Memory;
+        if let Some(t) = self.tweak {
+            t(&mut cfg);
+        }
+        let proxy = Proxy::with_options(
+            cfg,
+            Options {
+                engine: None,
+                net: Some(self.net.clone() as Arc<dyn Net>),
+            },
+        )
+        .unwrap();
+        let log = proxy.memory_log().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let p2 = proxy.clone();
+        tokio::spawn(async move {
+            serve(p2, listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Running {
+            addr,
+            proxy,
+            log,
+            net: self.net,
+            dir,
+            stop: Some(tx),
+        }
+    }
+}
+
+/// Sends raw bytes, then reads until the proxy closes or 5 s pass.
+pub async fn raw(proxy: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads one response head (and a Content-Length body) from a stream.
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (u16, String, String) {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if s.read(&mut b).await.unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An HTTP/1.1 client connection to the proxy (for absolute-form and reverse requests).
+pub async fn client(proxy: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let s = TcpStream::connect(proxy).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+pub fn req(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Full<Bytes>> {
+    let mut b = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+}
+
+pub async fn send(
+    c: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    r: Request<Full<Bytes>>,
+) -> (u16, http::HeaderMap, String) {
+    let resp = c.send_request(r).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Opens a CONNECT tunnel; returns the status and, on 200, the stream.
+pub async fn connect(proxy: SocketAddr, authority: &str) -> (u16, String, Option<TcpStream>) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, head, body) = read_response(&mut s).await;
+    (
+        status,
+        format!("{head}{body}"),
+        (status == 200).then_some(s),
+    )
+}
+
+/// TLS over a tunnel, trusting `ca_pem`, with SNI `sni`; then an HTTP/1.1 client.
+pub async fn tls_client(
+    stream: TcpStream,
+    ca_pem: &str,
+    sni: &str,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let conn = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let name = rustls_pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let tls = conn.connect(name, stream).await.unwrap();
+    let (send, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(c);
+    send
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Egress proxy benchmark: requests/s and latency through the proxy vs direct
+# to the same loopback nginx, and vs tinyproxy (and mitmproxy when
+# installed), plain HTTP, keep-alive and not. Loopback only.
+#
+#   scripts/bench-proxy.sh            # needs: nginx, wrk, tinyproxy (apt), cargo
+#   DURATION=10s CONNS=32 scripts/bench-proxy.sh
+#
+# Prints a markdown table; paste it into docs/benchmarks.md.
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2)" >&2; exit 1; }; }
+need nginx nginx-light; need wrk wrk; need tinyproxy tinyproxy
+
+NGINX_PORT=18080 PROXY_PORT=18081 TINY_PORT=18082 MITM_PORT=18083
+
+# Upstream: nginx answering a small body with keep-alive.
+cat > "$WORK/nginx.conf" <<NG
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$NGINX_PORT; location / { return 200 "hello from upstream\n"; } }
+}
+NG
+nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
+
+# Our proxy: allow the bench host (pinned to loopback), DLP on with a known secret.
+cargo build --release -q -p bottle-egress --example egress-proxy
+cat > "$WORK/proxy.yaml" <<YML
+listen: 127.0.0.1:$PROXY_PORT
+allow: [{host: bench.test, ports: [$NGINX_PORT]}]
+resolve: {bench.test: 127.0.0.1}
+dlp: block
+log: off
+known_secret_env: [BENCH_SECRET]
+YML
+BENCH_SECRET=bench-secret-value-123 "$TARGET/release/examples/egress-proxy" "$WORK/proxy.yaml" 2>"$WORK/proxy.err" & PIDS+=($!)
+PROXY_PID=$!
+
+cat > "$WORK/tinyproxy.conf" <<TP
+Port $TINY_PORT
+Listen 127.0.0.1
+Timeout 600
+MaxClients 1024
+LogLevel Critical
+DisableViaHeader Yes
+TP
+tinyproxy -d -c "$WORK/tinyproxy.conf" >/dev/null 2>&1 & PIDS+=($!)
+
+if command -v mitmdump >/dev/null; then
+  mitmdump --listen-host 127.0.0.1 -p $MITM_PORT -q >/dev/null 2>&1 & PIDS+=($!)
+fi
+
+for port in $NGINX_PORT $PROXY_PORT $TINY_PORT; do
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+done
+sleep 1
+IDLE_RSS=$(ps -o rss= -p "$PROXY_PID" | tr -d ' ')
+
+# wrk sends `path` verbatim: an absolute-form path makes it talk proxy protocol.
+cat > "$WORK/proxy.lua" <<'LUA'
+local target = os.getenv("TARGET_URL")
+request = function() return wrk.format("GET", target) end
+LUA
+cat > "$WORK/close.lua" <<'LUA'
+local target = os.getenv("TARGET_URL")
+request = function() return wrk.format("GET", target, {["Connection"] = "close"}) end
+LUA
+
+run() { # name port url script
+  local out
+  out=$(TARGET_URL="$3" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$WORK/$4" "http://127.0.0.1:$2/" 2>&1)
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  echo "$1|$rps|$p50|$p99"
+}
+lat1() { # single-connection p50 for added latency
+  TARGET_URL="$3" wrk -t1 -c1 -d"$DURATION" --latency -s "$WORK/proxy.lua" "http://127.0.0.1:$2/" 2>&1 | awk '$1=="50%" {print $2}'
+}
+
+DIRECT_URL="/"
+PROXIED_URL="http://bench.test:$NGINX_PORT/"
+OTHER_URL="http://127.0.0.1:$NGINX_PORT/"
+
+echo "| job | req/s | p50 | p99 |"
+echo "| --- | ---: | ---: | ---: |"
+for mode in proxy.lua close.lua; do
+  label=$([ "$mode" = proxy.lua ] && echo keep-alive || echo close)
+  IFS='|' read -r n r a b <<<"$(run "direct ($label)" $NGINX_PORT "$DIRECT_URL" "$mode")"; echo "| $n | $r | $a | $b |"; D=$r
+  IFS='|' read -r n r a b <<<"$(run "claude-bottle proxy ($label)" $PROXY_PORT "$PROXIED_URL" "$mode")"; echo "| $n | $r | $a | $b |"; P=$r
+  IFS='|' read -r n r a b <<<"$(run "tinyproxy ($label)" $TINY_PORT "$OTHER_URL" "$mode")"; echo "| $n | $r | $a | $b |"; T=$r
+  if command -v mitmdump >/dev/null; then
+    IFS='|' read -r n r a b <<<"$(run "mitmproxy ($label)" $MITM_PORT "$OTHER_URL" "$mode")"; echo "| $n | $r | $a | $b |"; M=$r
+  else M=""; fi
+  echo "| ratio proxy/direct ($label) | $(awk -v p="$P" -v d="$D" 'BEGIN{printf "%.2f", p/d}') | | |"
+  echo "| ratio proxy/tinyproxy ($label) | $(awk -v p="$P" -v t="$T" 'BEGIN{printf "%.2f", p/t}') | | |"
+  [ -n "$M" ] && echo "| ratio proxy/mitmproxy ($label) | $(awk -v p="$P" -v m="$M" 'BEGIN{printf "%.2f", p/m}') | | |"
+done
+echo
+echo "single connection p50: direct $(lat1 d $NGINX_PORT "$DIRECT_URL"), proxy $(lat1 p $PROXY_PORT "$PROXIED_URL")"
+echo "proxy RSS: idle ${IDLE_RSS} KiB, after load $(ps -o rss= -p "$PROXY_PID" | tr -d ' ') KiB"
