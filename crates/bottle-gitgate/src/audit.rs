@@ -1,0 +1,213 @@
+//! Audit events of the gate: one JSON object per decision.
+//!
+//! The shape matches the sidecar's other events (`ts`, `kind`, `decision`,
+//! `reason`, `rule`, `host`, `method`, `path`, `status`, `bytes`, `ms`) with
+//! git fields added (`repo`, `refs`, `commits`, `findings`, `message`).
+//! Nothing here holds a secret value: findings are redacted by the DLP
+//! engine and messages are built by the gate, never copied from upstream
+//! stderr unfiltered.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::RefUpdate;
+
+/// One redacted finding, as reported to the agent and the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingReport {
+    pub commit: String,
+    /// The file path, or `None` for the commit message.
+    pub path: Option<String>,
+    pub line: u64,
+    pub rule: String,
+    pub redacted: String,
+}
+
+/// One decision.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Event {
+    pub ts: String,
+    /// `git-fetch` or `git-push`.
+    pub kind: &'static str,
+    /// `allow` or `block`.
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The upstream host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub repo: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<RefUpdate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commits: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<FindingReport>,
+    /// A gate-written explanation (policy refusal, upstream error summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For pushes: time in the DLP scan and in the upstream push.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_ms: Option<u64>,
+    pub bytes: u64,
+    pub ms: u64,
+}
+
+impl Event {
+    pub fn new(kind: &'static str, decision: &'static str, repo: &str) -> Self {
+        Event {
+            ts: String::new(),
+            kind,
+            decision,
+            reason: None,
+            rule: None,
+            host: None,
+            repo: repo.to_string(),
+            method: None,
+            path: None,
+            status: None,
+            refs: Vec::new(),
+            commits: None,
+            findings: Vec::new(),
+            message: None,
+            scan_ms: None,
+            upstream_ms: None,
+            bytes: 0,
+            ms: 0,
+        }
+    }
+
+    /// The JSON line (without newline), stamping `ts` if unset.
+    pub fn to_line(&self) -> String {
+        let mut e = self.clone();
+        if e.ts.is_empty() {
+            e.ts = now_rfc3339_ms();
+        }
+        serde_json::to_string(&e).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+/// Where events go. The sidecar passes its own log; tests use [`Memory`].
+pub trait AuditSink: Send + Sync {
+    fn record(&self, event: Event);
+}
+
+/// JSON lines to any writer (stdout, a file).
+pub struct JsonLines<W: Write + Send>(pub Mutex<W>);
+
+impl<W: Write + Send> JsonLines<W> {
+    pub fn new(w: W) -> Self {
+        JsonLines(Mutex::new(w))
+    }
+}
+
+impl<W: Write + Send> AuditSink for JsonLines<W> {
+    fn record(&self, event: Event) {
+        let line = event.to_line();
+        if let Ok(mut w) = self.0.lock() {
+            // An audit write failure must not take the gate down; the
+            // sidecar's own health checks see a dead log.
+            let _ = writeln!(w, "{line}");
+            let _ = w.flush();
+        }
+    }
+}
+
+/// Keeps events in memory (tests, and the sidecar's `logs` buffer).
+#[derive(Clone, Default)]
+pub struct Memory(pub Arc<Mutex<Vec<Event>>>);
+
+impl Memory {
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl AuditSink for Memory {
+    fn record(&self, mut event: Event) {
+        if event.ts.is_empty() {
+            event.ts = now_rfc3339_ms();
+        }
+        if let Ok(mut v) = self.0.lock() {
+            v.push(event);
+        }
+    }
+}
+
+/// Discards events.
+pub struct Discard;
+
+impl AuditSink for Discard {
+    fn record(&self, _: Event) {}
+}
+
+/// `2026-11-27T11:16:53.123Z`.
+pub fn now_rfc3339_ms() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format_rfc3339_ms(d.as_secs(), d.subsec_millis())
+}
+
+fn format_rfc3339_ms(secs: u64, ms: u32) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(format_rfc3339_ms(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339_ms(1_795_778_213, 7),
+            "2026-11-27T11:16:53.007Z"
+        );
+        assert_eq!(
+            format_rfc3339_ms(951_782_400, 999),
+            "2000-02-29T00:00:00.999Z"
+        );
+    }
+
+    #[test]
+    fn line_shape() {
+        let mut e = Event::new("git-push", "block", "app");
+        e.reason = Some("git-secret".into());
+        let v: serde_json::Value = serde_json::from_str(&e.to_line()).unwrap_or_default();
+        assert_eq!(v["kind"], "git-push");
+        assert_eq!(v["decision"], "block");
+        assert_eq!(v["reason"], "git-secret");
+        assert!(v["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+}

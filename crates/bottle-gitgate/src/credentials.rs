@@ -1,0 +1,214 @@
+//! How git children get the upstream credential: only through their
+//! environment.
+//!
+//! - token (HTTPS): `http.extraHeader=Authorization: Basic …` passed as
+//!   `GIT_CONFIG_COUNT/KEY_n/VALUE_n`, so it is on no command line and in no
+//!   repo config; redirects are not followed (the header would follow them).
+//! - ssh key: the key is written 0600 into the gate's own 0700 key folder and
+//!   named in `GIT_SSH_COMMAND` together with a pinned `known_hosts` and
+//!   `StrictHostKeyChecking=yes`, so an unknown or changed host key refuses.
+//!
+//! Every git child also starts from an empty environment (the sidecar's own
+//! variables never leak into git) with system and global git config ignored.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use bottle_secret::Secret;
+
+use crate::Error;
+use crate::config::{Auth, GateConfig, GateSecrets, RepoConfig};
+
+/// Environment entries; values that may hold a secret are [`Secret`].
+pub type Env = Vec<(String, Secret)>;
+
+/// The variables every git child of the gate starts from.
+pub fn base_env(state_dir: &Path) -> Env {
+    let path = std::env::var("PATH")
+        .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin".into());
+    let home = state_dir.join("home");
+    [
+        ("PATH", path),
+        ("HOME", home.to_string_lossy().into_owned()),
+        ("GIT_CONFIG_NOSYSTEM", "1".into()),
+        ("GIT_CONFIG_GLOBAL", "/dev/null".into()),
+        ("GIT_TERMINAL_PROMPT", "0".into()),
+        ("GIT_ASKPASS", "/bin/false".into()),
+        ("SSH_ASKPASS", "/bin/false".into()),
+        ("LC_ALL", "C".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Secret::new(v)))
+    .collect()
+}
+
+/// Renders `key=value` git config entries as `GIT_CONFIG_*` variables.
+pub fn config_env(entries: &[(String, Secret)]) -> Env {
+    let mut env = vec![(
+        "GIT_CONFIG_COUNT".to_string(),
+        Secret::new(entries.len().to_string()),
+    )];
+    for (i, (k, v)) in entries.iter().enumerate() {
+        env.push((format!("GIT_CONFIG_KEY_{i}"), Secret::new(k.clone())));
+        env.push((format!("GIT_CONFIG_VALUE_{i}"), v.clone()));
+    }
+    env
+}
+
+/// Git config entries every upstream operation uses.
+fn upstream_config(
+    repo: &RepoConfig,
+    gate: &GateConfig,
+    secrets: &GateSecrets,
+) -> Vec<(String, Secret)> {
+    let mut c: Vec<(String, Secret)> = vec![
+        // Only the network transports this repo needs; `ext::`, `file::`
+        // and helpers stay off even if a URL somehow named them.
+        ("protocol.allow".into(), Secret::new("never")),
+        ("protocol.https.allow".into(), Secret::new("always")),
+        ("protocol.ssh.allow".into(), Secret::new("always")),
+        ("protocol.http.allow".into(), Secret::new("always")),
+        // No credential helper, no redirect that would carry the header away.
+        ("credential.helper".into(), Secret::new("")),
+        ("http.followRedirects".into(), Secret::new("false")),
+    ];
+    if let Some(ca) = &gate.upstream_ca {
+        c.push((
+            "http.sslCAInfo".into(),
+            Secret::new(ca.to_string_lossy().into_owned()),
+        ));
+    }
+    if repo.auth == Auth::Token
+        && let Some(token) = repo.token_ref.as_ref().and_then(|r| secrets.tokens.get(r))
+    {
+        let basic = format!("x-access-token:{}", token.expose());
+        let b64 =
+            String::from_utf8_lossy(&bottle_dlp::base64_encode(basic.as_bytes(), false, true))
+                .into_owned();
+        c.push((
+            "http.extraHeader".into(),
+            Secret::new(format!("Authorization: Basic {b64}")),
+        ));
+    }
+    c
+}
+
+/// Paths of a repo's key material in the gate's key folder.
+pub fn key_paths(state_dir: &Path, repo: &str) -> (PathBuf, PathBuf) {
+    let dir = state_dir.join("keys");
+    (
+        dir.join(format!("{repo}.key")),
+        dir.join(format!("{repo}.known_hosts")),
+    )
+}
+
+/// Writes the ssh key (0600, never world-readable even for an instant) and
+/// the pinned host key of every ssh repo.
+pub fn write_key_files(gate: &GateConfig, secrets: &GateSecrets) -> Result<(), Error> {
+    let dir = gate.state_dir.join("keys");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+    for (name, repo) in &gate.repos {
+        if repo.auth != Auth::SshKey {
+            continue;
+        }
+        let (key, kh) = key_paths(&gate.state_dir, name);
+        if let Some(k) = secrets.ssh_keys.get(name) {
+            let mut text = k.expose().to_string();
+            // OpenSSH refuses a key file without a final newline.
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            write_private(&key, text.as_bytes())?;
+        }
+        if let Some(line) = secrets.known_hosts.get(name) {
+            write_private(&kh, format!("{}\n", line.trim()).as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let _ = fs::remove_file(path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Io(format!("creating {}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+}
+
+/// Single-quotes `s` for the shell git runs `GIT_SSH_COMMAND` with.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The environment (beyond [`base_env`]) for a git child that talks to the
+/// repo's upstream: fetch, ls-remote, push.
+pub fn upstream_env(name: &str, gate: &GateConfig, secrets: &GateSecrets) -> Env {
+    let Some(repo) = gate.repos.get(name) else {
+        return Vec::new();
+    };
+    let mut env = config_env(&upstream_config(repo, gate, secrets));
+    if repo.auth == Auth::SshKey {
+        let (key, kh) = key_paths(&gate.state_dir, name);
+        let cmd = format!(
+            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} \
+             -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes \
+             -o BatchMode=yes -o ConnectTimeout=20",
+            sh_quote(&key.to_string_lossy()),
+            sh_quote(&kh.to_string_lossy())
+        );
+        env.push(("GIT_SSH_COMMAND".into(), Secret::new(cmd)));
+        env.push(("GIT_SSH_VARIANT".into(), Secret::new("ssh")));
+    } else {
+        // No ssh at all for non-ssh repos.
+        env.push(("GIT_SSH_COMMAND".into(), Secret::new("false")));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::from_sidecar_json;
+
+    #[test]
+    fn token_goes_into_a_header_in_env_only() {
+        let (g, s) = from_sidecar_json(
+            r#"{"gate": {"repos": {"app": {"url": "https://h/app.git", "auth": "token",
+                "token_ref": "T"}}}, "secrets": {"tokens": {"T": "tok-123456789"}}}"#,
+        )
+        .unwrap();
+        let env = upstream_env("app", &g, &s);
+        let header = env
+            .iter()
+            .find(|(_, v)| v.expose().starts_with("Authorization: Basic "))
+            .unwrap();
+        let b64 = header
+            .1
+            .expose()
+            .trim_start_matches("Authorization: Basic ");
+        let decoded = bottle_dlp::base64_decode(b64.as_bytes());
+        assert_eq!(decoded, b"x-access-token:tok-123456789");
+        let key = &header.0;
+        let idx = key.trim_start_matches("GIT_CONFIG_VALUE_");
+        assert!(env.iter().any(
+            |(k, v)| k == &format!("GIT_CONFIG_KEY_{idx}") && v.expose() == "http.extraHeader"
+        ));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,329 @@
+//! The pre-receive hook: ref policy, DLP scan of every new commit, then the
+//! upstream push with the gate's credential.
+//!
+//! `git receive-pack` (run by http-backend for a push to the gate) runs the
+//! hook with the pushed objects in quarantine; the mirror's refs move only
+//! if the hook exits 0, and the hook exits 0 only after the upstream
+//! accepted the same updates. So a refused push (policy, secret, upstream)
+//! leaves both the upstream and the mirror as they were.
+//!
+//! The gate passes the hook its configuration in the environment variable
+//! [`HOOK_ENV`] of the http-backend child (inherited by receive-pack and the
+//! hook); it is never written to the repo config. Everything the hook
+//! prints on stderr reaches the pushing client as `remote: ...` lines, so it
+//! prints only ref names, ids, paths, rule names and redacted previews.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use bottle_dlp::{Engine, MIN_KNOWN_SECRET_LEN};
+use bottle_secret::Secret;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::FindingReport;
+use crate::limits::Limits;
+use crate::mirror;
+use crate::policy::{Policy, RefUpdate};
+use crate::scan::{self, Git, ScanError};
+
+/// The variable carrying the hook's JSON configuration.
+pub const HOOK_ENV: &str = "BOTTLE_GITGATE_HOOK";
+
+const TAG: &str = "claude-bottle git gate";
+
+/// What the gate tells the hook for one push.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct HookConfig {
+    pub repo: String,
+    pub url: String,
+    pub push: Vec<String>,
+    pub protect: Vec<String>,
+    pub limits: Limits,
+    /// Token values of the bottle (matched by the DLP engine).
+    pub known_secrets: Vec<String>,
+    /// The upstream credential environment (see `credentials`).
+    pub upstream_env: Vec<(String, String)>,
+    /// Where to write the [`Report`] for the gate's audit event.
+    pub report: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for HookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookConfig")
+            .field("repo", &self.repo)
+            .field("url", &self.url)
+            .field("known_secrets", &self.known_secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hook's verdict, read back by the gate for the audit log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Report {
+    pub decision: String,
+    pub reason: Option<String>,
+    pub refs: Vec<RefUpdate>,
+    pub commits: u64,
+    pub findings: Vec<FindingReport>,
+    pub message: Option<String>,
+    /// Milliseconds spent scanning, and pushing upstream.
+    #[serde(default)]
+    pub scan_ms: u64,
+    #[serde(default)]
+    pub upstream_ms: u64,
+}
+
+impl Report {
+    fn block(reason: &str, message: String, refs: Vec<RefUpdate>) -> Report {
+        Report {
+            decision: "block".into(),
+            reason: Some(reason.into()),
+            refs,
+            message: Some(message),
+            ..Report::default()
+        }
+    }
+}
+
+/// Entry point for the binary: `claude-bottle sidecar hook pre-receive`
+/// (or the test binary) calls this and exits with its result.
+pub fn main() -> i32 {
+    let stdin = std::io::stdin();
+    let mut stderr = std::io::stderr();
+    run_pre_receive(stdin.lock(), &mut stderr)
+}
+
+/// Runs the hook with the configuration from [`HOOK_ENV`]; `input` is
+/// receive-pack's `<old> <new> <ref>` lines. Returns the exit code.
+pub fn run_pre_receive(input: impl BufRead, err: &mut impl Write) -> i32 {
+    let cfg: Option<HookConfig> = std::env::var(HOOK_ENV)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let Some(cfg) = cfg else {
+        let _ = writeln!(
+            err,
+            "{TAG}: hook started without its configuration; refusing"
+        );
+        return 1;
+    };
+    // The hook's own environment minus its configuration and the gate's
+    // config entries for receive-pack: what git children of the hook get.
+    let env: Vec<(String, Secret)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k != HOOK_ENV && !k.starts_with("GIT_CONFIG_"))
+        .map(|(k, v)| (k, Secret::new(v)))
+        .collect();
+    let report = run_with(&cfg, &env, input, err);
+    if let Some(path) = &cfg.report
+        && let Ok(text) = serde_json::to_string(&report)
+    {
+        let _ = std::fs::write(path, text);
+    }
+    i32::from(report.decision != "allow")
+}
+
+/// The hook's logic with the configuration and git environment given.
+pub fn run_with(
+    cfg: &HookConfig,
+    env: &[(String, Secret)],
+    input: impl BufRead,
+    err: &mut impl Write,
+) -> Report {
+    let report = decide(cfg, env, input);
+    let say = |err: &mut dyn Write, line: &str| {
+        let _ = writeln!(err, "{TAG}: {line}");
+    };
+    match report.reason.as_deref() {
+        None => {
+            if let Some(m) = &report.message {
+                say(err, m);
+            }
+        }
+        Some("git-secret") => {
+            say(
+                err,
+                "push refused: a secret was found; nothing was sent upstream",
+            );
+            for f in &report.findings {
+                let short = f.commit.get(..12).unwrap_or(&f.commit);
+                let place = f.path.as_deref().unwrap_or("(commit message)");
+                say(
+                    err,
+                    &format!(
+                        "  commit {short} {place}:{} rule {} {}",
+                        f.line, f.rule, f.redacted
+                    ),
+                );
+            }
+            say(
+                err,
+                "remove the secret from every commit of the push (rewrite them), then push again",
+            );
+        }
+        Some(_) => {
+            for line in report.message.as_deref().unwrap_or("push refused").lines() {
+                say(err, line);
+            }
+        }
+    }
+    report
+}
+
+fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Report {
+    let mut updates = Vec::new();
+    for line in input.lines() {
+        let Ok(line) = line else {
+            return Report::block("malformed", "unreadable ref update".into(), updates);
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some(u) = RefUpdate::parse(&line) else {
+            return Report::block("malformed", "unreadable ref update".into(), updates);
+        };
+        updates.push(u);
+        if updates.len() > cfg.limits.max_refs {
+            return Report::block(
+                "too-large",
+                format!("push refused: more than {} refs", cfg.limits.max_refs),
+                updates,
+            );
+        }
+    }
+    let git = Git {
+        env,
+        limits: &cfg.limits,
+    };
+
+    // (a) ref policy.
+    let policy = Policy {
+        push: cfg.push.clone(),
+        protect: cfg.protect.clone(),
+    };
+    let mut refusals = Vec::new();
+    let mut forwarded = Vec::new();
+    for u in &updates {
+        let mut ff = false;
+        let checked = policy.check(u, || {
+            ff = git.is_ancestor(&u.old, &u.new);
+            ff
+        });
+        match checked {
+            Ok(()) => {
+                if !u.is_create() && !u.is_delete() && !ff {
+                    // The closure is not called for unprotected refs.
+                    ff = git.is_ancestor(&u.old, &u.new);
+                }
+                forwarded.push((u.clone(), ff));
+            }
+            Err(r) => refusals.push(r.message(&u.name)),
+        }
+    }
+    if !refusals.is_empty() {
+        let mut msg = String::from("push refused by the branch policy; nothing was sent upstream");
+        for r in refusals {
+            msg.push_str("\n  ");
+            msg.push_str(&r);
+        }
+        return Report::block("git-policy", msg, updates);
+    }
+
+    // (b) DLP scan of every new commit.
+    let mut builder = Engine::builder();
+    for s in &cfg.known_secrets {
+        if s.len() >= MIN_KNOWN_SECRET_LEN {
+            builder = builder.known_secret(s);
+        }
+    }
+    let engine = match builder.build() {
+        Ok(e) => e,
+        Err(e) => return Report::block("malformed", format!("gate error: {e}"), updates),
+    };
+    let tips: Vec<&str> = updates
+        .iter()
+        .filter(|u| !u.is_delete())
+        .map(|u| u.new.as_str())
+        .collect();
+    let scan_started = std::time::Instant::now();
+    let scanned = scan::scan_push(&git, &tips, &engine);
+    let scan_ms = millis(scan_started);
+    let outcome = match scanned {
+        Ok(o) => o,
+        Err(ScanError::TooLarge(why)) => {
+            return Report::block(
+                "too-large",
+                format!("push refused: {why}; nothing was sent upstream"),
+                updates,
+            );
+        }
+        Err(ScanError::Git(why)) => {
+            return Report::block(
+                "malformed",
+                format!("push refused: the gate could not scan it ({why})"),
+                updates,
+            );
+        }
+    };
+    if !outcome.findings.is_empty() {
+        let mut r = Report::block("git-secret", String::new(), updates);
+        r.commits = outcome.commits;
+        r.message = Some(format!("{} finding(s)", outcome.findings.len()));
+        r.findings = outcome.findings;
+        r.scan_ms = scan_ms;
+        return r;
+    }
+
+    // (c) forward upstream.
+    let mut push_env: Vec<(String, Secret)> = env.to_vec();
+    push_env.extend(
+        cfg.upstream_env
+            .iter()
+            .map(|(k, v)| (k.clone(), Secret::new(v.clone()))),
+    );
+    let secrets: Vec<&str> = cfg.known_secrets.iter().map(String::as_str).collect();
+    if forwarded.is_empty() {
+        let mut r = Report::block("malformed", "nothing to push".into(), updates);
+        r.decision = "allow".into();
+        r.reason = None;
+        return r;
+    }
+    let push_started = std::time::Instant::now();
+    let pushed = mirror::push_upstream(
+        &cfg.url,
+        &forwarded,
+        &push_env,
+        &secrets,
+        std::time::Duration::from_secs(cfg.limits.upstream_timeout_secs),
+    );
+    let upstream_ms = millis(push_started);
+    match pushed {
+        Ok(_) => Report {
+            decision: "allow".into(),
+            reason: None,
+            refs: updates,
+            commits: outcome.commits,
+            findings: Vec::new(),
+            message: Some(format!(
+                "scanned {} new commit(s); forwarded to the upstream",
+                outcome.commits
+            )),
+            scan_ms,
+            upstream_ms,
+        },
+        Err(why) => {
+            let mut r = Report::block(
+                "upstream-error",
+                format!("push refused: the upstream refused it: {why}"),
+                updates,
+            );
+            r.commits = outcome.commits;
+            r.scan_ms = scan_ms;
+            r.upstream_ms = upstream_ms;
+            r
+        }
+    }
+}
+
+fn millis(t: std::time::Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}

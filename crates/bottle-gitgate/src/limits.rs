@@ -1,0 +1,41 @@
+//! Bounds on what a push may make the gate do. Pushed git data is hostile
+//! input: every loop over it has a ceiling, and going over a ceiling refuses
+//! the push (fail closed) instead of forwarding anything unscanned.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest pack a push may send (`receive.maxInputSize`).
+    pub max_push_bytes: u64,
+    /// Most commits new to the mirror in one push.
+    pub max_commits: u64,
+    /// A text file whose added lines in one commit exceed this refuses the
+    /// push: it cannot be scanned within bounds. Binary files (a NUL byte in
+    /// the first 8000 bytes, git's own test) are skipped whatever their size.
+    pub max_text_blob: u64,
+    /// Largest commit message scanned; a longer one refuses the push.
+    pub max_message: u64,
+    /// Seconds an upstream fetch or push may take.
+    pub upstream_timeout_secs: u64,
+    /// Refs in one push.
+    pub max_refs: usize,
+    /// Seconds one request's git child may run before it is killed (a
+    /// stalled client, a hung upstream inside the hook).
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_push_bytes: 2 << 30,
+            max_commits: 100_000,
+            max_text_blob: 16 << 20,
+            max_message: 1 << 20,
+            upstream_timeout_secs: 300,
+            max_refs: 1_000,
+            request_timeout_secs: 3_600,
+        }
+    }
+}

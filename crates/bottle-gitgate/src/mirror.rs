@@ -1,0 +1,332 @@
+//! The bare mirror of each repo, and the two ways it talks to the upstream:
+//! refresh (fetch) before serving a fetch, and the upstream push a clean
+//! pre-receive hook makes.
+//!
+//! Both run git with the credential in the child's environment only (see
+//! [`crate::credentials`]); the URL on the command line never carries one.
+//! Error text from git is cut to a few lines and scrubbed of secret values
+//! before it goes anywhere.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bottle_secret::Secret;
+use tokio::process::Command;
+
+use crate::credentials::Env;
+use crate::policy::RefUpdate;
+
+/// `<state_dir>/repos`, the `GIT_PROJECT_ROOT` of http-backend.
+pub fn project_root(state_dir: &Path) -> PathBuf {
+    state_dir.join("repos")
+}
+
+/// `<state_dir>/repos/<name>.git`.
+pub fn mirror_path(state_dir: &Path, name: &str) -> PathBuf {
+    project_root(state_dir).join(format!("{name}.git"))
+}
+
+fn command(env: &Env) -> Command {
+    let mut c = Command::new("git");
+    c.env_clear();
+    for (k, v) in env {
+        c.env(k, v.expose());
+    }
+    c.stdin(Stdio::null()).kill_on_drop(true);
+    c
+}
+
+/// Creates the bare mirror if it does not exist yet.
+pub async fn ensure(state_dir: &Path, name: &str, env: &Env) -> Result<(), String> {
+    let path = mirror_path(state_dir, name);
+    if path.join("HEAD").exists() {
+        return Ok(());
+    }
+    let out = command(env)
+        .arg("init")
+        .arg("--bare")
+        .arg("--quiet")
+        .arg(&path)
+        .output()
+        .await
+        .map_err(|e| format!("running git init: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git init of the mirror failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps the end of git's stderr, short, without secret values.
+pub fn summarize(stderr: &str, secrets: &[&str]) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let start = lines.len().saturating_sub(4);
+    let mut text = lines[start..]
+        .iter()
+        .map(|l| l.chars().take(300).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("; ");
+    for s in secrets {
+        if s.len() >= 4 {
+            text = text.replace(s, "[REDACTED]");
+        }
+    }
+    if text.is_empty() {
+        text = "no message".into();
+    }
+    text
+}
+
+/// Runs git with a deadline; returns stdout or a short error.
+async fn run_git(
+    env: &Env,
+    args: &[&std::ffi::OsStr],
+    timeout: Duration,
+    secrets: &[&str],
+) -> Result<Vec<u8>, String> {
+    let mut c = command(env);
+    c.args(args);
+    let out = match tokio::time::timeout(timeout, c.output()).await {
+        Err(_) => return Err(format!("no answer within {}s", timeout.as_secs())),
+        Ok(Err(e)) => return Err(format!("cannot run git: {e}")),
+        Ok(Ok(o)) => o,
+    };
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(summarize(&String::from_utf8_lossy(&out.stderr), secrets))
+    }
+}
+
+/// Fetches every branch and tag of the upstream into the mirror, pruning
+/// what the upstream no longer has. `set_head` also points the mirror's
+/// HEAD at the upstream's default branch (done once per process).
+pub async fn refresh(
+    mirror: &Path,
+    url: &str,
+    env: &Env,
+    timeout: Duration,
+    secrets: &[&str],
+    set_head: bool,
+) -> Result<(), String> {
+    let gd = mirror.as_os_str();
+    let fetch: [&std::ffi::OsStr; 10] = [
+        "--git-dir".as_ref(),
+        gd,
+        "fetch".as_ref(),
+        "--prune".as_ref(),
+        "--quiet".as_ref(),
+        "--no-write-fetch-head".as_ref(),
+        "--".as_ref(),
+        url.as_ref(),
+        "+refs/heads/*:refs/heads/*".as_ref(),
+        "+refs/tags/*:refs/tags/*".as_ref(),
+    ];
+    run_git(env, &fetch, timeout, secrets).await?;
+    if set_head {
+        let ls: [&std::ffi::OsStr; 7] = [
+            "--git-dir".as_ref(),
+            gd,
+            "ls-remote".as_ref(),
+            "--symref".as_ref(),
+            "--".as_ref(),
+            url.as_ref(),
+            "HEAD".as_ref(),
+        ];
+        let out = run_git(env, &ls, timeout, secrets).await?;
+        let text = String::from_utf8_lossy(&out);
+        if let Some(branch) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ref: "))
+            .and_then(|l| l.strip_suffix("\tHEAD"))
+            .filter(|b| b.starts_with("refs/heads/"))
+        {
+            let sym: [&std::ffi::OsStr; 5] = [
+                "--git-dir".as_ref(),
+                gd,
+                "symbolic-ref".as_ref(),
+                "HEAD".as_ref(),
+                branch.as_ref(),
+            ];
+            run_git(env, &sym, timeout, secrets).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The refspecs and leases that forward `updates` to the upstream.
+///
+/// Fast-forwards and creations are plain refspecs (the upstream refuses
+/// them if they are not fast-forwards from its own state). A rewrite or
+/// delete the policy allowed is forced, but only with a lease on the value
+/// the mirror saw, so an upstream change the gate has not seen is never
+/// overwritten.
+pub fn push_args(updates: &[(RefUpdate, bool)]) -> Vec<String> {
+    let mut leases = Vec::new();
+    let mut specs = Vec::new();
+    for (u, fast_forward) in updates {
+        if u.is_delete() {
+            leases.push(format!("--force-with-lease={}:{}", u.name, u.old));
+            specs.push(format!(":{}", u.name));
+        } else if u.is_create() || *fast_forward {
+            specs.push(format!("{}:{}", u.new, u.name));
+        } else {
+            leases.push(format!("--force-with-lease={}:{}", u.name, u.old));
+            specs.push(format!("+{}:{}", u.new, u.name));
+        }
+    }
+    leases.extend(specs);
+    leases
+}
+
+/// Runs a command to completion, killing it after `timeout` (a hung
+/// upstream must not hold the push lock forever).
+fn output_with_deadline(
+    mut c: std::process::Command,
+    timeout: Duration,
+) -> Result<(std::process::ExitStatus, String, String), String> {
+    use std::io::Read;
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run git push: {e}"))?;
+    let drain = |p: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut s);
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the upstream gave no answer within {}s",
+                    timeout.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("waiting for git push: {e}")),
+        }
+    };
+    Ok((
+        status,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    ))
+}
+
+/// Pushes the updates to the upstream from inside the hook (synchronous:
+/// the hook is a plain process). `env` is the hook's environment for git
+/// (quarantine variables kept) plus the upstream credential.
+pub fn push_upstream(
+    url: &str,
+    updates: &[(RefUpdate, bool)],
+    env: &[(String, Secret)],
+    secrets: &[&str],
+    timeout: Duration,
+) -> Result<String, String> {
+    let args = push_args(updates);
+    let attempt = |atomic: bool| -> Result<String, String> {
+        let mut c = std::process::Command::new("git");
+        c.env_clear();
+        for (k, v) in env {
+            c.env(k, v.expose());
+        }
+        c.arg("push").arg("--porcelain").arg("--no-verify");
+        if atomic {
+            c.arg("--atomic");
+        }
+        // Options (leases), then the URL, then the refspecs: ref names and
+        // object ids only, nothing secret.
+        c.args(args.iter().filter(|a| a.starts_with("--")));
+        c.arg(url);
+        c.args(args.iter().filter(|a| !a.starts_with("--")));
+        c.stdin(Stdio::null());
+        let (status, stdout, stderr) = output_with_deadline(c, timeout)?;
+        if status.success() {
+            Ok(summarize(&stdout, secrets))
+        } else {
+            // Porcelain lines `!\t<src>:<dst>\t[rejected] (reason)` name the
+            // upstream's reason; stderr has the rest ("remote: ..." lines).
+            let rejected: Vec<&str> = stdout.lines().filter(|l| l.starts_with('!')).collect();
+            let mut why = summarize(&stderr, secrets);
+            if !rejected.is_empty() {
+                why = format!("{}; {why}", summarize(&rejected.join("\n"), secrets));
+            }
+            Err(why)
+        }
+    };
+    match attempt(updates.len() > 1) {
+        Err(e) if e.contains("does not support --atomic") => attempt(false),
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn leases_only_where_forced() {
+        let z = "0".repeat(40);
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let up = |o: &str, n: &str, r: &str| RefUpdate::parse(&format!("{o} {n} {r}")).unwrap();
+        let args = push_args(&[
+            (up(&z, &a, "refs/heads/new"), false),
+            (up(&a, &b, "refs/heads/ff"), true),
+            (up(&a, &b, "refs/heads/rw"), false),
+            (up(&a, &z, "refs/heads/gone"), false),
+        ]);
+        assert_eq!(
+            args,
+            vec![
+                format!("--force-with-lease=refs/heads/rw:{a}"),
+                format!("--force-with-lease=refs/heads/gone:{a}"),
+                format!("{a}:refs/heads/new"),
+                format!("{b}:refs/heads/ff"),
+                format!("+{b}:refs/heads/rw"),
+                ":refs/heads/gone".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn summaries_are_short_and_scrubbed() {
+        let s = summarize(
+            "a\n\nb\nc\nd\nfatal: token tok-secret-1 refused\n",
+            &["tok-secret-1"],
+        );
+        assert_eq!(s, "b; c; d; fatal: token [REDACTED] refused");
+    }
+}

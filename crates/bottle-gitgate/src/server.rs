@@ -1,0 +1,640 @@
+//! The smart-HTTP server: `/<name>.git/...` per configured repo, answered by
+//! the real `git http-backend` through the CGI bridge.
+//!
+//! Only the smart endpoints exist (`info/refs?service=…`,
+//! `git-upload-pack`, `git-receive-pack`); the dumb protocol's file paths
+//! are not served. Before upload-pack (and the receive-pack
+//! advertisement) the mirror is refreshed from the upstream; if that fails
+//! the client gets `upstream unreachable: …` and no data (fail closed).
+//! Pushes to one repo are serialised with its refreshes, so a push always
+//! sees the refs it was advertised.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bottle_secret::Secret;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::process::Command;
+use tokio::sync::Mutex;
+
+use crate::Error;
+use crate::audit::{AuditSink, Event};
+use crate::cgi::{self, ChannelBody};
+use crate::config::{GateConfig, GateSecrets};
+use crate::credentials::{self, Env};
+use crate::hook::{HOOK_ENV, HookConfig, Report};
+use crate::limits::Limits;
+use crate::mirror;
+
+/// A fetch POST without a discovery request first refreshes again when the
+/// last refresh is older than this (a clone's discovery and POSTs come
+/// within a second; refreshing three times per clone would triple the
+/// upstream round trips).
+const REFRESH_REUSE: Duration = Duration::from_secs(10);
+/// Upload-pack request bodies (wants and haves) are small; bound them.
+const MAX_FETCH_REQUEST: u64 = 256 << 20;
+
+/// How the gate runs, beyond its configuration.
+pub struct Options {
+    /// The pre-receive hook command: argv of a program that calls
+    /// [`crate::hook::main`] (`[claude-bottle, sidecar, hook, pre-receive]`).
+    pub hook_command: Vec<String>,
+    pub audit: Arc<dyn AuditSink>,
+    pub limits: Limits,
+    /// `git http-backend`; `None` finds it with `git --exec-path`.
+    pub http_backend: Option<PathBuf>,
+}
+
+struct RepoState {
+    last_refresh: Option<Instant>,
+    head_set: bool,
+}
+
+struct Inner {
+    config: GateConfig,
+    secrets: GateSecrets,
+    options: Options,
+    http_backend: PathBuf,
+    repos: BTreeMap<String, Arc<Mutex<RepoState>>>,
+    base_env: Env,
+    counter: AtomicU64,
+}
+
+/// A prepared gate: state folder, mirrors, key files and hook in place.
+#[derive(Clone)]
+pub struct Gate(Arc<Inner>);
+
+/// Prepares the gate and serves it on `listener` until `shutdown` resolves.
+pub async fn serve(
+    config: GateConfig,
+    secrets: GateSecrets,
+    options: Options,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    Gate::new(config, secrets, options)
+        .await?
+        .serve(listener, shutdown)
+        .await
+}
+
+fn mkdir_private(p: &Path) -> Result<(), Error> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .map_err(|e| Error::Io(format!("creating {}: {e}", p.display())))
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+async fn find_http_backend(env: &Env) -> Result<PathBuf, Error> {
+    let mut c = Command::new("git");
+    c.env_clear();
+    for (k, v) in env {
+        c.env(k, v.expose());
+    }
+    let out = c
+        .arg("--exec-path")
+        .output()
+        .await
+        .map_err(|e| Error::Io(format!("cannot run git: {e}")))?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let p = PathBuf::from(dir).join("git-http-backend");
+    if !p.exists() {
+        return Err(Error::Io(format!("{} not found", p.display())));
+    }
+    Ok(p)
+}
+
+impl Gate {
+    pub async fn new(
+        config: GateConfig,
+        secrets: GateSecrets,
+        options: Options,
+    ) -> Result<Gate, Error> {
+        config.validate(&secrets)?;
+        if options.hook_command.is_empty() {
+            return Err(Error::Config("hook_command is empty".into()));
+        }
+        let sd = &config.state_dir;
+        for sub in ["", "repos", "hooks", "tmp", "home", "keys"] {
+            mkdir_private(&sd.join(sub))?;
+        }
+        credentials::write_key_files(&config, &secrets)?;
+        write_hook_script(sd, &options.hook_command)?;
+        let base_env = credentials::base_env(sd);
+        let http_backend = match &options.http_backend {
+            Some(p) => p.clone(),
+            None => find_http_backend(&base_env).await?,
+        };
+        let mut repos = BTreeMap::new();
+        for name in config.repos.keys() {
+            mirror::ensure(sd, name, &base_env)
+                .await
+                .map_err(Error::Io)?;
+            repos.insert(
+                name.clone(),
+                Arc::new(Mutex::new(RepoState {
+                    last_refresh: None,
+                    head_set: false,
+                })),
+            );
+        }
+        Ok(Gate(Arc::new(Inner {
+            config,
+            secrets,
+            options,
+            http_backend,
+            repos,
+            base_env,
+            counter: AtomicU64::new(0),
+        })))
+    }
+
+    /// Accepts connections until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("git gate accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let gate = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let gate = gate.clone();
+                    async move { Ok::<_, std::convert::Infallible>(gate.handle(req, peer).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await
+                {
+                    tracing::debug!("git gate connection: {e}");
+                }
+            });
+        }
+    }
+
+    /// Handles one request (public for in-process use without a socket).
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ChannelBody> {
+        let inner = &self.0;
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let Some((name, rest)) = path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once(".git/"))
+            .filter(|(n, _)| inner.repos.contains_key(*n))
+            .map(|(n, r)| (n.to_string(), r.to_string()))
+        else {
+            return text(StatusCode::NOT_FOUND, "no such repository\n");
+        };
+        let method = req.method().clone();
+        let service = match (&method, rest.as_str(), query.as_str()) {
+            (&Method::GET, "info/refs", "service=git-upload-pack") => Service::FetchRefs,
+            (&Method::GET, "info/refs", "service=git-receive-pack") => Service::PushRefs,
+            (&Method::POST, "git-upload-pack", "") => Service::Fetch,
+            (&Method::POST, "git-receive-pack", "") => Service::Push,
+            (_, "info/refs", _) => {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "only the smart HTTP protocol is served\n",
+                );
+            }
+            _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+        };
+        let started = Instant::now();
+        let state = match inner.repos.get(&name) {
+            Some(s) => s.clone(),
+            None => return text(StatusCode::NOT_FOUND, "no such repository\n"),
+        };
+
+        // Refresh first; a push holds the repo lock for its whole run.
+        let mut guard = state.lock_owned().await;
+        let must_refresh = match service {
+            Service::FetchRefs | Service::PushRefs => true,
+            Service::Fetch => guard
+                .last_refresh
+                .is_none_or(|t| t.elapsed() > REFRESH_REUSE),
+            Service::Push => false,
+        };
+        if must_refresh {
+            let set_head = !guard.head_set;
+            match self.refresh(&name, set_head).await {
+                Ok(()) => {
+                    guard.last_refresh = Some(Instant::now());
+                    guard.head_set = true;
+                }
+                Err(why) => {
+                    drop(guard);
+                    let mut e = self.event(service.kind(), "block", &name, &method, &rest);
+                    e.reason = Some("upstream-error".into());
+                    e.message = Some(format!("upstream unreachable: {why}"));
+                    e.status = Some(502);
+                    e.ms = ms(started);
+                    inner.options.audit.record(e);
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        &format!(
+                            "upstream unreachable: {why}\n\
+                             (the git gate serves no stale data; try again when the upstream answers)\n"
+                        ),
+                    );
+                }
+            }
+        }
+        if service != Service::Push {
+            drop(guard);
+            let cmd = self.cgi_command(&req, peer, &name, &rest, &query);
+            let audit = inner.options.audit.clone();
+            let mut e = self.event("git-fetch", "allow", &name, &method, &rest);
+            let fetch = service == Service::Fetch;
+            let deadline = Duration::from_secs(inner.options.limits.request_timeout_secs);
+            return spawn_cgi(
+                cmd,
+                req.into_body(),
+                MAX_FETCH_REQUEST,
+                deadline,
+                move |status, o| {
+                    // Discovery requests are logged only when they fail (above);
+                    // each upload-pack POST is one event.
+                    if !fetch {
+                        return;
+                    }
+                    e.status = status;
+                    e.ms = ms(started);
+                    if let Some(o) = &o {
+                        e.bytes = o.bytes_in;
+                    }
+                    if !o.and_then(|o| o.status).is_some_and(|s| s.success()) {
+                        e.message = Some("git upload-pack ended with an error".into());
+                    }
+                    audit.record(e);
+                },
+            )
+            .await;
+        }
+
+        // A push: the hook gets its configuration in the environment.
+        let n = inner.counter.fetch_add(1, Ordering::Relaxed);
+        let report_path = inner
+            .config
+            .state_dir
+            .join("tmp")
+            .join(format!("push-{}-{n}.json", std::process::id()));
+        let _ = std::fs::remove_file(&report_path);
+        let hook_cfg = self.hook_config(&name, report_path.clone());
+        let mut cmd = self.cgi_command(&req, peer, &name, &rest, &query);
+        match serde_json::to_string(&hook_cfg) {
+            Ok(json) => {
+                let json = Secret::new(json);
+                cmd.env(HOOK_ENV, json.expose());
+            }
+            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "git gate error\n"),
+        }
+        let max = inner.options.limits.max_push_bytes.saturating_add(1 << 20);
+        let audit = inner.options.audit.clone();
+        let mut e = self.event("git-push", "block", &name, &method, &rest);
+        let deadline = Duration::from_secs(inner.options.limits.request_timeout_secs);
+        spawn_cgi(
+            cmd,
+            req.into_body(),
+            max,
+            deadline,
+            move |status, outcome| {
+                // The lock is held until receive-pack (and its hook) ended.
+                drop(guard);
+                let report: Option<Report> = std::fs::read(&report_path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                let _ = std::fs::remove_file(&report_path);
+                e.status = status;
+                if let Some(o) = &outcome {
+                    e.bytes = o.bytes_in;
+                }
+                e.ms = ms(started);
+                match report {
+                    Some(r) => {
+                        let ok = outcome
+                            .as_ref()
+                            .and_then(|o| o.status)
+                            .is_some_and(|s| s.success());
+                        e.decision = if r.decision == "allow" && ok {
+                            "allow"
+                        } else {
+                            "block"
+                        };
+                        e.reason = r.reason;
+                        e.refs = r.refs;
+                        e.commits = Some(r.commits);
+                        e.findings = r.findings;
+                        e.rule = e.findings.first().map(|f| f.rule.clone());
+                        e.message = r.message;
+                        e.scan_ms = Some(r.scan_ms);
+                        e.upstream_ms = Some(r.upstream_ms);
+                    }
+                    None if outcome.as_ref().is_some_and(|o| o.bytes_in <= 4) => {
+                        // A lone flush packet: git's probe request before a
+                        // large push. No decision was made, nothing to log.
+                        return;
+                    }
+                    None => {
+                        // receive-pack stopped before the hook: a cut or
+                        // malformed upload; nothing reached the upstream.
+                        e.reason = Some(
+                            if outcome.as_ref().is_some_and(|o| o.truncated) {
+                                "too-large"
+                            } else {
+                                "malformed"
+                            }
+                            .into(),
+                        );
+                        e.message = Some("the push ended before the gate's checks ran".into());
+                    }
+                }
+                audit.record(e);
+            },
+        )
+        .await
+    }
+
+    async fn refresh(&self, name: &str, set_head: bool) -> Result<(), String> {
+        let inner = &self.0;
+        let Some(repo) = inner.config.repos.get(name) else {
+            return Err("unknown repo".into());
+        };
+        let mut env = inner.base_env.clone();
+        env.extend(credentials::upstream_env(
+            name,
+            &inner.config,
+            &inner.secrets,
+        ));
+        let secrets: Vec<&str> = inner.secrets.tokens.values().map(Secret::expose).collect();
+        mirror::refresh(
+            &mirror::mirror_path(&inner.config.state_dir, name),
+            &repo.url,
+            &env,
+            Duration::from_secs(inner.options.limits.upstream_timeout_secs),
+            &secrets,
+            set_head,
+        )
+        .await
+    }
+
+    fn hook_config(&self, name: &str, report: PathBuf) -> HookConfig {
+        let inner = &self.0;
+        let repo = &inner.config.repos[name];
+        HookConfig {
+            repo: name.to_string(),
+            url: repo.url.clone(),
+            push: repo.push.clone(),
+            protect: repo.protect.clone(),
+            limits: inner.options.limits,
+            known_secrets: inner
+                .secrets
+                .tokens
+                .values()
+                .map(|s| s.expose().to_string())
+                .collect(),
+            upstream_env: credentials::upstream_env(name, &inner.config, &inner.secrets)
+                .into_iter()
+                .map(|(k, v)| (k, v.expose().to_string()))
+                .collect(),
+            report: Some(report),
+        }
+    }
+
+    fn cgi_command(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+        name: &str,
+        rest: &str,
+        query: &str,
+    ) -> Command {
+        let inner = &self.0;
+        let sd = &inner.config.state_dir;
+        let mut cmd = Command::new(&inner.http_backend);
+        cmd.env_clear();
+        for (k, v) in &inner.base_env {
+            cmd.env(k, v.expose());
+        }
+        let header = |n: &str| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        cmd.env("GIT_PROJECT_ROOT", mirror::project_root(sd))
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("GATEWAY_INTERFACE", "CGI/1.1")
+            .env("SERVER_PROTOCOL", "HTTP/1.1")
+            .env("REQUEST_METHOD", req.method().as_str())
+            .env("PATH_INFO", format!("/{name}.git/{rest}"))
+            .env("QUERY_STRING", query)
+            .env("REMOTE_ADDR", peer.ip().to_string());
+        if let Some(v) = header("content-type") {
+            cmd.env("CONTENT_TYPE", v);
+        }
+        // No CONTENT_LENGTH on purpose: with it, http-backend (git 2.47)
+        // copies a receive-pack body in a loop that spins forever when the
+        // body ends early (a client cut off midway). Without it, it reads
+        // to EOF, and the bridge closes stdin at the end of the body.
+        if let Some(v) = header("content-encoding") {
+            cmd.env("HTTP_CONTENT_ENCODING", v);
+        }
+        if let Some(v) = header("git-protocol").filter(|v| {
+            v.len() < 256
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"=:._-".contains(&b))
+        }) {
+            cmd.env("GIT_PROTOCOL", v);
+        }
+        // Receive-pack settings, as config in the environment (never in the
+        // mirror's config file): our hook, pushes enabled without HTTP
+        // auth (the agent is the only client), bounded and fsck-checked
+        // packs, and no attributes from anywhere.
+        let hooks = sd.join("hooks");
+        let cfg: [(&str, String); 6] = [
+            ("core.hooksPath", hooks.to_string_lossy().into_owned()),
+            ("http.receivepack", "true".into()),
+            (
+                "receive.maxInputSize",
+                inner.options.limits.max_push_bytes.to_string(),
+            ),
+            ("receive.fsckObjects", "true".into()),
+            ("receive.advertisePushOptions", "false".into()),
+            ("core.attributesFile", "/dev/null".into()),
+        ];
+        cmd.env("GIT_CONFIG_COUNT", cfg.len().to_string());
+        for (i, (k, v)) in cfg.iter().enumerate() {
+            cmd.env(format!("GIT_CONFIG_KEY_{i}"), k);
+            cmd.env(format!("GIT_CONFIG_VALUE_{i}"), v);
+        }
+        cmd
+    }
+
+    fn event(
+        &self,
+        kind: &'static str,
+        decision: &'static str,
+        name: &str,
+        method: &Method,
+        rest: &str,
+    ) -> Event {
+        let mut e = Event::new(kind, decision, name);
+        e.method = Some(method.to_string());
+        e.path = Some(format!("/{name}.git/{rest}"));
+        e.host = self
+            .0
+            .config
+            .repos
+            .get(name)
+            .and_then(|r| upstream_host(&r.url));
+        e
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    FetchRefs,
+    PushRefs,
+    Fetch,
+    Push,
+}
+
+impl Service {
+    fn kind(self) -> &'static str {
+        match self {
+            Service::FetchRefs | Service::Fetch => "git-fetch",
+            Service::PushRefs | Service::Push => "git-push",
+        }
+    }
+}
+
+/// Runs the CGI program in a task of its own and calls `on_done` when it has
+/// exited. Detached from the request future on purpose: a client that hangs
+/// up before the response headers must not cancel the supervision of the
+/// child (its audit event, the push lock).
+async fn spawn_cgi<F>(
+    cmd: Command,
+    body: Incoming,
+    max: u64,
+    deadline: Duration,
+    on_done: F,
+) -> Response<ChannelBody>
+where
+    F: FnOnce(Option<u16>, Option<cgi::Outcome>) + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        match cgi::run(cmd, body, max, deadline).await {
+            Ok((resp, done)) => {
+                let status = resp.status().as_u16();
+                let _ = tx.send(resp);
+                on_done(Some(status), done.await.ok());
+            }
+            Err(err) => {
+                tracing::warn!("git gate: http-backend: {err}");
+                let _ = tx.send(text(StatusCode::INTERNAL_SERVER_ERROR, "git gate error\n"));
+                on_done(None, None);
+            }
+        }
+    });
+    rx.await
+        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "git gate error\n"))
+}
+
+fn ms(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn text(status: StatusCode, body: &str) -> Response<ChannelBody> {
+    let mut r = Response::new(ChannelBody::full(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The host of an upstream URL, for audit events.
+pub fn upstream_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or_else(
+        // scp-like: user@host:path
+        || url.split(':').next().unwrap_or(""),
+        |(_, r)| r.split('/').next().unwrap_or(""),
+    );
+    let host = rest.rsplit('@').next().unwrap_or(rest);
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| h.trim_start_matches('['))
+    } else {
+        host.split(':').next()
+    };
+    host.filter(|h| !h.is_empty()).map(str::to_string)
+}
+
+fn write_hook_script(state_dir: &Path, command: &[String]) -> Result<(), Error> {
+    let path = state_dir.join("hooks").join("pre-receive");
+    let argv: Vec<String> = command.iter().map(|a| sh_quote(a)).collect();
+    let script = format!("#!/bin/sh\nexec {}\n", argv.join(" "));
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .open(&path)
+        .map_err(|e| Error::Io(format!("creating {}: {e}", path.display())))?;
+    std::io::Write::write_all(&mut f, script.as_bytes())
+        .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            upstream_host("git@github.com:a/b.git").as_deref(),
+            Some("github.com")
+        );
+        assert_eq!(
+            upstream_host("ssh://git@127.0.0.1:2222/x.git").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            upstream_host("https://h.example/x.git").as_deref(),
+            Some("h.example")
+        );
+        assert_eq!(
+            upstream_host("https://[::1]:8443/x").as_deref(),
+            Some("::1")
+        );
+    }
+}

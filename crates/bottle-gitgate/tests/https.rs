@@ -1,0 +1,443 @@
+//! The gate in front of an HTTPS upstream that wants a token: clone, fetch
+//! and push with real git, protocol v0 and v2; policy and secret refusals;
+//! upstream refusal; unreachable upstream; no credential on a command line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::atomic::Ordering;
+
+use support::*;
+
+#[test]
+fn clone_fetch_and_clean_push_through_the_gate_v2_and_v0() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["agent/*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    for (proto, branch) in [("2", "agent/v2"), ("0", "agent/v0")] {
+        let dir = format!("clone-v{proto}");
+        git(
+            work.path(),
+            &[
+                "-c",
+                &format!("protocol.version={proto}"),
+                "clone",
+                "-q",
+                &gate.repo_url("app"),
+                &dir,
+            ],
+        );
+        let wt = work.path().join(&dir);
+        assert!(wt.join("README.md").exists());
+        git(&wt, &["config", "protocol.version", proto]);
+        git(&wt, &["checkout", "-q", "-b", branch]);
+        let c = commit_file(&wt, &format!("{proto}.txt"), "hello\n", "clean work");
+        git(&wt, &["push", "-q", "origin", branch]);
+        assert_eq!(
+            up.bare.rev(&format!("refs/heads/{branch}")),
+            Some(c.clone())
+        );
+        // The mirror moved too.
+        assert_eq!(
+            git(
+                &gate.mirror("app"),
+                &["rev-parse", &format!("refs/heads/{branch}")]
+            )
+            .trim(),
+            c
+        );
+    }
+    // A change made upstream shows up on the next fetch (the mirror refreshes).
+    let other = tempfile::tempdir().unwrap();
+    git(
+        other.path(),
+        &["clone", "-q", up.bare.repo.to_str().unwrap(), "o"],
+    );
+    let o = other.path().join("o");
+    let upstream_commit = commit_file(&o, "up.txt", "from upstream\n", "upstream change");
+    git(&o, &["push", "-q", "origin", "main"]);
+    let wt = work.path().join("clone-v2");
+    git(&wt, &["fetch", "-q", "origin"]);
+    assert_eq!(
+        git(&wt, &["rev-parse", "origin/main"]).trim(),
+        upstream_commit
+    );
+
+    // The upstream only ever saw authorised requests from the gate.
+    assert_eq!(up.seen.unauthorized.load(Ordering::SeqCst), 0);
+    assert!(up.seen.requests.load(Ordering::SeqCst) > 0);
+
+    let pushes = gate.wait_events("git-push", 2);
+    for e in &pushes {
+        assert_eq!(e.decision, "allow", "{e:?}");
+        assert_eq!(e.refs.len(), 1);
+        assert_eq!(e.commits, Some(1));
+        assert_eq!(e.repo, "app");
+        assert_eq!(e.host.as_deref(), Some("127.0.0.1"));
+        assert!(e.ts.ends_with('Z'));
+    }
+    let fetches = gate.wait_events("git-fetch", 3);
+    assert!(fetches.iter().all(|e| e.decision == "allow"));
+}
+
+#[test]
+fn gzip_request_bodies_work() {
+    // A fetch with many haves makes git gzip the upload-pack request.
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["checkout", "-q", "-b", "many"]);
+    for i in 0..40 {
+        commit_file(&wt, "f.txt", &format!("{i}\n"), &format!("c{i}"));
+    }
+    git(&wt, &["push", "-q", "origin", "many"]);
+    // Local-only commits become haves the server does not know.
+    git(&wt, &["checkout", "-q", "-b", "local"]);
+    for i in 0..300 {
+        commit_file(&wt, "g.txt", &format!("{i}\n"), &format!("l{i}"));
+    }
+    let other = tempfile::tempdir().unwrap();
+    git(
+        other.path(),
+        &["clone", "-q", up.bare.repo.to_str().unwrap(), "o"],
+    );
+    let o = other.path().join("o");
+    commit_file(&o, "new.txt", "x\n", "new upstream");
+    git(&o, &["push", "-q", "origin", "main"]);
+    let out = git_cmd(&wt)
+        .args(["fetch", "origin"])
+        .env("GIT_TRACE_CURL", "1")
+        .env("GIT_TRACE_CURL_NO_DATA", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        trace
+            .to_ascii_lowercase()
+            .contains("content-encoding: gzip"),
+        "the fetch did not use a gzip body; trace:\n{}",
+        &trace[..trace.len().min(3000)]
+    );
+}
+
+#[test]
+fn secrets_in_any_new_commit_reject_the_whole_push() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    let before = up.bare.refs();
+
+    // 1. In an older commit of the pushed range, on a new branch, then
+    //    "removed" in a later commit.
+    git(&wt, &["checkout", "-q", "-b", "feature"]);
+    let bad = commit_file(
+        &wt,
+        "src/config.py",
+        &format!("a = 1\nb = 2\nGITHUB = \"{PAT}\"\n"),
+        "add config",
+    );
+    commit_file(&wt, "src/config.py", "a = 1\nb = 2\n", "remove it again");
+    let (ok, out) = git_try(&wt, &["push", "origin", "feature"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("secret was found"), "{out}");
+    assert!(out.contains(&bad[..12]), "names the commit: {out}");
+    assert!(
+        out.contains("src/config.py:3"),
+        "names path and line: {out}"
+    );
+    assert!(out.contains("github-pat"), "names the rule: {out}");
+    assert!(!out.contains(&PAT[6..]), "the secret is redacted: {out}");
+
+    // 2. The bottle's own token, in a commit message.
+    git(&wt, &["checkout", "-q", "-b", "msg", "main"]);
+    commit_file(&wt, "ok.txt", "fine\n", &format!("deploy with {TOKEN}"));
+    let (ok, out) = git_try(&wt, &["push", "origin", "msg"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("(commit message):1"), "{out}");
+    assert!(out.contains("known-secret"), "{out}");
+    assert!(!out.contains(TOKEN), "{out}");
+
+    // 3. Behind a merge: the secret sits on a side branch merged into a
+    //    fast-forward of main.
+    git(&wt, &["checkout", "-q", "-b", "side", "main"]);
+    commit_file(&wt, "side.txt", &format!("token: {PAT}\n"), "side work");
+    git(&wt, &["checkout", "-q", "main"]);
+    commit_file(&wt, "main.txt", "main work\n", "main work");
+    git(&wt, &["merge", "-q", "--no-ff", "-m", "merge side", "side"]);
+    let (ok, out) = git_try(&wt, &["push", "origin", "main"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("side.txt:1"), "{out}");
+
+    // 4. A private key block spread over lines.
+    git(&wt, &["checkout", "-q", "-b", "key", "origin/main"]);
+    let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACDpZzrY8r9kNnKmIs7ADtWiL2oGZ2C0dHVnbhcEYQAPGgAAAJgl1kmHJdZJ\n-----END OPENSSH PRIVATE KEY-----\n";
+    commit_file(&wt, "id_ed25519", key, "oops");
+    let (ok, out) = git_try(&wt, &["push", "origin", "key"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("private-key"), "{out}");
+
+    // Nothing reached the upstream: no receive-pack request, same refs.
+    assert_eq!(up.seen.receive_pack_posts.load(Ordering::SeqCst), 0);
+    assert_eq!(up.bare.refs(), before);
+    assert_eq!(up.bare.accepted_pushes(), 0);
+    // And the mirror has none of the refused refs.
+    let mirror_refs = git(
+        &gate.mirror("app"),
+        &["for-each-ref", "--format=%(refname)"],
+    );
+    assert!(!mirror_refs.contains("feature") && !mirror_refs.contains("msg"));
+
+    let ev = gate.wait_events("git-push", 4);
+    for e in &ev {
+        assert_eq!(e.decision, "block");
+        assert_eq!(e.reason.as_deref(), Some("git-secret"), "{e:?}");
+        assert!(!e.findings.is_empty());
+        let line = serde_json::to_string(&e.findings).unwrap();
+        assert!(!line.contains(&PAT[6..]) && !line.contains(TOKEN), "{line}");
+    }
+    assert_eq!(ev[0].commits, Some(2));
+}
+
+#[test]
+fn branch_policy_refuses_before_the_upstream_sees_anything() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["agent/*", "main"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    let before = up.bare.refs();
+
+    git(&wt, &["checkout", "-q", "-b", "other"]);
+    commit_file(&wt, "a.txt", "a\n", "a");
+    let (ok, out) = git_try(&wt, &["push", "origin", "other"]);
+    assert!(!ok && out.contains("may not push to that branch"), "{out}");
+
+    // Force-push of protected main.
+    git(&wt, &["checkout", "-q", "main"]);
+    git(&wt, &["commit", "-q", "--amend", "-m", "rewritten"]);
+    let (ok, out) = git_try(&wt, &["push", "-f", "origin", "main"]);
+    assert!(!ok && out.contains("non-fast-forward"), "{out}");
+
+    // Delete of protected main.
+    let (ok, out) = git_try(&wt, &["push", "origin", ":main"]);
+    assert!(!ok && out.contains("deleting is refused"), "{out}");
+
+    // A tag.
+    git(&wt, &["tag", "v1"]);
+    let (ok, out) = git_try(&wt, &["push", "origin", "v1"]);
+    assert!(!ok && out.contains("only branches"), "{out}");
+
+    // One bad ref in a multi-ref push refuses all of it.
+    git(&wt, &["checkout", "-q", "-b", "agent/ok", "origin/main"]);
+    commit_file(&wt, "b.txt", "b\n", "b");
+    let (ok, out) = git_try(&wt, &["push", "origin", "agent/ok", "other"]);
+    assert!(!ok, "{out}");
+
+    assert_eq!(up.seen.receive_pack_posts.load(Ordering::SeqCst), 0);
+    assert_eq!(up.bare.refs(), before);
+    let ev = gate.wait_events("git-push", 5);
+    assert!(
+        ev.iter()
+            .all(|e| e.decision == "block" && e.reason.as_deref() == Some("git-policy")),
+        "{ev:?}"
+    );
+
+    // A fast-forward of main and a rewrite + delete of an unprotected branch
+    // are fine.
+    git(&wt, &["push", "-q", "origin", "agent/ok"]);
+    git(&wt, &["commit", "-q", "--amend", "-m", "b2"]);
+    git(&wt, &["push", "-q", "-f", "origin", "agent/ok"]);
+    assert_eq!(
+        up.bare.rev("refs/heads/agent/ok"),
+        Some(git(&wt, &["rev-parse", "HEAD"]).trim().to_string())
+    );
+    git(&wt, &["push", "-q", "origin", ":agent/ok"]);
+    assert_eq!(up.bare.rev("refs/heads/agent/ok"), None);
+    git(&wt, &["checkout", "-q", "-B", "main", "origin/main"]);
+    commit_file(&wt, "c.txt", "c\n", "c");
+    git(&wt, &["push", "-q", "origin", "main"]);
+    assert_eq!(
+        up.bare.rev("refs/heads/main"),
+        Some(git(&wt, &["rev-parse", "HEAD"]).trim().to_string())
+    );
+}
+
+#[test]
+fn upstream_refusal_refuses_the_push_and_leaves_the_mirror() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    let mirror_before = git(&gate.mirror("app"), &["for-each-ref"]);
+    up.bare.set("refuse", true);
+    git(&wt, &["checkout", "-q", "-b", "topic"]);
+    commit_file(&wt, "t.txt", "t\n", "t");
+    let (ok, out) = git_try(&wt, &["push", "origin", "topic"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("upstream refused"), "{out}");
+    assert!(
+        out.contains("pushes are frozen today"),
+        "names the upstream's reason: {out}"
+    );
+    assert!(!out.contains(TOKEN));
+    assert_eq!(git(&gate.mirror("app"), &["for-each-ref"]), mirror_before);
+    assert_eq!(up.bare.rev("refs/heads/topic"), None);
+    let ev = gate.wait_events("git-push", 1);
+    assert_eq!(ev[0].reason.as_deref(), Some("upstream-error"));
+
+    // Once the upstream accepts again, the same push goes through.
+    up.bare.set("refuse", false);
+    git(&wt, &["push", "-q", "origin", "topic"]);
+    assert!(up.bare.rev("refs/heads/topic").is_some());
+}
+
+#[test]
+fn unreachable_upstream_fails_closed() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    drop(up);
+    let (ok, out) = git_try(&wt, &["fetch", "origin"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("upstream unreachable"), "{out}");
+    let (ok, out) = git_try(work.path(), &["clone", &gate.repo_url("app"), "again"]);
+    assert!(!ok && out.contains("upstream unreachable"), "{out}");
+    let ev = gate.events("git-fetch");
+    assert!(
+        ev.iter()
+            .any(|e| e.decision == "block" && e.reason.as_deref() == Some("upstream-error"))
+    );
+}
+
+#[test]
+fn untrusted_upstream_certificate_fails_closed() {
+    let up = HttpsUpstream::start();
+    let mut setup = GateSetup::https(&up, &["*"]);
+    // Same upstream, but the gate does not trust its CA: TLS must fail.
+    setup.upstream_ca = None;
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let (ok, out) = git_try(work.path(), &["clone", &gate.repo_url("app"), "w"]);
+    assert!(!ok && out.contains("upstream unreachable"), "{out}");
+    assert_eq!(up.seen.requests.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn wrong_token_is_an_upstream_error_not_a_prompt() {
+    let up = HttpsUpstream::start();
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.token = "not-the-right-token-123".into();
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let (ok, out) = git_try(work.path(), &["clone", &gate.repo_url("app"), "w"]);
+    assert!(!ok && out.contains("upstream unreachable"), "{out}");
+    assert!(!out.contains("not-the-right-token-123"), "{out}");
+    assert!(up.seen.unauthorized.load(Ordering::SeqCst) > 0);
+}
+
+#[test]
+fn the_token_is_on_no_command_line_and_in_no_file_of_the_gate() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["checkout", "-q", "-b", "topic"]);
+    commit_file(&wt, "t.txt", "t\n", "t");
+    // The upstream's hook takes a second, so the gate's upstream push is
+    // surely running while the watcher looks.
+    up.bare.set("slow", true);
+    let watch = CmdlineWatch::start();
+    let (ok, out) = git_try(&wt, &["push", "origin", "topic"]);
+    git(&wt, &["fetch", "-q", "origin"]);
+    let seen = watch.finish();
+    assert!(ok, "{out}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("push") && l.contains(&up.url)),
+        "the watcher never saw the gate's upstream push: {seen:#?}"
+    );
+    let b64 = basic_header_b64(TOKEN);
+    for l in &seen {
+        assert!(
+            !l.contains(TOKEN) && !l.contains(&b64),
+            "secret on a command line: {l}"
+        );
+    }
+    assert!(!out.contains(TOKEN) && !out.contains(&b64));
+    // Not in the mirror's config, the hook script, or any other file the
+    // gate keeps.
+    for f in files_under(gate.state.path(), &[]) {
+        let b = std::fs::read(&f).unwrap();
+        let text = String::from_utf8_lossy(&b);
+        assert!(
+            !text.contains(TOKEN) && !text.contains(&b64),
+            "secret in {}",
+            f.display()
+        );
+    }
+    // Nor in an audit event.
+    for e in gate.audit.events() {
+        let line = e.to_line();
+        assert!(!line.contains(TOKEN) && !line.contains(&b64), "{line}");
+    }
+}
+
+#[test]
+fn concurrent_pushes_and_fetches_are_serialised_safely() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let mut clones = Vec::new();
+    for i in 0..3 {
+        let wt = clone(work.path(), &gate.repo_url("app"), &format!("w{i}"));
+        git(&wt, &["checkout", "-q", "-b", &format!("agent/{i}")]);
+        commit_file(&wt, &format!("{i}.txt"), "x\n", &format!("work {i}"));
+        clones.push(wt);
+    }
+    let handles: Vec<_> = clones
+        .iter()
+        .enumerate()
+        .map(|(i, wt)| {
+            let wt = wt.clone();
+            std::thread::spawn(move || {
+                git(&wt, &["push", "-q", "origin", &format!("agent/{i}")]);
+                git(&wt, &["fetch", "-q", "origin"]);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for (i, wt) in clones.iter().enumerate() {
+        let head = git(wt, &["rev-parse", "HEAD"]).trim().to_string();
+        assert_eq!(up.bare.rev(&format!("refs/heads/agent/{i}")), Some(head));
+    }
+    let ev = gate.wait_events("git-push", 3);
+    assert!(ev.iter().all(|e| e.decision == "allow"), "{ev:?}");
+}
+
+#[test]
+fn a_hung_upstream_push_times_out_and_is_refused() {
+    let up = HttpsUpstream::start();
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.limits.upstream_timeout_secs = 1;
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["checkout", "-q", "-b", "slow"]);
+    commit_file(&wt, "s.txt", "s\n", "s");
+    up.bare.set("hang", true);
+    let (ok, out) = git_try(&wt, &["push", "origin", "slow"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("no answer within 1s"), "{out}");
+    assert!(!git(&gate.mirror("app"), &["for-each-ref"]).contains("refs/heads/slow"));
+    let ev = gate.wait_events("git-push", 1);
+    assert_eq!(ev[0].reason.as_deref(), Some("upstream-error"));
+}

@@ -1,0 +1,81 @@
+//! The gate in front of an SSH upstream: a real `sshd` on loopback with a
+//! generated host key, the gate holding the client key and the pinned host
+//! key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use support::*;
+
+fn sshd_or_skip() -> Option<SshUpstream> {
+    match SshUpstream::start() {
+        Ok(u) => Some(u),
+        Err(why) => {
+            assert!(
+                std::env::var_os("CLAUDE_BOTTLE_REQUIRE_DOCKER").is_none(),
+                "sshd is required here: {why}"
+            );
+            eprintln!("SKIPPED: cannot run sshd: {why}");
+            None
+        }
+    }
+}
+
+#[test]
+fn clone_and_push_over_ssh_with_the_gates_key() {
+    let Some(up) = sshd_or_skip() else { return };
+    let gate = GateSetup::ssh(&up, &["agent/*"]).start();
+    let key_file = gate.state.path().join("keys").join("app.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    assert!(wt.join("README.md").exists());
+    git(&wt, &["checkout", "-q", "-b", "agent/ssh"]);
+    let c = commit_file(&wt, "s.txt", "over ssh\n", "ssh work");
+    up.bare.set("slow", true);
+    let watch = CmdlineWatch::start();
+    git(&wt, &["push", "-q", "origin", "agent/ssh"]);
+    let seen = watch.finish();
+    assert_eq!(up.bare.rev("refs/heads/agent/ssh"), Some(c));
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("ssh ") && l.contains("StrictHostKeyChecking=yes")),
+        "the watcher never saw the gate's ssh: {seen:#?}"
+    );
+    let key_body: Vec<&str> = up
+        .client_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for l in &seen {
+        for k in &key_body {
+            assert!(!l.contains(k), "key material on a command line: {l}");
+        }
+    }
+    // A secret is still refused over ssh.
+    git(&wt, &["checkout", "-q", "-b", "agent/leak"]);
+    commit_file(&wt, "leak.txt", &format!("{PAT}\n"), "leak");
+    let (ok, out) = git_try(&wt, &["push", "origin", "agent/leak"]);
+    assert!(!ok && out.contains("github-pat"), "{out}");
+    assert_eq!(up.bare.rev("refs/heads/agent/leak"), None);
+}
+
+#[test]
+fn an_unpinned_host_key_is_refused() {
+    let Some(up) = sshd_or_skip() else { return };
+    let mut setup = GateSetup::ssh(&up, &["*"]);
+    setup.known_hosts = Some(up.wrong_known_hosts.clone());
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let (ok, out) = git_try(work.path(), &["clone", &gate.repo_url("app"), "w"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("upstream unreachable"), "{out}");
+    assert!(
+        out.contains("Host key verification failed") || out.contains("host key"),
+        "{out}"
+    );
+}

@@ -1,0 +1,682 @@
+//! Test fixtures: real git upstreams on loopback (HTTPS with a token behind a
+//! test CA, and SSH through an `sshd` the test runs), the gate started
+//! in-process, and a git client with a clean environment.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bottle_gitgate::audit::{Event, Memory};
+use bottle_gitgate::config::{Auth, GateConfig, GateSecrets, RepoConfig};
+use bottle_gitgate::{Limits, Options};
+use bottle_secret::Secret;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use tokio::net::TcpListener;
+
+pub const TOKEN: &str = "gt-upstream-token-5f2c9a71d04e8b36";
+/// A GitHub-PAT-shaped value the DLP rules know.
+pub const PAT: &str = "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5";
+
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Runs git with a clean environment in `dir`; panics with stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_out(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn git_cmd(dir: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_AUTHOR_NAME", "Agent")
+        .env("GIT_AUTHOR_EMAIL", "agent@example.com")
+        .env("GIT_COMMITTER_NAME", "Agent")
+        .env("GIT_COMMITTER_EMAIL", "agent@example.com")
+        .env("LC_ALL", "C");
+    c
+}
+
+pub fn git_out(dir: &Path, args: &[&str]) -> Output {
+    git_cmd(dir).args(args).output().unwrap()
+}
+
+/// Like [`git_out`], returning (success, stdout+stderr).
+pub fn git_try(dir: &Path, args: &[&str]) -> (bool, String) {
+    let o = git_out(dir, args);
+    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&o.stderr));
+    (o.status.success(), s)
+}
+
+pub fn commit_file(dir: &Path, path: &str, content: &str, msg: &str) -> String {
+    let p = dir.join(path);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&p, content).unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", msg]);
+    git(dir, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
+/// A bare upstream repo with one commit on `main`.
+pub struct BareUpstream {
+    pub dir: tempfile::TempDir,
+    /// The bare repository.
+    pub repo: PathBuf,
+    /// Its hooks folder (`refuse` or `slow` files switch behaviour).
+    pub hooks: PathBuf,
+}
+
+impl BareUpstream {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("up.git");
+        git(
+            dir.path(),
+            &["init", "-q", "--bare", "-b", "main", "up.git"],
+        );
+        let seed = dir.path().join("seed");
+        git(dir.path(), &["init", "-q", "-b", "main", "seed"]);
+        commit_file(&seed, "README.md", "# upstream\n", "initial");
+        git(&seed, &["push", "-q", repo.to_str().unwrap(), "main"]);
+        let hooks = dir.path().join("hooks");
+        std::fs::create_dir_all(&hooks).unwrap();
+        let script = format!(
+            "#!/bin/sh\ncat >/dev/null\nif [ -e {d}/slow ]; then sleep 1; fi\n\
+             if [ -e {d}/hang ]; then sleep 4; fi\n\
+             if [ -e {d}/refuse ]; then echo 'upstream policy: pushes are frozen today' >&2; exit 1; fi\n\
+             echo x >> {d}/pushes\nexit 0\n",
+            d = hooks.display()
+        );
+        let hook = hooks.join("pre-receive");
+        std::fs::write(&hook, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        BareUpstream { dir, repo, hooks }
+    }
+
+    pub fn refs(&self) -> String {
+        git(
+            &self.repo,
+            &["for-each-ref", "--format=%(refname) %(objectname)"],
+        )
+    }
+
+    pub fn rev(&self, r: &str) -> Option<String> {
+        let o = git_out(&self.repo, &["rev-parse", "--verify", "-q", r]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// How many pushes the upstream's own hook accepted.
+    pub fn accepted_pushes(&self) -> usize {
+        std::fs::read_to_string(self.hooks.join("pushes"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    pub fn set(&self, flag: &str, on: bool) {
+        let p = self.hooks.join(flag);
+        if on {
+            std::fs::write(p, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A CA made at run time.
+pub struct TestCa {
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "gitgate test CA");
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let mut cfg = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+/// What the HTTPS upstream saw.
+#[derive(Default)]
+pub struct HttpsSeen {
+    pub requests: AtomicUsize,
+    pub unauthorized: AtomicUsize,
+    pub receive_pack_posts: AtomicUsize,
+}
+
+/// `git http-backend` behind TLS with a token check.
+pub struct HttpsUpstream {
+    pub bare: BareUpstream,
+    pub url: String,
+    pub ca_file: PathBuf,
+    pub seen: Arc<HttpsSeen>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for HttpsUpstream {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A runtime of its own, so tests can block on git clients freely.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn http_backend() -> PathBuf {
+    let out = Command::new("git").arg("--exec-path").output().unwrap();
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("git-http-backend")
+}
+
+impl HttpsUpstream {
+    pub fn start() -> Self {
+        init();
+        let rt = runtime();
+        let bare = BareUpstream::new();
+        let ca = TestCa::new();
+        let ca_file = bare.dir.path().join("ca.pem");
+        std::fs::write(&ca_file, &ca.pem).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+        let l = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(HttpsSeen::default());
+        let root = bare.dir.path().to_path_buf();
+        let hooks = bare.hooks.clone();
+        let seen2 = seen.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((s, peer)) = l.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let root = root.clone();
+                let hooks = hooks.clone();
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| {
+                        let root = root.clone();
+                        let hooks = hooks.clone();
+                        let seen = seen.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                upstream_cgi(req, peer, &root, &hooks, &seen).await,
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        HttpsUpstream {
+            bare,
+            url: format!("https://127.0.0.1:{}/up.git", addr.port()),
+            ca_file,
+            seen,
+            rt: Some(rt),
+        }
+    }
+}
+
+async fn upstream_cgi(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    root: &Path,
+    hooks: &Path,
+    seen: &HttpsSeen,
+) -> Response<bottle_gitgate::cgi::ChannelBody> {
+    seen.requests.fetch_add(1, Ordering::SeqCst);
+    let want = format!(
+        "Basic {}",
+        String::from_utf8(bottle_dlp::base64_encode(
+            format!("x-access-token:{TOKEN}").as_bytes(),
+            false,
+            true
+        ))
+        .unwrap()
+    );
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if auth != Some(want.as_str()) {
+        seen.unauthorized.fetch_add(1, Ordering::SeqCst);
+        let mut r = Response::new(bottle_gitgate::cgi::ChannelBody::full(Bytes::from_static(
+            b"no\n",
+        )));
+        *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+        r.headers_mut()
+            .insert("www-authenticate", "Basic realm=\"up\"".parse().unwrap());
+        return r;
+    }
+    if req.uri().path().ends_with("/git-receive-pack") {
+        seen.receive_pack_posts.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut cmd = tokio::process::Command::new(http_backend());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", req.method().as_str())
+        .env("PATH_INFO", req.uri().path())
+        .env("QUERY_STRING", req.uri().query().unwrap_or(""))
+        .env("REMOTE_ADDR", peer.ip().to_string())
+        .env("GIT_CONFIG_COUNT", "2")
+        .env("GIT_CONFIG_KEY_0", "http.receivepack")
+        .env("GIT_CONFIG_VALUE_0", "true")
+        .env("GIT_CONFIG_KEY_1", "core.hooksPath")
+        .env("GIT_CONFIG_VALUE_1", hooks);
+    for (h, v) in [
+        ("content-type", "CONTENT_TYPE"),
+        ("content-encoding", "HTTP_CONTENT_ENCODING"),
+        ("git-protocol", "GIT_PROTOCOL"),
+    ] {
+        if let Some(x) = req.headers().get(h).and_then(|x| x.to_str().ok()) {
+            cmd.env(v, x);
+        }
+    }
+    let (resp, _done) = bottle_gitgate::cgi::run(
+        cmd,
+        req.into_body(),
+        1 << 32,
+        std::time::Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    resp
+}
+
+/// An `sshd` on 127.0.0.1 serving a bare upstream; killed on drop.
+pub struct SshUpstream {
+    pub bare: BareUpstream,
+    pub url: String,
+    pub client_key: String,
+    pub known_hosts: String,
+    /// A different, valid host key line for the same address.
+    pub wrong_known_hosts: String,
+    child: Child,
+}
+
+impl Drop for SshUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+impl SshUpstream {
+    /// `Err(reason)` when sshd cannot run here.
+    pub fn start() -> Result<Self, String> {
+        let sshd = Path::new("/usr/sbin/sshd");
+        if !sshd.exists() {
+            return Err("/usr/sbin/sshd is not installed (apt-get install openssh-server)".into());
+        }
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let bare = BareUpstream::new();
+        let d = bare.dir.path();
+        keygen(&d.join("host"));
+        keygen(&d.join("client"));
+        keygen(&d.join("other_host"));
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let cfg = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
+             StrictModes no\nPermitRootLogin prohibit-password\nAllowUsers {user}\n\
+             SetEnv PATH={path}\n",
+            d = d.display(),
+            path = std::env::var("PATH").unwrap_or_default()
+        );
+        std::fs::write(d.join("sshd_config"), cfg).unwrap();
+        let mut child = Command::new(sshd)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start sshd: {e}"))?;
+        // Wait for "Server listening" on stderr (no sleeping).
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut log = String::new();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    log.push_str(&l);
+                    log.push('\n');
+                    if l.contains("Server listening") {
+                        break;
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("sshd did not start: {log}"));
+                }
+            }
+        }
+        // Keep draining sshd's log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let pub_of = |f: &str| {
+            let s = std::fs::read_to_string(d.join(f)).unwrap();
+            let mut it = s.split_whitespace();
+            format!(
+                "[127.0.0.1]:{port} {} {}",
+                it.next().unwrap(),
+                it.next().unwrap()
+            )
+        };
+        Ok(SshUpstream {
+            url: format!("ssh://{user}@127.0.0.1:{port}{}", bare.repo.display()),
+            client_key: std::fs::read_to_string(d.join("client")).unwrap(),
+            known_hosts: pub_of("host.pub"),
+            wrong_known_hosts: pub_of("other_host.pub"),
+            bare,
+            child,
+        })
+    }
+}
+
+/// The gate running in-process on loopback.
+pub struct RunningGate {
+    pub url: String,
+    pub audit: Memory,
+    pub state: tempfile::TempDir,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl RunningGate {
+    pub fn repo_url(&self, name: &str) -> String {
+        format!("{}/{name}.git", self.url)
+    }
+    pub fn events(&self, kind: &str) -> Vec<Event> {
+        self.audit
+            .events()
+            .into_iter()
+            .filter(|e| e.kind == kind)
+            .collect()
+    }
+    pub fn mirror(&self, name: &str) -> PathBuf {
+        self.state.path().join("repos").join(format!("{name}.git"))
+    }
+    /// Waits until `n` events of `kind` were recorded (they are written when
+    /// the git child has exited, just after the client got its answer).
+    pub fn wait_events(&self, kind: &str, n: usize) -> Vec<Event> {
+        for _ in 0..1000 {
+            let ev = self.events(kind);
+            if ev.len() >= n {
+                return ev;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("expected {n} {kind} events, got {:?}", self.events(kind));
+    }
+}
+
+impl Drop for RunningGate {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub struct GateRepo {
+    pub name: &'static str,
+    pub url: String,
+    pub auth: Auth,
+    pub push: Vec<String>,
+}
+
+pub fn repo(name: &'static str, url: &str, auth: Auth, push: &[&str]) -> GateRepo {
+    GateRepo {
+        name,
+        url: url.to_string(),
+        auth,
+        push: push.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+pub struct GateSetup {
+    pub repos: Vec<GateRepo>,
+    pub upstream_ca: Option<PathBuf>,
+    pub ssh_key: Option<String>,
+    pub known_hosts: Option<String>,
+    pub limits: Limits,
+    pub token: String,
+}
+
+impl GateSetup {
+    pub fn https(up: &HttpsUpstream, push: &[&str]) -> Self {
+        GateSetup {
+            repos: vec![repo("app", &up.url, Auth::Token, push)],
+            upstream_ca: Some(up.ca_file.clone()),
+            ssh_key: None,
+            known_hosts: None,
+            limits: Limits::default(),
+            token: TOKEN.to_string(),
+        }
+    }
+
+    pub fn ssh(up: &SshUpstream, push: &[&str]) -> Self {
+        GateSetup {
+            repos: vec![repo("app", &up.url, Auth::SshKey, push)],
+            upstream_ca: None,
+            ssh_key: Some(up.client_key.clone()),
+            known_hosts: Some(up.known_hosts.clone()),
+            limits: Limits::default(),
+            token: TOKEN.to_string(),
+        }
+    }
+
+    pub fn start(self) -> RunningGate {
+        init();
+        let rt = runtime();
+        let state = tempfile::tempdir().unwrap();
+        let mut repos = BTreeMap::new();
+        let mut secrets = GateSecrets::default();
+        secrets
+            .tokens
+            .insert("GITHUB_TOKEN".into(), Secret::new(self.token.clone()));
+        for r in &self.repos {
+            repos.insert(
+                r.name.to_string(),
+                RepoConfig {
+                    url: r.url.clone(),
+                    push: r.push.clone(),
+                    protect: vec!["main".into(), "master".into()],
+                    auth: r.auth,
+                    token_ref: (r.auth == Auth::Token).then(|| "GITHUB_TOKEN".to_string()),
+                },
+            );
+            if let Some(k) = &self.ssh_key {
+                secrets
+                    .ssh_keys
+                    .insert(r.name.to_string(), Secret::new(k.clone()));
+            }
+            if let Some(k) = &self.known_hosts {
+                secrets.known_hosts.insert(r.name.to_string(), k.clone());
+            }
+        }
+        let config = GateConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            state_dir: state.path().to_path_buf(),
+            upstream_ca: self.upstream_ca,
+            repos,
+        };
+        let audit = Memory::default();
+        let options = Options {
+            hook_command: vec![env!("CARGO_BIN_EXE_bottle-gitgate-hook").to_string()],
+            audit: Arc::new(audit.clone()),
+            limits: self.limits,
+            http_backend: None,
+        };
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = rt
+            .block_on(bottle_gitgate::Gate::new(config, secrets, options))
+            .unwrap();
+        rt.spawn(gate.serve(listener, std::future::pending()));
+        RunningGate {
+            url: format!("http://{addr}"),
+            audit,
+            state,
+            rt: Some(rt),
+        }
+    }
+}
+
+/// Clones `url` into a fresh folder under `parent`.
+pub fn clone(parent: &Path, url: &str, dir: &str) -> PathBuf {
+    git(parent, &["clone", "-q", url, dir]);
+    parent.join(dir)
+}
+
+/// Shared, so a process watcher can record what it saw.
+pub type Seen = Arc<Mutex<Vec<String>>>;
+
+/// Watches `/proc/*/cmdline` of every process until stopped; returns every
+/// command line seen that mentions git or ssh.
+pub struct CmdlineWatch {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl CmdlineWatch {
+    pub fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !s2.load(Ordering::SeqCst) {
+                let Ok(rd) = std::fs::read_dir("/proc") else {
+                    break;
+                };
+                for e in rd.flatten() {
+                    if let Ok(b) = std::fs::read(e.path().join("cmdline")) {
+                        let line = String::from_utf8_lossy(&b).replace('\0', " ");
+                        if line.contains("git") || line.contains("ssh") {
+                            seen.insert(line);
+                        }
+                    }
+                }
+            }
+            seen.into_iter().collect()
+        });
+        CmdlineWatch {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+/// Every file under `dir` (recursively) except in the folders named `skip`.
+pub fn files_under(dir: &Path, skip: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !skip.iter().any(|s| p.file_name().is_some_and(|n| n == *s)) {
+                    stack.push(p);
+                }
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+pub fn basic_header_b64(token: &str) -> String {
+    String::from_utf8(bottle_dlp::base64_encode(
+        format!("x-access-token:{token}").as_bytes(),
+        false,
+        true,
+    ))
+    .unwrap()
+}
