@@ -15,6 +15,7 @@ pub mod image;
 pub mod labels;
 pub mod network;
 pub mod owner;
+pub mod provision;
 pub mod teardown;
 
 pub use engine::{Engine, EngineError};

@@ -1,0 +1,198 @@
+//! Provisioning, after start and before attach, in the order of
+//! `docker.md`: CA, env file, prompt, skills, Claude Code's config, git
+//! identity and `insteadOf` rules. The renderers here are pure; `install`
+//! writes their output through exec stdin.
+
+use std::collections::BTreeMap;
+
+use bottle_plan::Plan;
+use bottle_secret::Secret;
+
+use crate::agent::RUN_DIR;
+use crate::engine::{Engine, EngineError};
+use crate::exec;
+
+/// Why provisioning refused its input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("the value of env variable `{0}` holds a line break, which an env file cannot carry")]
+    NewlineInValue(String),
+}
+
+/// `NAME=VALUE` lines, one per variable; a value with a newline is refused
+/// with the variable's name (never its value).
+pub fn env_file(values: &BTreeMap<String, Secret>) -> Result<Secret, ProvisionError> {
+    let mut out = String::new();
+    for (name, value) in values {
+        if value.expose().contains(['\n', '\r', '\0']) {
+            return Err(ProvisionError::NewlineInValue(name.clone()));
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value.expose());
+        out.push('\n');
+    }
+    Ok(Secret::new(out))
+}
+
+/// Claude Code's `~/.claude.json` that skips its first-run questions and
+/// the trust dialog for the workspace (observed with Claude Code 2.1).
+pub fn claude_json(workdir: &str) -> String {
+    serde_json::json!({
+        "hasCompletedOnboarding": true,
+        "bypassPermissionsModeAccepted": true,
+        "projects": { workdir: { "hasTrustDialogAccepted": true } },
+    })
+    .to_string()
+}
+
+/// `~/.gitconfig`: the identity, and every declared repo's upstream URL
+/// mapped to the gate, so clone/fetch/push of the upstream go there.
+pub fn gitconfig(plan: &Plan) -> String {
+    let mut out = String::new();
+    let user = &plan.git.user;
+    if user.name.is_some() || user.email.is_some() {
+        out.push_str("[user]\n");
+        if let Some(n) = &user.name {
+            out.push_str(&format!("\tname = {}\n", quote(n)));
+        }
+        if let Some(e) = &user.email {
+            out.push_str(&format!("\temail = {}\n", quote(e)));
+        }
+    }
+    for r in &plan.git.repos {
+        out.push_str(&format!(
+            "[url {}]\n\tinsteadOf = {}\n",
+            quote(&r.gate_url),
+            quote(&r.url)
+        ));
+    }
+    out
+}
+
+/// A git config value in double quotes, with `\` and `"` escaped.
+fn quote(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The files the agent user gets, in order.
+pub struct Files {
+    pub ca_pem: Option<String>,
+    pub env: Secret,
+    pub prompt: String,
+    pub home: String,
+}
+
+/// Write the bottle's files into the agent container.
+pub async fn install(
+    engine: &Engine,
+    container: &str,
+    plan: &Plan,
+    files: &Files,
+) -> Result<(), EngineError> {
+    if let Some(ca) = &files.ca_pem {
+        exec::write_file(
+            engine,
+            container,
+            "1000",
+            &format!("{RUN_DIR}/ca.pem"),
+            0o644,
+            ca.as_bytes().to_vec(),
+        )
+        .await?;
+        // The bundle the CA variables point at: the system roots plus ours;
+        // and the system store itself, for programs that read only that.
+        let script = format!(
+            "set -e; b=/etc/ssl/certs/ca-certificates.crt; \
+             cat \"$b\" {RUN_DIR}/ca.pem > {RUN_DIR}/ca-bundle.pem 2>/dev/null || cp {RUN_DIR}/ca.pem {RUN_DIR}/ca-bundle.pem; \
+             chown 1000:1000 {RUN_DIR}/ca-bundle.pem; chmod 0644 {RUN_DIR}/ca-bundle.pem; \
+             if [ -w \"$b\" ]; then cat {RUN_DIR}/ca.pem >> \"$b\"; fi"
+        );
+        let out = exec::run(
+            engine,
+            container,
+            exec::Exec {
+                cmd: vec!["sh".into(), "-c".into(), script],
+                user: Some("0".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        if out.code != 0 {
+            return Err(EngineError::Api {
+                what: "install the CA",
+                reason: out.stderr_text(),
+            });
+        }
+    }
+    exec::write_file(
+        engine,
+        container,
+        "1000",
+        &format!("{RUN_DIR}/env"),
+        0o600,
+        files.env.expose().as_bytes().to_vec(),
+    )
+    .await?;
+    exec::write_file(
+        engine,
+        container,
+        "1000",
+        &format!("{RUN_DIR}/prompt.md"),
+        0o600,
+        files.prompt.as_bytes().to_vec(),
+    )
+    .await?;
+    exec::write_file(
+        engine,
+        container,
+        "1000",
+        &format!("{}/.claude.json", files.home),
+        0o600,
+        claude_json("/workspace").into_bytes(),
+    )
+    .await?;
+    let gc = gitconfig(plan);
+    if !gc.is_empty() {
+        exec::write_file(
+            engine,
+            container,
+            "1000",
+            &format!("{}/.gitconfig", files.home),
+            0o644,
+            gc.into_bytes(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_refuses_newlines_by_name() {
+        let mut v = BTreeMap::new();
+        v.insert("A".to_string(), Secret::new("1"));
+        v.insert("B".to_string(), Secret::new("x y"));
+        assert_eq!(env_file(&v).unwrap().expose(), "A=1\nB=x y\n");
+        v.insert("PASS".to_string(), Secret::new("line1\nSECRET=1"));
+        let e = env_file(&v).unwrap_err();
+        assert_eq!(e, ProvisionError::NewlineInValue("PASS".into()));
+        assert!(!e.to_string().contains("line1"));
+    }
+
+    #[test]
+    fn claude_config_skips_first_run() {
+        let v: serde_json::Value = serde_json::from_str(&claude_json("/workspace")).unwrap();
+        assert_eq!(v["hasCompletedOnboarding"], true);
+        assert_eq!(v["bypassPermissionsModeAccepted"], true);
+        assert_eq!(v["projects"]["/workspace"]["hasTrustDialogAccepted"], true);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+}
