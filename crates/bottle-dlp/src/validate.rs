@@ -157,8 +157,38 @@ fn generic_value_ok(v: &[u8]) -> bool {
         && !v.starts_with(b".")
         && !v.starts_with(b"~")
         && !v.starts_with(b"-")
+        && !is_identifier(v)
         && class_count(v) >= 2
         && shannon(v) >= 3.0
+}
+
+/// `MLKEM512_SECRET_KEY_BYTES` or `secret_key_from_env`: a constant or a
+/// variable, which is code naming a secret, not the secret. Generated
+/// values are not made of underscore-separated words.
+fn is_identifier(v: &[u8]) -> bool {
+    let word_chars = v.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    let upper = v
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_');
+    let lower = v
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    let segments: Vec<&[u8]> = v.split(|&b| b == b'_').collect();
+    word_chars
+        && (upper || lower)
+        && segments.len() >= 2
+        && segments
+            .iter()
+            .all(|s| s.len() >= 2 && s.iter().any(u8::is_ascii_alphabetic) && is_word(s))
+}
+
+/// A word as names use them: letters with at most a number inside or at an
+/// end (`MLKEM512`, `sha256`, `v2`), not letters and digits alternating.
+fn is_word(s: &[u8]) -> bool {
+    s.windows(2)
+        .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+        .count()
+        <= 2
 }
 
 /// Passwords in URLs that are stand-ins in docs and compose files.
@@ -168,7 +198,8 @@ const TRIVIAL_PASSWORDS: &[&str] = &[
 
 fn url_password_ok(user: &[u8], pass: &[u8]) -> bool {
     let lower = pass.to_ascii_lowercase();
-    if pass == user || TRIVIAL_PASSWORDS.iter().any(|t| lower == t.as_bytes()) {
+    // One character (`spiffe://x:x@host`, `u:p@`) is a stand-in, not a password.
+    if pass.len() < 2 || pass == user || TRIVIAL_PASSWORDS.iter().any(|t| lower == t.as_bytes()) {
         return false;
     }
     // `host:8080@…` is a port, `%s`/`%(pw)s` a format string.
@@ -224,6 +255,14 @@ mod tests {
     fn generic_values() {
         assert!(generic_value_ok(b"Zr8#kP2!vQ9x"));
         assert!(generic_value_ok(b"8f3kZq0pL1mN7vB2"));
+        assert!(
+            generic_value_ok(b"Kx9_pQ2mZ7_vB4nL"),
+            "mixed case with underscores is generated"
+        );
+        assert!(
+            generic_value_ok(b"a9f3k2q0p1m7v_b2"),
+            "a lone digit-letter run is not a word list"
+        );
         for v in [
             &b"hunter2"[..],
             b"authentication",
@@ -233,6 +272,9 @@ mod tests {
             b"https://example.com/a",
             b"1234567890",
             b"/etc/secret/path",
+            b"MLKEM512_SECRET_KEY_BYTES",
+            b"secret_key_from_env",
+            b"AWS_SECRET_ACCESS_KEY",
         ] {
             assert!(!generic_value_ok(v), "{}", String::from_utf8_lossy(v));
         }
