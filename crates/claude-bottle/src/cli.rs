@@ -114,7 +114,16 @@ pub enum Command {
     },
     /// The sidecar's entrypoint inside its container; not for people
     #[command(hide = true)]
-    Sidecar,
+    Sidecar {
+        #[command(subcommand)]
+        part: Option<SidecarPart>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SidecarPart {
+    /// A git hook of the gate (`pre-receive`)
+    Hook { name: String },
 }
 
 #[derive(Debug, Args)]

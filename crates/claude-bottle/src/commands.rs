@@ -9,13 +9,14 @@ mod init;
 mod list;
 mod plan;
 mod scan;
+mod sidecar;
 mod start;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, Format};
+use crate::cli::{Cli, Command, Format, SidecarPart};
 use crate::report::{EXIT_ENGINE, EngineFailure};
 use crate::settings::Settings;
 
@@ -59,7 +60,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Doctor { self_test } => doctor::run(&Settings::from_env()?, self_test),
-        Command::Sidecar => not_yet("`sidecar`"),
+        Command::Sidecar { part: None } => sidecar::run(),
+        Command::Sidecar {
+            part: Some(SidecarPart::Hook { name }),
+        } => sidecar::hook(&name),
     }
 }
 

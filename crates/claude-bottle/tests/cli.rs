@@ -10,5 +10,6 @@ mod cli {
     mod errors;
     mod help;
     mod list_info_init;
+    mod sidecar;
     mod start;
 }

@@ -1,0 +1,143 @@
+//! `claude-bottle sidecar`: the bottle's only exit, inside its container.
+//!
+//! It reads one JSON document on stdin (the proxy's configuration plus
+//! `dns`, `gate` and `secrets`, see `sidecar.md`), starts the egress proxy,
+//! the DNS responder and the git gate, and prints `ready` on stdout only
+//! when every part listens. Secrets stay in this process's memory; nothing
+//! of them is on a command line, in the environment or in a file the
+//! engine can show.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use bottle_egress::config::{MapSecrets, RawConfig};
+use bottle_egress::{ProxyConfig, dns};
+use bottle_secret::Secret;
+use serde_json::Value;
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::report::UsageError;
+
+/// Largest configuration accepted on stdin.
+const MAX_CONFIG: u64 = 4 * 1024 * 1024;
+
+pub fn run() -> Result<ExitCode> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(MAX_CONFIG + 1)
+        .read_to_string(&mut text)
+        .context("cannot read the configuration on stdin")?;
+    if text.len() as u64 > MAX_CONFIG {
+        return Err(UsageError::new("the sidecar configuration is over 4 MiB").into());
+    }
+    let doc: Value = serde_json::from_str(&text)
+        .map_err(|e| UsageError::new(format!("the sidecar configuration is not JSON: {e}")))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(doc, text))
+}
+
+/// The pre-receive hook the gate runs for each push.
+pub fn hook(name: &str) -> Result<ExitCode> {
+    if name != "pre-receive" {
+        return Err(UsageError::new(format!("unknown hook `{name}`")).into());
+    }
+    let code = bottle_gitgate::hook::main();
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+async fn serve(mut doc: Value, text: String) -> Result<ExitCode> {
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(UsageError::new("the sidecar configuration must be a JSON object").into());
+    };
+    let dns_cfg = obj.remove("dns");
+    let gate_present = obj.remove("gate").is_some();
+    let secrets = obj.remove("secrets").unwrap_or(Value::Null);
+    let tokens: HashMap<String, Secret> = secrets
+        .get("tokens")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?.to_string()))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let raw: RawConfig = serde_json::from_value(doc)
+        .map_err(|e| UsageError::new(format!("proxy configuration: {e}")))?;
+    let cfg = ProxyConfig::from_raw(raw, Path::new("/"), &MapSecrets(tokens))?;
+    let proxy = bottle_egress::Proxy::new(cfg.clone())?;
+    let proxy_listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let mut addrs = vec![format!("proxy {}", proxy_listener.local_addr()?)];
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if let Some(d) = dns_cfg {
+        let listen: SocketAddr = d
+            .get("listen")
+            .and_then(Value::as_str)
+            .unwrap_or("0.0.0.0:53")
+            .parse()
+            .map_err(|_| UsageError::new("dns.listen is not ADDR:PORT"))?;
+        let mut names = HashMap::new();
+        if let Some(m) = d.get("names").and_then(Value::as_object) {
+            for (name, addr) in m {
+                let ip: IpAddr = addr
+                    .as_str()
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| anyhow!("dns.names.{name} is not an IP address"))?;
+                names.insert(name.clone(), ip);
+            }
+        }
+        let responder = Arc::new(dns::Responder::new(names, proxy.audit(), Some(proxy.dlp())));
+        let udp = UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}/udp"))?;
+        let tcp = TcpListener::bind(udp.local_addr()?)
+            .await
+            .with_context(|| format!("cannot listen on {listen}/tcp"))?;
+        addrs.push(format!("dns {}", udp.local_addr()?));
+        let r = responder.clone();
+        tasks.spawn(async move { r.serve_udp(udp, shutdown()).await });
+        tasks.spawn(async move { responder.serve_tcp(tcp, shutdown()).await });
+    }
+
+    if gate_present {
+        let (gate_cfg, gate_secrets) = bottle_gitgate::from_sidecar_json(&text)?;
+        let listener = TcpListener::bind(&gate_cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", gate_cfg.listen))?;
+        addrs.push(format!("gate {}", listener.local_addr()?));
+        let exe = std::env::current_exe()?.display().to_string();
+        let options = bottle_gitgate::Options {
+            hook_command: vec![exe, "sidecar".into(), "hook".into(), "pre-receive".into()],
+            audit: Arc::new(bottle_gitgate::audit::JsonLines::new(std::io::stdout())),
+            limits: bottle_gitgate::Limits::default(),
+            http_backend: None,
+        };
+        tasks.spawn(async move {
+            if let Err(e) =
+                bottle_gitgate::serve(gate_cfg, gate_secrets, options, listener, shutdown()).await
+            {
+                eprintln!("error: git gate: {e}");
+            }
+        });
+    }
+
+    // Every part listens: say so, once, on stdout (the CLI waits for it).
+    println!("ready {}", addrs.join(", "));
+    bottle_egress::serve(proxy, proxy_listener, shutdown()).await?;
+    tasks.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown() {
+    bottle_egress::standalone::shutdown_signal().await;
+}

@@ -1,0 +1,126 @@
+//! `claude-bottle sidecar` as a process on loopback: configuration and
+//! secrets on stdin, `ready` only when proxy, DNS and gate listen, DNS that
+//! answers only its names, no secret in its command line or environment,
+//! clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::util::OAUTH;
+
+/// A DNS query for `name`, type A, class IN.
+fn query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+fn ask(server: &str, name: &str) -> Vec<u8> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&query(0x4242, name), server).unwrap();
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+#[test]
+fn sidecar_starts_every_part_and_keeps_secrets_in_memory() {
+    let state = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "listen": "127.0.0.1:0",
+        "allow": [],
+        "dlp": "block",
+        "log": "events",
+        "tokens": [{"kind": "anthropic", "token_ref": "CLAUDE_BOTTLE_OAUTH_TOKEN"}],
+        "dns": {"listen": "127.0.0.1:0", "names": {"sidecar": "10.0.0.2"}},
+        "gate": {"listen": "127.0.0.1:0", "state_dir": state.path(), "repos": {}},
+        "secrets": {"tokens": {"CLAUDE_BOTTLE_OAUTH_TOKEN": OAUTH}},
+    });
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("claude-bottle"))
+        .arg("sidecar")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(config.to_string().as_bytes()).unwrap();
+    }
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    out.read_line(&mut ready).unwrap();
+    assert!(ready.starts_with("ready proxy 127.0.0.1:"), "{ready}");
+    let addr = |part: &str| {
+        ready
+            .trim()
+            .trim_start_matches("ready ")
+            .split(", ")
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix(&format!("{part} "))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no {part} in {ready}"))
+    };
+    let (proxy, dns, gate) = (addr("proxy"), addr("dns"), addr("gate"));
+    assert!(gate.starts_with("127.0.0.1:"));
+
+    // The proxy's own health endpoint, through the proxy.
+    let health = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-x",
+            &format!("http://{proxy}"),
+            "http://claude-bottle.local/health",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&health.stdout), "200");
+
+    // DNS: its own name answered, anything else NXDOMAIN (rcode 3).
+    let own = ask(&dns, "sidecar");
+    assert_eq!(own[3] & 0x0f, 0, "NOERROR");
+    assert!(own.ends_with(&[10, 0, 0, 2]), "{own:?}");
+    let other = ask(&dns, "c2VjcmV0.attacker.example");
+    assert_eq!(other[3] & 0x0f, 3, "NXDOMAIN");
+    assert_eq!(&other[6..8], &[0, 0], "no answer records");
+
+    // The token came on stdin: not in argv, not in the environment.
+    for file in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(OAUTH),
+            "token in /proc/{pid}/{file}"
+        );
+    }
+
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(
+        rest.contains("\"kind\":\"dns\""),
+        "the refused query is an audit event: {rest}"
+    );
+    assert!(!rest.contains(OAUTH));
+}
