@@ -22,7 +22,12 @@ pub enum EngineError {
 
 impl EngineError {
     pub fn hint(&self) -> &'static str {
-        "is Docker running? Check `DOCKER_HOST`, or run `claude-bottle doctor`"
+        match self {
+            EngineError::Api { .. } => {
+                "run `claude-bottle doctor`; `claude-bottle cleanup` removes what a failed launch left"
+            }
+            _ => "is Docker running? Check `DOCKER_HOST`, or run `claude-bottle doctor`",
+        }
     }
 }
 

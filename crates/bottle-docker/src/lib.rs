@@ -13,9 +13,11 @@ pub mod exec;
 pub mod facts;
 pub mod image;
 pub mod labels;
+pub mod launch;
 pub mod network;
 pub mod owner;
 pub mod provision;
+pub mod sidecar;
 pub mod teardown;
 
 pub use engine::{Engine, EngineError};

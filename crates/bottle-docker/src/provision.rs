@@ -100,20 +100,19 @@ pub async fn install(
             ca.as_bytes().to_vec(),
         )
         .await?;
-        // The bundle the CA variables point at: the system roots plus ours;
-        // and the system store itself, for programs that read only that.
-        let script = format!(
-            "set -e; b=/etc/ssl/certs/ca-certificates.crt; \
-             cat \"$b\" {RUN_DIR}/ca.pem > {RUN_DIR}/ca-bundle.pem 2>/dev/null || cp {RUN_DIR}/ca.pem {RUN_DIR}/ca-bundle.pem; \
-             chown 1000:1000 {RUN_DIR}/ca-bundle.pem; chmod 0644 {RUN_DIR}/ca-bundle.pem; \
-             if [ -w \"$b\" ]; then cat {RUN_DIR}/ca.pem >> \"$b\"; fi"
+        // The bundle the CA variables point at: the system roots plus ours,
+        // built by the agent user (root has no capabilities here and cannot
+        // enter the agent's 0700 tmpfs).
+        let bundle = format!(
+            "set -e; cat /etc/ssl/certs/ca-certificates.crt {RUN_DIR}/ca.pem > {RUN_DIR}/ca-bundle.pem 2>/dev/null \
+             || cp {RUN_DIR}/ca.pem {RUN_DIR}/ca-bundle.pem; chmod 0644 {RUN_DIR}/ca-bundle.pem"
         );
         let out = exec::run(
             engine,
             container,
             exec::Exec {
-                cmd: vec!["sh".into(), "-c".into(), script],
-                user: Some("0".into()),
+                cmd: vec!["sh".into(), "-c".into(), bundle],
+                user: Some("1000".into()),
                 ..Default::default()
             },
         )
@@ -121,6 +120,26 @@ pub async fn install(
         if out.code != 0 {
             return Err(EngineError::Api {
                 what: "install the CA",
+                reason: out.stderr_text(),
+            });
+        }
+        // And the system store, for programs that read only that; the
+        // certificate comes on stdin.
+        let store = "f=/etc/ssl/certs/ca-certificates.crt; if [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
+        let out = exec::run(
+            engine,
+            container,
+            exec::Exec {
+                cmd: vec!["sh".into(), "-c".into(), store.into()],
+                user: Some("0".into()),
+                stdin: Some(ca.as_bytes().to_vec()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        if out.code != 0 {
+            return Err(EngineError::Api {
+                what: "add the CA to the system store",
                 reason: out.stderr_text(),
             });
         }

@@ -6,6 +6,7 @@ mod completions;
 mod doctor;
 mod info;
 mod init;
+mod launch;
 mod list;
 mod plan;
 mod scan;

@@ -9,6 +9,7 @@
 mod engine {
     mod build;
     mod cleanup;
+    mod start;
 
     /// Docker answers; else skip, or fail under `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`.
     pub fn docker_ok(test: &str) -> bool {

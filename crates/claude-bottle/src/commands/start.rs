@@ -8,7 +8,7 @@ use bottle_plan::Options;
 use crate::cli::{Format, StartArgs};
 use crate::env;
 use crate::output;
-use crate::report::{EngineFailure, UsageError};
+use crate::report::UsageError;
 use crate::settings::Settings;
 
 use super::plan;
@@ -46,9 +46,32 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
         eprintln!("\ndry run: nothing was created");
         return Ok(ExitCode::SUCCESS);
     }
-    Err(EngineFailure::new(
-        "launching bottles is not implemented yet in this version of claude-bottle",
-        Some("`--dry-run` shows the plan; the Docker backend comes next".into()),
+    if !args.yes && !confirm()? {
+        eprintln!("nothing was created");
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::launch::run(
+        settings,
+        super::launch::Run {
+            resolved: &resolved,
+            prompt_text: &loaded.agent.prompt,
+            agent_prompt: args.prompt,
+            keep: args.keep,
+        },
     )
-    .into())
+}
+
+/// `Launch? [y/N]` on the terminal; without one, refuse (use `--yes`).
+fn confirm() -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError::new("no terminal to confirm the launch on")
+            .with_hint("pass `--yes` to launch without asking, or `--dry-run` to only look")
+            .into());
+    }
+    eprint!("\nLaunch? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }

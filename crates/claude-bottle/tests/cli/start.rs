@@ -109,11 +109,21 @@ fn forward_oauth_token_warns_plainly() {
 }
 
 #[test]
-fn start_without_dry_run_is_not_implemented_yet() {
+fn launch_rules_before_anything_is_created() {
     let t = TestEnv::standard();
-    let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--yes"]));
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("not implemented yet"), "{err}");
+    // No terminal and no --yes: refused.
+    let (code, _, err) = t.run(t.cmd(&["start", "reviewer"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no terminal to confirm the launch on"),
+        "{err}"
+    );
+    assert!(err.contains("--yes"), "{err}");
+    // `?` values cannot be asked yet: said plainly, by name.
+    let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--yes", "--prompt", "true"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`DB_PASSWORD` is asked at launch"), "{err}");
+    // --format json goes with --dry-run.
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--format", "json"]));
     assert_eq!(code, 2, "{err}");
 }

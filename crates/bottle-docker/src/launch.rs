@@ -1,0 +1,123 @@
+//! Launch: networks, the sidecar (configured and ready), the hardened agent,
+//! provisioning. Everything carries the bottle's labels, so teardown and
+//! `cleanup` find it whatever happens here.
+
+use std::collections::HashMap;
+
+use bottle_plan::{Plan, Secrets, bottle_env};
+use bottle_secret::Secret;
+
+use crate::agent::{self, AgentSpec};
+use crate::engine::{Engine, EngineError};
+use crate::{exec, labels, network, provision, sidecar};
+
+/// A launched bottle.
+#[derive(Debug, Clone)]
+pub struct Launched {
+    pub agent_id: String,
+    pub sidecar_id: String,
+    pub user: String,
+    pub home: String,
+}
+
+/// Labels every object of this bottle carries, plus its role.
+pub fn labels_for(base: &HashMap<String, String>, role: &str) -> HashMap<String, String> {
+    let mut l = base.clone();
+    l.insert(labels::ROLE.into(), role.into());
+    l
+}
+
+/// Create and provision everything. On error the caller tears down by label.
+pub async fn launch(
+    engine: &Engine,
+    plan: &Plan,
+    secrets: &Secrets,
+    env_file: Secret,
+    prompt: &str,
+    base_labels: &HashMap<String, String>,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Launched, EngineError> {
+    progress("creating networks");
+    network::create(
+        engine,
+        &plan.networks[0],
+        true,
+        labels_for(base_labels, "network"),
+    )
+    .await?;
+    network::create(
+        engine,
+        &plan.networks[1],
+        false,
+        labels_for(base_labels, "network"),
+    )
+    .await?;
+
+    progress("starting the sidecar");
+    let (sidecar_id, sidecar_ip) =
+        sidecar::start(engine, plan, labels_for(base_labels, "sidecar")).await?;
+    let names = HashMap::from([("sidecar".to_string(), sidecar_ip.clone())]);
+    sidecar::configure(engine, &sidecar_id, sidecar::config(plan, secrets, &names)).await?;
+
+    progress("starting the agent");
+    let env: Vec<String> = bottle_env(plan)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let spec = AgentSpec {
+        name: plan.container.clone(),
+        image: plan
+            .derived_image
+            .clone()
+            .unwrap_or_else(|| plan.image.clone()),
+        network: plan.networks[0].clone(),
+        dns: Some(sidecar_ip),
+        env,
+        labels: labels_for(base_labels, "agent"),
+        memory: plan.resources.memory.clone(),
+        cpus: plan.resources.cpus,
+        pids: plan.resources.pids,
+        runtime: plan.runtime.clone(),
+    };
+    let agent_id = agent::start(engine, &spec).await?;
+    let (user, home) = agent::user(engine, &agent_id).await?;
+
+    progress("provisioning");
+    let ca_pem = if plan.egress.allow.iter().any(|r| r.intercepts()) {
+        let out = exec::run(
+            engine,
+            &agent_id,
+            exec::Exec {
+                cmd: vec![
+                    "curl".into(),
+                    "-sf".into(),
+                    "http://claude-bottle.local/ca.pem".into(),
+                ],
+                ..Default::default()
+            },
+        )
+        .await?;
+        if out.code != 0 || !out.stdout_text().contains("BEGIN CERTIFICATE") {
+            return Err(EngineError::Api {
+                what: "fetch the bottle's CA",
+                reason: out.stderr_text(),
+            });
+        }
+        Some(out.stdout_text())
+    } else {
+        None
+    };
+    let files = provision::Files {
+        ca_pem,
+        env: env_file,
+        prompt: prompt.to_string(),
+        home: home.clone(),
+    };
+    provision::install(engine, &agent_id, plan, &files).await?;
+    Ok(Launched {
+        agent_id,
+        sidecar_id,
+        user,
+        home,
+    })
+}

@@ -1,0 +1,262 @@
+//! The sidecar container: created with stdin open for one attach, started
+//! on both networks, handed its whole configuration (secrets included) on
+//! stdin, then waited on until it says `ready`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, StartContainerOptions,
+};
+use bottle_plan::Plan;
+use bottle_plan::resolve::{GATE_PORT, PROXY_PORT, SIDECAR_HOST};
+use bottle_secret::Secret;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::engine::{Engine, EngineError};
+
+/// How long the sidecar may take to say `ready`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The sidecar's configuration document, secrets included. It only ever
+/// travels over the attach stream.
+pub fn config(
+    plan: &Plan,
+    secrets: &bottle_plan::Secrets,
+    dns_names: &HashMap<String, String>,
+) -> Secret {
+    let allow: Vec<Value> = plan
+        .egress
+        .allow
+        .iter()
+        .map(|r| {
+            let mut v = json!({"host": r.host, "ports": r.ports, "tls": r.tls});
+            if let Some(m) = &r.methods {
+                v["methods"] = json!(m);
+            }
+            if let Some(p) = &r.paths {
+                v["paths"] = json!(p);
+            }
+            v
+        })
+        .collect();
+    let tokens: Vec<Value> = plan
+        .tokens
+        .iter()
+        .map(|t| {
+            let mut v = json!({"kind": t.kind, "token_ref": t.token_ref});
+            if let Some(h) = &t.host {
+                v["host"] = json!(h);
+            }
+            if let Some(s) = &t.scheme {
+                v["scheme"] = json!(s);
+            }
+            v
+        })
+        .collect();
+    let repos: serde_json::Map<String, Value> = plan
+        .git
+        .repos
+        .iter()
+        .map(|r| {
+            (
+                r.name.clone(),
+                json!({"url": r.url, "auth": r.auth, "push": r.push, "protect": r.protect}),
+            )
+        })
+        .collect();
+    let token_values: serde_json::Map<String, Value> = secrets
+        .tokens
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.expose())))
+        .collect();
+    let ssh_keys: serde_json::Map<String, Value> = secrets
+        .ssh_keys
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.expose())))
+        .collect();
+    let doc = json!({
+        "listen": format!("0.0.0.0:{PROXY_PORT}"),
+        "allow": allow,
+        "dlp": plan.egress.dlp,
+        "log": plan.egress.log,
+        "tokens": tokens,
+        "resolve": plan.egress.resolve,
+        "dns": {"listen": "0.0.0.0:53", "names": dns_names},
+        "gate": {"listen": format!("0.0.0.0:{GATE_PORT}"), "state_dir": "/tmp/gate", "repos": repos},
+        "secrets": {"tokens": token_values, "ssh_keys": ssh_keys, "known_hosts": secrets.known_hosts},
+    });
+    Secret::new(doc.to_string())
+}
+
+/// Create the sidecar on the internal network (alias `sidecar`) and the
+/// egress network, and start it. Returns its id and internal address.
+pub async fn start(
+    engine: &Engine,
+    plan: &Plan,
+    labels: HashMap<String, String>,
+) -> Result<(String, String), EngineError> {
+    let api = |what: &'static str| {
+        move |e: bollard::errors::Error| EngineError::Api {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    let internal = &plan.networks[0];
+    let egress = &plan.networks[1];
+    let host = HostConfig {
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([(
+            "/tmp".to_string(),
+            "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
+        )])),
+        // Port 53 without a capability: the bound is lowered inside the
+        // sidecar's own network namespace only.
+        sysctls: Some(HashMap::from([(
+            "net.ipv4.ip_unprivileged_port_start".to_string(),
+            "0".to_string(),
+        )])),
+        network_mode: Some(internal.clone()),
+        init: Some(true),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(plan.sidecar.image.clone()),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        labels: Some(labels),
+        host_config: Some(host),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                internal.clone(),
+                EndpointSettings {
+                    aliases: Some(vec![SIDECAR_HOST.to_string()]),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    };
+    let created = engine
+        .docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(plan.sidecar.container.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map_err(api("create sidecar"))?;
+    // API 1.41 takes one network at create; the second is connected before start.
+    engine
+        .docker
+        .connect_network(
+            egress,
+            NetworkConnectRequest {
+                container: created.id.clone(),
+                endpoint_config: None,
+            },
+        )
+        .await
+        .map_err(api("connect sidecar to egress network"))?;
+    engine
+        .docker
+        .start_container(&created.id, None::<StartContainerOptions>)
+        .await
+        .map_err(api("start sidecar"))?;
+    let inspected = engine
+        .docker
+        .inspect_container(&created.id, None::<InspectContainerOptions>)
+        .await
+        .map_err(api("inspect sidecar"))?;
+    let ip = inspected
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|n| n.get(internal).and_then(|e| e.ip_address.clone()))
+        .filter(|ip| !ip.is_empty())
+        .ok_or_else(|| EngineError::Api {
+            what: "inspect sidecar",
+            reason: "no address on the internal network".into(),
+        })?;
+    Ok((created.id, ip))
+}
+
+/// Write the configuration on the sidecar's stdin, close it, and wait for
+/// the `ready` line. The sidecar's own output is returned on failure.
+pub async fn configure(engine: &Engine, id: &str, config: Secret) -> Result<(), EngineError> {
+    let api = |what: &'static str| {
+        move |e: bollard::errors::Error| EngineError::Api {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    let attached = engine
+        .docker
+        .attach_container(
+            id,
+            Some(AttachContainerOptions {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                stream: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(api("attach sidecar"))?;
+    let mut input = attached.input;
+    let mut output = attached.output;
+    input
+        .write_all(config.expose().as_bytes())
+        .await
+        .map_err(|e| EngineError::Api {
+            what: "configure sidecar",
+            reason: e.to_string(),
+        })?;
+    input.shutdown().await.map_err(|e| EngineError::Api {
+        what: "configure sidecar",
+        reason: e.to_string(),
+    })?;
+    drop(config);
+    let mut seen = String::new();
+    let wait = async {
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(LogOutput::StdOut { message })
+                | Ok(LogOutput::Console { message })
+                | Ok(LogOutput::StdErr { message }) => {
+                    seen.push_str(&String::from_utf8_lossy(&message));
+                    if seen.lines().any(|l| l.starts_with("ready ")) {
+                        return true;
+                    }
+                    if seen.len() > 64 * 1024 {
+                        seen.drain(..32 * 1024);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(READY_TIMEOUT, wait).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(EngineError::Api {
+            what: "start sidecar",
+            reason: format!("it exited before it was ready: {}", seen.trim()),
+        }),
+        Err(_) => Err(EngineError::Timeout(READY_TIMEOUT)),
+    }
+}

@@ -1,0 +1,228 @@
+//! `start` past the preflight: images, launch, run the agent once with
+//! `--prompt`, and tear down on every exit path (normal, error, Ctrl-C,
+//! SIGTERM, SIGHUP).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bottle_docker::image::{self, ImageKind, ImageState};
+use bottle_docker::{Engine, exec, labels, launch, teardown};
+use bottle_plan::Resolved;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::progress::Progress;
+use crate::report::{EngineFailure, UsageError};
+use crate::settings::Settings;
+
+pub struct Run<'a> {
+    pub resolved: &'a Resolved,
+    pub prompt_text: &'a str,
+    pub agent_prompt: Option<String>,
+    pub keep: bool,
+}
+
+fn engine_failure(e: bottle_docker::EngineError) -> anyhow::Error {
+    let hint = e.hint().to_string();
+    EngineFailure::new(e.to_string(), Some(hint)).into()
+}
+
+pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
+    let plan = &run.resolved.plan;
+    if !plan.env.prompted.is_empty() {
+        return Err(UsageError::new(format!(
+            "`{}` is asked at launch, and asking is not implemented yet in this version",
+            plan.env.prompted.join("`, `")
+        ))
+        .with_hint("set the value in the bottle with `${VAR}` for now")
+        .into());
+    }
+    let Some(agent_prompt) = run.agent_prompt else {
+        return Err(UsageError::new(
+            "interactive sessions are not implemented yet in this version",
+        )
+        .with_hint("run the agent once with `--prompt TEXT`")
+        .into());
+    };
+    let env_file = bottle_docker::provision::env_file(&run.resolved.secrets.env)
+        .map_err(|e| UsageError::new(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let engine = Engine::connect().await.map_err(engine_failure)?;
+        ensure_images(settings, &engine, plan).await?;
+        let mut base = HashMap::from([
+            (labels::SLUG.to_string(), plan.slug.clone()),
+            (labels::AGENT.to_string(), plan.agent.name.clone()),
+            (labels::OWNER.to_string(), bottle_docker::owner::current()),
+            (labels::KEEP.to_string(), run.keep.to_string()),
+            (labels::VERSION.to_string(), settings.version.to_string()),
+        ]);
+        if let Some(t) = crate::env::var(crate::env::TEST_LABEL) {
+            base.insert("io.claude-bottle.test".into(), t);
+        }
+        let mut interrupts = Interrupts::new()?;
+        let work = async {
+            let progress = Progress::start("launching the bottle");
+            let mut on = |step: &str| progress.detail(step);
+            let launched = launch::launch(
+                &engine,
+                plan,
+                &run.resolved.secrets,
+                env_file,
+                run.prompt_text,
+                &base,
+                &mut on,
+            )
+            .await
+            .map_err(engine_failure)?;
+            progress.finish(&format!("bottle `{}` is up", plan.slug));
+            run_agent(
+                &engine,
+                &launched.agent_id,
+                plan,
+                &agent_prompt,
+                &run.resolved.secrets,
+            )
+            .await
+        };
+        let outcome = tokio::select! {
+            r = work => r,
+            code = interrupts.next() => Ok(code),
+        };
+        if !(run.keep && outcome.is_ok()) {
+            let failures = teardown_slug(&engine, &plan.slug).await;
+            if !failures.is_empty() {
+                eprintln!(
+                    "warning: teardown left things behind:\n  {}",
+                    failures.join("\n  ")
+                );
+                eprintln!("hint: run `claude-bottle cleanup`");
+            }
+        } else {
+            eprintln!(
+                "the bottle `{}` keeps running; `claude-bottle stop {}` ends it",
+                plan.slug, plan.slug
+            );
+        }
+        outcome
+    })
+}
+
+async fn teardown_slug(engine: &Engine, slug: &str) -> Vec<String> {
+    match teardown::find(engine, Some(&format!("{}={slug}", labels::SLUG))).await {
+        Ok(objects) => teardown::remove(engine, &objects).await,
+        Err(e) => vec![format!("cannot list the bottle's objects: {e}")],
+    }
+}
+
+/// Run the agent once: its command, the system prompt as a file for
+/// Claude Code, and TEXT (`-p TEXT` for Claude Code, else a last argument).
+async fn run_agent(
+    engine: &Engine,
+    container: &str,
+    plan: &bottle_plan::Plan,
+    text: &str,
+    secrets: &bottle_plan::Secrets,
+) -> Result<ExitCode> {
+    let mut cmd = plan.agent.command.clone();
+    let is_claude = cmd
+        .first()
+        .is_some_and(|c| c.rsplit('/').next() == Some("claude"));
+    if is_claude {
+        cmd.extend([
+            "--append-system-prompt-file".into(),
+            "/run/claude-bottle/prompt.md".into(),
+            "-p".into(),
+            text.into(),
+        ]);
+    } else {
+        cmd.push(text.into());
+    }
+    let env: Vec<String> = secrets
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.expose()))
+        .collect();
+    let mut sink = |chunk: exec::Chunk<'_>| match chunk {
+        exec::Chunk::Stdout(b) => {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(b);
+            let _ = o.flush();
+        }
+        exec::Chunk::Stderr(b) => {
+            let _ = std::io::stderr().write_all(b);
+        }
+    };
+    let code = exec::run_with(
+        engine,
+        container,
+        exec::Exec {
+            cmd,
+            env,
+            user: Some("1000".into()),
+            workdir: Some("/workspace".into()),
+            stdin: None,
+        },
+        &mut sink,
+    )
+    .await
+    .map_err(engine_failure)?;
+    if code != 0 {
+        eprintln!("the agent exited with code {code}");
+    }
+    Ok(ExitCode::from(
+        u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+    ))
+}
+
+/// Build a missing or stale image from this executable before launching.
+async fn ensure_images(
+    settings: &Settings,
+    engine: &Engine,
+    plan: &bottle_plan::Plan,
+) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let sha = image::sha256_file(&exe)?;
+    let base = std::env::var("CLAUDE_BOTTLE_BASE_IMAGE")
+        .ok()
+        .filter(|b| !b.is_empty());
+    if image::state(engine, &plan.sidecar.image, &sha).await != ImageState::Fresh {
+        super::build::build_one(settings, engine, ImageKind::Sidecar, base.clone()).await?;
+    }
+    let default_agent = ImageKind::Agent.tag(settings.version);
+    if plan.image == default_agent
+        && image::state(engine, &plan.image, &sha).await == ImageState::Missing
+    {
+        super::build::build_one(settings, engine, ImageKind::Agent, base).await?;
+    }
+    Ok(())
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP end the run; teardown still happens.
+struct Interrupts {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn new() -> Result<Self> {
+        Ok(Interrupts {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> ExitCode {
+        tokio::select! {
+            _ = self.int.recv() => { eprintln!("\ninterrupted: tearing down"); ExitCode::from(130) }
+            _ = self.term.recv() => { eprintln!("terminated: tearing down"); ExitCode::from(143) }
+            _ = self.hup.recv() => { eprintln!("hung up: tearing down"); ExitCode::from(129) }
+        }
+    }
+}
