@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Bottle start-up: `start --yes --prompt true` from invocation to exit, with
+# images present, against a bare `docker run --rm` of the same agent image,
+# in one run; prints each phase from the CLI's progress lines.
+# Usage: scripts/bench-start.sh [RUNS]   (BIN=path to a static claude-bottle)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+BIN=${BIN:-target/x86_64-unknown-linux-gnu/release/claude-bottle}
+[ -x "$BIN" ] || { echo "build a static binary first (see README) or set BIN" >&2; exit 2; }
+scripts/test-base-image
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/.claude-bottle/bottles" "$work/.claude-bottle/agents"
+printf -- '---\negress:\n  allow:\n    - host: allowed.test\n---\n' > "$work/.claude-bottle/bottles/bench.md"
+printf -- '---\nbottle: bench\n---\nBenchmark.\n' > "$work/.claude-bottle/agents/bench.md"
+export HOME=$work CLAUDE_BOTTLE_BASE_IMAGE=claude-bottle-test/agent-base:bookworm
+"$BIN" build >/dev/null 2>&1
+for i in $(seq "$RUNS"); do
+  "$BIN" start bench --yes --prompt true 2>&1 >/dev/null | python3 -c '
+import sys, time
+t0 = time.time(); marks = []
+for line in sys.stdin:
+    for k in ["creating networks", "starting the sidecar", "starting the agent", "provisioning", "is up"]:
+        if k in line: marks.append((k, time.time() - t0))
+print("start  " + "  ".join("%s=%.2f" % (k.split()[-1], v) for k, v in marks) + "  exit=%.2f" % (time.time() - t0))'
+  s=$(date +%s.%N); docker run --rm "claude-bottle/agent:$("$BIN" --version | cut -d' ' -f2)" claude -p true >/dev/null
+  echo "docker-run  exit=$(python3 -c "import time; print('%.2f' % (time.time() - $s))")"
+done
