@@ -11,6 +11,14 @@ mod engine {
     mod cleanup;
     mod start;
 
+    /// Tests that build or rebuild the shared `claude-bottle/*:<version>`
+    /// images (explicitly, or through `start` finding them stale) take this
+    /// lock, so one test never checks an image another is rebuilding.
+    pub fn image_lock() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Docker answers; else skip, or fail under `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`.
     pub fn docker_ok(test: &str) -> bool {
         let ok = std::process::Command::new("docker")

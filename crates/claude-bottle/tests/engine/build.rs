@@ -82,6 +82,7 @@ fn build_both_images_from_a_local_base() {
     {
         return;
     }
+    let _images = super::image_lock();
     let home = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         Command::new(bin())

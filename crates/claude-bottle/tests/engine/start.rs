@@ -90,6 +90,7 @@ fn start_prompt_round_trip() {
     if !docker_ok("start_prompt_round_trip") || !static_ok("start_prompt_round_trip") {
         return;
     }
+    let _images = super::image_lock();
     let run = format!("start-{}", std::process::id());
     let h = home("rt");
     let script = "curl -s -o /dev/null -w 'health %{http_code}\\n' http://claude-bottle.local/health; \
@@ -122,6 +123,7 @@ fn sigterm_tears_the_bottle_down() {
     if !docker_ok("sigterm_tears_the_bottle_down") || !static_ok("sigterm_tears_the_bottle_down") {
         return;
     }
+    let _images = super::image_lock();
     let run = format!("sigterm-{}", std::process::id());
     let h = home("term");
     let mut child = cli(
