@@ -162,3 +162,85 @@ fn sigterm_tears_the_bottle_down() {
     assert!(rest.contains("terminated: tearing down"), "{rest}");
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
+
+/// Row 5 of security.md, from both sides: the bottle's real token must not
+/// be readable by the agent (env, every process's environ and cmdline,
+/// files under /run and home) nor appear in `docker inspect` of any of the
+/// bottle's containers. The bottle is kept (`--keep`) so the host side can
+/// look while it runs, then `cleanup` removes it (its owner is gone).
+#[test]
+fn the_token_stays_in_the_sidecar() {
+    if !docker_ok("the_token_stays_in_the_sidecar") || !static_ok("the_token_stays_in_the_sidecar")
+    {
+        return;
+    }
+    let _images = super::image_lock();
+    let run = format!("token-{}", std::process::id());
+    let h = home("tok");
+    let token = "sk-ant-oat01-ROW5-NEVER-IN-THE-AGENT-0123456789";
+    let bottles = h.dir.path().join(".claude-bottle/bottles");
+    std::fs::write(
+        bottles.join("probe.md"),
+        "---\ntokens:\n  - kind: anthropic\n    token_ref: ROW5_TOKEN\negress:\n  allow:\n    - host: allowed.test\n---\n",
+    )
+    .unwrap();
+    let attack = "env; for p in /proc/[0-9]*; do cat $p/environ $p/cmdline 2>/dev/null; echo; done; \
+                  cat /run/claude-bottle/* ~/.claude.json ~/.gitconfig 2>/dev/null; \
+                  grep -rs ROW5 / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | head -5";
+    let out = cli(
+        &h,
+        &run,
+        &["start", &h.agent, "--yes", "--keep", "--prompt", attack],
+    )
+    .env("ROW5_TOKEN", token)
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let inspected = {
+        let ids = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=io.claude-bottle.test={run}"),
+            ])
+            .output()
+            .unwrap();
+        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(ids.len(), 2, "agent and sidecar kept: {stderr}");
+        let o = Command::new("docker")
+            .arg("inspect")
+            .args(&ids)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let cleaned = cli(&h, &run, &["cleanup", "-y", "--all"]).output().unwrap();
+    assert!(
+        cleaned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleaned.stderr)
+    );
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The attack ran: it saw the placeholder the agent is given instead.
+    assert!(
+        stdout.contains("CLAUDE_CODE_OAUTH_TOKEN=cred-proxy-placeholder"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(token) && !stdout.contains("ROW5-NEVER"),
+        "the agent read the token:\n{stdout}"
+    );
+    assert!(
+        inspected.contains("claude-bottle-probe-tok"),
+        "inspect saw the containers"
+    );
+    assert!(!inspected.contains(token), "the token is in docker inspect");
+    assert!(!stderr.contains(token), "the CLI printed the token");
+}
