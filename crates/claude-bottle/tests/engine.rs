@@ -19,20 +19,61 @@ mod engine {
         LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Docker answers; else skip, or fail under `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`.
-    pub fn docker_ok(test: &str) -> bool {
-        let ok = std::process::Command::new("docker")
-            .arg("version")
+    /// Skip `test` with a visible reason, or fail under
+    /// `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`. Returns false, for `if !ready {}`.
+    pub fn skip(test: &str, why: &str) -> bool {
+        let required = std::env::var("CLAUDE_BOTTLE_REQUIRE_DOCKER").as_deref() == Ok("1");
+        assert!(
+            !required,
+            "{test}: {why}, and CLAUDE_BOTTLE_REQUIRE_DOCKER=1"
+        );
+        eprintln!("SKIPPED {test}: {why}");
+        false
+    }
+
+    fn docker_succeeds(args: &[&str]) -> bool {
+        std::process::Command::new("docker")
+            .args(args)
             .output()
-            .is_ok_and(|o| o.status.success());
-        if !ok {
-            let required = std::env::var("CLAUDE_BOTTLE_REQUIRE_DOCKER").as_deref() == Ok("1");
-            assert!(
-                !required,
-                "{test}: no Docker engine, and CLAUDE_BOTTLE_REQUIRE_DOCKER=1"
-            );
-            eprintln!("SKIPPED {test}: no Docker engine");
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Docker answers.
+    pub fn docker_ok(test: &str) -> bool {
+        docker_succeeds(&["version"]) || skip(test, "no Docker engine")
+    }
+
+    /// Docker answers, the test base images exist (scripts/test-base-image),
+    /// and the binary under test is static, as the sidecar image needs.
+    pub fn images_ready(test: &str) -> bool {
+        if !docker_ok(test) {
+            return false;
         }
-        ok
+        let bases = [
+            "claude-bottle-test/base:bookworm",
+            "claude-bottle-test/agent-base:bookworm",
+        ];
+        if !bases
+            .iter()
+            .all(|i| docker_succeeds(&["image", "inspect", i]))
+        {
+            return skip(
+                test,
+                "the test base images are missing (run scripts/test-base-image)",
+            );
+        }
+        let ldd = std::process::Command::new("ldd")
+            .arg(env!("CARGO_BIN_EXE_claude-bottle"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&ldd.stdout).to_string()
+            + &String::from_utf8_lossy(&ldd.stderr);
+        if text.contains("=>") || text.contains("ld-linux") {
+            return skip(
+                test,
+                "the binary under test is dynamically linked (run scripts/test)",
+            );
+        }
+        true
     }
 }

@@ -10,52 +10,6 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_claude-bottle")
 }
 
-/// Docker answers and the test base images exist; else skip (or fail under
-/// `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`).
-fn engine_ready(test: &str) -> bool {
-    let required = std::env::var("CLAUDE_BOTTLE_REQUIRE_DOCKER").as_deref() == Ok("1");
-    let docker = Command::new("docker")
-        .args(["version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let images = docker
-        && [BASE, AGENT_BASE].iter().all(|i| {
-            Command::new("docker")
-                .args(["image", "inspect", i])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    if !images {
-        let why = if docker {
-            "the test base images are missing (run scripts/test-base-image)"
-        } else {
-            "no Docker engine"
-        };
-        assert!(
-            !required,
-            "{test}: {why}, and CLAUDE_BOTTLE_REQUIRE_DOCKER=1"
-        );
-        eprintln!("SKIPPED {test}: {why}");
-    }
-    images
-}
-
-fn static_binary(test: &str) -> bool {
-    let ldd = Command::new("ldd").arg(bin()).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&ldd.stdout).to_string() + &String::from_utf8_lossy(&ldd.stderr);
-    let dynamic = text.contains("=>") || text.contains("ld-linux");
-    if dynamic {
-        let required = std::env::var("CLAUDE_BOTTLE_REQUIRE_DOCKER").as_deref() == Ok("1");
-        assert!(
-            !required,
-            "{test}: the binary under test is dynamically linked; run the tests with scripts/test"
-        );
-        eprintln!("SKIPPED {test}: the binary under test is not static (run scripts/test)");
-    }
-    !dynamic
-}
-
 fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
     assert!(
@@ -77,9 +31,7 @@ fn sha256(path: &str) -> String {
 
 #[test]
 fn build_both_images_from_a_local_base() {
-    if !engine_ready("build_both_images_from_a_local_base")
-        || !static_binary("build_both_images_from_a_local_base")
-    {
+    if !super::images_ready("build_both_images_from_a_local_base") {
         return;
     }
     let _images = super::image_lock();
@@ -165,9 +117,7 @@ fn build_both_images_from_a_local_base() {
 
 #[test]
 fn build_without_a_reachable_base_says_what_to_do() {
-    if !engine_ready("build_without_a_reachable_base_says_what_to_do")
-        || !static_binary("build_without_a_reachable_base_says_what_to_do")
-    {
+    if !super::images_ready("build_without_a_reachable_base_says_what_to_do") {
         return;
     }
     let home = tempfile::tempdir().unwrap();

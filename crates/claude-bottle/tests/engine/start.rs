@@ -5,8 +5,6 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use super::docker_ok;
-
 const AGENT_BASE: &str = "claude-bottle-test/agent-base:bookworm";
 
 struct Home {
@@ -67,27 +65,9 @@ fn leftovers(run: &str) -> Vec<String> {
     out
 }
 
-fn static_ok(test: &str) -> bool {
-    let ldd = Command::new("ldd")
-        .arg(env!("CARGO_BIN_EXE_claude-bottle"))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&ldd.stdout).to_string() + &String::from_utf8_lossy(&ldd.stderr);
-    let dynamic = text.contains("=>");
-    if dynamic {
-        assert!(
-            std::env::var("CLAUDE_BOTTLE_REQUIRE_DOCKER").as_deref() != Ok("1"),
-            "{test}: run through scripts/test (static binary)"
-        );
-        eprintln!("SKIPPED {test}: the binary under test is not static");
-    }
-    !dynamic
-}
-
 #[test]
 fn start_prompt_round_trip() {
-    if !docker_ok("start_prompt_round_trip") || !static_ok("start_prompt_round_trip") {
+    if !super::images_ready("start_prompt_round_trip") {
         return;
     }
     let _images = super::image_lock();
@@ -120,7 +100,7 @@ fn start_prompt_round_trip() {
 
 #[test]
 fn sigterm_tears_the_bottle_down() {
-    if !docker_ok("sigterm_tears_the_bottle_down") || !static_ok("sigterm_tears_the_bottle_down") {
+    if !super::images_ready("sigterm_tears_the_bottle_down") {
         return;
     }
     let _images = super::image_lock();
@@ -170,8 +150,7 @@ fn sigterm_tears_the_bottle_down() {
 /// look while it runs, then `cleanup` removes it (its owner is gone).
 #[test]
 fn the_token_stays_in_the_sidecar() {
-    if !docker_ok("the_token_stays_in_the_sidecar") || !static_ok("the_token_stays_in_the_sidecar")
-    {
+    if !super::images_ready("the_token_stays_in_the_sidecar") {
         return;
     }
     let _images = super::image_lock();
