@@ -18,3 +18,5 @@ pub fn var(name: &str) -> Option<String> {
 /// Tests only: a run id added as label `io.claude-bottle.test` to every
 /// object the CLI creates, so parallel runs never touch each other's.
 pub const TEST_LABEL: &str = "CLAUDE_BOTTLE_TEST_LABEL";
+/// Base image for `build` (`--base-image`) and for images `start` builds.
+pub const BASE_IMAGE: &str = "CLAUDE_BOTTLE_BASE_IMAGE";

@@ -187,9 +187,7 @@ async fn ensure_images(
 ) -> Result<()> {
     let exe = std::env::current_exe()?;
     let sha = image::sha256_file(&exe)?;
-    let base = std::env::var("CLAUDE_BOTTLE_BASE_IMAGE")
-        .ok()
-        .filter(|b| !b.is_empty());
+    let base = crate::env::var(crate::env::BASE_IMAGE);
     if image::state(engine, &plan.sidecar.image, &sha).await != ImageState::Fresh {
         super::build::build_one(settings, engine, ImageKind::Sidecar, base.clone()).await?;
     }
