@@ -221,6 +221,7 @@ fn main() {
             state_dir: state.path().to_path_buf(),
             upstream_ca: None,
             repos,
+            resolve: Default::default(),
         };
         let options = Options {
             hook_command: vec![hook.clone()],

@@ -50,6 +50,11 @@ pub struct GateConfig {
     pub upstream_ca: Option<PathBuf>,
     #[serde(default)]
     pub repos: BTreeMap<String, RepoConfig>,
+    /// The bottle's `resolve` table (host → address or address:port):
+    /// upstream names pinned there are reached at that address, as the
+    /// proxy does.
+    #[serde(default)]
+    pub resolve: BTreeMap<String, String>,
 }
 
 /// How the gate authenticates to one upstream.

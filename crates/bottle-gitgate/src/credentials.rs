@@ -80,6 +80,20 @@ fn upstream_config(
             Secret::new(ca.to_string_lossy().into_owned()),
         ));
     }
+    if let Some((host, port, pin)) = pinned(&repo.url, gate) {
+        // curl's --resolve: the URL (and so TLS's name check) stays the
+        // same, only the address changes. A pin's own port cannot be
+        // expressed this way; the URL's port is kept.
+        let addr = if pin.ip.contains(':') {
+            format!("[{}]", pin.ip)
+        } else {
+            pin.ip.clone()
+        };
+        c.push((
+            "http.curloptResolve".into(),
+            Secret::new(format!("{host}:{port}:{addr}")),
+        ));
+    }
     if repo.auth == Auth::Token
         && let Some(token) = repo.token_ref.as_ref().and_then(|r| secrets.tokens.get(r))
     {
@@ -93,6 +107,58 @@ fn upstream_config(
         ));
     }
     c
+}
+
+/// A `resolve` pin: an address and maybe a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pin {
+    ip: String,
+    port: Option<u16>,
+}
+
+/// The upstream's host, its port (the URL's or the scheme's default) and
+/// the bottle's pin for that host, when there is one.
+fn pinned(url: &str, gate: &GateConfig) -> Option<(String, u16, Pin)> {
+    let (host, port) = url_host(url)?;
+    let target = gate.resolve.get(&host.to_ascii_lowercase())?;
+    let pin = match target.parse::<std::net::IpAddr>() {
+        Ok(ip) => Pin {
+            ip: ip.to_string(),
+            port: None,
+        },
+        Err(_) => {
+            let sa: std::net::SocketAddr = target.parse().ok()?;
+            Pin {
+                ip: sa.ip().to_string(),
+                port: Some(sa.port()),
+            }
+        }
+    };
+    Some((host, port, pin))
+}
+
+/// Host and port of `https://`, `http://`, `ssh://` and scp-like URLs.
+fn url_host(url: &str) -> Option<(String, u16)> {
+    let (rest, default) = if let Some(r) = url.strip_prefix("https://") {
+        (r, 443)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (r, 80)
+    } else if let Some(r) = url.strip_prefix("ssh://") {
+        (r, 22)
+    } else {
+        // user@host:path
+        let (before, _) = url.split_once(':')?;
+        let host = before.rsplit('@').next()?;
+        return Some((host.to_string(), 22));
+    };
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit('@').next()?;
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            Some((h.to_string(), p.parse().ok()?))
+        }
+        _ => Some((authority.to_string(), default)),
+    }
 }
 
 /// Paths of a repo's key material in the gate's key folder.
@@ -166,6 +232,16 @@ pub fn upstream_env(name: &str, gate: &GateConfig, secrets: &GateSecrets) -> Env
             sh_quote(&key.to_string_lossy()),
             sh_quote(&kh.to_string_lossy())
         );
+        let cmd = match pinned(&repo.url, gate) {
+            // The host key is still checked under the name the user wrote.
+            Some((host, _, pin)) => format!(
+                "{cmd} -o HostName={} -o HostKeyAlias={}{}",
+                sh_quote(&pin.ip),
+                sh_quote(&host),
+                pin.port.map(|p| format!(" -p {p}")).unwrap_or_default()
+            ),
+            None => cmd,
+        };
         env.push(("GIT_SSH_COMMAND".into(), Secret::new(cmd)));
         env.push(("GIT_SSH_VARIANT".into(), Secret::new("ssh")));
     } else {
@@ -180,6 +256,49 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::config::from_sidecar_json;
+
+    #[test]
+    fn url_hosts() {
+        assert_eq!(url_host("https://git.x/a.git"), Some(("git.x".into(), 443)));
+        assert_eq!(
+            url_host("http://u:p@git.x:8080/a"),
+            Some(("git.x".into(), 8080))
+        );
+        assert_eq!(
+            url_host("ssh://git@git.x:2222/a"),
+            Some(("git.x".into(), 2222))
+        );
+        assert_eq!(
+            url_host("git@github.com:acme/app.git"),
+            Some(("github.com".into(), 22))
+        );
+    }
+
+    #[test]
+    fn pinned_upstreams_are_reached_at_the_pinned_address() {
+        let doc = r#"{"gate": {"repos": {
+            "app": {"url": "https://git.world.test/git/app.git", "auth": "token", "token_ref": "T"},
+            "lib": {"url": "git@git.world.test:lib.git", "auth": "ssh-key"}},
+            "resolve": {"git.world.test": "203.0.113.2:2222"}},
+            "secrets": {"tokens": {"T": "t"}, "ssh_keys": {"lib": "k"}, "known_hosts": {"lib": "git.world.test ssh-ed25519 AAAA"}}}"#;
+        let (g, s) = from_sidecar_json(doc).unwrap();
+        let env = upstream_env("app", &g, &s);
+        assert!(
+            env.iter()
+                .any(|(_, v)| v.expose() == "git.world.test:443:203.0.113.2"),
+            "https pin as curl --resolve"
+        );
+        let env = upstream_env("lib", &g, &s);
+        let ssh = env
+            .iter()
+            .find(|(k, _)| k == "GIT_SSH_COMMAND")
+            .map(|(_, v)| v.expose().to_string())
+            .unwrap();
+        assert!(
+            ssh.ends_with("-o HostName='203.0.113.2' -o HostKeyAlias='git.world.test' -p 2222"),
+            "{ssh}"
+        );
+    }
 
     #[test]
     fn token_goes_into_a_header_in_env_only() {

@@ -135,6 +135,7 @@ impl Gate {
         }
         credentials::write_key_files(&config, &secrets)?;
         write_hook_script(sd, &options.hook_command)?;
+        check_hook_runs(sd)?;
         let base_env = credentials::base_env(sd);
         let http_backend = match &options.http_backend {
             Some(p) => p.clone(),
@@ -614,9 +615,54 @@ fn write_hook_script(state_dir: &Path, command: &[String]) -> Result<(), Error> 
         .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
 }
 
+/// Git silently skips a hook it cannot execute and then accepts the push
+/// unchecked, so the gate refuses to start instead (fail closed): a hook
+/// started without its configuration must run and refuse.
+fn check_hook_runs(state_dir: &Path) -> Result<(), Error> {
+    let path = state_dir.join("hooks").join("pre-receive");
+    let status = std::process::Command::new(&path)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| {
+            Error::Config(format!(
+                "the pre-receive hook {} cannot run ({e}); the state folder must be on a file \
+                 system that allows executables (not `noexec`)",
+                path.display()
+            ))
+        })?;
+    if status.success() {
+        return Err(Error::Config(format!(
+            "the pre-receive hook {} accepted a push without its configuration",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hook git could not execute would let pushes through unchecked.
+    #[test]
+    fn a_hook_that_cannot_run_stops_the_gate() {
+        #![allow(clippy::unwrap_used)]
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("hooks")).unwrap();
+        write_hook_script(d.path(), &["/bin/false".into()]).unwrap();
+        check_hook_runs(d.path()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let hook = d.path().join("hooks/pre-receive");
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = check_hook_runs(d.path()).unwrap_err().to_string();
+        assert!(e.contains("cannot run"), "{e}");
+        std::fs::remove_file(&hook).unwrap();
+        write_hook_script(d.path(), &["/bin/true".into()]).unwrap();
+        assert!(check_hook_runs(d.path()).is_err(), "a hook that allows all");
+    }
 
     #[test]
     fn hosts() {

@@ -581,6 +581,7 @@ impl GateSetup {
             state_dir: state.path().to_path_buf(),
             upstream_ca: self.upstream_ca,
             repos,
+            resolve: Default::default(),
         };
         let audit = Memory::default();
         let options = Options {
