@@ -27,13 +27,22 @@ pub fn labels_for(base: &HashMap<String, String>, role: &str) -> HashMap<String,
     l
 }
 
+/// What the CLI hands over for the agent's files (see [`provision`]).
+pub struct Inputs {
+    /// The env file's text (`provision::env_file`).
+    pub env: Secret,
+    /// The agent's system prompt.
+    pub prompt: String,
+    /// The skills archive (`skills::archive`).
+    pub skills: Option<Vec<u8>>,
+}
+
 /// Create and provision everything. On error the caller tears down by label.
 pub async fn launch(
     engine: &Engine,
     plan: &Plan,
     secrets: &Secrets,
-    env_file: Secret,
-    prompt: &str,
+    inputs: Inputs,
     base_labels: &HashMap<String, String>,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Launched, EngineError> {
@@ -57,7 +66,12 @@ pub async fn launch(
     let (sidecar_id, sidecar_ip) =
         sidecar::start(engine, plan, labels_for(base_labels, "sidecar")).await?;
     let names = HashMap::from([("sidecar".to_string(), sidecar_ip.clone())]);
-    sidecar::configure(engine, &sidecar_id, sidecar::config(plan, secrets, &names)).await?;
+    sidecar::configure(
+        engine,
+        &sidecar_id,
+        sidecar::config(plan, secrets, &sidecar_ip, &names),
+    )
+    .await?;
 
     progress("starting the agent");
     let env: Vec<String> = bottle_env(plan)
@@ -109,11 +123,18 @@ pub async fn launch(
     };
     let files = provision::Files {
         ca_pem,
-        env: env_file,
-        prompt: prompt.to_string(),
+        env: inputs.env,
+        prompt: inputs.prompt,
         home: home.clone(),
+        skills: inputs.skills,
     };
     provision::install(engine, &agent_id, plan, &files).await?;
+    if !plan.copy_cwd {
+        for repo in &plan.git.repos {
+            progress(&format!("cloning `{}` through the gate", repo.name));
+            provision::clone(engine, &agent_id, repo).await?;
+        }
+    }
     Ok(Launched {
         agent_id,
         sidecar_id,

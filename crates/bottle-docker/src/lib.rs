@@ -1,9 +1,9 @@
 //! The Docker backend: talks to the engine through its HTTP API (bollard),
 //! never by running the `docker` CLI.
 //!
-//! Today: the plan's read-only questions ([`facts`]), images ([`image`]),
-//! networks, owners and label-driven teardown. Launching the sidecar and
-//! agent, provisioning and attach follow.
+//! The plan's read-only questions ([`facts`]), images ([`image`]), then
+//! [`launch`]: networks, the [`sidecar`], the hardened [`agent`] and its
+//! [`provision`]ing (with [`skills`]); label-driven [`teardown`].
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +18,7 @@ pub mod network;
 pub mod owner;
 pub mod provision;
 pub mod sidecar;
+pub mod skills;
 pub mod teardown;
 
 pub use engine::{Engine, EngineError};

@@ -81,6 +81,8 @@ pub struct Files {
     pub env: Secret,
     pub prompt: String,
     pub home: String,
+    /// The skills archive (see [`crate::skills::archive`]).
+    pub skills: Option<Vec<u8>>,
 }
 
 /// Write the bottle's files into the agent container.
@@ -162,6 +164,9 @@ pub async fn install(
         files.prompt.as_bytes().to_vec(),
     )
     .await?;
+    if let Some(tar) = &files.skills {
+        crate::skills::copy_in(engine, container, &files.home, tar.clone()).await?;
+    }
     exec::write_file(
         engine,
         container,
@@ -182,6 +187,41 @@ pub async fn install(
             gc.into_bytes(),
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// Clone a declared repo into `/workspace/<name>` as the agent user. The
+/// upstream URL is used, so `origin` is what the user wrote; the
+/// `insteadOf` rule sends it to the gate.
+pub async fn clone(
+    engine: &Engine,
+    container: &str,
+    repo: &bottle_plan::plan::RepoPlan,
+) -> Result<(), EngineError> {
+    let out = exec::run(
+        engine,
+        container,
+        exec::Exec {
+            cmd: vec![
+                "git".into(),
+                "clone".into(),
+                "-q".into(),
+                "--".into(),
+                repo.url.clone(),
+                repo.clone_to.clone(),
+            ],
+            user: Some("1000".into()),
+            workdir: Some("/workspace".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if out.code != 0 {
+        return Err(EngineError::Api {
+            what: "clone a repo through the gate",
+            reason: format!("`{}`: {}", repo.name, out.stderr_text().trim()),
+        });
     }
     Ok(())
 }

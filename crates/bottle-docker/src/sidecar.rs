@@ -26,9 +26,14 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The sidecar's configuration document, secrets included. It only ever
 /// travels over the attach stream.
+///
+/// Every part listens on `listen_ip`, the sidecar's internal address only:
+/// the egress side (and through it the host) must never reach a proxy that
+/// injects the bottle's credentials.
 pub fn config(
     plan: &Plan,
     secrets: &bottle_plan::Secrets,
+    listen_ip: &str,
     dns_names: &HashMap<String, String>,
 ) -> Secret {
     let allow: Vec<Value> = plan
@@ -67,7 +72,7 @@ pub fn config(
         .map(|r| {
             (
                 r.name.clone(),
-                json!({"url": r.url, "auth": r.auth, "push": r.push, "protect": r.protect}),
+                json!({"url": r.url, "auth": r.auth, "token_ref": r.token_ref, "push": r.push, "protect": r.protect}),
             )
         })
         .collect();
@@ -81,17 +86,20 @@ pub fn config(
         .iter()
         .map(|(k, v)| (k.clone(), json!(v.expose())))
         .collect();
-    let doc = json!({
-        "listen": format!("0.0.0.0:{PROXY_PORT}"),
+    let mut doc = json!({
+        "listen": format!("{listen_ip}:{PROXY_PORT}"),
         "allow": allow,
         "dlp": plan.egress.dlp,
         "log": plan.egress.log,
         "tokens": tokens,
         "resolve": plan.egress.resolve,
-        "dns": {"listen": "0.0.0.0:53", "names": dns_names},
-        "gate": {"listen": format!("0.0.0.0:{GATE_PORT}"), "state_dir": "/tmp/gate", "repos": repos},
+        "dns": {"listen": format!("{listen_ip}:53"), "names": dns_names},
+        "gate": {"listen": format!("{listen_ip}:{GATE_PORT}"), "state_dir": "/tmp/gate", "repos": repos, "resolve": plan.egress.resolve},
         "secrets": {"tokens": token_values, "ssh_keys": ssh_keys, "known_hosts": secrets.known_hosts},
     });
+    if let Some(pem) = &secrets.upstream_ca {
+        doc["upstream_ca_pem"] = json!(pem);
+    }
     Secret::new(doc.to_string())
 }
 
@@ -116,7 +124,9 @@ pub async fn start(
         readonly_rootfs: Some(true),
         tmpfs: Some(HashMap::from([(
             "/tmp".to_string(),
-            "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
+            // `exec`: Docker mounts tmpfs `noexec` by default, and git
+            // silently skips a hook it cannot execute.
+            "rw,nosuid,nodev,exec,size=256m,mode=1777".to_string(),
         )])),
         // Port 53 without a capability: the bound is lowered inside the
         // sidecar's own network namespace only.

