@@ -58,11 +58,14 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         let engine = Engine::connect().await.map_err(engine_failure)?;
+        warn_about_leftovers(&engine).await;
         ensure_images(settings, &engine, plan).await?;
+        let owner = bottle_docker::owner::current();
+        crate::state::create(&settings.bottle_home, &plan.slug, &owner)?;
         let mut base = HashMap::from([
             (labels::SLUG.to_string(), plan.slug.clone()),
             (labels::AGENT.to_string(), plan.agent.name.clone()),
-            (labels::OWNER.to_string(), bottle_docker::owner::current()),
+            (labels::OWNER.to_string(), owner),
             (labels::KEEP.to_string(), run.keep.to_string()),
             (labels::VERSION.to_string(), settings.version.to_string()),
         ]);
@@ -102,7 +105,10 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
             code = interrupts.next() => Ok(code),
         };
         if !(run.keep && outcome.is_ok()) {
-            let failures = teardown_slug(&engine, &plan.slug).await;
+            let mut failures = teardown_slug(&engine, &plan.slug).await;
+            if let Err(e) = crate::state::remove(&settings.bottle_home, &plan.slug) {
+                failures.push(e);
+            }
             if !failures.is_empty() {
                 eprintln!(
                     "warning: teardown left things behind:\n  {}",
@@ -118,6 +124,26 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
         }
         outcome
     })
+}
+
+/// Say when dead runs left labelled objects behind (`cleanup` removes
+/// them); never fails the start.
+async fn warn_about_leftovers(engine: &Engine) {
+    let test_label =
+        crate::env::var(crate::env::TEST_LABEL).map(|v| format!("io.claude-bottle.test={v}"));
+    let Ok(objects) = teardown::find(engine, test_label.as_deref()).await else {
+        return;
+    };
+    let (orphans, _) = super::cleanup::orphans(objects, false);
+    let mut slugs: Vec<&str> = orphans.iter().map(|o| o.slug.as_str()).collect();
+    slugs.dedup();
+    if !slugs.is_empty() {
+        eprintln!(
+            "warning: {} object(s) left by bottles whose CLI is gone ({}); `claude-bottle cleanup` removes them",
+            orphans.len(),
+            slugs.join(", ")
+        );
+    }
 }
 
 async fn teardown_slug(engine: &Engine, slug: &str) -> Vec<String> {

@@ -441,3 +441,106 @@ fn clone_and_push_through_the_gate() {
     assert!(!stdout.contains(token));
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
+
+/// Wait until the CLI's stderr says the bottle is up; returns what it said.
+fn wait_up(child: &mut std::process::Child) -> (BufReader<std::process::ChildStderr>, String) {
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("the CLI ended before the bottle came up:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains("is up") {
+            return (err, seen);
+        }
+    }
+}
+
+/// Two bottles of one agent run side by side (the second gets slug `-2`);
+/// a CLI killed with SIGKILL leaves its bottle, the next `start` warns
+/// about it, and `cleanup` removes every labelled object and the state
+/// folder.
+#[test]
+fn side_by_side_then_sigkill_and_cleanup() {
+    if !super::images_ready("side_by_side_then_sigkill_and_cleanup") {
+        return;
+    }
+    let _images = super::image_lock();
+    let run = format!("kill-{}", std::process::id());
+    let h = home("kill");
+    let mut first = cli(
+        &h,
+        &run,
+        &["start", &h.agent, "--yes", "--prompt", "sleep 120"],
+    )
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let (_err, _) = wait_up(&mut first);
+    let state = h.dir.path().join(".claude-bottle/state").join(&h.agent);
+    let owner = std::fs::read_to_string(state.join("owner")).unwrap();
+    assert!(owner.contains(&format!(":{}:", first.id())), "{owner}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    let second = cli(
+        &h,
+        &run,
+        &[
+            "start",
+            &h.agent,
+            "--yes",
+            "--prompt",
+            "hostname >/dev/null; echo second ran",
+        ],
+    )
+    .output()
+    .unwrap();
+    let err2 = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err2}");
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "second ran\n");
+    assert!(
+        err2.contains(&format!("bottle `{}-2` is up", h.agent)),
+        "{err2}"
+    );
+    assert!(
+        !err2.contains("left by bottles"),
+        "the first one is alive: {err2}"
+    );
+
+    Command::new("kill")
+        .args(["-KILL", &first.id().to_string()])
+        .status()
+        .unwrap();
+    first.wait().unwrap();
+    assert!(!leftovers(&run).is_empty(), "SIGKILL leaves the bottle");
+
+    let third = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", "true"])
+        .output()
+        .unwrap();
+    let err3 = String::from_utf8_lossy(&third.stderr);
+    assert!(third.status.success(), "{err3}");
+    assert!(
+        err3.contains("left by bottles whose CLI is gone")
+            && err3.contains("claude-bottle cleanup"),
+        "{err3}"
+    );
+
+    let cleaned = cli(&h, &run, &["cleanup", "-y"]).output().unwrap();
+    assert!(
+        cleaned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleaned.stderr)
+    );
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+    assert!(
+        !state.exists(),
+        "cleanup removes the dead run's state folder"
+    );
+}
