@@ -74,6 +74,9 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
         }
         let mut interrupts = Interrupts::new()?;
         let work = async {
+            if let Some(tag) = &plan.derived_image {
+                copy_cwd(settings, &engine, plan, tag, &base).await?;
+            }
             let progress = Progress::start("launching the bottle");
             let mut on = |step: &str| progress.detail(step);
             let launched = launch::launch(
@@ -124,6 +127,45 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
         }
         outcome
     })
+}
+
+/// `--copy-cwd`: the current folder into a derived image, labelled as the
+/// bottle's so teardown removes it.
+async fn copy_cwd(
+    settings: &Settings,
+    engine: &Engine,
+    plan: &bottle_plan::Plan,
+    tag: &str,
+    base: &HashMap<String, String>,
+) -> Result<()> {
+    let cwd = settings.cwd.clone();
+    let ctx = tokio::task::spawn_blocking(move || bottle_docker::derived::context(&cwd))
+        .await?
+        .map_err(|e| UsageError::new(e.to_string()).with_hint(e.hint()))?;
+    eprintln!(
+        "copying {} file(s), {:.1} MB, from `{}` into /workspace",
+        ctx.files,
+        ctx.bytes as f64 / 1e6,
+        settings.cwd.display()
+    );
+    if !ctx.secret_looking.is_empty() {
+        eprintln!(
+            "warning: these look like secrets and are copied into the bottle: {}",
+            ctx.secret_looking.join(", ")
+        );
+    }
+    let progress = Progress::start("building the workspace image");
+    bottle_docker::derived::build(
+        engine,
+        tag,
+        &plan.image,
+        ctx.tar,
+        launch::labels_for(base, "image"),
+    )
+    .await
+    .map_err(engine_failure)?;
+    progress.finish(&format!("workspace image `{tag}` built"));
+    Ok(())
 }
 
 /// Say when dead runs left labelled objects behind (`cleanup` removes

@@ -544,3 +544,80 @@ fn side_by_side_then_sigkill_and_cleanup() {
         "cleanup removes the dead run's state folder"
     );
 }
+
+/// `--copy-cwd`: what git tracks (plus untracked, not ignored files) and
+/// `.git` become /workspace, owned by the agent user; ignored files stay
+/// out; secret-looking files are named; the derived image is removed at
+/// teardown.
+#[test]
+fn copy_cwd_through_a_derived_image() {
+    if !super::images_ready("copy_cwd_through_a_derived_image") {
+        return;
+    }
+    let _images = super::image_lock();
+    let run = format!("cwd-{}", std::process::id());
+    let h = home("cwd");
+    let proj = h.dir.path().join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&proj)
+            .env("HOME", h.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(proj.join(".gitignore"), "target/\n").unwrap();
+    std::fs::write(proj.join("main.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(proj.join(".env.local"), "X=1\n").unwrap();
+    std::fs::create_dir(proj.join("target")).unwrap();
+    std::fs::write(proj.join("target/junk"), "junk").unwrap();
+    git(&["add", "main.rs", ".gitignore"]);
+    git(&[
+        "-c",
+        "user.name=T",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-qm",
+        "first",
+    ]);
+    let script = "cd /workspace; ls -A | tr '\\n' ' '; echo; stat -c 'owner %u' main.rs; \
+                  git log --format=%s; test -e target && echo target copied || echo no target";
+    let out = cli(
+        &h,
+        &run,
+        &["start", &h.agent, "--yes", "--copy-cwd", "--prompt", script],
+    )
+    .current_dir(&proj)
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout, ".env.local .git .gitignore main.rs \nowner 1000\nfirst\nno target\n",
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("look like secrets and are copied into the bottle: .env.local"),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+    let images = Command::new("docker")
+        .args([
+            "images",
+            "-q",
+            "--filter",
+            &format!("label=io.claude-bottle.test={run}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&images.stdout).trim(),
+        "",
+        "the derived image is removed"
+    );
+}

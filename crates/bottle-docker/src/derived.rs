@@ -1,0 +1,343 @@
+//! `--copy-cwd`: the current folder becomes the bottle's `/workspace`
+//! through a derived image (`FROM` the agent image, one `COPY` owned by uid
+//! 1000), so nothing of the host is mounted.
+//!
+//! In a git work tree exactly what git would track is copied (tracked
+//! files plus untracked files that are not ignored) and `.git`; elsewhere
+//! everything but the patterns of a `.claude-bottle-ignore` file. Symbolic
+//! links are copied as links, never followed, so a link cannot pull a
+//! host file from outside the folder into the image.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bollard::query_parameters::BuildImageOptions;
+use futures_util::StreamExt;
+
+use crate::engine::{Engine, EngineError};
+
+/// The most a workspace copy may hold.
+pub const MAX_BYTES: u64 = 1024 * 1024 * 1024;
+
+const DOCKERFILE: &str =
+    "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY --chown=1000:1000 workspace/ /workspace/\n";
+
+/// Why the folder cannot be copied.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("cannot read `{path}`: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("`git ls-files` failed in `{path}`: {reason}")]
+    Git { path: PathBuf, reason: String },
+    #[error("the current folder holds over 1 GiB to copy (at `{path}`)")]
+    TooBig { path: PathBuf },
+}
+
+impl CopyError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            CopyError::TooBig { .. } => {
+                "start from a smaller folder, or list build output and data in `.gitignore` or `.claude-bottle-ignore`"
+            }
+            _ => "check the folder's permissions, or start without `--copy-cwd`",
+        }
+    }
+}
+
+/// The build context and the copied paths that look like secrets
+/// (`.env*`, `*.pem`, `id_*`), for the user to see.
+pub struct Context {
+    pub tar: Vec<u8>,
+    pub files: usize,
+    pub bytes: u64,
+    pub secret_looking: Vec<String>,
+}
+
+/// Relative paths to copy (files and links; folders are implied).
+pub fn list(cwd: &Path) -> Result<Vec<String>, CopyError> {
+    let inside_git = Command::new("git")
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .current_dir(cwd)
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"true"));
+    let mut out = Vec::new();
+    if inside_git {
+        let o = Command::new("git")
+            .args([
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ])
+            .current_dir(cwd)
+            .output()
+            .map_err(|e| CopyError::Git {
+                path: cwd.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        if !o.status.success() {
+            return Err(CopyError::Git {
+                path: cwd.to_path_buf(),
+                reason: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            });
+        }
+        for p in o.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+            out.push(String::from_utf8_lossy(p).into_owned());
+        }
+        if cwd.join(".git").exists() {
+            walk(cwd, Path::new(".git"), &[], &mut out)?;
+        }
+    } else {
+        let ignore: Vec<String> = std::fs::read_to_string(cwd.join(".claude-bottle-ignore"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.trim_matches('/').to_string())
+            .collect();
+        walk(cwd, Path::new(""), &ignore, &mut out)?;
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn walk(
+    root: &Path,
+    rel: &Path,
+    ignore: &[String],
+    out: &mut Vec<String>,
+) -> Result<(), CopyError> {
+    let dir = root.join(rel);
+    let read = |e| CopyError::Read {
+        path: dir.clone(),
+        source: e,
+    };
+    for entry in std::fs::read_dir(&dir).map_err(read)? {
+        let entry = entry.map_err(read)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = rel.join(&name);
+        let shown = path.to_string_lossy().into_owned();
+        if ignore.iter().any(|p| glob(p, &name) || glob(p, &shown)) {
+            continue;
+        }
+        let ft = entry.file_type().map_err(read)?;
+        if ft.is_dir() {
+            walk(root, &path, ignore, out)?;
+        } else if ft.is_file() || ft.is_symlink() {
+            out.push(shown);
+        }
+    }
+    Ok(())
+}
+
+/// `*` matches any run of characters, `?` one; everything else itself.
+fn glob(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// Whether a copied path looks like it holds a secret.
+pub fn looks_secret(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with(".env") || name.ends_with(".pem") || name.starts_with("id_")
+}
+
+/// Pack the listed paths (read from `cwd`) under `workspace/`, with the
+/// Dockerfile beside them.
+pub fn context(cwd: &Path) -> Result<Context, CopyError> {
+    let paths = list(cwd)?;
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    let mut bytes = 0u64;
+    let mut files = 0usize;
+    let mut secret_looking = Vec::new();
+    for rel in &paths {
+        let src = cwd.join(rel);
+        let read = |e| CopyError::Read {
+            path: src.clone(),
+            source: e,
+        };
+        // A path git lists may be gone (deleted, not yet staged).
+        let meta = match std::fs::symlink_metadata(&src) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(read(e)),
+        };
+        bytes += meta.len();
+        if bytes > MAX_BYTES {
+            return Err(CopyError::TooBig { path: src });
+        }
+        if looks_secret(rel) {
+            secret_looking.push(rel.clone());
+        }
+        files += 1;
+        let dst = format!("workspace/{rel}");
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&src).map_err(read)?;
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_mode(0o777);
+            tar.append_link(&mut h, &dst, &target).map_err(read)?;
+        } else if meta.is_file() {
+            let f = std::fs::File::open(&src).map_err(read)?;
+            let mut h = tar::Header::new_gnu();
+            h.set_metadata(&meta);
+            h.set_size(meta.len());
+            tar.append_data(&mut h, &dst, f.take(meta.len()))
+                .map_err(read)?;
+        }
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_size(DOCKERFILE.len() as u64);
+    h.set_mode(0o644);
+    tar.append_data(&mut h, "Dockerfile", DOCKERFILE.as_bytes())
+        .map_err(|e| CopyError::Read {
+            path: cwd.to_path_buf(),
+            source: e,
+        })?;
+    // An empty folder still needs `workspace/` for the COPY.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_size(0);
+    h.set_mode(0o755);
+    tar.append_data(&mut h, "workspace/", io::empty())
+        .map_err(|e| CopyError::Read {
+            path: cwd.to_path_buf(),
+            source: e,
+        })?;
+    let tar = tar.into_inner().map_err(|e| CopyError::Read {
+        path: cwd.to_path_buf(),
+        source: e,
+    })?;
+    Ok(Context {
+        tar,
+        files,
+        bytes,
+        secret_looking,
+    })
+}
+
+/// Build `tag` from `base` plus the context, with the bottle's labels.
+pub async fn build(
+    engine: &Engine,
+    tag: &str,
+    base: &str,
+    context: Vec<u8>,
+    labels: HashMap<String, String>,
+) -> Result<(), EngineError> {
+    let options = BuildImageOptions {
+        dockerfile: "Dockerfile".into(),
+        t: Some(tag.to_string()),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(HashMap::from([(
+            "BASE_IMAGE".to_string(),
+            base.to_string(),
+        )])),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let fail = |reason: String| EngineError::Api {
+        what: "build the --copy-cwd image",
+        reason,
+    };
+    let mut stream =
+        engine
+            .docker
+            .build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| fail(e.to_string()))?;
+        if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+            return Err(fail(detail));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("*.log", "a.log"));
+        assert!(glob("target", "target"));
+        assert!(!glob("*.log", "a.txt"));
+        assert!(glob("a?c", "abc"));
+    }
+
+    #[test]
+    fn git_work_tree_copies_what_git_tracks_and_dot_git() {
+        let d = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            assert!(
+                Command::new("git")
+                    .args(args)
+                    .current_dir(d.path())
+                    .env("GIT_CONFIG_NOSYSTEM", "1")
+                    .env("HOME", d.path())
+                    .output()
+                    .unwrap()
+                    .status
+                    .success()
+            );
+        };
+        git(&["init", "-q"]);
+        std::fs::write(d.path().join(".gitignore"), "build/\n").unwrap();
+        std::fs::write(d.path().join("main.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(d.path().join(".env"), "KEY=1\n").unwrap();
+        std::fs::create_dir(d.path().join("build")).unwrap();
+        std::fs::write(d.path().join("build/out"), "x").unwrap();
+        git(&["add", "main.rs"]);
+        let files = list(d.path()).unwrap();
+        assert!(files.contains(&"main.rs".to_string()));
+        assert!(
+            files.contains(&".env".to_string()),
+            "untracked, not ignored"
+        );
+        assert!(files.contains(&".git/HEAD".to_string()));
+        assert!(!files.iter().any(|f| f.starts_with("build/")), "{files:?}");
+        let c = context(d.path()).unwrap();
+        assert_eq!(c.secret_looking, [".env"]);
+    }
+
+    #[test]
+    fn plain_folder_honours_the_ignore_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join(".claude-bottle-ignore"),
+            "# data\n*.bin\nnode_modules/\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("a.txt"), "a").unwrap();
+        std::fs::write(d.path().join("big.bin"), "b").unwrap();
+        std::fs::create_dir(d.path().join("node_modules")).unwrap();
+        std::fs::write(d.path().join("node_modules/x"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", d.path().join("link")).unwrap();
+        let files = list(d.path()).unwrap();
+        assert_eq!(files, [".claude-bottle-ignore", "a.txt", "link"]);
+        let c = context(d.path()).unwrap();
+        let mut a = tar::Archive::new(&c.tar[..]);
+        let link = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().ends_with("link"))
+            .unwrap();
+        assert_eq!(link.header().entry_type(), tar::EntryType::Symlink);
+    }
+}
