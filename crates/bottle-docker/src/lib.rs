@@ -2,12 +2,14 @@
 //! never by running the `docker` CLI.
 //!
 //! Today: the plan's read-only questions ([`facts`]), images ([`image`]),
-//! networks, owners and label-driven teardown. Launching the sidecar and
+//! networks, owners, label-driven teardown, and what teardown saves first:
+//! the outbox ([`outbox`]) and the sidecar's audit log ([`auditlog`]). Launching the sidecar and
 //! agent, provisioning and attach follow.
 
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod auditlog;
 pub mod engine;
 pub mod exec;
 pub mod facts;
@@ -15,6 +17,7 @@ pub mod image;
 pub mod labels;
 pub mod launch;
 pub mod network;
+pub mod outbox;
 pub mod owner;
 pub mod provision;
 pub mod sidecar;

@@ -12,6 +12,8 @@ mod output;
 mod progress;
 mod report;
 mod settings;
+mod state;
+mod summary;
 
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@ mod engine {
     mod build;
     mod cleanup;
     mod start;
+    mod teardown;
 
     /// Tests that build or rebuild the shared `claude-bottle/*:<version>`
     /// images (explicitly, or through `start` finding them stale) take this

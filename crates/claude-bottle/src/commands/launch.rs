@@ -1,6 +1,6 @@
 //! `start` past the preflight: images, launch, run the agent once with
-//! `--prompt`, and tear down on every exit path (normal, error, Ctrl-C,
-//! SIGTERM, SIGHUP).
+//! `--prompt`, and tear down (`finish`: save, summary, remove) on every
+//! exit path (normal, error, Ctrl-C, SIGTERM, SIGHUP).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use bottle_docker::image::{self, ImageKind, ImageState};
-use bottle_docker::{Engine, exec, labels, launch, teardown};
+use bottle_docker::{Engine, exec, labels, launch};
 use bottle_plan::Resolved;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -65,6 +65,8 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
             base.insert("io.claude-bottle.test".into(), t);
         }
         let mut interrupts = Interrupts::new()?;
+        // The workspace's git refs once launched: what the outbox compares with.
+        let mut start_refs = None;
         let work = async {
             let progress = Progress::start("launching the bottle");
             let mut on = |step: &str| progress.detail(step);
@@ -79,6 +81,15 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
             )
             .await
             .map_err(engine_failure)?;
+            start_refs = super::finish::record_start(
+                settings,
+                &engine,
+                &plan.slug,
+                &plan.bottle.name,
+                &launched.agent_id,
+                run.keep,
+            )
+            .await;
             progress.finish(&format!("bottle `{}` is up", plan.slug));
             run_agent(
                 &engine,
@@ -94,14 +105,13 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
             code = interrupts.next() => Ok(code),
         };
         if !(run.keep && outcome.is_ok()) {
-            let failures = teardown_slug(&engine, &plan.slug).await;
-            if !failures.is_empty() {
-                eprintln!(
-                    "warning: teardown left things behind:\n  {}",
-                    failures.join("\n  ")
-                );
-                eprintln!("hint: run `claude-bottle cleanup`");
-            }
+            let known = super::finish::Known {
+                bottle: Some(plan.bottle.name.clone()),
+                start_refs,
+            };
+            super::finish::finish(settings, &engine, &plan.slug, known)
+                .await
+                .warn();
         } else {
             eprintln!(
                 "the bottle `{}` keeps running; `claude-bottle stop {}` ends it",
@@ -110,13 +120,6 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
         }
         outcome
     })
-}
-
-async fn teardown_slug(engine: &Engine, slug: &str) -> Vec<String> {
-    match teardown::find(engine, Some(&format!("{}={slug}", labels::SLUG))).await {
-        Ok(objects) => teardown::remove(engine, &objects).await,
-        Err(e) => vec![format!("cannot list the bottle's objects: {e}")],
-    }
 }
 
 /// Run the agent once: its command, the system prompt as a file for

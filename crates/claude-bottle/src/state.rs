@@ -1,0 +1,86 @@
+//! A bottle's state folder, `$CLAUDE_BOTTLE_HOME/state/<slug>/` (0700):
+//! what teardown needs and the engine does not hold. `owner` (the CLI
+//! process that started it), `bottle` (its name, for the summary's route
+//! hints), `start-refs` (the workspace's git refs at launch, see
+//! `docs/decisions.md`) and `keep` (present for `--keep` bottles, which
+//! `cleanup` leaves alone without `--all`). Removed at teardown.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use bottle_docker::outbox::{StartRefs, create_private};
+
+use crate::settings::Settings;
+
+/// Largest state file read back (start refs of many repos are the big one).
+const MAX_STATE_FILE: u64 = 64 * 1024 * 1024;
+
+/// What a state folder holds, as far as teardown reads it.
+#[derive(Debug, Default)]
+pub struct State {
+    pub bottle: Option<String>,
+    pub start_refs: Option<StartRefs>,
+}
+
+/// `$CLAUDE_BOTTLE_HOME/state/<slug>`.
+pub fn dir(settings: &Settings, slug: &str) -> PathBuf {
+    settings.bottle_home.join("state").join(slug)
+}
+
+/// Write the state folder of a bottle just launched. Files are replaced.
+pub fn record(
+    settings: &Settings,
+    slug: &str,
+    bottle: &str,
+    keep: bool,
+    start_refs: &StartRefs,
+) -> io::Result<()> {
+    let d = dir(settings, slug);
+    write(&d, "owner", bottle_docker::owner::current().as_bytes())?;
+    write(&d, "bottle", bottle.as_bytes())?;
+    write(&d, "start-refs", start_refs.to_text().as_bytes())?;
+    if keep {
+        write(&d, "keep", b"")?;
+    }
+    Ok(())
+}
+
+/// Read what is there; a missing or unreadable file is `None`.
+pub fn read(settings: &Settings, slug: &str) -> State {
+    let d = dir(settings, slug);
+    State {
+        bottle: read_file(&d.join("bottle"))
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty()),
+        start_refs: read_file(&d.join("start-refs")).map(|t| StartRefs::parse(&t)),
+    }
+}
+
+/// Remove the folder; already gone is fine.
+pub fn remove(settings: &Settings, slug: &str) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir(settings, slug)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let path = dir.join(name);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = create_private(dir, &path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn read_file(path: &Path) -> Option<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_STATE_FILE)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
