@@ -3,11 +3,14 @@
 //!
 //! The plan's read-only questions ([`facts`]), images ([`image`]), then
 //! [`launch`]: networks, the [`sidecar`], the hardened [`agent`] and its
-//! [`provision`]ing (with [`skills`]); label-driven [`teardown`].
+//! [`provision`]ing (with [`skills`] and the [`derived`] `--copy-cwd` image);
+//! at the end what teardown saves first (the [`outbox`], the sidecar's
+//! [`auditlog`]) and label-driven [`teardown`].
 
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod auditlog;
 pub mod derived;
 pub mod engine;
 pub mod exec;
@@ -16,6 +19,7 @@ pub mod image;
 pub mod labels;
 pub mod launch;
 pub mod network;
+pub mod outbox;
 pub mod owner;
 pub mod provision;
 pub mod sidecar;

@@ -44,18 +44,32 @@ pub enum Command {
         agent: String,
     },
     /// Show a bottle's audit events (egress decisions, DNS refusals, git pushes)
+    #[command(
+        after_help = "While the bottle exists the events come from its sidecar; after teardown, \
+                      from the newest log kept in $CLAUDE_BOTTLE_HOME/logs/<slug>-<time>.jsonl."
+    )]
     Logs {
+        /// The bottle's slug (see `claude-bottle list running`)
         slug: String,
+        /// Keep printing events as they come, until the sidecar stops or Ctrl-C
         #[arg(long, short)]
         follow: bool,
+        /// `text`: one line per event; `json`: the raw JSON lines
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Tear a bottle down
+    /// Tear a bottle down: save its outbox and audit log, print a summary, remove it
+    #[command(
+        after_help = "Meant for bottles started with `--keep`; `start` tears its bottle down by \
+                      itself when the agent exits. New git commits and uncommitted changes go to \
+                      $CLAUDE_BOTTLE_HOME/outbox/<slug>-<time>/, the audit log to \
+                      $CLAUDE_BOTTLE_HOME/logs/<slug>-<time>.jsonl."
+    )]
     Stop {
-        #[arg(required_unless_present = "all")]
+        /// The bottle's slug (see `claude-bottle list running`)
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         slug: Option<String>,
-        /// Stop every bottle
+        /// Stop every running bottle
         #[arg(long)]
         all: bool,
     },

@@ -4,14 +4,17 @@ mod build;
 mod cleanup;
 mod completions;
 mod doctor;
+mod finish;
 mod info;
 mod init;
 mod launch;
 mod list;
+mod logs;
 mod plan;
 mod scan;
 mod sidecar;
 mod start;
+mod stop;
 
 use std::process::ExitCode;
 
@@ -43,10 +46,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Attach { .. } => not_yet("`attach`"),
         Command::Logs {
-            format: Format::Text | Format::Json,
-            ..
-        } => not_yet("`logs`"),
-        Command::Stop { .. } => not_yet("`stop`"),
+            slug,
+            follow,
+            format,
+        } => logs::run(
+            &Settings::from_env()?,
+            logs::LogsArgs {
+                slug,
+                follow,
+                json: format == Format::Json,
+            },
+        ),
+        Command::Stop { slug, all } => stop::run(&Settings::from_env()?, slug, all),
         Command::Cleanup { yes, all } => cleanup::run(&Settings::from_env()?, yes, all),
         Command::Build {
             base_image,

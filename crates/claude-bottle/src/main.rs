@@ -13,6 +13,7 @@ mod progress;
 mod report;
 mod settings;
 mod state;
+mod summary;
 
 use std::process::ExitCode;
 

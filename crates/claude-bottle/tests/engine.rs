@@ -10,6 +10,7 @@ mod engine {
     mod build;
     mod cleanup;
     mod start;
+    mod teardown;
     pub mod world;
 
     /// Tests that build or rebuild the shared `claude-bottle/*:<version>`

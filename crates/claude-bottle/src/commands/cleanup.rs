@@ -24,7 +24,7 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
             .await
             .map_err(|e| EngineFailure::new(format!("cannot list labelled objects: {e}"), None))?;
         let (orphans, kept) = orphans(objects, all);
-        let states = orphan_states(settings, &orphans);
+        let states = orphan_states(settings, &orphans, all);
         if orphans.is_empty() && states.is_empty() {
             eprintln!("nothing to clean up");
             if kept > 0 {
@@ -85,9 +85,10 @@ pub(crate) fn orphans(objects: Vec<Object>, all: bool) -> (Vec<Object>, usize) {
     (out, kept)
 }
 
-/// State folders whose owner file names a dead process, or that belong to
-/// a slug being cleaned.
-fn orphan_states(settings: &Settings, orphans: &[Object]) -> Vec<std::path::PathBuf> {
+/// State folders whose owner file names a dead process (unless the bottle
+/// was started with `--keep`: `stop` needs its folder), or that belong to a
+/// slug being cleaned.
+fn orphan_states(settings: &Settings, orphans: &[Object], all: bool) -> Vec<std::path::PathBuf> {
     let Ok(dir) = std::fs::read_dir(settings.bottle_home.join("state")) else {
         return Vec::new();
     };
@@ -97,7 +98,8 @@ fn orphan_states(settings: &Settings, orphans: &[Object]) -> Vec<std::path::Path
         let slug = entry.file_name().to_string_lossy().to_string();
         let owner = std::fs::read_to_string(path.join("owner")).unwrap_or_default();
         let dead = !bottle_docker::owner::is_alive(owner.trim());
-        if path.is_dir() && (dead || orphans.iter().any(|o| o.slug == slug)) {
+        let kept = !all && path.join("keep").exists();
+        if path.is_dir() && ((dead && !kept) || orphans.iter().any(|o| o.slug == slug)) {
             out.push(path);
         }
     }

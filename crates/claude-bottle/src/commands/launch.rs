@@ -1,6 +1,6 @@
 //! `start` past the preflight: images, launch, run the agent once with
-//! `--prompt`, and tear down on every exit path (normal, error, Ctrl-C,
-//! SIGTERM, SIGHUP).
+//! `--prompt`, and tear down (`finish`: save, summary, remove) on every
+//! exit path (normal, error, Ctrl-C, SIGTERM, SIGHUP).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -61,7 +61,7 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
         warn_about_leftovers(&engine).await;
         ensure_images(settings, &engine, plan).await?;
         let owner = bottle_docker::owner::current();
-        crate::state::create(&settings.bottle_home, &plan.slug, &owner)?;
+        crate::state::create(settings, &plan.slug, &owner)?;
         let mut base = HashMap::from([
             (labels::SLUG.to_string(), plan.slug.clone()),
             (labels::AGENT.to_string(), plan.agent.name.clone()),
@@ -73,6 +73,8 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
             base.insert("io.claude-bottle.test".into(), t);
         }
         let mut interrupts = Interrupts::new()?;
+        // The workspace's git refs once launched: what the outbox compares with.
+        let mut start_refs = None;
         let work = async {
             if let Some(tag) = &plan.derived_image {
                 copy_cwd(settings, &engine, plan, tag, &base).await?;
@@ -93,6 +95,15 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
             )
             .await
             .map_err(engine_failure)?;
+            start_refs = super::finish::record_start(
+                settings,
+                &engine,
+                &plan.slug,
+                &plan.bottle.name,
+                &launched.agent_id,
+                run.keep,
+            )
+            .await;
             progress.finish(&format!("bottle `{}` is up", plan.slug));
             run_agent(
                 &engine,
@@ -108,17 +119,13 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
             code = interrupts.next() => Ok(code),
         };
         if !(run.keep && outcome.is_ok()) {
-            let mut failures = teardown_slug(&engine, &plan.slug).await;
-            if let Err(e) = crate::state::remove(&settings.bottle_home, &plan.slug) {
-                failures.push(e);
-            }
-            if !failures.is_empty() {
-                eprintln!(
-                    "warning: teardown left things behind:\n  {}",
-                    failures.join("\n  ")
-                );
-                eprintln!("hint: run `claude-bottle cleanup`");
-            }
+            let known = super::finish::Known {
+                bottle: Some(plan.bottle.name.clone()),
+                start_refs,
+            };
+            super::finish::finish(settings, &engine, &plan.slug, known)
+                .await
+                .warn();
         } else {
             eprintln!(
                 "the bottle `{}` keeps running; `claude-bottle stop {}` ends it",
@@ -185,13 +192,6 @@ async fn warn_about_leftovers(engine: &Engine) {
             orphans.len(),
             slugs.join(", ")
         );
-    }
-}
-
-async fn teardown_slug(engine: &Engine, slug: &str) -> Vec<String> {
-    match teardown::find(engine, Some(&format!("{}={slug}", labels::SLUG))).await {
-        Ok(objects) => teardown::remove(engine, &objects).await,
-        Err(e) => vec![format!("cannot list the bottle's objects: {e}")],
     }
 }
 

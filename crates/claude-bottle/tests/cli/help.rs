@@ -54,3 +54,10 @@ fn unknown_command_is_usage() {
     assert_eq!(code, 2);
     assert!(err.contains("unrecognized subcommand"), "{err}");
 }
+
+#[test]
+fn help_logs_and_stop() {
+    let t = TestEnv::new();
+    insta::assert_snapshot!("help_logs", t.run(t.cmd(&["logs", "--help"])).1);
+    insta::assert_snapshot!("help_stop", t.run(t.cmd(&["stop", "--help"])).1);
+}

@@ -1,0 +1,551 @@
+//! The outbox: what the agent made in its git repositories, saved to the
+//! host before the bottle is removed (`docker.md`, "Teardown").
+//!
+//! At the end of launch [`snapshot`] records the object ids every ref of
+//! `/workspace` and each `/workspace/<name>` repository points at. At
+//! teardown [`save`] writes, per repository, a `git bundle` of every ref
+//! and commit not reachable from those ids (nor from remote-tracking refs,
+//! which hold what came from upstream) and a patch of uncommitted changes:
+//! staged, unstaged and untracked files that are not ignored, diffed from a
+//! scratch copy of the index so the agent's own index is left alone.
+//!
+//! Git runs in the agent container as uid 1000 through exec; the bytes come
+//! back over the exec's stdout, bounded by [`MAX_ARTIFACT`] on both sides,
+//! and under a deadline.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::engine::{Engine, EngineError};
+use crate::exec::{self, Chunk, Exec};
+
+/// Largest bundle or patch taken out of a bottle (1 GiB).
+pub const MAX_ARTIFACT: u64 = 1024 * 1024 * 1024;
+/// Deadline for listing the repositories and their refs.
+pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline for producing and copying out one bundle or patch.
+pub const ARTIFACT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most refs per repository kept from a snapshot; past this the rest are
+/// dropped, so more (never less) goes into the bundle.
+pub const MAX_SNAPSHOT_IDS: usize = 100_000;
+/// The workspace inside the agent container.
+pub const WORKSPACE: &str = "/workspace";
+
+/// The agent's user: git runs as it, so files it creates stay its own.
+const AGENT_UID: &str = "1000";
+
+/// Why part of the outbox could not be saved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the {what} of `{repo}` is over {limit} bytes and was not saved")]
+    TooLarge {
+        repo: String,
+        what: &'static str,
+        limit: u64,
+    },
+    #[error("git could not make the {what} of `{repo}`: {stderr}")]
+    Git {
+        repo: String,
+        what: &'static str,
+        stderr: String,
+    },
+    #[error("the {what} of `{repo}` took longer than {limit:?} and was not saved")]
+    Timeout {
+        repo: String,
+        what: &'static str,
+        limit: Duration,
+    },
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("listing the repositories in `{WORKSPACE}` took longer than {0:?}")]
+    SnapshotTimeout(Duration),
+}
+
+/// The object ids each repository's refs pointed at when the agent started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartRefs {
+    repos: BTreeMap<String, Vec<String>>,
+}
+
+/// What [`save`] wrote.
+#[derive(Debug, Default)]
+pub struct Saved {
+    /// Created only when something was new.
+    pub dir: Option<PathBuf>,
+    pub files: Vec<PathBuf>,
+    pub failures: Vec<OutboxError>,
+}
+
+/// Record the refs of every repository in the workspace.
+pub async fn snapshot(engine: &Engine, container: &str) -> Result<StartRefs, OutboxError> {
+    let run = exec::run(
+        engine,
+        container,
+        Exec {
+            cmd: sh(SNAPSHOT_SCRIPT, &[]),
+            user: Some(AGENT_UID.into()),
+            ..Default::default()
+        },
+    );
+    let out = tokio::time::timeout(SNAPSHOT_TIMEOUT, run)
+        .await
+        .map_err(|_| OutboxError::SnapshotTimeout(SNAPSHOT_TIMEOUT))??;
+    Ok(StartRefs::parse(&out.stdout_text()))
+}
+
+/// Save a bundle and a patch for each repository in the workspace into
+/// `dir` (created 0700 on the first file; files 0600). `start` is `None`
+/// when the refs at the start are unknown: then every commit not on a
+/// remote-tracking ref counts as new. Every repository is tried even when
+/// one fails.
+pub async fn save(
+    engine: &Engine,
+    container: &str,
+    start: Option<&StartRefs>,
+    dir: &Path,
+) -> Saved {
+    let mut saved = Saved::default();
+    let repos = match snapshot(engine, container).await {
+        Ok(now) => now.repos.into_keys().collect::<Vec<_>>(),
+        Err(e) => {
+            saved.failures.push(e);
+            return saved;
+        }
+    };
+    let mut names = Vec::new();
+    for repo in repos {
+        let base = unique(file_stem(&repo), &mut names);
+        let ids = start
+            .and_then(|s| s.repos.get(&repo))
+            .map(|ids| ids.join("\n"))
+            .unwrap_or_default();
+        let artifacts = [
+            ("bundle", BUNDLE_SCRIPT, format!("{base}.bundle"), ids),
+            (
+                "patch",
+                PATCH_SCRIPT,
+                format!("{base}.patch"),
+                String::new(),
+            ),
+        ];
+        for (what, script, file, stdin) in artifacts {
+            let path = dir.join(file);
+            match artifact(engine, container, &repo, what, script, stdin, dir, &path).await {
+                Ok(true) => {
+                    saved.dir = Some(dir.to_path_buf());
+                    saved.files.push(path);
+                }
+                Ok(false) => {}
+                Err(e) => saved.failures.push(e),
+            }
+        }
+    }
+    saved
+}
+
+// === impl StartRefs ===
+
+impl StartRefs {
+    /// Read the snapshot text: `repo PATH` lines, each followed by the
+    /// object ids of its refs. Paths outside the workspace and ids that are
+    /// not hex are dropped: the text comes from the agent's container.
+    pub fn parse(text: &str) -> StartRefs {
+        let mut repos: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut current: Option<&mut Vec<String>> = None;
+        for line in text.lines() {
+            if let Some(path) = line.strip_prefix("repo ") {
+                current = if is_repo_path(path) {
+                    Some(repos.entry(path.to_string()).or_default())
+                } else {
+                    None
+                };
+            } else if let Some(ids) = current.as_mut()
+                && is_object_id(line)
+                && ids.len() < MAX_SNAPSHOT_IDS
+            {
+                ids.push(line.to_string());
+            }
+        }
+        for ids in repos.values_mut() {
+            ids.sort();
+            ids.dedup();
+        }
+        StartRefs { repos }
+    }
+
+    /// The same text [`StartRefs::parse`] reads, for the state folder.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (repo, ids) in &self.repos {
+            out.push_str("repo ");
+            out.push_str(repo);
+            out.push('\n');
+            for id in ids {
+                out.push_str(id);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Repository paths in the container.
+    pub fn repos(&self) -> impl Iterator<Item = &str> {
+        self.repos.keys().map(String::as_str)
+    }
+}
+
+// Lists `/workspace` and each `/workspace/<name>` that is the top of a git
+// work tree, each with the object ids of HEAD and every ref.
+const SNAPSHOT_SCRIPT: &str = r#"
+for d in /workspace /workspace/*; do
+  [ -d "$d" ] || continue
+  top=$(git -c safe.directory='*' -C "$d" rev-parse --show-toplevel 2>/dev/null) || continue
+  [ "$top" = "$d" ] || continue
+  printf 'repo %s\n' "$d"
+  git -c safe.directory='*' -C "$d" rev-parse -q --verify HEAD 2>/dev/null
+  git -c safe.directory='*' -C "$d" for-each-ref --format='%(objectname)' 2>/dev/null
+done
+exit 0
+"#;
+
+// $1 repo, $2 limit; stdin: object ids at the start. Exit 0 with no output
+// when nothing is new, 3 when too large.
+const BUNDLE_SCRIPT: &str = r#"
+set -e
+cd "$1"
+t=$(mktemp -d)
+trap 'rm -rf "$t"' EXIT
+g() { git -c safe.directory='*' "$@"; }
+cat > "$t/start"
+g for-each-ref --format='%(objectname)' refs/remotes >> "$t/start"
+g cat-file --batch-check='%(objectname)' < "$t/start" | grep -v ' missing$' | sed 's/^/^/' > "$t/not" || true
+if ! g bundle create "$t/out" --all --stdin < "$t/not" 2> "$t/err"; then
+  if grep -q 'empty bundle' "$t/err"; then exit 0; fi
+  cat "$t/err" >&2
+  exit 1
+fi
+size=$(wc -c < "$t/out")
+if [ "$size" -gt "$2" ]; then echo "$size bytes" >&2; exit 3; fi
+cat "$t/out"
+"#;
+
+// $1 repo, $2 limit. Staged, unstaged and untracked (not ignored) changes
+// against HEAD, through a scratch index; the agent's index is only read.
+const PATCH_SCRIPT: &str = r#"
+set -e
+cd "$1"
+t=$(mktemp -d)
+trap 'rm -rf "$t"' EXIT
+g() { git -c safe.directory='*' -c core.quotepath=off "$@"; }
+idx=$(g rev-parse --git-path index)
+if [ -f "$idx" ]; then cp "$idx" "$t/index"; fi
+export GIT_INDEX_FILE="$t/index"
+g add -A -- . 2> "$t/err" || { cat "$t/err" >&2; exit 1; }
+base=$(g rev-parse -q --verify 'HEAD^{tree}' 2>/dev/null || g hash-object -t tree /dev/null)
+g diff --cached --binary --no-ext-diff --no-textconv "$base" > "$t/out"
+size=$(wc -c < "$t/out")
+if [ "$size" -gt "$2" ]; then echo "$size bytes" >&2; exit 3; fi
+cat "$t/out"
+"#;
+
+/// Run one artifact script and stream its stdout into `path`. Returns
+/// whether a file was written (false: nothing new).
+#[allow(clippy::too_many_arguments)]
+async fn artifact(
+    engine: &Engine,
+    container: &str,
+    repo: &str,
+    what: &'static str,
+    script: &str,
+    stdin: String,
+    dir: &Path,
+    path: &Path,
+) -> Result<bool, OutboxError> {
+    let mut sink = FileSink::new(dir, path);
+    let mut stderr = Vec::new();
+    let mut on_chunk = |chunk: Chunk<'_>| match chunk {
+        Chunk::Stdout(b) => sink.write(b),
+        Chunk::Stderr(b) if stderr.len() < 64 * 1024 => stderr.extend_from_slice(b),
+        Chunk::Stderr(_) => {}
+    };
+    let run = exec::run_with(
+        engine,
+        container,
+        Exec {
+            cmd: sh(script, &[repo, &MAX_ARTIFACT.to_string()]),
+            user: Some(AGENT_UID.into()),
+            stdin: Some(stdin.into_bytes()),
+            ..Default::default()
+        },
+        &mut on_chunk,
+    );
+    let result = tokio::time::timeout(ARTIFACT_TIMEOUT, run).await;
+    let code = match result {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            sink.discard();
+            return Err(e.into());
+        }
+        Err(_) => {
+            sink.discard();
+            return Err(OutboxError::Timeout {
+                repo: repo.into(),
+                what,
+                limit: ARTIFACT_TIMEOUT,
+            });
+        }
+    };
+    let too_large = code == 3 || sink.over;
+    if code != 0 || too_large {
+        sink.discard();
+        if too_large {
+            return Err(OutboxError::TooLarge {
+                repo: repo.into(),
+                what,
+                limit: MAX_ARTIFACT,
+            });
+        }
+        let text = String::from_utf8_lossy(&stderr);
+        return Err(OutboxError::Git {
+            repo: repo.into(),
+            what,
+            stderr: one_line(&text),
+        });
+    }
+    sink.finish()
+}
+
+/// Writes exec output to a file created on the first byte, with the folder
+/// created 0700 then; stops counting past [`MAX_ARTIFACT`].
+struct FileSink<'a> {
+    dir: &'a Path,
+    path: &'a Path,
+    file: Option<std::fs::File>,
+    written: u64,
+    over: bool,
+    error: Option<std::io::Error>,
+}
+
+impl<'a> FileSink<'a> {
+    fn new(dir: &'a Path, path: &'a Path) -> Self {
+        FileSink {
+            dir,
+            path,
+            file: None,
+            written: 0,
+            over: false,
+            error: None,
+        }
+    }
+
+    fn write(&mut self, b: &[u8]) {
+        if self.over || self.error.is_some() || b.is_empty() {
+            return;
+        }
+        self.written += b.len() as u64;
+        if self.written > MAX_ARTIFACT {
+            self.over = true;
+            return;
+        }
+        if self.file.is_none() {
+            match create_private(self.dir, self.path) {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    self.error = Some(e);
+                    return;
+                }
+            }
+        }
+        if let Some(f) = self.file.as_mut()
+            && let Err(e) = f.write_all(b)
+        {
+            self.error = Some(e);
+        }
+    }
+
+    fn discard(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
+
+    fn finish(mut self) -> Result<bool, OutboxError> {
+        if let Some(e) = self.error.take() {
+            self.discard();
+            return Err(OutboxError::Write {
+                path: self.path.to_path_buf(),
+                source: e,
+            });
+        }
+        match self.file.take() {
+            None => Ok(false),
+            Some(f) => f.sync_all().map(|()| true).map_err(|e| OutboxError::Write {
+                path: self.path.to_path_buf(),
+                source: e,
+            }),
+        }
+    }
+}
+
+/// A new file, 0600, in `dir` (made 0700 if missing); never overwrites.
+pub fn create_private(dir: &Path, path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn sh(script: &str, args: &[&str]) -> Vec<String> {
+    let mut cmd = vec!["sh".into(), "-c".into(), script.into(), "sh".into()];
+    cmd.extend(args.iter().map(|a| a.to_string()));
+    cmd
+}
+
+fn is_repo_path(p: &str) -> bool {
+    if p == WORKSPACE {
+        return true;
+    }
+    p.strip_prefix("/workspace/").is_some_and(|name| {
+        !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains('/')
+            && !name.chars().any(char::is_control)
+    })
+}
+
+fn is_object_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `workspace` for the workspace itself, else the folder's name with
+/// anything but `[A-Za-z0-9._-]` replaced, never starting with a dot.
+fn file_stem(repo: &str) -> String {
+    match repo.strip_prefix("/workspace/") {
+        None => "workspace".into(),
+        Some(name) => {
+            let s: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("workspace.{}", s.trim_start_matches('.'))
+        }
+    }
+}
+
+fn unique(stem: String, taken: &mut Vec<String>) -> String {
+    let mut name = stem.clone();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{stem}-{n}");
+        n += 1;
+    }
+    taken.push(name.clone());
+    name
+}
+
+fn one_line(text: &str) -> String {
+    let t: String = text
+        .trim()
+        .lines()
+        .collect::<Vec<_>>()
+        .join("; ")
+        .chars()
+        .take(500)
+        .collect();
+    if t.is_empty() { "no message".into() } else { t }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn snapshot_text_round_trips_and_drops_what_is_not_ours() {
+        let text = format!(
+            "repo /workspace\n{A}\n{B}\n{A}\nrepo /etc\n{A}\nrepo /workspace/app\nnot-an-id\n{B}\nrepo /workspace/a/b\n{A}\n"
+        );
+        let s = StartRefs::parse(&text);
+        assert_eq!(
+            s.repos().collect::<Vec<_>>(),
+            ["/workspace", "/workspace/app"]
+        );
+        assert_eq!(s.repos["/workspace"], [A, B]);
+        assert_eq!(s.repos["/workspace/app"], [B]);
+        assert_eq!(StartRefs::parse(&s.to_text()), s);
+        assert_eq!(StartRefs::parse(""), StartRefs::default());
+    }
+
+    #[test]
+    fn repo_paths_stay_in_the_workspace() {
+        assert!(is_repo_path("/workspace"));
+        assert!(is_repo_path("/workspace/app"));
+        for bad in [
+            "/workspace/",
+            "/workspace/..",
+            "/workspace/a/b",
+            "/etc",
+            "/workspace/a\u{1b}b",
+        ] {
+            assert!(!is_repo_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_names_are_plain_and_unique() {
+        let mut taken = Vec::new();
+        assert_eq!(unique(file_stem("/workspace"), &mut taken), "workspace");
+        assert_eq!(
+            unique(file_stem("/workspace/my app"), &mut taken),
+            "workspace.my_app"
+        );
+        assert_eq!(
+            unique(file_stem("/workspace/my_app"), &mut taken),
+            "workspace.my_app-2"
+        );
+        assert_eq!(
+            unique(file_stem("/workspace/..hidden"), &mut taken),
+            "workspace.hidden"
+        );
+    }
+
+    #[test]
+    fn file_sink_writes_nothing_for_no_output() {
+        let tmp = std::env::temp_dir().join(format!("outbox-sink-{}", std::process::id()));
+        let path = tmp.join("x.patch");
+        let sink = FileSink::new(&tmp, &path);
+        assert!(!sink.finish().unwrap());
+        assert!(!tmp.exists(), "no folder when nothing is new");
+        let mut sink = FileSink::new(&tmp, &path);
+        sink.write(b"diff");
+        assert!(sink.finish().unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&tmp), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

@@ -1,0 +1,62 @@
+//! `stop SLUG|--all`: tear a bottle down (save the outbox and audit log,
+//! print the summary, remove it); meant for bottles started with `--keep`.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bottle_docker::Engine;
+
+use crate::report::{EngineFailure, UsageError};
+use crate::settings::Settings;
+
+use super::finish::{self, Known};
+
+pub fn run(settings: &Settings, slug: Option<String>, all: bool) -> Result<ExitCode> {
+    if let Some(s) = &slug {
+        super::logs::check_slug(s)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let engine = Engine::connect()
+            .await
+            .map_err(|e| EngineFailure::new(e.to_string(), Some(e.hint().to_string())))?;
+        let wanted = if all { None } else { slug.as_deref() };
+        let objects = finish::objects(&engine, wanted)
+            .await
+            .map_err(|e| EngineFailure::new(format!("cannot list labelled objects: {e}"), None))?;
+        let slugs: BTreeSet<String> = objects.into_iter().map(|o| o.slug).collect();
+        if slugs.is_empty() {
+            if all {
+                eprintln!("no bottle is running");
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(UsageError::new(format!(
+                "no bottle `{}` is running",
+                slug.unwrap_or_default()
+            ))
+            .with_hint("`claude-bottle list running` shows the running bottles")
+            .into());
+        }
+        let mut failures = Vec::new();
+        for s in &slugs {
+            eprintln!("stopping bottle `{s}`");
+            let done = finish::finish(settings, &engine, s, Known::default()).await;
+            if done.is_clean() {
+                eprintln!("bottle `{s}` is stopped and removed");
+            }
+            failures.extend(done.failures.into_iter().map(|f| format!("`{s}`: {f}")));
+        }
+        if !failures.is_empty() {
+            return Err(EngineFailure::new(
+                format!("stop did not finish cleanly:\n  {}", failures.join("\n  ")),
+                Some("`claude-bottle cleanup --all` removes what was left behind".into()),
+            )
+            .into());
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

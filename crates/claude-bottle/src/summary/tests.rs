@@ -1,0 +1,121 @@
+use std::path::PathBuf;
+
+use super::*;
+
+const LOG: &str = r#"ready proxy 0.0.0.0:3128, dns 0.0.0.0:53
+{"ts":"2026-01-05T10:00:00.001Z","kind":"connect","decision":"allow","rule":"api.anthropic.com","host":"api.anthropic.com","method":"CONNECT","bytes":10,"ms":3}
+{"ts":"2026-01-05T10:00:00.002Z","kind":"http","decision":"allow","rule":"allowed.test","host":"allowed.test","method":"GET","path":"/","status":200,"bytes":10,"ms":3}
+{"ts":"2026-01-05T10:00:00.003Z","kind":"connect","decision":"allow","rule":"api.anthropic.com","host":"api.anthropic.com","method":"CONNECT","bytes":10,"ms":3}
+{"ts":"2026-01-05T10:00:00.004Z","kind":"http","decision":"block","reason":"no-route","host":"denied.example","method":"GET","path":"/","status":403,"bytes":0,"ms":0}
+{"ts":"2026-01-05T10:00:00.005Z","kind":"connect","decision":"block","reason":"no-route","host":"evil.example:443","method":"CONNECT","status":403,"bytes":0,"ms":0}
+{"ts":"2026-01-05T10:00:00.006Z","kind":"http","decision":"block","reason":"method","rule":"allowed.test","host":"allowed.test","method":"POST","path":"/x","status":403,"bytes":0,"ms":0}
+{"ts":"2026-01-05T10:00:00.007Z","kind":"http","decision":"block","reason":"dlp","rule":"github-pat","host":"paste.example","method":"POST","path":"/","status":403,"bytes":0,"ms":0}
+{"ts":"2026-01-05T10:00:00.007Z","kind":"http","decision":"block","reason":"upstream-error","rule":"allowed.test","host":"allowed.test","method":"GET","path":"/down","status":502,"bytes":0,"ms":7}
+{"ts":"2026-01-05T10:00:00.008Z","kind":"dns","decision":"block","reason":"dns-refused","host":"c2VjcmV0.attacker.example","bytes":0,"ms":0}
+{"ts":"2026-01-05T10:00:00.009Z","kind":"git-push","decision":"allow","host":"github.com","repo":"app","method":"POST","path":"/app.git/git-receive-pack","bytes":0,"ms":0}
+{"ts":"2026-01-05T10:00:00.010Z","kind":"git-push","decision":"block","reason":"git-secret","host":"github.com","repo":"app","message":"commit abc: a secret","bytes":0,"ms":0}
+"#;
+
+fn events() -> Vec<AuditEvent> {
+    LOG.lines().filter_map(AuditEvent::parse).collect()
+}
+
+fn tally() -> Tally {
+    let mut t = Tally::default();
+    for e in events() {
+        t.add(&e);
+    }
+    t
+}
+
+#[test]
+fn only_events_parse() {
+    assert_eq!(events().len(), 11);
+    assert_eq!(AuditEvent::parse("ready proxy"), None);
+    assert_eq!(AuditEvent::parse(r#"{"kind":"http"}"#), None, "no decision");
+    assert_eq!(AuditEvent::parse("[]"), None);
+}
+
+#[test]
+fn summary_names_counts_places_and_routes() {
+    let saved = Saved {
+        outbox: Some(PathBuf::from(
+            "/home/u/.claude-bottle/outbox/dev-1-20260105T100001Z",
+        )),
+        outbox_files: 2,
+        outbox_checked: true,
+        log: Some(PathBuf::from(
+            "/home/u/.claude-bottle/logs/dev-1-20260105T100001Z.jsonl",
+        )),
+        bottle: Some("dev".into()),
+    };
+    insta::assert_snapshot!("summary_full", render("dev-1", &tally(), &saved));
+}
+
+#[test]
+fn summary_of_a_quiet_bottle() {
+    let saved = Saved {
+        log: Some(PathBuf::from("/h/logs/x.jsonl")),
+        outbox_checked: true,
+        ..Default::default()
+    };
+    insta::assert_snapshot!("summary_quiet", render("x", &Tally::default(), &saved));
+}
+
+#[test]
+fn event_lines() {
+    let lines: Vec<String> = events().iter().map(AuditEvent::line).collect();
+    insta::assert_snapshot!("event_lines", lines.join("\n"));
+}
+
+#[test]
+fn hosts_are_bounded_and_ranked() {
+    let mut t = Tally::default();
+    for _ in 0..3 {
+        t.add(
+            &AuditEvent::parse(
+                r#"{"kind":"http","decision":"block","reason":"no-route","host":"top.example"}"#,
+            )
+            .unwrap(),
+        );
+    }
+    for i in 0..(MAX_HOSTS + 10) {
+        let line = format!(
+            r#"{{"kind":"http","decision":"block","reason":"no-route","host":"h{i}.example"}}"#
+        );
+        t.add(&AuditEvent::parse(&line).unwrap());
+    }
+    assert_eq!(t.refused.by_host.len(), MAX_HOSTS);
+    assert_eq!(t.refused.total, MAX_HOSTS as u64 + 13);
+    let line = t.refused.line();
+    assert!(
+        line.starts_with(&format!("{} (top.example 3, h0.example 1,", MAX_HOSTS + 13)),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(&format!("+{} more and others)", MAX_HOSTS - 5)),
+        "{line}"
+    );
+    let text = render("s", &t, &Saved::default());
+    assert_eq!(text.matches("hint: to allow").count(), 5, "{text}");
+    assert!(
+        text.contains("more refused hosts; `claude-bottle logs s`"),
+        "{text}"
+    );
+    assert!(text.contains("in the bottle"), "{text}");
+}
+
+#[test]
+fn ports_and_control_characters() {
+    assert_eq!(strip_port("evil.example:443"), "evil.example");
+    assert_eq!(strip_port("[::1]:443"), "[::1]");
+    assert_eq!(strip_port("::1"), "::1");
+    assert_eq!(strip_port("plain.example"), "plain.example");
+    let e = AuditEvent::parse(
+        r#"{"kind":"http","decision":"block","host":"a\u001b[31m.example","path":"/\u0007"}"#,
+    )
+    .unwrap();
+    let line = e.line();
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+    assert!(line.contains(r"a\u{1b}[31m.example/\u{7}"), "{line}");
+}
