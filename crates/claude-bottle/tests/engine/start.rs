@@ -618,6 +618,6 @@ fn copy_cwd_through_a_derived_image() {
     assert_eq!(
         String::from_utf8_lossy(&images.stdout).trim(),
         "",
-        "the derived image is removed"
+        "the derived image is removed: {stderr}"
     );
 }
