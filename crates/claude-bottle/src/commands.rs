@@ -1,5 +1,6 @@
 //! One module per command; `run` picks the one the user asked for.
 
+mod attach;
 mod build;
 mod cleanup;
 mod completions;
@@ -41,7 +42,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             bottle_egress::run_standalone(&config, listen)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Attach { .. } => not_yet("`attach`"),
+        Command::Attach { slug } => attach::run(&slug),
         Command::Logs {
             format: Format::Text | Format::Json,
             ..

@@ -12,6 +12,7 @@ mod output;
 mod progress;
 mod report;
 mod settings;
+mod terminal;
 
 use std::process::ExitCode;
 
