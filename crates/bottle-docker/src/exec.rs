@@ -1,6 +1,8 @@
 //! Running a process in a bottle's container through the engine's exec API:
 //! optional bytes on stdin (how files reach a tmpfs, and how secrets stay
-//! off command lines), output collected or streamed, exit code returned.
+//! off command lines), output collected or streamed, exit code returned;
+//! or interactively with a TTY ([`run_tty`]: keystrokes and window sizes
+//! in, raw output out).
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
@@ -181,4 +183,143 @@ pub async fn write_file(
         });
     }
     Ok(())
+}
+
+/// What the local side sends to an interactive exec.
+#[derive(Debug)]
+pub enum TtyInput {
+    /// Bytes typed on the local terminal, passed on unchanged.
+    Bytes(Vec<u8>),
+    /// The local terminal's new size, in characters.
+    Resize { rows: u16, cols: u16 },
+}
+
+/// How many times, and how far apart, the exit code of an exec whose output
+/// has ended is asked for before giving up: the engine may record the exit
+/// a moment after it closes the stream.
+const EXIT_POLLS: u32 = 100;
+const EXIT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Run `exec` with a TTY, interactively: `input` carries keystrokes and
+/// window sizes (the first size is applied as soon as the exec has
+/// started), every byte of output goes to `output`, and the exit code comes
+/// back once the process ends. When `input` closes, the exec's stdin is
+/// closed and its output is still read to the end. `exec.stdin` is unused.
+pub async fn run_tty(
+    engine: &Engine,
+    container: &str,
+    exec: Exec,
+    size: Option<(u16, u16)>,
+    mut input: tokio::sync::mpsc::Receiver<TtyInput>,
+    output: &mut (dyn FnMut(&[u8]) + Send),
+) -> Result<i64, EngineError> {
+    let d = &engine.docker;
+    let created = d
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(true),
+                env: Some(exec.env),
+                cmd: Some(exec.cmd),
+                user: exec.user,
+                working_dir: exec.workdir,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| api("create exec", e))?;
+    let id = created.id;
+    let started = d
+        .start_exec(
+            &id,
+            Some(StartExecOptions {
+                detach: false,
+                tty: true,
+                output_capacity: None,
+            }),
+        )
+        .await
+        .map_err(|e| api("start exec", e))?;
+    let resize = |rows: u16, cols: u16| {
+        d.resize_exec(
+            &id,
+            bollard::exec::ResizeExecOptions {
+                height: rows,
+                width: cols,
+            },
+        )
+    };
+    if let Some((rows, cols)) = size {
+        // A refused resize leaves an 80x24 session, not a broken one.
+        let _ = resize(rows, cols).await;
+    }
+    if let StartExecResults::Attached {
+        output: mut stream,
+        input: mut stdin,
+    } = started
+    {
+        let writer = async {
+            while let Some(event) = input.recv().await {
+                match event {
+                    TtyInput::Bytes(mut bytes) => {
+                        let sent = stdin.write_all(&bytes).await;
+                        // Keystrokes may be a password typed to the agent.
+                        bytes.fill(0);
+                        if sent.is_err() || stdin.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    TtyInput::Resize { rows, cols } => {
+                        let _ = resize(rows, cols).await;
+                    }
+                }
+            }
+            let _ = stdin.shutdown().await;
+        };
+        let reader = async {
+            while let Some(item) = stream.next().await {
+                match item.map_err(|e| api("read exec output", e))? {
+                    LogOutput::StdOut { message }
+                    | LogOutput::Console { message }
+                    | LogOutput::StdErr { message } => output(&message),
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+            Ok::<(), EngineError>(())
+        };
+        tokio::pin!(reader);
+        tokio::select! {
+            read = &mut reader => read?,
+            () = writer => (&mut reader).await?,
+        }
+    }
+    exit_code(engine, &id).await
+}
+
+/// The exit code of a finished exec, waiting briefly for the engine to
+/// record it.
+async fn exit_code(engine: &Engine, id: &str) -> Result<i64, EngineError> {
+    for _ in 0..EXIT_POLLS {
+        let inspected = engine
+            .docker
+            .inspect_exec(id)
+            .await
+            .map_err(|e| api("inspect exec", e))?;
+        if inspected.running != Some(true)
+            && let Some(code) = inspected.exit_code
+        {
+            return Ok(code);
+        }
+        tokio::time::sleep(EXIT_POLL_INTERVAL).await;
+    }
+    Err(EngineError::Api {
+        what: "inspect exec",
+        reason: format!(
+            "the session ended but the engine reported no exit code within {:?}",
+            EXIT_POLL_INTERVAL * EXIT_POLLS
+        ),
+    })
 }

@@ -7,3 +7,6 @@ pub const OWNER: &str = "io.claude-bottle.owner";
 pub const KEEP: &str = "io.claude-bottle.keep";
 pub const VERSION: &str = "io.claude-bottle.version";
 pub const BINARY_SHA256: &str = "io.claude-bottle.binary-sha256";
+/// On the agent container: its command as a JSON array of strings (not
+/// secret), so `attach` runs the same program in a new session.
+pub const COMMAND: &str = "io.claude-bottle.command";

@@ -37,6 +37,16 @@ pub struct Inputs {
     pub skills: Option<Vec<u8>>,
 }
 
+/// The agent container's labels: the bottle's, its role, and its command
+/// (for `attach`).
+fn agent_labels(base: &HashMap<String, String>, command: &[String]) -> HashMap<String, String> {
+    let mut l = labels_for(base, "agent");
+    if let Ok(json) = serde_json::to_string(command) {
+        l.insert(labels::COMMAND.into(), json);
+    }
+    l
+}
+
 /// Create and provision everything. On error the caller tears down by label.
 pub async fn launch(
     engine: &Engine,
@@ -87,7 +97,7 @@ pub async fn launch(
         network: plan.networks[0].clone(),
         dns: Some(sidecar_ip),
         env,
-        labels: labels_for(base_labels, "agent"),
+        labels: agent_labels(base_labels, &plan.agent.command),
         memory: plan.resources.memory.clone(),
         cpus: plan.resources.cpus,
         pids: plan.resources.pids,

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod attach;
 pub mod auditlog;
 pub mod derived;
 pub mod engine;

@@ -27,6 +27,14 @@ pub enum Command {
     /// Resolve an agent's plan, show the preflight, launch its bottle and attach
     Start(StartArgs),
     /// Attach a new agent session to a running bottle
+    #[command(
+        long_about = "Attach a new agent session to a running bottle, typically one started with \
+                      `start --keep`.\n\n\
+                      Runs the agent's command again inside the bottle, interactively, with the \
+                      bottle's env and system prompt; this terminal is the agent's until the \
+                      session ends, and the bottle keeps running after it (`stop` ends it). \
+                      Needs a terminal. Exits with the agent's exit code."
+    )]
     Attach {
         /// The bottle's slug (see `claude-bottle list running`)
         slug: String,
@@ -159,7 +167,8 @@ pub struct StartArgs {
     /// Launch without asking
     #[arg(short, long)]
     pub yes: bool,
-    /// Run the agent once, non-interactively, with this prompt
+    /// Run the agent once, non-interactively, with this prompt (without it the session is
+    /// interactive and needs a terminal)
     #[arg(long)]
     pub prompt: Option<String>,
     /// End the agent after this long (e.g. 30m)

@@ -1,5 +1,6 @@
 //! One module per command; `run` picks the one the user asked for.
 
+mod attach;
 mod build;
 mod cleanup;
 mod completions;
@@ -21,7 +22,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, Format, SidecarPart};
-use crate::report::{EXIT_ENGINE, EngineFailure};
 use crate::settings::Settings;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -44,7 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             bottle_egress::run_standalone(&config, listen)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Attach { .. } => not_yet("`attach`"),
+        Command::Attach { slug } => attach::run(&slug),
         Command::Logs {
             slug,
             follow,
@@ -77,14 +77,4 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             part: Some(SidecarPart::Hook { name }),
         } => sidecar::hook(&name),
     }
-}
-
-/// Commands whose backend has not landed yet say so plainly (exit 3).
-fn not_yet(what: &str) -> Result<ExitCode> {
-    let _ = EXIT_ENGINE;
-    Err(EngineFailure::new(
-        format!("{what} is not implemented yet in this version of claude-bottle"),
-        Some("`claude-bottle start AGENT --dry-run` shows what a launch would do".to_string()),
-    )
-    .into())
 }

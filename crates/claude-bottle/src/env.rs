@@ -20,3 +20,6 @@ pub fn var(name: &str) -> Option<String> {
 pub const TEST_LABEL: &str = "CLAUDE_BOTTLE_TEST_LABEL";
 /// Base image for `build` (`--base-image`) and for images `start` builds.
 pub const BASE_IMAGE: &str = "CLAUDE_BOTTLE_BASE_IMAGE";
+/// The local terminal's type, passed to an interactive session's exec so
+/// the agent draws for the terminal it really has.
+pub const TERM: &str = "TERM";

@@ -14,6 +14,7 @@ mod report;
 mod settings;
 mod state;
 mod summary;
+mod terminal;
 
 use std::process::ExitCode;
 

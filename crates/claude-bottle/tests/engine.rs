@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod engine {
+    mod attach;
     mod build;
     mod cleanup;
     mod start;

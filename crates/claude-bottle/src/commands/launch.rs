@@ -1,8 +1,9 @@
-//! `start` past the preflight: images, launch, run the agent once with
-//! `--prompt`, and tear down (`finish`: save, summary, remove) on every
-//! exit path (normal, error, Ctrl-C, SIGTERM, SIGHUP).
+//! `start` past the preflight: the `?` env questions, images, launch, the
+//! agent once with `--prompt` or an interactive session, and teardown
+//! (`finish`: save, summary, remove) on every exit path (normal, error,
+//! Ctrl-C, SIGTERM, SIGHUP).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use anyhow::Result;
 use bottle_docker::image::{self, ImageKind, ImageState};
 use bottle_docker::{Engine, exec, labels, launch, teardown};
 use bottle_plan::Resolved;
+use bottle_secret::Secret;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::progress::Progress;
@@ -19,34 +21,27 @@ use crate::settings::Settings;
 pub struct Run<'a> {
     pub resolved: &'a Resolved,
     pub prompt_text: &'a str,
+    /// `--prompt`: run once without a TTY; `None`: an interactive session.
     pub agent_prompt: Option<String>,
     pub keep: bool,
+    /// The `?` env values to ask for, in order.
+    pub questions: Vec<Question>,
 }
 
-fn engine_failure(e: bottle_docker::EngineError) -> anyhow::Error {
+/// One `?` env value: the variable, and what to show when asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub name: String,
+    pub text: String,
+}
+
+pub(super) fn engine_failure(e: bottle_docker::EngineError) -> anyhow::Error {
     let hint = e.hint().to_string();
     EngineFailure::new(e.to_string(), Some(hint)).into()
 }
 
 pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
     let plan = &run.resolved.plan;
-    if !plan.env.prompted.is_empty() {
-        return Err(UsageError::new(format!(
-            "`{}` is asked at launch, and asking is not implemented yet in this version",
-            plan.env.prompted.join("`, `")
-        ))
-        .with_hint("set the value in the bottle with `${VAR}` for now")
-        .into());
-    }
-    let Some(agent_prompt) = run.agent_prompt else {
-        return Err(UsageError::new(
-            "interactive sessions are not implemented yet in this version",
-        )
-        .with_hint("run the agent once with `--prompt TEXT`")
-        .into());
-    };
-    let env_file = bottle_docker::provision::env_file(&run.resolved.secrets.env)
-        .map_err(|e| UsageError::new(e.to_string()))?;
     let skills = bottle_docker::skills::archive(
         &settings.user_home.join(".claude").join("skills"),
         &plan.agent.skills,
@@ -59,7 +54,31 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
     rt.block_on(async {
         let engine = Engine::connect().await.map_err(engine_failure)?;
         warn_about_leftovers(&engine).await;
-        ensure_images(settings, &engine, plan).await?;
+        // From here on SIGINT, SIGTERM and SIGHUP are ours: each wait below
+        // races them, and the terminal is restored before anything prints.
+        let mut interrupts = Interrupts::new()?;
+        let mut env = run.resolved.secrets.env.clone();
+        let asked = tokio::select! {
+            a = ask(&run.questions) => a?,
+            code = interrupts.next_quiet() => {
+                eprintln!("nothing was created");
+                return Ok(code);
+            }
+        };
+        let Some(asked) = asked else {
+            eprintln!("cancelled: nothing was created");
+            return Ok(ExitCode::from(130));
+        };
+        env.extend(asked);
+        let env_file =
+            bottle_docker::provision::env_file(&env).map_err(|e| UsageError::new(e.to_string()))?;
+        tokio::select! {
+            built = ensure_images(settings, &engine, plan) => built?,
+            code = interrupts.next_quiet() => {
+                eprintln!("nothing was launched");
+                return Ok(code);
+            }
+        }
         let owner = bottle_docker::owner::current();
         crate::state::create(settings, &plan.slug, &owner)?;
         let mut base = HashMap::from([
@@ -72,7 +91,6 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
         if let Some(t) = crate::env::var(crate::env::TEST_LABEL) {
             base.insert("io.claude-bottle.test".into(), t);
         }
-        let mut interrupts = Interrupts::new()?;
         // The workspace's git refs once launched: what the outbox compares with.
         let mut start_refs = None;
         let work = async {
@@ -105,14 +123,13 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
             )
             .await;
             progress.finish(&format!("bottle `{}` is up", plan.slug));
-            run_agent(
-                &engine,
-                &launched.agent_id,
-                plan,
-                &agent_prompt,
-                &run.resolved.secrets,
-            )
-            .await
+            match &run.agent_prompt {
+                Some(text) => run_agent(&engine, &launched.agent_id, plan, text, &env).await,
+                None => {
+                    let cmd = bottle_docker::attach::agent_command(&plan.agent.command, None);
+                    super::attach::session(&engine, &launched.agent_id, cmd, &env).await
+                }
+            }
         };
         let outcome = tokio::select! {
             r = work => r,
@@ -195,6 +212,29 @@ async fn warn_about_leftovers(engine: &Engine) {
     }
 }
 
+/// Ask each `?` env value on the terminal, hidden. `None` when the user
+/// cancelled (Ctrl-C, Ctrl-D, end of input).
+async fn ask(questions: &[Question]) -> Result<Option<BTreeMap<String, Secret>>> {
+    let mut answers = BTreeMap::new();
+    if questions.is_empty() {
+        return Ok(Some(answers));
+    }
+    let mut keys = crate::terminal::Keys::start()?;
+    let mut pending = VecDeque::new();
+    for q in questions {
+        match crate::terminal::ask_hidden(&q.text, &mut keys, &mut pending)
+            .await
+            .map_err(|e| UsageError::new(format!("cannot read `{}`: {e}", q.name)))?
+        {
+            Some(value) => {
+                answers.insert(q.name.clone(), value);
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(answers))
+}
+
 /// Run the agent once: its command, the system prompt as a file for
 /// Claude Code, and TEXT (`-p TEXT` for Claude Code, else a last argument).
 async fn run_agent(
@@ -202,24 +242,10 @@ async fn run_agent(
     container: &str,
     plan: &bottle_plan::Plan,
     text: &str,
-    secrets: &bottle_plan::Secrets,
+    env: &BTreeMap<String, Secret>,
 ) -> Result<ExitCode> {
-    let mut cmd = plan.agent.command.clone();
-    let is_claude = cmd
-        .first()
-        .is_some_and(|c| c.rsplit('/').next() == Some("claude"));
-    if is_claude {
-        cmd.extend([
-            "--append-system-prompt-file".into(),
-            "/run/claude-bottle/prompt.md".into(),
-            "-p".into(),
-            text.into(),
-        ]);
-    } else {
-        cmd.push(text.into());
-    }
-    let env: Vec<String> = secrets
-        .env
+    let cmd = bottle_docker::attach::agent_command(&plan.agent.command, Some(text));
+    let env: Vec<String> = env
         .iter()
         .map(|(k, v)| format!("{k}={}", v.expose()))
         .collect();
@@ -247,12 +273,17 @@ async fn run_agent(
     )
     .await
     .map_err(engine_failure)?;
+    Ok(agent_exit(code))
+}
+
+/// The CLI's exit code for the agent's: the same, said on stderr when it
+/// is not 0 (codes outside 0..=255, which a TTY-less engine error can give,
+/// become 255).
+pub(super) fn agent_exit(code: i64) -> ExitCode {
     if code != 0 {
         eprintln!("the agent exited with code {code}");
     }
-    Ok(ExitCode::from(
-        u8::try_from(code.clamp(0, 255)).unwrap_or(1),
-    ))
+    ExitCode::from(u8::try_from(code).unwrap_or(255))
 }
 
 /// Build a missing or stale image from this executable before launching.
@@ -276,15 +307,17 @@ async fn ensure_images(
     Ok(())
 }
 
-/// Ctrl-C, SIGTERM and SIGHUP end the run; teardown still happens.
-struct Interrupts {
+/// Ctrl-C, SIGTERM and SIGHUP end the run; teardown still happens. (In
+/// raw mode Ctrl-C is a byte for the agent; a SIGINT sent by `kill` still
+/// lands here.)
+pub(super) struct Interrupts {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
 }
 
 impl Interrupts {
-    fn new() -> Result<Self> {
+    pub(super) fn new() -> Result<Self> {
         Ok(Interrupts {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
@@ -292,11 +325,28 @@ impl Interrupts {
         })
     }
 
+    /// The next signal: the exit code it maps to and what happened, with
+    /// the terminal already restored (a session may have made it raw).
+    pub(super) async fn next_signal(&mut self) -> (ExitCode, &'static str) {
+        let got = tokio::select! {
+            _ = self.int.recv() => (ExitCode::from(130), "interrupted"),
+            _ = self.term.recv() => (ExitCode::from(143), "terminated"),
+            _ = self.hup.recv() => (ExitCode::from(129), "hung up"),
+        };
+        crate::terminal::restore();
+        got
+    }
+
+    /// Before anything was created: say what happened, nothing more.
+    async fn next_quiet(&mut self) -> ExitCode {
+        let (code, what) = self.next_signal().await;
+        eprintln!("\n{what}");
+        code
+    }
+
     async fn next(&mut self) -> ExitCode {
-        tokio::select! {
-            _ = self.int.recv() => { eprintln!("\ninterrupted: tearing down"); ExitCode::from(130) }
-            _ = self.term.recv() => { eprintln!("terminated: tearing down"); ExitCode::from(143) }
-            _ = self.hup.recv() => { eprintln!("hung up: tearing down"); ExitCode::from(129) }
-        }
+        let (code, what) = self.next_signal().await;
+        eprintln!("\n{what}: tearing down");
+        code
     }
 }

@@ -1,8 +1,9 @@
-//! `start AGENT`: plan, preflight, and (once the backend lands) launch.
+//! `start AGENT`: plan, preflight, confirm, then launch (`launch.rs`).
 
 use std::process::ExitCode;
 
 use anyhow::Result;
+use bottle_manifest::bottle::EnvValue;
 use bottle_plan::Options;
 
 use crate::cli::{Format, StartArgs};
@@ -10,7 +11,9 @@ use crate::env;
 use crate::output;
 use crate::report::UsageError;
 use crate::settings::Settings;
+use crate::terminal;
 
+use super::launch::Question;
 use super::plan;
 
 pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
@@ -18,6 +21,16 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
         return Err(UsageError::new("`--format json` goes with `--dry-run`")
             .with_hint("add `--dry-run` to print the plan JSON")
             .into());
+    }
+    if args.timeout.is_some() && !args.dry_run {
+        // Accepting it and not enforcing it would be worse than refusing.
+        return Err(
+            UsageError::new("`--timeout` is not implemented yet in this version")
+                .with_hint(
+                    "end the agent yourself (Ctrl-C tears the bottle down), or drop `--timeout`",
+                )
+                .into(),
+        );
     }
     let loaded = plan::load(settings, &args.agent, args.bottle.as_deref())?;
     let engine = plan::engine_facts();
@@ -50,6 +63,29 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
         eprintln!("nothing was created");
         return Ok(ExitCode::SUCCESS);
     }
+    // Only reachable without a terminal with `--yes`: refuse before
+    // anything is created.
+    if !terminal::stdin_is_terminal() {
+        if args.prompt.is_none() {
+            return Err(UsageError::new(
+                "without `--prompt` the agent runs interactively, and stdin is not a terminal",
+            )
+            .with_hint("run from a terminal, or run the agent once with `--prompt TEXT`")
+            .into());
+        }
+        if !plan.env.prompted.is_empty() {
+            return Err(UsageError::new(format!(
+                "`{}` is asked at launch, and stdin is not a terminal to ask on",
+                plan.env.prompted.join("`, `")
+            ))
+            .with_hint(
+                "set the value in the bottle from the host environment with `NAME: ${VAR}`, \
+                 or run from a terminal",
+            )
+            .into());
+        }
+    }
+    let questions = questions(&loaded.bottle, &plan.env.prompted);
     super::launch::run(
         settings,
         super::launch::Run {
@@ -57,8 +93,31 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
             prompt_text: &loaded.agent.prompt,
             agent_prompt: args.prompt,
             keep: args.keep,
+            questions,
         },
     )
+}
+
+/// The question for each `?` value: its own text (`?Text`) or the name,
+/// always with the name, and a note that the answer is hidden.
+fn questions(bottle: &bottle_manifest::MergedBottle, names: &[String]) -> Vec<Question> {
+    names
+        .iter()
+        .map(|name| {
+            let own = bottle.env.get(name).and_then(|e| match &e.value {
+                EnvValue::Prompt(Some(q)) => Some(q.trim()),
+                _ => None,
+            });
+            let text = match own {
+                Some(q) => format!("{q} ({name}, hidden): "),
+                None => format!("{name} (hidden): "),
+            };
+            Question {
+                name: name.clone(),
+                text,
+            }
+        })
+        .collect()
 }
 
 /// `Launch? [y/N]` on the terminal; without one, refuse (use `--yes`).

@@ -119,10 +119,20 @@ fn launch_rules_before_anything_is_created() {
         "{err}"
     );
     assert!(err.contains("--yes"), "{err}");
-    // `?` values cannot be asked yet: said plainly, by name.
+    // `?` values need a terminal to be asked on: said plainly, by name.
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--yes", "--prompt", "true"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("`DB_PASSWORD` is asked at launch"), "{err}");
+    assert!(err.contains("${VAR}"), "{err}");
+    // An interactive session needs a terminal too; the hint is `--prompt`.
+    let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--yes"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("stdin is not a terminal"), "{err}");
+    assert!(err.contains("--prompt TEXT"), "{err}");
+    // So does `attach`, before it asks the engine anything.
+    let (code, _, err) = t.run(t.cmd(&["attach", "some-bottle"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("stdin is not a terminal"), "{err}");
     // --format json goes with --dry-run.
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--format", "json"]));
     assert_eq!(code, 2, "{err}");

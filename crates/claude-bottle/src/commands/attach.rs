@@ -1,0 +1,181 @@
+//! `attach SLUG`, and the interactive session `start` and `attach` share:
+//! the agent's command in an exec with a TTY, the local terminal raw, keys
+//! and window sizes forwarded, the agent's exit code returned.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bottle_docker::exec::{self, TtyInput};
+use bottle_docker::{Engine, attach};
+use bottle_secret::Secret;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::launch::{Interrupts, agent_exit, engine_failure};
+use crate::report::{EngineFailure, UsageError};
+use crate::terminal::{self, Keys, RawMode};
+
+/// Window sizes and keystrokes queued for the engine.
+const INPUT_QUEUE: usize = 64;
+
+pub fn run(slug: &str) -> Result<ExitCode> {
+    if !terminal::stdin_is_terminal() {
+        return Err(UsageError::new(format!(
+            "`attach {slug}` starts an interactive session, and stdin is not a terminal"
+        ))
+        .with_hint(
+            "run it from a terminal; to run the agent once without one, use \
+             `claude-bottle start AGENT --prompt TEXT`",
+        )
+        .into());
+    }
+    let test_label =
+        crate::env::var(crate::env::TEST_LABEL).map(|v| format!("io.claude-bottle.test={v}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let engine = Engine::connect().await.map_err(engine_failure)?;
+        let Some(agent) = attach::find_agent(&engine, slug, test_label.as_deref())
+            .await
+            .map_err(engine_failure)?
+        else {
+            return Err(unknown_slug(&engine, slug).await);
+        };
+        if agent.state != "running" {
+            return Err(EngineFailure::new(
+                format!(
+                    "the agent container `{}` of bottle `{slug}` is {}, not running",
+                    agent.name, agent.state
+                ),
+                Some(
+                    "`claude-bottle cleanup --all` removes it; start a new bottle with \
+                     `claude-bottle start AGENT --keep`"
+                        .into(),
+                ),
+            )
+            .into());
+        }
+        let Some(command) = agent.command else {
+            return Err(EngineFailure::new(
+                format!(
+                    "the agent container `{}` does not say which command it runs \
+                     (label `{}`); it was started by an older claude-bottle",
+                    agent.name,
+                    bottle_docker::labels::COMMAND
+                ),
+                Some("stop the bottle and start it again with this version".into()),
+            )
+            .into());
+        };
+        let env = attach::read_env(&engine, &agent.id)
+            .await
+            .map_err(engine_failure)?;
+        let cmd = attach::agent_command(&command, None);
+        let mut interrupts = Interrupts::new()?;
+        tokio::select! {
+            code = session(&engine, &agent.id, cmd, &env) => code,
+            (code, what) = interrupts.next_signal() => {
+                terminal::restore();
+                eprintln!("\n{what}: leaving the session; the bottle `{slug}` keeps running");
+                Ok(code)
+            }
+        }
+    })
+}
+
+/// The error for a slug with no agent container: what runs instead.
+async fn unknown_slug(engine: &Engine, slug: &str) -> anyhow::Error {
+    let running = bottle_docker::running(engine).await.unwrap_or_default();
+    let slugs: Vec<&str> = running.iter().map(|b| b.slug.as_str()).collect();
+    let now = if slugs.is_empty() {
+        "no bottle is running".to_string()
+    } else {
+        format!("running now: {}", slugs.join(", "))
+    };
+    UsageError::new(format!("no running bottle `{slug}` ({now})"))
+        .with_hint(
+            "`claude-bottle list running` shows the running bottles; \
+             `claude-bottle start AGENT --keep` starts one to attach to",
+        )
+        .into()
+}
+
+/// Run `cmd` interactively in the agent container as the agent user, in
+/// `/workspace`, with `env` as the exec's `Env`; the local terminal is raw
+/// for as long as it runs. Says on stderr when the agent's code is not 0.
+pub(super) async fn session(
+    engine: &Engine,
+    container: &str,
+    cmd: Vec<String>,
+    env: &BTreeMap<String, Secret>,
+) -> Result<ExitCode> {
+    let mut env: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.expose()))
+        .collect();
+    // The engine gives a TTY exec `TERM=xterm`; the local terminal's type
+    // is better. A bottle that sets `TERM` itself keeps its value.
+    if let Some(term) = crate::env::var(crate::env::TERM)
+        && !env.iter().any(|e| e.starts_with("TERM="))
+    {
+        env.push(format!("TERM={term}"));
+    }
+    let mut winch = signal(SignalKind::window_change())?;
+    let mut keys = Keys::start()?;
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let raw = RawMode::stdin().map_err(|e| {
+        UsageError::new(format!("cannot put the terminal in raw mode: {e}"))
+            .with_hint("run from an interactive terminal, or use `--prompt TEXT`")
+    })?;
+    // Keys and window sizes go to the engine until the session ends (this
+    // task is aborted) or stdin ends (the exec's stdin is then closed).
+    let forward = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                typed = keys.next() => match typed {
+                    Some(bytes) => {
+                        if tx.send(TtyInput::Bytes(bytes)).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = winch.recv() => {
+                    if let Some((rows, cols)) = terminal::size()
+                        && tx.send(TtyInput::Resize { rows, cols }).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut sink = |bytes: &[u8]| {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    };
+    let code = exec::run_tty(
+        engine,
+        container,
+        exec::Exec {
+            cmd,
+            env,
+            user: Some("1000".into()),
+            workdir: Some("/workspace".into()),
+            stdin: None,
+        },
+        terminal::size(),
+        rx,
+        &mut sink,
+    )
+    .await;
+    forward.abort();
+    drop(raw);
+    let code = code.map_err(engine_failure)?;
+    Ok(agent_exit(code))
+}

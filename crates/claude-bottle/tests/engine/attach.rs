@@ -1,0 +1,425 @@
+//! Interactive sessions on the real engine, driven through a pseudo-terminal
+//! the way a person would: `start` without `--prompt`, `attach` to a kept
+//! bottle (window size forwarded at start and on SIGWINCH), and the `?` env
+//! questions answered hidden.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::termios::{LocalModes, Winsize, tcgetattr, tcsetwinsize};
+
+const AGENT_BASE: &str = "claude-bottle-test/agent-base:bookworm";
+/// Long enough for a launch that rebuilds the sidecar image on a busy
+/// two-core machine.
+const LAUNCH: Duration = Duration::from_secs(300);
+const SHORT: Duration = Duration::from_secs(30);
+
+struct Home {
+    dir: tempfile::TempDir,
+    agent: String,
+}
+
+fn home(tag: &str, bottle_env: &str) -> Home {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = format!("tty-{tag}-{}", std::process::id());
+    let h = dir.path().join(".claude-bottle");
+    std::fs::create_dir_all(h.join("bottles")).unwrap();
+    std::fs::create_dir_all(h.join("agents")).unwrap();
+    std::fs::write(
+        h.join("bottles/tty.md"),
+        format!("---\n{bottle_env}egress:\n  allow:\n    - host: allowed.test\n---\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        h.join(format!("agents/{agent}.md")),
+        "---\nbottle: tty\n---\nYou are tested.\n",
+    )
+    .unwrap();
+    Home { dir, agent }
+}
+
+fn cli(h: &Home, run: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_claude-bottle"));
+    c.args(args)
+        .env("HOME", h.dir.path())
+        .env("CLAUDE_BOTTLE_BASE_IMAGE", AGENT_BASE)
+        .env("CLAUDE_BOTTLE_TEST_LABEL", run)
+        .env("TERM", "dumb")
+        .current_dir(h.dir.path())
+        .stdin(Stdio::null());
+    c
+}
+
+/// Labelled objects of this test run still on the engine.
+fn leftovers(run: &str) -> Vec<String> {
+    let filter = format!("label=io.claude-bottle.test={run}");
+    let mut out = Vec::new();
+    for (args, format) in [
+        (["ps", "-a"], "{{.Names}}"),
+        (["network", "ls"], "{{.Name}}"),
+    ] {
+        let o = Command::new("docker")
+            .args(args)
+            .args(["--filter", &filter, "--format", format])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    out
+}
+
+/// Removes what a failed test left (after the assertions said so).
+struct Sweep(String);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        let filter = format!("label=io.claude-bottle.test={}", self.0);
+        let ids = |args: &[&str]| -> Vec<String> {
+            let o = Command::new("docker")
+                .args(args)
+                .args(["--filter", &filter])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        };
+        let containers = ids(&["ps", "-aq"]);
+        if !containers.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&containers)
+                .output();
+        }
+        let networks = ids(&["network", "ls", "-q"]);
+        if !networks.is_empty() {
+            let _ = Command::new("docker")
+                .args(["network", "rm"])
+                .args(&networks)
+                .output();
+        }
+    }
+}
+
+/// A pseudo-terminal pair (controller, terminal) of `rows` x `cols`.
+fn pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&controller).unwrap();
+    unlockpt(&controller).unwrap();
+    let name = ptsname(&controller, Vec::new()).unwrap();
+    let terminal = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .unwrap();
+    tcsetwinsize(&terminal, winsize(rows, cols)).unwrap();
+    (controller, terminal)
+}
+
+fn winsize(rows: u16, cols: u16) -> Winsize {
+    Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+/// The CLI with stdin, stdout and stderr on a pseudo-terminal; what it
+/// writes is collected by a thread.
+struct Tty {
+    child: Child,
+    controller: std::fs::File,
+    seen: Arc<Mutex<Vec<u8>>>,
+    /// Where the next `expect` starts looking.
+    from: usize,
+    /// The terminal side, kept open to read its settings (then the output
+    /// reader never sees the end, which `finish` does not need).
+    terminal: Option<OwnedFd>,
+}
+
+impl Tty {
+    fn spawn(cmd: Command) -> Tty {
+        Tty::spawn_with(cmd, false)
+    }
+
+    fn spawn_with(mut cmd: Command, keep_terminal: bool) -> Tty {
+        let (controller, terminal) = pty(33, 111);
+        let kept = keep_terminal.then(|| terminal.try_clone().unwrap());
+        cmd.stdin(Stdio::from(terminal.try_clone().unwrap()))
+            .stdout(Stdio::from(terminal.try_clone().unwrap()))
+            .stderr(Stdio::from(terminal));
+        let child = cmd.spawn().unwrap();
+        // The command holds the terminal's fds: without dropping it, the
+        // controller never sees the end of output.
+        drop(cmd);
+        let controller = std::fs::File::from(controller);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = controller.try_clone().unwrap();
+        let sink = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once every holder of the terminal has closed it.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Tty {
+            child,
+            controller,
+            seen,
+            from: 0,
+            terminal: kept,
+        }
+    }
+
+    /// The terminal's local modes now (needs `spawn_with(_, true)`).
+    fn local_modes(&self) -> LocalModes {
+        tcgetattr(self.terminal.as_ref().unwrap())
+            .unwrap()
+            .local_modes
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Wait until `needle` appears after what earlier calls matched.
+    fn expect(&mut self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = {
+                let seen = self.seen.lock().unwrap();
+                let tail = String::from_utf8_lossy(&seen[self.from.min(seen.len())..]).into_owned();
+                tail.find(needle).map(|i| self.from + i + needle.len())
+            };
+            if let Some(end) = found {
+                self.from = end;
+                return;
+            }
+            if Instant::now() > deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                // One last look: the output may have come with the exit.
+                std::thread::sleep(Duration::from_millis(200));
+                let text = self.text();
+                if text[self.from.min(text.len())..].contains(needle) {
+                    self.from = text.len();
+                    return;
+                }
+                let _ = self.child.kill();
+                panic!("`{needle}` did not appear; the terminal showed:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn type_keys(&mut self, keys: &str) {
+        self.controller.write_all(keys.as_bytes()).unwrap();
+        self.controller.flush().unwrap();
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        tcsetwinsize(&self.controller, winsize(rows, cols)).unwrap();
+    }
+
+    /// Exit code and everything the terminal showed.
+    fn finish(mut self, within: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the CLI did not exit; the terminal showed:\n{}",
+                    self.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        (status.code(), self.text())
+    }
+}
+
+#[test]
+fn interactive_start_runs_a_session_and_tears_down() {
+    if !super::images_ready("interactive_start_runs_a_session_and_tears_down") {
+        return;
+    }
+    let _images = super::image_lock();
+    let run = format!("tty-start-{}", std::process::id());
+    let _sweep = Sweep(run.clone());
+    let h = home("start", "");
+    let mut tty = Tty::spawn(cli(&h, &run, &["start", &h.agent, "--yes"]));
+    // The stand-in's bash prompt (`TERM=dumb` hides the progress lines).
+    tty.expect("/workspace$ ", LAUNCH);
+    tty.type_keys("echo hi-$((6*7)) $(stty size); exit 5\r");
+    tty.expect("hi-42 33 111", SHORT);
+    let (code, text) = tty.finish(LAUNCH);
+    assert_eq!(code, Some(5), "the agent's exit code:\n{text}");
+    assert!(text.contains("the agent exited with code 5"), "{text}");
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+}
+
+/// SIGTERM while the terminal is raw: the terminal is put back, and the
+/// bottle torn down.
+#[test]
+fn sigterm_in_a_session_restores_the_terminal() {
+    if !super::images_ready("sigterm_in_a_session_restores_the_terminal") {
+        return;
+    }
+    let _images = super::image_lock();
+    let run = format!("tty-term-{}", std::process::id());
+    let _sweep = Sweep(run.clone());
+    let h = home("term", "");
+    let mut tty = Tty::spawn_with(cli(&h, &run, &["start", &h.agent, "--yes"]), true);
+    let cooked = tty.local_modes();
+    assert!(cooked.contains(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG));
+    tty.expect("/workspace$ ", LAUNCH);
+    assert!(
+        !tty.local_modes()
+            .intersects(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG),
+        "raw during the session"
+    );
+    let term = Command::new("kill")
+        .args(["-TERM", &tty.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    tty.expect("terminated: tearing down", SHORT);
+    let modes = tty.local_modes();
+    let (code, text) = tty.finish(LAUNCH);
+    assert_eq!(code, Some(143), "{text}");
+    assert_eq!(modes, cooked, "the terminal is restored:\n{text}");
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+}
+
+#[test]
+fn attach_to_a_kept_bottle() {
+    if !super::images_ready("attach_to_a_kept_bottle") {
+        return;
+    }
+    let _images = super::image_lock();
+    let run = format!("tty-attach-{}", std::process::id());
+    let _sweep = Sweep(run.clone());
+    let h = home("att", "env:\n  GREETING: hello-from-env\n");
+    let started = cli(
+        &h,
+        &run,
+        &["start", &h.agent, "--yes", "--keep", "--prompt", "true"],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&started.stderr);
+    assert!(started.status.success(), "{err}");
+    assert!(err.contains("keeps running"), "{err}");
+    let slug = h.agent.clone();
+
+    let mut tty = Tty::spawn(cli(&h, &run, &["attach", &slug]));
+    tty.expect("/workspace$ ", SHORT);
+    // The agent user, the workspace, the bottle's env (read back from the
+    // env file) and the window size given at the start.
+    tty.type_keys("echo who-$(id -u) at-$(pwd) g-$GREETING size-$(stty size)\r");
+    tty.expect("who-1000 at-/workspace g-hello-from-env size-33 111", SHORT);
+    // A new size reaches the session on SIGWINCH.
+    tty.expect("/workspace$ ", SHORT);
+    tty.resize(20, 70);
+    let winch = Command::new("kill")
+        .args(["-WINCH", &tty.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(winch.success());
+    std::thread::sleep(Duration::from_millis(500));
+    tty.type_keys("echo now-$(stty size); exit 0\r");
+    tty.expect("now-20 70", SHORT);
+    let (code, text) = tty.finish(SHORT);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("the agent exited with code"), "{text}");
+    assert!(
+        !leftovers(&run).is_empty(),
+        "attach leaves the bottle running"
+    );
+
+    // An unknown slug says what runs and where to look.
+    let mut tty = Tty::spawn(cli(&h, &run, &["attach", "no-such-bottle"]));
+    tty.expect("no running bottle `no-such-bottle`", SHORT);
+    let (code, text) = tty.finish(SHORT);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains(&slug), "lists what runs: {text}");
+    assert!(text.contains("claude-bottle list running"), "{text}");
+
+    let cleaned = cli(&h, &run, &["cleanup", "-y", "--all"]).output().unwrap();
+    assert!(
+        cleaned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleaned.stderr)
+    );
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+}
+
+#[test]
+fn prompted_env_is_asked_hidden_and_reaches_the_agent() {
+    if !super::images_ready("prompted_env_is_asked_hidden_and_reaches_the_agent") {
+        return;
+    }
+    let _images = super::image_lock();
+    let run = format!("tty-ask-{}", std::process::id());
+    let _sweep = Sweep(run.clone());
+    let h = home(
+        "ask",
+        "env:\n  DB_PASSWORD: \"?Database password\"\n  PLAIN: \"?\"\n",
+    );
+    let value = "s3cret-typed-on-the-pty";
+
+    // Without a terminal: refused before anything exists, by name.
+    let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("DB_PASSWORD"), "{err}");
+    assert!(err.contains("${VAR}"), "{err}");
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+
+    let script = "echo pw-$DB_PASSWORD plain-$PLAIN; \
+                  grep -c DB_PASSWORD /run/claude-bottle/env";
+    let mut tty = Tty::spawn(cli(
+        &h,
+        &run,
+        &["start", &h.agent, "--yes", "--prompt", script],
+    ));
+    tty.expect("Database password (DB_PASSWORD, hidden): ", SHORT);
+    tty.type_keys(&format!("{value}\r"));
+    tty.expect("PLAIN (hidden): ", SHORT);
+    // Backspace edits the hidden answer.
+    tty.type_keys("pX\x7flain\r");
+    let (code, text) = tty.finish(LAUNCH);
+    eprintln!("--- the terminal showed:\n{text}\n---");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("pw-{value} plain-plain")),
+        "the answers reach the agent:\n{text}"
+    );
+    assert_eq!(
+        text.matches(value).count(),
+        1,
+        "only the agent's echo shows the value, the question does not:\n{text}"
+    );
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+}
