@@ -620,19 +620,33 @@ fn write_hook_script(state_dir: &Path, command: &[String]) -> Result<(), Error> 
 /// started without its configuration must run and refuse.
 fn check_hook_runs(state_dir: &Path) -> Result<(), Error> {
     let path = state_dir.join("hooks").join("pre-receive");
-    let status = std::process::Command::new(&path)
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map_err(|e| {
-            Error::Config(format!(
-                "the pre-receive hook {} cannot run ({e}); the state folder must be on a file \
+    let run = || {
+        std::process::Command::new(&path)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    };
+    // A file just written can be briefly "busy" (ETXTBSY) while a forked
+    // child of another thread still holds its descriptor: retry that only.
+    let mut result = run();
+    for _ in 0..20 {
+        match &result {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+                result = run();
+            }
+            _ => break,
+        }
+    }
+    let status = result.map_err(|e| {
+        Error::Config(format!(
+            "the pre-receive hook {} cannot run ({e}); the state folder must be on a file \
                  system that allows executables (not `noexec`)",
-                path.display()
-            ))
-        })?;
+            path.display()
+        ))
+    })?;
     if status.success() {
         return Err(Error::Config(format!(
             "the pre-receive hook {} accepted a push without its configuration",

@@ -61,7 +61,11 @@ fn sidecar_starts_every_part_and_keeps_secrets_in_memory() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut ready = String::new();
     out.read_line(&mut ready).unwrap();
-    assert!(ready.starts_with("ready proxy 127.0.0.1:"), "{ready}");
+    if !ready.starts_with("ready proxy 127.0.0.1:") {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+        panic!("no ready line: {ready:?}\nstderr: {err}");
+    }
     let addr = |part: &str| {
         ready
             .trim()
