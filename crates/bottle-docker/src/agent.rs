@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, api};
 
 /// Where the bottle's own files go in the agent (a tmpfs).
 pub const RUN_DIR: &str = "/run/claude-bottle";
@@ -81,12 +81,6 @@ pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineEr
             )])),
         }),
         ..Default::default()
-    };
-    let api = |what: &'static str| {
-        move |e: bollard::errors::Error| EngineError::Api {
-            what,
-            reason: e.to_string(),
-        }
     };
     let created = engine
         .docker

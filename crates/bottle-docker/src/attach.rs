@@ -2,13 +2,12 @@
 //! command to run, and for `attach` to a running bottle, its agent
 //! container and the env file provisioning wrote into it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use bollard::query_parameters::ListContainersOptions;
 use bottle_secret::Secret;
 
 use crate::agent::RUN_DIR;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, container_name};
 use crate::{exec, labels};
 
 /// Where provisioning puts the system prompt, passed to Claude Code as a
@@ -58,29 +57,13 @@ pub async fn find_agent(
         format!("{}=agent", labels::ROLE),
     ];
     wanted.extend(extra_label.map(str::to_string));
-    let filters = HashMap::from([("label".to_string(), wanted)]);
-    let containers = engine
-        .docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .map_err(|e| EngineError::Api {
-            what: "list containers",
-            reason: e.to_string(),
-        })?;
+    let containers = engine.labelled_containers(wanted).await?;
     Ok(containers.into_iter().next().map(|c| {
+        let name = container_name(&c);
         let l = c.labels.unwrap_or_default();
         AgentContainer {
             id: c.id.unwrap_or_default(),
-            name: c
-                .names
-                .and_then(|n| n.first().cloned())
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_string(),
+            name,
             state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             command: l
                 .get(labels::COMMAND)

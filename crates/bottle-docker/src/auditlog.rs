@@ -3,14 +3,13 @@
 //! events"); everything else on stdout (the `ready …` line) is dropped, and
 //! stderr is never read.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
-use bollard::query_parameters::{ListContainersOptions, LogsOptionsBuilder, StopContainerOptions};
+use bollard::query_parameters::{LogsOptionsBuilder, StopContainerOptions};
 use futures_util::StreamExt;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, api};
 use crate::labels;
 
 /// Longest audit line kept; a longer one is dropped whole, never cut.
@@ -33,19 +32,7 @@ pub async fn sidecar(
         format!("{}=sidecar", labels::ROLE),
     ];
     wanted.extend(extra_label.map(str::to_string));
-    let filters = HashMap::from([("label".to_string(), wanted)]);
-    let found = engine
-        .docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .map_err(|e| EngineError::Api {
-            what: "list containers",
-            reason: e.to_string(),
-        })?;
+    let found = engine.labelled_containers(wanted).await?;
     Ok(found.into_iter().find_map(|c| c.id))
 }
 
@@ -96,10 +83,7 @@ pub async fn stream(
         let mut done = false;
         while !done {
             match logs.next().await {
-                Some(item) => match item.map_err(|e| EngineError::Api {
-                    what: "read the sidecar's log",
-                    reason: e.to_string(),
-                })? {
+                Some(item) => match item.map_err(api("read the sidecar's log"))? {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
                         lines.push(&message, &mut |l| batch.push(l.to_string()));
                     }

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::ListContainersOptions;
 
 /// How long to wait for the engine to answer before calling it unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -28,6 +30,14 @@ impl EngineError {
             }
             _ => "is Docker running? Check `DOCKER_HOST`, or run `claude-bottle doctor`",
         }
+    }
+}
+
+/// For `map_err`: the engine answered `what` with an error.
+pub(crate) fn api<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> EngineError {
+    move |e| EngineError::Api {
+        what,
+        reason: e.to_string(),
     }
 }
 
@@ -72,10 +82,7 @@ pub struct EngineVersion {
 
 impl Engine {
     pub async fn version(&self) -> Result<EngineVersion, EngineError> {
-        let v = self.docker.version().await.map_err(|e| EngineError::Api {
-            what: "version",
-            reason: e.to_string(),
-        })?;
+        let v = self.docker.version().await.map_err(api("version"))?;
         let version = v.version.unwrap_or_default();
         let api_version = v.api_version.unwrap_or_default();
         let os = v.os.unwrap_or_default();
@@ -105,6 +112,34 @@ pub fn version_at_least(v: &str, min: (u32, u32)) -> bool {
         .and_then(|p| p.parse::<u32>().ok())
         .unwrap_or(0);
     major.is_some_and(|m| (m, minor) >= min)
+}
+
+impl Engine {
+    /// Containers, stopped ones too, carrying every label in `wanted`
+    /// (`KEY` or `KEY=VALUE`): how a bottle's containers are found.
+    pub async fn labelled_containers(
+        &self,
+        wanted: Vec<String>,
+    ) -> Result<Vec<ContainerSummary>, EngineError> {
+        let filters = std::collections::HashMap::from([("label".to_string(), wanted)]);
+        self.docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(api("list containers"))
+    }
+}
+
+/// A container's name without the engine's leading `/`.
+pub fn container_name(c: &ContainerSummary) -> String {
+    c.names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

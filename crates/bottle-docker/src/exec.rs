@@ -9,7 +9,7 @@ use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, api};
 
 /// Most output kept from a collected exec; the rest is dropped.
 pub const MAX_COLLECTED: usize = 4 * 1024 * 1024;
@@ -48,13 +48,6 @@ impl Output {
     }
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-}
-
-fn api(what: &'static str, e: bollard::errors::Error) -> EngineError {
-    EngineError::Api {
-        what,
-        reason: e.to_string(),
     }
 }
 
@@ -100,7 +93,7 @@ pub async fn run_with(
             },
         )
         .await
-        .map_err(|e| api("create exec", e))?;
+        .map_err(api("create exec"))?;
     let started = d
         .start_exec(
             &created.id,
@@ -111,7 +104,7 @@ pub async fn run_with(
             }),
         )
         .await
-        .map_err(|e| api("start exec", e))?;
+        .map_err(api("start exec"))?;
     if let StartExecResults::Attached {
         mut output,
         mut input,
@@ -126,7 +119,7 @@ pub async fn run_with(
         };
         let reader = async {
             while let Some(item) = output.next().await {
-                match item.map_err(|e| api("read exec output", e))? {
+                match item.map_err(api("read exec output"))? {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
                         sink(Chunk::Stdout(&message))
                     }
@@ -142,7 +135,7 @@ pub async fn run_with(
     let inspected = d
         .inspect_exec(&created.id)
         .await
-        .map_err(|e| api("inspect exec", e))?;
+        .map_err(api("inspect exec"))?;
     Ok(inspected.exit_code.unwrap_or(-1))
 }
 
@@ -230,7 +223,7 @@ pub async fn run_tty(
             },
         )
         .await
-        .map_err(|e| api("create exec", e))?;
+        .map_err(api("create exec"))?;
     let id = created.id;
     let started = d
         .start_exec(
@@ -242,7 +235,7 @@ pub async fn run_tty(
             }),
         )
         .await
-        .map_err(|e| api("start exec", e))?;
+        .map_err(api("start exec"))?;
     let resize = |rows: u16, cols: u16| {
         d.resize_exec(
             &id,
@@ -281,7 +274,7 @@ pub async fn run_tty(
         };
         let reader = async {
             while let Some(item) = stream.next().await {
-                match item.map_err(|e| api("read exec output", e))? {
+                match item.map_err(api("read exec output"))? {
                     LogOutput::StdOut { message }
                     | LogOutput::Console { message }
                     | LogOutput::StdErr { message } => output(&message),
@@ -307,7 +300,7 @@ async fn exit_code(engine: &Engine, id: &str) -> Result<i64, EngineError> {
             .docker
             .inspect_exec(id)
             .await
-            .map_err(|e| api("inspect exec", e))?;
+            .map_err(api("inspect exec"))?;
         if inspected.running != Some(true)
             && let Some(code) = inspected.exit_code
         {

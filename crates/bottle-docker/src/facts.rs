@@ -7,25 +7,25 @@ use bollard::models::SystemInfo;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
 use bottle_plan::EngineFacts;
 
-use crate::engine::{CONNECT_TIMEOUT, Engine, EngineError};
+use crate::engine::{CONNECT_TIMEOUT, Engine, EngineError, api, container_name};
 use crate::labels;
 
 /// Ask the engine for the plan's facts.
 pub async fn engine_facts(engine: &Engine) -> Result<EngineFacts, EngineError> {
     let d = &engine.docker;
     let work = async {
-        let info = d.info().await.map_err(|e| api("info", e))?;
+        let info = d.info().await.map_err(api("info"))?;
         let containers = d
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 ..Default::default()
             }))
             .await
-            .map_err(|e| api("list containers", e))?;
+            .map_err(api("list containers"))?;
         let networks = d
             .list_networks(None::<ListNetworksOptions>)
             .await
-            .map_err(|e| api("list networks", e))?;
+            .map_err(api("list networks"))?;
         let mut facts = EngineFacts {
             has_runsc: has_runsc(&info),
             ..Default::default()
@@ -49,13 +49,6 @@ pub async fn engine_facts(engine: &Engine) -> Result<EngineFacts, EngineError> {
     tokio::time::timeout(CONNECT_TIMEOUT * 3, work)
         .await
         .map_err(|_| EngineError::Timeout(CONNECT_TIMEOUT * 3))?
-}
-
-fn api(what: &'static str, e: bollard::errors::Error) -> EngineError {
-    EngineError::Api {
-        what,
-        reason: e.to_string(),
-    }
 }
 
 fn collect_slug(l: Option<&HashMap<String, String>>, slugs: &mut BTreeSet<String>) {
@@ -113,30 +106,19 @@ pub struct RunningBottle {
 
 /// Bottles whose agent container exists, by label.
 pub async fn running(engine: &Engine) -> Result<Vec<RunningBottle>, EngineError> {
-    let filters = HashMap::from([("label".to_string(), vec![format!("{}=agent", labels::ROLE)])]);
     let containers = engine
-        .docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .map_err(|e| api("list containers", e))?;
+        .labelled_containers(vec![format!("{}=agent", labels::ROLE)])
+        .await?;
     let mut out: Vec<RunningBottle> = containers
         .into_iter()
         .map(|c| {
+            let container = container_name(&c);
             let l = c.labels.unwrap_or_default();
             let get = |k: &str| l.get(k).cloned().unwrap_or_default();
             RunningBottle {
                 slug: get(labels::SLUG),
                 agent: get(labels::AGENT),
-                container: c
-                    .names
-                    .and_then(|n| n.first().cloned())
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_string(),
+                container,
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                 keep: l.get(labels::KEEP).is_some_and(|k| k == "true"),
             }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use bollard::models::NetworkCreateRequest;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, api};
 
 /// Options for the internal network: no route out (`internal`), and no host
 /// address on its bridge, so neither gateway, the host's services, nor the
@@ -40,9 +40,6 @@ pub async fn create(
         .docker
         .create_network(request)
         .await
-        .map_err(|e| EngineError::Api {
-            what: "create network",
-            reason: e.to_string(),
-        })?;
+        .map_err(api("create network"))?;
     Ok(created.id)
 }

@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, api};
 
 /// How long the sidecar may take to say `ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,12 +110,6 @@ pub async fn start(
     plan: &Plan,
     labels: HashMap<String, String>,
 ) -> Result<(String, String), EngineError> {
-    let api = |what: &'static str| {
-        move |e: bollard::errors::Error| EngineError::Api {
-            what,
-            reason: e.to_string(),
-        }
-    };
     let internal = &plan.networks[0];
     let egress = &plan.networks[1];
     let host = HostConfig {
@@ -206,12 +200,6 @@ pub async fn start(
 /// Write the configuration on the sidecar's stdin, close it, and wait for
 /// the `ready` line. The sidecar's own output is returned on failure.
 pub async fn configure(engine: &Engine, id: &str, config: Secret) -> Result<(), EngineError> {
-    let api = |what: &'static str| {
-        move |e: bollard::errors::Error| EngineError::Api {
-            what,
-            reason: e.to_string(),
-        }
-    };
     let attached = engine
         .docker
         .attach_container(
@@ -231,14 +219,8 @@ pub async fn configure(engine: &Engine, id: &str, config: Secret) -> Result<(), 
     input
         .write_all(config.expose().as_bytes())
         .await
-        .map_err(|e| EngineError::Api {
-            what: "configure sidecar",
-            reason: e.to_string(),
-        })?;
-    input.shutdown().await.map_err(|e| EngineError::Api {
-        what: "configure sidecar",
-        reason: e.to_string(),
-    })?;
+        .map_err(api("configure sidecar"))?;
+    input.shutdown().await.map_err(api("configure sidecar"))?;
     drop(config);
     let mut seen = String::new();
     let wait = async {

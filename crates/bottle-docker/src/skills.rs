@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::UploadToContainerOptions;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, api};
 
 /// Most bytes of skill files one bottle gets.
 pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -188,10 +188,7 @@ pub async fn copy_in(
             bollard::body_full(archive.into()),
         )
         .await
-        .map_err(|e| EngineError::Api {
-            what: "copy the skills in",
-            reason: e.to_string(),
-        })
+        .map_err(api("copy the skills in"))
 }
 
 #[cfg(test)]

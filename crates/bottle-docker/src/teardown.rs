@@ -4,11 +4,10 @@
 use std::collections::HashMap;
 
 use bollard::query_parameters::{
-    ListContainersOptions, ListImagesOptions, ListNetworksOptions, RemoveContainerOptions,
-    RemoveImageOptions,
+    ListImagesOptions, ListNetworksOptions, RemoveContainerOptions, RemoveImageOptions,
 };
 
-use crate::engine::Engine;
+use crate::engine::{Engine, container_name};
 use crate::labels;
 
 /// One labelled engine object.
@@ -31,27 +30,19 @@ pub async fn find(engine: &Engine, extra_label: Option<&str>) -> Result<Vec<Obje
     if let Some(l) = extra_label {
         wanted.push(l.to_string());
     }
-    let filters = HashMap::from([("label".to_string(), wanted)]);
+    let filters = HashMap::from([("label".to_string(), wanted.clone())]);
     let d = &engine.docker;
     let mut out = Vec::new();
-    let containers = d
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters.clone()),
-            ..Default::default()
-        }))
+    let containers = engine
+        .labelled_containers(wanted.clone())
         .await
         .map_err(|e| e.to_string())?;
     for c in containers {
-        let name = c
-            .names
-            .as_ref()
-            .and_then(|n| n.first())
-            .map(|n| n.trim_start_matches('/').to_string());
+        let name = container_name(&c);
         out.push(object(
             "container",
             c.id.unwrap_or_default(),
-            name.unwrap_or_default(),
+            name,
             c.labels.unwrap_or_default(),
         ));
     }

@@ -31,8 +31,7 @@ pub fn run(slug: &str) -> Result<ExitCode> {
         )
         .into());
     }
-    let test_label =
-        crate::env::var(crate::env::TEST_LABEL).map(|v| format!("io.claude-bottle.test={v}"));
+    let test_label = crate::env::test_label_filter();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -88,7 +88,5 @@ fn build_failure(e: image::BuildError) -> anyhow::Error {
 /// `CLAUDE_BOTTLE_TEST_LABEL=<run id>` adds `io.claude-bottle.test`, so test
 /// runs can find and remove what they built.
 fn test_labels() -> HashMap<String, String> {
-    crate::env::var(crate::env::TEST_LABEL)
-        .map(|v| HashMap::from([("io.claude-bottle.test".to_string(), v)]))
-        .unwrap_or_default()
+    crate::env::test_label().into_iter().collect()
 }

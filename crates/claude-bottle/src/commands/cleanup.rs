@@ -11,8 +11,6 @@ use crate::report::{EngineFailure, UsageError};
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
-    let test_label =
-        crate::env::var(crate::env::TEST_LABEL).map(|v| format!("io.claude-bottle.test={v}"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -20,7 +18,7 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
         let engine = bottle_docker::Engine::connect()
             .await
             .map_err(|e| EngineFailure::new(e.to_string(), Some(e.hint().to_string())))?;
-        let objects = teardown::find(&engine, test_label.as_deref())
+        let objects = super::finish::objects(&engine, None)
             .await
             .map_err(|e| EngineFailure::new(format!("cannot list labelled objects: {e}"), None))?;
         let (orphans, kept) = orphans(objects, all);

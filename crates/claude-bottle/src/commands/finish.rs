@@ -68,7 +68,7 @@ pub async fn record_start(
 /// The labelled objects of `slug`, only this test run's when the test
 /// label is set.
 pub async fn objects(engine: &Engine, slug: Option<&str>) -> Result<Vec<Object>, String> {
-    match (test_label(), slug) {
+    match (crate::env::test_label_filter(), slug) {
         (Some(t), _) => {
             let all = teardown::find(engine, Some(&t)).await?;
             Ok(all
@@ -79,11 +79,6 @@ pub async fn objects(engine: &Engine, slug: Option<&str>) -> Result<Vec<Object>,
         (None, Some(s)) => teardown::find(engine, Some(&format!("{}={s}", labels::SLUG))).await,
         (None, None) => teardown::find(engine, None).await,
     }
-}
-
-/// `io.claude-bottle.test=<run>` when tests set their run label.
-pub fn test_label() -> Option<String> {
-    crate::env::var(crate::env::TEST_LABEL).map(|v| format!("io.claude-bottle.test={v}"))
 }
 
 /// Save, summarise and remove bottle `slug`.

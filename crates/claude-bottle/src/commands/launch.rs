@@ -88,9 +88,7 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
             (labels::KEEP.to_string(), run.keep.to_string()),
             (labels::VERSION.to_string(), settings.version.to_string()),
         ]);
-        if let Some(t) = crate::env::var(crate::env::TEST_LABEL) {
-            base.insert("io.claude-bottle.test".into(), t);
-        }
+        base.extend(crate::env::test_label());
         // The workspace's git refs once launched: what the outbox compares with.
         let mut start_refs = None;
         let work = async {
@@ -195,8 +193,7 @@ async fn copy_cwd(
 /// Say when dead runs left labelled objects behind (`cleanup` removes
 /// them); never fails the start.
 async fn warn_about_leftovers(engine: &Engine) {
-    let test_label =
-        crate::env::var(crate::env::TEST_LABEL).map(|v| format!("io.claude-bottle.test={v}"));
+    let test_label = crate::env::test_label_filter();
     let Ok(objects) = teardown::find(engine, test_label.as_deref()).await else {
         return;
     };

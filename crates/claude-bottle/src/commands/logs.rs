@@ -27,7 +27,7 @@ pub fn run(settings: &Settings, args: LogsArgs) -> Result<ExitCode> {
     // Ok(None): no sidecar of that slug; then the kept log is read.
     let from_engine = rt.block_on(async {
         let engine = Engine::connect().await?;
-        let label = finish::test_label();
+        let label = crate::env::test_label_filter();
         let Some(id) = auditlog::sidecar(&engine, &args.slug, label.as_deref()).await? else {
             return Ok(None);
         };
