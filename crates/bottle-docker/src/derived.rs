@@ -13,9 +13,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bollard::query_parameters::BuildImageOptions;
-use futures_util::StreamExt;
-
 use crate::engine::{Engine, EngineError};
 
 /// The most a workspace copy may hold.
@@ -237,34 +234,14 @@ pub async fn build(
     base: &str,
     context: Vec<u8>,
     labels: HashMap<String, String>,
+    progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<(), EngineError> {
-    let options = BuildImageOptions {
-        dockerfile: "Dockerfile".into(),
-        t: Some(tag.to_string()),
-        rm: true,
-        forcerm: true,
-        buildargs: Some(HashMap::from([(
-            "BASE_IMAGE".to_string(),
-            base.to_string(),
-        )])),
-        labels: Some(labels),
-        ..Default::default()
-    };
-    let fail = |reason: String| EngineError::Api {
-        what: "build the --copy-cwd image",
-        reason,
-    };
-    let mut stream =
-        engine
-            .docker
-            .build_image(options, None, Some(bollard::body_full(context.into())));
-    while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| fail(e.to_string()))?;
-        if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-            return Err(fail(detail));
-        }
-    }
-    Ok(())
+    crate::image::run_build(engine, tag, Some(base), labels, context, progress)
+        .await
+        .map_err(|reason| EngineError::Api {
+            what: "build the --copy-cwd image",
+            reason,
+        })
 }
 
 #[cfg(test)]

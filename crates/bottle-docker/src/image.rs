@@ -204,31 +204,47 @@ pub async fn build(
     labels.insert(labels::VERSION.into(), req.version.clone());
     labels.insert(labels::BINARY_SHA256.into(), req.executable.sha256.clone());
     labels.insert(labels::ROLE.into(), "image".into());
-    let mut buildargs = HashMap::new();
-    if let Some(base) = &req.base_image {
-        buildargs.insert("BASE_IMAGE".to_string(), base.clone());
-    }
+    let base = req.base_image.as_deref();
+    run_build(engine, &req.tag, base, labels, context, progress)
+        .await
+        .map_err(|reason| BuildError::Build {
+            tag: req.tag.clone(),
+            reason,
+        })
+}
+
+/// Build `tag` from a context holding a `Dockerfile` (with `ARG
+/// BASE_IMAGE` when `base` is given), passing each line of the engine's
+/// output to `progress`. The engine's error text on failure.
+pub async fn run_build(
+    engine: &Engine,
+    tag: &str,
+    base: Option<&str>,
+    labels: HashMap<String, String>,
+    context: Vec<u8>,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), String> {
+    let buildargs: HashMap<String, String> = base
+        .map(|b| ("BASE_IMAGE".to_string(), b.to_string()))
+        .into_iter()
+        .collect();
     let options = BuildImageOptions {
         dockerfile: "Dockerfile".into(),
-        t: Some(req.tag.clone()),
+        t: Some(tag.to_string()),
         rm: true,
         forcerm: true,
         buildargs: Some(buildargs),
         labels: Some(labels),
         ..Default::default()
     };
-    let fail = |reason: String| BuildError::Build {
-        tag: req.tag.clone(),
-        reason,
-    };
     let mut stream =
         engine
             .docker
             .build_image(options, None, Some(bollard::body_full(context.into())));
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| fail(e.to_string()))?;
+        let info = item.map_err(|e| e.to_string())?;
         if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-            return Err(fail(detail));
+            return Err(detail);
         }
         if let Some(line) = info.stream {
             let line = line.trim_end();

@@ -183,6 +183,7 @@ async fn copy_cwd(
         &plan.image,
         ctx.tar,
         launch::labels_for(base, "image"),
+        &mut |line| progress.detail(line),
     )
     .await
     .map_err(engine_failure)?;
