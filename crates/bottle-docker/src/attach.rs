@@ -33,6 +33,22 @@ pub fn agent_command(command: &[String], prompt: Option<&str>) -> Vec<String> {
     cmd
 }
 
+/// The exec of an agent session: `cmd` as the agent user (uid 1000) in
+/// `/workspace`, with the bottle's env as the exec's own `Env` (never the
+/// container's, never sourced by a shell).
+pub fn agent_exec(cmd: Vec<String>, env: &BTreeMap<String, Secret>) -> exec::Exec {
+    exec::Exec {
+        cmd,
+        env: env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.expose()))
+            .collect(),
+        user: Some("1000".into()),
+        workdir: Some("/workspace".into()),
+        stdin: None,
+    }
+}
+
 /// A bottle's agent container, found by its labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentContainer {

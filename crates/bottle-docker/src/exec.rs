@@ -73,45 +73,18 @@ pub enum Chunk<'a> {
 pub async fn run_with(
     engine: &Engine,
     container: &str,
-    exec: Exec,
+    mut exec: Exec,
     sink: &mut (dyn FnMut(Chunk<'_>) + Send),
 ) -> Result<i64, EngineError> {
-    let d = &engine.docker;
-    let created = d
-        .create_exec(
-            container,
-            CreateExecOptions {
-                attach_stdin: Some(exec.stdin.is_some()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                tty: Some(false),
-                env: Some(exec.env),
-                cmd: Some(exec.cmd),
-                user: exec.user,
-                working_dir: exec.workdir,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(api("create exec"))?;
-    let started = d
-        .start_exec(
-            &created.id,
-            Some(StartExecOptions {
-                detach: false,
-                tty: false,
-                output_capacity: None,
-            }),
-        )
-        .await
-        .map_err(api("start exec"))?;
+    let stdin = exec.stdin.take();
+    let (id, started) = start(engine, container, exec, stdin.is_some(), false).await?;
     if let StartExecResults::Attached {
         mut output,
         mut input,
     } = started
     {
         let writer = async move {
-            if let Some(bytes) = exec.stdin {
+            if let Some(bytes) = stdin {
                 let _ = input.write_all(&bytes).await;
             }
             // Closing stdin is what tells `cat` (and the agent) it is done.
@@ -132,11 +105,48 @@ pub async fn run_with(
         let ((), read) = tokio::join!(writer, reader);
         read?;
     }
-    let inspected = d
-        .inspect_exec(&created.id)
+    exit_code(engine, &id).await
+}
+
+/// Create and start an exec, attached to its output (and its stdin when
+/// `stdin` or `tty`); returns its id and the attached streams.
+async fn start(
+    engine: &Engine,
+    container: &str,
+    exec: Exec,
+    stdin: bool,
+    tty: bool,
+) -> Result<(String, StartExecResults), EngineError> {
+    let d = &engine.docker;
+    let created = d
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdin: Some(stdin || tty),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(tty),
+                env: Some(exec.env),
+                cmd: Some(exec.cmd),
+                user: exec.user,
+                working_dir: exec.workdir,
+                ..Default::default()
+            },
+        )
         .await
-        .map_err(api("inspect exec"))?;
-    Ok(inspected.exit_code.unwrap_or(-1))
+        .map_err(api("create exec"))?;
+    let started = d
+        .start_exec(
+            &created.id,
+            Some(StartExecOptions {
+                detach: false,
+                tty,
+                output_capacity: None,
+            }),
+        )
+        .await
+        .map_err(api("start exec"))?;
+    Ok((created.id, started))
 }
 
 /// Write `bytes` to `path` in the container as `user`, with `mode`, through
@@ -207,35 +217,7 @@ pub async fn run_tty(
     output: &mut (dyn FnMut(&[u8]) + Send),
 ) -> Result<i64, EngineError> {
     let d = &engine.docker;
-    let created = d
-        .create_exec(
-            container,
-            CreateExecOptions {
-                attach_stdin: Some(true),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                tty: Some(true),
-                env: Some(exec.env),
-                cmd: Some(exec.cmd),
-                user: exec.user,
-                working_dir: exec.workdir,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(api("create exec"))?;
-    let id = created.id;
-    let started = d
-        .start_exec(
-            &id,
-            Some(StartExecOptions {
-                detach: false,
-                tty: true,
-                output_capacity: None,
-            }),
-        )
-        .await
-        .map_err(api("start exec"))?;
+    let (id, started) = start(engine, container, exec, true, true).await?;
     let resize = |rows: u16, cols: u16| {
         d.resize_exec(
             &id,

@@ -112,16 +112,13 @@ pub(super) async fn session(
     cmd: Vec<String>,
     env: &BTreeMap<String, Secret>,
 ) -> Result<ExitCode> {
-    let mut env: Vec<String> = env
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.expose()))
-        .collect();
+    let mut exec = bottle_docker::attach::agent_exec(cmd, env);
     // The engine gives a TTY exec `TERM=xterm`; the local terminal's type
     // is better. A bottle that sets `TERM` itself keeps its value.
     if let Some(term) = crate::env::var(crate::env::TERM)
-        && !env.iter().any(|e| e.starts_with("TERM="))
+        && !env.contains_key("TERM")
     {
-        env.push(format!("TERM={term}"));
+        exec.env.push(format!("TERM={term}"));
     }
     let mut winch = signal(SignalKind::window_change())?;
     let mut keys = Keys::start()?;
@@ -158,21 +155,7 @@ pub(super) async fn session(
         let _ = out.write_all(bytes);
         let _ = out.flush();
     };
-    let code = exec::run_tty(
-        engine,
-        container,
-        exec::Exec {
-            cmd,
-            env,
-            user: Some("1000".into()),
-            workdir: Some("/workspace".into()),
-            stdin: None,
-        },
-        terminal::size(),
-        rx,
-        &mut sink,
-    )
-    .await;
+    let code = exec::run_tty(engine, container, exec, terminal::size(), rx, &mut sink).await;
     forward.abort();
     drop(raw);
     let code = code.map_err(engine_failure)?;

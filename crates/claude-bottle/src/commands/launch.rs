@@ -243,10 +243,6 @@ async fn run_agent(
     env: &BTreeMap<String, Secret>,
 ) -> Result<ExitCode> {
     let cmd = bottle_docker::attach::agent_command(&plan.agent.command, Some(text));
-    let env: Vec<String> = env
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.expose()))
-        .collect();
     let mut sink = |chunk: exec::Chunk<'_>| match chunk {
         exec::Chunk::Stdout(b) => {
             let mut o = std::io::stdout().lock();
@@ -260,13 +256,7 @@ async fn run_agent(
     let code = exec::run_with(
         engine,
         container,
-        exec::Exec {
-            cmd,
-            env,
-            user: Some("1000".into()),
-            workdir: Some("/workspace".into()),
-            stdin: None,
-        },
+        bottle_docker::attach::agent_exec(cmd, env),
         &mut sink,
     )
     .await
