@@ -13,7 +13,7 @@ use bottle_secret::Secret;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::launch::{Interrupts, agent_exit, engine_failure};
+use super::launch::{Interrupts, agent_exit};
 use crate::report::{EngineFailure, UsageError};
 use crate::terminal::{self, Keys, RawMode};
 
@@ -37,11 +37,8 @@ pub fn run(slug: &str) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let engine = Engine::connect().await.map_err(engine_failure)?;
-        let Some(agent) = attach::find_agent(&engine, slug, test_label.as_deref())
-            .await
-            .map_err(engine_failure)?
-        else {
+        let engine = Engine::connect().await?;
+        let Some(agent) = attach::find_agent(&engine, slug, test_label.as_deref()).await? else {
             return Err(unknown_slug(&engine, slug).await);
         };
         if agent.state != "running" {
@@ -70,9 +67,7 @@ pub fn run(slug: &str) -> Result<ExitCode> {
             )
             .into());
         };
-        let env = attach::read_env(&engine, &agent.id)
-            .await
-            .map_err(engine_failure)?;
+        let env = attach::read_env(&engine, &agent.id).await?;
         let cmd = attach::agent_command(&command, None);
         let mut interrupts = Interrupts::new()?;
         tokio::select! {
@@ -158,6 +153,6 @@ pub(super) async fn session(
     let code = exec::run_tty(engine, container, exec, terminal::size(), rx, &mut sink).await;
     forward.abort();
     drop(raw);
-    let code = code.map_err(engine_failure)?;
+    let code = code?;
     Ok(agent_exit(code))
 }

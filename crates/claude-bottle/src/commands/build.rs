@@ -27,9 +27,7 @@ pub fn run(settings: &Settings, args: BuildArgs) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let engine = bottle_docker::Engine::connect()
-            .await
-            .map_err(|e| EngineFailure::new(e.to_string(), Some(e.hint().to_string())))?;
+        let engine = bottle_docker::Engine::connect().await?;
         for kind in kinds {
             build_one(settings, &engine, kind, args.base_image.clone()).await?;
         }

@@ -16,8 +16,7 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         let engine = bottle_docker::Engine::connect()
-            .await
-            .map_err(|e| EngineFailure::new(e.to_string(), Some(e.hint().to_string())))?;
+            .await?;
         let objects = super::finish::objects(&engine, None)
             .await
             .map_err(|e| EngineFailure::new(format!("cannot list labelled objects: {e}"), None))?;

@@ -15,7 +15,7 @@ use bottle_secret::Secret;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::progress::Progress;
-use crate::report::{EngineFailure, UsageError};
+use crate::report::UsageError;
 use crate::settings::Settings;
 
 pub struct Run<'a> {
@@ -35,11 +35,6 @@ pub struct Question {
     pub text: String,
 }
 
-pub(super) fn engine_failure(e: bottle_docker::EngineError) -> anyhow::Error {
-    let hint = e.hint().to_string();
-    EngineFailure::new(e.to_string(), Some(hint)).into()
-}
-
 pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
     let plan = &run.resolved.plan;
     let skills = bottle_docker::skills::archive(
@@ -52,7 +47,7 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let engine = Engine::connect().await.map_err(engine_failure)?;
+        let engine = Engine::connect().await?;
         warn_about_leftovers(&engine).await;
         // From here on SIGINT, SIGTERM and SIGHUP are ours: each wait below
         // races them, and the terminal is restored before anything prints.
@@ -109,8 +104,7 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
                 &base,
                 &mut on,
             )
-            .await
-            .map_err(engine_failure)?;
+            .await?;
             start_refs = super::finish::record_start(
                 settings,
                 &engine,
@@ -185,8 +179,7 @@ async fn copy_cwd(
         launch::labels_for(base, "image"),
         &mut |line| progress.detail(line),
     )
-    .await
-    .map_err(engine_failure)?;
+    .await?;
     progress.finish(&format!("workspace image `{tag}` built"));
     Ok(())
 }
@@ -259,8 +252,7 @@ async fn run_agent(
         bottle_docker::attach::agent_exec(cmd, env),
         &mut sink,
     )
-    .await
-    .map_err(engine_failure)?;
+    .await?;
     Ok(agent_exit(code))
 }
 

@@ -9,7 +9,6 @@ use serde_json::json;
 use crate::catalog::Catalog;
 use crate::cli::{Format, ListWhat};
 use crate::output;
-use crate::report::EngineFailure;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, what: Option<ListWhat>, format: Format) -> Result<ExitCode> {
@@ -119,12 +118,10 @@ fn running(format: Format) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let bottles = rt
-        .block_on(async {
-            let engine = bottle_docker::Engine::connect().await?;
-            bottle_docker::running(&engine).await
-        })
-        .map_err(|e| EngineFailure::new(e.to_string(), Some(e.hint().to_string())))?;
+    let bottles = rt.block_on(async {
+        let engine = bottle_docker::Engine::connect().await?;
+        bottle_docker::running(&engine).await
+    })?;
     if format == Format::Json {
         output::stdout(&format!("{}\n", serde_json::to_string(&bottles)?))?;
         return Ok(ExitCode::SUCCESS);

@@ -37,7 +37,7 @@ pub fn run(settings: &Settings, args: LogsArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(Some(
             printed
                 .map_err(anyhow::Error::from)
-                .and_then(|()| streamed.map(|_| ()).map_err(engine_failure)),
+                .and_then(|()| Ok(streamed.map(|_| ())?)),
         ))
     });
     let engine_error = match from_engine {
@@ -83,10 +83,6 @@ pub fn run(settings: &Settings, args: LogsArgs) -> Result<ExitCode> {
     ))
     .with_hint("`claude-bottle list running` shows the running bottles")
     .into())
-}
-
-fn engine_failure(e: bottle_docker::EngineError) -> anyhow::Error {
-    EngineFailure::new(e.to_string(), Some(e.hint().to_string())).into()
 }
 
 /// A slug names files under `$CLAUDE_BOTTLE_HOME`: only plain names.

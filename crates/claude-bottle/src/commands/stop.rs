@@ -21,9 +21,7 @@ pub fn run(settings: &Settings, slug: Option<String>, all: bool) -> Result<ExitC
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let engine = Engine::connect()
-            .await
-            .map_err(|e| EngineFailure::new(e.to_string(), Some(e.hint().to_string())))?;
+        let engine = Engine::connect().await?;
         let wanted = if all { None } else { slug.as_deref() };
         let objects = finish::objects(&engine, wanted)
             .await
