@@ -106,6 +106,52 @@ impl Executable {
     }
 }
 
+/// [`sha256_file`], remembered in the file `cache` under the file's
+/// device, inode, size, modification and change times, so `start` does not
+/// hash its own executable (tens to hundreds of MB) on every run. The
+/// change time moves on every write, even one that restores the
+/// modification time. A cache that cannot be read or written only costs
+/// the hashing.
+pub fn sha256_cached(path: &Path, cache: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    let key = format!(
+        "{} {} {} {}.{} {}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    );
+    if let Ok(text) = std::fs::read_to_string(cache)
+        && let Some((k, sha)) = text.trim_end().rsplit_once(' ')
+        && k == key
+        && sha.len() == 64
+        && sha.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Ok(sha.to_string());
+    }
+    let sha = sha256_file(path)?;
+    let _ = write_cache(cache, &format!("{key} {sha}\n"));
+    Ok(sha)
+}
+
+/// Write `text` to `cache` whole or not at all (a temporary file renamed),
+/// in a 0700 folder.
+fn write_cache(cache: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = cache.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, cache)
+}
+
 /// Hash of a file, for comparing against an image's label.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
@@ -318,6 +364,29 @@ mod tests {
         assert!(!is_static_elf(&[]));
         // A real dynamically linked program on this machine.
         assert!(!is_static_elf(&std::fs::read("/bin/sh").unwrap()));
+    }
+
+    #[test]
+    fn the_hash_cache_follows_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let exe = d.path().join("exe");
+        let cache = d.path().join("cache/executable.sha256");
+        std::fs::write(&exe, b"one").unwrap();
+        let first = sha256_cached(&exe, &cache).unwrap();
+        assert_eq!(first, sha256_file(&exe).unwrap());
+        assert!(cache.exists());
+        // A stored hash for this very file is used as it is...
+        let text = std::fs::read_to_string(&cache).unwrap();
+        let forged = text.replace(&first, &"a".repeat(64));
+        std::fs::write(&cache, forged).unwrap();
+        assert_eq!(sha256_cached(&exe, &cache).unwrap(), "a".repeat(64));
+        // ...and any write to the file makes it hash again.
+        std::fs::write(&exe, b"two").unwrap();
+        let second = sha256_cached(&exe, &cache).unwrap();
+        assert_eq!(second, sha256_file(&exe).unwrap());
+        assert_ne!(second, first);
+        std::fs::write(&cache, "garbage").unwrap();
+        assert_eq!(sha256_cached(&exe, &cache).unwrap(), second);
     }
 
     #[test]

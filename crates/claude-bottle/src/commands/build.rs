@@ -49,7 +49,7 @@ pub async fn build_one(
         // The agent image does not contain the executable; its hash only
         // labels which CLI built it.
         ImageKind::Agent => {
-            let sha256 = image::sha256_file(&exe)?;
+            let sha256 = executable_sha256(settings)?;
             (
                 Executable {
                     path: exe.clone(),
@@ -76,6 +76,14 @@ pub async fn build_one(
         .map_err(build_failure)?;
     progress.finish(&format!("built `{tag}`"));
     Ok(())
+}
+
+/// This executable's SHA-256, which images are labelled with; cached in
+/// `$CLAUDE_BOTTLE_HOME/cache/` while the file stays the same.
+pub(super) fn executable_sha256(settings: &Settings) -> Result<String> {
+    let exe = std::env::current_exe()?;
+    let cache = settings.bottle_home.join("cache").join("executable.sha256");
+    Ok(image::sha256_cached(&exe, &cache)?)
 }
 
 fn build_failure(e: image::BuildError) -> anyhow::Error {

@@ -82,7 +82,7 @@ pub fn run(settings: &Settings, self_test: bool) -> Result<ExitCode> {
             ),
             Err(e) => r.fail("engine", &e.to_string(), e.hint()),
         }
-        let sha = image::sha256_file(&exe).unwrap_or_default();
+        let sha = super::build::executable_sha256(settings).unwrap_or_default();
         for kind in [ImageKind::Sidecar, ImageKind::Agent] {
             let tag = kind.tag(settings.version);
             match image::state(&engine, &tag, &sha).await {

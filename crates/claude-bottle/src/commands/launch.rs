@@ -272,8 +272,7 @@ async fn ensure_images(
     engine: &Engine,
     plan: &bottle_plan::Plan,
 ) -> Result<()> {
-    let exe = std::env::current_exe()?;
-    let sha = image::sha256_file(&exe)?;
+    let sha = super::build::executable_sha256(settings)?;
     let base = crate::env::var(crate::env::BASE_IMAGE);
     if image::state(engine, &plan.sidecar.image, &sha).await != ImageState::Fresh {
         super::build::build_one(settings, engine, ImageKind::Sidecar, base.clone()).await?;
