@@ -9,7 +9,7 @@ use bottle_secret::Secret;
 
 use crate::agent::{self, AgentSpec};
 use crate::engine::{Engine, EngineError};
-use crate::{exec, labels, network, provision, sidecar};
+use crate::{labels, network, provision, sidecar};
 
 /// A launched bottle.
 #[derive(Debug, Clone)]
@@ -57,26 +57,26 @@ pub async fn launch(
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Launched, EngineError> {
     progress("creating networks");
-    network::create(
-        engine,
-        &plan.networks[0],
-        true,
-        labels_for(base_labels, "network"),
-    )
-    .await?;
-    network::create(
-        engine,
-        &plan.networks[1],
-        false,
-        labels_for(base_labels, "network"),
-    )
-    .await?;
+    tokio::try_join!(
+        network::create(
+            engine,
+            &plan.networks[0],
+            true,
+            labels_for(base_labels, "network"),
+        ),
+        network::create(
+            engine,
+            &plan.networks[1],
+            false,
+            labels_for(base_labels, "network"),
+        ),
+    )?;
 
     progress("starting the sidecar");
     let (sidecar_id, sidecar_ip) =
         sidecar::start(engine, plan, labels_for(base_labels, "sidecar")).await?;
     let names = HashMap::from([("sidecar".to_string(), sidecar_ip.clone())]);
-    sidecar::configure(
+    let ca_pem = sidecar::configure(
         engine,
         &sidecar_id,
         sidecar::config(plan, secrets, &sidecar_ip, &names),
@@ -104,41 +104,16 @@ pub async fn launch(
         runtime: plan.runtime.clone(),
     };
     let agent_id = agent::start(engine, &spec).await?;
-    let (user, home) = agent::user(engine, &agent_id).await?;
 
     progress("provisioning");
-    let ca_pem = if plan.egress.allow.iter().any(|r| r.intercepts()) {
-        let out = exec::run(
-            engine,
-            &agent_id,
-            exec::Exec {
-                cmd: vec![
-                    "curl".into(),
-                    "-sf".into(),
-                    "http://claude-bottle.local/ca.pem".into(),
-                ],
-                ..Default::default()
-            },
-        )
-        .await?;
-        if out.code != 0 || !out.stdout_text().contains("BEGIN CERTIFICATE") {
-            return Err(EngineError::Api {
-                what: "fetch the bottle's CA",
-                reason: out.stderr_text(),
-            });
-        }
-        Some(out.stdout_text())
-    } else {
-        None
-    };
+    let intercepts = plan.egress.allow.iter().any(|r| r.intercepts());
     let files = provision::Files {
-        ca_pem,
+        ca_pem: intercepts.then_some(ca_pem),
         env: inputs.env,
         prompt: inputs.prompt,
-        home: home.clone(),
         skills: inputs.skills,
     };
-    provision::install(engine, &agent_id, plan, &files).await?;
+    let (user, home) = provision::install(engine, &agent_id, plan, files).await?;
     if !plan.copy_cwd {
         for repo in &plan.git.repos {
             progress(&format!("cloning `{}` through the gate", repo.name));

@@ -75,37 +75,112 @@ fn quote(v: &str) -> String {
     format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// The files the agent user gets, in order.
+/// The files the agent user gets.
 pub struct Files {
     pub ca_pem: Option<String>,
     pub env: Secret,
     pub prompt: String,
-    pub home: String,
     /// The skills archive (see [`crate::skills::archive`]).
     pub skills: Option<Vec<u8>>,
 }
 
-/// Write the bottle's files into the agent container.
+/// Write the bottle's files into the agent container; returns the agent
+/// user's name and home. The steps of `docker.md`'s template touch
+/// different files, so they run at once rather than one exec round trip
+/// after another: the CA (then the bundle and the system store), the env
+/// file, the prompt, and once the user's home is known, skills, Claude
+/// Code's config and git's.
 pub async fn install(
     engine: &Engine,
     container: &str,
     plan: &Plan,
-    files: &Files,
-) -> Result<(), EngineError> {
-    if let Some(ca) = &files.ca_pem {
-        exec::write_file(
+    files: Files,
+) -> Result<(String, String), EngineError> {
+    let Files {
+        ca_pem,
+        env,
+        prompt,
+        skills,
+    } = files;
+    let home_files = async {
+        let (user, home) = crate::agent::user(engine, container).await?;
+        let skills = async {
+            match skills {
+                Some(tar) => crate::skills::copy_in(engine, container, &home, tar).await,
+                None => Ok(()),
+            }
+        };
+        let claude_path = format!("{home}/.claude.json");
+        let claude = exec::write_file(
             engine,
             container,
             "1000",
-            &format!("{RUN_DIR}/ca.pem"),
-            0o644,
-            ca.as_bytes().to_vec(),
-        )
-        .await?;
-        // The bundle the CA variables point at: the system roots plus ours,
-        // built by the agent user (root has no capabilities here and cannot
-        // enter the agent's 0700 tmpfs).
-        let bundle = format!(
+            &claude_path,
+            0o600,
+            claude_json("/workspace").into_bytes(),
+        );
+        let git = async {
+            let gc = gitconfig(plan);
+            if gc.is_empty() {
+                return Ok(());
+            }
+            exec::write_file(
+                engine,
+                container,
+                "1000",
+                &format!("{home}/.gitconfig"),
+                0o644,
+                gc.into_bytes(),
+            )
+            .await
+        };
+        tokio::try_join!(skills, claude, git)?;
+        Ok::<_, EngineError>((user, home))
+    };
+    let ca = async {
+        match &ca_pem {
+            Some(ca) => install_ca(engine, container, ca).await,
+            None => Ok(()),
+        }
+    };
+    let (env_path, prompt_path) = (format!("{RUN_DIR}/env"), format!("{RUN_DIR}/prompt.md"));
+    let env = exec::write_file(
+        engine,
+        container,
+        "1000",
+        &env_path,
+        0o600,
+        env.expose().as_bytes().to_vec(),
+    );
+    let prompt = exec::write_file(
+        engine,
+        container,
+        "1000",
+        &prompt_path,
+        0o600,
+        prompt.into_bytes(),
+    );
+    let (user_home, (), (), ()) = tokio::try_join!(home_files, ca, env, prompt)?;
+    Ok(user_home)
+}
+
+/// The bottle CA as `ca.pem`, in a bundle with the system roots (what the
+/// CA variables point at), and in the system store.
+async fn install_ca(engine: &Engine, container: &str, ca: &str) -> Result<(), EngineError> {
+    exec::write_file(
+        engine,
+        container,
+        "1000",
+        &format!("{RUN_DIR}/ca.pem"),
+        0o644,
+        ca.as_bytes().to_vec(),
+    )
+    .await?;
+    // The bundle: the system roots plus ours, built by the agent user
+    // (root has no capabilities here and cannot enter the agent's 0700
+    // tmpfs).
+    let bundle = async {
+        let script = format!(
             "set -e; cat /etc/ssl/certs/ca-certificates.crt {RUN_DIR}/ca.pem > {RUN_DIR}/ca-bundle.pem 2>/dev/null \
              || cp {RUN_DIR}/ca.pem {RUN_DIR}/ca-bundle.pem; chmod 0644 {RUN_DIR}/ca-bundle.pem"
         );
@@ -113,7 +188,7 @@ pub async fn install(
             engine,
             container,
             exec::Exec {
-                cmd: vec!["sh".into(), "-c".into(), bundle],
+                cmd: vec!["sh".into(), "-c".into(), script],
                 user: Some("1000".into()),
                 ..Default::default()
             },
@@ -125,14 +200,17 @@ pub async fn install(
                 reason: out.stderr_text(),
             });
         }
-        // And the system store, for programs that read only that; the
-        // certificate comes on stdin.
-        let store = "f=/etc/ssl/certs/ca-certificates.crt; if [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
+        Ok(())
+    };
+    // And the system store, for programs that read only that; the
+    // certificate comes on stdin.
+    let store = async {
+        let script = "f=/etc/ssl/certs/ca-certificates.crt; if [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
         let out = exec::run(
             engine,
             container,
             exec::Exec {
-                cmd: vec!["sh".into(), "-c".into(), store.into()],
+                cmd: vec!["sh".into(), "-c".into(), script.into()],
                 user: Some("0".into()),
                 stdin: Some(ca.as_bytes().to_vec()),
                 ..Default::default()
@@ -145,49 +223,9 @@ pub async fn install(
                 reason: out.stderr_text(),
             });
         }
-    }
-    exec::write_file(
-        engine,
-        container,
-        "1000",
-        &format!("{RUN_DIR}/env"),
-        0o600,
-        files.env.expose().as_bytes().to_vec(),
-    )
-    .await?;
-    exec::write_file(
-        engine,
-        container,
-        "1000",
-        &format!("{RUN_DIR}/prompt.md"),
-        0o600,
-        files.prompt.as_bytes().to_vec(),
-    )
-    .await?;
-    if let Some(tar) = &files.skills {
-        crate::skills::copy_in(engine, container, &files.home, tar.clone()).await?;
-    }
-    exec::write_file(
-        engine,
-        container,
-        "1000",
-        &format!("{}/.claude.json", files.home),
-        0o600,
-        claude_json("/workspace").into_bytes(),
-    )
-    .await?;
-    let gc = gitconfig(plan);
-    if !gc.is_empty() {
-        exec::write_file(
-            engine,
-            container,
-            "1000",
-            &format!("{}/.gitconfig", files.home),
-            0o644,
-            gc.into_bytes(),
-        )
-        .await?;
-    }
+        Ok(())
+    };
+    tokio::try_join!(bundle, store)?;
     Ok(())
 }
 

@@ -21,6 +21,31 @@ use tokio::io::AsyncWriteExt;
 
 use crate::engine::{Engine, EngineError, api};
 
+/// Most the sidecar may print on stdout before `ready` (its CA).
+const MAX_BEFORE_READY: usize = 64 * 1024;
+
+/// Once a complete `ready` line has arrived: the certificate block printed
+/// before it, if there was one (`None` until then).
+fn ca_before_ready(stdout: &str) -> Option<Option<String>> {
+    let ready = if stdout.starts_with("ready ") {
+        0
+    } else {
+        stdout.find("\nready ")? + 1
+    };
+    if !stdout[ready..].contains('\n') {
+        return None;
+    }
+    let before = &stdout[..ready];
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let start = before.find(BEGIN);
+    let end = before.find(END).map(|e| e + END.len());
+    Some(match (start, end) {
+        (Some(s), Some(e)) if e > s => Some(format!("{}\n", &before[s..e])),
+        _ => None,
+    })
+}
+
 /// How long the sidecar may take to say `ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -198,8 +223,9 @@ pub async fn start(
 }
 
 /// Write the configuration on the sidecar's stdin, close it, and wait for
-/// the `ready` line. The sidecar's own output is returned on failure.
-pub async fn configure(engine: &Engine, id: &str, config: Secret) -> Result<(), EngineError> {
+/// the `ready` line. Returns the bottle CA's certificate, which the sidecar
+/// prints before it; the sidecar's own output on failure.
+pub async fn configure(engine: &Engine, id: &str, config: Secret) -> Result<String, EngineError> {
     let attached = engine
         .docker
         .attach_container(
@@ -222,33 +248,77 @@ pub async fn configure(engine: &Engine, id: &str, config: Secret) -> Result<(), 
         .map_err(api("configure sidecar"))?;
     input.shutdown().await.map_err(api("configure sidecar"))?;
     drop(config);
+    // What came before `ready` on stdout (the CA), and everything it said,
+    // kept for the error when it stops early; both bounded.
+    let mut stdout = String::new();
     let mut seen = String::new();
     let wait = async {
         while let Some(item) = output.next().await {
-            match item {
-                Ok(LogOutput::StdOut { message })
-                | Ok(LogOutput::Console { message })
-                | Ok(LogOutput::StdErr { message }) => {
-                    seen.push_str(&String::from_utf8_lossy(&message));
-                    if seen.lines().any(|l| l.starts_with("ready ")) {
-                        return true;
-                    }
-                    if seen.len() > 64 * 1024 {
-                        seen.drain(..32 * 1024);
-                    }
+            let (message, is_stdout) = match item {
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    (message, true)
                 }
-                Ok(_) => {}
-                Err(_) => return false,
+                Ok(LogOutput::StdErr { message }) => (message, false),
+                Ok(_) => continue,
+                Err(_) => return None,
+            };
+            let text = String::from_utf8_lossy(&message);
+            if is_stdout && stdout.len() < MAX_BEFORE_READY {
+                stdout.push_str(&text);
+                if let Some(ca) = ca_before_ready(&stdout) {
+                    return Some(ca.ok_or("it said `ready` without its CA certificate"));
+                }
+            }
+            seen.push_str(&text);
+            if seen.len() > 64 * 1024 {
+                seen.drain(..32 * 1024);
             }
         }
-        false
+        None
     };
     match tokio::time::timeout(READY_TIMEOUT, wait).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(EngineError::Api {
+        Ok(Some(Ok(ca))) => Ok(ca),
+        Ok(Some(Err(why))) => Err(EngineError::Api {
+            what: "start sidecar",
+            reason: format!("{why} (an image of another version? `claude-bottle build`)"),
+        }),
+        Ok(None) => Err(EngineError::Api {
             what: "start sidecar",
             reason: format!("it exited before it was ready: {}", seen.trim()),
         }),
         Err(_) => Err(EngineError::Timeout(READY_TIMEOUT)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_comes_before_ready() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+        let out = format!("{pem}\nready proxy 10.0.0.2:3128\n");
+        assert_eq!(
+            ca_before_ready(&out),
+            Some(Some(format!("{pem}\n"))),
+            "complete"
+        );
+        assert_eq!(
+            ca_before_ready(&out[..out.len() - 1]),
+            None,
+            "ready line not ended"
+        );
+        assert_eq!(ca_before_ready(&format!("{pem}\n")), None, "not ready yet");
+        assert_eq!(
+            ca_before_ready("ready proxy 10.0.0.2:3128\n"),
+            Some(None),
+            "ready without a CA is an answer, not a wait"
+        );
+        let late = format!("ready proxy x\n{pem}\n");
+        assert_eq!(
+            ca_before_ready(&late),
+            Some(None),
+            "only what came before counts"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! It reads one JSON document on stdin (the proxy's configuration plus
 //! `dns`, `gate` and `secrets`, see `sidecar.md`), starts the egress proxy,
-//! the DNS responder and the git gate, and prints `ready` on stdout only
-//! when every part listens. Secrets stay in this process's memory; nothing
+//! the DNS responder and the git gate, and prints the bottle CA's
+//! certificate and `ready` on stdout only when every part listens. Secrets stay in this process's memory; nothing
 //! of them is on a command line, in the environment or in a file the
 //! engine can show.
 
@@ -150,7 +150,10 @@ async fn serve(mut doc: Value, text: String) -> Result<ExitCode> {
         });
     }
 
-    // Every part listens: say so, once, on stdout (the CLI waits for it).
+    // Every part listens: say so, once, on stdout (the CLI waits for it),
+    // after the bottle CA's certificate (public; never the key), which the
+    // CLI installs in the agent without a round trip through it.
+    print!("{}", proxy.ca_pem());
     println!("ready {}", addrs.join(", "));
     bottle_egress::serve(proxy, proxy_listener, shutdown()).await?;
     tasks.shutdown().await;

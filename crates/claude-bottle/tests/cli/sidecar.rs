@@ -59,13 +59,27 @@ fn sidecar_starts_every_part_and_keeps_secrets_in_memory() {
         stdin.write_all(config.to_string().as_bytes()).unwrap();
     }
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    // The bottle CA's certificate comes first (the CLI installs it in the
+    // agent), then `ready`.
+    let mut before = String::new();
     let mut ready = String::new();
-    out.read_line(&mut ready).unwrap();
+    while out.read_line(&mut ready).unwrap() > 0 && !ready.starts_with("ready ") {
+        before.push_str(&ready);
+        ready.clear();
+    }
     if !ready.starts_with("ready proxy 127.0.0.1:") {
+        // The sidecar may still run: end it before reading why it failed.
+        let _ = child.kill();
         let mut err = String::new();
         let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-        panic!("no ready line: {ready:?}\nstderr: {err}");
+        panic!("no ready line: {before}{ready:?}\nstderr: {err}");
     }
+    assert!(
+        before.starts_with("-----BEGIN CERTIFICATE-----")
+            && before.trim_end().ends_with("-----END CERTIFICATE-----"),
+        "the CA certificate before ready: {before}"
+    );
+    assert!(!before.contains("PRIVATE KEY"), "the CA's key was printed");
     let addr = |part: &str| {
         ready
             .trim()
