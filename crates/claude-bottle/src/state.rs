@@ -45,7 +45,7 @@ fn create_in(d: &Path, owner: &str) -> io::Result<()> {
     write(d, "owner", owner.as_bytes())
 }
 
-/// Write the state folder of a bottle just launched. Files are replaced.
+/// Add what teardown needs once the bottle is up. Files are replaced.
 pub fn record(
     settings: &Settings,
     slug: &str,
@@ -54,7 +54,7 @@ pub fn record(
     start_refs: &StartRefs,
 ) -> io::Result<()> {
     let d = dir(settings, slug);
-    write(&d, "owner", bottle_docker::owner::current().as_bytes())?;
+    // `owner` is there since `create`.
     write(&d, "bottle", bottle.as_bytes())?;
     write(&d, "start-refs", start_refs.to_text().as_bytes())?;
     if keep {
