@@ -233,6 +233,23 @@ pub fn from_sidecar_json(text: &str) -> Result<(GateConfig, GateSecrets), Error>
     Ok((doc.gate, doc.secrets))
 }
 
+/// The same from the two parts of an already parsed sidecar document (the
+/// sidecar parses its stdin once).
+pub fn from_sidecar_parts(
+    gate: serde_json::Value,
+    secrets: serde_json::Value,
+) -> Result<(GateConfig, GateSecrets), Error> {
+    let gate: GateConfig =
+        serde_json::from_value(gate).map_err(|e| Error::Config(e.to_string()))?;
+    let secrets: GateSecrets = if secrets.is_null() {
+        GateSecrets::default()
+    } else {
+        serde_json::from_value(secrets).map_err(|e| Error::Config(e.to_string()))?
+    };
+    gate.validate(&secrets)?;
+    Ok((gate, secrets))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -22,7 +22,7 @@ pub mod scan;
 pub mod server;
 
 pub use audit::{AuditSink, Event};
-pub use config::{GateConfig, GateSecrets, RepoConfig, from_sidecar_json};
+pub use config::{GateConfig, GateSecrets, RepoConfig, from_sidecar_json, from_sidecar_parts};
 pub use limits::Limits;
 pub use server::{Gate, Options, serve};
 

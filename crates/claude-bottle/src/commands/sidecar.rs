@@ -35,13 +35,16 @@ pub fn run() -> Result<ExitCode> {
     if text.len() as u64 > MAX_CONFIG {
         return Err(UsageError::new("the sidecar configuration is over 4 MiB").into());
     }
-    let doc: Value = serde_json::from_str(&text)
+    // Zeroed when dropped: it holds every secret of the bottle.
+    let text = Secret::new(text);
+    let doc: Value = serde_json::from_str(text.expose())
         .map_err(|e| UsageError::new(format!("the sidecar configuration is not JSON: {e}")))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(serve(doc, text))
+    drop(text);
+    rt.block_on(serve(doc))
 }
 
 /// The pre-receive hook the gate runs for each push.
@@ -57,28 +60,27 @@ pub fn hook(name: &str) -> Result<ExitCode> {
 /// tmpfs: the root file system is read-only).
 const UPSTREAM_CA_FILE: &str = "/tmp/upstream-ca.pem";
 
-async fn serve(mut doc: Value, text: String) -> Result<ExitCode> {
+async fn serve(mut doc: Value) -> Result<ExitCode> {
     let Some(obj) = doc.as_object_mut() else {
         return Err(UsageError::new("the sidecar configuration must be a JSON object").into());
     };
+    let dns_cfg = obj.remove("dns");
+    let mut gate = obj.remove("gate");
+    let secrets = obj.remove("secrets").unwrap_or(Value::Null);
     // Extra roots arrive as PEM text (no shared file system with the CLI):
     // written to a file both the proxy and the gate read.
-    let text = match obj.remove("upstream_ca_pem") {
+    match obj.remove("upstream_ca_pem") {
         Some(Value::String(pem)) => {
             std::fs::write(UPSTREAM_CA_FILE, pem)
                 .with_context(|| format!("cannot write {UPSTREAM_CA_FILE}"))?;
             obj.insert("upstream_ca".into(), UPSTREAM_CA_FILE.into());
-            if let Some(gate) = obj.get_mut("gate").and_then(Value::as_object_mut) {
-                gate.insert("upstream_ca".into(), UPSTREAM_CA_FILE.into());
+            if let Some(g) = gate.as_mut().and_then(Value::as_object_mut) {
+                g.insert("upstream_ca".into(), UPSTREAM_CA_FILE.into());
             }
-            Value::Object(obj.clone()).to_string()
         }
         Some(_) => return Err(UsageError::new("upstream_ca_pem must be a string").into()),
-        None => text,
-    };
-    let dns_cfg = obj.remove("dns");
-    let gate_present = obj.remove("gate").is_some();
-    let secrets = obj.remove("secrets").unwrap_or(Value::Null);
+        None => {}
+    }
     let tokens: HashMap<String, Secret> = secrets
         .get("tokens")
         .and_then(Value::as_object)
@@ -128,8 +130,8 @@ async fn serve(mut doc: Value, text: String) -> Result<ExitCode> {
         tasks.spawn(async move { responder.serve_tcp(tcp, shutdown()).await });
     }
 
-    if gate_present {
-        let (gate_cfg, gate_secrets) = bottle_gitgate::from_sidecar_json(&text)?;
+    if let Some(gate) = gate {
+        let (gate_cfg, gate_secrets) = bottle_gitgate::from_sidecar_parts(gate, secrets)?;
         let listener = TcpListener::bind(&gate_cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", gate_cfg.listen))?;
