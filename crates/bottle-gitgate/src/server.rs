@@ -628,8 +628,9 @@ fn check_hook_runs(state_dir: &Path) -> Result<(), Error> {
             .stderr(std::process::Stdio::null())
             .status()
     };
-    // A file just written can be briefly "busy" (ETXTBSY) while a forked
-    // child of another thread still holds its descriptor: retry that only.
+    // A file just written can be briefly "busy" (ETXTBSY) when another
+    // thread of a multi-threaded host (the gate's own tests, say) forked
+    // while it was open for writing: retry that only.
     let mut result = run();
     for _ in 0..20 {
         match &result {

@@ -118,12 +118,7 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
             }
         }
         let responder = Arc::new(dns::Responder::new(names, proxy.audit(), Some(proxy.dlp())));
-        let udp = UdpSocket::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}/udp"))?;
-        let tcp = TcpListener::bind(udp.local_addr()?)
-            .await
-            .with_context(|| format!("cannot listen on {listen}/tcp"))?;
+        let (udp, tcp) = bind_dns(listen).await?;
         addrs.push(format!("dns {}", udp.local_addr()?));
         let r = responder.clone();
         tasks.spawn(async move { r.serve_udp(udp, shutdown()).await });
@@ -160,6 +155,26 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
     bottle_egress::serve(proxy, proxy_listener, shutdown()).await?;
     tasks.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// DNS answers on one port over UDP and TCP. With port 0 (tests) the
+/// kernel picks the UDP port, which may be taken for TCP by someone else:
+/// then another pair is tried.
+async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}/udp"))?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {listen}/tcp")),
+        }
+    }
+    Err(anyhow!(
+        "no free port for DNS on {} (UDP and TCP)",
+        listen.ip()
+    ))
 }
 
 async fn shutdown() {
