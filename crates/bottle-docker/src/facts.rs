@@ -10,8 +10,13 @@ use bottle_plan::EngineFacts;
 use crate::engine::{CONNECT_TIMEOUT, Engine, EngineError, api, container_name};
 use crate::labels;
 
-/// Ask the engine for the plan's facts.
-pub async fn engine_facts(engine: &Engine) -> Result<EngineFacts, EngineError> {
+/// Ask the engine for the plan's facts. Leftovers are judged among the
+/// objects carrying `scope` (`KEY=VALUE`) when it is given, as tests do
+/// with their run label.
+pub async fn engine_facts(
+    engine: &Engine,
+    scope: Option<&str>,
+) -> Result<EngineFacts, EngineError> {
     let d = &engine.docker;
     let work = async {
         let info = d.info().await.map_err(api("info"))?;
@@ -30,6 +35,7 @@ pub async fn engine_facts(engine: &Engine) -> Result<EngineFacts, EngineError> {
             has_runsc: has_runsc(&info),
             ..Default::default()
         };
+        let mut owners = Owners::default();
         for c in containers {
             for n in c.names.unwrap_or_default() {
                 facts
@@ -37,18 +43,54 @@ pub async fn engine_facts(engine: &Engine) -> Result<EngineFacts, EngineError> {
                     .insert(n.trim_start_matches('/').to_string());
             }
             collect_slug(c.labels.as_ref(), &mut facts.slugs);
+            owners.add(c.labels.as_ref(), scope);
         }
         for n in networks {
             if let Some(name) = n.name {
                 facts.networks.insert(name);
             }
             collect_slug(n.labels.as_ref(), &mut facts.slugs);
+            owners.add(n.labels.as_ref(), scope);
         }
+        facts.leftovers = owners.dead();
         Ok(facts)
     };
     tokio::time::timeout(CONNECT_TIMEOUT * 3, work)
         .await
         .map_err(|_| EngineError::Timeout(CONNECT_TIMEOUT * 3))?
+}
+
+/// Per slug: whether any object has a live owner or says `keep`.
+#[derive(Default)]
+struct Owners(std::collections::BTreeMap<String, (bool, bool)>);
+
+impl Owners {
+    fn add(&mut self, l: Option<&HashMap<String, String>>, scope: Option<&str>) {
+        let Some(l) = l else { return };
+        let Some(slug) = l.get(labels::SLUG) else {
+            return;
+        };
+        if let Some((k, v)) = scope.and_then(|s| s.split_once('='))
+            && l.get(k).map(String::as_str) != Some(v)
+        {
+            return;
+        }
+        let alive = l
+            .get(labels::OWNER)
+            .is_some_and(|o| !o.is_empty() && crate::owner::is_alive(o));
+        let keep = l.get(labels::KEEP).is_some_and(|k| k == "true");
+        let e = self.0.entry(slug.clone()).or_default();
+        e.0 |= alive;
+        e.1 |= keep;
+    }
+
+    fn dead(self) -> BTreeSet<String> {
+        self.0
+            .into_iter()
+            .filter(|(_, (alive, keep))| !alive && !keep)
+            .map(|(slug, _)| slug)
+            .collect()
+    }
 }
 
 fn collect_slug(l: Option<&HashMap<String, String>>, slugs: &mut BTreeSet<String>) {

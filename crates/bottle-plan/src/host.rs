@@ -41,4 +41,7 @@ pub struct EngineFacts {
     pub slugs: BTreeSet<String>,
     /// The engine has a `runsc` runtime registered.
     pub has_runsc: bool,
+    /// Slugs whose objects were left by a CLI that is gone (and not kept
+    /// with `--keep`): what `cleanup` would remove.
+    pub leftovers: BTreeSet<String>,
 }

@@ -82,6 +82,15 @@ pub fn resolve(
         secrets.upstream_ca = Some(pem);
     }
 
+    if let Some(e) = engine
+        && !e.leftovers.is_empty()
+    {
+        warnings.push(format!(
+            "objects left by bottles whose CLI is gone ({}); `claude-bottle cleanup` removes them",
+            e.leftovers.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+
     let slug = names::pick_slug(&agent.name, engine).ok_or_else(|| Error::SlugsExhausted {
         agent: agent.name.clone(),
     })?;

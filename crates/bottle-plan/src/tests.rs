@@ -197,6 +197,23 @@ fn engine_unreached_means_null_runtime_and_a_warning() {
 }
 
 #[test]
+fn leftovers_of_dead_runs_are_a_warning() {
+    let clean = full(Some(EngineFacts::default()));
+    assert!(clean.plan.warnings.is_empty(), "{:?}", clean.plan.warnings);
+    let facts = EngineFacts {
+        leftovers: ["old".to_string(), "older-2".to_string()].into(),
+        ..Default::default()
+    };
+    let w = full(Some(facts)).plan.warnings;
+    assert_eq!(
+        w,
+        [
+            "objects left by bottles whose CLI is gone (old, older-2); `claude-bottle cleanup` removes them"
+        ]
+    );
+}
+
+#[test]
 fn runtime_rules() {
     let gvisor = EngineFacts {
         has_runsc: true,

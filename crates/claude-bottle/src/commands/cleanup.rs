@@ -58,7 +58,7 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
 }
 
 /// Objects of slugs with no live owner (and not kept, unless `all`).
-pub(crate) fn orphans(objects: Vec<Object>, all: bool) -> (Vec<Object>, usize) {
+fn orphans(objects: Vec<Object>, all: bool) -> (Vec<Object>, usize) {
     let mut by_slug: BTreeMap<String, Vec<Object>> = BTreeMap::new();
     for o in objects {
         by_slug.entry(o.slug.clone()).or_default().push(o);

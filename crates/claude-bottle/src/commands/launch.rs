@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use bottle_docker::image::{self, ImageKind, ImageState};
-use bottle_docker::{Engine, exec, labels, launch, teardown};
+use bottle_docker::{Engine, exec, labels, launch};
 use bottle_plan::Resolved;
 use bottle_secret::Secret;
 use tokio::signal::unix::{SignalKind, signal};
@@ -48,7 +48,6 @@ pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         let engine = Engine::connect().await?;
-        warn_about_leftovers(&engine).await;
         // From here on SIGINT, SIGTERM and SIGHUP are ours: each wait below
         // races them, and the terminal is restored before anything prints.
         let mut interrupts = Interrupts::new()?;
@@ -182,25 +181,6 @@ async fn copy_cwd(
     .await?;
     progress.finish(&format!("workspace image `{tag}` built"));
     Ok(())
-}
-
-/// Say when dead runs left labelled objects behind (`cleanup` removes
-/// them); never fails the start.
-async fn warn_about_leftovers(engine: &Engine) {
-    let test_label = crate::env::test_label_filter();
-    let Ok(objects) = teardown::find(engine, test_label.as_deref()).await else {
-        return;
-    };
-    let (orphans, _) = super::cleanup::orphans(objects, false);
-    let mut slugs: Vec<&str> = orphans.iter().map(|o| o.slug.as_str()).collect();
-    slugs.dedup();
-    if !slugs.is_empty() {
-        eprintln!(
-            "warning: {} object(s) left by bottles whose CLI is gone ({}); `claude-bottle cleanup` removes them",
-            orphans.len(),
-            slugs.join(", ")
-        );
-    }
 }
 
 /// Ask each `?` env value on the terminal, hidden. `None` when the user

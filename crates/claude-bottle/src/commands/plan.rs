@@ -47,7 +47,8 @@ pub fn engine_facts() -> Result<EngineFacts, String> {
         let engine = bottle_docker::Engine::connect()
             .await
             .map_err(|e| e.to_string())?;
-        bottle_docker::engine_facts(&engine)
+        let scope = crate::env::test_label_filter();
+        bottle_docker::engine_facts(&engine, scope.as_deref())
             .await
             .map_err(|e| e.to_string())
     })
