@@ -304,8 +304,10 @@ fn start_reaches_the_world_and_the_model_api() {
     let script = "echo \"model: $(claude-standin-model hello)\"; \
                   echo \"allowed: $(curl -s https://allowed.test/hello)\"; \
                   curl -s -o /dev/null -w 'denied %{http_connect}\\n' https://git.world.test/nope; \
+                  curl --noproxy '*' -s -m 3 -o /dev/null -w 'direct %{http_code}\\n' http://WORLD_IP/direct; \
                   echo \"agent key: $CLAUDE_CODE_OAUTH_TOKEN\"";
-    let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", script])
+    let script = script.replace("WORLD_IP", &world.ip);
+    let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", &script])
         .env("WORLD_TOKEN", token)
         .output()
         .unwrap();
@@ -322,6 +324,9 @@ fn start_reaches_the_world_and_the_model_api() {
         "{stdout}\n{stderr}"
     );
     assert!(stdout.contains("denied 403"), "{stdout}");
+    // Straight to the world's address, around the proxy: the internal
+    // network has no route out, so nothing answers...
+    assert!(stdout.contains("direct 000"), "{stdout}");
     assert!(
         stdout.contains("agent key: cred-proxy-placeholder"),
         "{stdout}"
@@ -362,6 +367,33 @@ fn start_reaches_the_world_and_the_model_api() {
         !got.iter().any(|r| r["path"] == "/nope"),
         "a denied request reached the world: {got:?}"
     );
+    assert!(
+        !got.iter().any(|r| r["path"] == "/direct"),
+        "the agent reached the world around the proxy: {got:?}"
+    );
+    // ...while from an ordinary bridge network the same request arrives:
+    // the world is reachable, the bottle's network is what stops it.
+    let control = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "bridge",
+            "claude-bottle-test/base:bookworm",
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://{}/control", world.ip))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&control.stdout), "200", "control");
+    assert!(world.requests().iter().any(|r| r["path"] == "/control"));
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
 
