@@ -8,6 +8,7 @@
 
 mod engine {
     mod attach;
+    mod bottle;
     mod build;
     mod cleanup;
     mod start;

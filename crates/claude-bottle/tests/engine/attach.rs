@@ -11,103 +11,19 @@ use std::time::{Duration, Instant};
 
 use rustix::termios::{LocalModes, Winsize, tcgetattr, tcsetwinsize};
 
-const AGENT_BASE: &str = "claude-bottle-test/agent-base:bookworm";
+use super::bottle::{Home, leftovers};
+
 /// Long enough for a launch that rebuilds the sidecar image on a busy
 /// two-core machine.
 const LAUNCH: Duration = Duration::from_secs(300);
 const SHORT: Duration = Duration::from_secs(30);
 
-struct Home {
-    dir: tempfile::TempDir,
-    agent: String,
-}
-
-fn home(tag: &str, bottle_env: &str) -> Home {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = format!("tty-{tag}-{}", std::process::id());
-    let h = dir.path().join(".claude-bottle");
-    std::fs::create_dir_all(h.join("bottles")).unwrap();
-    std::fs::create_dir_all(h.join("agents")).unwrap();
-    std::fs::write(
-        h.join("bottles/tty.md"),
-        format!("---\n{bottle_env}egress:\n  allow:\n    - host: allowed.test\n---\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        h.join(format!("agents/{agent}.md")),
-        "---\nbottle: tty\n---\nYou are tested.\n",
-    )
-    .unwrap();
-    Home { dir, agent }
-}
-
-fn cli(h: &Home, run: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_claude-bottle"));
-    c.args(args)
-        .env("HOME", h.dir.path())
-        .env("CLAUDE_BOTTLE_BASE_IMAGE", AGENT_BASE)
-        .env("CLAUDE_BOTTLE_TEST_LABEL", run)
-        .env("TERM", "dumb")
-        .current_dir(h.dir.path())
-        .stdin(Stdio::null());
+/// The CLI for a session under a pseudo-terminal: a terminal that draws
+/// nothing fancy, so the tests can read what it prints.
+fn cli(h: &Home, args: &[&str]) -> Command {
+    let mut c = h.cli(args);
+    c.env("TERM", "dumb");
     c
-}
-
-/// Labelled objects of this test run still on the engine.
-fn leftovers(run: &str) -> Vec<String> {
-    let filter = format!("label=io.claude-bottle.test={run}");
-    let mut out = Vec::new();
-    for (args, format) in [
-        (["ps", "-a"], "{{.Names}}"),
-        (["network", "ls"], "{{.Name}}"),
-    ] {
-        let o = Command::new("docker")
-            .args(args)
-            .args(["--filter", &filter, "--format", format])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        out.extend(
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    out
-}
-
-/// Removes what a failed test left (after the assertions said so).
-struct Sweep(String);
-
-impl Drop for Sweep {
-    fn drop(&mut self) {
-        let filter = format!("label=io.claude-bottle.test={}", self.0);
-        let ids = |args: &[&str]| -> Vec<String> {
-            let o = Command::new("docker")
-                .args(args)
-                .args(["--filter", &filter])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .map(str::to_string)
-                .collect()
-        };
-        let containers = ids(&["ps", "-aq"]);
-        if !containers.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&containers)
-                .output();
-        }
-        let networks = ids(&["network", "ls", "-q"]);
-        if !networks.is_empty() {
-            let _ = Command::new("docker")
-                .args(["network", "rm"])
-                .args(&networks)
-                .output();
-        }
-    }
 }
 
 /// A pseudo-terminal pair (controller, terminal) of `rows` x `cols`.
@@ -263,10 +179,9 @@ fn interactive_start_runs_a_session_and_tears_down() {
         return;
     }
     let _images = super::image_lock();
-    let run = format!("tty-start-{}", std::process::id());
-    let _sweep = Sweep(run.clone());
-    let h = home("start", "");
-    let mut tty = Tty::spawn(cli(&h, &run, &["start", &h.agent, "--yes"]));
+    let h = Home::new("tty-start");
+    let run = h.run.clone();
+    let mut tty = Tty::spawn(cli(&h, &["start", &h.agent, "--yes"]));
     // The stand-in's bash prompt (`TERM=dumb` hides the progress lines).
     tty.expect("/workspace$ ", LAUNCH);
     tty.type_keys("echo hi-$((6*7)) $(stty size); exit 5\r");
@@ -285,10 +200,9 @@ fn sigterm_in_a_session_restores_the_terminal() {
         return;
     }
     let _images = super::image_lock();
-    let run = format!("tty-term-{}", std::process::id());
-    let _sweep = Sweep(run.clone());
-    let h = home("term", "");
-    let mut tty = Tty::spawn_with(cli(&h, &run, &["start", &h.agent, "--yes"]), true);
+    let h = Home::new("tty-term");
+    let run = h.run.clone();
+    let mut tty = Tty::spawn_with(cli(&h, &["start", &h.agent, "--yes"]), true);
     let cooked = tty.local_modes();
     assert!(cooked.contains(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG));
     tty.expect("/workspace$ ", LAUNCH);
@@ -316,12 +230,10 @@ fn attach_to_a_kept_bottle() {
         return;
     }
     let _images = super::image_lock();
-    let run = format!("tty-attach-{}", std::process::id());
-    let _sweep = Sweep(run.clone());
-    let h = home("att", "env:\n  GREETING: hello-from-env\n");
+    let h = Home::with_env("tty-attach", "env:\n  GREETING: hello-from-env\n");
+    let run = h.run.clone();
     let started = cli(
         &h,
-        &run,
         &["start", &h.agent, "--yes", "--keep", "--prompt", "true"],
     )
     .output()
@@ -331,7 +243,7 @@ fn attach_to_a_kept_bottle() {
     assert!(err.contains("keeps running"), "{err}");
     let slug = h.agent.clone();
 
-    let mut tty = Tty::spawn(cli(&h, &run, &["attach", &slug]));
+    let mut tty = Tty::spawn(cli(&h, &["attach", &slug]));
     tty.expect("/workspace$ ", SHORT);
     // The agent user, the workspace, the bottle's env (read back from the
     // env file) and the window size given at the start.
@@ -357,14 +269,14 @@ fn attach_to_a_kept_bottle() {
     );
 
     // An unknown slug says what runs and where to look.
-    let mut tty = Tty::spawn(cli(&h, &run, &["attach", "no-such-bottle"]));
+    let mut tty = Tty::spawn(cli(&h, &["attach", "no-such-bottle"]));
     tty.expect("no running bottle `no-such-bottle`", SHORT);
     let (code, text) = tty.finish(SHORT);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains(&slug), "lists what runs: {text}");
     assert!(text.contains("claude-bottle list running"), "{text}");
 
-    let cleaned = cli(&h, &run, &["cleanup", "-y", "--all"]).output().unwrap();
+    let cleaned = cli(&h, &["cleanup", "-y", "--all"]).output().unwrap();
     assert!(
         cleaned.status.success(),
         "{}",
@@ -379,16 +291,15 @@ fn prompted_env_is_asked_hidden_and_reaches_the_agent() {
         return;
     }
     let _images = super::image_lock();
-    let run = format!("tty-ask-{}", std::process::id());
-    let _sweep = Sweep(run.clone());
-    let h = home(
-        "ask",
+    let h = Home::with_env(
+        "tty-ask",
         "env:\n  DB_PASSWORD: \"?Database password\"\n  PLAIN: \"?\"\n",
     );
+    let run = h.run.clone();
     let value = "s3cret-typed-on-the-pty";
 
     // Without a terminal: refused before anything exists, by name.
-    let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", "true"])
+    let out = cli(&h, &["start", &h.agent, "--yes", "--prompt", "true"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -399,11 +310,7 @@ fn prompted_env_is_asked_hidden_and_reaches_the_agent() {
 
     let script = "echo pw-$DB_PASSWORD plain-$PLAIN; \
                   grep -c DB_PASSWORD /run/claude-bottle/env";
-    let mut tty = Tty::spawn(cli(
-        &h,
-        &run,
-        &["start", &h.agent, "--yes", "--prompt", script],
-    ));
+    let mut tty = Tty::spawn(cli(&h, &["start", &h.agent, "--yes", "--prompt", script]));
     tty.expect("Database password (DB_PASSWORD, hidden): ", SHORT);
     tty.type_keys(&format!("{value}\r"));
     tty.expect("PLAIN (hidden): ", SHORT);

@@ -5,65 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-const AGENT_BASE: &str = "claude-bottle-test/agent-base:bookworm";
-
-struct Home {
-    dir: tempfile::TempDir,
-    agent: String,
-}
-
-fn home(tag: &str) -> Home {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = format!("probe-{tag}-{}", std::process::id());
-    let h = dir.path().join(".claude-bottle");
-    std::fs::create_dir_all(h.join("bottles")).unwrap();
-    std::fs::create_dir_all(h.join("agents")).unwrap();
-    std::fs::write(
-        h.join("bottles/probe.md"),
-        "---\negress:\n  allow:\n    - host: allowed.test\n---\n",
-    )
-    .unwrap();
-    std::fs::write(
-        h.join(format!("agents/{agent}.md")),
-        "---\nbottle: probe\n---\nYou probe.\n",
-    )
-    .unwrap();
-    Home { dir, agent }
-}
-
-fn cli(h: &Home, run: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_claude-bottle"));
-    c.args(args)
-        .env("HOME", h.dir.path())
-        .env("CLAUDE_BOTTLE_BASE_IMAGE", AGENT_BASE)
-        .env("CLAUDE_BOTTLE_TEST_LABEL", run)
-        .current_dir(h.dir.path())
-        .stdin(Stdio::null());
-    c
-}
-
-/// Labelled objects of this test run still on the engine.
-fn leftovers(run: &str) -> Vec<String> {
-    let filter = format!("label=io.claude-bottle.test={run}");
-    let mut out = Vec::new();
-    for (args, format) in [
-        (["ps", "-a"], "{{.Names}}"),
-        (["network", "ls"], "{{.Name}}"),
-    ] {
-        let o = Command::new("docker")
-            .args(args)
-            .args(["--filter", &filter, "--format", format])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        out.extend(
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    out
-}
+use super::bottle::{Home, leftovers};
 
 #[test]
 fn start_prompt_round_trip() {
@@ -71,8 +13,8 @@ fn start_prompt_round_trip() {
         return;
     }
     let _images = super::image_lock();
-    let run = format!("start-{}", std::process::id());
-    let h = home("rt");
+    let h = Home::new("probe-rt");
+    let run = h.run.clone();
     // A skill on the host, with a link to a host secret inside it that
     // must arrive as a dangling link, not as the secret.
     let skill = h.dir.path().join(".claude/skills/review");
@@ -96,7 +38,8 @@ fn start_prompt_round_trip() {
                   cat ~/.claude/skills/review/SKILL.md; stat -c 'skill %u' ~/.claude/skills/review/SKILL.md; \
                   cat ~/.claude/skills/review/leak 2>/dev/null || echo no leak; \
                   exit 3";
-    let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", script])
+    let out = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", script])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -121,17 +64,14 @@ fn sigterm_tears_the_bottle_down() {
         return;
     }
     let _images = super::image_lock();
-    let run = format!("sigterm-{}", std::process::id());
-    let h = home("term");
-    let mut child = cli(
-        &h,
-        &run,
-        &["start", &h.agent, "--yes", "--prompt", "sleep 120"],
-    )
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
+    let h = Home::new("probe-term");
+    let run = h.run.clone();
+    let mut child = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", "sleep 120"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     loop {
@@ -171,8 +111,8 @@ fn the_token_stays_in_the_sidecar() {
         return;
     }
     let _images = super::image_lock();
-    let run = format!("token-{}", std::process::id());
-    let h = home("tok");
+    let h = Home::new("probe-tok");
+    let run = h.run.clone();
     let token = "sk-ant-oat01-ROW5-NEVER-IN-THE-AGENT-0123456789";
     let bottles = h.dir.path().join(".claude-bottle/bottles");
     std::fs::write(
@@ -183,14 +123,11 @@ fn the_token_stays_in_the_sidecar() {
     let attack = "env; for p in /proc/[0-9]*; do cat $p/environ $p/cmdline 2>/dev/null; echo; done; \
                   cat /run/claude-bottle/* ~/.claude.json ~/.gitconfig 2>/dev/null; \
                   grep -rs ROW5 / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | head -5";
-    let out = cli(
-        &h,
-        &run,
-        &["start", &h.agent, "--yes", "--keep", "--prompt", attack],
-    )
-    .env("ROW5_TOKEN", token)
-    .output()
-    .unwrap();
+    let out = h
+        .cli(&["start", &h.agent, "--yes", "--keep", "--prompt", attack])
+        .env("ROW5_TOKEN", token)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let inspected = {
@@ -245,7 +182,7 @@ fn the_token_stays_in_the_sidecar() {
             .is_ok()
         })
         .collect();
-    let cleaned = cli(&h, &run, &["cleanup", "-y", "--all"]).output().unwrap();
+    let cleaned = h.cli(&["cleanup", "-y", "--all"]).output().unwrap();
     assert!(
         cleaned.status.success(),
         "{}",
@@ -289,8 +226,8 @@ fn start_reaches_the_world_and_the_model_api() {
     }
     let _images = super::image_lock();
     let world = super::world::World::start();
-    let run = format!("world-{}", std::process::id());
-    let h = home("wld");
+    let h = Home::new("probe-wld");
+    let run = h.run.clone();
     let token = "sk-ant-oat01-REAL-TOKEN-ONLY-THE-SIDECAR-HAS-42";
     std::fs::write(
         h.dir.path().join(".claude-bottle/bottles/probe.md"),
@@ -307,7 +244,8 @@ fn start_reaches_the_world_and_the_model_api() {
                   curl --noproxy '*' -s -m 3 -o /dev/null -w 'direct %{http_code}\\n' http://WORLD_IP/direct; \
                   echo \"agent key: $CLAUDE_CODE_OAUTH_TOKEN\"";
     let script = script.replace("WORLD_IP", &world.ip);
-    let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", &script])
+    let out = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", &script])
         .env("WORLD_TOKEN", token)
         .output()
         .unwrap();
@@ -409,8 +347,8 @@ fn clone_and_push_through_the_gate() {
     let _images = super::image_lock();
     let world = super::world::World::start();
     let bare = world.bare_repo("app");
-    let run = format!("gate-{}", std::process::id());
-    let h = home("git");
+    let h = Home::new("probe-git");
+    let run = h.run.clone();
     let token = "ghp_GATEONLYTOKEN0123456789abcdefghijklmn";
     std::fs::write(
         h.dir.path().join(".claude-bottle/bottles/probe.md"),
@@ -428,7 +366,8 @@ fn clone_and_push_through_the_gate() {
                   git commit -qm 'agent work'; git push -q origin agent/work && echo pushed-branch; \
                   git push -q origin HEAD:main 2>/dev/null && echo pushed-main || echo main-refused; \
                   git config --get remote.origin.url; env | grep -c ghp_ || true";
-    let out = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", script])
+    let out = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", script])
         .env("REPO_TOKEN", token)
         .output()
         .unwrap();
@@ -500,17 +439,14 @@ fn side_by_side_then_sigkill_and_cleanup() {
         return;
     }
     let _images = super::image_lock();
-    let run = format!("kill-{}", std::process::id());
-    let h = home("kill");
-    let mut first = cli(
-        &h,
-        &run,
-        &["start", &h.agent, "--yes", "--prompt", "sleep 120"],
-    )
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
+    let h = Home::new("probe-kill");
+    let run = h.run.clone();
+    let mut first = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", "sleep 120"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let (_err, _) = wait_up(&mut first);
     let state = h.dir.path().join(".claude-bottle/state").join(&h.agent);
     let owner = std::fs::read_to_string(state.join("owner")).unwrap();
@@ -521,19 +457,16 @@ fn side_by_side_then_sigkill_and_cleanup() {
         0o700
     );
 
-    let second = cli(
-        &h,
-        &run,
-        &[
+    let second = h
+        .cli(&[
             "start",
             &h.agent,
             "--yes",
             "--prompt",
             "hostname >/dev/null; echo second ran",
-        ],
-    )
-    .output()
-    .unwrap();
+        ])
+        .output()
+        .unwrap();
     let err2 = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{err2}");
     assert_eq!(String::from_utf8_lossy(&second.stdout), "second ran\n");
@@ -553,7 +486,8 @@ fn side_by_side_then_sigkill_and_cleanup() {
     first.wait().unwrap();
     assert!(!leftovers(&run).is_empty(), "SIGKILL leaves the bottle");
 
-    let third = cli(&h, &run, &["start", &h.agent, "--yes", "--prompt", "true"])
+    let third = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", "true"])
         .output()
         .unwrap();
     let err3 = String::from_utf8_lossy(&third.stderr);
@@ -564,7 +498,7 @@ fn side_by_side_then_sigkill_and_cleanup() {
         "{err3}"
     );
 
-    let cleaned = cli(&h, &run, &["cleanup", "-y"]).output().unwrap();
+    let cleaned = h.cli(&["cleanup", "-y"]).output().unwrap();
     assert!(
         cleaned.status.success(),
         "{}",
@@ -587,8 +521,8 @@ fn copy_cwd_through_a_derived_image() {
         return;
     }
     let _images = super::image_lock();
-    let run = format!("cwd-{}", std::process::id());
-    let h = home("cwd");
+    let h = Home::new("probe-cwd");
+    let run = h.run.clone();
     let proj = h.dir.path().join("proj");
     std::fs::create_dir(&proj).unwrap();
     let git = |args: &[&str]| {
@@ -618,14 +552,11 @@ fn copy_cwd_through_a_derived_image() {
     ]);
     let script = "cd /workspace; ls -A | tr '\\n' ' '; echo; stat -c 'owner %u' main.rs; \
                   git log --format=%s; test -e target && echo target copied || echo no target";
-    let out = cli(
-        &h,
-        &run,
-        &["start", &h.agent, "--yes", "--copy-cwd", "--prompt", script],
-    )
-    .current_dir(&proj)
-    .output()
-    .unwrap();
+    let out = h
+        .cli(&["start", &h.agent, "--yes", "--copy-cwd", "--prompt", script])
+        .current_dir(&proj)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

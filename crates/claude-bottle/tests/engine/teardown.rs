@@ -5,110 +5,23 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-const AGENT_BASE: &str = "claude-bottle-test/agent-base:bookworm";
+use super::bottle::{Home, leftovers};
 
-struct Home {
-    dir: tempfile::TempDir,
-    agent: String,
-    run: String,
+/// Run the CLI to its end.
+fn run_cli(h: &Home, args: &[&str]) -> Output {
+    h.cli(args).output().unwrap()
 }
 
-impl Home {
-    fn new(tag: &str) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        let agent = format!("td-{tag}-{}", std::process::id());
-        let h = dir.path().join(".claude-bottle");
-        std::fs::create_dir_all(h.join("bottles")).unwrap();
-        std::fs::create_dir_all(h.join("agents")).unwrap();
-        std::fs::write(
-            h.join("bottles/probe.md"),
-            "---\negress:\n  allow:\n    - host: allowed.test\n---\n",
-        )
-        .unwrap();
-        std::fs::write(
-            h.join(format!("agents/{agent}.md")),
-            "---\nbottle: probe\n---\nYou probe.\n",
-        )
-        .unwrap();
-        Home {
-            dir,
-            agent,
-            run: format!("teardown-{tag}-{}", std::process::id()),
-        }
-    }
-
-    fn bottle_home(&self) -> PathBuf {
-        self.dir.path().join(".claude-bottle")
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
-            .args(args)
-            .env("HOME", self.dir.path())
-            .env_remove("CLAUDE_BOTTLE_HOME")
-            .env("CLAUDE_BOTTLE_BASE_IMAGE", AGENT_BASE)
-            .env("CLAUDE_BOTTLE_TEST_LABEL", &self.run)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// The only entry of `$CLAUDE_BOTTLE_HOME/<sub>`, if there is one.
-    fn only(&self, sub: &str) -> Option<PathBuf> {
-        let entries: Vec<PathBuf> = std::fs::read_dir(self.bottle_home().join(sub))
-            .ok()?
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert!(entries.len() <= 1, "{entries:?}");
-        entries.into_iter().next()
-    }
-}
-
-/// Removes whatever a failed test left on the engine.
-impl Drop for Home {
-    fn drop(&mut self) {
-        let filter = format!("label=io.claude-bottle.test={}", self.run);
-        for (list, rm) in [
-            (vec!["ps", "-aq"], vec!["rm", "-f"]),
-            (vec!["network", "ls", "-q"], vec!["network", "rm"]),
-        ] {
-            let ids = Command::new("docker")
-                .args(&list)
-                .args(["--filter", &filter])
-                .output()
-                .unwrap();
-            let ids = String::from_utf8_lossy(&ids.stdout).to_string();
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker").args(&rm).args(&ids).output();
-            }
-        }
-    }
-}
-
-/// Labelled objects of this test run still on the engine.
-fn leftovers(run: &str) -> Vec<String> {
-    let filter = format!("label=io.claude-bottle.test={run}");
-    let mut out = Vec::new();
-    for (args, format) in [
-        (["ps", "-a"], "{{.Names}}"),
-        (["network", "ls"], "{{.Name}}"),
-    ] {
-        let o = Command::new("docker")
-            .args(args)
-            .args(["--filter", &filter, "--format", format])
-            .output()
-            .unwrap();
-        out.extend(
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    out
+/// The only entry of `$CLAUDE_BOTTLE_HOME/<sub>`, if there is one.
+fn only(h: &Home, sub: &str) -> Option<PathBuf> {
+    let entries: Vec<PathBuf> = std::fs::read_dir(h.bottle_home().join(sub))
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(entries.len() <= 1, "{entries:?}");
+    entries.into_iter().next()
 }
 
 fn mode(p: &Path) -> u32 {
@@ -151,7 +64,7 @@ fn teardown_saves_outbox_log_and_summary() {
         return;
     }
     let _images = super::image_lock();
-    let h = Home::new("save");
+    let h = Home::new("td-save");
     let script = "set -e; cd /workspace; git init -q .; \
                   git config user.name Tester; git config user.email tester@example.org; \
                   echo hello > a.txt; git add a.txt; git commit -qm 'the agent commit'; \
@@ -160,7 +73,7 @@ fn teardown_saves_outbox_log_and_summary() {
                   echo ignored.txt > .gitignore; echo 'IGNORED CONTENT' > ignored.txt; \
                   curl -s -o /dev/null -w 'denied %{http_code}\\n' http://denied.example/; \
                   git status --porcelain | tr '\\n' ' '; echo";
-    let out = h.cli(&["start", &h.agent, "--yes", "--prompt", script]);
+    let out = run_cli(&h, &["start", &h.agent, "--yes", "--prompt", script]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("denied 403"), "{stdout}\n{stderr}");
@@ -173,7 +86,7 @@ fn teardown_saves_outbox_log_and_summary() {
 
     // The outbox: a bundle that verifies and holds the commit, a patch
     // with every uncommitted change but the ignored file.
-    let outbox = h.only("outbox").expect("an outbox folder");
+    let outbox = only(&h, "outbox").expect("an outbox folder");
     assert!(
         outbox
             .file_name()
@@ -221,7 +134,7 @@ fn teardown_saves_outbox_log_and_summary() {
     );
 
     // The audit log and the summary.
-    let log = h.only("logs").expect("a kept audit log");
+    let log = only(&h, "logs").expect("a kept audit log");
     assert_eq!(mode(&log), 0o600);
     assert_eq!(mode(&h.bottle_home().join("logs")), 0o700);
     let lines = std::fs::read_to_string(&log).unwrap();
@@ -259,13 +172,16 @@ fn keep_then_logs_then_stop() {
         return;
     }
     let _images = super::image_lock();
-    let h = Home::new("stop");
+    let h = Home::new("td-stop");
     let script = "set -e; cd /workspace; git init -q .; \
                   git config user.name Tester; git config user.email tester@example.org; \
                   git commit -q --allow-empty -m base; git rev-parse HEAD; \
                   git commit -q --allow-empty -m 'agent new'; git rev-parse HEAD; \
                   curl -s -o /dev/null http://kept-denied.example/";
-    let out = h.cli(&["start", &h.agent, "--yes", "--keep", "--prompt", script]);
+    let out = run_cli(
+        &h,
+        &["start", &h.agent, "--yes", "--keep", "--prompt", script],
+    );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let slug = slug_of(&stderr);
@@ -293,7 +209,7 @@ fn keep_then_logs_then_stop() {
     );
 
     // `logs` from the running sidecar, as text and as JSON.
-    let logs = h.cli(&["logs", &slug]);
+    let logs = run_cli(&h, &["logs", &slug]);
     let (text_out, err) = text(&logs);
     assert_eq!(logs.status.code(), Some(0), "{err}");
     assert!(
@@ -302,7 +218,7 @@ fn keep_then_logs_then_stop() {
             && l.contains("reason=no-route")),
         "{text_out}"
     );
-    let logs = h.cli(&["logs", &slug, "--format", "json"]);
+    let logs = run_cli(&h, &["logs", &slug, "--format", "json"]);
     let (json_out, err) = text(&logs);
     assert_eq!(logs.status.code(), Some(0), "{err}");
     assert!(!json_out.is_empty());
@@ -312,12 +228,12 @@ fn keep_then_logs_then_stop() {
     }
 
     // `cleanup` without `--all` leaves the kept bottle and its state alone.
-    let cleaned = h.cli(&["cleanup", "-y"]);
+    let cleaned = run_cli(&h, &["cleanup", "-y"]);
     assert!(cleaned.status.success(), "{}", text(&cleaned).1);
     assert_eq!(leftovers(&h.run).len(), 4);
     assert!(h.bottle_home().join("state").join(&slug).exists());
 
-    let stopped = h.cli(&["stop", &slug]);
+    let stopped = run_cli(&h, &["stop", &slug]);
     let (_, err) = text(&stopped);
     assert_eq!(stopped.status.code(), Some(0), "{err}");
     assert!(err.contains("kept-denied.example"), "{err}");
@@ -325,7 +241,7 @@ fn keep_then_logs_then_stop() {
     assert_eq!(leftovers(&h.run), Vec::<String>::new());
     assert!(!h.bottle_home().join("state").join(&slug).exists());
     // Only what is new since the start: `base` is a prerequisite, not content.
-    let outbox = h.only("outbox").expect("an outbox folder");
+    let outbox = only(&h, "outbox").expect("an outbox folder");
     let bundle = std::fs::read(outbox.join("workspace.bundle")).unwrap();
     let header = String::from_utf8_lossy(&bundle[..bundle.len().min(400)]).to_string();
     assert!(header.contains(&format!("\n-{base}")), "{header}");
@@ -334,17 +250,17 @@ fn keep_then_logs_then_stop() {
         !outbox.join("workspace.patch").exists(),
         "no uncommitted change, no patch"
     );
-    let log = h.only("logs").expect("the audit log is kept");
+    let log = only(&h, "logs").expect("the audit log is kept");
     assert_eq!(mode(&log), 0o600);
 
     // After teardown `logs` reads the kept log.
-    let logs = h.cli(&["logs", &slug]);
+    let logs = run_cli(&h, &["logs", &slug]);
     let (after, err) = text(&logs);
     assert_eq!(logs.status.code(), Some(0), "{err}");
     assert_eq!(after, text_out);
 
     // Stopping it again: it is gone.
-    let again = h.cli(&["stop", &slug]);
+    let again = run_cli(&h, &["stop", &slug]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again).1);
 }
 
@@ -353,17 +269,17 @@ fn stop_and_logs_of_an_unknown_slug_exit_2() {
     if !super::docker_ok("stop_and_logs_of_an_unknown_slug_exit_2") {
         return;
     }
-    let h = Home::new("unknown");
+    let h = Home::new("td-unknown");
     for args in [&["stop", "nosuch"][..], &["logs", "nosuch"]] {
-        let out = h.cli(args);
+        let out = run_cli(&h, args);
         let (_, err) = text(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("`nosuch`"), "{err}");
         assert!(err.contains("hint: `claude-bottle list running`"), "{err}");
     }
-    let out = h.cli(&["stop", "--all"]);
+    let out = run_cli(&h, &["stop", "--all"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
     assert!(text(&out).1.contains("no bottle is running"));
-    let out = h.cli(&["stop", "../etc"]);
+    let out = run_cli(&h, &["stop", "../etc"]);
     assert_eq!(out.status.code(), Some(2));
 }
