@@ -72,18 +72,7 @@ fn sigterm_tears_the_bottle_down() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        if err.read_line(&mut line).unwrap() == 0 {
-            panic!("the CLI ended before the bottle came up:\n{seen}");
-        }
-        seen.push_str(&line);
-        if line.contains("is up") {
-            break;
-        }
-    }
+    let (mut err, seen) = wait_up(&mut child);
     assert!(
         !leftovers(&run).is_empty(),
         "the bottle is up while the agent runs"
