@@ -79,3 +79,43 @@ fn an_unpinned_host_key_is_refused() {
         "{out}"
     );
 }
+
+/// An upstream named by a host the bottle pins in `resolve`: the gate
+/// reaches the pinned address and port, and checks the host key under the
+/// name the user wrote, not under the address it was pinned to.
+#[test]
+fn a_pinned_ssh_upstream_is_checked_under_its_written_name() {
+    let Some(up) = sshd_or_skip() else { return };
+    // ssh://user@127.0.0.1:PORT/path -> ssh://user@git.pinned.test/path
+    let rest = up.url.strip_prefix("ssh://").unwrap();
+    let (user, rest) = rest.split_once('@').unwrap();
+    let (hostport, path) = rest.split_once('/').unwrap();
+    let url = format!("ssh://{user}@git.pinned.test/{path}");
+    let key = |kh: &str| kh.split_once(' ').unwrap().1.to_string();
+
+    let mut setup = GateSetup::ssh(&up, &["*"]);
+    setup.repos[0].url = url.clone();
+    setup
+        .resolve
+        .insert("git.pinned.test".into(), hostport.into());
+    setup.known_hosts = Some(format!("git.pinned.test {}", key(&up.known_hosts)));
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    assert!(wt.join("README.md").exists(), "cloned through the pin");
+
+    // The right key, but pinned under the address instead of the name:
+    // refused, so a pin cannot stand in for the host's identity.
+    let mut setup = GateSetup::ssh(&up, &["*"]);
+    setup.repos[0].url = url;
+    setup
+        .resolve
+        .insert("git.pinned.test".into(), hostport.into());
+    let gate = setup.start();
+    let (ok, out) = git_try(work.path(), &["clone", &gate.repo_url("app"), "w2"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("Host key verification failed") || out.contains("host key"),
+        "{out}"
+    );
+}

@@ -522,6 +522,8 @@ pub struct GateSetup {
     pub known_hosts: Option<String>,
     pub limits: Limits,
     pub token: String,
+    /// The bottle's `resolve` table (host → address[:port]).
+    pub resolve: BTreeMap<String, String>,
 }
 
 impl GateSetup {
@@ -533,6 +535,7 @@ impl GateSetup {
             known_hosts: None,
             limits: Limits::default(),
             token: TOKEN.to_string(),
+            resolve: BTreeMap::new(),
         }
     }
 
@@ -544,6 +547,7 @@ impl GateSetup {
             known_hosts: Some(up.known_hosts.clone()),
             limits: Limits::default(),
             token: TOKEN.to_string(),
+            resolve: BTreeMap::new(),
         }
     }
 
@@ -581,7 +585,7 @@ impl GateSetup {
             state_dir: state.path().to_path_buf(),
             upstream_ca: self.upstream_ca,
             repos,
-            resolve: Default::default(),
+            resolve: self.resolve,
         };
         let audit = Memory::default();
         let options = Options {
