@@ -196,6 +196,35 @@ fn engine_unreached_means_null_runtime_and_a_warning() {
     assert!(json["runtime"].is_null());
 }
 
+/// `upstream_ca` is read with the plan and must hold a certificate; it
+/// travels with the secrets, never in the plan JSON but as its path.
+#[test]
+fn upstream_ca_is_read_and_checked() {
+    static CA: &[(&str, &str)] = &[("dev", "---\negress:\n  upstream_ca: ~/corp.pem\n---\n")];
+    let a = "---\nbottle: dev\n---\n";
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let mut h = host();
+    let missing = plan_with(a, CA, None, &Options::default(), &h).unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("`egress.upstream_ca`: cannot read `/home/u/corp.pem`"),
+        "{missing}"
+    );
+    h.files
+        .insert(PathBuf::from("/home/u/corp.pem"), "not a cert".to_string());
+    let junk = plan_with(a, CA, None, &Options::default(), &h).unwrap_err();
+    assert!(junk.to_string().contains("no PEM certificate"), "{junk}");
+    h.files
+        .insert(PathBuf::from("/home/u/corp.pem"), pem.to_string());
+    let r = plan_with(a, CA, None, &Options::default(), &h).unwrap();
+    assert_eq!(r.secrets.upstream_ca.as_deref(), Some(pem));
+    assert_eq!(
+        r.plan.egress.upstream_ca.as_deref(),
+        Some("/home/u/corp.pem")
+    );
+}
+
 #[test]
 fn leftovers_of_dead_runs_are_a_warning() {
     let clean = full(Some(EngineFacts::default()));
