@@ -161,6 +161,23 @@ fn the_token_stays_in_the_sidecar() {
         .trim()
         .to_string();
     let egress_ip: std::net::IpAddr = egress_ip.parse().expect("the sidecar's egress address");
+    // The sidecar itself (docker.md, Hardening): nobody, no capabilities,
+    // no-new-privileges, a read-only root; the exec runs with the
+    // container's own settings. /var/tmp is writable by anyone on a
+    // writable root (checked: with readonly_rootfs off this prints
+    // `written`); with capabilities CapEff is not zero.
+    let hardening = Command::new("docker")
+        .args([
+            "exec",
+            &sidecar,
+            "sh",
+            "-c",
+            "id -u; (echo x > /var/tmp/planted) 2>/dev/null && echo written || echo read-only; \
+             grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status",
+        ])
+        .output()
+        .unwrap();
+    let hardening = String::from_utf8_lossy(&hardening.stdout).to_string();
     let answering: Vec<u16> = [3128, 8418, 53]
         .into_iter()
         .filter(|port| {
@@ -184,6 +201,11 @@ fn the_token_stays_in_the_sidecar() {
         answering,
         Vec::<u16>::new(),
         "the sidecar answers on its egress side"
+    );
+    assert_eq!(
+        hardening,
+        "65534\nread-only\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n",
+        "the sidecar's hardening"
     );
     // The attack ran: it saw the placeholder the agent is given instead.
     assert!(
