@@ -169,14 +169,20 @@ impl Engine {
 
     /// A scanner for a stream of chunks (a request body) with bounded
     /// look-back; see [`StreamScanner`].
-    pub fn stream(&self) -> StreamScanner<'_> {
+    pub fn stream(&self) -> StreamScanner<&Engine> {
+        StreamScanner::new(self, stream::DEFAULT_LOOKBACK, stream::DEFAULT_STEP)
+    }
+
+    /// [`Engine::stream`] holding a share of the engine, for a scanner that
+    /// lives as long as a request body rather than a borrow.
+    pub fn stream_shared(self: std::sync::Arc<Self>) -> StreamScanner<std::sync::Arc<Engine>> {
         StreamScanner::new(self, stream::DEFAULT_LOOKBACK, stream::DEFAULT_STEP)
     }
 
     /// Like [`Engine::stream`], scanning each time `step` new bytes have
     /// arrived: a small step reports sooner, a large one (a file scanner)
     /// rescans less of the look-back.
-    pub fn stream_with_step(&self, step: usize) -> StreamScanner<'_> {
+    pub fn stream_with_step(&self, step: usize) -> StreamScanner<&Engine> {
         StreamScanner::new(self, stream::DEFAULT_LOOKBACK, step)
     }
 

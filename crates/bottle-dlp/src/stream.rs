@@ -8,6 +8,7 @@
 //! bounded by the look-back plus one step, whatever the stream's length.
 
 use std::collections::BTreeSet;
+use std::ops::Deref;
 
 use crate::{Engine, Finding};
 
@@ -24,8 +25,11 @@ const HOLD: usize = 512;
 const _: () = assert!(LOOKBACK >= crate::pipeline::MAX_FINDING_LEN + HOLD);
 
 /// See [`Engine::stream`]. Findings carry offsets in the whole stream.
-pub struct StreamScanner<'e> {
-    engine: &'e Engine,
+/// `E` is how the scanner holds its engine: borrowed (`&Engine`), or
+/// shared (`Arc<Engine>`) when the scanner must outlive the caller, as a
+/// streamed request body does.
+pub struct StreamScanner<E: Deref<Target = Engine>> {
+    engine: E,
     buf: Vec<u8>,
     /// Stream offset of `buf[0]`.
     base: u64,
@@ -40,8 +44,8 @@ pub struct StreamScanner<'e> {
     settled: u64,
 }
 
-impl<'e> StreamScanner<'e> {
-    pub(crate) fn new(engine: &'e Engine, lookback: usize, step: usize) -> Self {
+impl<E: Deref<Target = Engine>> StreamScanner<E> {
+    pub(crate) fn new(engine: E, lookback: usize, step: usize) -> Self {
         StreamScanner {
             engine,
             buf: Vec::new(),
@@ -128,7 +132,7 @@ impl<'e> StreamScanner<'e> {
     }
 }
 
-impl std::fmt::Debug for StreamScanner<'_> {
+impl<E: Deref<Target = Engine>> std::fmt::Debug for StreamScanner<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamScanner")
             .field("base", &self.base)

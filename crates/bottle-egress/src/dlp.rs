@@ -144,11 +144,10 @@ impl StreamScan for LiteralStream {
 /// The real engine from `bottle-dlp`: credential rules, known secrets in
 /// their encoded forms, host-name checks.
 ///
-/// `bottle_dlp::StreamScanner` borrows its engine, and a streamed body needs
-/// a scanner that owns what it uses, so the engine is leaked into a
-/// `&'static` once per [`BottleDlp`] (one per proxy, i.e. one per process in
-/// the sidecar and the standalone proxy).
-pub struct BottleDlp(&'static bottle_dlp::Engine);
+/// A streamed body's scanner holds a share of the engine, so the engine
+/// (and the bottle's secrets in it) goes with the last proxy and body that
+/// use it instead of being leaked for the life of the process.
+pub struct BottleDlp(std::sync::Arc<bottle_dlp::Engine>);
 
 impl BottleDlp {
     /// An engine knowing `secrets`. Values shorter than
@@ -164,7 +163,7 @@ impl BottleDlp {
             }
         }
         let engine = b.build().map_err(|e| e.to_string())?;
-        Ok(Self(Box::leak(Box::new(engine))))
+        Ok(Self(std::sync::Arc::new(engine)))
     }
 }
 
@@ -186,11 +185,11 @@ impl Engine for BottleDlp {
     }
 
     fn stream(&self) -> Box<dyn StreamScan> {
-        Box::new(BottleStream(self.0.stream()))
+        Box::new(BottleStream(self.0.clone().stream_shared()))
     }
 }
 
-struct BottleStream(bottle_dlp::StreamScanner<'static>);
+struct BottleStream(bottle_dlp::StreamScanner<std::sync::Arc<bottle_dlp::Engine>>);
 
 impl StreamScan for BottleStream {
     fn push(&mut self, chunk: &[u8]) -> Vec<Finding> {
