@@ -88,7 +88,8 @@ fn object(kind: &'static str, id: String, name: String, l: HashMap<String, Strin
 }
 
 /// Remove objects in the order of `docker.md`: agent, sidecar, networks,
-/// images. Returns one message per failure.
+/// images; objects of one step (the two networks, say) at once. Returns one
+/// message per failure.
 pub async fn remove(engine: &Engine, objects: &[Object]) -> Vec<String> {
     let rank = |o: &Object| match (o.kind, o.role.as_str()) {
         ("container", "agent") => 0,
@@ -96,44 +97,55 @@ pub async fn remove(engine: &Engine, objects: &[Object]) -> Vec<String> {
         ("network", _) => 2,
         _ => 3,
     };
-    let mut ordered: Vec<&Object> = objects.iter().collect();
-    ordered.sort_by_key(|o| rank(o));
-    let d = &engine.docker;
     let mut failures = Vec::new();
-    for o in ordered {
-        let result = match o.kind {
-            "container" => d
-                .remove_container(
-                    &o.id,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        ..Default::default()
-                    }),
-                )
+    for step in 0..=3 {
+        let removals = objects
+            .iter()
+            .filter(|o| rank(o) == step)
+            .map(|o| remove_one(engine, o));
+        failures.extend(
+            futures_util::future::join_all(removals)
                 .await
-                .map_err(|e| e.to_string()),
-            "network" => d.remove_network(&o.id).await.map_err(|e| e.to_string()),
-            _ => d
-                .remove_image(
-                    &o.id,
-                    Some(RemoveImageOptions {
-                        force: true,
-                        ..Default::default()
-                    }),
-                    None,
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        };
-        // Already gone is what we wanted.
-        if let Err(e) = result
-            && !e.contains("No such")
-            && !e.contains("404")
-        {
-            failures.push(format!("{} `{}`: {e}", o.kind, o.name));
-        }
+                .into_iter()
+                .flatten(),
+        );
     }
     failures
+}
+
+/// Remove one object; already gone is what we wanted.
+async fn remove_one(engine: &Engine, o: &Object) -> Option<String> {
+    let d = &engine.docker;
+    let result = match o.kind {
+        "container" => d
+            .remove_container(
+                &o.id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| e.to_string()),
+        "network" => d.remove_network(&o.id).await.map_err(|e| e.to_string()),
+        _ => d
+            .remove_image(
+                &o.id,
+                Some(RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+                None,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Err(e) if !e.contains("No such") && !e.contains("404") => {
+            Some(format!("{} `{}`: {e}", o.kind, o.name))
+        }
+        _ => None,
+    }
 }

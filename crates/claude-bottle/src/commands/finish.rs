@@ -106,23 +106,36 @@ pub async fn finish(settings: &Settings, engine: &Engine, slug: &str, known: Kno
         ..Default::default()
     };
 
-    if let Some(agent) = container("agent") {
+    // The outbox needs the agent, the log a stopped sidecar (so every
+    // decision is written): the two go on at once.
+    let sidecar = container("sidecar");
+    let save_outbox = async {
+        let agent = container("agent")?;
         let dir = settings
             .bottle_home
             .join("outbox")
             .join(format!("{slug}-{stamp}"));
-        let out = outbox::save(engine, &agent, start.as_ref(), &dir).await;
+        Some(outbox::save(engine, &agent, start.as_ref(), &dir).await)
+    };
+    let stop_sidecar = async {
+        match &sidecar {
+            Some(id) => auditlog::stop(engine, id).await,
+            None => Ok(()),
+        }
+    };
+    let (out, stopped) = tokio::join!(save_outbox, stop_sidecar);
+    if let Some(out) = out {
         failures.extend(out.failures.iter().map(|e| format!("outbox: {e}")));
         saved.outbox_files = out.files.len();
         saved.outbox_checked = true;
         saved.outbox = out.dir;
     }
+    if let Err(e) = stopped {
+        failures.push(format!("audit log: {e}"));
+    }
 
     let mut tally = Tally::default();
-    if let Some(sidecar) = container("sidecar") {
-        if let Err(e) = auditlog::stop(engine, &sidecar).await {
-            failures.push(format!("audit log: {e}"));
-        }
+    if let Some(sidecar) = sidecar {
         let path = settings
             .bottle_home
             .join("logs")
