@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use support::*;
 
 async fn model_setup(kind: &str, host: &str, token: &'static str) -> (Running, Recorder) {
-    let ca = TestCa::new();
+    let ca = TestCa::new("test upstream CA");
     let (up, rec) = https_upstream(&ca, &[host]).await;
     let secrets: &'static [(&'static str, &'static str)] =
         Box::leak(Box::new([("MODEL_TOKEN", token)]));
@@ -115,7 +115,7 @@ async fn openai_is_bearer_and_missing_token_is_no_route() {
 #[tokio::test]
 async fn server_sent_events_stream_through_without_buffering() {
     init();
-    let ca = TestCa::new();
+    let ca = TestCa::new("test upstream CA");
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up = l.local_addr().unwrap();
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();

@@ -27,7 +27,7 @@ async fn connect_without_route_is_refused_by_the_connect_answer() {
 
 #[tokio::test]
 async fn passthrough_tunnels_without_decrypting() {
-    let ca = TestCa::new();
+    let ca = TestCa::new("test upstream CA");
     let (up, rec) = https_upstream(&ca, &["pass.test"]).await;
     let p = Setup::new(format!(
         "dlp: off\nallow: [{{host: pass.test, tls: passthrough, ports: [{}]}}]\nresolve: {{pass.test: '{up}'}}",
@@ -48,7 +48,7 @@ async fn intercept_setup(
     extra: &str,
     secrets: &'static [(&'static str, &'static str)],
 ) -> (Running, Recorder, u16, TestCa) {
-    let ca = TestCa::new();
+    let ca = TestCa::new("test upstream CA");
     let (up, rec) = https_upstream(&ca, &["api.test"]).await;
     let port = up.port();
     let p = Setup::new(format!(
@@ -189,7 +189,7 @@ async fn sni_mismatch_client(
 #[tokio::test]
 async fn upstream_tls_is_verified() {
     // The upstream's CA is NOT given as upstream_ca: the proxy must refuse it.
-    let ca = TestCa::new();
+    let ca = TestCa::new("test upstream CA");
     let (up, rec) = https_upstream(&ca, &["api.test"]).await;
     let port = up.port();
     let p = Setup::new(format!(
@@ -260,7 +260,7 @@ async fn secret_in_host_label_is_blocked_even_for_passthrough() {
 
 #[tokio::test]
 async fn open_tunnels_are_bounded() {
-    let ca = TestCa::new();
+    let ca = TestCa::new("test upstream CA");
     let (up, _rec) = https_upstream(&ca, &["pass.test"]).await;
     let port = up.port();
     let p = Setup::new(format!(

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +26,6 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -35,49 +33,9 @@ pub fn init() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// A CA made at run time, standing in for the public roots of "the internet".
-pub struct TestCa {
-    pub pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    pub fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "test upstream CA");
-        let cert = params.self_signed(&key).unwrap();
-        TestCa {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A rustls server config for `names`, signed by this CA.
-    pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
-        let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let mut cfg = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], der)
-            .unwrap();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(cfg)
-    }
-
-    pub fn write(&self, dir: &std::path::Path) -> PathBuf {
-        let p = dir.join("upstream-ca.pem");
-        std::fs::write(&p, &self.pem).unwrap();
-        p
-    }
-}
+/// The CA of the fake upstreams, standing in for the public roots of
+/// "the internet".
+pub use bottle_testkit::TestCa;
 
 /// What a fake upstream received.
 #[derive(Debug, Clone)]

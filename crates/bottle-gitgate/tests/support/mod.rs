@@ -19,7 +19,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio::net::TcpListener;
 
 pub const TOKEN: &str = "gt-upstream-token-5f2c9a71d04e8b36";
@@ -149,41 +148,6 @@ impl BareUpstream {
     }
 }
 
-/// A CA made at run time.
-pub struct TestCa {
-    pub pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    pub fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "gitgate test CA");
-        let cert = params.self_signed(&key).unwrap();
-        TestCa {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let mut cfg = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], der)
-            .unwrap();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(cfg)
-    }
-}
-
 /// What the HTTPS upstream saw.
 #[derive(Default)]
 pub struct HttpsSeen {
@@ -228,10 +192,10 @@ impl HttpsUpstream {
         init();
         let rt = runtime();
         let bare = BareUpstream::new();
-        let ca = TestCa::new();
+        let ca = bottle_testkit::TestCa::new("gitgate test CA");
         let ca_file = bare.dir.path().join("ca.pem");
         std::fs::write(&ca_file, &ca.pem).unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&["127.0.0.1"]));
         let l = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = l.local_addr().unwrap();
         let seen = Arc::new(HttpsSeen::default());
