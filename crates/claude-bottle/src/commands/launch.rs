@@ -35,19 +35,28 @@ pub struct Question {
     pub text: String,
 }
 
-pub fn run(settings: &Settings, run: Run<'_>) -> Result<ExitCode> {
+/// The runtime `start` plans and launches on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+pub fn run(
+    settings: &Settings,
+    rt: &tokio::runtime::Runtime,
+    engine: Result<Engine, bottle_docker::EngineError>,
+    run: Run<'_>,
+) -> Result<ExitCode> {
     let plan = &run.resolved.plan;
     let skills = bottle_docker::skills::archive(
         &settings.user_home.join(".claude").join("skills"),
         &plan.agent.skills,
     )
     .map_err(|e| UsageError::new(e.to_string()).with_hint(e.hint()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     rt.block_on(async {
-        let engine = Engine::connect().await?;
+        let engine = engine?;
         // From here on SIGINT, SIGTERM and SIGHUP are ours: each wait below
         // races them, and the terminal is restored before anything prints.
         let mut interrupts = Interrupts::new()?;

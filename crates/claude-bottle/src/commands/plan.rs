@@ -38,20 +38,14 @@ pub fn load(settings: &Settings, agent: &str, bottle: Option<&str>) -> Result<Lo
 }
 
 /// The engine's answers, or why it could not be asked.
-pub fn engine_facts() -> Result<EngineFacts, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    rt.block_on(async {
-        let engine = bottle_docker::Engine::connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let scope = crate::env::test_label_filter();
-        bottle_docker::engine_facts(&engine, scope.as_deref())
-            .await
-            .map_err(|e| e.to_string())
-    })
+pub async fn engine_facts(
+    engine: &Result<bottle_docker::Engine, bottle_docker::EngineError>,
+) -> Result<EngineFacts, String> {
+    let engine = engine.as_ref().map_err(|e| e.to_string())?;
+    let scope = crate::env::test_label_filter();
+    bottle_docker::engine_facts(engine, scope.as_deref())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 pub fn resolve(

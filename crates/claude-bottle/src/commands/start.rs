@@ -33,7 +33,11 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
         );
     }
     let loaded = plan::load(settings, &args.agent, args.bottle.as_deref())?;
-    let engine = plan::engine_facts();
+    // One runtime and one engine connection for the plan's questions and
+    // the launch.
+    let rt = super::launch::runtime()?;
+    let connected = rt.block_on(bottle_docker::Engine::connect());
+    let engine = rt.block_on(plan::engine_facts(&connected));
     let opts = Options {
         copy_cwd: args.copy_cwd,
         keep: args.keep,
@@ -88,6 +92,8 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
     let questions = questions(&loaded.bottle, &plan.env.prompted);
     super::launch::run(
         settings,
+        &rt,
+        connected,
         super::launch::Run {
             resolved: &resolved,
             prompt_text: &loaded.agent.prompt,
