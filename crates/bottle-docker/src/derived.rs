@@ -28,8 +28,11 @@ pub enum CopyError {
     Read { path: PathBuf, source: io::Error },
     #[error("`git ls-files` failed in `{path}`: {reason}")]
     Git { path: PathBuf, reason: String },
-    #[error("the current folder holds over 1 GiB to copy (at `{path}`)")]
-    TooBig { path: PathBuf },
+    #[error(
+        "the current folder holds {:.1} GiB to copy, over the 1 GiB limit (the largest file: `{largest}`)",
+        *bytes as f64 / (1u64 << 30) as f64
+    )]
+    TooBig { bytes: u64, largest: PathBuf },
 }
 
 impl CopyError {
@@ -154,32 +157,47 @@ pub fn looks_secret(path: &str) -> bool {
 /// Pack the listed paths (read from `cwd`) under `workspace/`, with the
 /// Dockerfile beside them.
 pub fn context(cwd: &Path) -> Result<Context, CopyError> {
-    let paths = list(cwd)?;
+    // Sizes first: an oversized folder is refused before a byte is read.
+    let mut entries = Vec::new();
+    let mut bytes = 0u64;
+    let mut largest = (0u64, PathBuf::new());
+    for rel in list(cwd)? {
+        let src = cwd.join(&rel);
+        // A path git lists may be gone (deleted, not yet staged).
+        let meta = match std::fs::symlink_metadata(&src) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(CopyError::Read {
+                    path: src,
+                    source: e,
+                });
+            }
+        };
+        bytes += meta.len();
+        if meta.len() >= largest.0 {
+            largest = (meta.len(), src);
+        }
+        entries.push((rel, meta));
+    }
+    if bytes > MAX_BYTES {
+        return Err(CopyError::TooBig {
+            bytes,
+            largest: largest.1,
+        });
+    }
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
-    let mut bytes = 0u64;
-    let mut files = 0usize;
     let mut secret_looking = Vec::new();
-    for rel in &paths {
+    for (rel, meta) in &entries {
         let src = cwd.join(rel);
         let read = |e| CopyError::Read {
             path: src.clone(),
             source: e,
         };
-        // A path git lists may be gone (deleted, not yet staged).
-        let meta = match std::fs::symlink_metadata(&src) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(read(e)),
-        };
-        bytes += meta.len();
-        if bytes > MAX_BYTES {
-            return Err(CopyError::TooBig { path: src });
-        }
         if looks_secret(rel) {
             secret_looking.push(rel.clone());
         }
-        files += 1;
         let dst = format!("workspace/{rel}");
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&src).map_err(read)?;
@@ -191,12 +209,13 @@ pub fn context(cwd: &Path) -> Result<Context, CopyError> {
         } else if meta.is_file() {
             let f = std::fs::File::open(&src).map_err(read)?;
             let mut h = tar::Header::new_gnu();
-            h.set_metadata(&meta);
+            h.set_metadata(meta);
             h.set_size(meta.len());
             tar.append_data(&mut h, &dst, f.take(meta.len()))
                 .map_err(read)?;
         }
     }
+    let files = entries.len();
     let mut h = tar::Header::new_gnu();
     h.set_size(DOCKERFILE.len() as u64);
     h.set_mode(0o644);
@@ -248,6 +267,37 @@ pub async fn build(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn over_a_gib_is_refused_by_path() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("small"), "x").unwrap();
+        // Sparse: nothing is written, the size is what counts.
+        let f = std::fs::File::create(d.path().join("huge.img")).unwrap();
+        f.set_len(MAX_BYTES).unwrap();
+        let e = context(d.path()).err().expect("refused");
+        assert!(matches!(e, CopyError::TooBig { .. }), "{e}");
+        assert!(e.to_string().contains("1.0 GiB"), "{e}");
+        assert!(
+            e.to_string().contains("huge.img"),
+            "the largest is named: {e}"
+        );
+    }
+
+    #[test]
+    fn secret_looking_names() {
+        for p in [
+            ".env",
+            "app/.env.local",
+            "certs/server.pem",
+            "home/id_ed25519",
+        ] {
+            assert!(looks_secret(p), "{p}");
+        }
+        for p in ["src/env.rs", "README.md", "identity.txt", "pem/readme"] {
+            assert!(!looks_secret(p), "{p}");
+        }
+    }
 
     #[test]
     fn globs() {
