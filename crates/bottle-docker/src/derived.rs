@@ -46,10 +46,20 @@ impl CopyError {
     }
 }
 
-/// The build context and the copied paths that look like secrets
-/// (`.env*`, `*.pem`, `id_*`), for the user to see.
+/// The build context in memory and the copied paths that look like
+/// secrets (`.env*`, `*.pem`, `id_*`); see [`prepare`] for the streamed way.
 pub struct Context {
     pub tar: Vec<u8>,
+    pub files: usize,
+    pub bytes: u64,
+    pub secret_looking: Vec<String>,
+}
+
+/// What `--copy-cwd` will copy: listed, sized and checked against the
+/// limit, not read yet.
+pub struct Workspace {
+    cwd: PathBuf,
+    entries: Vec<(String, std::fs::Metadata)>,
     pub files: usize,
     pub bytes: u64,
     pub secret_looking: Vec<String>,
@@ -154,10 +164,9 @@ pub fn looks_secret(path: &str) -> bool {
     name.starts_with(".env") || name.ends_with(".pem") || name.starts_with("id_")
 }
 
-/// Pack the listed paths (read from `cwd`) under `workspace/`, with the
-/// Dockerfile beside them.
-pub fn context(cwd: &Path) -> Result<Context, CopyError> {
-    // Sizes first: an oversized folder is refused before a byte is read.
+/// List and size what `cwd` holds to copy; an oversized folder is refused
+/// here, before a byte of it is read.
+pub fn prepare(cwd: &Path) -> Result<Workspace, CopyError> {
     let mut entries = Vec::new();
     let mut bytes = 0u64;
     let mut largest = (0u64, PathBuf::new());
@@ -186,81 +195,153 @@ pub fn context(cwd: &Path) -> Result<Context, CopyError> {
             largest: largest.1,
         });
     }
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.follow_symlinks(false);
-    let mut secret_looking = Vec::new();
-    for (rel, meta) in &entries {
-        let src = cwd.join(rel);
-        let read = |e| CopyError::Read {
-            path: src.clone(),
-            source: e,
-        };
-        if looks_secret(rel) {
-            secret_looking.push(rel.clone());
-        }
-        let dst = format!("workspace/{rel}");
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&src).map_err(read)?;
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_size(0);
-            h.set_mode(0o777);
-            tar.append_link(&mut h, &dst, &target).map_err(read)?;
-        } else if meta.is_file() {
-            let f = std::fs::File::open(&src).map_err(read)?;
-            let mut h = tar::Header::new_gnu();
-            h.set_metadata(meta);
-            h.set_size(meta.len());
-            tar.append_data(&mut h, &dst, f.take(meta.len()))
-                .map_err(read)?;
-        }
-    }
-    let files = entries.len();
-    let mut h = tar::Header::new_gnu();
-    h.set_size(DOCKERFILE.len() as u64);
-    h.set_mode(0o644);
-    tar.append_data(&mut h, "Dockerfile", DOCKERFILE.as_bytes())
-        .map_err(|e| CopyError::Read {
-            path: cwd.to_path_buf(),
-            source: e,
-        })?;
-    // An empty folder still needs `workspace/` for the COPY.
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_size(0);
-    h.set_mode(0o755);
-    tar.append_data(&mut h, "workspace/", io::empty())
-        .map_err(|e| CopyError::Read {
-            path: cwd.to_path_buf(),
-            source: e,
-        })?;
-    let tar = tar.into_inner().map_err(|e| CopyError::Read {
-        path: cwd.to_path_buf(),
-        source: e,
-    })?;
-    Ok(Context {
-        tar,
-        files,
+    let secret_looking = entries
+        .iter()
+        .map(|(rel, _)| rel)
+        .filter(|rel| looks_secret(rel))
+        .cloned()
+        .collect();
+    Ok(Workspace {
+        cwd: cwd.to_path_buf(),
+        files: entries.len(),
+        entries,
         bytes,
         secret_looking,
     })
 }
 
-/// Build `tag` from `base` plus the context, with the bottle's labels.
+/// [`prepare`] and the whole context in memory.
+pub fn context(cwd: &Path) -> Result<Context, CopyError> {
+    let ws = prepare(cwd)?;
+    let mut tar = Vec::new();
+    ws.write_tar(&mut tar, DOCKERFILE)?;
+    Ok(Context {
+        tar,
+        files: ws.files,
+        bytes: ws.bytes,
+        secret_looking: ws.secret_looking,
+    })
+}
+
+impl Workspace {
+    /// The build context: the listed paths under `workspace/`, with the
+    /// Dockerfile beside them.
+    pub fn write_tar(&self, out: impl io::Write, dockerfile: &str) -> Result<(), CopyError> {
+        let cwd = &self.cwd;
+        let mut tar = tar::Builder::new(out);
+        tar.follow_symlinks(false);
+        for (rel, meta) in &self.entries {
+            let src = cwd.join(rel);
+            let read = |e| CopyError::Read {
+                path: src.clone(),
+                source: e,
+            };
+            let dst = format!("workspace/{rel}");
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&src).map_err(read)?;
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                tar.append_link(&mut h, &dst, &target).map_err(read)?;
+            } else if meta.is_file() {
+                let f = std::fs::File::open(&src).map_err(read)?;
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata(meta);
+                h.set_size(meta.len());
+                tar.append_data(&mut h, &dst, f.take(meta.len()))
+                    .map_err(read)?;
+            }
+        }
+        let whole = |e| CopyError::Read {
+            path: cwd.clone(),
+            source: e,
+        };
+        let mut h = tar::Header::new_gnu();
+        h.set_size(dockerfile.len() as u64);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())
+            .map_err(whole)?;
+        // An empty folder still needs `workspace/` for the COPY.
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o755);
+        tar.append_data(&mut h, "workspace/", io::empty())
+            .map_err(whole)?;
+        tar.into_inner().and_then(|mut w| w.flush()).map_err(whole)
+    }
+}
+
+/// Sends what is written, in chunks, to the build request's body.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<bytes::Bytes, io::Error>>);
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the build stopped reading"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Build `tag` from `base` plus the workspace, with the bottle's labels.
+/// The context is streamed to the engine as it is read, so memory stays
+/// small however large the workspace is.
 pub async fn build(
     engine: &Engine,
     tag: &str,
     base: &str,
-    context: Vec<u8>,
+    workspace: Workspace,
     labels: HashMap<String, String>,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<(), EngineError> {
-    crate::image::run_build(engine, tag, Some(base), labels, context, progress)
-        .await
-        .map_err(|reason| EngineError::Api {
-            what: "build the --copy-cwd image",
-            reason,
-        })
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let dockerfile = format!("{DOCKERFILE}{}", crate::image::label_line(&labels));
+    let packer = tokio::task::spawn_blocking(move || {
+        let out = io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
+        let packed = workspace.write_tar(out, &dockerfile);
+        if let Err(e) = &packed {
+            // Ends the request body with an error instead of a short tar.
+            let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+        }
+        packed
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let built = crate::image::run_build(
+        engine,
+        tag,
+        Some(base),
+        crate::image::Context::Streamed(Box::pin(body)),
+        progress,
+    )
+    .await;
+    let built = built.map_err(|reason| EngineError::Api {
+        what: "build the --copy-cwd image",
+        reason,
+    });
+    match packer.await {
+        // The packer stopped because the engine stopped reading: the
+        // engine's error is the one that explains it.
+        Ok(Err(CopyError::Read { source, .. }))
+            if source.kind() == io::ErrorKind::BrokenPipe && built.is_err() =>
+        {
+            built
+        }
+        // Reading the folder failed: that says more than the cut request.
+        Ok(Err(e)) => Err(EngineError::Api {
+            what: "copy the current folder",
+            reason: e.to_string(),
+        }),
+        Err(e) => Err(crate::engine::api("copy the current folder")(e)),
+        Ok(Ok(())) => built,
+    }
 }
 
 #[cfg(test)]

@@ -75,14 +75,9 @@ async fn hardened_agent_with_no_route_out() {
         },
         extra_labels: HashMap::from([("io.claude-bottle.test".to_string(), "lib".to_string())]),
     };
-    image::build(
-        &engine,
-        &request,
-        image::context(ImageKind::Agent, &[]).unwrap(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap();
+    image::build(&engine, &request, &[], &mut |_| {})
+        .await
+        .unwrap();
 
     // A service on every host address, which a leak would reach.
     let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();

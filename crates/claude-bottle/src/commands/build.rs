@@ -68,10 +68,9 @@ pub async fn build_one(
         executable,
         extra_labels: test_labels(),
     };
-    let context = image::context(kind, &bytes)?;
     let progress = Progress::start(&format!("building `{tag}`"));
     let mut on_line = |line: &str| progress.detail(line);
-    image::build(engine, &request, context, &mut on_line)
+    image::build(engine, &request, &bytes, &mut on_line)
         .await
         .map_err(build_failure)?;
     progress.finish(&format!("built `{tag}`"));

@@ -163,19 +163,19 @@ async fn copy_cwd(
     base: &HashMap<String, String>,
 ) -> Result<()> {
     let cwd = settings.cwd.clone();
-    let ctx = tokio::task::spawn_blocking(move || bottle_docker::derived::context(&cwd))
+    let ws = tokio::task::spawn_blocking(move || bottle_docker::derived::prepare(&cwd))
         .await?
         .map_err(|e| UsageError::new(e.to_string()).with_hint(e.hint()))?;
     eprintln!(
         "copying {} file(s), {:.1} MB, from `{}` into /workspace",
-        ctx.files,
-        ctx.bytes as f64 / 1e6,
+        ws.files,
+        ws.bytes as f64 / 1e6,
         settings.cwd.display()
     );
-    if !ctx.secret_looking.is_empty() {
+    if !ws.secret_looking.is_empty() {
         eprintln!(
             "warning: these look like secrets and are copied into the bottle: {}",
-            ctx.secret_looking.join(", ")
+            ws.secret_looking.join(", ")
         );
     }
     let progress = Progress::start("building the workspace image");
@@ -183,7 +183,7 @@ async fn copy_cwd(
         engine,
         tag,
         &plan.image,
-        ctx.tar,
+        ws,
         launch::labels_for(base, "image"),
         &mut |line| progress.detail(line),
     )
