@@ -195,6 +195,48 @@ async fn hardened_agent_with_no_route_out() {
         let code = sh(&engine, &id, "exit 7").await.code;
         assert_eq!(code, 7);
 
+        // The outbox reads the agent's repository and leaves it as it was
+        // (docs/decisions.md, Teardown): the index, HEAD and the working
+        // tree's state are the same after it saved a bundle and a patch.
+        let setup = sh(
+            &engine,
+            &id,
+            "set -e; cd /workspace; git init -q r; cd r; git config user.email t@example.com; \
+             git config user.name T; echo a > a; git add a; git commit -qm one; \
+             echo b >> a; echo staged > s; git add s; echo new > untracked",
+        )
+        .await;
+        assert_eq!(setup.code, 0, "{}", setup.stderr_text());
+        let state =
+            "cd /workspace/r; sha256sum .git/index; git rev-parse HEAD; git status --porcelain";
+        let before = sh(&engine, &id, state).await.stdout_text();
+        let out = tempfile::tempdir().unwrap();
+        let saved = bottle_docker::outbox::save(&engine, &id, None, &out.path().join("o")).await;
+        assert!(saved.failures.is_empty(), "{:?}", saved.failures);
+        assert_eq!(
+            saved.files.len(),
+            2,
+            "a bundle and a patch: {:?}",
+            saved.files
+        );
+        let patch = std::fs::read_to_string(
+            saved
+                .files
+                .iter()
+                .find(|f| f.extension().is_some_and(|e| e == "patch"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            patch.contains("+staged") && patch.contains("+new") && patch.contains("+b"),
+            "{patch}"
+        );
+        assert_eq!(
+            sh(&engine, &id, state).await.stdout_text(),
+            before,
+            "the agent's repo changed"
+        );
+
         // Control: on an ordinary bridge the same probe reaches the host,
         // so "refused" above is the defence, not a broken probe.
         let open_net = format!("claude-bottle-{slug}-egress");
@@ -222,9 +264,13 @@ async fn hardened_agent_with_no_route_out() {
         assert_eq!(String::from_utf8_lossy(&control.stdout).trim(), "REACHED");
     };
     let outcome = tokio::spawn(result).await;
+    // Remove first, then judge: a failed check above must not leave the
+    // container behind.
     let objects = teardown::find(&engine, Some(&test_label)).await.unwrap();
-    assert_eq!(objects.len(), 3, "agent and two networks: {objects:?}");
     let failures = teardown::remove(&engine, &objects).await;
+    if outcome.is_ok() {
+        assert_eq!(objects.len(), 3, "agent and two networks: {objects:?}");
+    }
     assert!(failures.is_empty(), "{failures:?}");
     assert!(
         teardown::find(&engine, Some(&test_label))
