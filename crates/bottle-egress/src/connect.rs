@@ -59,6 +59,7 @@ pub async fn handle(
             info.host = Some(redact_for_log(&inner.dlp, n));
             return Err(Failure::with_rule(Deny::Dlp, rule));
         }
+        info.scrubbed = v.flagged.is_empty();
     }
     let target = Target {
         host: target_host(&kind, raw),
@@ -75,7 +76,7 @@ pub async fn handle(
         .map_err(|_| Deny::TooLarge)?;
     let on_upgrade = hyper::upgrade::on(req);
     let started = info.started;
-    let mut ev = info_event(info);
+    let mut ev = info_event(info, &inner.dlp);
     match route.tls {
         Tls::Passthrough => {
             let mut up = upstream::dial(inner, &target, &vetted).await?;
@@ -116,11 +117,9 @@ pub async fn handle(
     Ok(Response::new(full("")))
 }
 
-fn info_event(info: &Info) -> crate::audit::Event {
-    let mut e = crate::audit::Event::new(info.kind, "allow");
-    e.host = info.host.clone();
-    e.method = Some(info.method.clone());
-    e.rule = info.rule.clone();
+fn info_event(info: &Info, dlp: &crate::dlp::Dlp) -> crate::audit::Event {
+    let mut e = info.event("allow", dlp);
+    e.path = None;
     e.status = Some(StatusCode::OK.as_u16());
     e
 }

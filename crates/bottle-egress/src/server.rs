@@ -282,14 +282,23 @@ pub struct Info {
     pub path: Option<String>,
     pub rule: Option<String>,
     pub started: Instant,
+    /// DLP has scanned the host and path and they are fit for the log
+    /// (clean, or already redacted). Until then an event redacts them
+    /// itself: the audit log must not carry what the proxy refused to send
+    /// (a secret in a refused host's label, or one `dlp: log` let through).
+    pub scrubbed: bool,
 }
 
 impl Info {
-    fn event(&self, decision: &'static str) -> Event {
+    pub fn event(&self, decision: &'static str, dlp: &Dlp) -> Event {
         let mut e = Event::new(self.kind, decision);
-        e.host = self.host.clone();
+        let scrub = |s: &Option<String>| match s {
+            Some(v) if !self.scrubbed && dlp.active() => Some(redact_for_log(dlp, v)),
+            other => other.clone(),
+        };
+        e.host = scrub(&self.host);
         e.method = Some(self.method.clone());
-        e.path = self.path.clone();
+        e.path = scrub(&self.path);
         e.rule = self.rule.clone();
         e
     }
@@ -339,6 +348,7 @@ async fn handle(
             .map(str::to_string),
         rule: None,
         started: Instant::now(),
+        scrubbed: false,
     };
     if req.method() == Method::CONNECT {
         info.path = None;
@@ -363,7 +373,7 @@ pub fn refuse(inner: &Inner, info: &Info, f: Failure) -> Response<Body> {
         "rule": rule.clone().unwrap_or_default(),
         "host": info.host.clone().unwrap_or_default(),
     });
-    let mut ev = info.event("block");
+    let mut ev = info.event("block", &inner.dlp);
     ev.reason = Some(f.deny.as_str());
     ev.rule = rule;
     ev.status = Some(status.as_u16());
@@ -518,7 +528,7 @@ fn internal(inner: &Inner, path: &str, info: &mut Info) -> Response<Body> {
             Bytes::from_static(b"not found\n"),
         ),
     };
-    let mut ev = info.event("allow");
+    let mut ev = info.event("allow", &inner.dlp);
     ev.status = Some(status.as_u16());
     ev.bytes = body.len() as u64;
     inner.audit.emit(&ev);
@@ -651,7 +661,9 @@ pub async fn exchange(
                 info.path = Some(redact_for_log(dlp, parts.uri.path()));
                 ex.pq = redacted;
             }
-            Ok(None) => {}
+            // Clean, unless `log` mode let a finding through: then the
+            // event redacts host and path itself.
+            Ok(None) => info.scrubbed = verdict.flagged.is_empty(),
             Err(rule) => {
                 info.path = Some(redact_for_log(dlp, parts.uri.path()));
                 return Err(Failure::with_rule(Deny::Dlp, rule));
@@ -794,7 +806,7 @@ async fn send_and_wrap(
         (crate::config::DlpMode::Redact, false) => "redact",
         _ => "allow",
     };
-    let mut ev = info.event(decision);
+    let mut ev = info.event(decision, &inner.dlp);
     if let Some(rule) = verdict.flagged.first() {
         ev.reason = Some(Deny::Dlp.as_str());
         ev.rule = Some(rule.clone());

@@ -221,3 +221,29 @@ async fn log_full_records_bodies_with_secrets_redacted() {
     assert_eq!(e["request_body"], "note [REDACTED:known-secret] end");
     assert_eq!(e["response_body"], "hello /f");
 }
+
+/// `log` forwards, but the audit log itself must not become the leak: a
+/// secret in the path, in an allowed host's label, or in the name of a
+/// host that is refused anyway is redacted in every event.
+#[tokio::test]
+async fn log_mode_never_writes_the_secret_into_events() {
+    let (p, rec, base) = dlp_proxy("log").await;
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(&mut c, req("GET", &format!("{base}/p/{SECRET}/q"), &[], "")).await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 1);
+    let (s, _, _) = connect(p.addr, &format!("{SECRET}.denied.test:443")).await;
+    assert_eq!(s, 403);
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(
+        &mut c,
+        req("GET", &format!("http://{SECRET}.nowhere.test/x"), &[], ""),
+    )
+    .await;
+    assert_eq!(s, 403);
+    p.event(|e| e["path"] == "/p/[REDACTED:known-secret]/q")
+        .await;
+    p.event(|e| e["decision"] == "block" && e["kind"] == "connect")
+        .await;
+    p.events_without(&[SECRET]);
+}
