@@ -208,8 +208,10 @@ impl RouteTable {
 }
 
 /// Percent-decodes a request path, removes dot segments and empty segments.
-/// Refuses (as `malformed`) encoded `/`, `\`, NUL, bad escapes, non-UTF-8 and
-/// anything not starting with `/`.
+/// Refuses (as `malformed`) encoded `/`, `\`, NUL, bad escapes, non-UTF-8,
+/// anything not starting with `/`, and a path that decoded once still holds
+/// an escape of `.`, `/`, `\` or `%` (double encoding: a server that decodes
+/// twice would see a different path than the one the route matched).
 pub fn normalize_path(raw: &str) -> Result<String, Deny> {
     let raw = raw.split(['?', '#']).next().unwrap_or("");
     if !raw.starts_with('/') {
@@ -242,6 +244,9 @@ pub fn normalize_path(raw: &str) -> Result<String, Deny> {
         }
     }
     let decoded = String::from_utf8(out).map_err(|_| Deny::Malformed)?;
+    if double_encoded(&decoded) {
+        return Err(Deny::Malformed);
+    }
     let mut segs: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
         match seg {
@@ -264,10 +269,37 @@ pub fn normalize_path(raw: &str) -> Result<String, Deny> {
     Ok(norm)
 }
 
+/// `%2e`, `%2f`, `%5c` or `%25` (any case) left after one decoding.
+fn double_encoded(once: &str) -> bool {
+    once.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1].to_ascii_lowercase(), w[2].to_ascii_lowercase()),
+                (b'2', b'e') | (b'2', b'f') | (b'5', b'c') | (b'2', b'5')
+            )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn double_encoded_path_tricks_are_refused() {
+        for p in [
+            "/public/%252e%252e/private",
+            "/public/%252E%252E/private",
+            "/a/%252fb",
+            "/a/%255c..",
+            "/a/%25252e",
+        ] {
+            assert_eq!(normalize_path(p), Err(Deny::Malformed), "{p}");
+        }
+        // A literal percent sign that does not form such an escape is fine.
+        assert_eq!(normalize_path("/a/100%25/b").unwrap(), "/a/100%/b");
+        assert_eq!(normalize_path("/q/%2541").unwrap(), "/q/%41");
+    }
 
     fn route(host: &str, methods: Option<&[&str]>, paths: Option<&[&str]>) -> Route {
         Route {
