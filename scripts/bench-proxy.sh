@@ -5,6 +5,8 @@
 #
 #   scripts/bench-proxy.sh            # needs: nginx, wrk, tinyproxy (apt), cargo
 #   DURATION=10s CONNS=32 scripts/bench-proxy.sh
+#   BASELINE_BIN=/tmp/egress-proxy-old scripts/bench-proxy.sh
+#     # also runs an older build of the example, alternating with this one
 #
 # Prints a markdown table; paste it into docs/benchmarks.md.
 set -euo pipefail
@@ -22,7 +24,8 @@ trap cleanup EXIT
 need() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2)" >&2; exit 1; }; }
 need nginx nginx-light; need wrk wrk; need tinyproxy tinyproxy
 
-NGINX_PORT=18080 PROXY_PORT=18081 TINY_PORT=18082 MITM_PORT=18083
+NGINX_PORT=18080 PROXY_PORT=18081 TINY_PORT=18082 MITM_PORT=18083 BASE_PORT=18084
+BASELINE_BIN=${BASELINE_BIN:-}
 
 # Upstream: nginx answering a small body with keep-alive.
 cat > "$WORK/nginx.conf" <<NG
@@ -51,6 +54,9 @@ known_secret_env: [BENCH_SECRET]
 YML
 BENCH_SECRET=bench-secret-value-123 "$TARGET/release/examples/egress-proxy" "$WORK/proxy.yaml" 2>"$WORK/proxy.err" & PIDS+=($!)
 PROXY_PID=$!
+if [ -n "$BASELINE_BIN" ]; then
+  BENCH_SECRET=bench-secret-value-123 "$BASELINE_BIN" "$WORK/proxy.yaml" 127.0.0.1:$BASE_PORT 2>"$WORK/base.err" & PIDS+=($!)
+fi
 
 cat > "$WORK/tinyproxy.conf" <<TP
 Port $TINY_PORT
@@ -66,7 +72,7 @@ if command -v mitmdump >/dev/null; then
   mitmdump --listen-host 127.0.0.1 -p $MITM_PORT -q >/dev/null 2>&1 & PIDS+=($!)
 fi
 
-for port in $NGINX_PORT $PROXY_PORT $TINY_PORT; do
+for port in $NGINX_PORT $PROXY_PORT $TINY_PORT ${BASELINE_BIN:+$BASE_PORT}; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 sleep 1
@@ -105,14 +111,20 @@ for mode in proxy.lua close.lua; do
   label=$([ "$mode" = proxy.lua ] && echo keep-alive || echo close)
   IFS='|' read -r n r a b <<<"$(run "direct ($label)" $NGINX_PORT "$DIRECT_URL" "$mode")"; echo "| $n | $r | $a | $b |"; D=$r
   IFS='|' read -r n r a b <<<"$(run "claude-bottle proxy ($label)" $PROXY_PORT "$PROXIED_URL" "$mode")"; echo "| $n | $r | $a | $b |"; P=$r
+  if [ -n "$BASELINE_BIN" ]; then
+    IFS='|' read -r n r a b <<<"$(run "baseline proxy ($label)" $BASE_PORT "$PROXIED_URL" "$mode")"; echo "| $n | $r | $a | $b |"; B=$r
+  else B=""; fi
   IFS='|' read -r n r a b <<<"$(run "tinyproxy ($label)" $TINY_PORT "$OTHER_URL" "$mode")"; echo "| $n | $r | $a | $b |"; T=$r
   if command -v mitmdump >/dev/null; then
     IFS='|' read -r n r a b <<<"$(run "mitmproxy ($label)" $MITM_PORT "$OTHER_URL" "$mode")"; echo "| $n | $r | $a | $b |"; M=$r
   else M=""; fi
   echo "| ratio proxy/direct ($label) | $(awk -v p="$P" -v d="$D" 'BEGIN{printf "%.2f", p/d}') | | |"
   echo "| ratio proxy/tinyproxy ($label) | $(awk -v p="$P" -v t="$T" 'BEGIN{printf "%.2f", p/t}') | | |"
+  echo "| ratio tinyproxy/direct ($label) | $(awk -v t="$T" -v d="$D" 'BEGIN{printf "%.2f", t/d}') | | |"
   [ -n "$M" ] && echo "| ratio proxy/mitmproxy ($label) | $(awk -v p="$P" -v m="$M" 'BEGIN{printf "%.2f", p/m}') | | |"
+  [ -n "$B" ] && echo "| ratio baseline/direct ($label) | $(awk -v b="$B" -v d="$D" 'BEGIN{printf "%.2f", b/d}') | | |"
+  [ -n "$B" ] && echo "| ratio baseline/tinyproxy ($label) | $(awk -v b="$B" -v t="$T" 'BEGIN{printf "%.2f", b/t}') | | |"
 done
 echo
-echo "single connection p50: direct $(lat1 d $NGINX_PORT "$DIRECT_URL"), proxy $(lat1 p $PROXY_PORT "$PROXIED_URL")"
+echo "single connection p50: direct $(lat1 d $NGINX_PORT "$DIRECT_URL"), proxy $(lat1 p $PROXY_PORT "$PROXIED_URL")${BASELINE_BIN:+, baseline $(lat1 b $BASE_PORT "$PROXIED_URL")}"
 echo "proxy RSS: idle ${IDLE_RSS} KiB, after load $(ps -o rss= -p "$PROXY_PID" | tr -d ' ') KiB"

@@ -152,6 +152,11 @@ impl Audit {
         })
     }
 
+    /// Whether events are written at all (`log: off` writes none).
+    pub fn enabled(&self) -> bool {
+        !matches!(*self.sink, Sink::Off)
+    }
+
     /// Writes one event. A failing sink must not take the proxy down, so
     /// write errors are reported through tracing and otherwise ignored.
     pub fn emit(&self, event: &Event) {

@@ -6,8 +6,9 @@
 //! to run and test the proxy on its own), and the real `bottle-dlp` engine is
 //! wired in through the same trait.
 
+use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 
@@ -210,6 +211,38 @@ impl StreamScan for BottleStream {
 pub struct Dlp {
     engine: Option<Arc<dyn Engine>>,
     pub mode: DlpMode,
+    /// Host names and header values the engine found nothing in. A scan is
+    /// a pure function of the (immutable) engine and its input, and the
+    /// same few names and values (`User-Agent`, `Accept-Language`, ...)
+    /// come back on every request, so a clean answer is remembered instead
+    /// of recomputed. Findings are never cached: inputs with one are
+    /// scanned every time.
+    clean: Arc<Clean>,
+}
+
+#[derive(Default)]
+struct Clean {
+    hosts: Mutex<HashSet<String>>,
+    values: Mutex<HashSet<Box<[u8]>>>,
+}
+
+/// Clean inputs remembered per kind; a set is emptied when full.
+const CLEAN_MAX: usize = 1024;
+/// Longer inputs are scanned every time: the bound on the cache's memory.
+const CLEAN_MAX_LEN: usize = 256;
+
+/// Whether `has` finds the input in `set`.
+fn remembered<T>(set: &Mutex<HashSet<T>>, has: impl FnOnce(&HashSet<T>) -> bool) -> bool {
+    set.lock().is_ok_and(|s| has(&s))
+}
+
+fn remember<T: std::hash::Hash + Eq>(set: &Mutex<HashSet<T>>, key: T) {
+    if let Ok(mut s) = set.lock() {
+        if s.len() >= CLEAN_MAX {
+            s.clear();
+        }
+        s.insert(key);
+    }
 }
 
 impl std::fmt::Debug for Dlp {
@@ -221,7 +254,11 @@ impl std::fmt::Debug for Dlp {
 impl Dlp {
     pub fn new(engine: Option<Arc<dyn Engine>>, mode: DlpMode) -> Self {
         let engine = if mode == DlpMode::Off { None } else { engine };
-        Self { engine, mode }
+        Self {
+            engine,
+            mode,
+            clean: Arc::default(),
+        }
     }
 
     pub fn active(&self) -> bool {
@@ -236,10 +273,35 @@ impl Dlp {
     }
 
     pub fn scan_host(&self, host: &str) -> Vec<Finding> {
-        self.engine
-            .as_ref()
-            .map(|e| e.scan_host(host))
-            .unwrap_or_default()
+        let Some(engine) = &self.engine else {
+            return Vec::new();
+        };
+        let cacheable = host.len() <= CLEAN_MAX_LEN;
+        if cacheable && remembered(&self.clean.hosts, |s| s.contains(host)) {
+            return Vec::new();
+        }
+        let findings = engine.scan_host(host);
+        if cacheable && findings.is_empty() {
+            remember(&self.clean.hosts, host.to_string());
+        }
+        findings
+    }
+
+    /// [`Dlp::scan`] for short values that recur (header values): a value
+    /// found clean before is not scanned again.
+    pub fn scan_recurring(&self, data: &[u8]) -> Vec<Finding> {
+        let Some(engine) = &self.engine else {
+            return Vec::new();
+        };
+        let cacheable = data.len() <= CLEAN_MAX_LEN;
+        if cacheable && remembered(&self.clean.values, |s| s.contains(data)) {
+            return Vec::new();
+        }
+        let findings = engine.scan(data);
+        if cacheable && findings.is_empty() {
+            remember(&self.clean.values, Box::from(data));
+        }
+        findings
     }
 
     pub fn stream(&self) -> Option<Box<dyn StreamScan>> {
@@ -396,6 +458,74 @@ mod tests {
         out.extend_from_slice(&h.release(9).unwrap_or_default());
         out.extend_from_slice(&h.release_all().unwrap());
         assert_eq!(String::from_utf8(out).unwrap(), "ab[REDACTED:known]cd");
+    }
+
+    #[test]
+    fn host_checks_remember_clean_names_only() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Counting(LiteralEngine, AtomicUsize);
+        impl Engine for Counting {
+            fn scan(&self, data: &[u8]) -> Vec<Finding> {
+                self.0.scan(data)
+            }
+            fn scan_host(&self, host: &str) -> Vec<Finding> {
+                self.1.fetch_add(1, Ordering::SeqCst);
+                self.0.scan_host(host)
+            }
+            fn stream(&self) -> Box<dyn StreamScan> {
+                self.0.stream()
+            }
+        }
+        let e = Arc::new(Counting(
+            LiteralEngine::new(vec![("known".into(), b"secret123".to_vec())]),
+            AtomicUsize::new(0),
+        ));
+        let dlp = Dlp::new(Some(e.clone()), DlpMode::Block);
+        for _ in 0..3 {
+            assert!(dlp.scan_host("api.example.com").is_empty());
+            assert_eq!(dlp.scan_host("secret123.example.com").len(), 1);
+        }
+        // The clean name was checked once; the dirty one every time.
+        assert_eq!(e.1.load(Ordering::SeqCst), 1 + 3);
+        // Clones share what they learnt.
+        assert!(dlp.clone().scan_host("api.example.com").is_empty());
+        assert_eq!(e.1.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn recurring_values_remember_clean_ones_only() {
+        let dlp = Dlp::new(Some(Arc::new(engine())), DlpMode::Block);
+        for _ in 0..3 {
+            assert!(dlp.scan_recurring(b"en-US,en;q=0.9").is_empty());
+            assert_eq!(dlp.scan_recurring(b"Bearer SECRET123").len(), 1);
+        }
+        let long = format!("{}SECRET123", "x".repeat(CLEAN_MAX_LEN));
+        for _ in 0..2 {
+            assert_eq!(dlp.scan_recurring(long.as_bytes()).len(), 1);
+        }
+        let c = dlp.clean.values.lock().unwrap();
+        assert_eq!(c.len(), 1);
+        assert!(c.contains(b"en-US,en;q=0.9".as_slice()));
+    }
+
+    #[test]
+    fn the_clean_cache_is_bounded() {
+        let dlp = Dlp::new(Some(Arc::new(engine())), DlpMode::Block);
+        for i in 0..CLEAN_MAX * 3 {
+            assert!(dlp.scan_recurring(format!("v{i}").as_bytes()).is_empty());
+            assert!(dlp.scan_host(&format!("h{i}.example")).is_empty());
+        }
+        assert!(dlp.clean.values.lock().unwrap().len() <= CLEAN_MAX);
+        assert!(dlp.clean.hosts.lock().unwrap().len() <= CLEAN_MAX);
+        assert!(dlp.scan_recurring(&[b'y'; CLEAN_MAX_LEN + 1]).is_empty());
+        assert!(
+            !dlp.clean
+                .values
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|v| v.len() > CLEAN_MAX_LEN)
+        );
     }
 
     #[test]

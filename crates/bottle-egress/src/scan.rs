@@ -78,20 +78,21 @@ pub fn scan_target(dlp: &Dlp, pq: &str, verdict: &mut Verdict) -> Result<Option<
     Ok(Some(text))
 }
 
-/// Scans header values, skipping `skip` (headers the proxy removes or sets).
+/// Scans header values, skipping those `skip` names (headers the proxy
+/// removes or sets).
 pub fn scan_headers(
     dlp: &Dlp,
     headers: &mut http::HeaderMap,
-    skip: &[HeaderName],
+    skip: impl Fn(&HeaderName) -> bool,
     verdict: &mut Verdict,
 ) -> Result<(), String> {
     let mut replace: Vec<(HeaderName, usize, HeaderValue)> = Vec::new();
     for name in headers.keys() {
-        if skip.contains(name) {
+        if skip(name) {
             continue;
         }
         for (i, value) in headers.get_all(name).iter().enumerate() {
-            let findings = dlp.scan(value.as_bytes());
+            let findings = dlp.scan_recurring(value.as_bytes());
             judge(dlp, &findings, verdict)?;
             if !findings.is_empty() && dlp.mode == DlpMode::Redact {
                 let out = crate::dlp::apply_redactions(value.as_bytes(), &findings);

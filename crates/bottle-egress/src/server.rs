@@ -56,6 +56,8 @@ pub struct Inner {
     /// Open CONNECT tunnels: they outlive the client connection's slot, so
     /// they are bounded separately.
     pub tunnels: Arc<Semaphore>,
+    /// Idle upstream connections, shared by all clients.
+    pub pool: Pool,
 }
 
 /// Seams for embedding and tests.
@@ -112,6 +114,7 @@ impl Proxy {
             provider,
             net,
             tunnels,
+            pool: Pool::default(),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -140,6 +143,11 @@ impl Proxy {
     /// The DLP engine and mode in force, for the sidecar's other parts.
     pub fn dlp(&self) -> Dlp {
         self.inner.dlp.clone()
+    }
+
+    /// Idle upstream connections kept for reuse.
+    pub fn idle_upstream_connections(&self) -> usize {
+        self.inner.pool.idle_count()
     }
 
     /// The audit lines, when the config's audit target is `Memory`.
@@ -235,7 +243,7 @@ pub(crate) async fn serve_client<I>(inner: Arc<Inner>, io: I, tunnel: Option<Arc
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let pool = Arc::new(Pool::default());
+    let pool = inner.pool.clone();
     let svc_inner = inner.clone();
     let svc = service_fn(move |req| {
         let inner = svc_inner.clone();
@@ -328,7 +336,7 @@ impl Failure {
 
 async fn handle(
     inner: Arc<Inner>,
-    pool: Arc<Pool>,
+    pool: Pool,
     tunnel: Option<Arc<Tunnel>>,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -613,17 +621,29 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including those named by `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
+    // One pass over the names instead of a hashed removal per listed name:
+    // most messages carry none, the rest one or two. Headers named by
+    // `Connection` only count when a `Connection` header (itself in the
+    // list) is present.
+    let is_hop = |n: &HeaderName| HOP_BY_HOP.contains(n) || n == header::TRANSFER_ENCODING;
+    if !h.keys().any(is_hop) {
+        return;
+    }
+    let named: Vec<&str> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
         .collect();
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+    let present: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| is_hop(n) || named.iter().any(|t| t.eq_ignore_ascii_case(n.as_str())))
+        .cloned()
+        .collect();
+    for n in present {
         h.remove(n);
     }
-    h.remove(header::TRANSFER_ENCODING);
 }
 
 /// Route rules, DLP, credential, then upstream; the shared path of forward,
@@ -669,10 +689,11 @@ pub async fn exchange(
                 return Err(Failure::with_rule(Deny::Dlp, rule));
             }
         }
-        let mut skip = ex.auth.replaced();
-        skip.extend(HOP_BY_HOP.iter().cloned());
-        skip.push(header::HOST);
-        scan::scan_headers(dlp, &mut parts.headers, &skip, &mut verdict)
+        let replaced = ex.auth.replaced();
+        let skip = |name: &HeaderName| {
+            name == header::HOST || HOP_BY_HOP.contains(name) || replaced.contains(name)
+        };
+        scan::scan_headers(dlp, &mut parts.headers, skip, &mut verdict)
             .map_err(|rule| Failure::with_rule(Deny::Dlp, rule))?;
     }
     strip_hop_by_hop(&mut parts.headers);
@@ -729,17 +750,31 @@ fn set_upgrade_headers(h: &mut HeaderMap) {
 }
 
 fn host_header(t: &Target) -> HeaderValue {
+    use std::fmt::Write;
     let default = if t.tls { 443 } else { 80 };
-    let host = match t.kind {
-        HostKind::Ip(std::net::IpAddr::V6(_)) => format!("[{}]", t.host),
-        _ => t.host.clone(),
+    // Exact capacity: the string becomes the value's bytes without a copy.
+    let port_len = match t.port {
+        p if p == default => 0,
+        0..=9 => 2,
+        10..=99 => 3,
+        100..=999 => 4,
+        1000..=9999 => 5,
+        _ => 6,
     };
-    let s = if t.port == default {
-        host
+    let v6 = matches!(t.kind, HostKind::Ip(std::net::IpAddr::V6(_)));
+    let mut s = String::with_capacity(t.host.len() + if v6 { 2 } else { 0 } + port_len);
+    if v6 {
+        s.push('[');
+        s.push_str(&t.host);
+        s.push(']');
     } else {
-        format!("{host}:{}", t.port)
-    };
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        s.push_str(&t.host);
+    }
+    if t.port != default {
+        let _ = write!(s, ":{}", t.port);
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(s))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// `s` with every finding replaced, for events and refusal bodies.
@@ -802,6 +837,11 @@ async fn send_and_wrap(
     if switching {
         set_upgrade_headers(&mut rp.headers);
     }
+    let rbody = rbody.map_err(|e| Box::new(e) as BoxError).boxed();
+    if !inner.audit.enabled() {
+        // No event to write (and so no `log: full` capture): pass the body on.
+        return Ok(Response::from_parts(rp, rbody));
+    }
     let decision = match (inner.dlp.mode, verdict.flagged.is_empty()) {
         (crate::config::DlpMode::Redact, false) => "redact",
         _ => "allow",
@@ -818,7 +858,7 @@ async fn send_and_wrap(
         response: Capture::default(),
     });
     let body = Tracked {
-        inner: rbody.map_err(|e| Box::new(e) as BoxError).boxed(),
+        inner: rbody,
         bytes: 0,
         pending: Some((inner.audit.clone(), ev, info.started)),
         full_log,

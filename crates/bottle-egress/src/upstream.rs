@@ -1,22 +1,25 @@
 //! Reaching upstreams: name resolution with the SSRF guard, dialling (direct
-//! or through `upstream_proxy`), verified TLS, and a one-connection cache per
-//! client connection for keep-alive.
+//! or through `upstream_proxy`), verified TLS, and a pool of idle keep-alive
+//! connections shared by the proxy's clients.
 //!
 //! The guard vets the addresses a name resolves to and the proxy then dials
 //! exactly those addresses, so a DNS answer cannot change between check and
 //! use. Resolution and dialling go through the [`Net`] seam so tests can
 //! observe that a refusal happens before any connection is attempted.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -25,6 +28,7 @@ use tokio::net::TcpStream;
 
 use crate::addr::{HostKind, is_forbidden};
 use crate::error::Deny;
+use crate::limits::{POOL_IDLE_TIMEOUT, POOL_MAX_IDLE, POOL_MAX_IDLE_PER_TARGET};
 use crate::server::Inner;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -76,6 +80,15 @@ pub struct Target {
     pub kind: HostKind,
     pub port: u16,
     pub tls: bool,
+}
+
+impl std::hash::Hash for Target {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // `kind` is derived from `host`: equal targets hash alike without it.
+        self.host.hash(state);
+        self.port.hash(state);
+        self.tls.hash(state);
+    }
 }
 
 /// Addresses the guard allowed for a target.
@@ -212,74 +225,231 @@ async fn via_proxy(inner: &Inner, authority: &str) -> Result<TcpStream, Deny> {
     Ok(s)
 }
 
-/// Keeps the last upstream connection of one client connection for reuse.
-#[derive(Default)]
+/// Idle keep-alive upstream connections, shared by every client connection
+/// of one proxy and keyed by the whole [`Target`] (host, address kind, port,
+/// TLS), so a connection is only reused for the destination it was vetted
+/// and dialled for. Cheap to clone.
+///
+/// A connection goes back in only once its response body has been read to
+/// the end ([`Pooled`]); one whose exchange was cut short (a body stopped
+/// by DLP, a client gone mid-response, an upgrade) is never reused. Idle
+/// connections are bounded per target and in total and closed after
+/// [`POOL_IDLE_TIMEOUT`].
+#[derive(Clone, Default)]
 pub struct Pool {
-    slot: Mutex<Option<(Target, SendRequest<Body>)>>,
+    shared: Arc<Mutex<PoolState>>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: HashMap<Target, Vec<Idle>>,
+    count: usize,
+    /// A sweeper task is running.
+    sweeping: bool,
+}
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
 }
 
 impl Pool {
+    /// The most recently used live, ready connection to `target`, if any.
     fn take(&self, target: &Target) -> Option<SendRequest<Body>> {
-        let mut slot = self.slot.lock().ok()?;
-        match slot.take() {
-            Some((t, s)) if &t == target && !s.is_closed() => Some(s),
-            _ => None,
+        let mut st = self.shared.lock().ok()?;
+        let st = &mut *st;
+        let list = st.idle.get_mut(target)?;
+        let mut found = None;
+        let mut busy = Vec::new();
+        while let Some(c) = list.pop() {
+            st.count -= 1;
+            if c.sender.is_closed() || c.since.elapsed() >= POOL_IDLE_TIMEOUT {
+                continue;
+            }
+            if c.sender.is_ready() {
+                found = Some(c.sender);
+                break;
+            }
+            // Still finishing its last exchange (a request body the upstream
+            // answered early): leave it for later rather than wait.
+            busy.push(c);
         }
+        st.count += busy.len();
+        list.extend(busy.into_iter().rev());
+        // An emptied list stays (the sweeper drops it): the next `put` for a
+        // busy target then costs no allocation.
+        found
     }
 
     fn put(&self, target: Target, sender: SendRequest<Body>) {
-        if let Ok(mut slot) = self.slot.lock() {
-            *slot = Some((target, sender));
+        if sender.is_closed() {
+            return;
+        }
+        let Ok(mut st) = self.shared.lock() else {
+            return;
+        };
+        if st.count >= POOL_MAX_IDLE {
+            return;
+        }
+        if !st.sweeping {
+            // No runtime (a body dropped while it shuts down): nothing to keep.
+            let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            st.sweeping = true;
+            rt.spawn(sweep(Arc::downgrade(&self.shared)));
+        }
+        let list = st.idle.entry(target).or_default();
+        if list.len() >= POOL_MAX_IDLE_PER_TARGET {
+            return;
+        }
+        list.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+        st.count += 1;
+    }
+
+    /// Idle connections held, for tests.
+    pub fn idle_count(&self) -> usize {
+        self.shared.lock().map(|s| s.count).unwrap_or(0)
+    }
+}
+
+/// Closes idle connections past [`POOL_IDLE_TIMEOUT`]; ends when the pool is
+/// empty (the next `put` starts another) or gone.
+async fn sweep(pool: Weak<Mutex<PoolState>>) {
+    loop {
+        tokio::time::sleep(POOL_IDLE_TIMEOUT / 2).await;
+        let Some(shared) = pool.upgrade() else {
+            return;
+        };
+        let Ok(mut st) = shared.lock() else {
+            return;
+        };
+        let st = &mut *st;
+        let mut count = 0;
+        st.idle.retain(|_, list| {
+            list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < POOL_IDLE_TIMEOUT);
+            count += list.len();
+            !list.is_empty()
+        });
+        st.count = count;
+        if count == 0 {
+            st.sweeping = false;
+            return;
         }
     }
 }
 
-/// Sends a request upstream, reusing the pooled connection when it fits. The
-/// pre-flight guard runs only when a new connection is needed: a pooled one
-/// was vetted for the same target.
+/// A response body that hands its upstream connection back to the [`Pool`]
+/// once it has been read to the end.
+pub struct Pooled {
+    body: Incoming,
+    back: Option<(Pool, Target, SendRequest<Body>)>,
+}
+
+impl Pooled {
+    fn give_back(&mut self) {
+        if let Some((pool, target, sender)) = self.back.take() {
+            pool.put(target, sender);
+        }
+    }
+}
+
+impl HttpBody for Pooled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.body).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => self.give_back(),
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.give_back(),
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        // Bodies the server never polls (HEAD, 204, 304, empty) end here.
+        if self.body.is_end_stream() {
+            self.give_back();
+        }
+    }
+}
+
+/// Opens a new vetted upstream connection.
+async fn connect_new(inner: &Inner, target: &Target) -> Result<SendRequest<Body>, Deny> {
+    let vetted = vet(inner, target).await?;
+    let io = dial(inner, target, &vetted).await?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|_| Deny::UpstreamError)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("upstream connection ended: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+/// Sends a request upstream, reusing an idle pooled connection when there is
+/// one. The pre-flight guard runs only when a new connection is needed: a
+/// pooled one was vetted for the same target. A pooled connection the
+/// upstream closed while idle gives the request back unsent; it is then
+/// sent once on a new connection.
 pub async fn send(
     inner: &Inner,
     pool: &Pool,
     target: &Target,
     req: Request<Body>,
-) -> Result<Response<Incoming>, Deny> {
-    let pooled = match pool.take(target) {
-        Some(mut s) => s.ready().await.is_ok().then_some(s),
-        None => None,
-    };
-    let mut sender = match pooled {
-        Some(s) => s,
-        None => {
-            let vetted = vet(inner, target).await?;
-            let io = dial(inner, target, &vetted).await?;
-            let (sender, conn) = hyper::client::conn::http1::Builder::new()
-                .handshake(TokioIo::new(io))
+) -> Result<Response<Pooled>, Deny> {
+    let mut req = req;
+    let mut reused = pool.take(target);
+    let (sender, resp) = loop {
+        let fresh = reused.is_none();
+        let mut sender = match reused.take() {
+            Some(s) => s,
+            None => connect_new(inner, target).await?,
+        };
+        let sent =
+            tokio::time::timeout(inner.cfg.limits.response_head, sender.try_send_request(req))
                 .await
-                .map_err(|_| Deny::UpstreamError)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    tracing::debug!("upstream connection ended: {e}");
+                .map_err(|_| Deny::Timeout)?;
+        match sent {
+            Ok(resp) => break (sender, resp),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !fresh => {
+                    tracing::debug!("pooled upstream connection closed: {}", e.error());
+                    req = unsent;
                 }
-            });
-            sender
+                _ => {
+                    // A body stopped by DLP also lands here; the caller
+                    // checks its verdict first.
+                    tracing::debug!("upstream request failed: {}", e.error());
+                    return Err(Deny::UpstreamError);
+                }
+            },
         }
     };
-    let fut = sender.send_request(req);
-    let res = tokio::time::timeout(inner.cfg.limits.response_head, fut)
-        .await
-        .map_err(|_| Deny::Timeout)?;
-    match res {
-        Ok(resp) => {
-            // An upgraded connection is no longer HTTP: never reuse it.
-            if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-                pool.put(target.clone(), sender);
-            }
-            Ok(resp)
-        }
-        Err(e) => {
-            // A body stopped by DLP also lands here; the caller checks its verdict first.
-            tracing::debug!("upstream request failed: {e}");
-            Err(Deny::UpstreamError)
-        }
-    }
+    // An upgraded connection is no longer HTTP: never reuse it.
+    let back = (resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| (pool.clone(), target.clone(), sender));
+    Ok(resp.map(|body| Pooled { body, back }))
 }
