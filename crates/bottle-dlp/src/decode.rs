@@ -159,18 +159,74 @@ pub fn base32_encode(input: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Bytes that can be part of a base64 or base64url run.
-const fn b64_table() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'-' || b == b'_';
-        i += 1;
-    }
-    t
+/// Whether `b` can be part of a base64 or base64url run: written with
+/// comparisons only, so a loop over a block of bytes compiles to vector
+/// instructions.
+const fn is_b64_class(b: u8) -> bool {
+    b.wrapping_sub(b'0') < 10
+        || (b | 0x20).wrapping_sub(b'a') < 26
+        || b == b'+'
+        || b == b'/'
+        || b == b'-'
+        || b == b'_'
 }
-static B64_CLASS: [bool; 256] = b64_table();
+
+/// One bit per byte of `block`, set for the base64 alphabet.
+fn class_bits(block: &[u8; 64]) -> u64 {
+    let mut flags = [0u8; 64];
+    for (f, &b) in flags.iter_mut().zip(block) {
+        *f = u8::from(is_b64_class(b));
+    }
+    // Eight 0/1 bytes become eight bits: the multiplication moves byte `i`
+    // to bit `56 + i`, with no carries into the top byte.
+    let mut bits = 0u64;
+    for (k, eight) in flags.chunks_exact(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(eight);
+        let packed = u64::from_le_bytes(w).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        bits |= packed << (8 * k);
+    }
+    bits
+}
+
+/// [`class_bits`] of `hay[at..at + 64]`, with zeros past the end.
+fn class_bits_at(hay: &[u8], at: usize) -> u64 {
+    match hay.get(at..).and_then(|rest| rest.first_chunk::<64>()) {
+        Some(block) => class_bits(block),
+        None => {
+            let mut block = [0u8; 64];
+            let rest = hay.get(at..).unwrap_or_default();
+            block[..rest.len()].copy_from_slice(rest);
+            class_bits(&block)
+        }
+    }
+}
+
+/// The first position at or after `from` where `MIN_HEX_RUN` bytes of the
+/// base64 alphabet follow, looking at 64 positions per step: the bits of
+/// two blocks, and-ed with themselves shifted by 1, 2, 4 and 8, keep the
+/// positions that start sixteen set bits. Text, with its short words, is
+/// crossed without a branch per word.
+fn long_run_start(hay: &[u8], from: usize) -> Option<usize> {
+    const _: () = assert!(MIN_HEX_RUN == 16);
+    let mut pos = from;
+    let mut lo = class_bits_at(hay, pos);
+    while pos + MIN_HEX_RUN <= hay.len() {
+        let hi = class_bits_at(hay, pos + 64);
+        let x = u128::from(lo) | u128::from(hi) << 64;
+        let mut s = x & x >> 1;
+        s &= s >> 2;
+        s &= s >> 4;
+        s &= s >> 8;
+        let starts = s as u64;
+        if starts != 0 {
+            return Some(pos + starts.trailing_zeros() as usize);
+        }
+        pos += 64;
+        lo = hi;
+    }
+    None
+}
 
 /// The shortest run decoded as base64: 20 characters carry 15 bytes.
 pub(crate) const MIN_B64_RUN: usize = 20;
@@ -191,48 +247,58 @@ pub(crate) enum RunKind {
 /// not need decoding). Trailing `=` padding is included in the run.
 pub(crate) fn encoded_runs(hay: &[u8], mut f: impl FnMut(Range<usize>, RunKind)) {
     let n = hay.len();
-    let class = |i: usize| B64_CLASS[usize::from(hay[i])];
-    // Any run long enough to matter (at least MIN_HEX_RUN bytes) contains a
-    // byte at most MIN_HEX_RUN past the end of the previous run or miss, so
-    // only those bytes are probed; a hit is widened to its whole run. Text
-    // with short words is thus crossed several bytes at a time.
-    let mut floor = 0; // no run starts before this
-    let mut i = MIN_HEX_RUN - 1;
-    while i < n {
-        if !class(i) {
-            floor = i + 1;
-            i += MIN_HEX_RUN;
-            continue;
-        }
-        let mut start = i;
-        while start > floor && class(start - 1) {
-            start -= 1;
-        }
-        let mut end = i + 1;
-        while end < n && class(end) {
+    // Each maximal run of at least MIN_HEX_RUN bytes, in order: the first
+    // place after the previous run where that many alphabet bytes follow is
+    // the start of the next one (the byte before it is outside the
+    // alphabet, or is the previous run's end, which is outside too).
+    let mut from = 0;
+    while let Some(start) = long_run_start(hay, from) {
+        let mut end = start + MIN_HEX_RUN;
+        while end < n && is_b64_class(hay[end]) {
             end += 1;
         }
         let len = end - start;
-        if len >= MIN_HEX_RUN {
-            let (mut upper, mut lower, mut nonhex) = (false, false, false);
-            for &b in &hay[start..end] {
-                upper |= b.is_ascii_uppercase();
-                lower |= b.is_ascii_lowercase();
-                nonhex |= !b.is_ascii_hexdigit();
-            }
-            let mut padded = end;
-            while padded < n && padded - end < 2 && hay[padded] == b'=' {
-                padded += 1;
-            }
-            if !nonhex {
-                f(start..end, RunKind::Hex);
-            } else if upper && lower && len >= MIN_B64_RUN {
-                f(start..padded, RunKind::Base64);
-            }
+        let (mut upper, mut lower, mut nonhex) = (false, false, false);
+        for &b in &hay[start..end] {
+            upper |= b.is_ascii_uppercase();
+            lower |= b.is_ascii_lowercase();
+            nonhex |= !b.is_ascii_hexdigit();
         }
-        floor = end;
-        i = end + MIN_HEX_RUN;
+        let mut padded = end;
+        while padded < n && padded - end < 2 && hay[padded] == b'=' {
+            padded += 1;
+        }
+        if !nonhex {
+            f(start..end, RunKind::Hex);
+        } else if upper && lower && len >= MIN_B64_RUN {
+            f(start..padded, RunKind::Base64);
+        }
+        from = end;
     }
+}
+
+/// The first position in `hay` whose byte passes `hit`, looking at 32 bytes
+/// per step without branches (which compiles to vector instructions) and
+/// only then byte by byte.
+fn find_by(hay: &[u8], hit: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut at = 0;
+    for block in hay.chunks_exact(32) {
+        if block.iter().fold(false, |any, &b| any | hit(b)) {
+            break;
+        }
+        at += 32;
+    }
+    hay[at..].iter().position(|&b| hit(b)).map(|p| at + p)
+}
+
+/// The first `byte` in `hay`.
+pub(crate) fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
+    find_by(hay, |b| b == byte)
+}
+
+/// The first byte of `hay` outside ASCII.
+pub(crate) fn find_non_ascii(hay: &[u8]) -> Option<usize> {
+    find_by(hay, |b| b >= 0x80)
 }
 
 /// Finds runs that contain at least one `%XX` escape: maximal spans of bytes
@@ -240,7 +306,7 @@ pub(crate) fn encoded_runs(hay: &[u8], mut f: impl FnMut(Range<usize>, RunKind))
 pub(crate) fn percent_runs(hay: &[u8], mut f: impl FnMut(Range<usize>)) {
     let url_byte = |b: u8| b > b' ' && b < 0x7f && !b"\"'<>`\\".contains(&b);
     let mut from = 0;
-    while let Some(p) = hay[from..].iter().position(|&b| b == b'%') {
+    while let Some(p) = find_byte(&hay[from..], b'%') {
         let p = from + p;
         if p + 2 >= hay.len() || hex_value(hay[p + 1]).is_none() || hex_value(hay[p + 2]).is_none()
         {
@@ -348,6 +414,77 @@ mod tests {
                 ("deadbeefdeadbeef0011".to_string(), RunKind::Hex),
             ]
         );
+    }
+
+    /// The byte-at-a-time search `encoded_runs` replaced, kept as a
+    /// reference.
+    fn encoded_runs_reference(hay: &[u8]) -> Vec<(Range<usize>, RunKind)> {
+        let mut out = Vec::new();
+        let n = hay.len();
+        let class = |i: usize| is_b64_class(hay[i]);
+        let mut start = 0;
+        while start < n {
+            if !class(start) {
+                start += 1;
+                continue;
+            }
+            let mut end = start;
+            while end < n && class(end) {
+                end += 1;
+            }
+            let len = end - start;
+            if len >= MIN_HEX_RUN {
+                let run = &hay[start..end];
+                let upper = run.iter().any(u8::is_ascii_uppercase);
+                let lower = run.iter().any(u8::is_ascii_lowercase);
+                let nonhex = run.iter().any(|b| !b.is_ascii_hexdigit());
+                let mut padded = end;
+                while padded < n && padded - end < 2 && hay[padded] == b'=' {
+                    padded += 1;
+                }
+                if !nonhex {
+                    out.push((start..end, RunKind::Hex));
+                } else if upper && lower && len >= MIN_B64_RUN {
+                    out.push((start..padded, RunKind::Base64));
+                }
+            }
+            start = end;
+        }
+        out
+    }
+
+    #[test]
+    fn runs_match_the_reference_on_random_input() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"aZ09+/-_=fF. \n%\xc3";
+        for round in 0..3000 {
+            let len = (next() % 1000) as usize;
+            // Long stretches of the alphabet with a few breaks, at every
+            // offset against the 64-byte blocks.
+            let breaks = 1 + round % 200;
+            let hay: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % breaks as u64 == 0 {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    } else {
+                        alphabet[(r >> 8) as usize % 8]
+                    }
+                })
+                .collect();
+            let mut got = Vec::new();
+            encoded_runs(&hay, |r, k| got.push((r, k)));
+            assert_eq!(got, encoded_runs_reference(&hay), "{hay:?}");
+        }
+        for b in 0..=255u8 {
+            assert_eq!(is_b64_class(b), b64_value(b).is_some(), "{b}");
+        }
     }
 
     #[test]

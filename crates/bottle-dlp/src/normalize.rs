@@ -69,15 +69,15 @@ pub(crate) fn normalize(input: &[u8], max_out: usize) -> Option<Normalized> {
         for (i, c) in chunk.valid().char_indices() {
             let at = pos + i;
             let span = at..at + c.len_utf8();
-            if is_invisible(c) {
-                continue;
-            }
             // Per character: compatibility mapping is what turns a disguised
             // secret back into ASCII; composition across characters is not
-            // needed for that, and per-character keeps the map exact.
+            // needed for that, and per-character keeps the map exact. ASCII
+            // is neither invisible nor changed.
             if c.is_ascii() {
                 text.push(c as u8);
                 origin.push(span);
+            } else if is_invisible(c) {
+                continue;
             } else {
                 for n in std::iter::once(c).nfkc() {
                     if is_invisible(n) {

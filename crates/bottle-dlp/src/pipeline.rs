@@ -11,12 +11,15 @@ use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use crate::decode::{
-    RunKind, base64_decode, encoded_runs, hex_decode, mostly_text, percent_decode, percent_runs,
+    RunKind, base64_decode, encoded_runs, find_byte, find_non_ascii, hex_decode, mostly_text,
+    percent_decode, percent_runs,
 };
 use crate::finding::redact_preview;
 use crate::normalize::{is_invisible, normalize};
+use crate::prefilter::Scratch;
 use crate::{Engine, Finding, KNOWN_SECRET_RULE};
 use unicode_normalization::{IsNormalized, is_nfkc_quick};
 
@@ -46,6 +49,7 @@ struct Scan<'e> {
     engine: &'e Engine,
     budget: usize,
     out: Vec<Raw>,
+    scratch: Scratch,
 }
 
 type Map<'a> = &'a dyn Fn(Range<usize>) -> Range<usize>;
@@ -57,6 +61,7 @@ pub(crate) fn scan(engine: &Engine, input: &[u8]) -> Vec<Finding> {
         // is capped per piece; twice the input bounds the total work.
         budget: input.len().saturating_mul(2).saturating_add(1 << 20),
         out: Vec::new(),
+        scratch: Scratch::default(),
     };
     s.layer(input, 0, &|r| r);
     dedup(s.out)
@@ -93,7 +98,7 @@ impl Scan<'_> {
     fn layer(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
         let engine = self.engine;
         let out = &mut self.out;
-        engine.rules.scan(hay, |h| {
+        engine.rules.scan_with(hay, &mut self.scratch, |h| {
             out.push(Raw {
                 key: key_of(h.rule, &hay[h.range.clone()]),
                 finding: Finding {
@@ -142,7 +147,7 @@ impl Scan<'_> {
     }
 
     fn percent_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
-        if !hay.contains(&b'%') {
+        if find_byte(hay, b'%').is_none() {
             return;
         }
         let mut runs = Vec::new();
@@ -215,13 +220,33 @@ fn suspicious(c: char) -> bool {
     is_invisible(c) || is_nfkc_quick(std::iter::once(c)) == IsNormalized::No
 }
 
+/// [`suspicious`] for the Basic Multilingual Plane, one bit per character
+/// and 64 characters per entry, each entry worked out the first time one of
+/// its characters is seen: text in other scripts, or with many typographic
+/// quotes and dashes, asks for the same few characters again and again.
+static SUSPICIOUS_BMP: [OnceLock<u64>; 0x10000 / 64] = [const { OnceLock::new() }; 0x10000 / 64];
+
+fn suspicious_cached(c: char) -> bool {
+    let cp = c as usize;
+    let Some(entry) = SUSPICIOUS_BMP.get(cp / 64) else {
+        return suspicious(c);
+    };
+    let bits = entry.get_or_init(|| {
+        let base = cp - cp % 64;
+        (0..64u32)
+            .filter(|k| char::from_u32(base as u32 + k).is_some_and(suspicious))
+            .fold(0u64, |bits, k| bits | 1 << k)
+    });
+    bits >> (cp % 64) & 1 != 0
+}
+
 /// The neighbourhoods of suspicious characters, `NORM_RADIUS` bytes either
 /// side (across lines: a disguised private key spans several), merged and cut
 /// into pieces.
 fn non_ascii_segments(hay: &[u8]) -> Vec<Range<usize>> {
     let mut segs: Vec<Range<usize>> = Vec::new();
     let mut i = 0;
-    while let Some(p) = hay[i..].iter().position(|&b| b >= 0x80) {
+    while let Some(p) = find_non_ascii(&hay[i..]) {
         let p = i + p;
         let width = match hay[p] {
             0xC0..=0xDF => 2,
@@ -234,7 +259,7 @@ fn non_ascii_segments(hay: &[u8]) -> Vec<Range<usize>> {
         let c = std::str::from_utf8(&hay[p..end_char])
             .ok()
             .and_then(|s| s.chars().next());
-        if !c.is_some_and(suspicious) {
+        if !c.is_some_and(suspicious_cached) {
             continue;
         }
         let start = p.saturating_sub(NORM_RADIUS);
@@ -346,6 +371,13 @@ mod tests {
         for w in p.windows(2) {
             assert!(w[1].start < w[0].end);
             assert_eq!(w[1].start % 4, 0);
+        }
+    }
+
+    #[test]
+    fn suspicious_table_agrees() {
+        for c in (0..0x11000u32).filter_map(char::from_u32) {
+            assert_eq!(suspicious_cached(c), suspicious(c), "{:X}", c as u32);
         }
     }
 
