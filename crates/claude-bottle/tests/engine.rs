@@ -13,6 +13,7 @@ mod engine {
     mod cleanup;
     mod start;
     mod teardown;
+    #[allow(dead_code)] // some helpers serve only the escape suite
     pub mod world;
 
     /// Tests that build or rebuild the shared `claude-bottle/*:<version>`

@@ -20,8 +20,19 @@ use serde_json::Value;
 
 const IMAGE: &str = "claude-bottle-test/base:bookworm";
 const LABEL: &str = "io.claude-bottle.test-world";
-/// The names the world answers for (its certificate covers them).
-pub const NAMES: [&str; 3] = ["api.anthropic.com", "allowed.test", "git.world.test"];
+/// The names the world answers for (its certificate covers them). The
+/// last five are the escape suite's (a denied host, a read-only route, a
+/// wildcard route's apex and a subdomain, a passthrough route).
+pub const NAMES: [&str; 8] = [
+    "api.anthropic.com",
+    "allowed.test",
+    "git.world.test",
+    "denied.test",
+    "ro.test",
+    "wild.test",
+    "sub.wild.test",
+    "pass.test",
+];
 
 static SLOT: AtomicUsize = AtomicUsize::new(0);
 
@@ -136,13 +147,40 @@ impl World {
             .collect()
     }
 
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
+    /// The JSON lines of one of the world's logs.
+    fn log(&self, file: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join(file))
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.log("requests.jsonl")
+    }
+
+    /// Every DNS query the world's resolver received (name and raw
+    /// packet in hex).
+    pub fn dns_queries(&self) -> Vec<Value> {
+        self.log("dns.jsonl")
+    }
+
+    /// Everything the world recorded (requests and DNS queries), as text,
+    /// for "did this marker ever arrive" checks.
+    pub fn everything(&self) -> String {
+        ["requests.jsonl", "dns.jsonl"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+            .collect()
+    }
+
+    /// Publish `body` at `https://allowed.test/esc-config`.
+    pub fn publish_config(&self, body: &str) {
+        let tmp = self.dir.path().join("esc-config.tmp");
+        std::fs::write(&tmp, body).unwrap();
+        std::fs::rename(tmp, self.dir.path().join("esc-config.json")).unwrap();
     }
 
     /// A bare repository served at `https://git.world.test/git/<name>.git`

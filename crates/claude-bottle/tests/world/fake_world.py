@@ -12,13 +12,22 @@ the test hands it to the bottle as `upstream_ca`), then serves on :80 and
   way api.anthropic.com does;
 - /git/<repo>.git/...: bare repos under OUT/git through `git http-backend`
   (push enabled), so the gate has a real upstream;
+- GET /esc-config: OUT/esc-config.json once the test has written it (the
+  escape suite's attacker fetches its instructions there), else 404;
+- GET /redirect?to=URL: a 302 to URL;
 - anything else: 200 "world ok HOST PATH".
 
 Every request is appended to OUT/requests.jsonl (method, host, path, the
-credential headers it carried, body size): the tests assert on what
-really arrived, e.g. that the model API got the real token.
+client's address, every header, the credential headers apart, the body's
+size and its first 64 KiB): the tests assert on what really arrived, e.g.
+that the model API got the real token, or that a secret never did.
+
+It is also a public DNS resolver on :53 (UDP and TCP) that answers NXDOMAIN
+to everything and appends each query's name to OUT/dns.jsonl, so a test
+sees any query that leaked out of a bottle.
 """
-import json, os, ssl, subprocess, sys, threading
+import json, os, socket, socketserver, ssl, struct, subprocess, sys, threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 OUT = sys.argv[1]
@@ -37,7 +46,10 @@ def make_certs():
         "-keyout", key, "-out", csr, "-subj", "/CN=" + NAMES[0])
     ext = f"{OUT}/leaf.ext"
     with open(ext, "w") as f:
-        f.write("subjectAltName=" + ",".join("DNS:" + n for n in NAMES) + "\n")
+        # Wildcards for the escape suite's `*.wild.test` route and its
+        # exfiltration labels.
+        sans = NAMES + ["*.wild.test", "*.pass.test"]
+        f.write("subjectAltName=" + ",".join("DNS:" + n for n in sans) + "\n")
         f.write("extendedKeyUsage=serverAuth\n")
     run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
         "-out", crt, "-days", "2", "-extfile", ext)
@@ -51,18 +63,31 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def body(self):
+        """The body, and whether it arrived whole (a cut connection leaves
+        a truncated one, which a real server would discard)."""
+        self.complete = True
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
             out = b""
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                if not line:
+                    self.complete = False
+                    return out
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     return out
-                out += self.rfile.read(size)
+                chunk = self.rfile.read(size)
+                out += chunk
+                if len(chunk) < size:
+                    self.complete = False
+                    return out
                 self.rfile.readline()
         n = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(n) if n else b""
+        out = self.rfile.read(n) if n else b""
+        self.complete = len(out) == n
+        return out
 
     def record(self, body):
         entry = {
@@ -74,6 +99,10 @@ class Handler(BaseHTTPRequestHandler):
             "x_api_key": self.headers.get("x-api-key"),
             "anthropic_beta": self.headers.get("anthropic-beta"),
             "body_len": len(body),
+            "complete": self.complete,
+            "client": self.client_address[0],
+            "headers": [[k, v] for k, v in self.headers.items()],
+            "body": body[:65536].decode("latin-1"),
         }
         with LOCK, open(f"{OUT}/requests.jsonl", "a") as f:
             f.write(json.dumps(entry) + "\n")
@@ -93,6 +122,15 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path.startswith("/git/"):
             return self.git(body)
+        if path == "/esc-config":
+            try:
+                with open(f"{OUT}/esc-config.json", "rb") as f:
+                    return self.reply(200, "application/json", f.read())
+            except FileNotFoundError:
+                return self.reply(404, "text/plain", b"not yet\n")
+        if path == "/redirect":
+            to = urllib.parse.parse_qs(self.path.partition("?")[2]).get("to", ["/"])[0]
+            return self.reply(302, "text/plain", b"moved\n", [("location", to)])
         if self.command == "POST" and path == "/v1/messages":
             events = [
                 ("message_start", {"type": "message_start", "message": {"id": "msg_fake", "role": "assistant", "content": []}}),
@@ -135,8 +173,58 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_any
 
 
+def dns_name(packet):
+    """The first question's name of a DNS query, or None."""
+    labels, i = [], 12
+    try:
+        while packet[i]:
+            n = packet[i]
+            labels.append(packet[i + 1:i + 1 + n].decode("latin-1"))
+            i += 1 + n
+        return ".".join(labels)
+    except IndexError:
+        return None
+
+
+def dns_answer(packet, proto, client):
+    with LOCK, open(f"{OUT}/dns.jsonl", "a") as f:
+        f.write(json.dumps({"proto": proto, "client": client, "name": dns_name(packet),
+                            "raw": packet.hex()}) + "\n")
+    if len(packet) < 12:
+        return b""
+    # Same id and question, QR set, RCODE 3 (NXDOMAIN), no answers.
+    return packet[:2] + b"\x81\x83" + packet[4:6] + b"\x00\x00\x00\x00\x00\x00" + packet[12:]
+
+
+class DnsUdp(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        sock.sendto(dns_answer(data, "udp", self.client_address[0]), self.client_address)
+
+
+class DnsTcp(socketserver.BaseRequestHandler):
+    def handle(self):
+        head = self.request.recv(2)
+        if len(head) < 2:
+            return
+        n = struct.unpack("!H", head)[0]
+        data = b""
+        while len(data) < n:
+            more = self.request.recv(n - len(data))
+            if not more:
+                break
+            data += more
+        out = dns_answer(data, "tcp", self.client_address[0])
+        self.request.sendall(struct.pack("!H", len(out)) + out)
+
+
 def main():
     os.makedirs(f"{OUT}/git", exist_ok=True)
+    socketserver.ThreadingUDPServer.allow_reuse_address = True
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    for server in (socketserver.ThreadingUDPServer(("0.0.0.0", 53), DnsUdp),
+                   socketserver.ThreadingTCPServer(("0.0.0.0", 53), DnsTcp)):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     crt, key = make_certs()
     plain = ThreadingHTTPServer(("0.0.0.0", 80), Handler)
     tls = ThreadingHTTPServer(("0.0.0.0", 443), Handler)
