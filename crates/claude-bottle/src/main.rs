@@ -6,6 +6,7 @@
 mod catalog;
 mod cli;
 mod commands;
+mod duration;
 mod env;
 mod host;
 mod output;

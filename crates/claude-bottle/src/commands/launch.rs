@@ -26,6 +26,8 @@ pub struct Run<'a> {
     pub keep: bool,
     /// The `?` env values to ask for, in order.
     pub questions: Vec<Question>,
+    /// `--timeout`: the agent is ended this long after it starts.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// One `?` env value: the variable, and what to show when asking.
@@ -123,12 +125,28 @@ pub fn run(
             )
             .await;
             progress.finish(&format!("bottle `{}` is up", plan.slug));
-            match &run.agent_prompt {
-                Some(text) => run_agent(&engine, &launched.agent_id, plan, text, &env).await,
-                None => {
-                    let cmd = bottle_docker::attach::agent_command(&plan.agent.command, None);
-                    super::attach::session(&engine, &launched.agent_id, cmd, &env).await
+            let agent = async {
+                match &run.agent_prompt {
+                    Some(text) => run_agent(&engine, &launched.agent_id, plan, text, &env).await,
+                    None => {
+                        let cmd = bottle_docker::attach::agent_command(&plan.agent.command, None);
+                        super::attach::session(&engine, &launched.agent_id, cmd, &env).await
+                    }
                 }
+            };
+            match run.timeout {
+                None => agent.await,
+                // Dropping the session restores the terminal, as on Ctrl-C.
+                Some(limit) => match tokio::time::timeout(limit, agent).await {
+                    Ok(done) => done,
+                    Err(_) => {
+                        eprintln!(
+                            "the agent ran for its `--timeout` of {}: ending it",
+                            crate::duration::show(limit)
+                        );
+                        Ok(ExitCode::from(TIMED_OUT))
+                    }
+                },
             }
         };
         let outcome = tokio::select! {
@@ -214,6 +232,9 @@ async fn ask(questions: &[Question]) -> Result<Option<BTreeMap<String, Secret>>>
     }
     Ok(Some(answers))
 }
+
+/// The exit code when `--timeout` ends the agent (as `timeout(1)`).
+pub const TIMED_OUT: u8 = 124;
 
 /// Run the agent once: its command, the system prompt as a file for
 /// Claude Code, and TEXT (`-p TEXT` for Claude Code, else a last argument).

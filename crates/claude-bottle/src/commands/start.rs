@@ -22,16 +22,13 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
             .with_hint("add `--dry-run` to print the plan JSON")
             .into());
     }
-    if args.timeout.is_some() && !args.dry_run {
-        // Accepting it and not enforcing it would be worse than refusing.
-        return Err(
-            UsageError::new("`--timeout` is not implemented yet in this version")
-                .with_hint(
-                    "end the agent yourself (Ctrl-C tears the bottle down), or drop `--timeout`",
-                )
-                .into(),
-        );
-    }
+    let timeout = match &args.timeout {
+        None => None,
+        Some(t) => Some(crate::duration::parse(t).map_err(|e| {
+            UsageError::new(format!("`--timeout`: {e}"))
+                .with_hint("give a duration such as 90s, 30m, 2h or 1h30m")
+        })?),
+    };
     let loaded = plan::load(settings, &args.agent, args.bottle.as_deref())?;
     // One runtime and one engine connection for the plan's questions and
     // the launch.
@@ -100,6 +97,7 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
             agent_prompt: args.prompt,
             keep: args.keep,
             questions,
+            timeout,
         },
     )
 }

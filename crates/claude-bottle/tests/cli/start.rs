@@ -215,3 +215,13 @@ fn pinned_container_that_exists_is_refused() {
     );
     assert!(err.contains(&format!("docker rm -f {name}")), "{err}");
 }
+
+#[test]
+fn a_timeout_without_a_unit_is_bad_usage() {
+    let t = TestEnv::standard();
+    let (code, out, err) = t.run(t.cmd(&["start", "reviewer", "--timeout", "30", "--yes"]));
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out, "");
+    assert!(err.contains("`--timeout`: `30` has no unit"), "{err}");
+    assert!(err.contains("30m"), "the hint shows the form: {err}");
+}

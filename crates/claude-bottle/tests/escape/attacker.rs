@@ -228,9 +228,9 @@ pub fn spawn_up(mut cmd: Command) -> Result<Running, String> {
 }
 
 impl Running {
-    /// Wait for the CLI to end (killed after `limit`); its stdout and
-    /// whether it exited successfully.
-    pub fn finish(mut self, limit: Duration) -> (String, bool, String) {
+    /// Wait for the CLI to end (killed after `limit`); its stdout, exit
+    /// code (None when killed) and stderr.
+    pub fn finish(mut self, limit: Duration) -> (String, Option<i32>, String) {
         let mut out = self.child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             let mut s = String::new();
@@ -251,7 +251,7 @@ impl Running {
         };
         let stdout = reader.join().unwrap();
         let stderr = self.stderr.lock().unwrap().clone();
-        (stdout, status.is_some_and(|s| s.success()), stderr)
+        (stdout, status.and_then(|s| s.code()), stderr)
     }
 }
 
@@ -476,7 +476,8 @@ pub fn run(report: &mut Report, ctx: &Ctx) {
     ];
     let capture = DnsCapture::start(&pair);
     ctx.publish(&victim_addrs);
-    let (stdout, ok, stderr) = running.finish(Duration::from_secs(600));
+    let (stdout, code, stderr) = running.finish(Duration::from_secs(600));
+    let ok = code == Some(0);
     let results = results(&stdout);
     report.check(
         "attacker-ran",

@@ -8,11 +8,12 @@ use super::attacker::{Ctx, spawn_up};
 use super::report::Report;
 use crate::bottle::leftovers;
 
-/// How the bottle ends: a prompt that ends by itself, or a signal to the
-/// CLI once the bottle is up.
+/// How the bottle ends: a prompt that ends by itself, a signal to the CLI
+/// once the bottle is up, or `--timeout`.
 enum End {
     Prompt(&'static str),
     Signal(&'static str),
+    Timeout,
 }
 
 pub fn run(report: &mut Report, ctx: &Ctx) {
@@ -23,16 +24,20 @@ pub fn run(report: &mut Report, ctx: &Ctx) {
         ("r11-sigterm", End::Signal("TERM")),
         ("r11-sighup", End::Signal("HUP")),
         ("r11-sigkill-then-cleanup", End::Signal("KILL")),
+        ("r11-timeout", End::Timeout),
     ];
     for (case, end) in paths {
         let h = ctx.home(&format!("esc-{}", &case[4..]));
         let state = h.bottle_home().join("state");
         let script = match end {
             End::Prompt(p) => p,
-            End::Signal(_) => "sleep 300",
+            End::Signal(_) | End::Timeout => "sleep 300",
         };
-        let running = match spawn_up(ctx.cli(&h, &["start", &h.agent, "--yes", "--prompt", script]))
-        {
+        let mut args = vec!["start", &h.agent, "--yes", "--prompt", script];
+        if let End::Timeout = end {
+            args.extend(["--timeout", "5s"]);
+        }
+        let running = match spawn_up(ctx.cli(&h, &args)) {
             Ok(r) => r,
             Err(e) => {
                 report.fail(case, 11, &e);
@@ -48,7 +53,7 @@ pub fn run(report: &mut Report, ctx: &Ctx) {
                 .unwrap();
             note = format!("{} objects while up", up.len());
         }
-        let (_out, _ok, stderr) = running.finish(Duration::from_secs(120));
+        let (_out, code, stderr) = running.finish(Duration::from_secs(120));
         if case == "r11-sigkill-then-cleanup" {
             let left = leftovers(&h.run);
             let o = ctx.cli(&h, &["cleanup", "-y"]).output().unwrap();
@@ -74,7 +79,12 @@ pub fn run(report: &mut Report, ctx: &Ctx) {
                     .collect()
             })
             .unwrap_or_default();
-        let ok = left.is_empty() && state_left.is_empty();
+        let timed_out = stderr.contains("ran for its `--timeout` of 5s") && code == Some(124);
+        if let End::Timeout = end {
+            note += &format!("; ended by --timeout with code 124: {timed_out} ({code:?})");
+        }
+        let ok =
+            left.is_empty() && state_left.is_empty() && (timed_out || !matches!(end, End::Timeout));
         let mut detail = format!("left by label: {left:?}; state: {state_left:?}; {note}");
         if !ok {
             detail += &format!("\n{stderr}");
