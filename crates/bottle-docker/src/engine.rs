@@ -131,6 +131,37 @@ impl Engine {
             .await
             .map_err(api("list containers"))
     }
+
+    /// SIGKILL to a container's main process.
+    pub async fn kill(&self, container: &str) -> Result<(), EngineError> {
+        self.docker
+            .kill_container(
+                container,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .map_err(api("kill container"))
+    }
+
+    /// The gateway address of every network the engine has: addresses of
+    /// this host (bridges), sorted, without duplicates.
+    pub async fn gateway_addresses(&self) -> Result<Vec<String>, EngineError> {
+        let nets = self
+            .docker
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+            .map_err(api("list networks"))?;
+        let mut out: Vec<String> = nets
+            .iter()
+            .filter_map(|n| n.ipam.as_ref()?.config.as_ref())
+            .flatten()
+            .filter_map(|c| c.gateway.clone())
+            .filter(|g| !g.is_empty())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
 }
 
 /// A container's name without the engine's leading `/`.

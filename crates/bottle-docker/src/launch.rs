@@ -16,6 +16,8 @@ use crate::{labels, network, provision, sidecar};
 pub struct Launched {
     pub agent_id: String,
     pub sidecar_id: String,
+    /// The sidecar's address on the internal network.
+    pub sidecar_ip: String,
     pub user: String,
     pub home: String,
 }
@@ -123,6 +125,7 @@ pub async fn launch(
     Ok(Launched {
         agent_id,
         sidecar_id,
+        sidecar_ip: names.get("sidecar").cloned().unwrap_or_default(),
         user,
         home,
     })

@@ -135,6 +135,9 @@ pub enum Command {
         listen: Option<SocketAddr>,
     },
     /// The sidecar's entrypoint inside its container; not for people
+    /// The probe of `doctor --self-test`, run inside the throw-away agent
+    #[command(hide = true, name = "self-test-probe")]
+    SelfTestProbe { phase: String, spec: String },
     #[command(hide = true)]
     Sidecar {
         #[command(subcommand)]

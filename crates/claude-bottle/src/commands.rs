@@ -13,6 +13,7 @@ mod list;
 mod logs;
 mod plan;
 mod scan;
+mod selftest;
 mod sidecar;
 mod start;
 mod stop;
@@ -72,6 +73,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Doctor { self_test } => doctor::run(&Settings::from_env()?, self_test),
+        Command::SelfTestProbe { phase, spec } => Ok(selftest::probe_main(&phase, &spec)),
         Command::Sidecar { part: None } => sidecar::run(),
         Command::Sidecar {
             part: Some(SidecarPart::Hook { name }),

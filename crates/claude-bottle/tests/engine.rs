@@ -11,6 +11,7 @@ mod engine {
     mod bottle;
     mod build;
     mod cleanup;
+    mod selftest;
     mod start;
     mod teardown;
     #[allow(dead_code)] // some helpers serve only the escape suite

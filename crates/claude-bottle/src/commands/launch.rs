@@ -277,7 +277,7 @@ pub(super) fn agent_exit(code: i64) -> ExitCode {
 }
 
 /// Build a missing or stale image from this executable before launching.
-async fn ensure_images(
+pub(super) async fn ensure_images(
     settings: &Settings,
     engine: &Engine,
     plan: &bottle_plan::Plan,
