@@ -1,19 +1,22 @@
 //! `claude-bottle scan`: the DLP engine over files, folders and stdin.
 //!
-//! Every input is read in chunks through the engine's stream scanner, so
-//! memory stays bounded whatever the file size. Folders are walked
+//! An input of up to 8 MiB is read whole into one buffer, reused for every
+//! input, and scanned in one pass; a larger one goes in chunks through the
+//! engine's stream scanner, so memory stays bounded whatever the size. Line
+//! and column are worked out only for findings. Folders are walked
 //! recursively in name order, skipping `.git`, symbolic links and binary
 //! files (a NUL byte in the first 8 KiB, as git and ripgrep decide). Output is
 //! one line per finding, `PATH:LINE:COLUMN: RULE REDACTED`, or one JSON
 //! object per line; a secret never appears beyond its first four characters.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use bottle_dlp::{Engine, Finding, MIN_KNOWN_SECRET_LEN};
+use bottle_dlp::{Engine, Finding, MIN_KNOWN_SECRET_LEN, StreamScanner};
 
 use crate::report::UsageError;
 
@@ -23,7 +26,10 @@ pub struct ScanArgs {
     pub known_secret_env: Vec<String>,
 }
 
-/// Bytes read at a time.
+/// Inputs up to this size are read whole and scanned in one pass; larger ones
+/// are streamed.
+const WHOLE_MAX: usize = 8 * 1024 * 1024;
+/// Bytes read at a time when streaming.
 const READ_SIZE: usize = 256 * 1024;
 /// New bytes between two scans of the stream scanner: large, so that the
 /// look-back it rescans each time is a small share of the work.
@@ -61,18 +67,19 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         w: BufWriter::new(stdout.lock()),
         found: false,
     };
+    let mut scanner = Scanner::new(&engine);
     for input in inputs {
         match input {
-            Input::Stdin => scan_reader(&engine, io::stdin().lock(), "-", false, &mut out)?,
+            Input::Stdin => scanner.scan(io::stdin().lock(), "-", false, &mut out)?,
             Input::File { path, skip_binary } => {
                 let file = File::open(&path).map_err(|e| unreadable(&path, &e))?;
                 let shown = path.display().to_string();
-                scan_reader(&engine, file, &shown, skip_binary, &mut out).map_err(|e| {
-                    match e.downcast::<io::Error>() {
+                scanner
+                    .scan(file, &shown, skip_binary, &mut out)
+                    .map_err(|e| match e.downcast::<io::Error>() {
                         Ok(io) => unreadable(&path, &io).into(),
                         Err(other) => other,
-                    }
-                })?;
+                    })?;
             }
         }
     }
@@ -173,51 +180,174 @@ impl<W: Write> Output<W> {
     }
 }
 
-fn scan_reader<R: Read, W: Write>(
-    engine: &Engine,
-    mut reader: R,
-    shown: &str,
-    skip_binary: bool,
-    out: &mut Output<W>,
-) -> Result<()> {
-    let mut stream = engine.stream_with_step(SCAN_STEP);
-    let mut lines = LineIndex::default();
-    let mut buf = vec![0u8; READ_SIZE];
-    let mut first = true;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let chunk = &buf[..n];
-        if first && skip_binary && chunk[..n.min(BINARY_PROBE)].contains(&0) {
+/// Reads and scans inputs, reusing one buffer for all of them.
+struct Scanner<'e> {
+    engine: &'e Engine,
+    /// Holds a whole input up to `whole_max` bytes; allocated once, at the
+    /// first input, so no input pays for zeroing it again.
+    buf: Vec<u8>,
+    whole_max: usize,
+}
+
+impl<'e> Scanner<'e> {
+    fn new(engine: &'e Engine) -> Self {
+        Scanner::with_whole_max(engine, WHOLE_MAX)
+    }
+
+    fn with_whole_max(engine: &'e Engine, whole_max: usize) -> Self {
+        Scanner {
+            engine,
+            buf: Vec::new(),
+            // Streaming reads chunks into the same buffer.
+            whole_max: whole_max.max(READ_SIZE),
+        }
+    }
+
+    /// Scans one input: whole if it fits in the buffer, which is one pass of
+    /// the engine with no copy; streamed otherwise, so memory stays bounded.
+    fn scan<R: Read, W: Write>(
+        &mut self,
+        mut reader: R,
+        shown: &str,
+        skip_binary: bool,
+        out: &mut Output<W>,
+    ) -> Result<()> {
+        if self.buf.len() < self.whole_max {
+            self.buf = vec![0; self.whole_max];
+        }
+        let buf = &mut self.buf[..];
+        // Enough for the binary probe first (one read, usually, which asks
+        // for the whole buffer), so a large binary file is not read further.
+        let (mut filled, mut eof) = fill(&mut reader, buf, 0, BINARY_PROBE)?;
+        if skip_binary && buf[..filled.min(BINARY_PROBE)].contains(&0) {
             return Ok(());
         }
-        first = false;
-        lines.append(chunk);
-        let found = stream.push(chunk);
-        emit(&mut lines, found, shown, out)?;
-        lines.forget_before(stream.settled());
+        if !eof {
+            (filled, eof) = fill(&mut reader, buf, filled, buf.len())?;
+        }
+        if eof {
+            let data = &buf[..filled];
+            let found = self.engine.scan(data);
+            if !found.is_empty() {
+                emit(data, (0, 1, 0), dedup(found), shown, out)?;
+            }
+            return Ok(());
+        }
+        // Too large to hold whole: the stream scanner, fed the bytes already
+        // read and then one chunk at a time.
+        let mut stream = self.engine.stream_with_step(SCAN_STEP);
+        let mut lines = LineIndex::default();
+        for chunk in buf[..filled].chunks(READ_SIZE) {
+            push(&mut stream, &mut lines, chunk, shown, out)?;
+        }
+        let chunk = &mut buf[..READ_SIZE];
+        loop {
+            let n = match reader.read(chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            push(&mut stream, &mut lines, &chunk[..n], shown, out)?;
+        }
+        let found = stream.finish();
+        lines.emit(found, shown, out)?;
+        Ok(())
     }
-    let found = stream.finish();
-    emit(&mut lines, found, shown, out)?;
+}
+
+/// Reads into `buf[filled..]` until at least `want` bytes of `buf` are
+/// filled (or all of it) or the input ends; returns how much of `buf` is
+/// filled, and whether the input ended. Each read asks for the whole rest of
+/// `buf`, so a file that fits usually takes one read and the one that sees
+/// its end.
+fn fill(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    mut filled: usize,
+    want: usize,
+) -> io::Result<(usize, bool)> {
+    let want = want.min(buf.len());
+    while filled < want {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => return Ok((filled, true)),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((filled, false))
+}
+
+fn push<W: Write>(
+    stream: &mut StreamScanner<&Engine>,
+    lines: &mut LineIndex,
+    chunk: &[u8],
+    shown: &str,
+    out: &mut Output<W>,
+) -> Result<()> {
+    lines.append(chunk);
+    let found = stream.push(chunk);
+    lines.emit(found, shown, out)?;
+    lines.forget_before(stream.settled());
     Ok(())
 }
 
+/// Drops a finding reported before at the same start by the same rule, as
+/// the stream scanner does.
+fn dedup(mut found: Vec<Finding>) -> Vec<Finding> {
+    let mut seen = BTreeSet::new();
+    found.retain(|f| seen.insert((f.range.start, f.rule)));
+    found
+}
+
+/// Reports `found` in order of position. `window` holds the input from
+/// offset `base` on, where line `line_at_base` has started at offset
+/// `line_start_at_base`.
 fn emit<W: Write>(
-    lines: &mut LineIndex,
+    window: &[u8],
+    (base, line_at_base, line_start_at_base): (u64, u64, u64),
     mut found: Vec<Finding>,
     shown: &str,
     out: &mut Output<W>,
 ) -> io::Result<()> {
     found.sort_by_key(|f| (f.range.start, f.range.end));
     let offsets: Vec<u64> = found.iter().map(|f| f.range.start).collect();
-    for (f, (line, column)) in found.iter().zip(lines.locate_sorted(&offsets)) {
+    let located = locate_sorted(window, base, line_at_base, line_start_at_base, &offsets);
+    for (f, (line, column)) in found.iter().zip(located) {
         out.report(shown, line, column, f)?;
     }
     Ok(())
+}
+
+/// 1-based line and column (in bytes) of ascending `offsets`, in one pass
+/// over `window`; see [`emit`] for the other arguments.
+fn locate_sorted(
+    window: &[u8],
+    base: u64,
+    line_at_base: u64,
+    line_start_at_base: u64,
+    offsets: &[u64],
+) -> Vec<(u64, u64)> {
+    let mut out = Vec::with_capacity(offsets.len());
+    let (mut pos, mut line, mut line_start) = (0usize, line_at_base, line_start_at_base);
+    for &offset in offsets {
+        let upto = usize::try_from(offset.saturating_sub(base))
+            .unwrap_or(usize::MAX)
+            .min(window.len());
+        if upto < pos {
+            (pos, line, line_start) = (0, line_at_base, line_start_at_base);
+        }
+        for (i, &b) in window[pos..upto].iter().enumerate() {
+            if b == b'\n' {
+                line += 1;
+                line_start = base + (pos + i) as u64 + 1;
+            }
+        }
+        pos = upto;
+        out.push((line, offset.saturating_sub(line_start) + 1));
+    }
+    out
 }
 
 /// Line and column of stream offsets, keeping only the bytes the stream
@@ -252,29 +382,28 @@ impl LineIndex {
         self.locate_sorted(&[offset])[0]
     }
 
-    /// [`LineIndex::locate`] for ascending offsets, in one pass over the
-    /// window.
+    /// [`LineIndex::locate`] for ascending offsets.
     fn locate_sorted(&self, offsets: &[u64]) -> Vec<(u64, u64)> {
-        let mut out = Vec::with_capacity(offsets.len());
-        let (mut pos, mut line, mut line_start) =
-            (0usize, self.line_at_base, self.line_start_at_base);
-        for &offset in offsets {
-            let upto = usize::try_from(offset.saturating_sub(self.base))
-                .unwrap_or(usize::MAX)
-                .min(self.window.len());
-            if upto < pos {
-                (pos, line, line_start) = (0, self.line_at_base, self.line_start_at_base);
-            }
-            for (i, &b) in self.window[pos..upto].iter().enumerate() {
-                if b == b'\n' {
-                    line += 1;
-                    line_start = self.base + (pos + i) as u64 + 1;
-                }
-            }
-            pos = upto;
-            out.push((line, offset.saturating_sub(line_start) + 1));
+        locate_sorted(
+            &self.window,
+            self.base,
+            self.line_at_base,
+            self.line_start_at_base,
+            offsets,
+        )
+    }
+
+    fn emit<W: Write>(
+        &self,
+        found: Vec<Finding>,
+        shown: &str,
+        out: &mut Output<W>,
+    ) -> io::Result<()> {
+        if found.is_empty() {
+            return Ok(());
         }
-        out
+        let at_base = (self.base, self.line_at_base, self.line_start_at_base);
+        emit(&self.window, at_base, found, shown, out)
     }
 
     fn forget_before(&mut self, offset: u64) {
@@ -309,5 +438,57 @@ mod tests {
         l.forget_before(9);
         assert_eq!(l.locate(9), (3, 4));
         assert_eq!(l.locate(11), (4, 1));
+    }
+
+    /// Output of scanning `input` with inputs above `whole_max` streamed.
+    fn scanned(engine: &Engine, input: &[u8], whole_max: usize, json: bool) -> String {
+        let mut out = Output {
+            json,
+            w: Vec::new(),
+            found: false,
+        };
+        let mut scanner = Scanner::with_whole_max(engine, whole_max);
+        scanner.scan(input, "f", true, &mut out).unwrap();
+        scanner.scan(&b"x"[..], "g", true, &mut out).unwrap();
+        String::from_utf8(out.w).unwrap()
+    }
+
+    #[test]
+    fn whole_and_streamed_inputs_report_the_same() {
+        let engine = Engine::new().unwrap();
+        let github = format!("ghp_{}", "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z0Q");
+        let aws = format!("AKIA{}", "QZ2XK7MBN4RT5WPL");
+        let mut input = Vec::new();
+        // Secrets spread over about 3 MiB, some across read and scan steps.
+        for i in 0..60_000u32 {
+            input.extend_from_slice(b"log line ");
+            input.extend_from_slice(i.to_string().as_bytes());
+            if i % 7_919 == 0 {
+                input.extend_from_slice(format!(" key {github}").as_bytes());
+            }
+            if i % 12_007 == 5 {
+                input.extend_from_slice(format!(" aws={aws}").as_bytes());
+            }
+            input.extend_from_slice(b" served in 3ms, and some more text to fill it\n");
+        }
+        for at in [READ_SIZE - 10, SCAN_STEP - 20, 2 * SCAN_STEP + 3] {
+            input.splice(at..at, format!("\n{github} ").bytes());
+        }
+        assert!(input.len() > 2 * SCAN_STEP + READ_SIZE);
+        for json in [false, true] {
+            let whole = scanned(&engine, &input, input.len() + 1, json);
+            assert!(whole.lines().count() > 10, "{whole}");
+            assert_eq!(scanned(&engine, &input, READ_SIZE, json), whole);
+        }
+    }
+
+    #[test]
+    fn binary_inputs_are_skipped_whole_or_streamed() {
+        let engine = Engine::new().unwrap();
+        let mut input = b"\x7fELF\0".to_vec();
+        input.extend_from_slice(format!("AKIA{}", "QZ2XK7MBN4RT5WPL").as_bytes());
+        input.resize(READ_SIZE * 3, b'a');
+        assert_eq!(scanned(&engine, &input, READ_SIZE, false), "");
+        assert_eq!(scanned(&engine, &input, input.len(), false), "");
     }
 }
