@@ -14,6 +14,8 @@ use std::ops::Range;
 
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::{Anchored as AcAnchored, MatchKind, StartKind, dfa::DFA};
+use std::sync::OnceLock;
+
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, util::captures::Captures};
@@ -24,6 +26,15 @@ use crate::validate;
 
 pub(crate) struct Compiled {
     pub def: RuleDef,
+    /// The expression, compiled the first time a keyword announces the rule:
+    /// clean text never needs most of them, and compiling all of them up
+    /// front was most of a short `scan`'s time (about 20 ms). A unit test
+    /// compiles every rule, so `None` (a rule that does not compile) cannot
+    /// ship.
+    built: OnceLock<Option<Built>>,
+}
+
+struct Built {
     re: Regex,
     /// Capture-group indexes of `s` (the secret), and of the optional groups
     /// (see `rules`) when the pattern has them.
@@ -74,6 +85,49 @@ struct Announce {
     extra: usize,
 }
 
+impl Compiled {
+    fn built(&self) -> Option<&Built> {
+        self.built.get_or_init(|| build(&self.def).ok()).as_ref()
+    }
+}
+
+/// Compile one rule's expression and find its groups.
+fn build(def: &RuleDef) -> Result<Built, Error> {
+    let re = Regex::builder()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(
+            Regex::config()
+                .utf8_empty(false)
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .match_kind(regex_automata::MatchKind::LeftmostFirst),
+        )
+        .build(def.pattern)
+        .map_err(|e| Error::Rule {
+            rule: def.id,
+            message: e.to_string(),
+        })?;
+    let group = |name: &str| {
+        re.group_info()
+            .to_index(regex_automata::PatternID::ZERO, name)
+    };
+    let s = group("s").ok_or_else(|| Error::Rule {
+        rule: def.id,
+        message: "no group `s`".into(),
+    })?;
+    let (n, u, v) = (group("n"), group("u"), group("v"));
+    let (p, q, t) = (group("p"), group("q"), group("t"));
+    Ok(Built {
+        re,
+        s,
+        n,
+        u,
+        v,
+        p,
+        q,
+        t,
+    })
+}
+
 /// Upper bound on one compiled expression, far above what the rules need; a
 /// guard against a rule that would blow up.
 const REGEX_SIZE_LIMIT: usize = 8 << 20;
@@ -85,29 +139,6 @@ impl RuleSet {
         let mut words: Vec<String> = Vec::new();
         let mut keyword_rules: Vec<Vec<Announce>> = Vec::new();
         for (i, def) in defs.into_iter().enumerate() {
-            let re = Regex::builder()
-                .syntax(syntax::Config::new().unicode(false).utf8(false))
-                .configure(
-                    Regex::config()
-                        .utf8_empty(false)
-                        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                        .match_kind(regex_automata::MatchKind::LeftmostFirst),
-                )
-                .build(def.pattern)
-                .map_err(|e| Error::Rule {
-                    rule: def.id,
-                    message: e.to_string(),
-                })?;
-            let group = |name: &str| {
-                re.group_info()
-                    .to_index(regex_automata::PatternID::ZERO, name)
-            };
-            let s = group("s").ok_or_else(|| Error::Rule {
-                rule: def.id,
-                message: "no group `s`".into(),
-            })?;
-            let (n, u, v) = (group("n"), group("u"), group("v"));
-            let (p, q, t) = (group("p"), group("q"), group("t"));
             let index = u16::try_from(i).map_err(|_| Error::Rule {
                 rule: def.id,
                 message: "too many rules".into(),
@@ -129,14 +160,7 @@ impl RuleSet {
             }
             rules.push(Compiled {
                 def,
-                re,
-                s,
-                n,
-                u,
-                v,
-                p,
-                q,
-                t,
+                built: OnceLock::new(),
             });
         }
         // The search below is non-overlapping and leftmost-longest, which lets
@@ -300,13 +324,16 @@ impl RuleSet {
         f: &mut impl FnMut(RuleHit<'h>),
     ) {
         let rule = &self.rules[usize::from(index)];
+        let Some(built) = rule.built() else {
+            return;
+        };
         if caps.is_empty() {
             caps.resize_with(self.rules.len(), || None);
         }
-        let caps = caps[usize::from(index)].get_or_insert_with(|| rule.re.create_captures());
+        let caps = caps[usize::from(index)].get_or_insert_with(|| built.re.create_captures());
         let end = input.end();
         while input.start() < end {
-            rule.re.search_captures(&input, caps);
+            built.re.search_captures(&input, caps);
             let Some(m) = caps.get_match() else { break };
             let next = if m.end() > input.start() {
                 m.end()
@@ -314,7 +341,7 @@ impl RuleSet {
                 input.start() + 1
             };
             input.set_start(next);
-            if let Some(hit) = self.accept(rule, hay, caps) {
+            if let Some(hit) = self.accept(rule, built, hay, caps) {
                 f(hit);
             }
             if input.get_anchored().is_anchored() {
@@ -323,20 +350,26 @@ impl RuleSet {
         }
     }
 
-    fn accept<'h>(&self, rule: &Compiled, hay: &'h [u8], caps: &Captures) -> Option<RuleHit<'h>> {
-        let secret = span(caps, Some(rule.s))?;
+    fn accept<'h>(
+        &self,
+        rule: &Compiled,
+        built: &Built,
+        hay: &'h [u8],
+        caps: &Captures,
+    ) -> Option<RuleHit<'h>> {
+        let secret = span(caps, Some(built.s))?;
         let groups = validate::Groups {
             secret: &hay[secret.clone()],
-            name: span(caps, rule.n).map(|r| &hay[name_start(hay, r.start)..r.end]),
-            user: span(caps, rule.u).map(|r| &hay[r]),
-            operator: span(caps, rule.p).map(|r| &hay[r]),
-            quoted: span(caps, rule.q).is_some(),
-            after: span(caps, rule.t).map(|r| &hay[r]),
+            name: span(caps, built.n).map(|r| &hay[name_start(hay, r.start)..r.end]),
+            user: span(caps, built.u).map(|r| &hay[r]),
+            operator: span(caps, built.p).map(|r| &hay[r]),
+            quoted: span(caps, built.q).is_some(),
+            after: span(caps, built.t).map(|r| &hay[r]),
         };
         if !validate::accept(rule.def.check, &groups) {
             return None;
         }
-        let preview = span(caps, rule.v).map_or(groups.secret, |r| &hay[r]);
+        let preview = span(caps, built.v).map_or(groups.secret, |r| &hay[r]);
         Some(RuleHit {
             rule: rule.def.id,
             range: secret,
@@ -483,6 +516,10 @@ mod tests {
         assert!(ids.len() >= 80, "{} rules", ids.len());
         let mut seen = std::collections::HashSet::new();
         for r in &set.rules {
+            // Rules compile lazily in use; each must compile, with its group.
+            if let Err(e) = build(&r.def) {
+                panic!("{e}");
+            }
             assert!(seen.insert(r.def.id), "duplicate rule id {}", r.def.id);
             assert!(!r.def.keywords.is_empty(), "{} has no keyword", r.def.id);
             // A keyword the expression cannot contain would make the rule dead.
