@@ -142,10 +142,30 @@ fn history(work: &Path, base: &str, n: usize, bytes: usize) {
     assert!(child.wait().unwrap().success());
 }
 
-fn timed_push(work: &Path, url: &str) -> f64 {
+/// CPU seconds (user + system) of this process (the gate and the
+/// upstreams run in it) and of its reaped children (every git process).
+fn cpu_seconds(ticks_per_s: f64) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name: state is field 3, utime 14 .. cstime 17.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<f64> = rest
+        .split(' ')
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    f.iter().sum::<f64>() / ticks_per_s
+}
+
+/// (wall, CPU) seconds of one push. CPU is read a moment after the push,
+/// once the servers' children have been reaped.
+fn timed_push(work: &Path, url: &str, ticks: f64) -> (f64, f64) {
+    let cpu = cpu_seconds(ticks);
     let t = Instant::now();
     git(work, &["push", "-q", url, "bench:refs/heads/bench"]);
-    t.elapsed().as_secs_f64()
+    let wall = t.elapsed().as_secs_f64();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    (wall, cpu_seconds(ticks) - cpu)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -188,8 +208,13 @@ fn main() {
     );
     let up_url = rt.block_on(upstream(root.clone()));
 
-    let (mut direct, mut gated, mut scan, mut upstream_push) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let ticks: f64 = {
+        let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let (mut direct, mut gated) = (Vec::new(), Vec::new());
+    let (mut direct_cpu, mut gated_cpu) = (Vec::new(), Vec::new());
+    let mut phases: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     for round in 0..rounds {
         for which in ["direct", "gated"] {
             git(
@@ -237,12 +262,12 @@ fn main() {
         let task = rt.spawn(gate.serve(listener, std::future::pending()));
         // Alternate the order so neither path always runs on a warm cache.
         let direct_url = format!("{up_url}/direct-{round}.git");
-        let (d, g) = if round % 2 == 0 {
-            let d = timed_push(&work, &direct_url);
-            (d, timed_push(&work, &gate_url))
+        let ((d, dc), (g, gc)) = if round % 2 == 0 {
+            let d = timed_push(&work, &direct_url, ticks);
+            (d, timed_push(&work, &gate_url, ticks))
         } else {
-            let g = timed_push(&work, &gate_url);
-            (timed_push(&work, &direct_url), g)
+            let g = timed_push(&work, &gate_url, ticks);
+            (timed_push(&work, &direct_url, ticks), g)
         };
         let mut ev = Vec::new();
         for _ in 0..500 {
@@ -258,24 +283,57 @@ fn main() {
         }
         let e = ev.first().expect("no push event");
         assert_eq!(e.decision, "allow", "{e:?}");
-        let s = e.scan_ms.unwrap_or(0) as f64 / 1000.0;
-        let u = e.upstream_ms.unwrap_or(0) as f64 / 1000.0;
+        let t = e.timings.expect("no timings in the push event");
+        let sec = |ms: u64| ms as f64 / 1000.0;
+        // Client's view: before the receive-pack POST (discovery with the
+        // mirror refresh, the probe) is the push minus the POST's time.
+        let post = sec(e.ms);
+        let round_phases = [
+            ("1 discovery+refresh", (g - post).max(0.0)),
+            ("2 receive into mirror", (post - sec(t.hook_ms)).max(0.0)),
+            ("3 hook: engine build", sec(t.engine_ms)),
+            ("4 hook: rev-list", sec(t.rev_list_ms)),
+            ("5 hook: messages", sec(t.messages_ms)),
+            ("6 hook: diffs+DLP", sec(t.diffs_ms)),
+            ("7 hook: upstream push", sec(t.upstream_ms)),
+            (
+                "8 hook: other",
+                (sec(t.hook_ms)
+                    - sec(t.engine_ms)
+                    - sec(t.rev_list_ms)
+                    - sec(t.messages_ms)
+                    - sec(t.diffs_ms)
+                    - sec(t.upstream_ms))
+                .max(0.0),
+            ),
+            ("DLP busy (summed over threads)", sec(t.dlp_ms)),
+        ];
         eprintln!(
-            "round {round}: direct {d:.2}s, gate {g:.2}s (scan {s:.2}s, upstream push {u:.2}s), ratio {:.2}",
-            g / d
+            "round {round}: direct {d:.2}s, gate {g:.2}s, ratio {:.2}; CPU direct {dc:.2}s, gate {gc:.2}s, ratio {:.2}; scanned {:.1} MB",
+            g / d,
+            gc / dc,
+            t.dlp_bytes as f64 / 1e6
         );
+        for (name, v) in round_phases {
+            eprintln!("  {name:<32} {v:.2}s");
+            phases.entry(name).or_default().push(v);
+        }
         direct.push(d);
         gated.push(g);
-        scan.push(s);
-        upstream_push.push(u);
+        direct_cpu.push(dc);
+        gated_cpu.push(gc);
         task.abort();
     }
     let (d, g) = (median(direct), median(gated));
-    let (s, u) = (median(scan), median(upstream_push));
     println!("commits={commits} mb={mb} rounds={rounds}");
     println!("direct_s={d:.2} gate_s={g:.2} ratio={:.2}", g / d);
+    let (dc, gc) = (median(direct_cpu), median(gated_cpu));
     println!(
-        "gate_breakdown: scan_s={s:.2} upstream_push_s={u:.2} rest_s={:.2} (receive into mirror, hook start, http)",
-        (g - s - u).max(0.0)
+        "cpu: direct_s={dc:.2} gate_s={gc:.2} ratio={:.2} (user+system, all processes)",
+        gc / dc
     );
+    println!("gate breakdown (median per phase):");
+    for (name, v) in phases {
+        println!("  {name:<32} {:.2}s", median(v));
+    }
 }

@@ -26,6 +26,31 @@ pub struct FindingReport {
     pub redacted: String,
 }
 
+/// Where a push's time went inside the pre-receive hook, in milliseconds
+/// (wall clock unless noted). The receive of the pack into the mirror is
+/// the event's `ms` minus `hook_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PushTimings {
+    /// The whole hook: policy, scan and upstream push.
+    pub hook_ms: u64,
+    /// Building the DLP engine.
+    pub engine_ms: u64,
+    /// `git rev-list`: the commits new to the mirror.
+    pub rev_list_ms: u64,
+    /// Commit messages: `git cat-file --batch` and their scan.
+    pub messages_ms: u64,
+    /// Added lines: git's extraction and the DLP scan, which overlap.
+    pub diffs_ms: u64,
+    /// Of `diffs_ms`: time the DLP scanner threads were busy (CPU-bound),
+    /// summed over the threads.
+    pub dlp_ms: u64,
+    /// Bytes of added lines the DLP engine scanned.
+    pub dlp_bytes: u64,
+    /// The upstream push.
+    pub upstream_ms: u64,
+}
+
 /// One decision.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Event {
@@ -62,6 +87,9 @@ pub struct Event {
     pub scan_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_ms: Option<u64>,
+    /// For pushes: where the hook's time went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<PushTimings>,
     pub bytes: u64,
     pub ms: u64,
 }
@@ -85,6 +113,7 @@ impl Event {
             message: None,
             scan_ms: None,
             upstream_ms: None,
+            timings: None,
             bytes: 0,
             ms: 0,
         }

@@ -20,7 +20,7 @@ use bottle_dlp::{Engine, MIN_KNOWN_SECRET_LEN};
 use bottle_secret::Secret;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::FindingReport;
+use crate::audit::{FindingReport, PushTimings};
 use crate::limits::Limits;
 use crate::mirror;
 use crate::policy::{Policy, RefUpdate};
@@ -71,6 +71,9 @@ pub struct Report {
     pub scan_ms: u64,
     #[serde(default)]
     pub upstream_ms: u64,
+    /// Where the hook's time went, phase by phase.
+    #[serde(default)]
+    pub timings: PushTimings,
 }
 
 impl Report {
@@ -129,7 +132,10 @@ pub fn run_with(
     input: impl BufRead,
     err: &mut impl Write,
 ) -> Report {
-    let report = decide(cfg, env, input);
+    let started = std::time::Instant::now();
+    let mut report = decide(cfg, env, input);
+    report.timings.hook_ms = millis(started);
+    report.timings.upstream_ms = report.upstream_ms;
     let say = |err: &mut dyn Write, line: &str| {
         let _ = writeln!(err, "{TAG}: {line}");
     };
@@ -229,6 +235,7 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
     }
 
     // (b) DLP scan of every new commit.
+    let engine_started = std::time::Instant::now();
     let mut builder = Engine::builder();
     for s in &cfg.known_secrets {
         if s.len() >= MIN_KNOWN_SECRET_LEN {
@@ -239,6 +246,7 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
         Ok(e) => e,
         Err(e) => return Report::block("malformed", format!("gate error: {e}"), updates),
     };
+    let engine_ms = millis(engine_started);
     let tips: Vec<&str> = updates
         .iter()
         .filter(|u| !u.is_delete())
@@ -248,7 +256,10 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
     let scanned = scan::scan_push(&git, &tips, &engine);
     let scan_ms = millis(scan_started);
     let outcome = match scanned {
-        Ok(o) => o,
+        Ok(mut o) => {
+            o.timings.engine_ms = engine_ms;
+            o
+        }
         Err(ScanError::TooLarge(why)) => {
             return Report::block(
                 "too-large",
@@ -270,6 +281,7 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
         r.message = Some(format!("{} finding(s)", outcome.findings.len()));
         r.findings = outcome.findings;
         r.scan_ms = scan_ms;
+        r.timings = outcome.timings;
         return r;
     }
 
@@ -309,6 +321,7 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
             )),
             scan_ms,
             upstream_ms,
+            timings: outcome.timings,
         },
         Err(why) => {
             let mut r = Report::block(
@@ -319,6 +332,7 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
             r.commits = outcome.commits;
             r.scan_ms = scan_ms;
             r.upstream_ms = upstream_ms;
+            r.timings = outcome.timings;
             r
         }
     }

@@ -129,8 +129,13 @@ pub async fn refresh(
         "+refs/heads/*:refs/heads/*".as_ref(),
         "+refs/tags/*:refs/tags/*".as_ref(),
     ];
-    run_git(env, &fetch, timeout, secrets).await?;
-    if set_head {
+    // The default branch comes from its own connection; asking for it
+    // alongside the fetch instead of after saves a round trip on the
+    // first refresh.
+    let head = async {
+        if !set_head {
+            return Ok(None);
+        }
         let ls: [&std::ffi::OsStr; 7] = [
             "--git-dir".as_ref(),
             gd,
@@ -142,21 +147,25 @@ pub async fn refresh(
         ];
         let out = run_git(env, &ls, timeout, secrets).await?;
         let text = String::from_utf8_lossy(&out);
-        if let Some(branch) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("ref: "))
-            .and_then(|l| l.strip_suffix("\tHEAD"))
-            .filter(|b| b.starts_with("refs/heads/"))
-        {
-            let sym: [&std::ffi::OsStr; 5] = [
-                "--git-dir".as_ref(),
-                gd,
-                "symbolic-ref".as_ref(),
-                "HEAD".as_ref(),
-                branch.as_ref(),
-            ];
-            run_git(env, &sym, timeout, secrets).await?;
-        }
+        Ok::<_, String>(
+            text.lines()
+                .find_map(|l| l.strip_prefix("ref: "))
+                .and_then(|l| l.strip_suffix("\tHEAD"))
+                .filter(|b| b.starts_with("refs/heads/"))
+                .map(str::to_string),
+        )
+    };
+    let (fetched, head) = tokio::join!(run_git(env, &fetch, timeout, secrets), head);
+    fetched?;
+    if let Some(branch) = head? {
+        let sym: [&std::ffi::OsStr; 5] = [
+            "--git-dir".as_ref(),
+            gd,
+            "symbolic-ref".as_ref(),
+            "HEAD".as_ref(),
+            branch.as_ref(),
+        ];
+        run_git(env, &sym, timeout, secrets).await?;
     }
     Ok(())
 }

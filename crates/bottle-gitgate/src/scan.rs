@@ -4,26 +4,46 @@
 //! new branches, merges, older commits of the range) is scanned:
 //!
 //! - its message, read raw with `git cat-file --batch`;
-//! - the lines each file gains, from one `git log -p` stream (merges against
-//!   their first parent, so an "evil merge" cannot hide content). The added
-//!   lines of one file in one commit are scanned as one buffer, so a secret
-//!   spanning lines (a private key block) is found, and each finding is
-//!   mapped back to its line.
+//! - the lines each file gains against the commit's first parent (merges
+//!   too, so an "evil merge" cannot hide content), from two streams that
+//!   together cover every change:
+//!   - a file the commit adds gains all its lines, so its blob is read
+//!     whole: one `git log --raw --diff-filter=A` lists the added blobs and
+//!     one `git cat-file --batch` reads them (no diff to build or parse);
+//!   - every other change (modified, type-changed) comes from one
+//!     `git log -p -U0 --diff-filter=ad` stream, of which only the `+`
+//!     lines are kept.
+//!
+//!   The added lines of one file in one commit are scanned as one buffer,
+//!   so a secret spanning lines (a private key block) is found, and each
+//!   finding is mapped back to its line.
+//!
+//! The streams and the DLP scanner threads (one per core, up to four) run at
+//! the same time: git inflates blobs while the engine scans the ones
+//! before. Queues between them are bounded, so memory stays at a few files'
+//! worth.
 //!
 //! Git decides binary by content (a NUL in the first 8000 bytes) and binary
-//! files are skipped. Attributes cannot turn that off for a text file: git
-//! runs with `GIT_ATTR_SOURCE` set to the empty tree and no attributes
-//! file, so a pushed `.gitattributes` with `-diff` has no effect. Files
-//! larger than the text bound come out of git as "binary"; the gate then
-//! looks at the blob itself and refuses the push if it is text.
+//! files are skipped; the gate applies the same test to the blobs it reads
+//! whole. Attributes cannot turn that off for a text file: git runs with
+//! `GIT_ATTR_SOURCE` set to the empty tree and no attributes file, so a
+//! pushed `.gitattributes` with `-diff` has no effect. A text file larger
+//! than the text bound refuses the push (git shows such a modified file as
+//! "binary"; the gate then looks at the blob itself).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bottle_dlp::Engine;
 use bottle_secret::Secret;
 
-use crate::audit::FindingReport;
+use crate::audit::{FindingReport, PushTimings};
 use crate::limits::Limits;
 
 /// The empty tree: `GIT_ATTR_SOURCE` points here so no pushed
@@ -40,6 +60,9 @@ pub struct Outcome {
     pub commits: u64,
     pub findings: Vec<FindingReport>,
     pub binary_files_skipped: u64,
+    /// The scan's share of the hook's timings (`rev_list_ms`,
+    /// `messages_ms`, `diffs_ms`, `dlp_ms`, `dlp_bytes`).
+    pub timings: PushTimings,
 }
 
 /// Why a push could not be scanned; it is refused.
@@ -78,6 +101,9 @@ impl Git<'_> {
             ("diff.noprefix", "false".to_string()),
             ("diff.mnemonicPrefix", "false".to_string()),
             ("diff.relative", "false".to_string()),
+            // A root commit's files are diffed against the empty tree.
+            ("log.showRoot", "true".to_string()),
+            ("log.showSignature", "false".to_string()),
         ];
         c.env("GIT_CONFIG_COUNT", cfg.len().to_string());
         for (i, (k, v)) in cfg.iter().enumerate() {
@@ -132,14 +158,44 @@ pub fn scan_push(git: &Git<'_>, tips: &[&str], engine: &Engine) -> Result<Outcom
     if tips.is_empty() {
         return Ok(out);
     }
+    let t = Instant::now();
     let commits = new_commits(git, tips)?;
+    out.timings.rev_list_ms = millis(t.elapsed());
     out.commits = commits.len() as u64;
     if commits.is_empty() {
         return Ok(out);
     }
-    scan_messages(git, &commits, engine, &mut out)?;
-    scan_diffs(git, tips, engine, &mut out)?;
+    // Messages and changes at the same time; message findings first.
+    let commits = &commits;
+    let (messages, changes) = std::thread::scope(|s| {
+        let messages = s.spawn(|| {
+            let t = Instant::now();
+            let mut m = Outcome::default();
+            scan_messages(git, commits, engine, &mut m).map(|()| (m, t.elapsed()))
+        });
+        let t = Instant::now();
+        let mut c = Outcome::default();
+        let changes = scan_changes(git, tips, commits, engine, &mut c).map(|()| (c, t.elapsed()));
+        let messages = messages
+            .join()
+            .unwrap_or_else(|_| Err(ScanError::Git("a scan thread failed".into())));
+        (messages, changes)
+    });
+    let (m, m_took) = messages?;
+    let (c, c_took) = changes?;
+    out.timings.messages_ms = millis(m_took);
+    out.timings.diffs_ms = millis(c_took);
+    out.timings.dlp_ms = c.timings.dlp_ms;
+    out.timings.dlp_bytes = c.timings.dlp_bytes;
+    out.binary_files_skipped = c.binary_files_skipped;
+    out.findings = m.findings;
+    out.findings.extend(c.findings);
+    out.findings.truncate(MAX_FINDINGS);
     Ok(out)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn new_commits(git: &Git<'_>, tips: &[&str]) -> Result<Vec<String>, ScanError> {
@@ -170,32 +226,41 @@ fn new_commits(git: &Git<'_>, tips: &[&str]) -> Result<Vec<String>, ScanError> {
     Ok(commits)
 }
 
+/// The line number of byte `offset` of `buf`: from `starts` (offset, line
+/// of each added line) or, when `starts` is empty (a whole new file, a
+/// message), by counting newlines.
+fn line_at(buf: &[u8], starts: &[(usize, u64)], offset: usize) -> u64 {
+    if starts.is_empty() {
+        let end = offset.min(buf.len());
+        return 1 + buf[..end].iter().filter(|b| **b == b'\n').count() as u64;
+    }
+    let idx = starts.partition_point(|(off, _)| *off <= offset);
+    idx.checked_sub(1)
+        .and_then(|i| starts.get(i))
+        .map_or(0, |(_, l)| *l)
+}
+
 fn push_findings(
-    out: &mut Outcome,
+    out: &mut Vec<FindingReport>,
     engine: &Engine,
     buf: &[u8],
-    line_starts: &[(usize, u64)],
+    starts: &[(usize, u64)],
     commit: &str,
     path: Option<&str>,
 ) {
-    if buf.is_empty() || out.findings.len() >= MAX_FINDINGS {
+    if buf.is_empty() || out.len() >= MAX_FINDINGS {
         return;
     }
     for f in engine.scan(buf) {
         let start = usize::try_from(f.range.start).unwrap_or(usize::MAX);
-        let idx = line_starts.partition_point(|(off, _)| *off <= start);
-        let line = idx
-            .checked_sub(1)
-            .and_then(|i| line_starts.get(i))
-            .map_or(0, |(_, l)| *l);
-        out.findings.push(FindingReport {
+        out.push(FindingReport {
             commit: commit.to_string(),
             path: path.map(str::to_string),
-            line,
+            line: line_at(buf, starts, start),
             rule: f.rule.to_string(),
             redacted: f.redacted,
         });
-        if out.findings.len() >= MAX_FINDINGS {
+        if out.len() >= MAX_FINDINGS {
             return;
         }
     }
@@ -254,14 +319,7 @@ fn scan_messages(
                 .windows(2)
                 .position(|w| w == b"\n\n")
                 .map_or(body.len(), |p| p + 2);
-            let msg = &body[msg_at..];
-            let mut starts = vec![(0usize, 1u64)];
-            for (i, b) in msg.iter().enumerate() {
-                if *b == b'\n' {
-                    starts.push((i + 1, starts.len() as u64 + 1));
-                }
-            }
-            push_findings(out, engine, msg, &starts, id, None);
+            push_findings(&mut out.findings, engine, &body[msg_at..], &[], id, None);
         }
         Ok(())
     })();
@@ -367,79 +425,402 @@ struct FileAdds {
     new_blob: Option<String>,
 }
 
-fn scan_diffs(
-    git: &Git<'_>,
-    tips: &[&str],
-    engine: &Engine,
-    out: &mut Outcome,
-) -> Result<(), ScanError> {
+/// A file's added text in one commit, on its way to a scanner thread.
+type Work = (String, FileAdds);
+
+/// `git log` over the new commits with the scan's diff settings.
+fn log_args<'a>(tips: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "log",
-        "-p",
         "--no-color",
         "--no-renames",
         "--no-ext-diff",
         "--no-textconv",
-        "--full-index",
         "--diff-merges=first-parent",
-        "--src-prefix=a/",
-        "--dst-prefix=b/",
         "--format=%x00%H",
     ];
+    args.extend_from_slice(extra);
     args.extend_from_slice(tips);
     args.extend_from_slice(&["--not", "--all", "--"]);
-    let mut child = git.spawn(&args, false)?;
-    let Some(stdout) = child.stdout.take() else {
-        return Err(ScanError::Git("no stdout".into()));
+    args
+}
+
+/// Kills (if `kill`) and reaps children; true if all exited successfully.
+fn reap(children: &mut [&mut Child], kill: bool) -> bool {
+    let mut ok = true;
+    for c in children {
+        if kill {
+            let _ = c.kill();
+        }
+        ok &= c.wait().is_ok_and(|s| s.success());
+    }
+    ok
+}
+
+/// Scans the lines every new commit adds: whole blobs for added files,
+/// `+` lines of `git log -p` for the other changes.
+fn scan_changes(
+    git: &Git<'_>,
+    tips: &[&str],
+    commits: &[String],
+    engine: &Engine,
+    out: &mut Outcome,
+) -> Result<(), ScanError> {
+    let mut raw = git.spawn(
+        &log_args(tips, &["--raw", "-r", "--no-abbrev", "--diff-filter=A"]),
+        false,
+    )?;
+    let mut blobs = match git.spawn(&["cat-file", "--batch"], true) {
+        Ok(c) => c,
+        Err(e) => {
+            reap(&mut [&mut raw], true);
+            return Err(e);
+        }
     };
+    let mut patch = match git.spawn(
+        &log_args(
+            tips,
+            &[
+                "-p",
+                "-U0",
+                "--full-index",
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+                "--diff-filter=ad",
+            ],
+        ),
+        false,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            reap(&mut [&mut raw, &mut blobs], true);
+            return Err(e);
+        }
+    };
+    let result = match (
+        raw.stdout.take(),
+        blobs.stdin.take(),
+        blobs.stdout.take(),
+        patch.stdout.take(),
+    ) {
+        (Some(raw_out), Some(blob_in), Some(blob_out), Some(patch_out)) => {
+            let pipes = Pipes {
+                raw_out,
+                blob_in,
+                blob_out,
+                patch_out,
+            };
+            run_pipeline(git, pipes, commits, engine, out)
+        }
+        _ => Err(ScanError::Git("no pipes".into())),
+    };
+    let ok = reap(&mut [&mut raw, &mut blobs, &mut patch], result.is_err());
+    result?;
+    if !ok {
+        return Err(ScanError::Git("git log or git cat-file failed".into()));
+    }
+    Ok(())
+}
+
+struct Pipes {
+    raw_out: std::process::ChildStdout,
+    blob_in: std::process::ChildStdin,
+    blob_out: std::process::ChildStdout,
+    patch_out: std::process::ChildStdout,
+}
+
+/// What one scanner thread did.
+#[derive(Default)]
+struct Scanned {
+    findings: Vec<FindingReport>,
+    busy: Duration,
+    bytes: u64,
+}
+
+fn run_pipeline(
+    git: &Git<'_>,
+    pipes: Pipes,
+    commits: &[String],
+    engine: &Engine,
+    out: &mut Outcome,
+) -> Result<(), ScanError> {
+    let Pipes {
+        raw_out,
+        blob_in,
+        blob_out,
+        patch_out,
+    } = pipes;
     let max_line = usize::try_from(git.limits.max_text_blob)
         .unwrap_or(usize::MAX)
         .saturating_add(16);
-    let mut r = BufReader::with_capacity(256 * 1024, stdout);
-    // Two stages on two threads: this one parses git's patch stream, the
-    // other runs the DLP engine over each file's added lines, so git's diff
-    // work and the scan overlap. The channel is bounded: memory stays at a
-    // few files' worth.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(String, FileAdds)>(16);
-    let (result, found) = std::thread::scope(|s| {
-        let scanner = s.spawn(move || {
-            let mut found = Outcome::default();
-            for (commit, f) in rx {
-                push_findings(
-                    &mut found,
-                    engine,
-                    &f.buf,
-                    &f.starts,
-                    &commit,
-                    f.path.as_deref(),
-                );
-            }
-            found.findings
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4);
+    // Few files in flight: each can be up to the text bound.
+    let (tx, rx) = sync_channel::<Work>(2 * workers);
+    let rx = Mutex::new(rx);
+    let found = AtomicUsize::new(out.findings.len());
+    let failed = AtomicBool::new(false);
+    let (result, scanned, binary) = std::thread::scope(|s| {
+        let scanners: Vec<_> = (0..workers)
+            .map(|_| s.spawn(|| scan_worker(engine, &rx, &found, &failed)))
+            .collect();
+        // Added files: the main thread lists them and feeds their ids to
+        // cat-file; the reader thread takes the blobs to the scanners.
+        let (loc_tx, loc_rx) = sync_channel::<Location>(1024);
+        let blob_tx = tx.clone();
+        let reader = s.spawn(move || {
+            let mut r = BufReader::with_capacity(256 * 1024, blob_out);
+            read_blobs(git.limits, &mut r, loc_rx, &blob_tx)
         });
-        let mut send = |f: FileAdds, commit: &str| {
-            if !f.buf.is_empty() {
-                let _ = tx.send((commit.to_string(), f));
+        // Other changes: the patch walker.
+        let patch_tx = tx;
+        let walker = s.spawn(move || {
+            let mut r = BufReader::with_capacity(256 * 1024, patch_out);
+            let mut o = Outcome::default();
+            let mut send = |f: FileAdds, commit: &str| {
+                if !f.buf.is_empty() {
+                    let _ = patch_tx.send((commit.to_string(), f));
+                }
+            };
+            let res = walk_patch(git, &mut r, max_line, &mut send, &mut o);
+            (res, o.binary_files_skipped)
+        });
+        let listed = list_added(raw_out, blob_in, &loc_tx, max_line);
+        drop(loc_tx);
+        let thread_failed = || ScanError::Git("a scan thread failed".into());
+        let read = reader.join().unwrap_or_else(|_| Err(thread_failed()));
+        let (walked, patch_binary) = walker.join().unwrap_or_else(|_| (Err(thread_failed()), 0));
+        let mut scanned = Scanned::default();
+        let mut joined = Ok(());
+        for h in scanners {
+            match h.join() {
+                Ok(one) => {
+                    scanned.findings.extend(one.findings);
+                    scanned.busy += one.busy;
+                    scanned.bytes += one.bytes;
+                }
+                Err(_) => joined = Err(thread_failed()),
             }
+        }
+        // The reader's error first: when it stops, cat-file and then the
+        // lister fail too, with less to say.
+        let result = match read {
+            Err(e) => Err(e),
+            Ok(binary) => listed.and(walked).and(joined).map(|()| binary),
         };
-        let result = walk_patch(git, &mut r, max_line, &mut send, out);
-        drop(tx);
-        let found = scanner
-            .join()
-            .map_err(|_| ScanError::Git("the scanner thread failed".into()));
-        (result, found)
+        let result = result.map(|binary| binary + patch_binary);
+        match result {
+            Ok(binary) => (Ok(()), scanned, binary),
+            Err(e) => (Err(e), scanned, 0),
+        }
     });
-    if result.is_err() {
-        let _ = child.kill();
-    }
-    drop(r);
-    let status = child.wait().map_err(|e| ScanError::Git(e.to_string()))?;
     result?;
-    out.findings.extend(found?);
-    out.findings.truncate(MAX_FINDINGS);
-    if !status.success() {
-        return Err(ScanError::Git("git log -p failed".into()));
+    if failed.load(Ordering::Relaxed) {
+        return Err(ScanError::Git("the DLP engine failed".into()));
     }
+    out.binary_files_skipped += binary;
+    out.timings.dlp_ms = millis(scanned.busy);
+    out.timings.dlp_bytes = scanned.bytes;
+    // Scanners finish in any order: report in commit order (rev-list's),
+    // then path and line.
+    let order: HashMap<&str, usize> = commits
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    let mut findings = scanned.findings;
+    findings.sort_by(|a, b| {
+        let rank = |f: &FindingReport| order.get(f.commit.as_str()).copied();
+        (rank(a), &a.path, a.line).cmp(&(rank(b), &b.path, b.line))
+    });
+    out.findings.extend(findings);
+    out.findings.truncate(MAX_FINDINGS);
     Ok(())
+}
+
+/// One scanner thread: takes files off the queue until it is closed. After
+/// [`MAX_FINDINGS`] (the push is refused anyway) or a failure it only
+/// drains the queue, so the producers never block on it.
+fn scan_worker(
+    engine: &Engine,
+    rx: &Mutex<Receiver<Work>>,
+    found: &AtomicUsize,
+    failed: &AtomicBool,
+) -> Scanned {
+    let mut done = Scanned::default();
+    loop {
+        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok((commit, f)) = next else {
+            return done;
+        };
+        if found.load(Ordering::Relaxed) >= MAX_FINDINGS || failed.load(Ordering::Relaxed) {
+            continue;
+        }
+        let t = Instant::now();
+        let hits = catch_unwind(AssertUnwindSafe(|| engine.scan(&f.buf)));
+        done.busy += t.elapsed();
+        done.bytes += f.buf.len() as u64;
+        let Ok(hits) = hits else {
+            // Fail closed: the push is refused.
+            failed.store(true, Ordering::Relaxed);
+            continue;
+        };
+        for h in hits {
+            if found.fetch_add(1, Ordering::Relaxed) >= MAX_FINDINGS {
+                break;
+            }
+            let start = usize::try_from(h.range.start).unwrap_or(usize::MAX);
+            done.findings.push(FindingReport {
+                commit: commit.clone(),
+                path: f.path.clone(),
+                line: line_at(&f.buf, &f.starts, start),
+                rule: h.rule.to_string(),
+                redacted: h.redacted,
+            });
+        }
+    }
+}
+
+/// A file a commit adds: (commit, path, blob id).
+type Location = (String, String, String);
+
+/// Reads `git log --raw --diff-filter=A` and, for each added file (not a
+/// submodule), hands its location to the blob reader and then its id to
+/// `git cat-file --batch`.
+fn list_added(
+    raw: impl Read,
+    blob_in: std::process::ChildStdin,
+    locs: &SyncSender<Location>,
+    max_line: usize,
+) -> Result<(), ScanError> {
+    let io = |e: std::io::Error| ScanError::Git(format!("git cat-file: {e}"));
+    let mut r = BufReader::with_capacity(64 * 1024, raw);
+    let mut w = BufWriter::new(blob_in);
+    let mut line = Vec::with_capacity(256);
+    let mut commit = String::new();
+    loop {
+        // Never wait on git log while cat-file waits on ids still in our
+        // buffer.
+        if r.buffer().is_empty() {
+            w.flush().map_err(io)?;
+        }
+        if !read_line_bounded(&mut r, &mut line, max_line)? {
+            break;
+        }
+        match line.first() {
+            Some(0) => commit = String::from_utf8_lossy(&line[1..]).trim().to_string(),
+            Some(b':') => {
+                let Some(tab) = line.iter().position(|b| *b == b'\t') else {
+                    return Err(ScanError::Git("unreadable raw diff line".into()));
+                };
+                let meta = String::from_utf8_lossy(&line[1..tab]);
+                let fields: Vec<&str> = meta.split(' ').collect();
+                let [_, new_mode, _, id, status] = fields[..] else {
+                    return Err(ScanError::Git("unreadable raw diff line".into()));
+                };
+                // Other kinds of change are in the patch stream; a
+                // submodule entry names a commit of another repository.
+                if status != "A" || new_mode == "160000" {
+                    continue;
+                }
+                if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(ScanError::Git("unreadable raw diff line".into()));
+                }
+                let loc = (commit.clone(), unquote(&line[tab + 1..]), id.to_string());
+                let id = loc.2.clone();
+                match locs.try_send(loc) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(loc)) => {
+                        // The reader waits on ids we hold: hand them over
+                        // before waiting on it.
+                        w.flush().map_err(io)?;
+                        locs.send(loc)
+                            .map_err(|_| ScanError::Git("the blob reader stopped".into()))?;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        return Err(ScanError::Git("the blob reader stopped".into()));
+                    }
+                }
+                writeln!(w, "{id}").map_err(io)?;
+            }
+            _ => {}
+        }
+    }
+    w.flush().map_err(io)
+}
+
+/// Reads the blobs `git cat-file --batch` prints for `locs`, in order, and
+/// queues the text ones for the scanners. Returns the number of binary
+/// files skipped. A text blob over the bound refuses the push.
+fn read_blobs(
+    limits: &Limits,
+    r: &mut impl BufRead,
+    locs: Receiver<Location>,
+    tx: &SyncSender<Work>,
+) -> Result<u64, ScanError> {
+    let io = |e: std::io::Error| ScanError::Git(format!("git cat-file: {e}"));
+    let mut header = Vec::with_capacity(128);
+    let mut binary = 0;
+    for (commit, path, id) in locs {
+        if !read_line_bounded(r, &mut header, 1024)? {
+            return Err(ScanError::Git("git cat-file ended early".into()));
+        }
+        let text = String::from_utf8_lossy(&header);
+        let mut parts = text.split(' ');
+        let (Some(got), Some("blob"), Some(size)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ScanError::Git(format!("cat-file: {}", text.trim())));
+        };
+        let size: u64 = size
+            .parse()
+            .map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
+        if got != id {
+            return Err(ScanError::Git(format!("cat-file: {got} for {id}")));
+        }
+        // git's own binary test: a NUL in the first 8000 bytes.
+        let probe = usize::try_from(size.min(BINARY_PROBE as u64)).unwrap_or(BINARY_PROBE);
+        if size > limits.max_text_blob {
+            let mut head = vec![0u8; probe];
+            r.read_exact(&mut head).map_err(io)?;
+            if !head.contains(&0) {
+                return Err(ScanError::TooLarge(format!(
+                    "commit {commit} adds a {size}-byte text file ({path}); text is scanned up to {} bytes",
+                    limits.max_text_blob
+                )));
+            }
+            binary += 1;
+            let rest = size - probe as u64 + 1;
+            let skipped =
+                std::io::copy(&mut r.by_ref().take(rest), &mut std::io::sink()).map_err(io)?;
+            if skipped != rest {
+                return Err(ScanError::Git("git cat-file ended early".into()));
+            }
+            continue;
+        }
+        let len = usize::try_from(size).map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
+        let mut buf = vec![0u8; len + 1];
+        r.read_exact(&mut buf).map_err(io)?;
+        if buf.pop() != Some(b'\n') {
+            return Err(ScanError::Git("cat-file: bad framing".into()));
+        }
+        if buf[..probe].contains(&0) {
+            binary += 1;
+            continue;
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        let file = FileAdds {
+            path: Some(path),
+            buf,
+            starts: Vec::new(),
+            new_blob: None,
+        };
+        tx.send((commit, file))
+            .map_err(|_| ScanError::Git("the scanners stopped".into()))?;
+    }
+    Ok(binary)
 }
 
 fn walk_patch(
@@ -613,6 +994,62 @@ diff --git a/\"q\\tp\" b/\"q\\tp\"\n--- /dev/null\n+++ \"b/q\\tp\"\n@@ -0,0 +1 @
         assert_eq!(files[1].1.as_deref(), Some("q\tp"));
         assert_eq!(files[2].0, "bbbb");
         assert_eq!(files[2].3, vec![(0, 10)]);
+    }
+
+    #[test]
+    fn lines_of_whole_files_and_of_hunks() {
+        let buf = b"one\ntwo\nthree\n";
+        assert_eq!(line_at(buf, &[], 0), 1);
+        assert_eq!(line_at(buf, &[], 4), 2);
+        assert_eq!(line_at(buf, &[], 9), 3);
+        assert_eq!(line_at(buf, &[(0, 10), (4, 20)], 5), 20);
+    }
+
+    /// The blob reader: text queued whole, binary skipped by content at any
+    /// size, text over the bound refused, and cat-file's framing checked.
+    #[test]
+    fn blob_reader_skips_binary_and_refuses_big_text() {
+        let limits = Limits {
+            max_text_blob: 16,
+            ..Limits::default()
+        };
+        let loc = |id: &str| ("c0ffee".to_string(), "p".to_string(), id.to_string());
+        let run = |input: Vec<u8>, ids: &[&str]| {
+            let (ltx, lrx) = sync_channel(16);
+            for id in ids {
+                ltx.send(loc(id)).unwrap();
+            }
+            drop(ltx);
+            let (tx, rx) = sync_channel(16);
+            let mut r = std::io::Cursor::new(input);
+            let res = read_blobs(&limits, &mut r, lrx, &tx);
+            drop(tx);
+            let files: Vec<Vec<u8>> = rx.into_iter().map(|(_, f)| f.buf).collect();
+            (res, files)
+        };
+        let mut big_binary = b"bb blob 40\n\0".to_vec();
+        big_binary.extend([b'x'; 39]);
+        big_binary.push(b'\n');
+        let mut input = b"aa blob 6\nhello\n\n".to_vec();
+        input.extend(b"ab blob 3\na\0b\n");
+        input.extend(&big_binary);
+        input.extend(b"ac blob 0\n\n");
+        let (res, files) = run(input, &["aa", "ab", "bb", "ac"]);
+        assert_eq!(res, Ok(2));
+        assert_eq!(files, vec![b"hello\n".to_vec()]);
+
+        let mut big_text = b"cc blob 17\n".to_vec();
+        big_text.extend([b'y'; 17]);
+        big_text.push(b'\n');
+        let (res, _) = run(big_text, &["cc"]);
+        assert!(matches!(res, Err(ScanError::TooLarge(_))), "{res:?}");
+
+        let (res, _) = run(b"dd missing\n".to_vec(), &["dd"]);
+        assert!(matches!(res, Err(ScanError::Git(_))), "{res:?}");
+        let (res, _) = run(b"ee blob 2\nabX".to_vec(), &["ee"]);
+        assert!(matches!(res, Err(ScanError::Git(_))), "{res:?}");
+        let (res, _) = run(b"ff blob 2\nab\n".to_vec(), &["ff", "gg"]);
+        assert!(matches!(res, Err(ScanError::Git(_))), "cut short: {res:?}");
     }
 
     #[test]

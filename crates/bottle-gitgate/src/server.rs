@@ -244,11 +244,14 @@ impl Gate {
             Service::Push => false,
         };
         if must_refresh {
-            let set_head = !guard.head_set;
+            // The mirror's HEAD only matters to clones (receive-pack does
+            // not advertise it): a push's refresh leaves it for the first
+            // fetch, saving the push a connection to the upstream.
+            let set_head = !guard.head_set && service != Service::PushRefs;
             match self.refresh(&name, set_head).await {
                 Ok(()) => {
                     guard.last_refresh = Some(Instant::now());
-                    guard.head_set = true;
+                    guard.head_set |= set_head;
                 }
                 Err(why) => {
                     drop(guard);
@@ -357,6 +360,7 @@ impl Gate {
                         e.message = r.message;
                         e.scan_ms = Some(r.scan_ms);
                         e.upstream_ms = Some(r.upstream_ms);
+                        e.timings = Some(r.timings);
                     }
                     None if outcome.as_ref().is_some_and(|o| o.bytes_in <= 4) => {
                         // A lone flush packet: git's probe request before a

@@ -183,6 +183,25 @@ fn secrets_in_any_new_commit_reject_the_whole_push() {
     assert!(!ok, "{out}");
     assert!(out.contains("private-key"), "{out}");
 
+    // 5. Added to a file the upstream already has (a modification, not a
+    //    new file), between unchanged lines.
+    git(&wt, &["checkout", "-q", "-b", "modify", "origin/main"]);
+    commit_file(
+        &wt,
+        "README.md",
+        &format!("# upstream\nmore text\nGITHUB = \"{PAT}\"\n"),
+        "edit readme",
+    );
+    commit_file(
+        &wt,
+        "README.md",
+        "# upstream\nmore text\n",
+        "and take it out again",
+    );
+    let (ok, out) = git_try(&wt, &["push", "origin", "modify"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("README.md:3"), "{out}");
+
     // Nothing reached the upstream: no receive-pack request, same refs.
     assert_eq!(up.seen.receive_pack_posts.load(Ordering::SeqCst), 0);
     assert_eq!(up.bare.refs(), before);
@@ -194,7 +213,7 @@ fn secrets_in_any_new_commit_reject_the_whole_push() {
     );
     assert!(!mirror_refs.contains("feature") && !mirror_refs.contains("msg"));
 
-    let ev = gate.wait_events("git-push", 4);
+    let ev = gate.wait_events("git-push", 5);
     for e in &ev {
         assert_eq!(e.decision, "block");
         assert_eq!(e.reason.as_deref(), Some("git-secret"), "{e:?}");
