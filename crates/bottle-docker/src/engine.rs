@@ -25,6 +25,13 @@ pub enum EngineError {
 impl EngineError {
     pub fn hint(&self) -> &'static str {
         match self {
+            EngineError::Api { reason, .. } if reason.contains("address pool") => {
+                "each bottle uses two networks and Docker's default address pools hold about 30 \
+                 (15 bottles); stop bottles you do not need (`claude-bottle list running`), \
+                 `claude-bottle cleanup` what dead runs left, or give the engine more, smaller \
+                 pools (`default-address-pools` in /etc/docker/daemon.json, e.g. base \
+                 10.200.0.0/16, size 24)"
+            }
             EngineError::Api { .. } => {
                 "run `claude-bottle doctor`; `claude-bottle cleanup` removes what a failed launch left"
             }
@@ -176,6 +183,22 @@ pub fn container_name(c: &ContainerSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exhausted_address_pools_get_their_own_hint() {
+        let e = EngineError::Api {
+            what: "create network",
+            reason: "Docker responded with status code 404: could not find an available, \
+                     non-overlapping IPv4 address pool among the defaults to assign to the network"
+                .into(),
+        };
+        assert!(e.hint().contains("default-address-pools"), "{}", e.hint());
+        let other = EngineError::Api {
+            what: "create network",
+            reason: "conflict".into(),
+        };
+        assert!(!other.hint().contains("default-address-pools"));
+    }
 
     #[test]
     fn versions() {

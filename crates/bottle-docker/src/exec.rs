@@ -77,6 +77,9 @@ pub async fn run_with(
     sink: &mut (dyn FnMut(Chunk<'_>) + Send),
 ) -> Result<i64, EngineError> {
     let stdin = exec.stdin.take();
+    if let Some(bytes) = &stdin {
+        exec.cmd = exact_stdin(bytes.len(), std::mem::take(&mut exec.cmd));
+    }
     let (id, started) = start(engine, container, exec, stdin.is_some(), false).await?;
     if let StartExecResults::Attached {
         mut output,
@@ -106,6 +109,23 @@ pub async fn run_with(
         read?;
     }
     exit_code(engine, &id).await
+}
+
+/// `cmd` fed through `head -c LEN`: it sees the end of its input after
+/// exactly `len` bytes, inside the container. Closing the exec's stdin from
+/// here is not enough: under load the engine can lose that close when it
+/// comes while the exec is still being set up (containerd's CloseIO race),
+/// and `cat > file` then waits forever; seen with 16 bottles starting at
+/// once. The pipeline's status is `cmd`'s.
+fn exact_stdin(len: usize, cmd: Vec<String>) -> Vec<String> {
+    let mut out = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        r#"head -c "$0" | "$@""#.to_string(),
+        len.to_string(),
+    ];
+    out.extend(cmd);
+    out
 }
 
 /// Create and start an exec, attached to its output (and its stdin when
@@ -297,4 +317,42 @@ async fn exit_code(engine: &Engine, id: &str) -> Result<i64, EngineError> {
             EXIT_POLL_INTERVAL * EXIT_POLLS
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdin_is_cut_at_its_length_inside_the_container() {
+        let cmd = exact_stdin(12, vec!["sh".into(), "-c".into(), "cat > \"$1\"".into()]);
+        assert_eq!(
+            cmd,
+            [
+                "sh",
+                "-c",
+                r#"head -c "$0" | "$@""#,
+                "12",
+                "sh",
+                "-c",
+                "cat > \"$1\""
+            ]
+        );
+        // The real shell agrees, with stdin left open (no EOF ever comes):
+        // only the first 12 bytes reach the command, and it ends.
+        use std::io::Write;
+        let mut child = std::process::Command::new(&cmd[0])
+            .args(&cmd[1..4])
+            .args(["wc", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let mut held_open = child.stdin.take().expect("stdin");
+        held_open.write_all(b"0123456789abcdef").expect("write");
+        let out = child.wait_with_output().expect("wait");
+        drop(held_open);
+        let out = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(out, "12");
+    }
 }
