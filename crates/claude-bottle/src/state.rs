@@ -29,7 +29,11 @@ pub fn dir(settings: &Settings, slug: &str) -> PathBuf {
 
 /// Create the folder before anything is launched, with its `owner`, so
 /// `cleanup` can tell a run killed mid-launch. A folder left by a dead run
-/// of the same slug is replaced.
+/// of the same slug is replaced; one whose owner is alive is refused. The
+/// folder is the claim on the slug: two starts of one agent at the same
+/// moment both pick the same free slug from the engine, and without the
+/// claim the second would wipe the first's state and, failing on a name
+/// conflict, tear down by the slug label the first one's bottle too.
 pub fn create(settings: &Settings, slug: &str, owner: &str) -> anyhow::Result<PathBuf> {
     let d = dir(settings, slug);
     create_in(&d, owner)
@@ -38,11 +42,52 @@ pub fn create(settings: &Settings, slug: &str, owner: &str) -> anyhow::Result<Pa
 }
 
 fn create_in(d: &Path, owner: &str) -> io::Result<()> {
-    match std::fs::remove_dir_all(d) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(parent) = d.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
     }
-    write(d, "owner", owner.as_bytes())
+    for _ in 0..2 {
+        match std::fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => return write(d, "owner", owner.as_bytes()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if let Some(holder) = live_holder(d) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "another run ({holder}) is starting or running this bottle; \
+                             start again once it is up to get the next name"
+                        ),
+                    ));
+                }
+                std::fs::remove_dir_all(d)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "another run claimed this bottle's name at the same moment; start again",
+    ))
+}
+
+/// The owner of an existing state folder, if that run is alive. A folder
+/// without an owner file younger than a few seconds is a run between
+/// creating it and writing the file.
+fn live_holder(d: &Path) -> Option<String> {
+    match read_file(&d.join("owner")) {
+        Some(owner) => {
+            let owner = owner.trim().to_string();
+            bottle_docker::owner::is_alive(&owner).then_some(owner)
+        }
+        None => {
+            let age = std::fs::metadata(d).and_then(|m| m.modified()).ok()?;
+            let young = age.elapsed().map_or(true, |a| a.as_secs() < 5);
+            young.then(|| "a run that has just begun".to_string())
+        }
+    }
 }
 
 /// Add what teardown needs once the bottle is up. Files are replaced.
@@ -113,17 +158,32 @@ mod tests {
     fn private_folder_with_owner() {
         let h = tempfile::tempdir().unwrap();
         let d = h.path().join("state/dev");
-        create_in(&d, "host:1:2").unwrap();
+        // Owners on this host whose processes are gone (no such pids).
+        let me = bottle_docker::owner::current();
+        let host = me.rsplitn(3, ':').nth(2).unwrap().to_string();
+        let (dead1, dead2) = (format!("{host}:999999:1"), format!("{host}:999998:4"));
+        create_in(&d, &dead1).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&d), 0o700);
         assert_eq!(mode(&d.join("owner")), 0o600);
         std::fs::write(d.join("start-refs"), "old").unwrap();
         // A new start of the same slug replaces a dead run's folder.
-        create_in(&d, "host:3:4").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(d.join("owner")).unwrap(),
-            "host:3:4"
-        );
+        create_in(&d, &dead2).unwrap();
+        assert_eq!(std::fs::read_to_string(d.join("owner")).unwrap(), dead2);
         assert!(!d.join("start-refs").exists());
+    }
+
+    #[test]
+    fn a_live_owner_keeps_its_slug() {
+        let h = tempfile::tempdir().unwrap();
+        let d = h.path().join("state/dev");
+        let me = bottle_docker::owner::current();
+        create_in(&d, &me).unwrap();
+        std::fs::write(d.join("bottle"), "b").unwrap();
+        let e = create_in(&d, "host:3:4").unwrap_err();
+        assert!(e.to_string().contains("another run"), "{e}");
+        // The live run's folder is untouched.
+        assert_eq!(std::fs::read_to_string(d.join("owner")).unwrap(), me);
+        assert!(d.join("bottle").exists());
     }
 }
