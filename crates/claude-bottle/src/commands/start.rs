@@ -44,7 +44,19 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
         container: env::var(env::CONTAINER),
     };
     let engine_note = engine.as_ref().err().cloned();
-    let resolved = plan::resolve(settings, &loaded, engine.ok(), &opts)?;
+    let mut resolved = plan::resolve(settings, &loaded, engine.ok(), &opts)?;
+    if args.copy_cwd {
+        // Before `Launch? [y/N]`: what would be copied that looks like a
+        // secret, and a folder too large to copy, are said up front.
+        let ws = bottle_docker::derived::prepare(&settings.cwd)
+            .map_err(|e| UsageError::new(e.to_string()).with_hint(e.hint()))?;
+        if !ws.secret_looking.is_empty() {
+            resolved.plan.warnings.push(format!(
+                "`--copy-cwd` copies files that look like secrets into the bottle: {}",
+                ws.secret_looking.join(", ")
+            ));
+        }
+    }
     let plan = &resolved.plan;
 
     if args.format == Format::Json {

@@ -225,3 +225,16 @@ fn a_timeout_without_a_unit_is_bad_usage() {
     assert!(err.contains("`--timeout`: `30` has no unit"), "{err}");
     assert!(err.contains("30m"), "the hint shows the form: {err}");
 }
+
+#[test]
+fn copy_cwd_names_secret_looking_files_in_the_preflight() {
+    let t = TestEnv::standard();
+    std::fs::write(t.project.join(".env"), "TOKEN=x\n").unwrap();
+    std::fs::write(t.project.join("main.rs"), "fn main() {}\n").unwrap();
+    let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--dry-run", "--copy-cwd"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("`--copy-cwd` copies files that look like secrets into the bottle: .env"),
+        "{err}"
+    );
+}
