@@ -28,6 +28,8 @@ pub struct Run<'a> {
     pub questions: Vec<Question>,
     /// `--timeout`: the agent is ended this long after it starts.
     pub timeout: Option<std::time::Duration>,
+    /// `--copy-cwd`: the current folder as listed for the preflight.
+    pub workspace: Option<bottle_docker::derived::Workspace>,
 }
 
 /// One `?` env value: the variable, and what to show when asking.
@@ -51,6 +53,8 @@ pub fn run(
     engine: Result<Engine, bottle_docker::EngineError>,
     run: Run<'_>,
 ) -> Result<ExitCode> {
+    let mut run = run;
+    let mut workspace = run.workspace.take();
     let plan = &run.resolved.plan;
     let skills = bottle_docker::skills::archive(
         &settings.user_home.join(".claude").join("skills"),
@@ -98,7 +102,10 @@ pub fn run(
         let mut start_refs = None;
         let work = async {
             if let Some(tag) = &plan.derived_image {
-                copy_cwd(settings, &engine, plan, tag, &base).await?;
+                let ws = workspace
+                    .take()
+                    .ok_or_else(|| anyhow::anyhow!("`--copy-cwd` without its folder listing"))?;
+                copy_cwd(settings, &engine, plan, tag, ws, &base).await?;
             }
             let progress = Progress::start("launching the bottle");
             let mut on = |step: &str| progress.detail(step);
@@ -178,24 +185,16 @@ async fn copy_cwd(
     engine: &Engine,
     plan: &bottle_plan::Plan,
     tag: &str,
+    ws: bottle_docker::derived::Workspace,
     base: &HashMap<String, String>,
 ) -> Result<()> {
-    let cwd = settings.cwd.clone();
-    let ws = tokio::task::spawn_blocking(move || bottle_docker::derived::prepare(&cwd))
-        .await?
-        .map_err(|e| UsageError::new(e.to_string()).with_hint(e.hint()))?;
+    // Secret-looking files were named in the preflight's warnings.
     eprintln!(
         "copying {} file(s), {:.1} MB, from `{}` into /workspace",
         ws.files,
         ws.bytes as f64 / 1e6,
         settings.cwd.display()
     );
-    if !ws.secret_looking.is_empty() {
-        eprintln!(
-            "warning: these look like secrets and are copied into the bottle: {}",
-            ws.secret_looking.join(", ")
-        );
-    }
     let progress = Progress::start("building the workspace image");
     bottle_docker::derived::build(
         engine,

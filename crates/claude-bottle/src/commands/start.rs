@@ -45,9 +45,10 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
     };
     let engine_note = engine.as_ref().err().cloned();
     let mut resolved = plan::resolve(settings, &loaded, engine.ok(), &opts)?;
-    if args.copy_cwd {
-        // Before `Launch? [y/N]`: what would be copied that looks like a
-        // secret, and a folder too large to copy, are said up front.
+    // Listed once, here, before `Launch? [y/N]`: what would be copied that
+    // looks like a secret, and a folder too large to copy, are said up
+    // front; the launch copies this listing.
+    let workspace = if args.copy_cwd {
         let ws = bottle_docker::derived::prepare(&settings.cwd)
             .map_err(|e| UsageError::new(e.to_string()).with_hint(e.hint()))?;
         if !ws.secret_looking.is_empty() {
@@ -56,7 +57,10 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
                 ws.secret_looking.join(", ")
             ));
         }
-    }
+        Some(ws)
+    } else {
+        None
+    };
     let plan = &resolved.plan;
 
     if args.format == Format::Json {
@@ -110,6 +114,7 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
             keep: args.keep,
             questions,
             timeout,
+            workspace,
         },
     )
 }

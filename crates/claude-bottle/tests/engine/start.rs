@@ -576,7 +576,8 @@ fn copy_cwd_through_a_derived_image() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("look like secrets and are copied into the bottle: .env.local"),
+        // Named in the preflight, before the launch.
+        stderr.contains("copies files that look like secrets into the bottle: .env.local"),
         "{stderr}"
     );
     assert_eq!(leftovers(&run), Vec::<String>::new());
