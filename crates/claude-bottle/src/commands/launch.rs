@@ -88,16 +88,7 @@ pub fn run(
                 return Ok(code);
             }
         }
-        let owner = bottle_docker::owner::current();
-        crate::state::create(settings, &plan.slug, &owner)?;
-        let mut base = HashMap::from([
-            (labels::SLUG.to_string(), plan.slug.clone()),
-            (labels::AGENT.to_string(), plan.agent.name.clone()),
-            (labels::OWNER.to_string(), owner),
-            (labels::KEEP.to_string(), run.keep.to_string()),
-            (labels::VERSION.to_string(), settings.version.to_string()),
-        ]);
-        base.extend(crate::env::test_label());
+        let base = claim(settings, plan, run.keep)?;
         // The workspace's git refs once launched: what the outbox compares with.
         let mut start_refs = None;
         let work = async {
@@ -176,6 +167,26 @@ pub fn run(
         }
         outcome
     })
+}
+
+/// Claim the bottle's slug (its state folder, with this process as owner)
+/// and return the labels every object of the bottle carries.
+pub(super) fn claim(
+    settings: &Settings,
+    plan: &bottle_plan::Plan,
+    keep: bool,
+) -> Result<HashMap<String, String>> {
+    let owner = bottle_docker::owner::current();
+    crate::state::create(settings, &plan.slug, &owner)?;
+    let mut base = HashMap::from([
+        (labels::SLUG.to_string(), plan.slug.clone()),
+        (labels::AGENT.to_string(), plan.agent.name.clone()),
+        (labels::OWNER.to_string(), owner),
+        (labels::KEEP.to_string(), keep.to_string()),
+        (labels::VERSION.to_string(), settings.version.to_string()),
+    ]);
+    base.extend(crate::env::test_label());
+    Ok(base)
 }
 
 /// `--copy-cwd`: the current folder into a derived image, labelled as the

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use bottle_docker::{Engine, exec, labels};
+use bottle_docker::{Engine, exec};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -121,16 +121,7 @@ fn run_in(settings: &Settings, home: &Path) -> Result<Vec<Check>> {
     rt.block_on(async {
         let engine = connected?;
         super::launch::ensure_images(&test, &engine, plan).await?;
-        let owner = bottle_docker::owner::current();
-        crate::state::create(&test, &plan.slug, &owner)?;
-        let mut base = HashMap::from([
-            (labels::SLUG.to_string(), plan.slug.clone()),
-            (labels::AGENT.to_string(), plan.agent.name.clone()),
-            (labels::OWNER.to_string(), owner),
-            (labels::KEEP.to_string(), "false".to_string()),
-            (labels::VERSION.to_string(), settings.version.to_string()),
-        ]);
-        base.extend(crate::env::test_label());
+        let base = super::launch::claim(&test, plan, false)?;
         let mut interrupts = super::launch::Interrupts::new()?;
         let work = attack(&engine, plan, &resolved.secrets, &base, &token);
         let outcome = tokio::select! {
