@@ -253,24 +253,28 @@ pub fn parse_question(msg: &[u8]) -> Option<Question> {
     })
 }
 
+/// A standard query (recursion desired, class IN) for `name`, e.g. type 1
+/// (A): for clients of a resolver, such as `doctor --self-test`'s probe.
+/// Labels longer than 63 bytes are cut to 63.
+pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for l in name.split('.') {
+        let l = &l.as_bytes()[..l.len().min(63)];
+        m.push(l.len() as u8);
+        m.extend_from_slice(l);
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::AuditTarget;
     use proptest::prelude::*;
-
-    pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-        let mut m = id.to_be_bytes().to_vec();
-        m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-        for l in name.split('.') {
-            m.push(l.len() as u8);
-            m.extend_from_slice(l.as_bytes());
-        }
-        m.push(0);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&1u16.to_be_bytes());
-        m
-    }
 
     fn responder() -> (Responder, crate::audit::MemoryLog) {
         let (audit, log) = Audit::open(&AuditTarget::Memory, true).unwrap();

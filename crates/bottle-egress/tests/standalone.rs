@@ -68,16 +68,6 @@ fn standalone_reports_a_bad_config() {
     assert!(e.to_string().contains("bogus"), "{e}");
 }
 
-fn query(name: &str) -> Vec<u8> {
-    let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for l in name.split('.') {
-        m.push(l.len() as u8);
-        m.extend_from_slice(l.as_bytes());
-    }
-    m.extend_from_slice(&[0, 0, 1, 0, 1]);
-    m
-}
-
 #[tokio::test]
 async fn dns_over_udp_and_tcp_answers_own_names_only() {
     let (audit, log) = Audit::open(&AuditTarget::Memory, true).unwrap();
@@ -95,17 +85,25 @@ async fn dns_over_udp_and_tcp_answers_own_names_only() {
     c.connect(udp_addr).await.unwrap();
     // Garbage first: the responder must survive it.
     c.send(b"\xff\xff\xff").await.unwrap();
-    c.send(&query("sidecar")).await.unwrap();
+    c.send(&bottle_egress::dns::query(0x1234, "sidecar", 1))
+        .await
+        .unwrap();
     let mut buf = [0u8; 512];
     let n = c.recv(&mut buf).await.unwrap();
     assert_eq!(&buf[n - 4..n], &[10, 9, 8, 7]);
-    c.send(&query("secret.attacker.example")).await.unwrap();
+    c.send(&bottle_egress::dns::query(
+        0x1234,
+        "secret.attacker.example",
+        1,
+    ))
+    .await
+    .unwrap();
     let n = c.recv(&mut buf).await.unwrap();
     assert_eq!(buf[3] & 0x0f, 3, "NXDOMAIN");
     assert!(n >= 12);
 
     let mut s = tokio::net::TcpStream::connect(tcp_addr).await.unwrap();
-    let q = query("other.example");
+    let q = bottle_egress::dns::query(0x1234, "other.example", 1);
     s.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
     s.write_all(&q).await.unwrap();
     let len = s.read_u16().await.unwrap();

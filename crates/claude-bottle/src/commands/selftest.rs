@@ -432,12 +432,7 @@ fn dns_answers(server: &str, name: &str) -> Option<u16> {
     let ip: std::net::IpAddr = server.parse().ok()?;
     let sock = UdpSocket::bind(if ip.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }).ok()?;
     sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut q = vec![0x5e, 0x1f, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let q = bottle_egress::dns::query(0x5e1f, name, 1);
     sock.send_to(&q, SocketAddr::new(ip, 53)).ok()?;
     let mut buf = [0u8; 512];
     let (n, _) = sock.recv_from(&mut buf).ok()?;

@@ -10,22 +10,11 @@ use std::time::Duration;
 
 use super::util::OAUTH;
 
-/// A DNS query for `name`, type A, class IN.
-fn query(id: u16, name: &str) -> Vec<u8> {
-    let mut q = id.to_be_bytes().to_vec();
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    q
-}
-
 fn ask(server: &str, name: &str) -> Vec<u8> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    sock.send_to(&query(0x4242, name), server).unwrap();
+    sock.send_to(&bottle_egress::dns::query(0x4242, name, 1), server)
+        .unwrap();
     let mut buf = [0u8; 512];
     let n = sock.recv(&mut buf).unwrap();
     buf[..n].to_vec()
