@@ -222,8 +222,8 @@ pub struct Dlp {
 
 #[derive(Default)]
 struct Clean {
-    hosts: Mutex<HashSet<String>>,
-    values: Mutex<HashSet<Box<[u8]>>>,
+    hosts: Mutex<HashSet<Vec<u8>>>,
+    values: Mutex<HashSet<Vec<u8>>>,
 }
 
 /// Clean inputs remembered per kind; a set is emptied when full.
@@ -231,18 +231,28 @@ const CLEAN_MAX: usize = 1024;
 /// Longer inputs are scanned every time: the bound on the cache's memory.
 const CLEAN_MAX_LEN: usize = 256;
 
-/// Whether `has` finds the input in `set`.
-fn remembered<T>(set: &Mutex<HashSet<T>>, has: impl FnOnce(&HashSet<T>) -> bool) -> bool {
-    set.lock().is_ok_and(|s| has(&s))
-}
-
-fn remember<T: std::hash::Hash + Eq>(set: &Mutex<HashSet<T>>, key: T) {
-    if let Ok(mut s) = set.lock() {
+/// `scan(input)`, unless `input` is short and was found clean before; a
+/// clean answer for a short input is remembered.
+fn scan_memo(
+    set: &Mutex<HashSet<Vec<u8>>>,
+    input: &[u8],
+    scan: impl FnOnce() -> Vec<Finding>,
+) -> Vec<Finding> {
+    let cacheable = input.len() <= CLEAN_MAX_LEN;
+    if cacheable && set.lock().is_ok_and(|s| s.contains(input)) {
+        return Vec::new();
+    }
+    let findings = scan();
+    if cacheable
+        && findings.is_empty()
+        && let Ok(mut s) = set.lock()
+    {
         if s.len() >= CLEAN_MAX {
             s.clear();
         }
-        s.insert(key);
+        s.insert(input.to_vec());
     }
+    findings
 }
 
 impl std::fmt::Debug for Dlp {
@@ -276,15 +286,9 @@ impl Dlp {
         let Some(engine) = &self.engine else {
             return Vec::new();
         };
-        let cacheable = host.len() <= CLEAN_MAX_LEN;
-        if cacheable && remembered(&self.clean.hosts, |s| s.contains(host)) {
-            return Vec::new();
-        }
-        let findings = engine.scan_host(host);
-        if cacheable && findings.is_empty() {
-            remember(&self.clean.hosts, host.to_string());
-        }
-        findings
+        scan_memo(&self.clean.hosts, host.as_bytes(), || {
+            engine.scan_host(host)
+        })
     }
 
     /// [`Dlp::scan`] for short values that recur (header values): a value
@@ -293,15 +297,7 @@ impl Dlp {
         let Some(engine) = &self.engine else {
             return Vec::new();
         };
-        let cacheable = data.len() <= CLEAN_MAX_LEN;
-        if cacheable && remembered(&self.clean.values, |s| s.contains(data)) {
-            return Vec::new();
-        }
-        let findings = engine.scan(data);
-        if cacheable && findings.is_empty() {
-            remember(&self.clean.values, Box::from(data));
-        }
-        findings
+        scan_memo(&self.clean.values, data, || engine.scan(data))
     }
 
     pub fn stream(&self) -> Option<Box<dyn StreamScan>> {
