@@ -37,6 +37,28 @@ pub struct Plan {
     pub resources: ResourcesPlan,
 }
 
+impl Plan {
+    /// The same plan under another slug: every name made from the slug
+    /// follows it, names the user pinned (`CLAUDE_BOTTLE_CONTAINER`,
+    /// `CLAUDE_BOTTLE_DERIVED_IMAGE`) stay. For a start that lost its slug
+    /// to another start of the same agent at the same moment.
+    pub fn with_slug(&self, slug: &str) -> Plan {
+        use crate::names;
+        let old = &self.slug;
+        let mut p = self.clone();
+        if p.container == names::agent_container(old) {
+            p.container = names::agent_container(slug);
+        }
+        if p.derived_image.as_deref() == Some(names::derived_image(old).as_str()) {
+            p.derived_image = Some(names::derived_image(slug));
+        }
+        p.sidecar.container = names::sidecar_container(slug);
+        p.networks = vec![names::internal_network(slug), names::egress_network(slug)];
+        p.slug = slug.to_string();
+        p
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AgentPlan {
     pub name: String,

@@ -290,6 +290,52 @@ fn names_follow_the_slug() {
 }
 
 #[test]
+fn a_new_slug_renames_what_the_slug_named() {
+    let p = full(None).plan;
+    let q = p.with_slug("reviewer-3");
+    assert_eq!(q.slug, "reviewer-3");
+    assert_eq!(q.container, "claude-bottle-reviewer-3");
+    assert_eq!(q.sidecar.container, "claude-bottle-reviewer-3-sidecar");
+    assert_eq!(
+        q.networks,
+        [
+            "claude-bottle-reviewer-3-internal",
+            "claude-bottle-reviewer-3-egress"
+        ]
+    );
+    // Everything else is the same plan.
+    let back = q.with_slug(&p.slug);
+    assert_eq!(back, p);
+
+    static FILES: &[(&str, &str)] = &[("dev", "---\n---\n")];
+    let a = "---\nbottle: dev\n---\n";
+    let opts = Options {
+        copy_cwd: true,
+        ..Default::default()
+    };
+    let p = plan_with(a, FILES, None, &opts, &host()).unwrap().plan;
+    let q = p.with_slug("reviewer-2");
+    assert_eq!(
+        q.derived_image.as_deref(),
+        Some("claude-bottle:cwd-reviewer-2")
+    );
+    // Pinned names stay.
+    let opts = Options {
+        container: Some("pinned".into()),
+        derived_image: Some("mine:x".into()),
+        copy_cwd: true,
+        ..Default::default()
+    };
+    let q = plan_with(a, FILES, None, &opts, &host())
+        .unwrap()
+        .plan
+        .with_slug("reviewer-2");
+    assert_eq!(q.container, "pinned");
+    assert_eq!(q.derived_image.as_deref(), Some("mine:x"));
+    assert_eq!(q.sidecar.container, "claude-bottle-reviewer-2-sidecar");
+}
+
+#[test]
 fn container_pin_and_images() {
     static FILES: &[(&str, &str)] = &[("dev", "---\n---\n")];
     let a = "---\nbottle: dev\n---\n";

@@ -34,11 +34,24 @@ pub fn dir(settings: &Settings, slug: &str) -> PathBuf {
 /// moment both pick the same free slug from the engine, and without the
 /// claim the second would wipe the first's state and, failing on a name
 /// conflict, tear down by the slug label the first one's bottle too.
-pub fn create(settings: &Settings, slug: &str, owner: &str) -> anyhow::Result<PathBuf> {
+pub fn create(settings: &Settings, slug: &str, owner: &str) -> Result<PathBuf, Claim> {
     let d = dir(settings, slug);
-    create_in(&d, owner)
-        .map_err(|e| anyhow::anyhow!("cannot create the state folder `{}`: {e}", d.display()))?;
-    Ok(d)
+    match create_in(&d, owner) {
+        Ok(()) => Ok(d),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Claim::Taken(e.to_string())),
+        Err(e) => Err(Claim::Failed(anyhow::anyhow!(
+            "cannot create the state folder `{}`: {e}",
+            d.display()
+        ))),
+    }
+}
+
+/// Why a slug could not be claimed.
+#[derive(Debug)]
+pub enum Claim {
+    /// A live run holds it (the text says which): another name will do.
+    Taken(String),
+    Failed(anyhow::Error),
 }
 
 fn create_in(d: &Path, owner: &str) -> io::Result<()> {

@@ -88,7 +88,8 @@ pub fn run(
                 return Ok(code);
             }
         }
-        let base = claim(settings, plan, run.keep)?;
+        let (claimed, base) = claim(settings, &engine, plan, run.keep).await?;
+        let plan = &claimed;
         // The workspace's git refs once launched: what the outbox compares with.
         let mut start_refs = None;
         let work = async {
@@ -170,14 +171,52 @@ pub fn run(
 }
 
 /// Claim the bottle's slug (its state folder, with this process as owner)
-/// and return the labels every object of the bottle carries.
-pub(super) fn claim(
+/// and return the plan under that slug with the labels every object of the
+/// bottle carries. When another start of the same agent claimed the slug a
+/// moment ago, the next free one is taken, as `cli.md` names them.
+pub(super) async fn claim(
     settings: &Settings,
+    engine: &Engine,
     plan: &bottle_plan::Plan,
     keep: bool,
-) -> Result<HashMap<String, String>> {
+) -> Result<(bottle_plan::Plan, HashMap<String, String>)> {
+    use bottle_plan::names;
     let owner = bottle_docker::owner::current();
-    crate::state::create(settings, &plan.slug, &owner)?;
+    let mut plan = plan.clone();
+    let mut taken = Vec::new();
+    loop {
+        let why = match crate::state::create(settings, &plan.slug, &owner) {
+            Ok(_) => break,
+            Err(crate::state::Claim::Failed(e)) => return Err(e),
+            Err(crate::state::Claim::Taken(why)) => why,
+        };
+        let pinned = plan.container != names::agent_container(&plan.slug);
+        if pinned || taken.len() as u32 >= names::MAX_SUFFIX {
+            return Err(
+                UsageError::new(format!("the name `{}` is taken: {why}", plan.slug))
+                    .with_hint("start again once the other run is up")
+                    .into(),
+            );
+        }
+        taken.push(plan.slug.clone());
+        let mut facts = super::plan::engine_facts(&Ok(engine.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list the engine's bottles: {e}"))?;
+        facts.slugs.extend(taken.iter().cloned());
+        let next = names::pick_slug(&plan.agent.name, Some(&facts)).ok_or_else(|| {
+            UsageError::new(format!(
+                "every name for `{}` is taken (up to `-{}`)",
+                plan.agent.name,
+                names::MAX_SUFFIX
+            ))
+            .with_hint("remove old bottles: `claude-bottle cleanup`, or `docker rm -f`")
+        })?;
+        eprintln!(
+            "another start of `{}` took the name `{}` a moment ago: this bottle is `{next}`",
+            plan.agent.name, plan.slug
+        );
+        plan = plan.with_slug(&next);
+    }
     let mut base = HashMap::from([
         (labels::SLUG.to_string(), plan.slug.clone()),
         (labels::AGENT.to_string(), plan.agent.name.clone()),
@@ -186,7 +225,7 @@ pub(super) fn claim(
         (labels::VERSION.to_string(), settings.version.to_string()),
     ]);
     base.extend(crate::env::test_label());
-    Ok(base)
+    Ok((plan, base))
 }
 
 /// `--copy-cwd`: the current folder into a derived image, labelled as the

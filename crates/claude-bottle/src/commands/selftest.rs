@@ -121,7 +121,8 @@ fn run_in(settings: &Settings, home: &Path) -> Result<Vec<Check>> {
     rt.block_on(async {
         let engine = connected?;
         super::launch::ensure_images(&test, &engine, plan).await?;
-        let base = super::launch::claim(&test, plan, false)?;
+        let (claimed, base) = super::launch::claim(&test, &engine, plan, false).await?;
+        let plan = &claimed;
         let mut interrupts = super::launch::Interrupts::new()?;
         let work = attack(&engine, plan, &resolved.secrets, &base, &token);
         let outcome = tokio::select! {

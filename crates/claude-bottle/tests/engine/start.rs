@@ -596,3 +596,64 @@ fn copy_cwd_through_a_derived_image() {
         "the derived image is removed: {stderr}"
     );
 }
+
+/// Two starts of one agent at the same moment both pick the same free slug
+/// from the engine; the state folder is the claim, and the one that loses
+/// it takes the next name instead of failing (`cli.md`, "Slugs and
+/// names"). First made certain: a live run (this test) holds the slug's
+/// folder; then two real starts race.
+#[test]
+fn a_start_that_loses_its_slug_takes_the_next() {
+    if !super::images_ready("a_start_that_loses_its_slug_takes_the_next") {
+        return;
+    }
+    let _images = super::image_lock();
+    let h = Home::new("probe-race");
+    let state = h.bottle_home().join("state").join(&h.agent);
+    std::fs::create_dir_all(&state).unwrap();
+    let holder = bottle_docker::owner::current();
+    std::fs::write(state.join("owner"), &holder).unwrap();
+
+    let out = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", "echo ran"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    assert!(
+        err.contains(&format!("took the name `{}`", h.agent))
+            && err.contains(&format!("bottle `{}-2` is up", h.agent)),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("owner")).unwrap(),
+        holder,
+        "the holder's folder is left alone"
+    );
+    std::fs::remove_dir_all(&state).unwrap();
+
+    let spawn = || {
+        h.cli(&["start", &h.agent, "--yes", "--prompt", "sleep 2; echo ran"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut slugs = Vec::new();
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n", "{err}");
+        let line = err
+            .lines()
+            .find(|l| l.contains("` is up"))
+            .unwrap_or_else(|| panic!("{err}"));
+        slugs.push(line.split('`').nth(1).unwrap().to_string());
+    }
+    slugs.sort();
+    assert_eq!(slugs, [h.agent.clone(), format!("{}-2", h.agent)]);
+    assert_eq!(leftovers(&h.run), Vec::<String>::new());
+}
