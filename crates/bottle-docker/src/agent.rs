@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
-use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, DownloadFromContainerOptions, StartContainerOptions,
+};
 
 use crate::engine::{Engine, EngineError, api};
 
@@ -101,27 +103,89 @@ pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineEr
     Ok(created.id)
 }
 
-/// The image's user with uid 1000: name and home, read from the running
-/// container, never assumed.
+/// The image's user with uid 1000: name and home, read from the
+/// container's `/etc/passwd` through the engine's archive API (no process
+/// in the container), never assumed.
 pub async fn user(engine: &Engine, container: &str) -> Result<(String, String), EngineError> {
-    let out = crate::exec::run(
-        engine,
+    let not_found = |reason: String| EngineError::Api {
+        what: "find the agent user",
+        reason,
+    };
+    let tar = download(engine, container, "/etc/passwd", MAX_PASSWD)
+        .await?
+        .ok_or_else(|| not_found("the image has no /etc/passwd".into()))?;
+    let text =
+        first_file(&tar).ok_or_else(|| not_found("its /etc/passwd could not be read".into()))?;
+    passwd_user(&text, "1000")
+        .ok_or_else(|| not_found("the image has no user with uid 1000 and a home directory".into()))
+}
+
+/// The engine's tar of `path` in the container (no process in it), at
+/// most `max` bytes of content; `None` when there is no such path.
+pub(crate) async fn download(
+    engine: &Engine,
+    container: &str,
+    path: &str,
+    max: usize,
+) -> Result<Option<Vec<u8>>, EngineError> {
+    use futures_util::StreamExt;
+    let mut stream = engine.docker.download_from_container(
         container,
-        crate::exec::Exec {
-            cmd: vec!["getent".into(), "passwd".into(), "1000".into()],
-            ..Default::default()
-        },
-    )
-    .await?;
-    let line = out.stdout_text();
-    let fields: Vec<&str> = line.trim().split(':').collect();
-    match (out.code, fields.first(), fields.get(5)) {
-        (0, Some(name), Some(home)) if !home.is_empty() => Ok((name.to_string(), home.to_string())),
-        _ => Err(EngineError::Api {
-            what: "find the agent user",
-            reason: "the image has no user with uid 1000 and a home directory".into(),
+        Some(DownloadFromContainerOptions {
+            path: path.to_string(),
         }),
+    );
+    let mut tar = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(api("read a file of the agent's image")(e)),
+        };
+        // The tar adds headers and padding to the content.
+        if tar.len() + chunk.len() > max + 64 * 1024 {
+            return Err(EngineError::Api {
+                what: "read a file of the agent's image",
+                reason: format!("`{path}` is over {} KiB", max / 1024),
+            });
+        }
+        tar.extend_from_slice(&chunk);
     }
+    Ok(Some(tar))
+}
+
+/// Largest `/etc/passwd` read (as a tar of one file).
+const MAX_PASSWD: usize = 1024 * 1024;
+
+/// The text of the first regular file in `tar`.
+fn first_file(tar: &[u8]) -> Option<String> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(tar);
+    let mut entry = archive.entries().ok()?.next()?.ok()?;
+    let mut text = String::new();
+    entry
+        .by_ref()
+        .take(MAX_PASSWD as u64)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// Name and home of the first `passwd` line with `uid`.
+pub(crate) fn passwd_user(passwd: &str, uid: &str) -> Option<(String, String)> {
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        match (f.first(), f.get(2), f.get(5)) {
+            (Some(name), Some(u), Some(home))
+                if *u == uid && !name.is_empty() && !home.is_empty() =>
+            {
+                Some((name.to_string(), home.to_string()))
+            }
+            _ => None,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -137,5 +201,29 @@ mod tests {
         assert_eq!(memory_bytes("1k"), None, "too small for the engine");
         assert_eq!(memory_bytes("lots"), None);
         assert_eq!(memory_bytes(""), None);
+    }
+
+    #[test]
+    fn the_agent_user_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      weird line\n\
+                      nohome:x:1000:1000::\n\
+                      node:x:1000:1000::/home/node:/bin/sh\n";
+        assert_eq!(
+            passwd_user(passwd, "1000"),
+            Some(("node".into(), "/home/node".into()))
+        );
+        assert_eq!(passwd_user(passwd, "1001"), None);
+        assert_eq!(passwd_user("", "1000"), None);
+        assert_eq!(passwd_user("x:x:10000:1:::/h", "1000"), None);
+
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(passwd.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "passwd", passwd.as_bytes()).unwrap();
+        let tar = b.into_inner().unwrap();
+        assert_eq!(first_file(&tar).as_deref(), Some(passwd));
+        assert_eq!(first_file(b"not a tar"), None);
     }
 }

@@ -9,6 +9,7 @@ use bottle_secret::Secret;
 
 use crate::agent::{self, AgentSpec};
 use crate::engine::{Engine, EngineError};
+use crate::outbox::{self, StartRefs};
 use crate::{labels, network, provision, sidecar};
 
 /// A launched bottle.
@@ -20,6 +21,9 @@ pub struct Launched {
     pub sidecar_ip: String,
     pub user: String,
     pub home: String,
+    /// The workspace's git refs once provisioned, before the agent runs:
+    /// what the outbox compares with at teardown.
+    pub start_refs: Result<StartRefs, String>,
 }
 
 /// Labels every object of this bottle carries, plus its role.
@@ -78,14 +82,15 @@ pub async fn launch(
     let (sidecar_id, sidecar_ip) =
         sidecar::start(engine, plan, labels_for(base_labels, "sidecar")).await?;
     let names = HashMap::from([("sidecar".to_string(), sidecar_ip.clone())]);
-    let ca_pem = sidecar::configure(
+    // The agent container needs only the sidecar's address, so it is
+    // created and started while the sidecar reads its configuration; the
+    // agent's own command runs later, after provisioning, which needs the
+    // CA the sidecar answers with.
+    let configured = sidecar::configure(
         engine,
         &sidecar_id,
         sidecar::config(plan, secrets, &sidecar_ip, &names),
-    )
-    .await?;
-
-    progress("starting the agent");
+    );
     let env: Vec<String> = bottle_env(plan)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -105,7 +110,11 @@ pub async fn launch(
         pids: plan.resources.pids,
         runtime: plan.runtime.clone(),
     };
-    let agent_id = agent::start(engine, &spec).await?;
+    let agent_started = async {
+        progress("starting the agent");
+        agent::start(engine, &spec).await
+    };
+    let (ca_pem, agent_id) = tokio::try_join!(configured, agent_started)?;
 
     progress("provisioning");
     let intercepts = plan.egress.allow.iter().any(|r| r.intercepts());
@@ -115,18 +124,31 @@ pub async fn launch(
         prompt: inputs.prompt,
         skills: inputs.skills,
     };
-    let (user, home) = provision::install(engine, &agent_id, plan, files).await?;
-    if !plan.copy_cwd {
-        for repo in &plan.git.repos {
-            progress(&format!("cloning `{}` through the gate", repo.name));
-            provision::clone(engine, &agent_id, repo).await?;
-        }
+    // The workspace's refs as the agent will find them: taken by the
+    // provisioning exec unless clones are still to come.
+    let clones = if plan.copy_cwd {
+        &[][..]
+    } else {
+        &plan.git.repos[..]
+    };
+    let installed = provision::install(engine, &agent_id, plan, files, clones.is_empty()).await?;
+    for repo in clones {
+        progress(&format!("cloning `{}` through the gate", repo.name));
+        provision::clone(engine, &agent_id, repo).await?;
     }
+    let start_refs = match installed.start_refs {
+        Some(refs) => refs,
+        None => outbox::snapshot(engine, &agent_id)
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    let (user, home) = (installed.user, installed.home);
     Ok(Launched {
         agent_id,
         sidecar_id,
         sidecar_ip: names.get("sidecar").cloned().unwrap_or_default(),
         user,
         home,
+        start_refs,
     })
 }

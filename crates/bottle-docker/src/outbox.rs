@@ -204,7 +204,7 @@ impl StartRefs {
 
 // Lists `/workspace` and each `/workspace/<name>` that is the top of a git
 // work tree, each with the object ids of HEAD and every ref.
-const SNAPSHOT_SCRIPT: &str = r#"
+pub(crate) const SNAPSHOT_SCRIPT: &str = r#"
 for d in /workspace /workspace/*; do
   [ -d "$d" ] || continue
   top=$(git -c safe.directory='*' -C "$d" rev-parse --show-toplevel 2>/dev/null) || continue

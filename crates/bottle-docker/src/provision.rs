@@ -11,6 +11,7 @@ use bottle_secret::Secret;
 use crate::agent::RUN_DIR;
 use crate::engine::{Engine, EngineError};
 use crate::exec;
+use crate::outbox::{SNAPSHOT_SCRIPT, StartRefs};
 
 /// Why provisioning refused its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,128 +85,195 @@ pub struct Files {
     pub skills: Option<Vec<u8>>,
 }
 
-/// Write the bottle's files into the agent container; returns the agent
-/// user's name and home. The steps of `docker.md`'s template touch
-/// different files, so they run at once rather than one exec round trip
-/// after another: the CA (then the bundle and the system store), the env
-/// file, the prompt, and once the user's home is known, skills, Claude
-/// Code's config and git's.
+/// What provisioning found and did.
+#[derive(Debug)]
+pub struct Installed {
+    pub user: String,
+    pub home: String,
+    /// The workspace's git refs, when asked for (see [`install`]).
+    pub start_refs: Option<Result<StartRefs, String>>,
+}
+
+/// Write the bottle's files into the agent container. Each exec is a
+/// process started in the container (about 70 ms here, more when several
+/// start at once) and each archive call another ~65 ms that the engine
+/// serialises with them, so the template of `docker.md` takes as few as it
+/// can, at once: one exec as the agent user gets a small tar on stdin with
+/// the bottle's own files (for `/run/claude-bottle`, a tmpfs) and the
+/// home's config files, finds the user and its home, builds the CA bundle,
+/// and with `snapshot` then records the workspace's git refs
+/// (`outbox::snapshot`); one exec as root adds the CA to the system store;
+/// skills, when there are any, go through the archive API.
 pub async fn install(
     engine: &Engine,
     container: &str,
     plan: &Plan,
     files: Files,
-) -> Result<(String, String), EngineError> {
+    snapshot: bool,
+) -> Result<Installed, EngineError> {
     let Files {
         ca_pem,
         env,
         prompt,
         skills,
     } = files;
-    let home_files = async {
-        let (user, home) = crate::agent::user(engine, container).await?;
-        let skills = async {
-            match skills {
-                Some(tar) => crate::skills::copy_in(engine, container, &home, tar).await,
-                None => Ok(()),
-            }
-        };
-        let claude_path = format!("{home}/.claude.json");
-        let claude = exec::write_file(
-            engine,
-            container,
-            "1000",
-            &claude_path,
-            0o600,
-            claude_json("/workspace").into_bytes(),
-        );
-        let git = async {
-            let gc = gitconfig(plan);
-            if gc.is_empty() {
-                return Ok(());
-            }
-            exec::write_file(
-                engine,
-                container,
-                "1000",
-                &format!("{home}/.gitconfig"),
-                0o644,
-                gc.into_bytes(),
-            )
-            .await
-        };
-        tokio::try_join!(skills, claude, git)?;
-        Ok::<_, EngineError>((user, home))
+    let failed = |reason: String| EngineError::Api {
+        what: "write the bottle's files",
+        reason,
     };
-    let ca = async {
-        match &ca_pem {
-            Some(ca) => install_ca(engine, container, ca).await,
+    let skills_in = async {
+        match skills {
+            Some(tar) => {
+                let (_, home) = crate::agent::user(engine, container).await?;
+                crate::skills::copy_in(engine, container, &home, tar).await
+            }
             None => Ok(()),
         }
     };
-    let (env_path, prompt_path) = (format!("{RUN_DIR}/env"), format!("{RUN_DIR}/prompt.md"));
-    let env = exec::write_file(
-        engine,
-        container,
-        "1000",
-        &env_path,
-        0o600,
-        env.expose().as_bytes().to_vec(),
-    );
-    let prompt = exec::write_file(
-        engine,
-        container,
-        "1000",
-        &prompt_path,
-        0o600,
-        prompt.into_bytes(),
-    );
-    let (user_home, (), (), ()) = tokio::try_join!(home_files, ca, env, prompt)?;
-    Ok(user_home)
-}
-
-/// The bottle CA as `ca.pem`, in a bundle with the system roots (what the
-/// CA variables point at), and in the system store.
-async fn install_ca(engine: &Engine, container: &str, ca: &str) -> Result<(), EngineError> {
-    exec::write_file(
-        engine,
-        container,
-        "1000",
-        &format!("{RUN_DIR}/ca.pem"),
-        0o644,
-        ca.as_bytes().to_vec(),
-    )
-    .await?;
-    // The bundle: the system roots plus ours, built by the agent user
-    // (root has no capabilities here and cannot enter the agent's 0700
-    // tmpfs).
-    let bundle = async {
-        let script = format!(
-            "set -e; cat /etc/ssl/certs/ca-certificates.crt {RUN_DIR}/ca.pem > {RUN_DIR}/ca-bundle.pem 2>/dev/null \
-             || cp {RUN_DIR}/ca.pem {RUN_DIR}/ca-bundle.pem; chmod 0644 {RUN_DIR}/ca-bundle.pem"
-        );
-        let out = exec::run(
+    let agent_files = async {
+        let tar = staging_archive(&env, &prompt, ca_pem.as_deref(), &gitconfig(plan))
+            .map_err(|e| failed(e.to_string()))?;
+        let script = match snapshot {
+            true => format!("{AGENT_FILES_SCRIPT}\n{SNAPSHOT_SCRIPT}"),
+            false => AGENT_FILES_SCRIPT.to_string(),
+        };
+        let run = exec::run(
             engine,
             container,
             exec::Exec {
                 cmd: vec!["sh".into(), "-c".into(), script],
                 user: Some("1000".into()),
+                stdin: Some(tar),
                 ..Default::default()
             },
-        )
-        .await?;
-        if out.code != 0 {
-            return Err(EngineError::Api {
-                what: "install the CA",
-                reason: out.stderr_text(),
-            });
+        );
+        let out = tokio::time::timeout(crate::outbox::SNAPSHOT_TIMEOUT, run)
+            .await
+            .map_err(|_| {
+                failed(format!(
+                    "no answer in {} s",
+                    crate::outbox::SNAPSHOT_TIMEOUT.as_secs()
+                ))
+            })??;
+        match out.code {
+            98 => {
+                return Err(EngineError::Api {
+                    what: "find the agent user",
+                    reason: "the image has no user with uid 1000 and a home directory".into(),
+                });
+            }
+            97 => {
+                return Err(failed(format!(
+                    "under `{RUN_DIR}`: {}",
+                    out.stderr_text().trim()
+                )));
+            }
+            _ => {}
         }
-        Ok(())
+        let text = out.stdout_text();
+        let (passwd, rest) = text.split_once('\n').unwrap_or((&text, ""));
+        let (user, home) = crate::agent::passwd_user(passwd, "1000")
+            .ok_or_else(|| failed(format!("no user line in: {}", out.stderr_text().trim())))?;
+        let start_refs = snapshot.then(|| match out.code {
+            0 => Ok(StartRefs::parse(rest)),
+            code => Err(format!("the refs could not be listed (exit code {code})")),
+        });
+        Ok(Installed {
+            user,
+            home,
+            start_refs,
+        })
     };
-    // And the system store, for programs that read only that; the
-    // certificate comes on stdin.
     let store = async {
-        let script = "f=/etc/ssl/certs/ca-certificates.crt; if [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
+        match &ca_pem {
+            Some(ca) => add_to_system_store(engine, container, ca).await,
+            None => Ok(()),
+        }
+    };
+    let (installed, (), ()) = tokio::try_join!(agent_files, skills_in, store)?;
+    Ok(installed)
+}
+
+/// Run as the agent user with [`staging_archive`] on stdin: prints the
+/// user's `passwd` line, puts `run/*` into the run folder and `home/*` into
+/// the user's home (with their modes), and builds the CA bundle (the system
+/// roots plus ours). Exit 98: no such user; 97: a file could not be
+/// written. Root has no capabilities here and cannot enter the 0700 tmpfs,
+/// hence the agent user.
+const AGENT_FILES_SCRIPT: &str = r#"
+line=$(getent passwd 1000 2>/dev/null || grep -m1 '^[^:]*:[^:]*:1000:' /etc/passwd) || exit 98
+home=$(printf '%s' "$line" | cut -d: -f6)
+[ -n "$home" ] && [ -d "$home" ] || exit 98
+printf '%s\n' "$line"
+(
+  set -e; umask 077; cd /run/claude-bottle
+  rm -rf .staging; mkdir .staging; tar -xf - -C .staging
+  mv -f .staging/run/* .
+  chmod 0600 env prompt.md
+  if [ -f ca.pem ]; then
+    chmod 0644 ca.pem
+    cat /etc/ssl/certs/ca-certificates.crt ca.pem > ca-bundle.pem 2>/dev/null || cp ca.pem ca-bundle.pem
+    chmod 0644 ca-bundle.pem
+  fi
+  for f in .staging/home/.[!.]*; do if [ -f "$f" ]; then mv -f "$f" "$home/"; fi; done
+  rm -rf .staging
+) || exit 97
+"#;
+
+/// The files for [`AGENT_FILES_SCRIPT`]: under `run/`, `env` and
+/// `prompt.md` (0600) and `ca.pem` (0644) when a route intercepts; under
+/// `home/`, Claude Code's config (`.claude.json`, 0600) and git's
+/// (`.gitconfig`, 0644) when there is anything to say.
+fn staging_archive(
+    env: &Secret,
+    prompt: &str,
+    ca_pem: Option<&str>,
+    git: &str,
+) -> std::io::Result<Vec<u8>> {
+    let claude = claude_json("/workspace");
+    let mut files: Vec<(&str, &[u8], u32)> = vec![
+        ("run/env", env.expose().as_bytes(), 0o600),
+        ("run/prompt.md", prompt.as_bytes(), 0o600),
+        ("home/.claude.json", claude.as_bytes(), 0o600),
+    ];
+    if let Some(ca) = ca_pem {
+        files.push(("run/ca.pem", ca.as_bytes(), 0o644));
+    }
+    if !git.is_empty() {
+        files.push(("home/.gitconfig", git.as_bytes(), 0o644));
+    }
+    archive(&files)
+}
+
+/// A tar of regular files owned by uid/gid 1000 (the agent user).
+fn archive(files: &[(&str, &[u8], u32)]) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, bytes, mode) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(*mode);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, *bytes)?;
+    }
+    b.into_inner()
+}
+
+/// The bottle CA in the system trust store too, for programs that read
+/// only that; the certificate comes on stdin.
+async fn add_to_system_store(
+    engine: &Engine,
+    container: &str,
+    ca: &str,
+) -> Result<(), EngineError> {
+    {
+        // Replaced by a rename where the folder allows it, so the agent
+        // user building its bundle from this file at the same moment reads
+        // the old file or the new one, never half a certificate.
+        let script = "f=/etc/ssl/certs/ca-certificates.crt; \
+            if [ -w \"$f\" ] && [ -w \"${f%/*}\" ]; then cat \"$f\" - > \"$f.claude-bottle\" && mv -f \"$f.claude-bottle\" \"$f\"; \
+            elif [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
         let out = exec::run(
             engine,
             container,
@@ -224,9 +292,7 @@ async fn install_ca(engine: &Engine, container: &str, ca: &str) -> Result<(), En
             });
         }
         Ok(())
-    };
-    tokio::try_join!(bundle, store)?;
-    Ok(())
+    }
 }
 
 /// Clone a declared repo into `/workspace/<name>` as the agent user. The
@@ -267,6 +333,52 @@ pub async fn clone(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (name, mode, uid, bytes) of every entry.
+    fn entries(tar: &[u8]) -> Vec<(String, u32, u64, Vec<u8>)> {
+        use std::io::Read;
+        tar::Archive::new(tar)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut bytes = Vec::new();
+                e.read_to_end(&mut bytes).unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    bytes,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_staging_archive() {
+        let env = Secret::new("A=1\n");
+        let ca = "-----BEGIN CERTIFICATE-----\n";
+        let tar = staging_archive(&env, "Be brief.\n", Some(ca), "[user]\n").unwrap();
+        let claude = claude_json("/workspace").into_bytes();
+        assert_eq!(
+            entries(&tar),
+            [
+                ("run/env".into(), 0o600, 1000, b"A=1\n".to_vec()),
+                ("run/prompt.md".into(), 0o600, 1000, b"Be brief.\n".to_vec()),
+                ("home/.claude.json".into(), 0o600, 1000, claude),
+                ("run/ca.pem".into(), 0o644, 1000, ca.as_bytes().to_vec()),
+                ("home/.gitconfig".into(), 0o644, 1000, b"[user]\n".to_vec()),
+            ]
+        );
+        let tar = staging_archive(&env, "", None, "").unwrap();
+        let names: Vec<String> = entries(&tar).into_iter().map(|e| e.0).collect();
+        assert_eq!(
+            names,
+            ["run/env", "run/prompt.md", "home/.claude.json"],
+            "no CA without interception, no empty git config"
+        );
+    }
 
     #[test]
     fn env_file_refuses_newlines_by_name() {

@@ -7,7 +7,9 @@
 //! 2. the audit log: the sidecar is stopped (so every event is written)
 //!    and its log saved to `$CLAUDE_BOTTLE_HOME/logs/<slug>-<time>.jsonl`;
 //! 3. the summary on stderr;
-//! 4. agent, sidecar, networks, derived image, then the state folder.
+//! 4. agent, sidecar, networks, derived image, then the state folder. The
+//!    agent goes as soon as its outbox is saved, while the log is read:
+//!    nothing is removed before what it holds is saved.
 //!
 //! Every step runs even when an earlier one failed; the failures come back
 //! together.
@@ -37,19 +39,19 @@ pub struct Finished {
     pub failures: Vec<String>,
 }
 
-/// Record the workspace's git refs at the end of launch, in memory (the
-/// return value) and in the state folder (for `--keep` and `stop`). A
-/// failure is a warning: teardown then treats every commit as new.
-pub async fn record_start(
+/// Record the workspace's git refs taken at the end of launch, in memory
+/// (the return value) and in the state folder (for `--keep` and `stop`). A
+/// failure to take them is a warning: teardown then treats every commit as
+/// new.
+pub fn record_start(
     settings: &Settings,
-    engine: &Engine,
     slug: &str,
     bottle: &str,
-    agent: &str,
+    refs: &Result<StartRefs, String>,
     keep: bool,
 ) -> Option<StartRefs> {
-    let refs = match outbox::snapshot(engine, agent).await {
-        Ok(r) => r,
+    let refs = match refs {
+        Ok(r) => r.clone(),
         Err(e) => {
             eprintln!("warning: cannot record the workspace's git refs: {e}");
             eprintln!("  at teardown every commit not on a remote-tracking ref counts as new");
@@ -107,50 +109,61 @@ pub async fn finish(settings: &Settings, engine: &Engine, slug: &str, known: Kno
     };
 
     // The outbox needs the agent, the log a stopped sidecar (so every
-    // decision is written): the two go on at once.
+    // decision is written): the two go on at once. Once its outbox is
+    // saved the agent holds nothing more to save, so it is removed while
+    // the log is still being read; what the sidecar holds goes only after.
     let sidecar = container("sidecar");
+    let (agents, rest): (Vec<Object>, Vec<Object>) = objects
+        .iter()
+        .cloned()
+        .partition(|o| o.kind == "container" && o.role == "agent");
     let save_outbox = async {
-        let agent = container("agent")?;
-        let dir = settings
-            .bottle_home
-            .join("outbox")
-            .join(format!("{slug}-{stamp}"));
-        Some(outbox::save(engine, &agent, start.as_ref(), &dir).await)
+        let out = match container("agent") {
+            Some(agent) => {
+                let dir = settings
+                    .bottle_home
+                    .join("outbox")
+                    .join(format!("{slug}-{stamp}"));
+                Some(outbox::save(engine, &agent, start.as_ref(), &dir).await)
+            }
+            None => None,
+        };
+        (out, teardown::remove(engine, &agents).await)
     };
-    let stop_sidecar = async {
-        match &sidecar {
-            Some(id) => auditlog::stop(engine, id).await,
-            None => Ok(()),
+    let mut tally = Tally::default();
+    let log_saved = async {
+        let sidecar = sidecar.as_ref()?;
+        if let Err(e) = auditlog::stop(engine, sidecar).await {
+            return Some(Err(format!("audit log: {e}")));
         }
+        let path = settings
+            .bottle_home
+            .join("logs")
+            .join(format!("{slug}-{stamp}.jsonl"));
+        Some(match save_log(engine, sidecar, &path, &mut tally).await {
+            Ok(()) => Ok(path),
+            Err(e) => Err(format!("audit log: {e}")),
+        })
     };
-    let (out, stopped) = tokio::join!(save_outbox, stop_sidecar);
+    let ((out, agent_removal), log) = tokio::join!(save_outbox, log_saved);
     if let Some(out) = out {
         failures.extend(out.failures.iter().map(|e| format!("outbox: {e}")));
         saved.outbox_files = out.files.len();
         saved.outbox_checked = true;
         saved.outbox = out.dir;
     }
-    if let Err(e) = stopped {
-        failures.push(format!("audit log: {e}"));
-    }
-
-    let mut tally = Tally::default();
-    if let Some(sidecar) = sidecar {
-        let path = settings
-            .bottle_home
-            .join("logs")
-            .join(format!("{slug}-{stamp}.jsonl"));
-        match save_log(engine, &sidecar, &path, &mut tally).await {
-            Ok(()) => saved.log = Some(path),
-            Err(e) => failures.push(format!("audit log: {e}")),
-        }
+    match log {
+        Some(Ok(path)) => saved.log = Some(path),
+        Some(Err(e)) => failures.push(e),
+        None => {}
     }
 
     if !objects.is_empty() {
         eprint!("{}", summary::render(slug, &tally, &saved));
     }
 
-    failures.extend(teardown::remove(engine, &objects).await);
+    failures.extend(agent_removal);
+    failures.extend(teardown::remove(engine, &rest).await);
     if let Err(e) = state::remove(settings, slug) {
         failures.push(format!(
             "cannot remove the state folder `{}`: {e}",

@@ -116,13 +116,11 @@ pub fn run(
             .await?;
             start_refs = super::finish::record_start(
                 settings,
-                &engine,
                 &plan.slug,
                 &plan.bottle.name,
-                &launched.agent_id,
+                &launched.start_refs,
                 run.keep,
-            )
-            .await;
+            );
             progress.finish(&format!("bottle `{}` is up", plan.slug));
             let agent = async {
                 match &run.agent_prompt {

