@@ -9,12 +9,14 @@ RUNS=${1:-5}
 BIN=${BIN:-target/x86_64-unknown-linux-gnu/release/claude-bottle}
 [ -x "$BIN" ] || { echo "build a static binary first (see README) or set BIN" >&2; exit 2; }
 scripts/test-base-image
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+work=$(mktemp -d); trap 'cleanup_floor' EXIT
 mkdir -p "$work/.claude-bottle/bottles" "$work/.claude-bottle/agents"
 printf -- '---\negress:\n  allow:\n    - host: allowed.test\n---\n' > "$work/.claude-bottle/bottles/bench.md"
 printf -- '---\nbottle: bench\n---\nBenchmark.\n' > "$work/.claude-bottle/agents/bench.md"
 export HOME=$work CLAUDE_BOTTLE_BASE_IMAGE=claude-bottle-test/agent-base:bookworm
 "$BIN" build >/dev/null 2>&1
+image="claude-bottle/agent:$("$BIN" --version | cut -d' ' -f2)"
+cleanup_floor() { docker rm -f bench-floor-agent bench-floor-side >/dev/null 2>&1 || true; docker network rm bench-floor-int bench-floor-egr >/dev/null 2>&1 || true; rm -rf "$work"; }
 for i in $(seq "$RUNS"); do
   "$BIN" start bench --yes --prompt true 2>&1 >/dev/null | python3 -c '
 import sys, time
@@ -23,6 +25,20 @@ for line in sys.stdin:
     for k in ["creating networks", "starting the sidecar", "starting the agent", "provisioning", "is up"]:
         if k in line: marks.append((k, time.time() - t0))
 print("start  " + "  ".join("%s=%.2f" % (k.split()[-1], v) for k, v in marks) + "  exit=%.2f" % (time.time() - t0))'
-  s=$(date +%s.%N); docker run --rm "claude-bottle/agent:$("$BIN" --version | cut -d' ' -f2)" claude -p true >/dev/null
+  s=$(date +%s.%N); docker run --rm "$image" claude -p true >/dev/null
   echo "docker-run  exit=$(python3 -c "import time; print('%.2f' % (time.time() - $s))")"
+  # The engine floor of a bottle's shape, with the docker CLI and nothing
+  # of ours: two networks, a container on both, a second one on the
+  # internal one using the first as DNS, one exec, removal in order.
+  s=$(date +%s.%N)
+  docker network create --internal bench-floor-int >/dev/null & docker network create bench-floor-egr >/dev/null; wait
+  docker create --name bench-floor-side --init --network bench-floor-int --entrypoint sleep "$image" infinity >/dev/null
+  docker network connect bench-floor-egr bench-floor-side
+  docker start bench-floor-side >/dev/null
+  ip=$(docker inspect -f '{{(index .NetworkSettings.Networks "bench-floor-int").IPAddress}}' bench-floor-side)
+  docker run -d --name bench-floor-agent --init --network bench-floor-int --dns "$ip" --entrypoint sleep "$image" infinity >/dev/null
+  docker exec bench-floor-agent claude -p true >/dev/null
+  docker rm -f bench-floor-agent >/dev/null; docker rm -f bench-floor-side >/dev/null
+  docker network rm bench-floor-int bench-floor-egr >/dev/null
+  echo "engine-floor  exit=$(python3 -c "import time; print('%.2f' % (time.time() - $s))")"
 done
