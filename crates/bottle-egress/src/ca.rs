@@ -4,6 +4,12 @@
 //! ever reused between bottles. Leaves share one key pair (generated with the
 //! CA, never leaving memory) so minting a leaf is one signature; minted
 //! leaves are cached, bounded by [`LEAF_CACHE_ENTRIES`].
+//!
+//! Each cached leaf comes with the one TLS server config that serves it, so
+//! a client reconnecting to the same intercepted host can resume its TLS
+//! session. The config's session state (its own ticket key and session-ID
+//! cache) belongs to that host alone: a session made for one host is
+//! unknown to every other host's config, and cannot be resumed there.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,6 +19,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -20,7 +28,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::config::CaSource;
 use crate::error::Error;
-use crate::limits::LEAF_CACHE_ENTRIES;
+use crate::limits::{LEAF_CACHE_ENTRIES, SESSION_IDS_PER_HOST};
 
 pub struct Ca {
     cert_der: CertificateDer<'static>,
@@ -28,7 +36,26 @@ pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     leaf_key: KeyPair,
     leaf_signer: Arc<dyn rustls::sign::SigningKey>,
-    cache: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    provider: Arc<CryptoProvider>,
+    cache: Mutex<HashMap<String, HostTls>>,
+}
+
+/// What one intercepted host is served with, minted and cached together.
+#[derive(Clone)]
+struct HostTls {
+    leaf: Arc<CertifiedKey>,
+    server: Arc<ServerConfig>,
+}
+
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCert {
+    // The leaf is always the CONNECT host's, whatever SNI says: a different
+    // SNI is refused per request (host-mismatch), with a readable answer.
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
 }
 
 impl std::fmt::Debug for Ca {
@@ -101,6 +128,7 @@ impl Ca {
             issuer,
             leaf_key,
             leaf_signer,
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -114,13 +142,67 @@ impl Ca {
         &self.cert_der
     }
 
+    /// The crypto provider of the interception side (and of the proxy's
+    /// upstream TLS).
+    pub fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+
     /// A leaf for `host` (a DNS name or an IP literal), from the cache or minted.
     pub fn leaf(&self, host: &str) -> Result<Arc<CertifiedKey>, Error> {
+        Ok(self.host(host)?.leaf)
+    }
+
+    /// The TLS server config for intercepting `host`: built once with its
+    /// leaf and kept with it, so its sessions can be resumed by later
+    /// CONNECTs to the same host (and by no other host).
+    pub fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, Error> {
+        Ok(self.host(host)?.server)
+    }
+
+    fn host(&self, host: &str) -> Result<HostTls, Error> {
         if let Ok(cache) = self.cache.lock()
-            && let Some(ck) = cache.get(host)
+            && let Some(h) = cache.get(host)
         {
-            return Ok(ck.clone());
+            return Ok(h.clone());
         }
+        let leaf = self.mint(host)?;
+        let minted = HostTls {
+            server: self.build_server_config(leaf.clone())?,
+            leaf,
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= LEAF_CACHE_ENTRIES && !cache.contains_key(host) {
+                // Simple bound: start over. Minting is cheap; memory is not
+                // unbounded. Sessions of dropped hosts are not resumed.
+                cache.clear();
+            }
+            // A concurrent CONNECT may have minted the same host first: keep
+            // its entry, so both tunnels share one session store.
+            return Ok(cache.entry(host.to_string()).or_insert(minted).clone());
+        }
+        Ok(minted)
+    }
+
+    fn build_server_config(&self, leaf: Arc<CertifiedKey>) -> Result<Arc<ServerConfig>, Error> {
+        let mut cfg = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(ca_err)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(FixedCert(leaf)));
+        // HTTP/1.1 only inside: the proxy's checks are per HTTP/1.1 request.
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Session state of this host only. TLS 1.3 (and TLS 1.2 clients that
+        // ask) get stateless tickets sealed with this config's own key,
+        // generated here and rotated by rustls: no memory per session, and
+        // a ticket from another host's config does not decrypt. TLS 1.2
+        // session IDs go to a small per-host cache.
+        cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(ca_err)?;
+        cfg.session_storage = ServerSessionMemoryCache::new(SESSION_IDS_PER_HOST);
+        Ok(Arc::new(cfg))
+    }
+
+    fn mint(&self, host: &str) -> Result<Arc<CertifiedKey>, Error> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, host);
@@ -141,18 +223,10 @@ impl Ca {
         let cert = params
             .signed_by(&self.leaf_key, &self.issuer)
             .map_err(ca_err)?;
-        let ck = Arc::new(CertifiedKey::new(
+        Ok(Arc::new(CertifiedKey::new(
             vec![cert.der().clone(), self.cert_der.clone()],
             self.leaf_signer.clone(),
-        ));
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= LEAF_CACHE_ENTRIES {
-                // Simple bound: start over. Minting is cheap; memory is not unbounded.
-                cache.clear();
-            }
-            cache.insert(host.to_string(), ck.clone());
-        }
-        Ok(ck)
+        )))
     }
 
     pub fn cached_leaves(&self) -> usize {
@@ -188,6 +262,26 @@ mod tests {
         }
         assert!(ca.cached_leaves() <= LEAF_CACHE_ENTRIES);
         ca.leaf("127.0.0.1").unwrap();
+    }
+
+    #[test]
+    fn server_configs_are_cached_per_host_with_their_own_session_state() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca = Ca::generate().unwrap();
+        let a = ca.server_config("a.test").unwrap();
+        assert!(Arc::ptr_eq(&a, &ca.server_config("a.test").unwrap()));
+        let b = ca.server_config("b.test").unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a.session_storage, &b.session_storage));
+        assert!(!Arc::ptr_eq(&a.ticketer, &b.ticketer));
+        assert!(a.ticketer.enabled());
+        assert_eq!(a.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        // Leaf and config are one cache entry.
+        assert_eq!(ca.cached_leaves(), 2);
+        for i in 0..LEAF_CACHE_ENTRIES + 5 {
+            ca.server_config(&format!("h{i}.test")).unwrap();
+        }
+        assert!(ca.cached_leaves() <= LEAF_CACHE_ENTRIES);
     }
 
     #[test]

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 
 use crate::addr::{HostKind, classify_host};
 use crate::audit::millis;
@@ -124,17 +122,6 @@ fn info_event(info: &Info, dlp: &crate::dlp::Dlp) -> crate::audit::Event {
     e
 }
 
-#[derive(Debug)]
-struct FixedCert(Arc<CertifiedKey>);
-
-impl ResolvesServerCert for FixedCert {
-    // The leaf is always the CONNECT host's, whatever SNI says: a different
-    // SNI is refused per request (host-mismatch), with a readable answer.
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
-    }
-}
-
 /// Boxed with an explicit `Send` type: the tunnel serves requests that may
 /// themselves be CONNECTs, and the compiler cannot prove `Send` for that cycle.
 fn intercept(
@@ -146,25 +133,16 @@ fn intercept(
 }
 
 async fn intercept_inner(inner: Arc<Inner>, mut tunnel: Tunnel, client: hyper::upgrade::Upgraded) {
-    let ck = match inner.ca.leaf(&tunnel.host) {
-        Ok(ck) => ck,
+    // One config per host, cached with its leaf: a client reconnecting to
+    // this host can resume its session; no other host's config knows it.
+    let cfg = match inner.ca.server_config(&tunnel.host) {
+        Ok(cfg) => cfg,
         Err(e) => {
-            tracing::warn!("leaf for {}: {e}", tunnel.host);
+            tracing::warn!("TLS config for {}: {e}", tunnel.host);
             return;
         }
     };
-    let cfg = rustls::ServerConfig::builder_with_provider(inner.provider.clone())
-        .with_safe_default_protocol_versions()
-        .map(|b| {
-            b.with_no_client_auth()
-                .with_cert_resolver(Arc::new(FixedCert(ck)))
-        });
-    let Ok(mut cfg) = cfg else {
-        return;
-    };
-    // HTTP/1.1 only inside: the checks below are per HTTP/1.1 request.
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     let accepted = tokio::time::timeout(
         inner.cfg.limits.tls_handshake,
         acceptor.accept(TokioIo::new(client)),

@@ -24,8 +24,13 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// cannot exhaust memory or file descriptors. Worst case held for heads:
 /// 1024 x 64 KiB = 64 MiB, and only for the header timeout.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// Leaf certificates kept in the interception cache.
+/// Intercepted hosts kept in the interception cache: each entry is a leaf
+/// certificate and the TLS server config (with its session state) serving it.
 pub const LEAF_CACHE_ENTRIES: usize = 1024;
+/// TLS 1.2 session IDs kept per intercepted host, for clients that resume
+/// without tickets (TLS 1.3 resumption uses stateless per-host tickets).
+/// Worst case: `LEAF_CACHE_ENTRIES` x this many small sessions.
+pub const SESSION_IDS_PER_HOST: usize = 32;
 /// Bytes of a request body held back for DLP look-back across chunk
 /// boundaries beyond what the scanner reports as settled; a scanner that
 /// never settles cannot make the proxy buffer without bound.

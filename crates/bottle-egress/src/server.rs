@@ -100,7 +100,8 @@ impl Proxy {
             Some(src) => Ca::load(src)?,
             None => Ca::generate()?,
         };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        // One provider for both sides: the CA's (interception) serves upstream TLS too.
+        let provider = ca.provider().clone();
         let client_tls = client_config(&cfg, provider.clone())?;
         let net = opts.net.unwrap_or_else(|| Arc::new(SystemNet));
         let tunnels = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));

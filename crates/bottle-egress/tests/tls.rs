@@ -121,69 +121,264 @@ async fn host_header_or_sni_different_from_connect_is_host_mismatch() {
     assert_eq!(rec.count(), 0);
 }
 
+/// Verifies the server's certificate as one for any of `self.0`, whatever
+/// name the client sent as SNI.
+#[derive(Debug)]
+struct VerifyAs(
+    &'static [&'static str],
+    std::sync::Arc<rustls::client::WebPkiServerVerifier>,
+);
+
+impl VerifyAs {
+    fn new(names: &'static [&'static str], ca_pem: &str) -> Self {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let v = rustls::client::WebPkiServerVerifier::builder(std::sync::Arc::new(roots))
+            .build()
+            .unwrap();
+        VerifyAs(names, v)
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for VerifyAs {
+    fn verify_server_cert(
+        &self,
+        e: &rustls_pki_types::CertificateDer<'_>,
+        i: &[rustls_pki_types::CertificateDer<'_>],
+        _n: &rustls_pki_types::ServerName<'_>,
+        o: &[u8],
+        t: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let mut last = Err(rustls::Error::General("no name".into()));
+        for n in self.0 {
+            let name = rustls_pki_types::ServerName::try_from(*n).unwrap();
+            last = self.1.verify_server_cert(e, i, &name, o, t);
+            if last.is_ok() {
+                break;
+            }
+        }
+        last
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls_pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.1.verify_tls12_signature(m, c, d)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls_pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.1.verify_tls13_signature(m, c, d)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.1.supported_verify_schemes()
+    }
+}
+
 /// TLS with SNI `evil.test` that accepts the proxy's `api.test` leaf.
 async fn sni_mismatch_client(
     stream: tokio::net::TcpStream,
     ca_pem: &str,
 ) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>> {
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-    use std::sync::Arc;
-    #[derive(Debug)]
-    struct AsApiTest(Arc<rustls::client::WebPkiServerVerifier>);
-    impl ServerCertVerifier for AsApiTest {
-        fn verify_server_cert(
-            &self,
-            e: &CertificateDer<'_>,
-            i: &[CertificateDer<'_>],
-            _n: &ServerName<'_>,
-            o: &[u8],
-            t: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            let name = ServerName::try_from("api.test").unwrap();
-            self.0.verify_server_cert(e, i, &name, o, t)
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls12_signature(m, c, d)
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls13_signature(m, c, d)
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.supported_verify_schemes()
-        }
-    }
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let v = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
-        .build()
-        .unwrap();
     let cfg = rustls::ClientConfig::builder()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AsApiTest(v)))
+        .with_custom_certificate_verifier(std::sync::Arc::new(VerifyAs::new(&["api.test"], ca_pem)))
         .with_no_client_auth();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("evil.test").unwrap(), stream)
+    handshake(stream, std::sync::Arc::new(cfg), "evil.test")
+        .await
+        .1
+}
+
+/// TLS over a tunnel with `cfg` and SNI `sni`: how the handshake went, and an
+/// HTTP/1.1 client on the connection.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+    sni: &str,
+) -> (
+    Option<rustls::HandshakeKind>,
+    hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+) {
+    let name = rustls_pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, stream)
         .await
         .unwrap();
+    let kind = tls.get_ref().1.handshake_kind();
     let (send, c) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
         .unwrap();
     tokio::spawn(c);
-    send
+    (kind, send)
+}
+
+/// A client session store (shared by every connection of a test) that
+/// counts the TLS 1.3 tickets it hands out to resume with.
+#[derive(Debug)]
+struct CountingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    offered: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingStore {
+    fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(CountingStore {
+            inner: rustls::client::ClientSessionMemoryCache::new(16),
+            offered: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+    fn offered(&self) -> usize {
+        self.offered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, n: rustls_pki_types::ServerName<'static>, g: rustls::NamedGroup) {
+        self.inner.set_kx_hint(n, g)
+    }
+    fn kx_hint(&self, n: &rustls_pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(n)
+    }
+    fn set_tls12_session(
+        &self,
+        n: rustls_pki_types::ServerName<'static>,
+        v: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(n, v)
+    }
+    fn tls12_session(
+        &self,
+        n: &rustls_pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(n)
+    }
+    fn remove_tls12_session(&self, n: &rustls_pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(n)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        n: rustls_pki_types::ServerName<'static>,
+        v: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.inner.insert_tls13_ticket(n, v)
+    }
+    fn take_tls13_ticket(
+        &self,
+        n: &rustls_pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let t = self.inner.take_tls13_ticket(n);
+        if t.is_some() {
+            self.offered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        t
+    }
+}
+
+/// A proxy intercepting two hosts, `a.test` and `b.test`, served by one
+/// upstream.
+async fn two_host_setup() -> (Running, Recorder, u16, TestCa) {
+    let ca = TestCa::new("test upstream CA");
+    let (up, rec) = https_upstream(&ca, &["a.test", "b.test"]).await;
+    let port = up.port();
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: a.test, ports: [{port}], tls: intercept}}, {{host: b.test, ports: [{port}], tls: intercept}}]\nresolve: {{a.test: '{up}', b.test: '{up}'}}"
+    ))
+    .upstream_ca(&ca)
+    .start()
+    .await;
+    (p, rec, port, ca)
+}
+
+/// A client config that trusts the proxy's CA, takes its leaf for a.test or
+/// b.test whatever the SNI, and keeps its sessions in `store`. One config
+/// (one verifier) for every connection: rustls clients only offer a session
+/// to a config with the verifier that accepted it.
+fn resuming_client(
+    ca_pem: &str,
+    store: &std::sync::Arc<CountingStore>,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let verifier = VerifyAs::new(&["a.test", "b.test"], ca_pem);
+    let mut cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.resumption = rustls::client::Resumption::store(store.clone());
+    std::sync::Arc::new(cfg)
+}
+
+#[tokio::test]
+async fn a_second_tunnel_to_the_same_host_resumes_the_tls_session() {
+    let (p, rec, port, _ca) = two_host_setup().await;
+    let store = CountingStore::new();
+    let cfg = resuming_client(p.proxy.ca_pem(), &store);
+    let host = format!("a.test:{port}");
+    for (i, want) in [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed]
+        .into_iter()
+        .enumerate()
+    {
+        let (s, _, stream) = connect(p.addr, &host).await;
+        assert_eq!(s, 200);
+        let (kind, mut c) = handshake(stream.unwrap(), cfg.clone(), "a.test").await;
+        assert_eq!(kind, Some(want), "connection {}", i + 1);
+        // Reading the answer also takes in the server's session tickets; and
+        // a resumed session is still held to the CONNECT host.
+        let (s, _, body) = send(&mut c, req("GET", "/v1/x", &[("host", &host)], "")).await;
+        assert_eq!(
+            (s, body.as_str()),
+            (200, "hello /v1/x"),
+            "connection {}",
+            i + 1
+        );
+    }
+    assert_eq!(store.offered(), 1);
+    assert_eq!(rec.count(), 2);
+}
+
+#[tokio::test]
+async fn a_session_from_one_host_is_not_resumed_on_another() {
+    let (p, rec, port, _ca) = two_host_setup().await;
+    let store = CountingStore::new();
+    let cfg = resuming_client(p.proxy.ca_pem(), &store);
+    let a = format!("a.test:{port}");
+    let (_, _, stream) = connect(p.addr, &a).await;
+    let (kind, mut c) = handshake(stream.unwrap(), cfg.clone(), "a.test").await;
+    assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    let (s, _, _) = send(&mut c, req("GET", "/v1/x", &[("host", &a)], "")).await;
+    assert_eq!(s, 200);
+    // Control: this client does resume on a.test (and reading the answer
+    // takes in fresh a.test tickets).
+    let (_, _, stream) = connect(p.addr, &a).await;
+    let (kind, mut c) = handshake(stream.unwrap(), cfg.clone(), "a.test").await;
+    assert_eq!(kind, Some(rustls::HandshakeKind::Resumed));
+    let (s, _, _) = send(&mut c, req("GET", "/v1/x", &[("host", &a)], "")).await;
+    assert_eq!(s, 200);
+    // Into a tunnel to b.test, the client offers its a.test session (SNI
+    // a.test, same config and store): b.test's config must not know it, so
+    // the handshake is full and the client gets b.test's leaf.
+    let (s, _, stream) = connect(p.addr, &format!("b.test:{port}")).await;
+    assert_eq!(s, 200);
+    let (kind, mut c) = handshake(stream.unwrap(), cfg, "a.test").await;
+    assert_eq!(store.offered(), 2, "an a.test ticket was offered to b.test");
+    assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    // The SNI is still refused inside, as for any other mismatch.
+    let b = format!("b.test:{port}");
+    let (s, h, _) = send(&mut c, req("GET", "/v1/x", &[("host", &b)], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "host-mismatch")
+    );
+    assert_eq!(rec.count(), 2);
 }
 
 #[tokio::test]
