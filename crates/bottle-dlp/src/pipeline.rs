@@ -327,6 +327,19 @@ fn dedup(mut raw: Vec<Raw>) -> Vec<Finding> {
         }
     }
     let mut out: Vec<Finding> = kept.into_iter().map(|r| r.finding).collect();
+    // One finding per start and rule, the longest: layers can see one
+    // secret as slightly different spans from the same start (a base64 run
+    // with and without its last quantum), and a redaction of the shorter
+    // alone would leave the rest of the span in place. The stream scanner
+    // reports each start and rule once, so it relies on this too.
+    out.sort_by(|a, b| {
+        (a.range.start, a.rule, std::cmp::Reverse(a.range.end)).cmp(&(
+            b.range.start,
+            b.rule,
+            std::cmp::Reverse(b.range.end),
+        ))
+    });
+    out.dedup_by(|later, first| later.range.start == first.range.start && later.rule == first.rule);
     out.sort_by(|a, b| {
         (a.range.start, a.range.end, a.rule).cmp(&(b.range.start, b.range.end, b.rule))
     });

@@ -974,6 +974,48 @@ fn known_secret_in_every_form_and_layer() {
     );
 }
 
+/// Layers can see one secret as different spans from the same start (a
+/// base64 run with and without its last quantum): the engine reports one
+/// per start and rule, the longest, so redaction leaves none of the span.
+#[test]
+fn one_finding_per_start_and_rule_the_longest() {
+    let secret = "s3cr3t-Known-Value-1234567890";
+    let t = DlpTester::with_known(secret);
+    let b64 = base64_encode(secret.as_bytes(), false, true);
+    let hex = hex_encode(secret.as_bytes(), false);
+    let twice = base64_encode(&b64, false, true);
+    for form in [
+        b64.clone(),
+        hex,
+        twice,
+        [&b64[..], b":", secret.as_bytes()].concat(),
+    ] {
+        let mut input = b"token=".to_vec();
+        input.extend_from_slice(&form);
+        input.push(b'\n');
+        let found = t.engine.scan(&input);
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &found {
+            assert!(seen.insert((f.range.start, f.rule)), "twice: {found:?}");
+        }
+        let (redacted, _) = t.engine.redact(&input);
+        let text = String::from_utf8_lossy(&redacted);
+        assert!(
+            text.starts_with("token=[REDACTED:") && text.ends_with("]\n"),
+            "{text}"
+        );
+        // A streamed body (what the proxy redacts) covers the same span.
+        let mut stream = t.engine.stream();
+        let mut streamed = Vec::new();
+        for chunk in input.chunks(7) {
+            streamed.extend(stream.push(chunk));
+        }
+        streamed.extend(stream.finish());
+        let end = streamed.iter().map(|f| f.range.end).max();
+        assert_eq!(end, Some(input.len() as u64 - 1), "{streamed:?}");
+    }
+}
+
 #[test]
 fn known_secrets_are_never_shown() {
     let engine = Engine::builder()

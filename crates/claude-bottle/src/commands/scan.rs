@@ -9,7 +9,6 @@
 //! one line per finding, `PATH:LINE:COLUMN: RULE REDACTED`, or one JSON
 //! object per line; a secret never appears beyond its first four characters.
 
-use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -229,7 +228,7 @@ impl<'e> Scanner<'e> {
             let data = &buf[..filled];
             let found = self.engine.scan(data);
             if !found.is_empty() {
-                emit(data, (0, 1, 0), dedup(found), shown, out)?;
+                emit(data, (0, 1, 0), found, shown, out)?;
             }
             return Ok(());
         }
@@ -291,14 +290,6 @@ fn push<W: Write>(
     lines.emit(found, shown, out)?;
     lines.forget_before(stream.settled());
     Ok(())
-}
-
-/// Drops a finding reported before at the same start by the same rule, as
-/// the stream scanner does.
-fn dedup(mut found: Vec<Finding>) -> Vec<Finding> {
-    let mut seen = BTreeSet::new();
-    found.retain(|f| seen.insert((f.range.start, f.rule)));
-    found
 }
 
 /// Reports `found` in order of position. `window` holds the input from
