@@ -215,6 +215,8 @@ printf '%s\n' "$line"
     cat /etc/ssl/certs/ca-certificates.crt ca.pem > ca-bundle.pem 2>/dev/null || cp ca.pem ca-bundle.pem
     chmod 0644 ca-bundle.pem
   fi
+  # tar as a user applies the umask to the archive's modes: set them again.
+  if [ -f .staging/home/.gitconfig ]; then chmod 0644 .staging/home/.gitconfig; fi
   for f in .staging/home/.[!.]*; do if [ -f "$f" ]; then mv -f "$f" "$home/"; fi; done
   rm -rf .staging
 ) || exit 97

@@ -384,7 +384,8 @@ fn clone_and_push_through_the_gate() {
                   git checkout -qb agent/work; echo change > change.txt; git add change.txt; \
                   git commit -qm 'agent work'; git push -q origin agent/work && echo pushed-branch; \
                   git push -q origin HEAD:main 2>/dev/null && echo pushed-main || echo main-refused; \
-                  git config --get remote.origin.url; env | grep -c ghp_ || true";
+                  git config --get remote.origin.url; stat -c 'gitconfig %a %u' ~/.gitconfig; \
+                  env | grep -c ghp_ || true";
     let out = h
         .cli(&["start", &h.agent, "--yes", "--prompt", script])
         .env("REPO_TOKEN", token)
@@ -395,7 +396,8 @@ fn clone_and_push_through_the_gate() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert_eq!(
         stdout,
-        "seeded by the fake world\npushed-branch\nmain-refused\nhttps://git.world.test/git/app.git\n0\n",
+        "seeded by the fake world\npushed-branch\nmain-refused\nhttps://git.world.test/git/app.git\n\
+         gitconfig 644 1000\n0\n",
         "{stderr}"
     );
     let git = |args: &[&str]| {
