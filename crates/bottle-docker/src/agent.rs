@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
-use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, StartContainerOptions,
-};
+use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
 
 use crate::engine::{Engine, EngineError, api};
 
@@ -103,77 +101,8 @@ pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineEr
     Ok(created.id)
 }
 
-/// The image's user with uid 1000: name and home, read from the
-/// container's `/etc/passwd` through the engine's archive API (no process
-/// in the container), never assumed.
-pub async fn user(engine: &Engine, container: &str) -> Result<(String, String), EngineError> {
-    let not_found = |reason: String| EngineError::Api {
-        what: "find the agent user",
-        reason,
-    };
-    let tar = download(engine, container, "/etc/passwd", MAX_PASSWD)
-        .await?
-        .ok_or_else(|| not_found("the image has no /etc/passwd".into()))?;
-    let text =
-        first_file(&tar).ok_or_else(|| not_found("its /etc/passwd could not be read".into()))?;
-    passwd_user(&text, "1000")
-        .ok_or_else(|| not_found("the image has no user with uid 1000 and a home directory".into()))
-}
-
-/// The engine's tar of `path` in the container (no process in it), at
-/// most `max` bytes of content; `None` when there is no such path.
-pub(crate) async fn download(
-    engine: &Engine,
-    container: &str,
-    path: &str,
-    max: usize,
-) -> Result<Option<Vec<u8>>, EngineError> {
-    use futures_util::StreamExt;
-    let mut stream = engine.docker.download_from_container(
-        container,
-        Some(DownloadFromContainerOptions {
-            path: path.to_string(),
-        }),
-    );
-    let mut tar = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return Ok(None),
-            Err(e) => return Err(api("read a file of the agent's image")(e)),
-        };
-        // The tar adds headers and padding to the content.
-        if tar.len() + chunk.len() > max + 64 * 1024 {
-            return Err(EngineError::Api {
-                what: "read a file of the agent's image",
-                reason: format!("`{path}` is over {} KiB", max / 1024),
-            });
-        }
-        tar.extend_from_slice(&chunk);
-    }
-    Ok(Some(tar))
-}
-
-/// Largest `/etc/passwd` read (as a tar of one file).
-const MAX_PASSWD: usize = 1024 * 1024;
-
-/// The text of the first regular file in `tar`.
-fn first_file(tar: &[u8]) -> Option<String> {
-    use std::io::Read;
-    let mut archive = tar::Archive::new(tar);
-    let mut entry = archive.entries().ok()?.next()?.ok()?;
-    let mut text = String::new();
-    entry
-        .by_ref()
-        .take(MAX_PASSWD as u64)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
-}
-
-/// Name and home of the first `passwd` line with `uid`.
+/// Name and home of the first `passwd` line with `uid`: how provisioning
+/// reads the agent user from the image, never assuming `node`.
 pub(crate) fn passwd_user(passwd: &str, uid: &str) -> Option<(String, String)> {
     passwd.lines().find_map(|line| {
         let f: Vec<&str> = line.split(':').collect();
@@ -216,14 +145,5 @@ mod tests {
         assert_eq!(passwd_user(passwd, "1001"), None);
         assert_eq!(passwd_user("", "1000"), None);
         assert_eq!(passwd_user("x:x:10000:1:::/h", "1000"), None);
-
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(passwd.len() as u64);
-        h.set_mode(0o644);
-        b.append_data(&mut h, "passwd", passwd.as_bytes()).unwrap();
-        let tar = b.into_inner().unwrap();
-        assert_eq!(first_file(&tar).as_deref(), Some(passwd));
-        assert_eq!(first_file(b"not a tar"), None);
     }
 }

@@ -103,7 +103,7 @@ pub struct Installed {
 /// home's config files, finds the user and its home, builds the CA bundle,
 /// and with `snapshot` then records the workspace's git refs
 /// (`outbox::snapshot`); one exec as root adds the CA to the system store;
-/// skills, when there are any, go through the archive API.
+/// skills, when there are any, then go through the archive API.
 pub async fn install(
     engine: &Engine,
     container: &str,
@@ -120,15 +120,6 @@ pub async fn install(
     let failed = |reason: String| EngineError::Api {
         what: "write the bottle's files",
         reason,
-    };
-    let skills_in = async {
-        match skills {
-            Some(tar) => {
-                let (_, home) = crate::agent::user(engine, container).await?;
-                crate::skills::copy_in(engine, container, &home, tar).await
-            }
-            None => Ok(()),
-        }
     };
     let agent_files = async {
         let tar = staging_archive(&env, &prompt, ca_pem.as_deref(), &gitconfig(plan))
@@ -190,7 +181,13 @@ pub async fn install(
             None => Ok(()),
         }
     };
-    let (installed, (), ()) = tokio::try_join!(agent_files, skills_in, store)?;
+    let (installed, ()) = tokio::try_join!(agent_files, store)?;
+    // Skills go to the home the exec found, through the archive API (a
+    // tree, possibly large); the engine would not run that call alongside
+    // the exec anyway.
+    if let Some(tar) = skills {
+        crate::skills::copy_in(engine, container, &installed.home, tar).await?;
+    }
     Ok(installed)
 }
 
@@ -269,32 +266,30 @@ async fn add_to_system_store(
     container: &str,
     ca: &str,
 ) -> Result<(), EngineError> {
-    {
-        // Replaced by a rename where the folder allows it, so the agent
-        // user building its bundle from this file at the same moment reads
-        // the old file or the new one, never half a certificate.
-        let script = "f=/etc/ssl/certs/ca-certificates.crt; \
-            if [ -w \"$f\" ] && [ -w \"${f%/*}\" ]; then cat \"$f\" - > \"$f.claude-bottle\" && mv -f \"$f.claude-bottle\" \"$f\"; \
-            elif [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
-        let out = exec::run(
-            engine,
-            container,
-            exec::Exec {
-                cmd: vec!["sh".into(), "-c".into(), script.into()],
-                user: Some("0".into()),
-                stdin: Some(ca.as_bytes().to_vec()),
-                ..Default::default()
-            },
-        )
-        .await?;
-        if out.code != 0 {
-            return Err(EngineError::Api {
-                what: "add the CA to the system store",
-                reason: out.stderr_text(),
-            });
-        }
-        Ok(())
+    // Replaced by a rename where the folder allows it, so the agent
+    // user building its bundle from this file at the same moment reads
+    // the old file or the new one, never half a certificate.
+    let script = "f=/etc/ssl/certs/ca-certificates.crt; \
+        if [ -w \"$f\" ] && [ -w \"${f%/*}\" ]; then cat \"$f\" - > \"$f.claude-bottle\" && mv -f \"$f.claude-bottle\" \"$f\"; \
+        elif [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
+    let out = exec::run(
+        engine,
+        container,
+        exec::Exec {
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            user: Some("0".into()),
+            stdin: Some(ca.as_bytes().to_vec()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if out.code != 0 {
+        return Err(EngineError::Api {
+            what: "add the CA to the system store",
+            reason: out.stderr_text(),
+        });
     }
+    Ok(())
 }
 
 /// Clone a declared repo into `/workspace/<name>` as the agent user. The

@@ -119,7 +119,10 @@ async fn hardened_agent_with_no_route_out() {
         let (labels, test_label) = (labels_in, test_label_in);
         let engine = inner;
         let id = agent::start(&engine, &spec).await.unwrap();
-        let (user, home) = agent::user(&engine, &id).await.unwrap();
+        // The user provisioning reads (`getent`, as its script does).
+        let passwd = sh(&engine, &id, "getent passwd 1000 | cut -d: -f1,6").await;
+        let text = passwd.stdout_text();
+        let (user, home) = text.trim().split_once(':').unwrap();
         assert_eq!(user, "node");
         assert!(home.starts_with('/'));
 
