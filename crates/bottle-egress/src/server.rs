@@ -51,7 +51,6 @@ pub struct Inner {
     pub log_redactor: Dlp,
     pub ca: Ca,
     pub client_tls: Arc<rustls::ClientConfig>,
-    pub provider: Arc<rustls::crypto::CryptoProvider>,
     pub net: Arc<dyn Net>,
     /// Open CONNECT tunnels: they outlive the client connection's slot, so
     /// they are bounded separately.
@@ -101,8 +100,7 @@ impl Proxy {
             None => Ca::generate()?,
         };
         // One provider for both sides: the CA's (interception) serves upstream TLS too.
-        let provider = ca.provider().clone();
-        let client_tls = client_config(&cfg, provider.clone())?;
+        let client_tls = client_config(&cfg, ca.provider().clone())?;
         let net = opts.net.unwrap_or_else(|| Arc::new(SystemNet));
         let tunnels = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
         let inner = Inner {
@@ -112,7 +110,6 @@ impl Proxy {
             log_redactor,
             ca,
             client_tls,
-            provider,
             net,
             tunnels,
             pool: Pool::default(),
