@@ -96,12 +96,6 @@ pub async fn finish(settings: &Settings, engine: &Engine, slug: &str, known: Kno
             Vec::new()
         }
     };
-    let container = |role: &str| {
-        objects
-            .iter()
-            .find(|o| o.kind == "container" && o.role == role)
-            .map(|o| o.id.clone())
-    };
     let stamp = stamp(settings, slug);
     let mut saved = summary::Saved {
         bottle,
@@ -112,19 +106,21 @@ pub async fn finish(settings: &Settings, engine: &Engine, slug: &str, known: Kno
     // decision is written): the two go on at once. Once its outbox is
     // saved the agent holds nothing more to save, so it is removed while
     // the log is still being read; what the sidecar holds goes only after.
-    let sidecar = container("sidecar");
-    let (agents, rest): (Vec<Object>, Vec<Object>) = objects
+    let is = |o: &Object, role: &str| o.kind == "container" && o.role == role;
+    let sidecar = objects
         .iter()
-        .cloned()
-        .partition(|o| o.kind == "container" && o.role == "agent");
+        .find(|o| is(o, "sidecar"))
+        .map(|o| o.id.clone());
+    let (agents, rest): (Vec<Object>, Vec<Object>) =
+        objects.iter().cloned().partition(|o| is(o, "agent"));
     let save_outbox = async {
-        let out = match container("agent") {
+        let out = match agents.first() {
             Some(agent) => {
                 let dir = settings
                     .bottle_home
                     .join("outbox")
                     .join(format!("{slug}-{stamp}"));
-                Some(outbox::save(engine, &agent, start.as_ref(), &dir).await)
+                Some(outbox::save(engine, &agent.id, start.as_ref(), &dir).await)
             }
             None => None,
         };
