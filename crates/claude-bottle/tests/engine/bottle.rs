@@ -91,6 +91,16 @@ impl Drop for Home {
 }
 
 /// Containers and networks of run `run` still on the engine.
+/// The slug of the bottle the CLI said is up (`bottle `SLUG` is up` on
+/// stderr).
+pub fn slug_of(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("` is up"))
+        .unwrap_or_else(|| panic!("no bottle came up:\n{stderr}"));
+    line.split('`').nth(1).unwrap().to_string()
+}
+
 pub fn leftovers(run: &str) -> Vec<String> {
     let filter = format!("label=io.claude-bottle.test={run}");
     let mut out = Vec::new();

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::bottle::{Home, leftovers};
+use super::bottle::{Home, leftovers, slug_of};
 
 /// Run the CLI to its end.
 fn run_cli(h: &Home, args: &[&str]) -> Output {
@@ -33,15 +33,6 @@ fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).to_string(),
         String::from_utf8_lossy(&o.stderr).to_string(),
     )
-}
-
-/// `bottle `SLUG` is up` on stderr.
-fn slug_of(stderr: &str) -> String {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("` is up"))
-        .unwrap_or_else(|| panic!("no bottle came up:\n{stderr}"));
-    line.split('`').nth(1).unwrap().to_string()
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
