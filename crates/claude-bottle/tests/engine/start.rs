@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use super::bottle::{Home, leftovers};
+use super::bottle::{Home, leftovers, slug_of};
 
 #[test]
 fn start_prompt_round_trip() {
@@ -100,7 +100,8 @@ fn sigterm_tears_the_bottle_down() {
 /// Row 5 of security.md, from both sides: the bottle's real token must not
 /// be readable by the agent (env, every process's environ and cmdline,
 /// files under /run and home) nor appear in `docker inspect` of any of the
-/// bottle's containers. The bottle is kept (`--keep`) so the host side can
+/// bottle's containers; neither it nor an env value is in either
+/// container's filesystem layer (`docker export`). The bottle is kept (`--keep`) so the host side can
 /// look while it runs, then `cleanup` removes it (its owner is gone).
 #[test]
 fn the_token_stays_in_the_sidecar() {
@@ -114,19 +115,47 @@ fn the_token_stays_in_the_sidecar() {
     let bottles = h.dir.path().join(".claude-bottle/bottles");
     std::fs::write(
         bottles.join("probe.md"),
-        "---\ntokens:\n  - kind: anthropic\n    token_ref: ROW5_TOKEN\negress:\n  allow:\n    - host: allowed.test\n---\n",
+        "---\nenv:\n  ROW5_ENV: ${ROW5_ENV}\ntokens:\n  - kind: anthropic\n    token_ref: ROW5_TOKEN\negress:\n  allow:\n    - host: allowed.test\n---\n",
     )
     .unwrap();
+    // An env value the agent may read, but only from its tmpfs env file
+    // and its exec's environment: never from a container's own layer,
+    // where the host (and `docker commit`) would find it.
+    let env_value = "row5-env-value-ONLY-ON-TMPFS-0123456789";
     let attack = "env; for p in /proc/[0-9]*; do cat $p/environ $p/cmdline 2>/dev/null; echo; done; \
                   cat /run/claude-bottle/* ~/.claude.json ~/.gitconfig 2>/dev/null; \
                   grep -rs ROW5 / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | head -5";
     let out = h
         .cli(&["start", &h.agent, "--yes", "--keep", "--prompt", attack])
         .env("ROW5_TOKEN", token)
+        .env("ROW5_ENV", env_value)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Each kept container's filesystem as the engine would export or
+    // commit it (tmpfs mounts are not in it): how many times it holds the
+    // env value or the token.
+    let in_layers: Vec<String> = [
+        format!("claude-bottle-{}", h.agent),
+        format!("claude-bottle-{}-sidecar", h.agent),
+    ]
+    .iter()
+    .map(|c| {
+        let o = Command::new("sh")
+            .args([
+                "-c",
+                "docker export \"$1\" | grep -c -a -F -e \"$2\" -e \"$3\"; true",
+                "sh",
+                c,
+                env_value,
+                token,
+            ])
+            .output()
+            .unwrap();
+        format!("{c}: {}", String::from_utf8_lossy(&o.stdout).trim())
+    })
+    .collect();
     let inspected = {
         let ids = Command::new("docker")
             .args([
@@ -229,6 +258,22 @@ fn the_token_stays_in_the_sidecar() {
         "inspect saw the containers"
     );
     assert!(!inspected.contains(token), "the token is in docker inspect");
+    assert!(
+        stdout.contains(&format!("ROW5_ENV={env_value}")),
+        "control: the agent has its env value:\n{stdout}"
+    );
+    assert_eq!(
+        in_layers,
+        [
+            format!("claude-bottle-{}: 0", h.agent),
+            format!("claude-bottle-{}-sidecar: 0", h.agent),
+        ],
+        "an env value or the token in a container's layer"
+    );
+    assert!(
+        !inspected.contains(env_value),
+        "the env value is in docker inspect"
+    );
     assert!(!stderr.contains(token), "the CLI printed the token");
 }
 
@@ -657,11 +702,7 @@ fn a_start_that_loses_its_slug_takes_the_next() {
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(out.status.success(), "{err}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n", "{err}");
-        let line = err
-            .lines()
-            .find(|l| l.contains("` is up"))
-            .unwrap_or_else(|| panic!("{err}"));
-        slugs.push(line.split('`').nth(1).unwrap().to_string());
+        slugs.push(slug_of(&err));
     }
     slugs.sort();
     assert_eq!(slugs, [h.agent.clone(), format!("{}-2", h.agent)]);
