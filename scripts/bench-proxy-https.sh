@@ -22,12 +22,7 @@ THREADS=${THREADS:-2}
 RUNS=${RUNS:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-need() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2)" >&2; exit 1; }; }
+. "$ROOT/scripts/bench-lib.sh"
 need nginx nginx-light; need openssl openssl; need curl curl
 MITMDUMP=${MITMDUMP:-$(command -v mitmdump || true)}
 
@@ -47,26 +42,13 @@ openssl x509 -req -in "$WORK/leaf.csr" -CA "$WORK/up-ca.pem" -CAkey "$WORK/up-ca
   -CAcreateserial -days 2 -extfile "$WORK/leaf.ext" -out "$WORK/leaf.pem" 2>/dev/null
 
 # Upstream: nginx answering a small body over TLS with keep-alive.
-cat > "$WORK/nginx.conf" <<NG
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
+start_nginx "server {
     listen 127.0.0.1:$NGINX_PORT ssl;
     ssl_certificate $WORK/leaf.pem;
     ssl_certificate_key $WORK/leaf.key;
     ssl_protocols TLSv1.2 TLSv1.3;
-    location / { return 200 "hello from upstream\n"; }
-  }
-}
-NG
-nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
-NGINX_PID=$!
+    location / { return 200 \"hello from upstream\\n\"; }
+  }"
 
 # Our proxy: an intercepted route for the bench host on 443, pinned to
 # nginx's port, nginx's CA trusted upstream, DLP on with a known secret.
@@ -95,9 +77,7 @@ if [ -n "$MITMDUMP" ]; then
   MITM_PID=$!
 fi
 
-for port in $NGINX_PORT $PROXY_PORT ${MITM_PID:+$MITM_PORT}; do
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
+wait_ports $NGINX_PORT $PROXY_PORT ${MITM_PID:+$MITM_PORT}
 curl -sf "http://127.0.0.1:$PROXY_PORT/ca.pem" > "$WORK/proxy-ca.pem"
 if [ -n "$MITM_PID" ]; then
   for _ in $(seq 100); do [ -s "$WORK/mitm/mitmproxy-ca-cert.pem" ] && break; sleep 0.1; done

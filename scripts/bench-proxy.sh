@@ -16,31 +16,14 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-need() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2)" >&2; exit 1; }; }
+. "$ROOT/scripts/bench-lib.sh"
 need nginx nginx-light; need wrk wrk; need tinyproxy tinyproxy
 
 NGINX_PORT=18080 PROXY_PORT=18081 TINY_PORT=18082 MITM_PORT=18083 BASE_PORT=18084
 BASELINE_BIN=${BASELINE_BIN:-}
 
 # Upstream: nginx answering a small body with keep-alive.
-cat > "$WORK/nginx.conf" <<NG
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$NGINX_PORT; location / { return 200 "hello from upstream\n"; } }
-}
-NG
-nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
+start_nginx "server { listen 127.0.0.1:$NGINX_PORT; location / { return 200 \"hello from upstream\\n\"; } }"
 
 # Our proxy: allow the bench host (pinned to loopback), DLP on with a known secret.
 cargo build --release -q -p bottle-egress --example egress-proxy
@@ -72,9 +55,7 @@ if command -v mitmdump >/dev/null; then
   mitmdump --listen-host 127.0.0.1 -p $MITM_PORT -q >/dev/null 2>&1 & PIDS+=($!)
 fi
 
-for port in $NGINX_PORT $PROXY_PORT $TINY_PORT ${BASELINE_BIN:+$BASE_PORT}; do
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
+wait_ports $NGINX_PORT $PROXY_PORT $TINY_PORT ${BASELINE_BIN:+$BASE_PORT}
 sleep 1
 IDLE_RSS=$(ps -o rss= -p "$PROXY_PID" | tr -d ' ')
 

@@ -9,15 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MAX=${1:-12}
 HOLD=${2:-20}
-BIN=${BIN:-target/x86_64-unknown-linux-gnu/release/claude-bottle}
-[ -x "$BIN" ] || { echo "build a static binary first (see README) or set BIN" >&2; exit 2; }
+. scripts/bench-lib.sh
+need_bin
 scripts/test-base-image >/dev/null
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/.claude-bottle/bottles" "$work/.claude-bottle/agents"
-printf -- '---\negress:\n  allow:\n    - host: allowed.test\nresources: {memory: 512m, cpus: 1, pids: 256}\n---\n' > "$work/.claude-bottle/bottles/bench.md"
-export HOME=$work CLAUDE_BOTTLE_BASE_IMAGE=claude-bottle-test/agent-base:bookworm
 export CLAUDE_BOTTLE_TEST_LABEL=side-by-side-$$
-"$BIN" build >/dev/null 2>&1
+bottle_home 'resources: {memory: 512m, cpus: 1, pids: 256}\n'
+work=$WORK
 for n in ${SIZES:-2 4 6 8 10 12 16 20 24}; do
   [ "$n" -le "$MAX" ] || break
   for i in $(seq "$n"); do

@@ -6,17 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
-BIN=${BIN:-target/x86_64-unknown-linux-gnu/release/claude-bottle}
-[ -x "$BIN" ] || { echo "build a static binary first (see README) or set BIN" >&2; exit 2; }
+. scripts/bench-lib.sh
+need_bin
 scripts/test-base-image
-work=$(mktemp -d); trap 'cleanup_floor' EXIT
-mkdir -p "$work/.claude-bottle/bottles" "$work/.claude-bottle/agents"
-printf -- '---\negress:\n  allow:\n    - host: allowed.test\n---\n' > "$work/.claude-bottle/bottles/bench.md"
-printf -- '---\nbottle: bench\n---\nBenchmark.\n' > "$work/.claude-bottle/agents/bench.md"
-export HOME=$work CLAUDE_BOTTLE_BASE_IMAGE=claude-bottle-test/agent-base:bookworm
-"$BIN" build >/dev/null 2>&1
+cleanup_floor() { docker rm -f bench-floor-agent bench-floor-side >/dev/null 2>&1 || true; docker network rm bench-floor-int bench-floor-egr >/dev/null 2>&1 || true; }
+AT_EXIT+=(cleanup_floor)
+bottle_home
 image="claude-bottle/agent:$("$BIN" --version | cut -d' ' -f2)"
-cleanup_floor() { docker rm -f bench-floor-agent bench-floor-side >/dev/null 2>&1 || true; docker network rm bench-floor-int bench-floor-egr >/dev/null 2>&1 || true; rm -rf "$work"; }
 for i in $(seq "$RUNS"); do
   "$BIN" start bench --yes --prompt true 2>&1 >/dev/null | python3 -c '
 import sys, time

@@ -5,20 +5,12 @@
 # Usage: BIN=path/to/static/claude-bottle scripts/start-timeline.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-target/x86_64-unknown-linux-gnu/release/claude-bottle}
-[ -x "$BIN" ] || { echo "build a static binary first (see README) or set BIN" >&2; exit 2; }
+. scripts/bench-lib.sh
+need_bin
 scripts/test-base-image
-work=$(mktemp -d)
-ev=""
-cleanup() { [ -n "$ev" ] && kill "$ev" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-mkdir -p "$work/.claude-bottle/bottles" "$work/.claude-bottle/agents"
-printf -- '---\negress:\n  allow:\n    - host: allowed.test\n---\n' > "$work/.claude-bottle/bottles/bench.md"
-printf -- '---\nbottle: bench\n---\nBenchmark.\n' > "$work/.claude-bottle/agents/bench.md"
-export HOME=$work CLAUDE_BOTTLE_BASE_IMAGE=claude-bottle-test/agent-base:bookworm
-"$BIN" build >/dev/null 2>&1
-docker events --format '{{.TimeNano}} {{.Type}} {{.Action}} {{.Actor.Attributes.name}}' > "$work/events" &
-ev=$!
+bottle_home
+work=$WORK
+docker events --format '{{.TimeNano}} {{.Type}} {{.Action}} {{.Actor.Attributes.name}}' > "$work/events" & PIDS+=($!)
 sleep 0.5
 t0=$(date +%s%N)
 "$BIN" start bench --yes --prompt true 2>&1 >/dev/null |
