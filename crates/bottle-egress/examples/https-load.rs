@@ -403,21 +403,7 @@ async fn tunnel(tcp: &mut TcpStream, line: &[u8]) -> Result<(), String> {
         .await
         .map_err(|e| format!("CONNECT write: {e}"))?;
     let mut head = Vec::with_capacity(512);
-    let end = loop {
-        if let Some(end) = find_head_end(&head) {
-            break end;
-        }
-        if head.len() > MAX_HEAD {
-            return Err("CONNECT answer head too large".into());
-        }
-        let n = tcp
-            .read_buf(&mut head)
-            .await
-            .map_err(|e| format!("CONNECT read: {e}"))?;
-        if n == 0 {
-            return Err("CONNECT: proxy closed the connection".into());
-        }
-    };
+    let end = read_head(tcp, &mut head, "CONNECT answer").await?;
     let status = status_code(&head[..end])?;
     if status != 200 {
         return Err(format!("CONNECT answered {status}"));
@@ -439,39 +425,48 @@ where
         .map_err(|e| format!("write: {e}"))?;
     stream.flush().await.map_err(|e| format!("flush: {e}"))?;
     buf.clear();
-    let end = loop {
-        if let Some(end) = find_head_end(buf) {
-            break end;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err("response head too large".into());
-        }
-        let n = stream
-            .read_buf(buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("server closed the connection before a response".into());
-        }
-    };
+    let end = read_head(stream, buf, "response").await?;
     let status = status_code(&buf[..end])?;
     let len = content_length(&buf[..end])?;
     if len > MAX_BODY {
         return Err(format!("body of {len} bytes too large"));
     }
     while buf.len() < end + len {
-        let n = stream
-            .read_buf(buf)
-            .await
-            .map_err(|e| format!("read body: {e}"))?;
-        if n == 0 {
-            return Err("server closed the connection inside a body".into());
-        }
+        read_more(stream, buf, "response body").await?;
     }
     if status != 200 {
         return Err(format!("status {status}"));
     }
     Ok(())
+}
+
+/// Reads into `buf` until it holds a whole head (at most `MAX_HEAD`);
+/// returns where the head ends.
+async fn read_head<S>(stream: &mut S, buf: &mut Vec<u8>, what: &str) -> Result<usize, String>
+where
+    S: AsyncRead + Unpin,
+{
+    loop {
+        if let Some(end) = find_head_end(buf) {
+            return Ok(end);
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(format!("{what}: head too large"));
+        }
+        read_more(stream, buf, what).await?;
+    }
+}
+
+/// One read into `buf`; the end of the stream is an error here.
+async fn read_more<S>(stream: &mut S, buf: &mut Vec<u8>, what: &str) -> Result<(), String>
+where
+    S: AsyncRead + Unpin,
+{
+    match stream.read_buf(buf).await {
+        Ok(0) => Err(format!("{what}: the peer closed the connection")),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{what}: read: {e}")),
+    }
 }
 
 /// User + system time of this process in ms, or -1.
