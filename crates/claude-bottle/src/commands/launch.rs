@@ -197,7 +197,7 @@ pub(super) async fn claim(
             );
         }
         taken.push(plan.slug.clone());
-        let mut facts = super::plan::engine_facts(&Ok(engine.clone()))
+        let mut facts = super::plan::facts_of(engine)
             .await
             .map_err(|e| anyhow::anyhow!("cannot list the engine's bottles: {e}"))?;
         facts.slugs.extend(taken.iter().cloned());

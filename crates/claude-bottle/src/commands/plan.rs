@@ -41,7 +41,12 @@ pub fn load(settings: &Settings, agent: &str, bottle: Option<&str>) -> Result<Lo
 pub async fn engine_facts(
     engine: &Result<bottle_docker::Engine, bottle_docker::EngineError>,
 ) -> Result<EngineFacts, String> {
-    let engine = engine.as_ref().map_err(|e| e.to_string())?;
+    facts_of(engine.as_ref().map_err(|e| e.to_string())?).await
+}
+
+/// The facts of a reached engine (only this test run's leftovers when the
+/// test label is set).
+pub async fn facts_of(engine: &bottle_docker::Engine) -> Result<EngineFacts, String> {
     let scope = crate::env::test_label_filter();
     bottle_docker::engine_facts(engine, scope.as_deref())
         .await
