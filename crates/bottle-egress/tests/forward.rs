@@ -302,11 +302,13 @@ async fn userinfo_and_https_absolute_form_are_malformed() {
 
 #[tokio::test]
 async fn upstream_down_is_502_and_silent_upstream_is_504() {
-    // A port with nothing listening: bind, learn the port, close.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port with nothing listening: a socket bound but never listening holds
+    // the port (connections to it are refused) for the whole test. Closing it
+    // instead let the proxy's own listener take the same port now and then,
+    // and the proxy then answered its own 403 for "dead.test".
+    let dead_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    dead_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = dead_socket.local_addr().unwrap();
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_addr = silent.local_addr().unwrap();
     let p = Setup::new(format!(
@@ -327,7 +329,7 @@ async fn upstream_down_is_502_and_silent_upstream_is_504() {
         (s, h["x-claude-bottle-block"].to_str().unwrap()),
         (504, "timeout")
     );
-    drop(silent);
+    drop((silent, dead_socket));
 }
 
 /// A CONNECT-only upstream proxy on loopback that records what it was asked

@@ -352,51 +352,61 @@ impl SshUpstream {
         keygen(&d.join("client"));
         keygen(&d.join("other_host"));
         std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        let cfg = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
-             StrictModes no\nPermitRootLogin prohibit-password\nAllowUsers {user}\n\
-             SetEnv PATH={path}\n",
-            d = d.display(),
-            path = std::env::var("PATH").unwrap_or_default()
-        );
-        std::fs::write(d.join("sshd_config"), cfg).unwrap();
-        let mut child = Command::new(sshd)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(d.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start sshd: {e}"))?;
-        // Wait for "Server listening" on stderr (no sleeping).
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let mut log = String::new();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) => {
-                    log.push_str(&l);
-                    log.push('\n');
-                    if l.contains("Server listening") {
-                        break;
+        // sshd needs a port number before it binds, so another test can take the
+        // port in between; a bind failure is retried with a new port.
+        let mut attempt = 0;
+        let (port, child, lines) = loop {
+            attempt += 1;
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let cfg = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
+                 StrictModes no\nPermitRootLogin prohibit-password\nAllowUsers {user}\n\
+                 SetEnv PATH={path}\n",
+                d = d.display(),
+                path = std::env::var("PATH").unwrap_or_default()
+            );
+            std::fs::write(d.join("sshd_config"), cfg).unwrap();
+            let mut child = Command::new(sshd)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(d.join("sshd_config"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start sshd: {e}"))?;
+            // Wait for "Server listening" on stderr (no sleeping).
+            let stderr = child.stderr.take().unwrap();
+            let mut lines = BufReader::new(stderr).lines();
+            let mut log = String::new();
+            let started = loop {
+                match lines.next() {
+                    Some(Ok(l)) => {
+                        log.push_str(&l);
+                        log.push('\n');
+                        if l.contains("Server listening") {
+                            break true;
+                        }
                     }
+                    _ => break false,
                 }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!("sshd did not start: {log}"));
-                }
+            };
+            if started {
+                break (port, child, lines);
             }
-        }
+            let _ = child.kill();
+            let _ = child.wait();
+            if attempt >= 5 || !log.contains("Bind to port") {
+                return Err(format!("sshd did not start: {log}"));
+            }
+        };
         // Keep draining sshd's log so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let pub_of = |f: &str| {
