@@ -1,5 +1,5 @@
 //! The agent container: hardened, on the internal network only, kept alive
-//! by an init and `sleep` so the agent itself runs as an exec.
+//! by an init and a waiting shell so the agent itself runs as an exec.
 
 use std::collections::HashMap;
 
@@ -68,8 +68,13 @@ pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineEr
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         user: Some("1000".into()),
-        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+        // Kept alive by a shell waiting on a stdin that stays open and that
+        // nobody writes to: the image needs no `sleep` (`docker.md` asks
+        // only for a shell). SIGTERM from the init ends it as it would end
+        // `sleep`.
+        entrypoint: Some(vec!["sh".into(), "-c".into(), "read _".into()]),
         cmd: Some(vec![]),
+        open_stdin: Some(true),
         env: Some(spec.env.clone()),
         labels: Some(spec.labels.clone()),
         working_dir: Some("/workspace".into()),

@@ -45,7 +45,7 @@ pub fn agent_exec(cmd: Vec<String>, env: &BTreeMap<String, Secret>) -> exec::Exe
             .collect(),
         user: Some("1000".into()),
         workdir: Some("/workspace".into()),
-        stdin: None,
+        ..Default::default()
     }
 }
 
@@ -133,7 +133,14 @@ pub async fn read_env(
         engine,
         container,
         exec::Exec {
-            cmd: vec!["cat".into(), path.clone()],
+            // Shell built-ins only: the image may have no `cat`.
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                r#"while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1""#.into(),
+                "sh".into(),
+                path.clone(),
+            ],
             user: Some("1000".into()),
             ..Default::default()
         },

@@ -24,6 +24,10 @@ pub struct Exec {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub stdin: Option<Vec<u8>>,
+    /// The command itself reads exactly the bytes of `stdin` and no more
+    /// (the agent helper), so it is not run behind `head -c`, which the
+    /// image may not have.
+    pub reads_exact_stdin: bool,
 }
 
 impl std::fmt::Debug for Exec {
@@ -77,7 +81,7 @@ pub async fn run_with(
     sink: &mut (dyn FnMut(Chunk<'_>) + Send),
 ) -> Result<i64, EngineError> {
     let stdin = exec.stdin.take();
-    if let Some(bytes) = &stdin {
+    if let Some(bytes) = stdin.as_ref().filter(|_| !exec.reads_exact_stdin) {
         exec.cmd = exact_stdin(bytes.len(), std::mem::take(&mut exec.cmd));
     }
     let (id, started) = start(engine, container, exec, stdin.is_some(), false).await?;
@@ -167,45 +171,6 @@ async fn start(
         .await
         .map_err(api("start exec"))?;
     Ok((created.id, started))
-}
-
-/// Write `bytes` to `path` in the container as `user`, with `mode`, through
-/// stdin: never on a command line, and it works on tmpfs mounts where the
-/// engine's copy API does not.
-pub async fn write_file(
-    engine: &Engine,
-    container: &str,
-    user: &str,
-    path: &str,
-    mode: u32,
-    bytes: Vec<u8>,
-) -> Result<(), EngineError> {
-    let script = r#"set -e; umask 077; dir=$(dirname "$1"); mkdir -p "$dir"; cat > "$1.tmp"; chmod "$2" "$1.tmp"; mv -f "$1.tmp" "$1""#;
-    let out = run(
-        engine,
-        container,
-        Exec {
-            cmd: vec![
-                "sh".into(),
-                "-c".into(),
-                script.into(),
-                "sh".into(),
-                path.into(),
-                format!("{mode:o}"),
-            ],
-            user: Some(user.into()),
-            stdin: Some(bytes),
-            ..Default::default()
-        },
-    )
-    .await?;
-    if out.code != 0 {
-        return Err(EngineError::Api {
-            what: "write file",
-            reason: format!("`{path}`: {}", out.stderr_text().trim()),
-        });
-    }
-    Ok(())
 }
 
 /// What the local side sends to an interactive exec.

@@ -16,6 +16,7 @@ pub mod derived;
 pub mod engine;
 pub mod exec;
 pub mod facts;
+pub mod helper;
 pub mod image;
 pub mod labels;
 pub mod launch;

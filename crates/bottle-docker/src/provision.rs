@@ -10,8 +10,8 @@ use bottle_secret::Secret;
 
 use crate::agent::RUN_DIR;
 use crate::engine::{Engine, EngineError};
-use crate::exec;
 use crate::outbox::{SNAPSHOT_SCRIPT, StartRefs};
+use crate::{exec, helper};
 
 /// Why provisioning refused its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +104,11 @@ pub struct Installed {
 /// and with `snapshot` then records the workspace's git refs
 /// (`outbox::snapshot`); one exec as root adds the CA to the system store;
 /// skills, when there are any, then go through the archive API.
+///
+/// An image without the tools those scripts use gets the CLI's own
+/// executable as a helper ([`crate::helper`]) and the steps that missed a
+/// tool run again through it; the snapshot is then left to the caller
+/// (`start_refs` is `None`).
 pub async fn install(
     engine: &Engine,
     container: &str,
@@ -117,71 +122,34 @@ pub async fn install(
         prompt,
         skills,
     } = files;
-    let failed = |reason: String| EngineError::Api {
-        what: "write the bottle's files",
-        reason,
-    };
-    let agent_files = async {
-        let tar = staging_archive(&env, &prompt, ca_pem.as_deref(), &gitconfig(plan))
-            .map_err(|e| failed(e.to_string()))?;
-        let script = match snapshot {
-            true => format!("{AGENT_FILES_SCRIPT}\n{SNAPSHOT_SCRIPT}"),
-            false => AGENT_FILES_SCRIPT.to_string(),
-        };
-        let run = exec::run(
-            engine,
-            container,
-            exec::Exec {
-                cmd: vec!["sh".into(), "-c".into(), script],
-                user: Some("1000".into()),
-                stdin: Some(tar),
-                ..Default::default()
-            },
-        );
-        let out = tokio::time::timeout(crate::outbox::SNAPSHOT_TIMEOUT, run)
-            .await
-            .map_err(|_| {
-                failed(format!(
-                    "no answer in {} s",
-                    crate::outbox::SNAPSHOT_TIMEOUT.as_secs()
-                ))
-            })??;
-        match out.code {
-            98 => {
-                return Err(EngineError::Api {
-                    what: "find the agent user",
-                    reason: "the image has no user with uid 1000 and a home directory".into(),
-                });
-            }
-            97 => {
-                return Err(failed(format!(
-                    "under `{RUN_DIR}`: {}",
-                    out.stderr_text().trim()
-                )));
-            }
-            _ => {}
-        }
-        let text = out.stdout_text();
-        let (passwd, rest) = text.split_once('\n').unwrap_or((&text, ""));
-        let (user, home) = crate::agent::passwd_user(passwd, "1000")
-            .ok_or_else(|| failed(format!("no user line in: {}", out.stderr_text().trim())))?;
-        let start_refs = snapshot.then(|| match out.code {
-            0 => Ok(StartRefs::parse(rest)),
-            code => Err(format!("the refs could not be listed (exit code {code})")),
-        });
-        Ok(Installed {
-            user,
-            home,
-            start_refs,
-        })
-    };
+    let tar = staging_archive(&env, &prompt, ca_pem.as_deref(), &gitconfig(plan))
+        .map_err(|e| files_failed(e.to_string()))?;
     let store = async {
         match &ca_pem {
-            Some(ca) => add_to_system_store(engine, container, ca).await,
-            None => Ok(()),
+            Some(ca) => add_to_system_store(engine, container, ca, Via::Script).await,
+            None => Ok(Step::Done(())),
         }
     };
-    let (installed, ()) = tokio::try_join!(agent_files, store)?;
+    let (installed, stored) = tokio::join!(
+        agent_files(engine, container, &tar, snapshot, Via::Script),
+        store
+    );
+    let (installed, stored) = (installed?, stored?);
+    if matches!(installed, Step::NeedsHelper) || matches!(stored, Step::NeedsHelper) {
+        bring_helper(engine, container).await?;
+    }
+    let installed = match installed {
+        Step::Done(i) => i,
+        Step::NeedsHelper => {
+            match agent_files(engine, container, &tar, false, Via::Helper).await? {
+                Step::Done(i) => i,
+                Step::NeedsHelper => return Err(files_failed("the helper could not run".into())),
+            }
+        }
+    };
+    if let (Step::NeedsHelper, Some(ca)) = (stored, &ca_pem) {
+        add_to_system_store(engine, container, ca, Via::Helper).await?;
+    }
     // Skills go to the home the exec found, through the archive API (a
     // tree, possibly large); the engine would not run that call alongside
     // the exec anyway.
@@ -191,13 +159,158 @@ pub async fn install(
     Ok(installed)
 }
 
+/// Done, or the image lacks a tool the script uses.
+enum Step<T> {
+    Done(T),
+    NeedsHelper,
+}
+
+/// A step through its shell script, or through the helper.
+#[derive(Clone, Copy)]
+enum Via {
+    Script,
+    Helper,
+}
+
+fn files_failed(reason: String) -> EngineError {
+    EngineError::Api {
+        what: "write the bottle's files",
+        reason,
+    }
+}
+
+/// The agent user's files from the staging archive `tar` (see
+/// [`AGENT_FILES_SCRIPT`]); with `snapshot` (scripts only) the workspace's
+/// refs too.
+async fn agent_files(
+    engine: &Engine,
+    container: &str,
+    tar: &[u8],
+    snapshot: bool,
+    via: Via,
+) -> Result<Step<Installed>, EngineError> {
+    let snapshot = snapshot && matches!(via, Via::Script);
+    let cmd = match via {
+        Via::Script if snapshot => sh_c(format!("{AGENT_FILES_SCRIPT}\n{SNAPSHOT_SCRIPT}")),
+        Via::Script => sh_c(AGENT_FILES_SCRIPT.to_string()),
+        Via::Helper => helper_cmd("files", tar.len()),
+    };
+    let run = exec::run(
+        engine,
+        container,
+        exec::Exec {
+            cmd,
+            user: Some("1000".into()),
+            stdin: Some(tar.to_vec()),
+            reads_exact_stdin: matches!(via, Via::Helper),
+            ..Default::default()
+        },
+    );
+    let out = tokio::time::timeout(crate::outbox::SNAPSHOT_TIMEOUT, run)
+        .await
+        .map_err(|_| {
+            files_failed(format!(
+                "no answer in {} s",
+                crate::outbox::SNAPSHOT_TIMEOUT.as_secs()
+            ))
+        })??;
+    match out.code {
+        helper::NEEDS_HELPER if matches!(via, Via::Script) => return Ok(Step::NeedsHelper),
+        c if c == i64::from(helper::NO_USER) => {
+            return Err(EngineError::Api {
+                what: "find the agent user",
+                reason: "the image has no user with uid 1000 and a home directory".into(),
+            });
+        }
+        c if c == i64::from(helper::FILES_FAILED) => {
+            return Err(files_failed(format!(
+                "under `{RUN_DIR}`: {}",
+                out.stderr_text().trim()
+            )));
+        }
+        _ => {}
+    }
+    let text = out.stdout_text();
+    let (passwd, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    let (user, home) = crate::agent::passwd_user(passwd, "1000").ok_or_else(|| {
+        files_failed(format!(
+            "no user line (exit code {}): {}",
+            out.code,
+            out.stderr_text().trim()
+        ))
+    })?;
+    if matches!(via, Via::Helper) && out.code != 0 {
+        return Err(files_failed(out.stderr_text().trim().to_string()));
+    }
+    let start_refs = snapshot.then(|| match out.code {
+        0 => Ok(StartRefs::parse(rest)),
+        code => Err(format!("the refs could not be listed (exit code {code})")),
+    });
+    Ok(Step::Done(Installed {
+        user,
+        home,
+        start_refs,
+    }))
+}
+
+fn sh_c(script: String) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script]
+}
+
+/// `helper agent-helper OP LEN`.
+fn helper_cmd(op: &str, len: usize) -> Vec<String> {
+    vec![
+        helper::PATH.into(),
+        helper::SUBCOMMAND.into(),
+        op.into(),
+        len.to_string(),
+    ]
+}
+
+/// Copy this executable (static, so it runs in any image) into the
+/// container at [`helper::PATH`], root's and 0755, through the archive API
+/// (the image may have no tool to write it with). `doctor --self-test` runs
+/// its probe from there too.
+pub async fn bring_helper(engine: &Engine, container: &str) -> Result<(), EngineError> {
+    let failed = |reason: String| EngineError::Api {
+        what: "copy the helper into the agent",
+        reason,
+    };
+    let exe = std::env::current_exe().map_err(|e| failed(format!("this executable: {e}")))?;
+    let bytes = std::fs::read(&exe).map_err(|e| failed(format!("`{}`: {e}", exe.display())))?;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    let mut b = tar::Builder::new(Vec::with_capacity(bytes.len() + 2048));
+    b.append_data(&mut h, helper::PATH.trim_start_matches('/'), &bytes[..])
+        .map_err(|e| failed(e.to_string()))?;
+    let archive = b.into_inner().map_err(|e| failed(e.to_string()))?;
+    engine
+        .docker
+        .upload_to_container(
+            container,
+            Some(bollard::query_parameters::UploadToContainerOptions {
+                path: "/".into(),
+                ..Default::default()
+            }),
+            bollard::body_full(archive.into()),
+        )
+        .await
+        .map_err(crate::engine::api("copy the helper into the agent"))
+}
+
 /// Run as the agent user with [`staging_archive`] on stdin: prints the
 /// user's `passwd` line, puts `run/*` into the run folder and `home/*` into
 /// the user's home (with their modes), and builds the CA bundle (the system
 /// roots plus ours). Exit 98: no such user; 97: a file could not be
-/// written. Root has no capabilities here and cannot enter the 0700 tmpfs,
+/// written; 96: a tool is missing (see [`crate::helper`]). Root has no capabilities here and cannot enter the 0700 tmpfs,
 /// hence the agent user.
 const AGENT_FILES_SCRIPT: &str = r#"
+for c in head tar mv chmod cat cut rm mkdir cp; do command -v "$c" >/dev/null 2>&1 || exit 96; done
+command -v getent >/dev/null 2>&1 || command -v grep >/dev/null 2>&1 || exit 96
 line=$(getent passwd 1000 2>/dev/null || grep -m1 '^[^:]*:[^:]*:1000:' /etc/passwd) || exit 98
 home=$(printf '%s' "$line" | cut -d: -f6)
 [ -n "$home" ] && [ -d "$home" ] || exit 98
@@ -265,31 +378,39 @@ async fn add_to_system_store(
     engine: &Engine,
     container: &str,
     ca: &str,
-) -> Result<(), EngineError> {
+    via: Via,
+) -> Result<Step<()>, EngineError> {
     // Replaced by a rename where the folder allows it, so the agent
     // user building its bundle from this file at the same moment reads
     // the old file or the new one, never half a certificate.
-    let script = "f=/etc/ssl/certs/ca-certificates.crt; \
+    let script = "for c in head cat mv; do command -v \"$c\" >/dev/null 2>&1 || exit 96; done; \
+        f=/etc/ssl/certs/ca-certificates.crt; \
         if [ -w \"$f\" ] && [ -w \"${f%/*}\" ]; then cat \"$f\" - > \"$f.claude-bottle\" && mv -f \"$f.claude-bottle\" \"$f\"; \
         elif [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
+    let cmd = match via {
+        Via::Script => sh_c(script.into()),
+        Via::Helper => helper_cmd("add-ca", ca.len()),
+    };
     let out = exec::run(
         engine,
         container,
         exec::Exec {
-            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            cmd,
             user: Some("0".into()),
             stdin: Some(ca.as_bytes().to_vec()),
+            reads_exact_stdin: matches!(via, Via::Helper),
             ..Default::default()
         },
     )
     .await?;
-    if out.code != 0 {
-        return Err(EngineError::Api {
+    match out.code {
+        0 => Ok(Step::Done(())),
+        helper::NEEDS_HELPER if matches!(via, Via::Script) => Ok(Step::NeedsHelper),
+        _ => Err(EngineError::Api {
             what: "add the CA to the system store",
             reason: out.stderr_text(),
-        });
+        }),
     }
-    Ok(())
 }
 
 /// Clone a declared repo into `/workspace/<name>` as the agent user. The
@@ -395,6 +516,18 @@ mod tests {
         assert_eq!(v["hasCompletedOnboarding"], true);
         assert_eq!(v["bypassPermissionsModeAccepted"], true);
         assert_eq!(v["projects"]["/workspace"]["hasTrustDialogAccepted"], true);
+    }
+
+    #[test]
+    fn a_missing_tool_sends_the_step_to_the_helper() {
+        // The check comes before anything is read or written.
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(AGENT_FILES_SCRIPT)
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code().map(i64::from), Some(helper::NEEDS_HELPER));
     }
 
     #[test]

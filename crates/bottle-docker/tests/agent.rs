@@ -154,16 +154,23 @@ async fn hardened_agent_with_no_route_out() {
         assert_eq!(limits.stdout_text().trim(), "128");
 
         // A file through stdin: 0600, owned by the agent, on the tmpfs.
-        exec::write_file(
+        let wrote = exec::run(
             &engine,
             &id,
-            "1000",
-            "/run/claude-bottle/env",
-            0o600,
-            b"A=1\n".to_vec(),
+            Exec {
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "umask 077; cat > /run/claude-bottle/env".into(),
+                ],
+                user: Some("1000".into()),
+                stdin: Some(b"A=1\n".to_vec()),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
+        assert_eq!(wrote.code, 0, "{}", wrote.stderr_text());
         let st = sh(
             &engine,
             &id,

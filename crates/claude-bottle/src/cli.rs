@@ -135,6 +135,13 @@ pub enum Command {
         listen: Option<SocketAddr>,
     },
     /// The sidecar's entrypoint inside its container; not for people
+    /// Provisioning's helper, run inside an agent image that lacks the
+    /// tools provisioning's scripts use (`bottle_docker::helper`)
+    #[command(hide = true, name = "agent-helper")]
+    AgentHelper {
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The probe of `doctor --self-test`, run inside the throw-away agent
     #[command(hide = true, name = "self-test-probe")]
     SelfTestProbe { phase: String, spec: String },

@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Doctor { self_test } => doctor::run(&Settings::from_env()?, self_test),
+        Command::AgentHelper { args } => Ok(bottle_docker::helper::main(&args)),
         Command::SelfTestProbe { phase, spec } => Ok(selftest::probe_main(&phase, &spec)),
         Command::Sidecar { part: None } => sidecar::run(),
         Command::Sidecar {

@@ -12,6 +12,7 @@ mod engine {
     mod build;
     mod cleanup;
     mod selftest;
+    mod shell_only;
     mod start;
     mod teardown;
     #[allow(dead_code)] // some helpers serve only the escape suite

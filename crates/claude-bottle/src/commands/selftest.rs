@@ -27,9 +27,9 @@ use sha2::{Digest, Sha256};
 use crate::progress::Progress;
 use crate::settings::Settings;
 
-/// Where the probe lives in the agent (the root file system is writable;
-/// the tmpfs under /run is too small for the executable).
-const PROBE: &str = "/tmp/claude-bottle-probe";
+/// Where the probe lives in the agent: this executable, brought in as
+/// provisioning's helper (root's, 0755, on the writable root file system).
+const PROBE: &str = bottle_docker::helper::PATH;
 /// A name the proxy has no route for and DNS must not answer.
 const DENIED: &str = "denied.self-test.invalid";
 
@@ -165,8 +165,7 @@ async fn attack(
     )
     .await?;
     progress.detail("copying the probe into the agent");
-    let exe = std::fs::read(std::env::current_exe()?)?;
-    exec::write_file(engine, &launched.agent_id, "1000", PROBE, 0o755, exe).await?;
+    bottle_docker::provision::bring_helper(engine, &launched.agent_id).await?;
     progress.finish("attacking it from inside");
 
     let listener = HostListener::start()?;

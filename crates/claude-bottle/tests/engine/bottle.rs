@@ -65,6 +65,23 @@ impl Home {
     }
 }
 
+/// `start AGENT --yes --prompt SCRIPT` run to its end, its exit code
+/// checked against `code`: (stdout, stderr).
+pub fn start_prompt(h: &Home, script: &str, code: i32) -> (String, String) {
+    let out = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "the agent's exit code:\n{stdout}\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
 /// Removes what a failed test left on the engine (after its assertions
 /// said so).
 impl Drop for Home {

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use super::bottle::{Home, leftovers, slug_of};
+use super::bottle::{Home, leftovers, slug_of, start_prompt};
 
 #[test]
 fn start_prompt_round_trip() {
@@ -42,17 +42,7 @@ fn start_prompt_round_trip() {
                   cat ~/.claude/skills/review/SKILL.md; stat -c 'skill %u' ~/.claude/skills/review/SKILL.md; \
                   cat ~/.claude/skills/review/leak 2>/dev/null || echo no leak; \
                   exit 3";
-    let out = h
-        .cli(&["start", &h.agent, "--yes", "--prompt", script])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "the agent's exit code:\n{stdout}\n{stderr}"
-    );
+    let (stdout, stderr) = start_prompt(&h, script, 3);
     assert_eq!(
         stdout,
         "health 200\ndenied 403\ndns refused\nuid 1000\n\
