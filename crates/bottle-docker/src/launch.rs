@@ -19,8 +19,6 @@ pub struct Launched {
     pub sidecar_id: String,
     /// The sidecar's address on the internal network.
     pub sidecar_ip: String,
-    pub user: String,
-    pub home: String,
     /// The workspace's git refs once provisioned, before the agent runs:
     /// what the outbox compares with at teardown.
     pub start_refs: Result<StartRefs, String>,
@@ -142,13 +140,10 @@ pub async fn launch(
             .await
             .map_err(|e| e.to_string()),
     };
-    let (user, home) = (installed.user, installed.home);
     Ok(Launched {
         agent_id,
         sidecar_id,
         sidecar_ip: names.get("sidecar").cloned().unwrap_or_default(),
-        user,
-        home,
         start_refs,
     })
 }

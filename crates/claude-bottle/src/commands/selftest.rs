@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
+use bottle_docker::image::hex;
 use bottle_docker::{Engine, exec};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -310,10 +311,6 @@ impl HostListener {
             detail: format!("{n} connection(s) from the bottle reached this host"),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---- the probe, run inside the agent ------------------------------------
