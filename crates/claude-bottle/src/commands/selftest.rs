@@ -204,9 +204,14 @@ async fn attack(
     Ok(checks)
 }
 
+/// How long one phase of the probe may take: its own steps are bounded
+/// (a few seconds each), so this only ends a probe stuck in a call the
+/// sandbox does not time out.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Run the probe in the agent as the agent's user; its verdicts.
 async fn probe(engine: &Engine, agent: &str, phase: &str, spec: &Value) -> Result<Vec<Check>> {
-    let out = exec::run(
+    let run = exec::run(
         engine,
         agent,
         exec::Exec {
@@ -219,8 +224,15 @@ async fn probe(engine: &Engine, agent: &str, phase: &str, spec: &Value) -> Resul
             user: Some("1000".into()),
             ..Default::default()
         },
-    )
-    .await?;
+    );
+    let Ok(out) = tokio::time::timeout(PROBE_TIMEOUT, run).await else {
+        anyhow::bail!(
+            "the probe in the agent did not finish its `{phase}` checks within {} s; \
+             the bottle's sandbox may not honour a timeout the probe relies on",
+            PROBE_TIMEOUT.as_secs()
+        );
+    };
+    let out = out?;
     let checks: Vec<Check> = out
         .stdout_text()
         .lines()
@@ -428,11 +440,25 @@ fn nameservers(sidecar: &str) -> Vec<String> {
 fn dns_answers(server: &str, name: &str) -> Option<u16> {
     let ip: std::net::IpAddr = server.parse().ok()?;
     let sock = UdpSocket::bind(if ip.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }).ok()?;
-    sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    // Polled, not a read timeout: gVisor's host network mode (runsc
+    // 2022-12) ignores SO_RCVTIMEO and the probe waited forever.
+    sock.set_nonblocking(true).ok()?;
     let q = bottle_egress::dns::query(0x5e1f, name, 1);
     sock.send_to(&q, SocketAddr::new(ip, 53)).ok()?;
     let mut buf = [0u8; 512];
-    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let n = loop {
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => return None,
+        }
+    };
     (n >= 12).then(|| u16::from_be_bytes([buf[6], buf[7]]))
 }
 
