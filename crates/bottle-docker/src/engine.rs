@@ -32,6 +32,12 @@ impl EngineError {
                  pools (`default-address-pools` in /etc/docker/daemon.json, e.g. base \
                  10.200.0.0/16, size 24)"
             }
+            EngineError::Api { reason, .. } if reason.contains("root network namespace") => {
+                "gVisor (`runsc`) could not set up its own network stack on this engine (seen \
+                 with Docker 20.10 and runsc 2022-12); register it with `\"runtimeArgs\": \
+                 [\"--network=host\"]` in /etc/docker/daemon.json (docs/security.md, \"Known \
+                 limits\"), or set `runtime: runc` in the bottle"
+            }
             EngineError::Api { .. } => {
                 "run `claude-bottle doctor`; `claude-bottle cleanup` removes what a failed launch left"
             }
@@ -198,6 +204,21 @@ mod tests {
             reason: "conflict".into(),
         };
         assert!(!other.hint().contains("default-address-pools"));
+    }
+
+    #[test]
+    fn gvisor_without_its_network_stack_gets_its_own_hint() {
+        // The engine's words when runsc (2022-12) met Docker 20.10 here.
+        let e = EngineError::Api {
+            what: "start agent container",
+            reason: "Docker responded with status code 500: OCI runtime start failed: starting \
+                     container: setting up network: creating interfaces from net namespace \
+                     \"/proc/4695/ns/net\": cannot run with network enabled in root network \
+                     namespace: unknown"
+                .into(),
+        };
+        assert!(e.hint().contains("--network=host"), "{}", e.hint());
+        assert!(e.hint().contains("runtime: runc"), "{}", e.hint());
     }
 
     #[test]
