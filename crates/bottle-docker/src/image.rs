@@ -287,12 +287,52 @@ pub async fn build(
         reason: format!("cannot make the build context: {e}"),
     })?;
     let base = req.base_image.as_deref();
+    let previous = ours(engine, &req.tag).await;
     run_build(engine, &req.tag, base, Context::Whole(context), progress)
         .await
         .map_err(|reason| BuildError::Build {
             tag: req.tag.clone(),
             reason,
-        })
+        })?;
+    if let Some(old) = previous {
+        remove_replaced(engine, &req.tag, &old).await;
+    }
+    Ok(())
+}
+
+/// The id of the image `tag` names, when claude-bottle built it.
+async fn ours(engine: &Engine, tag: &str) -> Option<String> {
+    let img = engine.docker.inspect_image(tag).await.ok()?;
+    let labels = img.config.as_ref()?.labels.as_ref()?;
+    (labels.get(labels::ROLE).map(String::as_str) == Some("image")).then_some(img.id?)
+}
+
+/// A rebuild moves the tag; the image it named (ours, now untagged) would
+/// stay on disk for good, one per upgrade. Removed unless something still
+/// uses it (a running bottle's sidecar, another tag): the engine refuses
+/// then, and that refusal is fine.
+async fn remove_replaced(engine: &Engine, tag: &str, old: &str) {
+    let now = engine
+        .docker
+        .inspect_image(tag)
+        .await
+        .ok()
+        .and_then(|i| i.id);
+    if now.as_deref() == Some(old) {
+        return;
+    }
+    let _ = engine
+        .docker
+        .remove_image(
+            old,
+            Some(bollard::query_parameters::RemoveImageOptions {
+                force: false,
+                noprune: false,
+                ..Default::default()
+            }),
+            None,
+        )
+        .await;
 }
 
 /// A build context: a tar archive in memory, or one streamed as it is

@@ -113,6 +113,40 @@ fn build_both_images_from_a_local_base() {
         )),
         "{err}"
     );
+
+    // A rebuild removes the image the tag named before (ours by its labels,
+    // used by nothing): here a stand-in for a build by an older executable.
+    let real = docker(&["image", "inspect", "--format", "{{.Id}}", &sidecar]);
+    let mut older = Command::new("docker")
+        .args(["build", "-q", "-t", &sidecar, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut older.stdin.take().unwrap(),
+        format!("FROM {real}\nLABEL io.claude-bottle.binary-sha256=older\n").as_bytes(),
+    )
+    .unwrap();
+    let older = older.wait_with_output().unwrap();
+    assert!(older.status.success());
+    let older = String::from_utf8_lossy(&older.stdout).trim().to_string();
+    assert_ne!(older, real);
+    let out = run(&["build", "--sidecar", "--base-image", BASE]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        docker(&["image", "inspect", "--format", "{{.Id}}", &sidecar]),
+        real
+    );
+    let gone = Command::new("docker")
+        .args(["image", "inspect", &older])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the replaced image is still there");
 }
 
 #[test]
