@@ -67,6 +67,7 @@ fn an_image_with_only_a_shell_and_a_user_runs_a_bottle() {
     if !super::images_ready("an_image_with_only_a_shell_and_a_user_runs_a_bottle") {
         return;
     }
+    let _images = super::image_lock();
     let tag = format!("claude-bottle-test/shell-only:{}", std::process::id());
     let image = build_shell_only(&tag);
     let h = Home::with_env("shell-only", &format!("image: {}\n", image.0));
