@@ -68,11 +68,16 @@ pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineEr
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         user: Some("1000".into()),
-        // Kept alive by a shell waiting on a stdin that stays open and that
-        // nobody writes to: the image needs no `sleep` (`docker.md` asks
-        // only for a shell). SIGTERM from the init ends it as it would end
-        // `sleep`.
-        entrypoint: Some(vec!["sh".into(), "-c".into(), "read _".into()]),
+        // Kept alive by `sleep` where the image has one that takes
+        // `infinity`, else by the shell waiting on a stdin that stays open
+        // and that nobody writes to: the image needs no `sleep` (`docker.md`
+        // asks only for a shell), and a common image does not depend on the
+        // engine keeping that stdin open. SIGTERM from the init ends either.
+        entrypoint: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "sleep infinity 2>/dev/null; read _".into(),
+        ]),
         cmd: Some(vec![]),
         open_stdin: Some(true),
         env: Some(spec.env.clone()),
