@@ -19,18 +19,24 @@ pub async fn engine_facts(
 ) -> Result<EngineFacts, EngineError> {
     let d = &engine.docker;
     let work = async {
-        let info = d.info().await.map_err(api("info"))?;
-        let containers = d
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                ..Default::default()
-            }))
-            .await
-            .map_err(api("list containers"))?;
-        let networks = d
-            .list_networks(None::<ListNetworksOptions>)
-            .await
-            .map_err(api("list networks"))?;
+        // Three independent questions, asked at once (every start waits
+        // for them before it creates anything).
+        let (info, containers, networks) = tokio::try_join!(
+            async { d.info().await.map_err(api("info")) },
+            async {
+                d.list_containers(Some(ListContainersOptions {
+                    all: true,
+                    ..Default::default()
+                }))
+                .await
+                .map_err(api("list containers"))
+            },
+            async {
+                d.list_networks(None::<ListNetworksOptions>)
+                    .await
+                    .map_err(api("list networks"))
+            },
+        )?;
         let mut facts = EngineFacts {
             has_runsc: has_runsc(&info),
             ..Default::default()

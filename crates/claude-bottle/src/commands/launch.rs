@@ -331,13 +331,18 @@ pub(super) async fn ensure_images(
 ) -> Result<()> {
     let sha = super::build::executable_sha256(settings)?;
     let base = crate::env::var(crate::env::BASE_IMAGE);
-    if image::state(engine, &plan.sidecar.image, &sha).await != ImageState::Fresh {
+    let default_agent = ImageKind::Agent.tag(settings.version);
+    // Both asked at once: two engine round trips on every start.
+    let (sidecar, agent) = tokio::join!(image::state(engine, &plan.sidecar.image, &sha), async {
+        match plan.image == default_agent {
+            true => Some(image::state(engine, &plan.image, &sha).await),
+            false => None,
+        }
+    });
+    if sidecar != ImageState::Fresh {
         super::build::build_one(settings, engine, ImageKind::Sidecar, base.clone()).await?;
     }
-    let default_agent = ImageKind::Agent.tag(settings.version);
-    if plan.image == default_agent
-        && image::state(engine, &plan.image, &sha).await == ImageState::Missing
-    {
+    if agent == Some(ImageState::Missing) {
         super::build::build_one(settings, engine, ImageKind::Agent, base).await?;
     }
     Ok(())
