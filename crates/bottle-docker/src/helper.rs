@@ -75,14 +75,13 @@ pub fn main(args: &[String]) -> ExitCode {
 /// into `run_dir` and `home/*` into the user's home with the archive's
 /// modes, and build `ca-bundle.pem` when `ca.pem` came.
 fn files(tar: &[u8], passwd: &Path, run_dir: &Path) -> ExitCode {
+    // The first uid-1000 line, and its home must be a folder: as the
+    // script's `getent`/`grep -m1`.
     let text = std::fs::read_to_string(passwd).unwrap_or_default();
-    let Some(line) = text
-        .lines()
-        .find(|l| passwd_user(l, "1000").is_some_and(|(_, home)| Path::new(&home).is_dir()))
-    else {
+    let Some(line) = text.lines().find(|l| passwd_user(l, "1000").is_some()) else {
         return ExitCode::from(NO_USER);
     };
-    let Some((_, home)) = passwd_user(line, "1000") else {
+    let Some((_, home)) = passwd_user(line, "1000").filter(|(_, h)| Path::new(h).is_dir()) else {
         return ExitCode::from(NO_USER);
     };
     println!("{line}");
