@@ -74,7 +74,7 @@ pub fn run(settings: &Settings, self_test: bool) -> Result<ExitCode> {
             Ok(_) => r.warn(
                 "gVisor",
                 "`runsc` is not registered with the engine; bottles run under runc (a container is not a VM)",
-                "install gVisor and add `runsc` to the engine's runtimes (https://gvisor.dev/docs/user_guide/install/)",
+                "install gVisor (https://gvisor.dev/docs/user_guide/install/; Debian: `apt-get install runsc`) and add `runsc` to the engine's runtimes in /etc/docker/daemon.json; docs/security.md (\"Known limits\") has the setting that worked with Docker 20.10",
             ),
             Err(e) => r.fail("engine", &e.to_string(), e.hint()),
         }
