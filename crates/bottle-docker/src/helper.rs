@@ -78,10 +78,10 @@ fn files(tar: &[u8], passwd: &Path, run_dir: &Path) -> ExitCode {
     // The first uid-1000 line, and its home must be a folder: as the
     // script's `getent`/`grep -m1`.
     let text = std::fs::read_to_string(passwd).unwrap_or_default();
-    let Some(line) = text.lines().find(|l| passwd_user(l, "1000").is_some()) else {
-        return ExitCode::from(NO_USER);
-    };
-    let Some((_, home)) = passwd_user(line, "1000").filter(|(_, h)| Path::new(h).is_dir()) else {
+    let found = text
+        .lines()
+        .find_map(|l| passwd_user(l, "1000").map(|(_, home)| (l, home)));
+    let Some((line, home)) = found.filter(|(_, home)| Path::new(home).is_dir()) else {
         return ExitCode::from(NO_USER);
     };
     println!("{line}");
@@ -254,6 +254,19 @@ mod tests {
         assert_eq!(files(&tar, &passwd, d.path()), ExitCode::from(NO_USER));
         let home = d.path().join("home");
         std::fs::create_dir(&home).unwrap();
+        // The first uid-1000 line counts, as `getent`/`grep -m1` in the
+        // script: its home missing is no user, whatever lines follow.
+        std::fs::write(
+            &passwd,
+            format!(
+                "gone:x:1000:1000::/nonexistent:/bin/sh
+agent:x:1000:1000::{}:/bin/sh
+",
+                home.display()
+            ),
+        )
+        .unwrap();
+        assert_eq!(files(&tar, &passwd, d.path()), ExitCode::from(NO_USER));
         std::fs::write(
             &passwd,
             format!("agent:x:1000:1000::{}:/bin/sh\n", home.display()),
