@@ -172,6 +172,30 @@ enum Via {
     Helper,
 }
 
+impl Via {
+    /// The exec of one step as `user` with `stdin`: `script` through
+    /// `sh -c`, or the helper's `OP LEN`, which reads exactly its input
+    /// (so no `head -c` in front: the image may not have it).
+    fn exec(self, script: String, op: &str, user: &str, stdin: &[u8]) -> exec::Exec {
+        let cmd = match self {
+            Via::Script => vec!["sh".into(), "-c".into(), script],
+            Via::Helper => vec![
+                helper::PATH.into(),
+                helper::SUBCOMMAND.into(),
+                op.into(),
+                stdin.len().to_string(),
+            ],
+        };
+        exec::Exec {
+            cmd,
+            user: Some(user.into()),
+            stdin: Some(stdin.to_vec()),
+            reads_exact_stdin: matches!(self, Via::Helper),
+            ..Default::default()
+        }
+    }
+}
+
 fn files_failed(reason: String) -> EngineError {
     EngineError::Api {
         what: "write the bottle's files",
@@ -190,22 +214,11 @@ async fn agent_files(
     via: Via,
 ) -> Result<Step<Installed>, EngineError> {
     let snapshot = snapshot && matches!(via, Via::Script);
-    let cmd = match via {
-        Via::Script if snapshot => sh_c(format!("{AGENT_FILES_SCRIPT}\n{SNAPSHOT_SCRIPT}")),
-        Via::Script => sh_c(AGENT_FILES_SCRIPT.to_string()),
-        Via::Helper => helper_cmd("files", tar.len()),
+    let script = match snapshot {
+        true => format!("{AGENT_FILES_SCRIPT}\n{SNAPSHOT_SCRIPT}"),
+        false => AGENT_FILES_SCRIPT.to_string(),
     };
-    let run = exec::run(
-        engine,
-        container,
-        exec::Exec {
-            cmd,
-            user: Some("1000".into()),
-            stdin: Some(tar.to_vec()),
-            reads_exact_stdin: matches!(via, Via::Helper),
-            ..Default::default()
-        },
-    );
+    let run = exec::run(engine, container, via.exec(script, "files", "1000", tar));
     let out = tokio::time::timeout(crate::outbox::SNAPSHOT_TIMEOUT, run)
         .await
         .map_err(|_| {
@@ -251,20 +264,6 @@ async fn agent_files(
         home,
         start_refs,
     }))
-}
-
-fn sh_c(script: String) -> Vec<String> {
-    vec!["sh".into(), "-c".into(), script]
-}
-
-/// `helper agent-helper OP LEN`.
-fn helper_cmd(op: &str, len: usize) -> Vec<String> {
-    vec![
-        helper::PATH.into(),
-        helper::SUBCOMMAND.into(),
-        op.into(),
-        len.to_string(),
-    ]
 }
 
 /// Copy this executable (static, so it runs in any image) into the
@@ -387,20 +386,10 @@ async fn add_to_system_store(
         f=/etc/ssl/certs/ca-certificates.crt; \
         if [ -w \"$f\" ] && [ -w \"${f%/*}\" ]; then cat \"$f\" - > \"$f.claude-bottle\" && mv -f \"$f.claude-bottle\" \"$f\"; \
         elif [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
-    let cmd = match via {
-        Via::Script => sh_c(script.into()),
-        Via::Helper => helper_cmd("add-ca", ca.len()),
-    };
     let out = exec::run(
         engine,
         container,
-        exec::Exec {
-            cmd,
-            user: Some("0".into()),
-            stdin: Some(ca.as_bytes().to_vec()),
-            reads_exact_stdin: matches!(via, Via::Helper),
-            ..Default::default()
-        },
+        via.exec(script.into(), "add-ca", "0", ca.as_bytes()),
     )
     .await?;
     match out.code {
