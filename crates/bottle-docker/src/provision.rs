@@ -276,16 +276,20 @@ pub async fn bring_helper(engine: &Engine, container: &str) -> Result<(), Engine
         reason,
     };
     let exe = std::env::current_exe().map_err(|e| failed(format!("this executable: {e}")))?;
-    let bytes = std::fs::read(&exe).map_err(|e| failed(format!("`{}`: {e}", exe.display())))?;
+    let unreadable = |e: std::io::Error| failed(format!("`{}`: {e}", exe.display()));
+    // Read straight into the archive: one copy of the executable in memory.
+    let file = std::fs::File::open(&exe).map_err(unreadable)?;
+    let len = file.metadata().map_err(unreadable)?.len();
     let mut h = tar::Header::new_gnu();
-    h.set_size(bytes.len() as u64);
+    h.set_size(len);
     h.set_mode(0o755);
     h.set_uid(0);
     h.set_gid(0);
     h.set_entry_type(tar::EntryType::Regular);
-    let mut b = tar::Builder::new(Vec::with_capacity(bytes.len() + 2048));
-    b.append_data(&mut h, helper::PATH.trim_start_matches('/'), &bytes[..])
-        .map_err(|e| failed(e.to_string()))?;
+    let capacity = usize::try_from(len).unwrap_or(0).saturating_add(2048);
+    let mut b = tar::Builder::new(Vec::with_capacity(capacity));
+    b.append_data(&mut h, helper::PATH.trim_start_matches('/'), file)
+        .map_err(unreadable)?;
     let archive = b.into_inner().map_err(|e| failed(e.to_string()))?;
     engine
         .docker
