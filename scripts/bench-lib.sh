@@ -14,6 +14,34 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 
+# Load shape and build folder shared by the proxy benchmarks (ROOT is set
+# by the script that sources this file).
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+TARGET=${CARGO_TARGET_DIR:-${ROOT:-.}/target}
+
+# The known secret the proxy benchmarks scan for: every URL and header is
+# checked against it, as in a bottle.
+BENCH_SECRET_VALUE=bench-secret-value-123
+
+# egress_proxy_config PORT ROUTE-YAML: $WORK/proxy.yaml listening on PORT
+# with the given lines (allow, resolve, ...), `dlp: block` with the bench's
+# known secret and `log: off`.
+egress_proxy_config() {
+  printf 'listen: 127.0.0.1:%s\n%s\ndlp: block\nlog: off\nknown_secret_env: [BENCH_SECRET]\n' \
+    "$1" "$2" > "$WORK/proxy.yaml"
+}
+
+# run_egress_proxy BIN [LISTEN] NAME: BIN (the example, or an older build of
+# it) on $WORK/proxy.yaml, stderr to $WORK/NAME.err; sets LAST_PID.
+run_egress_proxy() {
+  local bin=$1 name=${@: -1}
+  local listen=()
+  [ $# -eq 3 ] && listen=("$2")
+  BENCH_SECRET=$BENCH_SECRET_VALUE "$bin" "$WORK/proxy.yaml" "${listen[@]}" 2>"$WORK/$name.err" & PIDS+=($!)
+  LAST_PID=$!
+}
+
 # need COMMAND DEBIAN-PACKAGE
 need() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2)" >&2; exit 1; }; }
 

@@ -17,11 +17,8 @@ set -euo pipefail
 
 DURATION=${DURATION:-10}
 DURATION=${DURATION%s}
-CONNS=${CONNS:-32}
-THREADS=${THREADS:-2}
 RUNS=${RUNS:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 . "$ROOT/scripts/bench-lib.sh"
 need nginx nginx-light; need openssl openssl; need curl curl
 MITMDUMP=${MITMDUMP:-$(command -v mitmdump || true)}
@@ -55,17 +52,11 @@ start_nginx "server {
 # The proxy makes its own CA (as in a bottle); the client fetches /ca.pem.
 cargo build --release -q -p bottle-egress --example egress-proxy --example https-load
 LOAD="$TARGET/release/examples/https-load"
-cat > "$WORK/proxy.yaml" <<YML
-listen: 127.0.0.1:$PROXY_PORT
-allow: [{host: $HOST, ports: [443], tls: intercept}]
-resolve: {$HOST: "127.0.0.1:$NGINX_PORT"}
-upstream_ca: $WORK/up-ca.pem
-dlp: block
-log: off
-known_secret_env: [BENCH_SECRET]
-YML
-BENCH_SECRET=bench-secret-value-123 "$TARGET/release/examples/egress-proxy" "$WORK/proxy.yaml" 2>"$WORK/proxy.err" & PIDS+=($!)
-PROXY_PID=$!
+egress_proxy_config $PROXY_PORT "allow: [{host: $HOST, ports: [443], tls: intercept}]
+resolve: {$HOST: \"127.0.0.1:$NGINX_PORT\"}
+upstream_ca: $WORK/up-ca.pem"
+run_egress_proxy "$TARGET/release/examples/egress-proxy" proxy
+PROXY_PID=$LAST_PID
 
 # mitmproxy: it has no resolve table, so its CONNECT names nginx's address
 # while SNI and Host stay bench.test; it verifies nginx against the test CA.
@@ -111,7 +102,7 @@ for via in DIRECT PROXY ${MITM_PID:+MITM}; do
   fi
 done
 # The proxy does scan: a known secret in the inner URL is refused.
-out=$("$LOAD" --target $HOST:443 --conns 1 --duration 0.3 --path "/?k=bench-secret-value-123" "${PROXY[@]}" 2>&1 | tail -1)
+out=$("$LOAD" --target $HOST:443 --conns 1 --duration 0.3 --path "/?k=$BENCH_SECRET_VALUE" "${PROXY[@]}" 2>&1 | tail -1)
 if [ "$(field requests "$out")" != 0 ] || [ "$(field errors "$out")" = 0 ]; then
   echo "sanity check: the proxy let a known secret through ($out)" >&2; exit 1
 fi

@@ -12,10 +12,7 @@
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-32}
-THREADS=${THREADS:-2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 . "$ROOT/scripts/bench-lib.sh"
 need nginx nginx-light; need wrk wrk; need tinyproxy tinyproxy
 
@@ -27,18 +24,12 @@ start_nginx "server { listen 127.0.0.1:$NGINX_PORT; location / { return 200 \"he
 
 # Our proxy: allow the bench host (pinned to loopback), DLP on with a known secret.
 cargo build --release -q -p bottle-egress --example egress-proxy
-cat > "$WORK/proxy.yaml" <<YML
-listen: 127.0.0.1:$PROXY_PORT
-allow: [{host: bench.test, ports: [$NGINX_PORT]}]
-resolve: {bench.test: 127.0.0.1}
-dlp: block
-log: off
-known_secret_env: [BENCH_SECRET]
-YML
-BENCH_SECRET=bench-secret-value-123 "$TARGET/release/examples/egress-proxy" "$WORK/proxy.yaml" 2>"$WORK/proxy.err" & PIDS+=($!)
-PROXY_PID=$!
+egress_proxy_config $PROXY_PORT "allow: [{host: bench.test, ports: [$NGINX_PORT]}]
+resolve: {bench.test: 127.0.0.1}"
+run_egress_proxy "$TARGET/release/examples/egress-proxy" proxy
+PROXY_PID=$LAST_PID
 if [ -n "$BASELINE_BIN" ]; then
-  BENCH_SECRET=bench-secret-value-123 "$BASELINE_BIN" "$WORK/proxy.yaml" 127.0.0.1:$BASE_PORT 2>"$WORK/base.err" & PIDS+=($!)
+  run_egress_proxy "$BASELINE_BIN" 127.0.0.1:$BASE_PORT base
 fi
 
 cat > "$WORK/tinyproxy.conf" <<TP
