@@ -222,11 +222,13 @@ async fn handshake(
 }
 
 /// A client session store (shared by every connection of a test) that
-/// counts the TLS 1.3 tickets it hands out to resume with.
+/// counts the TLS 1.3 tickets and the TLS 1.2 sessions it hands out to
+/// resume with.
 #[derive(Debug)]
 struct CountingStore {
     inner: rustls::client::ClientSessionMemoryCache,
     offered: std::sync::atomic::AtomicUsize,
+    offered_tls12: std::sync::atomic::AtomicUsize,
 }
 
 impl CountingStore {
@@ -234,10 +236,14 @@ impl CountingStore {
         std::sync::Arc::new(CountingStore {
             inner: rustls::client::ClientSessionMemoryCache::new(16),
             offered: std::sync::atomic::AtomicUsize::new(0),
+            offered_tls12: std::sync::atomic::AtomicUsize::new(0),
         })
     }
     fn offered(&self) -> usize {
         self.offered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn offered_tls12(&self) -> usize {
+        self.offered_tls12.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -259,7 +265,12 @@ impl rustls::client::ClientSessionStore for CountingStore {
         &self,
         n: &rustls_pki_types::ServerName<'_>,
     ) -> Option<rustls::client::Tls12ClientSessionValue> {
-        self.inner.tls12_session(n)
+        let v = self.inner.tls12_session(n);
+        if v.is_some() {
+            self.offered_tls12
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        v
     }
     fn remove_tls12_session(&self, n: &rustls_pki_types::ServerName<'static>) {
         self.inner.remove_tls12_session(n)
@@ -378,6 +389,52 @@ async fn a_session_from_one_host_is_not_resumed_on_another() {
         (s, h["x-claude-bottle-block"].to_str().unwrap()),
         (403, "host-mismatch")
     );
+    assert_eq!(rec.count(), 2);
+}
+
+/// As [`resuming_client`], but TLS 1.2 only and resuming by session ID
+/// (no tickets): the server keeps these sessions itself.
+fn tls12_session_id_client(
+    ca_pem: &str,
+    store: &std::sync::Arc<CountingStore>,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let verifier = VerifyAs::new(&["a.test", "b.test"], ca_pem);
+    let mut cfg = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.resumption = rustls::client::Resumption::store(store.clone())
+        .tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly);
+    std::sync::Arc::new(cfg)
+}
+
+#[tokio::test]
+async fn a_tls12_session_id_from_one_host_is_not_resumed_on_another() {
+    let (p, rec, port, _ca) = two_host_setup().await;
+    let store = CountingStore::new();
+    let cfg = tls12_session_id_client(p.proxy.ca_pem(), &store);
+    let a = format!("a.test:{port}");
+    // Control: by session ID, a.test's session resumes on a.test.
+    for want in [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed] {
+        let (_, _, stream) = connect(p.addr, &a).await;
+        let (kind, mut c) = handshake(stream.unwrap(), cfg.clone(), "a.test").await;
+        assert_eq!(kind, Some(want));
+        let (s, _, _) = send(&mut c, req("GET", "/v1/x", &[("host", &a)], "")).await;
+        assert_eq!(s, 200);
+    }
+    assert_eq!(store.offered_tls12(), 1);
+    // The attack: the same session ID offered inside a tunnel to b.test.
+    // b.test's session cache must not hold it: a full handshake.
+    let (s, _, stream) = connect(p.addr, &format!("b.test:{port}")).await;
+    assert_eq!(s, 200);
+    let (kind, _c) = handshake(stream.unwrap(), cfg, "a.test").await;
+    assert_eq!(
+        store.offered_tls12(),
+        2,
+        "a.test's session was offered to b.test"
+    );
+    assert_eq!(kind, Some(rustls::HandshakeKind::Full));
     assert_eq!(rec.count(), 2);
 }
 
