@@ -78,10 +78,14 @@ fn an_image_with_only_a_shell_and_a_user_runs_a_bottle() {
                   n=0; while IFS= read -r l; do case \"$l\" in *BEGIN*) n=$((n+1));; esac; done < /run/claude-bottle/ca-bundle.pem; echo \"bundle certs $n\"; \
                   read -r c < /home/agent/.claude.json; case \"$c\" in *'\"hasCompletedOnboarding\":true'*) echo claude config;; esac; \
                   [ -x /opt/claude-bottle/helper ] && echo helper brought; \
+                  ( : > /opt/claude-bottle/helper ) 2>/dev/null && echo helper WRITABLE || echo helper not writable; \
+                  ( : > /opt/claude-bottle/planted ) 2>/dev/null && echo folder WRITABLE || echo folder not writable; \
                   exit 4";
     let (stdout, stderr) = start_prompt(&h, script, 4);
     assert_eq!(
-        stdout, "prompt: You probe.\nenv file\nbundle certs 1\nclaude config\nhelper brought\n",
+        stdout,
+        "prompt: You probe.\nenv file\nbundle certs 1\nclaude config\nhelper brought\n\
+         helper not writable\nfolder not writable\n",
         "{stderr}"
     );
     assert_eq!(leftovers(&h.run), Vec::<String>::new());
