@@ -100,7 +100,7 @@ pub async fn launch(
             .clone()
             .unwrap_or_else(|| plan.image.clone()),
         network: plan.networks[0].clone(),
-        dns: Some(sidecar_ip),
+        dns: Some(sidecar_ip.clone()),
         env,
         labels: agent_labels(base_labels, &plan.agent.command),
         memory: plan.resources.memory.clone(),
@@ -143,7 +143,7 @@ pub async fn launch(
     Ok(Launched {
         agent_id,
         sidecar_id,
-        sidecar_ip: names.get("sidecar").cloned().unwrap_or_default(),
+        sidecar_ip,
         start_refs,
     })
 }
