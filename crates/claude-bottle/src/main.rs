@@ -3,13 +3,16 @@
 
 #![forbid(unsafe_code)]
 
+// First, so its printing macros are in scope in every module below.
+#[macro_use]
+mod output;
+
 mod catalog;
 mod cli;
 mod commands;
 mod duration;
 mod env;
 mod host;
-mod output;
 mod progress;
 mod report;
 mod settings;

@@ -17,3 +17,23 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
 }
+
+/// `eprintln!` that never panics. std's panics when the write fails, and
+/// after a hangup the terminal answers every write with EIO: a panic there
+/// would stop teardown half way and leave the sidecar, which holds the
+/// bottle's credentials, running. (`eprintln!` is refused by this crate's
+/// clippy.toml for that reason.)
+macro_rules! stderrln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see `stderrln!`).
+macro_rules! stderr {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}

@@ -13,7 +13,7 @@ pub struct Progress {
 impl Progress {
     pub fn start(message: &str) -> Progress {
         if !std::io::stderr().is_terminal() {
-            eprintln!("{message}");
+            stderrln!("{message}");
             return Progress { bar: None };
         }
         let bar = ProgressBar::new_spinner();
@@ -31,14 +31,14 @@ impl Progress {
     pub fn detail(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.set_message(truncate(line, 100)),
-            None => eprintln!("  {line}"),
+            None => stderrln!("  {line}"),
         }
     }
 
     pub fn finish(self, message: &str) {
         match self.bar {
             Some(bar) => bar.finish_with_message(message.to_string()),
-            None => eprintln!("{message}"),
+            None => stderrln!("{message}"),
         }
     }
 }

@@ -67,13 +67,13 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     let (code, hint) = classify(err);
     let mut chain = err.chain();
     if let Some(top) = chain.next() {
-        eprintln!("error: {top}");
+        stderrln!("error: {top}");
     }
     for cause in chain {
-        eprintln!("  caused by: {cause}");
+        stderrln!("  caused by: {cause}");
     }
     if let Some(h) = hint {
-        eprintln!("\nhint: {h}");
+        stderrln!("\nhint: {h}");
     }
     ExitCode::from(code)
 }

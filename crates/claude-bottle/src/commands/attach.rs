@@ -74,7 +74,7 @@ pub fn run(slug: &str) -> Result<ExitCode> {
             code = session(&engine, &agent.id, cmd, &env) => code,
             (code, what) = interrupts.next_signal() => {
                 terminal::restore();
-                eprintln!("\n{what}: leaving the session; the bottle `{slug}` keeps running");
+                stderrln!("\n{what}: leaving the session; the bottle `{slug}` keeps running");
                 Ok(code)
             }
         }

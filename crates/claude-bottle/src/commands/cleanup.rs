@@ -23,26 +23,26 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
         let (orphans, kept) = orphans(objects, all);
         let states = orphan_states(settings, &orphans, all);
         if orphans.is_empty() && states.is_empty() {
-            eprintln!("nothing to clean up");
+            stderrln!("nothing to clean up");
             if kept > 0 {
-                eprintln!("{kept} object(s) of bottles started with `--keep` left alone; `--all` removes them");
+                stderrln!("{kept} object(s) of bottles started with `--keep` left alone; `--all` removes them");
             }
             return Ok(ExitCode::SUCCESS);
         }
         for o in &orphans {
-            eprintln!("  {:<9} {:<48} bottle {}", o.kind, o.name, o.slug);
+            stderrln!("  {:<9} {:<48} bottle {}", o.kind, o.name, o.slug);
         }
         for s in &states {
-            eprintln!("  state     {}", s.display());
+            stderrln!("  state     {}", s.display());
         }
         if !yes && !confirm("Remove these?")? {
-            eprintln!("nothing removed");
+            stderrln!("nothing removed");
             return Ok(ExitCode::SUCCESS);
         }
         let failures = teardown::remove(&engine, &orphans).await;
         for s in &states {
             if let Err(e) = std::fs::remove_dir_all(s) {
-                eprintln!("warning: cannot remove `{}`: {e}", s.display());
+                stderrln!("warning: cannot remove `{}`: {e}", s.display());
             }
         }
         if !failures.is_empty() {
@@ -52,7 +52,7 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
             )
             .into());
         }
-        eprintln!("removed {} object(s)", orphans.len() + states.len());
+        stderrln!("removed {} object(s)", orphans.len() + states.len());
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -111,7 +111,7 @@ fn confirm(question: &str) -> Result<bool> {
             .with_hint("pass `-y` to remove without asking")
             .into());
     }
-    eprint!("{question} [y/N] ");
+    stderr!("{question} [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

@@ -16,14 +16,14 @@ struct Report {
 
 impl Report {
     fn ok(&self, what: &str, detail: &str) {
-        eprintln!("ok       {what}: {detail}");
+        stderrln!("ok       {what}: {detail}");
     }
     fn warn(&mut self, what: &str, detail: &str, fix: &str) {
-        eprintln!("warning  {what}: {detail}\n         fix: {fix}");
+        stderrln!("warning  {what}: {detail}\n         fix: {fix}");
     }
     fn fail(&mut self, what: &str, detail: &str, fix: &str) {
         self.problems += 1;
-        eprintln!("MISSING  {what}: {detail}\n         fix: {fix}");
+        stderrln!("MISSING  {what}: {detail}\n         fix: {fix}");
     }
 }
 
@@ -93,7 +93,7 @@ pub fn run(settings: &Settings, self_test: bool) -> Result<ExitCode> {
             EngineFailure::new(format!("doctor found {} problem(s)", r.problems), None).into(),
         );
     }
-    eprintln!("\nready");
+    stderrln!("\nready");
     Ok(ExitCode::SUCCESS)
 }
 

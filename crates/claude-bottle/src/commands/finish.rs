@@ -53,13 +53,13 @@ pub fn record_start(
     let refs = match refs {
         Ok(r) => r.clone(),
         Err(e) => {
-            eprintln!("warning: cannot record the workspace's git refs: {e}");
-            eprintln!("  at teardown every commit not on a remote-tracking ref counts as new");
+            stderrln!("warning: cannot record the workspace's git refs: {e}");
+            stderrln!("  at teardown every commit not on a remote-tracking ref counts as new");
             StartRefs::default()
         }
     };
     if let Err(e) = state::record(settings, slug, bottle, keep, &refs) {
-        eprintln!(
+        stderrln!(
             "warning: cannot write the state folder `{}`: {e}",
             state::dir(settings, slug).display()
         );
@@ -155,7 +155,7 @@ pub async fn finish(settings: &Settings, engine: &Engine, slug: &str, known: Kno
     }
 
     if !objects.is_empty() {
-        eprint!("{}", summary::render(slug, &tally, &saved));
+        stderr!("{}", summary::render(slug, &tally, &saved));
     }
 
     failures.extend(agent_removal);
@@ -181,11 +181,11 @@ impl Finished {
         if self.is_clean() {
             return;
         }
-        eprintln!(
+        stderrln!(
             "warning: teardown did not finish cleanly:\n  {}",
             self.failures.join("\n  ")
         );
-        eprintln!("\nhint: `claude-bottle cleanup` removes what was left behind");
+        stderrln!("\nhint: `claude-bottle cleanup` removes what was left behind");
     }
 }
 

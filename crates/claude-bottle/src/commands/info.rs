@@ -47,7 +47,7 @@ pub fn run(settings: &Settings, agent: &str) -> Result<ExitCode> {
     )?
     .plan;
     for w in &loaded.catalog.warnings {
-        eprintln!("warning: {w}");
+        stderrln!("warning: {w}");
     }
     let a = &loaded.agent;
     let b = &loaded.bottle;

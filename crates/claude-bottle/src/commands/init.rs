@@ -24,7 +24,7 @@ pub fn run(settings: &Settings) -> Result<ExitCode> {
     }
     write_new(&home.join("bottles/dev.md"), BOTTLE)?;
     write_new(&home.join("agents/claude.md"), AGENT)?;
-    eprintln!(
+    stderrln!(
         "\nnext:\n  export CLAUDE_BOTTLE_OAUTH_TOKEN=...   # from `claude setup-token`\n  claude-bottle start claude --dry-run"
     );
     Ok(ExitCode::SUCCESS)
@@ -40,10 +40,10 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
         Ok(mut f) => {
             f.write_all(text.as_bytes())
                 .with_context(|| format!("cannot write `{}`", path.display()))?;
-            eprintln!("wrote   {}", path.display());
+            stderrln!("wrote   {}", path.display());
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            eprintln!("kept    {} (already there)", path.display());
+            stderrln!("kept    {} (already there)", path.display());
         }
         Err(e) => return Err(e).with_context(|| format!("cannot create `{}`", path.display())),
     }

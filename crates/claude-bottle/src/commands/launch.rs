@@ -70,12 +70,12 @@ pub fn run(
         let asked = tokio::select! {
             a = ask(&run.questions) => a?,
             code = interrupts.next_quiet() => {
-                eprintln!("nothing was created");
+                stderrln!("nothing was created");
                 return Ok(code);
             }
         };
         let Some(asked) = asked else {
-            eprintln!("cancelled: nothing was created");
+            stderrln!("cancelled: nothing was created");
             return Ok(ExitCode::from(130));
         };
         env.extend(asked);
@@ -84,7 +84,7 @@ pub fn run(
         tokio::select! {
             built = ensure_images(settings, &engine, plan) => built?,
             code = interrupts.next_quiet() => {
-                eprintln!("nothing was launched");
+                stderrln!("nothing was launched");
                 return Ok(code);
             }
         }
@@ -137,7 +137,7 @@ pub fn run(
                 Some(limit) => match tokio::time::timeout(limit, agent).await {
                     Ok(done) => done,
                     Err(_) => {
-                        eprintln!(
+                        stderrln!(
                             "the agent ran for its `--timeout` of {}: ending it",
                             crate::duration::show(limit)
                         );
@@ -159,9 +159,10 @@ pub fn run(
                 .await
                 .warn();
         } else {
-            eprintln!(
+            stderrln!(
                 "the bottle `{}` keeps running; `claude-bottle stop {}` ends it",
-                plan.slug, plan.slug
+                plan.slug,
+                plan.slug
             );
         }
         outcome
@@ -209,9 +210,10 @@ pub(super) async fn claim(
             ))
             .with_hint("remove old bottles: `claude-bottle cleanup`, or `docker rm -f`")
         })?;
-        eprintln!(
+        stderrln!(
             "another start of `{}` took the name `{}` a moment ago: this bottle is `{next}`",
-            plan.agent.name, plan.slug
+            plan.agent.name,
+            plan.slug
         );
         plan = plan.with_slug(&next);
     }
@@ -237,7 +239,7 @@ async fn copy_cwd(
     base: &HashMap<String, String>,
 ) -> Result<()> {
     // Secret-looking files were named in the preflight's warnings.
-    eprintln!(
+    stderrln!(
         "copying {} file(s), {:.1} MB, from `{}` into /workspace",
         ws.files,
         ws.bytes as f64 / 1e6,
@@ -318,7 +320,7 @@ async fn run_agent(
 /// become 255).
 pub(super) fn agent_exit(code: i64) -> ExitCode {
     if code != 0 {
-        eprintln!("the agent exited with code {code}");
+        stderrln!("the agent exited with code {code}");
     }
     ExitCode::from(u8::try_from(code).unwrap_or(255))
 }
@@ -381,13 +383,13 @@ impl Interrupts {
     /// Before anything was created: say what happened, nothing more.
     async fn next_quiet(&mut self) -> ExitCode {
         let (code, what) = self.next_signal().await;
-        eprintln!("\n{what}");
+        stderrln!("\n{what}");
         code
     }
 
     async fn next(&mut self) -> ExitCode {
         let (code, what) = self.next_signal().await;
-        eprintln!("\n{what}: tearing down");
+        stderrln!("\n{what}: tearing down");
         code
     }
 }

@@ -57,7 +57,7 @@ pub fn run(settings: &Settings, what: Option<ListWhat>, format: Format) -> Resul
         return Ok(ExitCode::SUCCESS);
     }
     for w in &catalog.warnings {
-        eprintln!("warning: {w}");
+        stderrln!("warning: {w}");
     }
     let mut out = String::new();
     if show_agents {

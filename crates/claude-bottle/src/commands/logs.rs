@@ -47,7 +47,7 @@ pub fn run(settings: &Settings, args: LogsArgs) -> Result<ExitCode> {
     };
     if let Some(path) = finish::newest_log(settings, &args.slug) {
         if args.follow {
-            eprintln!(
+            stderrln!(
                 "the bottle `{}` is gone; showing its kept log `{}`",
                 args.slug,
                 path.display()

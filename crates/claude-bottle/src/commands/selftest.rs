@@ -56,13 +56,13 @@ pub fn run(settings: &Settings) -> Result<ExitCode> {
             "NOT ENFORCED"
         };
         failed += usize::from(!c.enforced);
-        eprintln!("{word} {}: {}", c.name, c.detail);
+        stderrln!("{word} {}: {}", c.name, c.detail);
     }
     if failed == 0 {
-        eprintln!("self-test: all {} checks enforced", checks.len());
+        stderrln!("self-test: all {} checks enforced", checks.len());
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
+        stderrln!(
             "self-test: {failed} of {} checks NOT ENFORCED: do not run agents unsupervised on this machine until they are",
             checks.len()
         );
@@ -136,7 +136,7 @@ fn run_in(settings: &Settings, home: &Path) -> Result<Vec<Check>> {
             Err(e) => vec![e],
         };
         for failure in &removal {
-            eprintln!("warning: removing the throw-away bottle: {failure}");
+            stderrln!("warning: removing the throw-away bottle: {failure}");
         }
         let _ = crate::state::remove(&test, &plan.slug);
         outcome
@@ -331,7 +331,7 @@ impl HostListener {
 /// JSON lines on stdout.
 pub fn probe_main(phase: &str, spec: &str) -> ExitCode {
     let Ok(spec) = serde_json::from_str::<Value>(spec) else {
-        eprintln!("self-test-probe: the spec is not JSON");
+        stderrln!("self-test-probe: the spec is not JSON");
         return ExitCode::from(2);
     };
     let sidecar = spec["sidecar"].as_str().unwrap_or("").to_string();

@@ -142,7 +142,7 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
             if let Err(e) =
                 bottle_gitgate::serve(gate_cfg, gate_secrets, options, listener, shutdown()).await
             {
-                eprintln!("error: git gate: {e}");
+                stderrln!("error: git gate: {e}");
             }
         });
     }
@@ -150,8 +150,7 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
     // Every part listens: say so, once, on stdout (the CLI waits for it),
     // after the bottle CA's certificate (public; never the key), which the
     // CLI installs in the agent without a round trip through it.
-    print!("{}", proxy.ca_pem());
-    println!("ready {}", addrs.join(", "));
+    crate::output::stdout(&format!("{}ready {}\n", proxy.ca_pem(), addrs.join(", ")))?;
     bottle_egress::serve(proxy, proxy_listener, shutdown()).await?;
     tasks.shutdown().await;
     Ok(ExitCode::SUCCESS)

@@ -68,16 +68,16 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
         output::stdout(&format!("{json}\n"))?;
         return Ok(ExitCode::SUCCESS);
     }
-    eprint!("{}", bottle_plan::preflight::render(plan));
+    stderr!("{}", bottle_plan::preflight::render(plan));
     if let Some(note) = engine_note {
-        eprintln!("note: {note}");
+        stderrln!("note: {note}");
     }
     if args.dry_run {
-        eprintln!("\ndry run: nothing was created");
+        stderrln!("\ndry run: nothing was created");
         return Ok(ExitCode::SUCCESS);
     }
     if !args.yes && !confirm()? {
-        eprintln!("nothing was created");
+        stderrln!("nothing was created");
         return Ok(ExitCode::SUCCESS);
     }
     // Only reachable without a terminal with `--yes`: refuse before
@@ -149,7 +149,7 @@ fn confirm() -> Result<bool> {
             .with_hint("pass `--yes` to launch without asking, or `--dry-run` to only look")
             .into());
     }
-    eprint!("\nLaunch? [y/N] ");
+    stderr!("\nLaunch? [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

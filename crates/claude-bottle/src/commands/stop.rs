@@ -29,7 +29,7 @@ pub fn run(settings: &Settings, slug: Option<String>, all: bool) -> Result<ExitC
         let slugs: BTreeSet<String> = objects.into_iter().map(|o| o.slug).collect();
         if slugs.is_empty() {
             if all {
-                eprintln!("no bottle is running");
+                stderrln!("no bottle is running");
                 return Ok(ExitCode::SUCCESS);
             }
             return Err(UsageError::new(format!(
@@ -41,10 +41,10 @@ pub fn run(settings: &Settings, slug: Option<String>, all: bool) -> Result<ExitC
         }
         let mut failures = Vec::new();
         for s in &slugs {
-            eprintln!("stopping bottle `{s}`");
+            stderrln!("stopping bottle `{s}`");
             let done = finish::finish(settings, &engine, s, Known::default()).await;
             if done.is_clean() {
-                eprintln!("bottle `{s}` is stopped and removed");
+                stderrln!("bottle `{s}` is stopped and removed");
             }
             failures.extend(done.failures.into_iter().map(|f| format!("`{s}`: {f}")));
         }

@@ -87,6 +87,97 @@ fn sigterm_tears_the_bottle_down() {
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
 
+/// A real hangup, as when the terminal window is closed: the CLI is the
+/// session leader of a pseudo-terminal whose other end goes away, so it
+/// gets SIGHUP and every later write to the terminal fails with EIO. It
+/// must still tear everything down (std's `eprintln!` panics on that EIO,
+/// which once stopped teardown before it began).
+#[test]
+fn a_terminal_hangup_tears_the_bottle_down() {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    if !super::images_ready("a_terminal_hangup_tears_the_bottle_down") {
+        return;
+    }
+    let _images = super::image_lock();
+    let h = Home::new("probe-hup");
+    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&controller).unwrap();
+    unlockpt(&controller).unwrap();
+    let name = ptsname(&controller, Vec::new()).unwrap();
+    let terminal = rustix::fs::open(name.as_c_str(), OFlags::RDWR, Mode::empty()).unwrap();
+    rustix::fs::fcntl_setfl(&controller, OFlags::NONBLOCK).unwrap();
+    // Not inherited: a CLI holding the other end would never be hung up.
+    rustix::io::fcntl_setfd(&controller, rustix::io::FdFlags::CLOEXEC).unwrap();
+
+    // `setsid --ctty`: a new session whose controlling terminal is stdin.
+    let cli = h.cli(&[
+        "start",
+        &h.agent,
+        "--yes",
+        "--prompt",
+        "echo agent-running; sleep 120",
+    ]);
+    let mut cmd = Command::new("setsid");
+    cmd.arg("--ctty")
+        .arg(cli.get_program())
+        .args(cli.get_args());
+    for (k, v) in cli.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.current_dir(cli.get_current_dir().unwrap())
+        .stdin(Stdio::from(terminal.try_clone().unwrap()))
+        .stdout(Stdio::from(terminal.try_clone().unwrap()))
+        .stderr(Stdio::from(terminal));
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+
+    let mut controller = std::fs::File::from(controller);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !String::from_utf8_lossy(&seen).contains("agent-running") {
+        let mut buf = [0u8; 4096];
+        match controller.read(&mut buf) {
+            Ok(0) => panic!("the terminal closed:\n{}", String::from_utf8_lossy(&seen)),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("{e}:\n{}", String::from_utf8_lossy(&seen)),
+        }
+        if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            panic!("the agent never ran:\n{}", String::from_utf8_lossy(&seen));
+        }
+    }
+    assert!(
+        !leftovers(&h.run).is_empty(),
+        "the bottle is up while the agent runs"
+    );
+
+    // Close the terminal's only other end: the kernel hangs it up.
+    drop(controller);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the CLI did not end after the hangup");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(129), "a hangup exits 129, not a panic");
+    assert_eq!(leftovers(&h.run), Vec::<String>::new());
+}
+
 /// Row 5 of security.md, from both sides: the bottle's real token must not
 /// be readable by the agent (env, every process's environ and cmdline,
 /// files under /run and home) nor appear in `docker inspect` of any of the
