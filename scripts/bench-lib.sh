@@ -45,14 +45,17 @@ run_egress_proxy() {
 # need COMMAND DEBIAN-PACKAGE
 need() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2)" >&2; exit 1; }; }
 
-# start_nginx SERVER-BLOCK: one worker, keep-alive without limit, the
-# given `server { ... }` block; sets NGINX_PID.
+# start_nginx SERVER-BLOCK [NAME] [WORKERS]: nginx (one worker unless
+# told) with keep-alive without limit and the given `server { ... }`
+# block (plus any `upstream` blocks before it); sets NGINX_PID. NAME
+# (default nginx) names its files in $WORK, for a second instance.
 start_nginx() {
-  cat > "$WORK/nginx.conf" <<NG
-worker_processes 1;
+  local name=${2:-nginx}
+  cat > "$WORK/$name.conf" <<NG
+worker_processes ${3:-1};
 daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err;
+pid $WORK/$name.pid;
+error_log $WORK/$name.err;
 events { worker_connections 4096; }
 http {
   access_log off;
@@ -60,7 +63,7 @@ http {
   $1
 }
 NG
-  nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
+  nginx -c "$WORK/$name.conf" -p "$WORK" & PIDS+=($!)
   NGINX_PID=$!
 }
 

@@ -16,11 +16,21 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/bench-lib.sh"
 need nginx nginx-light; need wrk wrk; need tinyproxy tinyproxy
 
-NGINX_PORT=18080 PROXY_PORT=18081 TINY_PORT=18082 MITM_PORT=18083 BASE_PORT=18084
+NGINX_PORT=18080 PROXY_PORT=18081 TINY_PORT=18082 MITM_PORT=18083 BASE_PORT=18084 RELAY_PORT=18085
 BASELINE_BIN=${BASELINE_BIN:-}
 
 # Upstream: nginx answering a small body with keep-alive.
 start_nginx "server { listen 127.0.0.1:$NGINX_PORT; location / { return 200 \"hello from upstream\\n\"; } }"
+
+# Reference floor: a second nginx as a bare keep-alive relay (no allowlist,
+# no DLP, pooled upstream connections), i.e. what a tuned C relay with
+# nothing to check costs on this machine. Two workers, as our proxy has two
+# runtime threads.
+start_nginx "upstream backend { server 127.0.0.1:$NGINX_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$RELAY_PORT;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }
+  }" relay 2
 
 # Our proxy: allow the bench host (pinned to loopback), DLP on with a known secret.
 cargo build --release -q -p bottle-egress --example egress-proxy
@@ -46,7 +56,7 @@ if command -v mitmdump >/dev/null; then
   mitmdump --listen-host 127.0.0.1 -p $MITM_PORT -q >/dev/null 2>&1 & PIDS+=($!)
 fi
 
-wait_ports $NGINX_PORT $PROXY_PORT $TINY_PORT ${BASELINE_BIN:+$BASE_PORT}
+wait_ports $NGINX_PORT $PROXY_PORT $TINY_PORT $RELAY_PORT ${BASELINE_BIN:+$BASE_PORT}
 sleep 1
 IDLE_RSS=$(ps -o rss= -p "$PROXY_PID" | tr -d ' ')
 
@@ -86,11 +96,13 @@ for mode in proxy.lua close.lua; do
   if [ -n "$BASELINE_BIN" ]; then
     IFS='|' read -r n r a b <<<"$(run "baseline proxy ($label)" $BASE_PORT "$PROXIED_URL" "$mode")"; echo "| $n | $r | $a | $b |"; B=$r
   else B=""; fi
+  IFS='|' read -r n r a b <<<"$(run "nginx relay, no checks ($label)" $RELAY_PORT "$PROXIED_URL" "$mode")"; echo "| $n | $r | $a | $b |"; R=$r
   IFS='|' read -r n r a b <<<"$(run "tinyproxy ($label)" $TINY_PORT "$OTHER_URL" "$mode")"; echo "| $n | $r | $a | $b |"; T=$r
   if command -v mitmdump >/dev/null; then
     IFS='|' read -r n r a b <<<"$(run "mitmproxy ($label)" $MITM_PORT "$OTHER_URL" "$mode")"; echo "| $n | $r | $a | $b |"; M=$r
   else M=""; fi
   echo "| ratio proxy/direct ($label) | $(awk -v p="$P" -v d="$D" 'BEGIN{printf "%.2f", p/d}') | | |"
+  echo "| ratio nginx relay/direct ($label) | $(awk -v r="$R" -v d="$D" 'BEGIN{printf "%.2f", r/d}') | | |"
   echo "| ratio proxy/tinyproxy ($label) | $(awk -v p="$P" -v t="$T" 'BEGIN{printf "%.2f", p/t}') | | |"
   echo "| ratio tinyproxy/direct ($label) | $(awk -v t="$T" -v d="$D" 'BEGIN{printf "%.2f", t/d}') | | |"
   [ -n "$M" ] && echo "| ratio proxy/mitmproxy ($label) | $(awk -v p="$P" -v m="$M" 'BEGIN{printf "%.2f", p/m}') | | |"
@@ -98,5 +110,5 @@ for mode in proxy.lua close.lua; do
   [ -n "$B" ] && echo "| ratio baseline/tinyproxy ($label) | $(awk -v b="$B" -v t="$T" 'BEGIN{printf "%.2f", b/t}') | | |"
 done
 echo
-echo "single connection p50: direct $(lat1 d $NGINX_PORT "$DIRECT_URL"), proxy $(lat1 p $PROXY_PORT "$PROXIED_URL")${BASELINE_BIN:+, baseline $(lat1 b $BASE_PORT "$PROXIED_URL")}"
+echo "single connection p50: direct $(lat1 d $NGINX_PORT "$DIRECT_URL"), proxy $(lat1 p $PROXY_PORT "$PROXIED_URL"), nginx relay $(lat1 r $RELAY_PORT "$PROXIED_URL")${BASELINE_BIN:+, baseline $(lat1 b $BASE_PORT "$PROXIED_URL")}"
 echo "proxy RSS: idle ${IDLE_RSS} KiB, after load $(ps -o rss= -p "$PROXY_PID" | tr -d ' ') KiB"
