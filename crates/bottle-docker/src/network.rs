@@ -23,11 +23,24 @@ pub async fn create(
     internal: bool,
     labels: HashMap<String, String>,
 ) -> Result<String, EngineError> {
-    let request = NetworkCreateRequest {
+    let created = engine
+        .docker
+        .create_network(request(name, internal, labels))
+        .await
+        .map_err(api("create network"))?;
+    Ok(created.id)
+}
+
+fn request(name: &str, internal: bool, labels: HashMap<String, String>) -> NetworkCreateRequest {
+    NetworkCreateRequest {
         name: name.to_string(),
         driver: Some("bridge".into()),
         internal: Some(internal),
         attachable: Some(false),
+        // Said, not left to the engine's defaults: a daemon with IPv6 on
+        // by default would give the bridge a host address that
+        // `inhibit_ipv4` does not cover.
+        enable_ipv6: Some(false),
         options: Some(if internal {
             internal_options()
         } else {
@@ -35,11 +48,24 @@ pub async fn create(
         }),
         labels: Some(labels),
         ..Default::default()
-    };
-    let created = engine
-        .docker
-        .create_network(request)
-        .await
-        .map_err(api("create network"))?;
-    Ok(created.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_networks_say_no_ipv6_and_only_the_internal_one_is_internal() {
+        let internal = request("n", true, HashMap::new());
+        assert_eq!(internal.enable_ipv6, Some(false));
+        assert_eq!(internal.internal, Some(true));
+        assert_eq!(
+            internal.options.unwrap()["com.docker.network.bridge.inhibit_ipv4"],
+            "true"
+        );
+        let egress = request("n", false, HashMap::new());
+        assert_eq!(egress.enable_ipv6, Some(false));
+        assert_eq!(egress.internal, Some(false));
+    }
 }
