@@ -12,6 +12,12 @@ RUN set -e; missing=""; \
       apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing \
       && rm -rf /var/lib/apt/lists/*; \
     fi
+# The static executable resolves upstream names with glibc, which would
+# load any NSS module the base's nsswitch.conf names (a module of another
+# glibc can crash it): only the built-in `files` and `dns` sources here.
+RUN printf '%s\n' 'passwd: files' 'group: files' 'shadow: files' 'hosts: files dns' \
+      'networks: files' 'protocols: files' 'services: files' 'ethers: files' 'rpc: files' \
+      > /etc/nsswitch.conf
 COPY claude-bottle /usr/local/bin/claude-bottle
 # Runs as nobody with no capabilities; the engine lets it bind port 53 by
 # lowering net.ipv4.ip_unprivileged_port_start in its own network namespace.

@@ -92,6 +92,18 @@ fn build_both_images_from_a_local_base() {
         docker(&["image", "inspect", "--format", "{{.Config.User}}", &sidecar]),
         "65534:65534"
     );
+    // Names resolve through glibc's built-in sources only, whatever the
+    // base's NSS setup.
+    let nss = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "grep",
+        &sidecar,
+        "^hosts:",
+        "/etc/nsswitch.conf",
+    ]);
+    assert_eq!(nss, "hosts: files dns");
     // The agent: uid 1000 in /workspace, claude at ~/.local/bin/claude.
     let agent = format!("claude-bottle/agent:{VERSION}");
     let probe = docker(&[
