@@ -38,7 +38,7 @@ pub async fn engine_facts(
             },
         )?;
         let mut facts = EngineFacts {
-            has_runsc: has_runsc(&info),
+            gvisor_runtime: gvisor_runtime(&info),
             ..Default::default()
         };
         let mut owners = Owners::default();
@@ -105,18 +105,25 @@ fn collect_slug(l: Option<&HashMap<String, String>>, slugs: &mut BTreeSet<String
     }
 }
 
-/// gVisor is there when the engine lists a runtime named `runsc`, or one
-/// whose program is `runsc` under another name.
-pub fn has_runsc(info: &SystemInfo) -> bool {
-    info.runtimes.as_ref().is_some_and(|rts| {
-        rts.iter().any(|(name, rt)| {
-            name == "runsc"
-                || rt
-                    .path
-                    .as_deref()
-                    .is_some_and(|p| p.rsplit('/').next() == Some("runsc"))
+/// The name gVisor is registered under: a runtime named `runsc`, or else
+/// one whose program is `runsc` under another name (the first by name, so
+/// the answer does not depend on the map's order).
+pub fn gvisor_runtime(info: &SystemInfo) -> Option<String> {
+    let rts = info.runtimes.as_ref()?;
+    if rts.contains_key("runsc") {
+        return Some("runsc".to_string());
+    }
+    let mut named: Vec<&String> = rts
+        .iter()
+        .filter(|(_, rt)| {
+            rt.path
+                .as_deref()
+                .is_some_and(|p| p.rsplit('/').next() == Some("runsc"))
         })
-    })
+        .map(|(name, _)| name)
+        .collect();
+    named.sort();
+    named.first().map(|n| n.to_string())
 }
 
 #[cfg(test)]
@@ -129,16 +136,20 @@ mod tests {
 
     #[test]
     fn runsc_detection_on_recorded_answers() {
-        assert!(!has_runsc(&info(include_str!(
-            "../tests/data/info-runc-20.10.json"
-        ))));
-        assert!(has_runsc(&info(include_str!(
-            "../tests/data/info-runsc.json"
-        ))));
-        assert!(has_runsc(&info(
-            r#"{"Runtimes": {"gvisor": {"path": "/usr/local/bin/runsc"}}}"#
-        )));
-        assert!(!has_runsc(&info("{}")));
+        let name = |json: &str| gvisor_runtime(&info(json));
+        assert_eq!(
+            name(include_str!("../tests/data/info-runc-20.10.json")),
+            None
+        );
+        assert_eq!(
+            name(include_str!("../tests/data/info-runsc.json")).as_deref(),
+            Some("runsc")
+        );
+        assert_eq!(
+            name(r#"{"Runtimes": {"gvisor": {"path": "/usr/local/bin/runsc"}}}"#).as_deref(),
+            Some("gvisor")
+        );
+        assert_eq!(name("{}"), None);
     }
 }
 

@@ -39,8 +39,9 @@ pub struct EngineFacts {
     pub networks: BTreeSet<String>,
     /// Slugs that labelled objects already carry.
     pub slugs: BTreeSet<String>,
-    /// The engine has a `runsc` runtime registered.
-    pub has_runsc: bool,
+    /// The name gVisor is registered under with the engine (`runsc`, or
+    /// another name whose program is `runsc`), if it is.
+    pub gvisor_runtime: Option<String>,
     /// Slugs whose objects were left by a CLI that is gone (and not kept
     /// with `--keep`): what `cleanup` would remove.
     pub leftovers: BTreeSet<String>,

@@ -20,7 +20,8 @@ pub struct Plan {
     pub agent: AgentPlan,
     pub bottle: BottlePlan,
     pub backend: String,
-    /// `runc`, `runsc`, or `None` when the engine was not reached.
+    /// `runc`, the name gVisor is registered under (usually `runsc`), or
+    /// `None` when the engine was not reached.
     pub runtime: Option<String>,
     pub container: String,
     pub sidecar: SidecarPlan,

@@ -104,20 +104,20 @@ pub fn resolve(
         None => names::agent_container(&slug),
     };
 
+    // The engine knows gVisor by the name it was registered under, which
+    // need not be `runsc`.
     let runtime = match engine {
         None => None,
         Some(e) => Some(
-            match bottle.runtime.unwrap_or(Runtime::Auto) {
-                Runtime::Runsc if !e.has_runsc => {
+            match (bottle.runtime.unwrap_or(Runtime::Auto), &e.gvisor_runtime) {
+                (Runtime::Runsc, None) => {
                     return Err(Error::NoRunsc {
                         file: bottle.file.clone(),
                     });
                 }
-                Runtime::Runsc => "runsc",
-                Runtime::Auto if e.has_runsc => "runsc",
-                Runtime::Auto | Runtime::Runc => "runc",
-            }
-            .to_string(),
+                (Runtime::Runsc | Runtime::Auto, Some(name)) => name.clone(),
+                (Runtime::Auto | Runtime::Runc, _) => "runc".to_string(),
+            },
         ),
     };
 

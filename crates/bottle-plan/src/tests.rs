@@ -245,13 +245,19 @@ fn leftovers_of_dead_runs_are_a_warning() {
 #[test]
 fn runtime_rules() {
     let gvisor = EngineFacts {
-        has_runsc: true,
+        gvisor_runtime: Some("runsc".into()),
         ..Default::default()
     };
     assert_eq!(
         full(Some(gvisor.clone())).plan.runtime.as_deref(),
         Some("runsc")
     );
+    // Registered under another name: that name is what the engine takes.
+    let renamed = EngineFacts {
+        gvisor_runtime: Some("gvisor".into()),
+        ..Default::default()
+    };
+    assert_eq!(full(Some(renamed)).plan.runtime.as_deref(), Some("gvisor"));
     assert_eq!(
         full(Some(EngineFacts::default())).plan.runtime.as_deref(),
         Some("runc")

@@ -70,7 +70,7 @@ pub fn run(settings: &Settings, self_test: bool) -> Result<ExitCode> {
             Err(e) => r.fail("engine", &e.to_string(), e.hint()),
         }
         match bottle_docker::engine_facts(&engine, None).await {
-            Ok(f) if f.has_runsc => r.ok("gVisor", "`runsc` is registered; bottles run under gVisor by default"),
+            Ok(f) if f.gvisor_runtime.is_some() => r.ok("gVisor", "`runsc` is registered; bottles run under gVisor by default"),
             Ok(_) => r.warn(
                 "gVisor",
                 "`runsc` is not registered with the engine; bottles run under runc (a container is not a VM)",
