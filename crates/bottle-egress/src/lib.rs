@@ -7,7 +7,8 @@
 //! Used by the sidecar (through [`serve`]) and by `claude-bottle proxy`
 //! (through [`run_standalone`]).
 
-pub mod addr;
+// The address rules are shared with the git gate, in their own crate.
+pub use bottle_addr as addr;
 pub mod audit;
 pub mod ca;
 pub mod config;

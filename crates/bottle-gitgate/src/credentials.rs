@@ -13,6 +13,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,7 @@ fn upstream_config(
     repo: &RepoConfig,
     gate: &GateConfig,
     secrets: &GateSecrets,
+    vetted: Option<IpAddr>,
 ) -> Vec<(String, Secret)> {
     let mut c: Vec<(String, Secret)> = vec![
         // Only the network transports this repo needs; `ext::`, `file::`
@@ -80,7 +82,7 @@ fn upstream_config(
             Secret::new(ca.to_string_lossy().into_owned()),
         ));
     }
-    if let Some((host, port, pin)) = pinned(&repo.url, gate) {
+    if let Some((host, port, pin)) = pinned(&repo.url, gate, vetted) {
         // curl's --resolve: the URL (and so TLS's name check) stays the
         // same, only the address changes. A pin's own port cannot be
         // expressed this way; the URL's port is kept.
@@ -117,10 +119,21 @@ struct Pin {
 }
 
 /// The upstream's host, its port (the URL's or the scheme's default) and
-/// the bottle's pin for that host, when there is one.
-fn pinned(url: &str, gate: &GateConfig) -> Option<(String, u16, Pin)> {
+/// where git must connect for it: the bottle's pin for that host, or else
+/// the address the SSRF guard vetted ([`crate::guard::vet`]).
+fn pinned(url: &str, gate: &GateConfig, vetted: Option<IpAddr>) -> Option<(String, u16, Pin)> {
     let (host, port) = url_host(url)?;
-    let target = gate.resolve.get(&host.to_ascii_lowercase())?;
+    let Some(target) = gate.resolve.get(&host.to_ascii_lowercase()) else {
+        let ip = vetted?;
+        return Some((
+            host,
+            port,
+            Pin {
+                ip: ip.to_string(),
+                port: None,
+            },
+        ));
+    };
     let pin = match target.parse::<std::net::IpAddr>() {
         Ok(ip) => Pin {
             ip: ip.to_string(),
@@ -138,7 +151,7 @@ fn pinned(url: &str, gate: &GateConfig) -> Option<(String, u16, Pin)> {
 }
 
 /// Host and port of `https://`, `http://`, `ssh://` and scp-like URLs.
-fn url_host(url: &str) -> Option<(String, u16)> {
+pub(crate) fn url_host(url: &str) -> Option<(String, u16)> {
     let (rest, default) = if let Some(r) = url.strip_prefix("https://") {
         (r, 443)
     } else if let Some(r) = url.strip_prefix("http://") {
@@ -217,12 +230,18 @@ fn sh_quote(s: &str) -> String {
 }
 
 /// The environment (beyond [`base_env`]) for a git child that talks to the
-/// repo's upstream: fetch, ls-remote, push.
-pub fn upstream_env(name: &str, gate: &GateConfig, secrets: &GateSecrets) -> Env {
+/// repo's upstream: fetch, ls-remote, push. `vetted` is the address the
+/// SSRF guard checked for the upstream's name, if it had to.
+pub fn upstream_env(
+    name: &str,
+    gate: &GateConfig,
+    secrets: &GateSecrets,
+    vetted: Option<IpAddr>,
+) -> Env {
     let Some(repo) = gate.repos.get(name) else {
         return Vec::new();
     };
-    let mut env = config_env(&upstream_config(repo, gate, secrets));
+    let mut env = config_env(&upstream_config(repo, gate, secrets, vetted));
     if repo.auth == Auth::SshKey {
         let (key, kh) = key_paths(&gate.state_dir, name);
         let cmd = format!(
@@ -232,7 +251,7 @@ pub fn upstream_env(name: &str, gate: &GateConfig, secrets: &GateSecrets) -> Env
             sh_quote(&key.to_string_lossy()),
             sh_quote(&kh.to_string_lossy())
         );
-        let cmd = match pinned(&repo.url, gate) {
+        let cmd = match pinned(&repo.url, gate, vetted) {
             // The host key is still checked under the name the user wrote.
             Some((host, _, pin)) => format!(
                 "{cmd} -o HostName={} -o HostKeyAlias={}{}",
@@ -282,13 +301,13 @@ mod tests {
             "resolve": {"git.world.test": "203.0.113.2:2222"}},
             "secrets": {"tokens": {"T": "t"}, "ssh_keys": {"lib": "k"}, "known_hosts": {"lib": "git.world.test ssh-ed25519 AAAA"}}}"#;
         let (g, s) = from_sidecar_json(doc).unwrap();
-        let env = upstream_env("app", &g, &s);
+        let env = upstream_env("app", &g, &s, None);
         assert!(
             env.iter()
                 .any(|(_, v)| v.expose() == "git.world.test:443:203.0.113.2"),
             "https pin as curl --resolve"
         );
-        let env = upstream_env("lib", &g, &s);
+        let env = upstream_env("lib", &g, &s, None);
         let ssh = env
             .iter()
             .find(|(k, _)| k == "GIT_SSH_COMMAND")
@@ -301,13 +320,42 @@ mod tests {
     }
 
     #[test]
+    fn a_vetted_address_pins_git_to_it_and_a_resolve_pin_wins() {
+        let doc = r#"{"gate": {"repos": {
+            "app": {"url": "https://git.example/app.git", "auth": "token", "token_ref": "T"},
+            "lib": {"url": "ssh://git@git.example:2200/lib.git", "auth": "ssh-key"},
+            "own": {"url": "https://own.example/o.git", "auth": "token", "token_ref": "T"}},
+            "resolve": {"own.example": "198.51.100.9"}},
+            "secrets": {"tokens": {"T": "t"}, "ssh_keys": {"lib": "k"}, "known_hosts": {"lib": "git.example ssh-ed25519 AAAA"}}}"#;
+        let (g, s) = from_sidecar_json(doc).unwrap();
+        let vetted = Some("203.0.113.7".parse().unwrap());
+        let has = |env: &Env, want: &str| env.iter().any(|(_, v)| v.expose() == want);
+        assert!(has(
+            &upstream_env("app", &g, &s, vetted),
+            "git.example:443:203.0.113.7"
+        ));
+        let ssh = upstream_env("lib", &g, &s, vetted)
+            .into_iter()
+            .find(|(k, _)| k == "GIT_SSH_COMMAND")
+            .map(|(_, v)| v.expose().to_string())
+            .unwrap();
+        assert!(
+            ssh.ends_with("-o HostName='203.0.113.7' -o HostKeyAlias='git.example'"),
+            "{ssh}"
+        );
+        let own = upstream_env("own", &g, &s, vetted);
+        assert!(has(&own, "own.example:443:198.51.100.9"));
+        assert!(!own.iter().any(|(_, v)| v.expose().contains("203.0.113.7")));
+    }
+
+    #[test]
     fn token_goes_into_a_header_in_env_only() {
         let (g, s) = from_sidecar_json(
             r#"{"gate": {"repos": {"app": {"url": "https://h/app.git", "auth": "token",
                 "token_ref": "T"}}}, "secrets": {"tokens": {"T": "tok-123456789"}}}"#,
         )
         .unwrap();
-        let env = upstream_env("app", &g, &s);
+        let env = upstream_env("app", &g, &s, None);
         let header = env
             .iter()
             .find(|(_, v)| v.expose().starts_with("Authorization: Basic "))

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod cgi;
 pub mod config;
 pub mod credentials;
+pub mod guard;
 pub mod hook;
 pub mod limits;
 pub mod mirror;

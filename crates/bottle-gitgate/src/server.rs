@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +32,7 @@ use crate::audit::{AuditSink, Event};
 use crate::cgi::{self, ChannelBody};
 use crate::config::{GateConfig, GateSecrets};
 use crate::credentials::{self, Env};
+use crate::guard::{self, Refused};
 use crate::hook::{HOOK_ENV, HookConfig, Report};
 use crate::limits::Limits;
 use crate::mirror;
@@ -243,12 +244,36 @@ impl Gate {
                 .is_none_or(|t| t.elapsed() > REFRESH_REUSE),
             Service::Push => false,
         };
+        // The SSRF guard, each time the gate is about to talk to the
+        // upstream; git then connects to the address it vetted.
+        let vetted = if must_refresh || service == Service::Push {
+            let url = inner.config.repos.get(&name).map_or("", |r| r.url.as_str());
+            match guard::vet(url, &inner.config).await {
+                Ok(v) => v,
+                Err(refused) => {
+                    drop(guard);
+                    let mut e = self.event(service.kind(), "block", &name, &method, &rest);
+                    let status = match refused {
+                        Refused::PrivateAddress(_) => StatusCode::FORBIDDEN,
+                        Refused::Unresolved(_) => StatusCode::BAD_GATEWAY,
+                    };
+                    e.reason = Some(refused.reason().into());
+                    e.message = Some(refused.message().to_string());
+                    e.status = Some(status.as_u16());
+                    e.ms = ms(started);
+                    inner.options.audit.record(e);
+                    return text(status, &format!("git gate: {}\n", refused.message()));
+                }
+            }
+        } else {
+            None
+        };
         if must_refresh {
             // The mirror's HEAD only matters to clones (receive-pack does
             // not advertise it): a push's refresh leaves it for the first
             // fetch, saving the push a connection to the upstream.
             let set_head = !guard.head_set && service != Service::PushRefs;
-            match self.refresh(&name, set_head).await {
+            match self.refresh(&name, set_head, vetted).await {
                 Ok(()) => {
                     guard.last_refresh = Some(Instant::now());
                     guard.head_set |= set_head;
@@ -311,7 +336,7 @@ impl Gate {
             .join("tmp")
             .join(format!("push-{}-{n}.json", std::process::id()));
         let _ = std::fs::remove_file(&report_path);
-        let hook_cfg = self.hook_config(&name, report_path.clone());
+        let hook_cfg = self.hook_config(&name, report_path.clone(), vetted);
         let mut cmd = self.cgi_command(&req, peer, &name, &rest, &query);
         match serde_json::to_string(&hook_cfg) {
             Ok(json) => {
@@ -387,7 +412,12 @@ impl Gate {
         .await
     }
 
-    async fn refresh(&self, name: &str, set_head: bool) -> Result<(), String> {
+    async fn refresh(
+        &self,
+        name: &str,
+        set_head: bool,
+        vetted: Option<IpAddr>,
+    ) -> Result<(), String> {
         let inner = &self.0;
         let Some(repo) = inner.config.repos.get(name) else {
             return Err("unknown repo".into());
@@ -397,6 +427,7 @@ impl Gate {
             name,
             &inner.config,
             &inner.secrets,
+            vetted,
         ));
         let secrets: Vec<&str> = inner.secrets.tokens.values().map(Secret::expose).collect();
         mirror::refresh(
@@ -410,7 +441,7 @@ impl Gate {
         .await
     }
 
-    fn hook_config(&self, name: &str, report: PathBuf) -> HookConfig {
+    fn hook_config(&self, name: &str, report: PathBuf, vetted: Option<IpAddr>) -> HookConfig {
         let inner = &self.0;
         let repo = &inner.config.repos[name];
         HookConfig {
@@ -425,7 +456,7 @@ impl Gate {
                 .values()
                 .map(|s| s.expose().to_string())
                 .collect(),
-            upstream_env: credentials::upstream_env(name, &inner.config, &inner.secrets)
+            upstream_env: credentials::upstream_env(name, &inner.config, &inner.secrets, vetted)
                 .into_iter()
                 .map(|(k, v)| (k, v.expose().to_string()))
                 .collect(),

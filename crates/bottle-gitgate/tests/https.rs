@@ -335,6 +335,41 @@ fn unreachable_upstream_fails_closed() {
     );
 }
 
+/// The SSRF guard (manifest.md): an upstream named by a host that resolves
+/// to a loopback address is refused before git connects, unless the bottle
+/// pins that name in `resolve`. The upstream's certificate is valid for
+/// `localhost` too, so without the guard the clone would succeed.
+#[test]
+fn an_upstream_name_at_a_private_address_is_refused_unless_pinned() {
+    let up = HttpsUpstream::start();
+    let url = up.url.replace("127.0.0.1", "localhost");
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.repos[0].url = url.clone();
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let (ok, out) = git_try(work.path(), &["clone", &gate.repo_url("app"), "w"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("resolves to") && out.contains("egress.resolve"),
+        "{out}"
+    );
+    assert_eq!(up.seen.requests.load(Ordering::SeqCst), 0);
+    let ev = gate.events("git-fetch");
+    assert!(
+        ev.iter()
+            .any(|e| e.decision == "block" && e.reason.as_deref() == Some("private-address")),
+        "{ev:?}"
+    );
+
+    // The user's choice: the same name pinned in `resolve` is reached.
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.repos[0].url = url;
+    setup.resolve.insert("localhost".into(), "127.0.0.1".into());
+    let gate = setup.start();
+    let wt = clone(work.path(), &gate.repo_url("app"), "pinned");
+    assert!(wt.join("README.md").exists(), "cloned through the pin");
+}
+
 #[test]
 fn untrusted_upstream_certificate_fails_closed() {
     let up = HttpsUpstream::start();

@@ -195,7 +195,8 @@ impl HttpsUpstream {
         let ca = bottle_testkit::TestCa::new("gitgate test CA");
         let ca_file = bare.dir.path().join("ca.pem");
         std::fs::write(&ca_file, &ca.pem).unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&["127.0.0.1"]));
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(ca.server_config(&["127.0.0.1", "localhost"]));
         let l = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = l.local_addr().unwrap();
         let seen = Arc::new(HttpsSeen::default());

@@ -1,4 +1,5 @@
-//! IP literals in every spelling, and the SSRF address classifier.
+//! IP literals in every spelling, and the SSRF address classifier (used by
+//! the egress proxy and the git gate).
 //!
 //! Browsers and libc accept `2130706433`, `0177.0.0.1`, `0x7f.1` and `127.1`
 //! as 127.0.0.1, so a guard that only knows dotted quads is bypassed. Every
