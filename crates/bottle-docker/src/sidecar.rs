@@ -119,7 +119,9 @@ pub fn config(
         "tokens": tokens,
         "resolve": plan.egress.resolve,
         "dns": {"listen": format!("{listen_ip}:53"), "names": dns_names},
-        "gate": {"listen": format!("{listen_ip}:{GATE_PORT}"), "state_dir": "/tmp/gate", "repos": repos, "resolve": plan.egress.resolve},
+        "upstream_proxy": plan.egress.upstream_proxy,
+        "gate": {"listen": format!("{listen_ip}:{GATE_PORT}"), "state_dir": "/tmp/gate", "repos": repos,
+                 "resolve": plan.egress.resolve, "upstream_proxy": plan.egress.upstream_proxy},
         "secrets": {"tokens": token_values, "ssh_keys": ssh_keys, "known_hosts": secrets.known_hosts},
     });
     if let Some(pem) = &secrets.upstream_ca {
@@ -293,6 +295,72 @@ pub async fn configure(engine: &Engine, id: &str, config: Secret) -> Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    /// A host with no environment and no files: enough for a bottle
+    /// without credentials.
+    struct NoHost;
+    impl bottle_plan::Host for NoHost {
+        fn env(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn read_secret_file(&self, _: &Path) -> std::io::Result<String> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+        fn dir_exists(&self, _: &Path) -> bool {
+            false
+        }
+    }
+
+    /// The sidecar document for an agent of a bottle with this front matter.
+    fn document(front: &str) -> Value {
+        let home = Path::new("/home/u");
+        let agent = bottle_manifest::agent::parse(
+            "a",
+            &home.join(".claude-bottle/agents/a.md"),
+            bottle_manifest::Source::Home,
+            home,
+            "---\nbottle: b\n---\n",
+        )
+        .unwrap();
+        let text = format!("---\n{front}---\n");
+        let merged = bottle_manifest::merge("b", |n: &str| {
+            if n != "b" {
+                return Ok(None);
+            }
+            bottle_manifest::bottle::parse(
+                n,
+                &home.join(".claude-bottle/bottles/b.md"),
+                home,
+                &text,
+            )
+            .map(Some)
+        })
+        .unwrap();
+        let facts = bottle_plan::Facts {
+            home: home.into(),
+            bottle_home: home.join(".claude-bottle"),
+            version: "0.1.0".into(),
+            engine: Some(bottle_plan::EngineFacts::default()),
+        };
+        let r =
+            bottle_plan::resolve(&agent, &merged, &facts, &Default::default(), &NoHost).unwrap();
+        let doc = config(&r.plan, &r.secrets, "10.0.0.2", &HashMap::new());
+        serde_json::from_str(doc.expose()).unwrap()
+    }
+
+    /// sidecar.md: with `upstream_proxy` the sidecar reaches every upstream
+    /// through it, the proxy's and the gate's.
+    #[test]
+    fn the_upstream_proxy_reaches_the_proxy_and_the_gate() {
+        let doc = document(
+            "egress:\n  upstream_proxy: http://proxy.corp:3128\n  allow:\n    - host: example.com\n",
+        );
+        assert_eq!(doc["upstream_proxy"], "http://proxy.corp:3128");
+        assert_eq!(doc["gate"]["upstream_proxy"], "http://proxy.corp:3128");
+        let doc = document("egress:\n  allow:\n    - host: example.com\n");
+        assert!(doc["upstream_proxy"].is_null());
+    }
 
     #[test]
     fn the_ca_comes_before_ready() {

@@ -247,6 +247,7 @@ fn main() {
             upstream_ca: None,
             repos,
             resolve: Default::default(),
+            upstream_proxy: None,
         };
         let options = Options {
             hook_command: vec![hook.clone()],

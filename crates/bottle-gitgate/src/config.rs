@@ -55,6 +55,10 @@ pub struct GateConfig {
     /// proxy does.
     #[serde(default)]
     pub resolve: BTreeMap<String, String>,
+    /// The bottle's `egress.upstream_proxy` (`http://HOST:PORT`): HTTPS
+    /// upstreams are reached through it (`http.proxy`, CONNECT).
+    #[serde(default)]
+    pub upstream_proxy: Option<String>,
 }
 
 /// How the gate authenticates to one upstream.
@@ -159,6 +163,15 @@ impl GateConfig {
                     }
                 }
                 Auth::SshKey => {
+                    // ssh would need a ProxyCommand speaking CONNECT;
+                    // refused rather than silently going around the proxy.
+                    if self.upstream_proxy.is_some() {
+                        return Err(bad(
+                            "an ssh upstream cannot be reached through `egress.upstream_proxy` \
+                             (only https ones are); use the repo's https URL with a token"
+                                .into(),
+                        ));
+                    }
                     if !secrets.ssh_keys.contains_key(name) {
                         return Err(bad("secrets.ssh_keys has no key for it".into()));
                     }
@@ -306,6 +319,20 @@ mod tests {
         ] {
             assert!(check_url(url).is_ok(), "{url}");
         }
+    }
+
+    #[test]
+    fn an_ssh_repo_behind_an_upstream_proxy_is_refused_not_sent_around_it() {
+        let proxied = DOC.replace(
+            r#""state_dir": "/tmp/x","#,
+            r#""state_dir": "/tmp/x", "upstream_proxy": "http://proxy.corp:3128","#,
+        );
+        let e = from_sidecar_json(&proxied).unwrap_err().to_string();
+        assert!(
+            e.contains("gate.repos.lib") && e.contains("upstream_proxy"),
+            "{e}"
+        );
+        assert!(from_sidecar_json(DOC).is_ok());
     }
 
     #[test]

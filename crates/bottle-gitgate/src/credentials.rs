@@ -82,7 +82,11 @@ fn upstream_config(
             Secret::new(ca.to_string_lossy().into_owned()),
         ));
     }
-    if let Some((host, port, pin)) = pinned(&repo.url, gate, vetted) {
+    if let Some(proxy) = &gate.upstream_proxy {
+        // The proxy resolves and connects; a `resolve` pin cannot apply
+        // through it (curl would CONNECT to the name anyway).
+        c.push(("http.proxy".into(), Secret::new(proxy.clone())));
+    } else if let Some((host, port, pin)) = pinned(&repo.url, gate, vetted) {
         // curl's --resolve: the URL (and so TLS's name check) stays the
         // same, only the address changes. A pin's own port cannot be
         // expressed this way; the URL's port is kept.

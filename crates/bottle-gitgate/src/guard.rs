@@ -55,7 +55,9 @@ pub async fn vet(url: &str, gate: &GateConfig) -> Result<Option<IpAddr>, Refused
             "the upstream URL has no host the gate can read".into(),
         ));
     };
-    if gate.resolve.contains_key(&host.to_ascii_lowercase()) {
+    // Through `upstream_proxy` the proxy resolves the name, as the egress
+    // proxy does for unpinned names (docs/egress.md).
+    if gate.resolve.contains_key(&host.to_ascii_lowercase()) || gate.upstream_proxy.is_some() {
         return Ok(None);
     }
     let name = match classify_host(&host) {

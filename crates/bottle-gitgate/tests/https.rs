@@ -370,6 +370,39 @@ fn an_upstream_name_at_a_private_address_is_refused_unless_pinned() {
     assert!(wt.join("README.md").exists(), "cloned through the pin");
 }
 
+/// sidecar.md: with `upstream_proxy` the sidecar reaches every upstream
+/// through it. A name the gate could not reach directly (it resolves to
+/// loopback, which the guard refuses) is reached by CONNECT through the
+/// proxy, for the clone and for the push.
+#[test]
+fn https_upstreams_are_reached_through_the_upstream_proxy() {
+    let up = HttpsUpstream::start();
+    let proxy = ConnectProxy::start();
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.repos[0].url = up.url.replace("127.0.0.1", "localhost");
+    setup.upstream_proxy = Some(proxy.url.clone());
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    assert!(wt.join("README.md").exists());
+    let port = up.url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let want = format!("localhost:{port}");
+    assert!(
+        proxy.targets.lock().unwrap().iter().all(|t| *t == want),
+        "{:?}",
+        proxy.targets.lock().unwrap()
+    );
+    let before = proxy.targets.lock().unwrap().len();
+    assert!(before > 0, "the clone's refresh went through the proxy");
+    commit_file(&wt, "f.txt", "clean\n", "clean change");
+    git(&wt, &["push", "origin", "HEAD:refs/heads/topic"]);
+    assert!(
+        proxy.targets.lock().unwrap().len() > before,
+        "the upstream push went through the proxy"
+    );
+    assert!(up.seen.receive_pack_posts.load(Ordering::SeqCst) > 0);
+}
+
 #[test]
 fn untrusted_upstream_certificate_fails_closed() {
     let up = HttpsUpstream::start();

@@ -499,6 +499,8 @@ pub struct GateSetup {
     pub token: String,
     /// The bottle's `resolve` table (host → address[:port]).
     pub resolve: BTreeMap<String, String>,
+    /// `egress.upstream_proxy`.
+    pub upstream_proxy: Option<String>,
 }
 
 impl GateSetup {
@@ -511,6 +513,7 @@ impl GateSetup {
             limits: Limits::default(),
             token: TOKEN.to_string(),
             resolve: BTreeMap::new(),
+            upstream_proxy: None,
         }
     }
 
@@ -523,6 +526,7 @@ impl GateSetup {
             limits: Limits::default(),
             token: TOKEN.to_string(),
             resolve: BTreeMap::new(),
+            upstream_proxy: None,
         }
     }
 
@@ -561,6 +565,7 @@ impl GateSetup {
             upstream_ca: self.upstream_ca,
             repos,
             resolve: self.resolve,
+            upstream_proxy: self.upstream_proxy,
         };
         let audit = Memory::default();
         let options = Options {
@@ -659,4 +664,72 @@ pub fn basic_header_b64(token: &str) -> String {
         true,
     ))
     .unwrap()
+}
+
+/// A minimal HTTP CONNECT proxy on loopback (an `egress.upstream_proxy`
+/// stand-in): it records each CONNECT target and relays the bytes.
+pub struct ConnectProxy {
+    pub url: String,
+    pub targets: Arc<Mutex<Vec<String>>>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl ConnectProxy {
+    pub fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rt = runtime();
+        let l = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        rt.spawn(async move {
+            while let Ok((mut client, _)) = l.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                        if client.read_exact(&mut b).await.is_err() {
+                            return;
+                        }
+                        head.push(b[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let Some(target) = head
+                        .strip_prefix("CONNECT ")
+                        .and_then(|r| r.split(' ').next())
+                        .map(str::to_string)
+                    else {
+                        let _ = client.write_all(b"HTTP/1.1 405 Only CONNECT\r\n\r\n").await;
+                        return;
+                    };
+                    seen.lock().unwrap().push(target.clone());
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    if client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .is_ok()
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+                    }
+                });
+            }
+        });
+        ConnectProxy {
+            url,
+            targets,
+            rt: Some(rt),
+        }
+    }
 }
