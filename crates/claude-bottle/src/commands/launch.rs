@@ -344,7 +344,9 @@ pub(super) async fn ensure_images(
     if sidecar != ImageState::Fresh {
         super::build::build_one(settings, engine, ImageKind::Sidecar, base.clone()).await?;
     }
-    if agent == Some(ImageState::Missing) {
+    // Only the default agent image is ours to rebuild; a stale one is
+    // rebuilt like the sidecar (its Dockerfile came with the executable).
+    if agent.is_some_and(|a| a != ImageState::Fresh) {
         super::build::build_one(settings, engine, ImageKind::Agent, base).await?;
     }
     Ok(())

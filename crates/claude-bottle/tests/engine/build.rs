@@ -129,20 +129,7 @@ fn build_both_images_from_a_local_base() {
     // A rebuild removes the image the tag named before (ours by its labels,
     // used by nothing): here a stand-in for a build by an older executable.
     let real = docker(&["image", "inspect", "--format", "{{.Id}}", &sidecar]);
-    let mut older = Command::new("docker")
-        .args(["build", "-q", "-t", &sidecar, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut older.stdin.take().unwrap(),
-        format!("FROM {real}\nLABEL io.claude-bottle.binary-sha256=older\n").as_bytes(),
-    )
-    .unwrap();
-    let older = older.wait_with_output().unwrap();
-    assert!(older.status.success());
-    let older = String::from_utf8_lossy(&older.stdout).trim().to_string();
+    let older = tag_as_older_build(&sidecar);
     assert_ne!(older, real);
     let out = run(&["build", "--sidecar", "--base-image", BASE]);
     assert!(
@@ -159,6 +146,63 @@ fn build_both_images_from_a_local_base() {
         .output()
         .unwrap();
     assert!(!gone.status.success(), "the replaced image is still there");
+}
+
+/// Tag `tag` as a build by another executable (same content, another
+/// `binary-sha256`); returns the stand-in's id.
+fn tag_as_older_build(tag: &str) -> String {
+    let real = docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
+    let mut older = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut older.stdin.take().unwrap(),
+        format!("FROM {real}\nLABEL io.claude-bottle.binary-sha256=older\n").as_bytes(),
+    )
+    .unwrap();
+    let older = older.wait_with_output().unwrap();
+    assert!(older.status.success());
+    String::from_utf8_lossy(&older.stdout).trim().to_string()
+}
+
+/// docker.md: an image whose `binary-sha256` differs from the running
+/// executable's is stale and `start` rebuilds it, the agent image as well
+/// as the sidecar's.
+#[test]
+fn start_rebuilds_a_stale_agent_image() {
+    if !super::images_ready("start_rebuilds_a_stale_agent_image") {
+        return;
+    }
+    let _images = super::image_lock();
+    let agent = format!("claude-bottle/agent:{VERSION}");
+    let older = tag_as_older_build(&agent);
+    let h = super::bottle::Home::new("stale-agent");
+    let out = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("building `{agent}`")), "{err}");
+    assert_eq!(
+        docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"io.claude-bottle.binary-sha256\"}}",
+            &agent
+        ]),
+        sha256(bin())
+    );
+    let gone = Command::new("docker")
+        .args(["image", "inspect", &older])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the stale image is still there");
+    assert_eq!(super::bottle::leftovers(&h.run), Vec::<String>::new());
 }
 
 #[test]
