@@ -35,6 +35,14 @@ impl Progress {
         }
     }
 
+    /// Done, with nothing to add: the spinner goes away (a plain line
+    /// was already printed without a terminal).
+    pub fn clear(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
     pub fn finish(self, message: &str) {
         match self.bar {
             Some(bar) => bar.finish_with_message(message.to_string()),

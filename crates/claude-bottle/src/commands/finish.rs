@@ -141,7 +141,14 @@ pub async fn finish(settings: &Settings, engine: &Engine, slug: &str, known: Kno
             Err(e) => Err(format!("audit log: {e}")),
         })
     };
+    // Teardown takes a second or more (the sidecar's grace period, the
+    // bundle, the removals): a spinner says what it is doing.
+    let progress = (!objects.is_empty())
+        .then(|| crate::progress::Progress::start("saving the outbox and the audit log"));
     let ((out, agent_removal), log) = tokio::join!(save_outbox, log_saved);
+    if let Some(p) = progress {
+        p.clear();
+    }
     if let Some(out) = out {
         failures.extend(out.failures.iter().map(|e| format!("outbox: {e}")));
         saved.outbox_files = out.files.len();
@@ -159,7 +166,12 @@ pub async fn finish(settings: &Settings, engine: &Engine, slug: &str, known: Kno
     }
 
     failures.extend(agent_removal);
+    let progress =
+        (!rest.is_empty()).then(|| crate::progress::Progress::start("removing the bottle"));
     failures.extend(teardown::remove(engine, &rest).await);
+    if let Some(p) = progress {
+        p.clear();
+    }
     if let Err(e) = state::remove(settings, slug) {
         failures.push(format!(
             "cannot remove the state folder `{}`: {e}",
