@@ -493,6 +493,70 @@ def r3_gate_as_proxy(m):
     return b"world ok" not in resp, f"{resp[:160]!r}"
 
 
+# --- row 9, in the live bottle: malformed and oversized requests ----------
+# The marker is in each request's target: had the proxy forwarded one, the
+# world's log would show it.
+
+def proxy_send_big(data, timeout=6):
+    """Like proxy_raw, but the proxy may close while the request is still
+    being sent (it stops reading at its limit): that is its refusal, not
+    an error. An unreachable proxy is no defence here: it is alive."""
+    try:
+        s = socket.create_connection(PROXY_ADDR, timeout=timeout)
+    except OSError as e:
+        return None, f"proxy unreachable: {e}"
+    with s:
+        try:
+            s.sendall(data)
+        except OSError as e:
+            return read_all(s, timeout=2), f"closed while sending: {e}"
+        return read_all(s, timeout=timeout), ""
+
+
+def size_refused(data):
+    resp, err = proxy_send_big(data)
+    if resp is None:
+        return False, err
+    st = status(resp)
+    return (st is None or st >= 400) and b"world ok" not in resp, f"status {st}: {resp[:120]!r} {err}"
+
+
+def padding(kib):
+    return "".join(f"X-Pad-{i}: {'a' * 1000}\r\n" for i in range(kib))
+
+
+@case(9)
+def r9_oversized_headers(m):
+    return size_refused(f"GET http://allowed.test/{m} HTTP/1.1\r\nHost: allowed.test\r\n"
+                        f"{padding(70)}\r\n".encode())
+
+
+@case(9)
+def r9_oversized_request_line(m):
+    return size_refused(f"GET http://allowed.test/{m}?{'q' * 70000} HTTP/1.1\r\n"
+                        f"Host: allowed.test\r\n\r\n".encode())
+
+
+@case(9)
+def r9_garbage_request_line(m):
+    return size_refused(f"G\x00ET http://allowed.test/{m} NOT-HTTP\r\nHost: allowed.test\r\n\r\n".encode())
+
+
+@case(9)
+def r9_nul_in_a_header(m):
+    return size_refused(f"GET http://allowed.test/{m} HTTP/1.1\r\nHost: allowed.test\r\n"
+                        f"X-Bad: a\x00b\r\n\r\n".encode())
+
+
+@case(9, control=True)
+def c9_large_headers_under_the_limit(m):
+    """30 KiB of headers is under the 64 KiB limit: forwarded, which shows
+    the oversized cases above are refused for their size."""
+    resp, err = proxy_send_big(f"GET http://allowed.test/{m} HTTP/1.1\r\nHost: allowed.test\r\n"
+                               f"{padding(30)}\r\n".encode())
+    return status(resp or b"") == 200, f"status {status(resp or b'')} {err}"
+
+
 # --- row 4: no DNS channel -----------------------------------------------
 
 @case(4)
