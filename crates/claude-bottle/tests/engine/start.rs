@@ -795,3 +795,30 @@ fn a_start_that_loses_its_slug_takes_the_next() {
     assert_eq!(slugs, [h.agent.clone(), format!("{}-2", h.agent)]);
     assert_eq!(leftovers(&h.run), Vec::<String>::new());
 }
+
+/// docker.md: `runtime: runsc` when the engine has gVisor. Skipped, with
+/// the reason, on an engine without it (testing.md), also under
+/// `CLAUDE_BOTTLE_REQUIRE_DOCKER=1`: CI's engine has no gVisor. Where it
+/// has, the agent's kernel must be gVisor's (its `dmesg` says so).
+#[test]
+fn a_runsc_bottle_runs_under_gvisor() {
+    if !super::images_ready("a_runsc_bottle_runs_under_gvisor") {
+        return;
+    }
+    let runtimes = Command::new("docker")
+        .args(["info", "--format", "{{json .Runtimes}}"])
+        .output()
+        .unwrap();
+    if !String::from_utf8_lossy(&runtimes.stdout).contains("runsc") {
+        eprintln!(
+            "SKIPPED a_runsc_bottle_runs_under_gvisor: runsc is not registered with the engine"
+        );
+        return;
+    }
+    let _images = super::image_lock();
+    let h = Home::with_env("gvisor", "runtime: runsc\n");
+    let (stdout, stderr) = start_prompt(&h, "dmesg 2>/dev/null | head -3", 0);
+    assert!(stdout.contains("gVisor"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("runtime    runsc"), "{stderr}");
+    assert_eq!(leftovers(&h.run), Vec::<String>::new());
+}
