@@ -27,10 +27,13 @@ pub const NEEDS_HELPER: i64 = 96;
 /// user with uid 1000 and a home directory.
 pub const FILES_FAILED: u8 = 97;
 pub const NO_USER: u8 = 98;
+/// The image has no system trust store the CA could be added to (the CA
+/// bundle the agent's variables name still has it).
+pub const NO_STORE: u8 = 95;
 
 /// The system roots the CA bundle starts from, and the store the CA is added
 /// to (Debian's path; also Alpine's and BusyBox images').
-const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Most input a step takes on stdin (the staging archive holds the prompt).
 const MAX_INPUT: usize = 64 * 1024 * 1024;
 
@@ -58,7 +61,10 @@ pub fn main(args: &[String]) -> ExitCode {
             Err(e) => Err(e),
         },
         [op, len] if op == "add-ca" => {
-            input(len).and_then(|ca| add_ca(&ca, Path::new(SYSTEM_BUNDLE)))
+            match input(len).and_then(|ca| add_ca(&ca, Path::new(SYSTEM_BUNDLE))) {
+                Ok(false) => return ExitCode::from(NO_STORE),
+                other => other.map(|_| ()),
+            }
         }
         _ => Err("usage: agent-helper files LEN | agent-helper add-ca LEN".into()),
     };
@@ -168,9 +174,10 @@ fn replace(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
 /// Add the CA to the system store by a rename where the folder allows it,
 /// by appending where only the file does, and not at all where neither does
 /// (as the script).
-fn add_ca(ca: &[u8], store: &Path) -> Result<(), String> {
+/// Add `ca` to the system store; false when there is none it may write.
+fn add_ca(ca: &[u8], store: &Path) -> Result<bool, String> {
     let Ok(old) = std::fs::read(store) else {
-        return Ok(());
+        return Ok(false);
     };
     let mut new = old;
     if !new.is_empty() && !new.ends_with(b"\n") {
@@ -181,13 +188,14 @@ fn add_ca(ca: &[u8], store: &Path) -> Result<(), String> {
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0o644);
     if replace(store, &new, mode).is_ok() {
-        return Ok(());
+        return Ok(true);
     }
     match std::fs::OpenOptions::new().append(true).open(store) {
         Ok(mut f) => f
             .write_all(ca)
+            .map(|()| true)
             .map_err(|e| format!("`{}`: {e}", store.display())),
-        Err(_) => Ok(()),
+        Err(_) => Ok(false),
     }
 }
 
@@ -297,9 +305,9 @@ agent:x:1000:1000::{}:/bin/sh
         let d = tempfile::tempdir().unwrap();
         let store = d.path().join("ca-certificates.crt");
         std::fs::write(&store, "ROOTS").unwrap();
-        add_ca(b"CA\n", &store).unwrap();
+        assert_eq!(add_ca(b"CA\n", &store), Ok(true));
         assert_eq!(std::fs::read(&store).unwrap(), b"ROOTS\nCA\n");
-        assert!(add_ca(b"CA\n", &d.path().join("missing")).is_ok());
+        assert_eq!(add_ca(b"CA\n", &d.path().join("missing")), Ok(false));
         assert!(!d.path().join("missing").exists(), "no store is made up");
     }
 }

@@ -22,6 +22,8 @@ pub struct Launched {
     /// The workspace's git refs once provisioned, before the agent runs:
     /// what the outbox compares with at teardown.
     pub start_refs: Result<StartRefs, String>,
+    /// For the user, once the bottle is up.
+    pub warnings: Vec<String>,
 }
 
 /// Labels every object of this bottle carries, plus its role.
@@ -145,5 +147,6 @@ pub async fn launch(
         sidecar_id,
         sidecar_ip,
         start_refs,
+        warnings: installed.warnings,
     })
 }

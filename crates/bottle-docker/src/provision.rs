@@ -92,6 +92,8 @@ pub struct Installed {
     pub home: String,
     /// The workspace's git refs, when asked for (see [`install`]).
     pub start_refs: Option<Result<StartRefs, String>>,
+    /// Said to the user: e.g. the image has no system trust store.
+    pub warnings: Vec<String>,
 }
 
 /// Write the bottle's files into the agent container. Each exec is a
@@ -127,7 +129,7 @@ pub async fn install(
     let store = async {
         match &ca_pem {
             Some(ca) => add_to_system_store(engine, container, ca, Via::Script).await,
-            None => Ok(Step::Done(())),
+            None => Ok(Step::Done(true)),
         }
     };
     let (installed, stored) = tokio::join!(
@@ -138,7 +140,7 @@ pub async fn install(
     if matches!(installed, Step::NeedsHelper) || matches!(stored, Step::NeedsHelper) {
         bring_helper(engine, container).await?;
     }
-    let installed = match installed {
+    let mut installed = match installed {
         Step::Done(i) => i,
         Step::NeedsHelper => {
             match agent_files(engine, container, &tar, false, Via::Helper).await? {
@@ -147,8 +149,21 @@ pub async fn install(
             }
         }
     };
-    if let (Step::NeedsHelper, Some(ca)) = (stored, &ca_pem) {
-        add_to_system_store(engine, container, ca, Via::Helper).await?;
+    let stored = match (stored, &ca_pem) {
+        (Step::NeedsHelper, Some(ca)) => add_to_system_store(engine, container, ca, Via::Helper)
+            .await?
+            .done()
+            .unwrap_or(false),
+        (Step::Done(stored), _) => stored,
+        (Step::NeedsHelper, None) => true,
+    };
+    if !stored {
+        installed.warnings.push(format!(
+            "the agent image has no writable system trust store (`{}`): programs that read only \
+             that file will not trust the bottle's CA; those that honour SSL_CERT_FILE, \
+             NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE or GIT_SSL_CAINFO do",
+            helper::SYSTEM_BUNDLE
+        ));
     }
     // Skills go to the home the exec found, through the archive API (a
     // tree, possibly large); the engine would not run that call alongside
@@ -163,6 +178,15 @@ pub async fn install(
 enum Step<T> {
     Done(T),
     NeedsHelper,
+}
+
+impl<T> Step<T> {
+    fn done(self) -> Option<T> {
+        match self {
+            Step::Done(t) => Some(t),
+            Step::NeedsHelper => None,
+        }
+    }
 }
 
 /// A step through its shell script, or through the helper.
@@ -263,6 +287,7 @@ async fn agent_files(
         user,
         home,
         start_refs,
+        warnings: Vec::new(),
     }))
 }
 
@@ -382,14 +407,14 @@ async fn add_to_system_store(
     container: &str,
     ca: &str,
     via: Via,
-) -> Result<Step<()>, EngineError> {
+) -> Result<Step<bool>, EngineError> {
     // Replaced by a rename where the folder allows it, so the agent
     // user building its bundle from this file at the same moment reads
     // the old file or the new one, never half a certificate.
     let script = "for c in head cat mv; do command -v \"$c\" >/dev/null 2>&1 || exit 96; done; \
         f=/etc/ssl/certs/ca-certificates.crt; \
         if [ -w \"$f\" ] && [ -w \"${f%/*}\" ]; then cat \"$f\" - > \"$f.claude-bottle\" && mv -f \"$f.claude-bottle\" \"$f\"; \
-        elif [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; fi";
+        elif [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; exit 95; fi";
     let out = exec::run(
         engine,
         container,
@@ -397,7 +422,8 @@ async fn add_to_system_store(
     )
     .await?;
     match out.code {
-        0 => Ok(Step::Done(())),
+        0 => Ok(Step::Done(true)),
+        c if c == i64::from(helper::NO_STORE) => Ok(Step::Done(false)),
         helper::NEEDS_HELPER if matches!(via, Via::Script) => Ok(Step::NeedsHelper),
         _ => Err(EngineError::Api {
             what: "add the CA to the system store",

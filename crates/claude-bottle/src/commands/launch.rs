@@ -122,6 +122,9 @@ pub fn run(
                 run.keep,
             );
             progress.finish(&format!("bottle `{}` is up", plan.slug));
+            for w in &launched.warnings {
+                stderrln!("warning: {w}");
+            }
             let agent = async {
                 match &run.agent_prompt {
                     Some(text) => run_agent(&engine, &launched.agent_id, plan, text, &env).await,

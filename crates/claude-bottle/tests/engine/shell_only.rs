@@ -88,5 +88,10 @@ fn an_image_with_only_a_shell_and_a_user_runs_a_bottle() {
          helper not writable\nfolder not writable\n",
         "{stderr}"
     );
+    // No system trust store in this image: said, not skipped silently.
+    assert!(
+        stderr.contains("warning: the agent image has no writable system trust store"),
+        "{stderr}"
+    );
     assert_eq!(leftovers(&h.run), Vec::<String>::new());
 }

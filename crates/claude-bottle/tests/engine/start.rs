@@ -53,6 +53,7 @@ fn start_prompt_round_trip() {
         "{stderr}"
     );
     assert!(stderr.contains("the agent exited with code 3"), "{stderr}");
+    assert!(!stderr.contains("system trust store"), "{stderr}");
     // Teardown says what it is doing (a spinner on a terminal, lines here).
     assert!(
         stderr.contains("saving the outbox and the audit log\n")
