@@ -127,7 +127,22 @@ pub fn config(
     if let Some(pem) = &secrets.upstream_ca {
         doc["upstream_ca_pem"] = json!(pem);
     }
-    Secret::new(doc.to_string())
+    let text = Secret::new(doc.to_string());
+    wipe(&mut doc);
+    text
+}
+
+/// Zero every string of a document that held the bottle's credentials
+/// before it is freed (security.md: secrets are wiped from memory on drop
+/// where practical); the text handed on is a [`Secret`], wiped in turn.
+fn wipe(v: &mut Value) {
+    use zeroize::Zeroize;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe),
+        Value::Object(o) => o.values_mut().for_each(wipe),
+        _ => {}
+    }
 }
 
 /// Create the sidecar on the internal network (alias `sidecar`) and the
@@ -360,6 +375,17 @@ mod tests {
         assert_eq!(doc["gate"]["upstream_proxy"], "http://proxy.corp:3128");
         let doc = document("egress:\n  allow:\n    - host: example.com\n");
         assert!(doc["upstream_proxy"].is_null());
+    }
+
+    #[test]
+    fn wipe_empties_every_string_of_the_document() {
+        let mut v = serde_json::json!({"secrets": {"tokens": {"T": "sk-ant-oat01-x"}},
+                                        "list": ["k1", {"deep": "k2"}], "n": 3});
+        wipe(&mut v);
+        let text = v.to_string();
+        for s in ["sk-ant", "k1", "k2"] {
+            assert!(!text.contains(s), "{text}");
+        }
     }
 
     #[test]
