@@ -28,6 +28,7 @@ use crate::ca::{Ca, load_roots_pem};
 use crate::config::{LogMode, ProxyConfig, Token};
 use crate::connect::{self, Tunnel};
 use crate::dlp::{BottleDlp, Dlp, Engine};
+pub use crate::error::Failure;
 use crate::error::{Deny, Error};
 use crate::inject;
 use crate::limits::{FULL_LOG_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS, MAX_TARGET_BYTES};
@@ -307,28 +308,6 @@ impl Info {
         e.path = scrub(&self.path);
         e.rule = self.rule.clone();
         e
-    }
-}
-
-/// A refusal with the rule that caused it (a route name or a DLP rule).
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub deny: Deny,
-    pub rule: Option<String>,
-}
-
-impl From<Deny> for Failure {
-    fn from(deny: Deny) -> Self {
-        Failure { deny, rule: None }
-    }
-}
-
-impl Failure {
-    pub fn with_rule(deny: Deny, rule: impl Into<String>) -> Self {
-        Failure {
-            deny,
-            rule: Some(rule.into()),
-        }
     }
 }
 
