@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use bottle_egress::config::{MapSecrets, RawConfig};
-use bottle_egress::{ProxyConfig, dns};
+use bottle_egress::{Proxy, ProxyConfig, dns};
 use bottle_secret::Secret;
 use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
@@ -101,23 +101,8 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
     let mut tasks = tokio::task::JoinSet::new();
 
     if let Some(d) = dns_cfg {
-        let listen: SocketAddr = d
-            .get("listen")
-            .and_then(Value::as_str)
-            .unwrap_or("0.0.0.0:53")
-            .parse()
-            .map_err(|_| UsageError::new("dns.listen is not ADDR:PORT"))?;
-        let mut names = HashMap::new();
-        if let Some(m) = d.get("names").and_then(Value::as_object) {
-            for (name, addr) in m {
-                let ip: IpAddr = addr
-                    .as_str()
-                    .and_then(|a| a.parse().ok())
-                    .ok_or_else(|| anyhow!("dns.names.{name} is not an IP address"))?;
-                names.insert(name.clone(), ip);
-            }
-        }
-        let responder = Arc::new(dns::Responder::new(names, proxy.audit(), Some(proxy.dlp())));
+        let (listen, responder) = dns_responder(&d, &proxy)?;
+        let responder = Arc::new(responder);
         let (udp, tcp) = bind_dns(listen).await?;
         addrs.push(format!("dns {}", udp.local_addr()?));
         let r = responder.clone();
@@ -156,6 +141,31 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The DNS responder of `dns` (`{listen, names}`) and where it listens. Its
+/// events go to the proxy's audit log, redacted by the proxy's log redactor:
+/// a refused name may carry a secret (`<token>.attacker.example`), and the
+/// log must not, whatever the DLP mode (`dlp: off` included).
+fn dns_responder(d: &Value, proxy: &Proxy) -> Result<(SocketAddr, dns::Responder)> {
+    let listen: SocketAddr = d
+        .get("listen")
+        .and_then(Value::as_str)
+        .unwrap_or("0.0.0.0:53")
+        .parse()
+        .map_err(|_| UsageError::new("dns.listen is not ADDR:PORT"))?;
+    let mut names = HashMap::new();
+    if let Some(m) = d.get("names").and_then(Value::as_object) {
+        for (name, addr) in m {
+            let ip: IpAddr = addr
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| anyhow!("dns.names.{name} is not an IP address"))?;
+            names.insert(name.clone(), ip);
+        }
+    }
+    let responder = dns::Responder::new(names, proxy.audit(), Some(proxy.log_redactor()));
+    Ok((listen, responder))
+}
+
 /// DNS answers on one port over UDP and TCP. With port 0 (tests) the
 /// kernel picks the UDP port, which may be taken for TCP by someone else:
 /// then another pair is tried.
@@ -178,4 +188,45 @@ async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
 
 async fn shutdown() {
     bottle_egress::standalone::shutdown_signal().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test: a failed step is a failed test
+
+    use super::*;
+    use bottle_egress::config::AuditTarget;
+
+    const SECRET: &str = "topsecretvalue42";
+
+    /// A proxy of `doc` whose audit lines stay in memory.
+    fn proxy(doc: Value, secrets: &[(&str, &str)]) -> Proxy {
+        let raw: RawConfig = serde_json::from_value(doc).unwrap();
+        let secrets = secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), Secret::new(*v)))
+            .collect();
+        let mut cfg = ProxyConfig::from_raw(raw, Path::new("/"), &MapSecrets(secrets)).unwrap();
+        cfg.audit = AuditTarget::Memory;
+        Proxy::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn dns_events_never_carry_a_secret_even_with_dlp_off() {
+        for mode in ["off", "log", "block"] {
+            let p = proxy(
+                serde_json::json!({"dlp": mode, "known_secret_env": ["S"]}),
+                &[("S", SECRET)],
+            );
+            let d = serde_json::json!({"listen": "127.0.0.1:0", "names": {"sidecar": "10.0.0.2"}});
+            let (_, r) = dns_responder(&d, &p).unwrap();
+            let name = format!("{SECRET}.evil.test");
+            let reply = r.answer(&dns::query(1, &name, 1)).unwrap();
+            assert_eq!(reply[3] & 0x0f, 3, "NXDOMAIN");
+            let lines = p.memory_log().unwrap().lines();
+            assert_eq!(lines.len(), 1, "{mode}: the refusal is an event");
+            assert!(lines[0].contains("dns-refused"), "{}", lines[0]);
+            assert!(!lines[0].contains(SECRET), "{mode}: {}", lines[0]);
+        }
+    }
 }
