@@ -159,14 +159,18 @@ impl Proxy {
 
 /// The `bottle-dlp` engine with the config's tokens and known secrets.
 fn default_engine(cfg: &ProxyConfig) -> Result<Arc<dyn Engine>, Error> {
+    let tokens = cfg.tokens.iter().map(|t| match t {
+        Token::Anthropic(s) | Token::Openai(s) => s,
+        Token::Http { secret, .. } => secret,
+    });
     let mut secrets: Vec<&Secret> = Vec::new();
-    for t in &cfg.tokens {
-        secrets.push(match t {
-            Token::Anthropic(s) | Token::Openai(s) => s,
-            Token::Http { secret, .. } => secret,
-        });
+    for s in tokens.chain(&cfg.known_secrets) {
+        // Each value indexed once: the sidecar lists every token of the
+        // bottle as a known secret, the injected ones too.
+        if !secrets.iter().any(|k| k.expose() == s.expose()) {
+            secrets.push(s);
+        }
     }
-    secrets.extend(cfg.known_secrets.iter());
     let engine = BottleDlp::new(secrets).map_err(|e| Error::Invalid(format!("DLP engine: {e}")))?;
     Ok(Arc::new(engine))
 }

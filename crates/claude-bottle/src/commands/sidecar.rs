@@ -81,18 +81,7 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
         Some(_) => return Err(UsageError::new("upstream_ca_pem must be a string").into()),
         None => {}
     }
-    let tokens: HashMap<String, Secret> = secrets
-        .get("tokens")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?.to_string()))))
-                .collect()
-        })
-        .unwrap_or_default();
-    let raw: RawConfig = serde_json::from_value(doc)
-        .map_err(|e| UsageError::new(format!("proxy configuration: {e}")))?;
-    let cfg = ProxyConfig::from_raw(raw, Path::new("/"), &MapSecrets(tokens))?;
+    let cfg = proxy_config(doc, &secrets)?;
     let proxy = bottle_egress::Proxy::new(cfg.clone())?;
     let proxy_listener = TcpListener::bind(cfg.listen)
         .await
@@ -139,6 +128,31 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
     bottle_egress::serve(proxy, proxy_listener, shutdown()).await?;
     tasks.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The proxy's configuration: the sidecar document without its `dns`,
+/// `gate` and `secrets` parts, `token_ref`s read from `secrets.tokens`.
+///
+/// Every token value of the bottle is a known secret of the proxy's DLP,
+/// not only those the proxy injects: `secrets.tokens` also holds the git
+/// gate's HTTPS tokens, which the agent never needs and must not be able to
+/// send out through the proxy either.
+fn proxy_config(doc: Value, secrets: &Value) -> Result<ProxyConfig> {
+    let tokens: HashMap<String, Secret> = secrets
+        .get("tokens")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?.to_string()))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let raw: RawConfig = serde_json::from_value(doc)
+        .map_err(|e| UsageError::new(format!("proxy configuration: {e}")))?;
+    let tokens = MapSecrets(tokens);
+    let mut cfg = ProxyConfig::from_raw(raw, Path::new("/"), &tokens)?;
+    cfg.known_secrets.extend(tokens.0.into_values());
+    Ok(cfg)
 }
 
 /// The DNS responder of `dns` (`{listen, names}`) and where it listens. Its
@@ -199,14 +213,9 @@ mod tests {
 
     const SECRET: &str = "topsecretvalue42";
 
-    /// A proxy of `doc` whose audit lines stay in memory.
-    fn proxy(doc: Value, secrets: &[(&str, &str)]) -> Proxy {
-        let raw: RawConfig = serde_json::from_value(doc).unwrap();
-        let secrets = secrets
-            .iter()
-            .map(|(k, v)| (k.to_string(), Secret::new(*v)))
-            .collect();
-        let mut cfg = ProxyConfig::from_raw(raw, Path::new("/"), &MapSecrets(secrets)).unwrap();
+    /// A proxy of `doc` and `secrets` whose audit lines stay in memory.
+    fn proxy(doc: Value, secrets: &Value) -> Proxy {
+        let mut cfg = proxy_config(doc, secrets).unwrap();
         cfg.audit = AuditTarget::Memory;
         Proxy::new(cfg).unwrap()
     }
@@ -216,7 +225,7 @@ mod tests {
         for mode in ["off", "log", "block"] {
             let p = proxy(
                 serde_json::json!({"dlp": mode, "known_secret_env": ["S"]}),
-                &[("S", SECRET)],
+                &serde_json::json!({"tokens": {"S": SECRET}}),
             );
             let d = serde_json::json!({"listen": "127.0.0.1:0", "names": {"sidecar": "10.0.0.2"}});
             let (_, r) = dns_responder(&d, &p).unwrap();
@@ -228,5 +237,67 @@ mod tests {
             assert!(lines[0].contains("dns-refused"), "{}", lines[0]);
             assert!(!lines[0].contains(SECRET), "{mode}: {}", lines[0]);
         }
+    }
+
+    /// A git gate's HTTPS token is in `secrets.tokens` but in no proxy
+    /// route: a body carrying it is still refused before its end reaches
+    /// the upstream.
+    #[tokio::test]
+    async fn a_body_carrying_a_git_token_is_blocked() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        const GIT_TOKEN: &str = "gate-https-Vq8Zr2Lm5Xw9Tb3N";
+        let body = format!("{{\"note\": \"{GIT_TOKEN}\"}}");
+        // An upstream that answers only once it has the whole body.
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = upstream.local_addr().unwrap();
+        let whole = body.clone();
+        tokio::spawn(async move {
+            let (mut s, _) = upstream.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = s.read(&mut buf).await {
+                seen.extend_from_slice(&buf[..n]);
+                if seen.ends_with(whole.as_bytes()) {
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    let _ = s.write_all(ok).await;
+                }
+            }
+        });
+        let cfg = proxy_config(
+            serde_json::json!({
+                "dlp": "block",
+                "log": "off",
+                "allow": [{"host": "up.test"}],
+                "resolve": {"up.test": up.to_string()},
+            }),
+            &serde_json::json!({"tokens": {"GIT_TOKEN": GIT_TOKEN}}),
+        )
+        .unwrap();
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let p = Proxy::new(cfg).unwrap();
+        tokio::spawn(async move { p.serve_connection(server).await });
+        let head = format!(
+            "POST http://up.test/ HTTP/1.1\r\nhost: up.test\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        client.write_all(head.as_bytes()).await.unwrap();
+        client.write_all(body.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 1024];
+            while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                match client.read(&mut buf).await {
+                    Ok(n @ 1..) => answer.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 403"), "{answer}");
+        assert!(answer.contains("x-claude-bottle-block: dlp"), "{answer}");
     }
 }
