@@ -101,7 +101,7 @@ pub(crate) fn is_placeholder(value: &[u8]) -> bool {
 /// True for a value that is code rather than a literal: a call, an index, an
 /// attribute path, an environment lookup.
 pub(crate) fn looks_like_code(value: &[u8]) -> bool {
-    if value.iter().any(|b| b"()[]{}$<>\\".contains(b)) {
+    if value.iter().any(|b| b"()[]{}<>\\".contains(b)) || dollar_reference(value) {
         return true;
     }
     const CODE_PREFIXES: &[&[u8]] = &[
@@ -136,6 +136,44 @@ pub(crate) fn looks_like_code(value: &[u8]) -> bool {
     identifier
         && (value.contains(&b'_') || value.contains(&b'.') || value.contains(&b':'))
         && !value.iter().any(u8::is_ascii_digit)
+}
+
+/// True when a `$` starts a reference rather than being one more symbol of
+/// a generated password (`Xk9mP2$vL8qR4nT7wZ`, which generators produce
+/// and people paste into config files):
+/// - `${...}` and `$(...)` (their brackets alone make a value code, too);
+/// - `$NAME` where a shell, PHP, Perl or a template reads a variable: at the
+///   start of the value or after a byte that cannot belong to a name
+///   (`$HOME/x`, `pre-$USER`);
+/// - `$NAME` in the upper-case shape of an environment variable anywhere
+///   (`abc$DB_PASSWORD`).
+///
+/// A lower- or mixed-case run glued to the characters before the `$` is
+/// not a reference a person wrote.
+fn dollar_reference(value: &[u8]) -> bool {
+    value.iter().enumerate().any(|(i, &b)| {
+        if b != b'$' {
+            return false;
+        }
+        let rest = value.get(i + 1..).unwrap_or_default();
+        match rest.first() {
+            Some(b'{' | b'(') => true,
+            Some(&c) if c.is_ascii_alphabetic() || c == b'_' => {
+                let after_boundary = i == 0 || !value[i - 1].is_ascii_alphanumeric();
+                let name_len = rest
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                    .count();
+                let name = &rest[..name_len];
+                let env_name = name
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+                    && name.iter().filter(|c| c.is_ascii_uppercase()).count() >= 2;
+                after_boundary || env_name
+            }
+            _ => false,
+        }
+    })
 }
 
 pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -177,10 +215,27 @@ mod tests {
             b"self.password",
             b"settings.SECRET_KEY",
             b"password_hash",
+            // A `$` that starts a reference.
+            b"$(cat/run/secret)",
+            b"$password",
+            b"prod-$DB_PASSWORD_2024",
+            b"$HOME/.pgpass",
+            b"prefix:$user",
+            b"abc$DB_PASSWORD",
         ] {
             assert!(looks_like_code(c), "{}", String::from_utf8_lossy(c));
         }
-        assert!(!looks_like_code(b"Xq7pL2vR9sT4wY6z"));
-        assert!(!looks_like_code(b"aB3_dE5.fG7"));
+        for v in [
+            &b"Xq7pL2vR9sT4wY6z"[..],
+            b"aB3_dE5.fG7",
+            // A `$` that is one more symbol of a generated value.
+            b"Xk9mP2$vL8qR4nT7wZ",
+            b"Xk9mP2$9vL8qR4nT7wZ",
+            b"Xk9mP2vL8qR4nT7wZ$",
+            b"Xk9mP2$VL8qR4nT7wZ",
+            b"Zr8#kP2$%vQ9x",
+        ] {
+            assert!(!looks_like_code(v), "{}", String::from_utf8_lossy(v));
+        }
     }
 }

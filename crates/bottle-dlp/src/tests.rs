@@ -840,6 +840,12 @@ const CASES: &[(&str, &str, &str)] = &[
         "password = os.environ[\"DB_PASSWORD\"]",
     ),
     (
+        // A `$` inside a generated password is a symbol, not a reference.
+        "generic-password",
+        "password=Xk9mP2$vL8qR4nT7wZ",
+        "PASSWORD=prod-$DB_PASSWORD_2024",
+    ),
+    (
         "generic-password",
         "spring.datasource.password: {an:16}",
         "password_min_length = 12345678901",

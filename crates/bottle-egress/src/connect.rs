@@ -57,7 +57,8 @@ pub async fn handle(
             info.host = Some(redact_for_log(&inner.dlp, n));
             return Err(Failure::with_rule(Deny::Dlp, rule));
         }
-        info.scrubbed = v.flagged.is_empty();
+        // Vetted only if DLP looked: with `dlp: off` the event redacts.
+        info.scrubbed = inner.dlp.active() && v.flagged.is_empty();
     }
     let target = Target {
         host: target_host(&kind, raw),
@@ -74,7 +75,7 @@ pub async fn handle(
         .map_err(|_| Deny::TooLarge)?;
     let on_upgrade = hyper::upgrade::on(req);
     let started = info.started;
-    let mut ev = info_event(info, &inner.dlp);
+    let mut ev = info_event(info, inner);
     match route.tls {
         Tls::Passthrough => {
             let mut up = upstream::dial(inner, &target, &vetted).await?;
@@ -115,8 +116,8 @@ pub async fn handle(
     Ok(Response::new(full("")))
 }
 
-fn info_event(info: &Info, dlp: &crate::dlp::Dlp) -> crate::audit::Event {
-    let mut e = info.event("allow", dlp);
+fn info_event(info: &Info, inner: &Inner) -> crate::audit::Event {
+    let mut e = info.event("allow", inner);
     e.path = None;
     e.status = Some(StatusCode::OK.as_u16());
     e

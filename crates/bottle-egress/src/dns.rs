@@ -25,6 +25,8 @@ const RCODE_FORMERR: u8 = 1;
 const RCODE_NXDOMAIN: u8 = 3;
 const RCODE_NOTIMP: u8 = 4;
 const TTL: u32 = 60;
+/// What a refused query's event shows when no label of its name can be read.
+const UNREADABLE_NAME: &str = "<unreadable>";
 /// TCP clients served at once.
 const MAX_TCP_CLIENTS: usize = 256;
 
@@ -63,7 +65,9 @@ impl Responder {
     }
 
     /// The reply to one DNS message, or `None` when it is not worth one
-    /// (shorter than a header, or itself a response).
+    /// (shorter than a header, or itself a response). Every refused query,
+    /// malformed ones included, is one audit event; packets that get no
+    /// answer get no event either, so a stray packet cannot write to the log.
     pub fn answer(&self, msg: &[u8]) -> Option<Vec<u8>> {
         if msg.len() < 12 || msg.len() > DNS_MAX_MESSAGE {
             return None;
@@ -77,18 +81,17 @@ impl Responder {
         let opcode = ((flags >> 11) & 0xf) as u8;
         let qdcount = u16::from_be_bytes([msg[4], msg[5]]);
         if opcode != 0 {
+            self.refused_unread(msg, qdcount, "notimp");
             return Some(header_only(id, opcode, rd, RCODE_NOTIMP));
         }
-        if qdcount != 1 {
-            return Some(header_only(id, 0, rd, RCODE_FORMERR));
-        }
-        let Some(q) = parse_question(msg) else {
+        let Some(q) = (qdcount == 1).then(|| parse_question(msg)).flatten() else {
+            self.refused_unread(msg, qdcount, "formerr");
             return Some(header_only(id, 0, rd, RCODE_FORMERR));
         };
         let known = self.names.get(&q.name).copied();
         let (rcode, answer) = match known {
             None => {
-                self.refused(&q.name);
+                self.refused(&q.name, None);
                 (RCODE_NXDOMAIN, None)
             }
             Some(_) if q.qclass != CLASS_IN => (0, None),
@@ -121,14 +124,40 @@ impl Responder {
         Some(out)
     }
 
-    fn refused(&self, name: &str) {
+    /// The event of a refused query; `rule` says why when it was not
+    /// answered NXDOMAIN (`formerr`, `notimp`).
+    fn refused(&self, name: &str, rule: Option<&'static str>) {
+        if !self.audit.enabled() {
+            return; // `log: off`: no event, so no redaction work either
+        }
         let mut ev = Event::deny("dns", Deny::DnsRefused);
         let shown = match &self.dlp {
             Some(d) => crate::server::redact_for_log(d, name),
             None => name.to_string(),
         };
         ev.host = Some(shown);
+        ev.rule = rule.map(str::to_string);
         self.audit.emit(&ev);
+    }
+
+    /// The event of a query refused before its question was understood:
+    /// the name as far as its first question can be read (bounded like any
+    /// name), or a placeholder.
+    fn refused_unread(&self, msg: &[u8], qdcount: u16, rule: &'static str) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let name = if qdcount == 0 {
+            String::new()
+        } else {
+            read_name(msg).text
+        };
+        let shown = if name.is_empty() {
+            UNREADABLE_NAME
+        } else {
+            &name
+        };
+        self.refused(shown, Some(rule));
     }
 
     /// Serves UDP until `shutdown`.
@@ -211,23 +240,52 @@ fn header_only(id: [u8; 2], opcode: u8, rd: bool, rcode: u8) -> Vec<u8> {
 /// Parses the one question; no compression pointers (a query has nothing to
 /// point back to), labels 1-63 bytes, name at most 255 bytes.
 pub fn parse_question(msg: &[u8]) -> Option<Question> {
+    let name = read_name(msg);
+    let i = name.end?;
+    let qtype = u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]);
+    let qclass = u16::from_be_bytes([*msg.get(i + 2)?, *msg.get(i + 3)?]);
+    Some(Question {
+        name: name.text,
+        qtype,
+        qclass,
+        end: i + 4,
+    })
+}
+
+/// The first question's name, as far as it could be read.
+struct Name {
+    /// The labels read, lower-cased, odd bytes as `?`; at most 255 bytes.
+    text: String,
+    /// The offset just past the name, or `None` when it is broken there
+    /// (truncated, a compression pointer or reserved label type, or over
+    /// 255 bytes): `text` then holds the labels before the break.
+    end: Option<usize>,
+}
+
+/// Reads the name at the start of the question section.
+fn read_name(msg: &[u8]) -> Name {
     let mut i = 12;
     let mut name = String::new();
     let mut wire_len = 0usize;
-    loop {
-        let len = usize::from(*msg.get(i)?);
+    let end = loop {
+        let Some(&len) = msg.get(i) else {
+            break None;
+        };
+        let len = usize::from(len);
         i += 1;
         wire_len += len + 1;
         if wire_len > 255 {
-            return None;
+            break None;
         }
         if len == 0 {
-            break;
+            break Some(i);
         }
         if len > 63 {
-            return None; // compression pointer or reserved label type
+            break None; // compression pointer or reserved label type
         }
-        let label = msg.get(i..i + len)?;
+        let Some(label) = msg.get(i..i + len) else {
+            break None;
+        };
         if !name.is_empty() {
             name.push('.');
         }
@@ -242,15 +300,8 @@ pub fn parse_question(msg: &[u8]) -> Option<Question> {
             name.push(c.to_ascii_lowercase());
         }
         i += len;
-    }
-    let qtype = u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]);
-    let qclass = u16::from_be_bytes([*msg.get(i + 2)?, *msg.get(i + 3)?]);
-    Some(Question {
-        name,
-        qtype,
-        qclass,
-        end: i + 4,
-    })
+    };
+    Name { text: name, end }
 }
 
 /// A standard query (recursion desired, class IN) for `name`, e.g. type 1
@@ -277,6 +328,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn responder() -> (Responder, crate::audit::MemoryLog) {
+        responder_with(None)
+    }
+
+    fn responder_with(dlp: Option<Dlp>) -> (Responder, crate::audit::MemoryLog) {
         let (audit, log) = Audit::open(&AuditTarget::Memory, true).unwrap();
         let mut names = HashMap::new();
         names.insert("sidecar".to_string(), "10.1.2.3".parse().unwrap());
@@ -285,7 +340,7 @@ mod tests {
             "10.1.2.3".parse().unwrap(),
         );
         names.insert("v6.internal".to_string(), "fd00::5".parse().unwrap());
-        (Responder::new(names, audit, None), log.unwrap())
+        (Responder::new(names, audit, dlp), log.unwrap())
     }
 
     #[test]
@@ -345,6 +400,74 @@ mod tests {
             r.answer(&query(1, &long, 1)).unwrap()[3] & 0x0f,
             RCODE_FORMERR
         );
+    }
+
+    #[test]
+    fn malformed_queries_are_refusals_with_an_event_each() {
+        const SECRET: &str = "topsecretvalue42";
+        let engine = crate::dlp::LiteralEngine::new(vec![("known".into(), SECRET.into())]);
+        let dlp = Dlp::new(
+            Some(std::sync::Arc::new(engine)),
+            crate::config::DlpMode::Log,
+        );
+        let (r, log) = responder_with(Some(dlp));
+        let secret_name = format!("{SECRET}.evil.test");
+        // A query for a name with one byte set: (name, offset, byte, the
+        // name the event shows, rule).
+        let cases = [
+            // Two questions: the first one's name is shown.
+            ("evil.test", 5, 2, "evil.test", "formerr"),
+            // No question at all.
+            ("evil.test", 5, 0, UNREADABLE_NAME, "formerr"),
+            // A compression pointer: the labels before it.
+            ("a.evil.test", 14, 0xc0, "a", "formerr"),
+            ("evil.test", 12, 0xc0, UNREADABLE_NAME, "formerr"),
+            // A reserved label type (a length over 63).
+            ("evil.test", 17, 0x40, "evil", "formerr"),
+            // Another opcode (NOTIFY).
+            ("evil.test", 2, 0x20, "evil.test", "notimp"),
+            // A secret in the name is redacted, malformed or not.
+            (&secret_name, 5, 2, "[REDACTED:known].evil.test", "formerr"),
+        ];
+        for (i, (name, at, byte, shown, rule)) in cases.into_iter().enumerate() {
+            let mut q = query(1, name, TYPE_A);
+            q[at] = byte;
+            let rcode = if rule == "notimp" {
+                RCODE_NOTIMP
+            } else {
+                RCODE_FORMERR
+            };
+            assert_eq!(r.answer(&q).unwrap()[3] & 0x0f, rcode, "case {i}");
+            let ev = log.events();
+            assert_eq!(ev.len(), i + 1, "one event per refused query: {ev:?}");
+            let e = &ev[i];
+            assert_eq!(
+                (&e["kind"], &e["reason"]),
+                (&"dns".into(), &"dns-refused".into())
+            );
+            assert_eq!(
+                (e["host"].as_str(), e["rule"].as_str()),
+                (Some(shown), Some(rule))
+            );
+        }
+        // Cut inside the name: the labels before the cut.
+        let cut = &query(1, "evil.test", TYPE_A)[..20];
+        assert_eq!(r.answer(cut).unwrap()[3] & 0x0f, RCODE_FORMERR);
+        assert_eq!(log.events()[cases.len()]["host"], "evil");
+        // Over 255 bytes on the wire: the name is shown up to that bound.
+        let long = vec!["a".repeat(63); 5].join(".");
+        assert_eq!(
+            r.answer(&query(1, &long, 1)).unwrap()[3] & 0x0f,
+            RCODE_FORMERR
+        );
+        let shown = vec!["a".repeat(63); 3].join(".");
+        assert_eq!(log.events()[cases.len() + 1]["host"], shown);
+        // What gets no answer gets no event: responses, runts.
+        let mut resp = query(1, "evil.test", 1);
+        resp[2] |= 0x80;
+        assert!(r.answer(&resp).is_none() && r.answer(&[0; 5]).is_none());
+        assert_eq!(log.events().len(), cases.len() + 2);
+        assert!(log.lines().iter().all(|l| !l.contains(SECRET)));
     }
 
     proptest! {

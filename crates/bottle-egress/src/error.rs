@@ -87,6 +87,28 @@ impl Deny {
     }
 }
 
+/// A refusal with the rule that caused it (a route name or a DLP rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub deny: Deny,
+    pub rule: Option<String>,
+}
+
+impl From<Deny> for Failure {
+    fn from(deny: Deny) -> Self {
+        Failure { deny, rule: None }
+    }
+}
+
+impl Failure {
+    pub fn with_rule(deny: Deny, rule: impl Into<String>) -> Self {
+        Failure {
+            deny,
+            rule: Some(rule.into()),
+        }
+    }
+}
+
 impl std::fmt::Display for Deny {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use crate::addr::{HostKind, classify_host};
-use crate::error::Deny;
+use crate::error::{Deny, Failure};
 
 /// How a host of a route is matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,9 +180,11 @@ impl RouteTable {
     }
 
     /// The most specific route for a host and port, or why there is none.
-    pub fn find(&self, host: &HostKind, port: u16, scheme: Scheme) -> Result<&Arc<Route>, Deny> {
+    /// A wrong port names the route that matched the host: the refusal then
+    /// says which rule refused.
+    pub fn find(&self, host: &HostKind, port: u16, scheme: Scheme) -> Result<&Arc<Route>, Failure> {
         if matches!(host, HostKind::BadNumeric) {
-            return Err(Deny::IpLiteral);
+            return Err(Deny::IpLiteral.into());
         }
         let mut best: Option<(usize, &Arc<Route>)> = None;
         for r in &self.routes {
@@ -194,9 +196,9 @@ impl RouteTable {
         }
         match best {
             Some((_, r)) if r.port_allowed(port, scheme) => Ok(r),
-            Some(_) => Err(Deny::Port),
-            None if matches!(host, HostKind::Ip(_)) => Err(Deny::IpLiteral),
-            None => Err(Deny::NoRoute),
+            Some((_, r)) => Err(Failure::with_rule(Deny::Port, r.name.clone())),
+            None if matches!(host, HostKind::Ip(_)) => Err(Deny::IpLiteral.into()),
+            None => Err(Deny::NoRoute.into()),
         }
     }
 
@@ -315,6 +317,7 @@ mod tests {
     fn find<'a>(t: &'a RouteTable, host: &str, port: u16) -> Result<&'a str, Deny> {
         t.find(&classify_host(host), port, Scheme::Https)
             .map(|r| r.name.as_str())
+            .map_err(|m| m.deny)
     }
 
     #[test]
@@ -339,38 +342,19 @@ mod tests {
     fn ports_default_by_scheme() {
         let mut r = route("h.test", None, None);
         let t = RouteTable::new(vec![r.clone()]);
-        assert_eq!(
-            t.find(&classify_host("h.test"), 443, Scheme::Https)
-                .map(|_| ()),
-            Ok(())
-        );
-        assert_eq!(
-            t.find(&classify_host("h.test"), 80, Scheme::Http)
-                .map(|_| ()),
-            Ok(())
-        );
-        assert_eq!(
-            t.find(&classify_host("h.test"), 22, Scheme::Https)
-                .map(|_| ()),
-            Err(Deny::Port)
-        );
-        assert_eq!(
-            t.find(&classify_host("h.test"), 80, Scheme::Https)
-                .map(|_| ()),
-            Err(Deny::Port)
-        );
+        let find = |t: &RouteTable, port, scheme| {
+            t.find(&classify_host("h.test"), port, scheme).map(|_| ())
+        };
+        // A wrong port names the route that matched the host.
+        let port = Err(Failure::with_rule(Deny::Port, "h.test"));
+        assert_eq!(find(&t, 443, Scheme::Https), Ok(()));
+        assert_eq!(find(&t, 80, Scheme::Http), Ok(()));
+        assert_eq!(find(&t, 22, Scheme::Https), port);
+        assert_eq!(find(&t, 80, Scheme::Https), port);
         r.ports = Some(vec![8443]);
         let t = RouteTable::new(vec![r]);
-        assert_eq!(
-            t.find(&classify_host("h.test"), 8443, Scheme::Https)
-                .map(|_| ()),
-            Ok(())
-        );
-        assert_eq!(
-            t.find(&classify_host("h.test"), 443, Scheme::Https)
-                .map(|_| ()),
-            Err(Deny::Port)
-        );
+        assert_eq!(find(&t, 8443, Scheme::Https), Ok(()));
+        assert_eq!(find(&t, 443, Scheme::Https), port);
     }
 
     #[test]

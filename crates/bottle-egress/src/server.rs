@@ -28,6 +28,7 @@ use crate::ca::{Ca, load_roots_pem};
 use crate::config::{LogMode, ProxyConfig, Token};
 use crate::connect::{self, Tunnel};
 use crate::dlp::{BottleDlp, Dlp, Engine};
+pub use crate::error::Failure;
 use crate::error::{Deny, Error};
 use crate::inject;
 use crate::limits::{FULL_LOG_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS, MAX_TARGET_BYTES};
@@ -46,8 +47,8 @@ pub struct Inner {
     pub cfg: ProxyConfig,
     pub audit: Audit,
     pub dlp: Dlp,
-    /// The same engine whatever the mode: log lines are redacted even with
-    /// `dlp: off`.
+    /// The same engine whatever the mode: audit events (host, path, `log:
+    /// full` bodies) are redacted even with `dlp: off` or `log`.
     pub log_redactor: Dlp,
     pub ca: Ca,
     pub client_tls: Arc<rustls::ClientConfig>,
@@ -138,9 +139,11 @@ impl Proxy {
         self.inner.audit.clone()
     }
 
-    /// The DLP engine and mode in force, for the sidecar's other parts.
-    pub fn dlp(&self) -> Dlp {
-        self.inner.dlp.clone()
+    /// The engine that redacts audit events, active whatever the DLP mode
+    /// (`dlp: off` included): for the other parts' events (DNS), which must
+    /// not carry a secret either.
+    pub fn log_redactor(&self) -> Dlp {
+        self.inner.log_redactor.clone()
     }
 
     /// Idle upstream connections kept for reuse.
@@ -156,14 +159,18 @@ impl Proxy {
 
 /// The `bottle-dlp` engine with the config's tokens and known secrets.
 fn default_engine(cfg: &ProxyConfig) -> Result<Arc<dyn Engine>, Error> {
+    let tokens = cfg.tokens.iter().map(|t| match t {
+        Token::Anthropic(s) | Token::Openai(s) => s,
+        Token::Http { secret, .. } => secret,
+    });
     let mut secrets: Vec<&Secret> = Vec::new();
-    for t in &cfg.tokens {
-        secrets.push(match t {
-            Token::Anthropic(s) | Token::Openai(s) => s,
-            Token::Http { secret, .. } => secret,
-        });
+    for s in tokens.chain(&cfg.known_secrets) {
+        // Each value indexed once: the sidecar lists every token of the
+        // bottle as a known secret, the injected ones too.
+        if !secrets.iter().any(|k| k.expose() == s.expose()) {
+            secrets.push(s);
+        }
     }
-    secrets.extend(cfg.known_secrets.iter());
     let engine = BottleDlp::new(secrets).map_err(|e| Error::Invalid(format!("DLP engine: {e}")))?;
     Ok(Arc::new(engine))
 }
@@ -291,44 +298,28 @@ pub struct Info {
     /// DLP has scanned the host and path and they are fit for the log
     /// (clean, or already redacted). Until then an event redacts them
     /// itself: the audit log must not carry what the proxy refused to send
-    /// (a secret in a refused host's label, or one `dlp: log` let through).
+    /// (a secret in a refused host's label, or one `dlp: log` let through),
+    /// nor, with `dlp: off`, what nobody scanned.
     pub scrubbed: bool,
 }
 
 impl Info {
-    pub fn event(&self, decision: &'static str, dlp: &Dlp) -> Event {
+    /// The audit event of this request, host and path redacted with the log
+    /// redactor (whatever the DLP mode) unless DLP vetted them already.
+    /// With `log: off` nothing is written, so nothing is scanned for it:
+    /// refusals stay as cheap as before.
+    pub fn event(&self, decision: &'static str, inner: &Inner) -> Event {
         let mut e = Event::new(self.kind, decision);
-        let scrub = |s: &Option<String>| match s {
-            Some(v) if !self.scrubbed && dlp.active() => Some(redact_for_log(dlp, v)),
+        let redact = !self.scrubbed && inner.audit.enabled();
+        let scrub = |s: &Option<String>, how: fn(&Dlp, &str) -> String| match s {
+            Some(v) if redact => Some(how(&inner.log_redactor, v)),
             other => other.clone(),
         };
-        e.host = scrub(&self.host);
+        e.host = scrub(&self.host, redact_for_log);
         e.method = Some(self.method.clone());
-        e.path = scrub(&self.path);
+        e.path = scrub(&self.path, redact_path_for_log);
         e.rule = self.rule.clone();
         e
-    }
-}
-
-/// A refusal with the rule that caused it (a route name or a DLP rule).
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub deny: Deny,
-    pub rule: Option<String>,
-}
-
-impl From<Deny> for Failure {
-    fn from(deny: Deny) -> Self {
-        Failure { deny, rule: None }
-    }
-}
-
-impl Failure {
-    pub fn with_rule(deny: Deny, rule: impl Into<String>) -> Self {
-        Failure {
-            deny,
-            rule: Some(rule.into()),
-        }
     }
 }
 
@@ -379,7 +370,7 @@ pub fn refuse(inner: &Inner, info: &Info, f: Failure) -> Response<Body> {
         "rule": rule.clone().unwrap_or_default(),
         "host": info.host.clone().unwrap_or_default(),
     });
-    let mut ev = info.event("block", &inner.dlp);
+    let mut ev = info.event("block", inner);
     ev.reason = Some(f.deny.as_str());
     ev.rule = rule;
     ev.status = Some(status.as_u16());
@@ -534,7 +525,7 @@ fn internal(inner: &Inner, path: &str, info: &mut Info) -> Response<Body> {
             Bytes::from_static(b"not found\n"),
         ),
     };
-    let mut ev = info.event("allow", &inner.dlp);
+    let mut ev = info.event("allow", inner);
     ev.status = Some(status.as_u16());
     ev.bytes = body.len() as u64;
     inner.audit.emit(&ev);
@@ -676,14 +667,14 @@ pub async fn exchange(
         }
         match scan::scan_target(dlp, &ex.pq, &mut verdict) {
             Ok(Some(redacted)) => {
-                info.path = Some(redact_for_log(dlp, parts.uri.path()));
+                info.path = Some(redact_path_for_log(dlp, parts.uri.path()));
                 ex.pq = redacted;
             }
             // Clean, unless `log` mode let a finding through: then the
             // event redacts host and path itself.
             Ok(None) => info.scrubbed = verdict.flagged.is_empty(),
             Err(rule) => {
-                info.path = Some(redact_for_log(dlp, parts.uri.path()));
+                info.path = Some(redact_path_for_log(dlp, parts.uri.path()));
                 return Err(Failure::with_rule(Deny::Dlp, rule));
             }
         }
@@ -775,13 +766,24 @@ fn host_header(t: &Target) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// `s` with every finding replaced, for events and refusal bodies.
+/// Host name `s` with every finding replaced, for events and refusal
+/// bodies: the content rules, then the host checks (labels, known secrets
+/// across dots).
 pub fn redact_for_log(dlp: &Dlp, s: &str) -> String {
     let mut findings = dlp.scan(s.as_bytes());
     if findings.is_empty() {
         findings = dlp.scan_host(s);
     }
     let out = crate::dlp::apply_redactions(s.as_bytes(), &findings);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Request path `s` with every finding replaced, for events. The content
+/// rules only, as for the URL DLP scans: the host-label checks would take
+/// any long or random-looking path (a commit hash) for exfiltration and
+/// blank it from the log.
+pub fn redact_path_for_log(dlp: &Dlp, s: &str) -> String {
+    let out = crate::dlp::apply_redactions(s.as_bytes(), &dlp.scan(s.as_bytes()));
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -844,7 +846,7 @@ async fn send_and_wrap(
         (crate::config::DlpMode::Redact, false) => "redact",
         _ => "allow",
     };
-    let mut ev = info.event(decision, &inner.dlp);
+    let mut ev = info.event(decision, inner);
     if let Some(rule) = verdict.flagged.first() {
         ev.reason = Some(Deny::Dlp.as_str());
         ev.rule = Some(rule.clone());

@@ -6,15 +6,19 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
+use bottle_egress::dlp::{Engine, Finding, StreamScan};
+
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "topsecretvalue42";
 
-async fn dlp_proxy(mode: &str) -> (Running, Recorder, String) {
+/// A proxy with `settings` (`dlp:` and `log:` lines) and SECRET known,
+/// routing app.test and its subdomains.
+async fn dlp_proxy(settings: &str) -> (Running, Recorder, String) {
     let (up, rec) = http_upstream().await;
     let p = Setup::new(format!(
-        "dlp: {mode}\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+        "{settings}\nallow: [{{host: app.test}}, {{host: '*.app.test'}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
     ))
     .secrets(&[("S", SECRET)])
     .start()
@@ -24,7 +28,7 @@ async fn dlp_proxy(mode: &str) -> (Running, Recorder, String) {
 
 #[tokio::test]
 async fn secrets_in_url_and_headers_are_blocked() {
-    let (p, rec, base) = dlp_proxy("block").await;
+    let (p, rec, base) = dlp_proxy("dlp: block").await;
     let mut c = client(p.addr).await;
     let (s, h, body) = send(&mut c, req("GET", &format!("{base}/x?k={SECRET}"), &[], "")).await;
     assert_eq!(
@@ -143,7 +147,7 @@ async fn secret_split_across_body_chunks_is_refused_before_the_body_ends() {
 
 #[tokio::test]
 async fn redact_mode_replaces_secrets_and_forwards() {
-    let (p, rec, base) = dlp_proxy("redact").await;
+    let (p, rec, base) = dlp_proxy("dlp: redact").await;
     let mut c = client(p.addr).await;
     let body = format!("a={SECRET}&b={SECRET}");
     let (s, _, _) = send(
@@ -171,7 +175,7 @@ async fn redact_mode_replaces_secrets_and_forwards() {
 
 #[tokio::test]
 async fn log_mode_forwards_and_records() {
-    let (p, rec, base) = dlp_proxy("log").await;
+    let (p, rec, base) = dlp_proxy("dlp: log").await;
     let mut c = client(p.addr).await;
     let (s, _, _) = send(&mut c, req("POST", &format!("{base}/f"), &[], SECRET)).await;
     assert_eq!(s, 200);
@@ -183,7 +187,7 @@ async fn log_mode_forwards_and_records() {
 
 #[tokio::test]
 async fn off_mode_does_not_scan() {
-    let (p, rec, base) = dlp_proxy("off").await;
+    let (p, rec, base) = dlp_proxy("dlp: off").await;
     let mut c = client(p.addr).await;
     let (s, _, _) = send(
         &mut c,
@@ -196,13 +200,7 @@ async fn off_mode_does_not_scan() {
 
 #[tokio::test]
 async fn log_full_records_bodies_with_secrets_redacted() {
-    let (up, rec) = http_upstream().await;
-    let p = Setup::new(format!(
-        "dlp: log\nlog: full\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
-    ))
-    .secrets(&[("S", SECRET)])
-    .start()
-    .await;
+    let (p, rec, _) = dlp_proxy("dlp: log\nlog: full").await;
     let mut c = client(p.addr).await;
     let (s, _, _) = send(
         &mut c,
@@ -222,28 +220,72 @@ async fn log_full_records_bodies_with_secrets_redacted() {
     assert_eq!(e["response_body"], "hello /f");
 }
 
-/// `log` forwards, but the audit log itself must not become the leak: a
-/// secret in the path, in an allowed host's label, or in the name of a
-/// host that is refused anyway is redacted in every event.
-#[tokio::test]
-async fn log_mode_never_writes_the_secret_into_events() {
-    let (p, rec, base) = dlp_proxy("log").await;
+/// The status of a GET through the proxy, on a connection of its own.
+async fn get(p: &Running, url: &str) -> u16 {
     let mut c = client(p.addr).await;
-    let (s, _, _) = send(&mut c, req("GET", &format!("{base}/p/{SECRET}/q"), &[], "")).await;
-    assert_eq!(s, 200);
-    assert_eq!(rec.count(), 1);
+    send(&mut c, req("GET", url, &[], "")).await.0
+}
+
+/// `log` forwards and `off` does not even look, but the audit log itself
+/// must not become the leak: a secret in the path, in an allowed host's
+/// label, or in the name of a host that is refused anyway is redacted in
+/// every event, whatever the DLP mode.
+#[tokio::test]
+async fn no_dlp_mode_writes_the_secret_into_events() {
+    for mode in ["log", "off"] {
+        let (p, rec, _) = dlp_proxy(&format!("dlp: {mode}")).await;
+        let s = get(&p, &format!("http://app.test/p/{SECRET}/q")).await;
+        assert_eq!((mode, s), (mode, 200));
+        assert_eq!(rec.count(), 1);
+        let (s, _, _) = connect(p.addr, &format!("{SECRET}.denied.test:443")).await;
+        assert_eq!((mode, s), (mode, 403));
+        let s = get(&p, &format!("http://{SECRET}.nowhere.test/x")).await;
+        assert_eq!((mode, s), (mode, 403));
+        // Routed, then refused later (the name does not resolve): the
+        // event still shows the host redacted.
+        let (s, _, _) = connect(p.addr, &format!("{SECRET}.app.test:443")).await;
+        assert_ne!((mode, s), (mode, 200));
+        p.event(|e| e["path"] == "/p/[REDACTED:known-secret]/q")
+            .await;
+        p.event(|e| e["decision"] == "block" && e["kind"] == "connect")
+            .await;
+        let ev = p.events_without(&[SECRET]);
+        assert_eq!(ev.len(), 4, "{mode}: {ev:?}");
+    }
+}
+
+/// An engine that must never be asked: a scan fails the request (and so
+/// the test) loudly.
+struct NeverScan;
+
+impl Engine for NeverScan {
+    fn scan(&self, _: &[u8]) -> Vec<Finding> {
+        panic!("scanned although no event is written")
+    }
+    fn scan_host(&self, _: &str) -> Vec<Finding> {
+        panic!("host scanned although no event is written")
+    }
+    fn stream(&self) -> Box<dyn StreamScan> {
+        panic!("stream scanned although DLP is off")
+    }
+}
+
+/// With `log: off` (and `dlp: off`) no event is written, so nothing is
+/// scanned to redact one: refusals and forwarded requests cost no DLP work.
+#[tokio::test]
+async fn log_off_scans_nothing_for_events() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: off\nlog: off\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}"
+    ))
+    .engine(Arc::new(NeverScan))
+    .start()
+    .await;
+    let s = get(&p, &format!("http://app.test/{SECRET}")).await;
+    assert_eq!((s, rec.count()), (200, 1));
+    let s = get(&p, &format!("http://{SECRET}.nowhere.test/x")).await;
+    assert_eq!(s, 403);
     let (s, _, _) = connect(p.addr, &format!("{SECRET}.denied.test:443")).await;
     assert_eq!(s, 403);
-    let mut c = client(p.addr).await;
-    let (s, _, _) = send(
-        &mut c,
-        req("GET", &format!("http://{SECRET}.nowhere.test/x"), &[], ""),
-    )
-    .await;
-    assert_eq!(s, 403);
-    p.event(|e| e["path"] == "/p/[REDACTED:known-secret]/q")
-        .await;
-    p.event(|e| e["decision"] == "block" && e["kind"] == "connect")
-        .await;
-    p.events_without(&[SECRET]);
+    assert!(p.log.lines().is_empty());
 }

@@ -103,6 +103,37 @@ async fn default_deny_answers_403_with_reason_header_and_json() {
     }
 }
 
+/// A route matched the host, only the port is wrong: the refusal names that
+/// route, in the body and in the event, for HTTP and for CONNECT.
+#[tokio::test]
+async fn a_port_refusal_names_the_route_that_matched_the_host() {
+    let p = Setup::new("allow: [{host: vm}]").start().await;
+    let mut c = client(p.addr).await;
+    let (s, h, body) = send(&mut c, req("GET", "http://vm:8080/", &[], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "port")
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["reason"].as_str(), v["rule"].as_str()),
+        (Some("port"), Some("vm"))
+    );
+    let (s, text, _) = connect(p.addr, "vm:22").await;
+    assert_eq!(s, 403);
+    assert!(text.contains(r#""rule":"vm""#), "{text}");
+    let ev = p.events_without(&[]);
+    for kind in ["http", "connect"] {
+        let e = ev.iter().find(|e| e["kind"] == kind).unwrap();
+        assert_eq!(
+            (e["reason"].as_str(), e["rule"].as_str()),
+            (Some("port"), Some("vm")),
+            "{e}"
+        );
+    }
+    assert_eq!(p.net.connect_count(), 0);
+}
+
 #[tokio::test]
 async fn method_and_path_rules_with_traversal_attacks() {
     let (up, rec) = http_upstream().await;

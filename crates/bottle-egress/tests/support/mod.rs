@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bottle_egress::audit::MemoryLog;
 use bottle_egress::config::{AuditTarget, MapSecrets, ProxyConfig, parse_text};
+use bottle_egress::dlp::Engine;
 use bottle_egress::upstream::{BoxFuture, Net};
 use bottle_egress::{Options, Proxy, serve};
 use bottle_secret::Secret;
@@ -235,6 +236,7 @@ pub struct Setup<'a> {
     pub net: Arc<FakeNet>,
     pub upstream_ca: Option<&'a TestCa>,
     pub tweak: Option<Box<dyn FnOnce(&mut ProxyConfig) + 'a>>,
+    pub engine: Option<Arc<dyn Engine>>,
 }
 
 impl<'a> Setup<'a> {
@@ -245,6 +247,7 @@ impl<'a> Setup<'a> {
             net: FakeNet::with(&[]),
             upstream_ca: None,
             tweak: None,
+            engine: None,
         }
     }
     pub fn secrets(mut self, s: &'a [(&'a str, &'a str)]) -> Self {
@@ -261,6 +264,11 @@ impl<'a> Setup<'a> {
     }
     pub fn tweak(mut self, f: impl FnOnce(&mut ProxyConfig) + 'a) -> Self {
         self.tweak = Some(Box::new(f));
+        self
+    }
+    /// Another DLP engine than the default one.
+    pub fn engine(mut self, e: Arc<dyn Engine>) -> Self {
+        self.engine = Some(e);
         self
     }
 
@@ -287,12 +295,13 @@ impl<'a> Setup<'a> {
         let proxy = Proxy::with_options(
             cfg,
             Options {
-                engine: None,
+                engine: self.engine,
                 net: Some(self.net.clone() as Arc<dyn Net>),
             },
         )
         .unwrap();
-        let log = proxy.memory_log().unwrap();
+        // `log: off` has no log at all: an empty one stands in.
+        let log = proxy.memory_log().unwrap_or_default();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use bottle_egress::config::{MapSecrets, RawConfig};
-use bottle_egress::{ProxyConfig, dns};
+use bottle_egress::{Proxy, ProxyConfig, dns};
 use bottle_secret::Secret;
 use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
@@ -81,18 +81,7 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
         Some(_) => return Err(UsageError::new("upstream_ca_pem must be a string").into()),
         None => {}
     }
-    let tokens: HashMap<String, Secret> = secrets
-        .get("tokens")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?.to_string()))))
-                .collect()
-        })
-        .unwrap_or_default();
-    let raw: RawConfig = serde_json::from_value(doc)
-        .map_err(|e| UsageError::new(format!("proxy configuration: {e}")))?;
-    let cfg = ProxyConfig::from_raw(raw, Path::new("/"), &MapSecrets(tokens))?;
+    let cfg = proxy_config(doc, &secrets)?;
     let proxy = bottle_egress::Proxy::new(cfg.clone())?;
     let proxy_listener = TcpListener::bind(cfg.listen)
         .await
@@ -101,23 +90,8 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
     let mut tasks = tokio::task::JoinSet::new();
 
     if let Some(d) = dns_cfg {
-        let listen: SocketAddr = d
-            .get("listen")
-            .and_then(Value::as_str)
-            .unwrap_or("0.0.0.0:53")
-            .parse()
-            .map_err(|_| UsageError::new("dns.listen is not ADDR:PORT"))?;
-        let mut names = HashMap::new();
-        if let Some(m) = d.get("names").and_then(Value::as_object) {
-            for (name, addr) in m {
-                let ip: IpAddr = addr
-                    .as_str()
-                    .and_then(|a| a.parse().ok())
-                    .ok_or_else(|| anyhow!("dns.names.{name} is not an IP address"))?;
-                names.insert(name.clone(), ip);
-            }
-        }
-        let responder = Arc::new(dns::Responder::new(names, proxy.audit(), Some(proxy.dlp())));
+        let (listen, responder) = dns_responder(&d, &proxy)?;
+        let responder = Arc::new(responder);
         let (udp, tcp) = bind_dns(listen).await?;
         addrs.push(format!("dns {}", udp.local_addr()?));
         let r = responder.clone();
@@ -156,6 +130,56 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The proxy's configuration: the sidecar document without its `dns`,
+/// `gate` and `secrets` parts, `token_ref`s read from `secrets.tokens`.
+///
+/// Every token value of the bottle is a known secret of the proxy's DLP,
+/// not only those the proxy injects: `secrets.tokens` also holds the git
+/// gate's HTTPS tokens, which the agent never needs and must not be able to
+/// send out through the proxy either.
+fn proxy_config(doc: Value, secrets: &Value) -> Result<ProxyConfig> {
+    let tokens: HashMap<String, Secret> = secrets
+        .get("tokens")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?.to_string()))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let raw: RawConfig = serde_json::from_value(doc)
+        .map_err(|e| UsageError::new(format!("proxy configuration: {e}")))?;
+    let tokens = MapSecrets(tokens);
+    let mut cfg = ProxyConfig::from_raw(raw, Path::new("/"), &tokens)?;
+    cfg.known_secrets.extend(tokens.0.into_values());
+    Ok(cfg)
+}
+
+/// The DNS responder of `dns` (`{listen, names}`) and where it listens. Its
+/// events go to the proxy's audit log, redacted by the proxy's log redactor:
+/// a refused name may carry a secret (`<token>.attacker.example`), and the
+/// log must not, whatever the DLP mode (`dlp: off` included).
+fn dns_responder(d: &Value, proxy: &Proxy) -> Result<(SocketAddr, dns::Responder)> {
+    let listen: SocketAddr = d
+        .get("listen")
+        .and_then(Value::as_str)
+        .unwrap_or("0.0.0.0:53")
+        .parse()
+        .map_err(|_| UsageError::new("dns.listen is not ADDR:PORT"))?;
+    let mut names = HashMap::new();
+    if let Some(m) = d.get("names").and_then(Value::as_object) {
+        for (name, addr) in m {
+            let ip: IpAddr = addr
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| anyhow!("dns.names.{name} is not an IP address"))?;
+            names.insert(name.clone(), ip);
+        }
+    }
+    let responder = dns::Responder::new(names, proxy.audit(), Some(proxy.log_redactor()));
+    Ok((listen, responder))
+}
+
 /// DNS answers on one port over UDP and TCP. With port 0 (tests) the
 /// kernel picks the UDP port, which may be taken for TCP by someone else:
 /// then another pair is tried.
@@ -178,4 +202,102 @@ async fn bind_dns(listen: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
 
 async fn shutdown() {
     bottle_egress::standalone::shutdown_signal().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test: a failed step is a failed test
+
+    use super::*;
+    use bottle_egress::config::AuditTarget;
+
+    const SECRET: &str = "topsecretvalue42";
+
+    /// A proxy of `doc` and `secrets` whose audit lines stay in memory.
+    fn proxy(doc: Value, secrets: &Value) -> Proxy {
+        let mut cfg = proxy_config(doc, secrets).unwrap();
+        cfg.audit = AuditTarget::Memory;
+        Proxy::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn dns_events_never_carry_a_secret_even_with_dlp_off() {
+        for mode in ["off", "log", "block"] {
+            let p = proxy(
+                serde_json::json!({"dlp": mode, "known_secret_env": ["S"]}),
+                &serde_json::json!({"tokens": {"S": SECRET}}),
+            );
+            let d = serde_json::json!({"listen": "127.0.0.1:0", "names": {"sidecar": "10.0.0.2"}});
+            let (_, r) = dns_responder(&d, &p).unwrap();
+            let name = format!("{SECRET}.evil.test");
+            let reply = r.answer(&dns::query(1, &name, 1)).unwrap();
+            assert_eq!(reply[3] & 0x0f, 3, "NXDOMAIN");
+            let lines = p.memory_log().unwrap().lines();
+            assert_eq!(lines.len(), 1, "{mode}: the refusal is an event");
+            assert!(lines[0].contains("dns-refused"), "{}", lines[0]);
+            assert!(!lines[0].contains(SECRET), "{mode}: {}", lines[0]);
+        }
+    }
+
+    /// A git gate's HTTPS token is in `secrets.tokens` but in no proxy
+    /// route: a body carrying it is still refused before its end reaches
+    /// the upstream.
+    #[tokio::test]
+    async fn a_body_carrying_a_git_token_is_blocked() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        const GIT_TOKEN: &str = "gate-https-Vq8Zr2Lm5Xw9Tb3N";
+        let body = format!("{{\"note\": \"{GIT_TOKEN}\"}}");
+        // An upstream that answers only once it has the whole body.
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = upstream.local_addr().unwrap();
+        let whole = body.clone();
+        tokio::spawn(async move {
+            let (mut s, _) = upstream.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = s.read(&mut buf).await {
+                seen.extend_from_slice(&buf[..n]);
+                if seen.ends_with(whole.as_bytes()) {
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    let _ = s.write_all(ok).await;
+                }
+            }
+        });
+        let cfg = proxy_config(
+            serde_json::json!({
+                "dlp": "block",
+                "log": "off",
+                "allow": [{"host": "up.test"}],
+                "resolve": {"up.test": up.to_string()},
+            }),
+            &serde_json::json!({"tokens": {"GIT_TOKEN": GIT_TOKEN}}),
+        )
+        .unwrap();
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let p = Proxy::new(cfg).unwrap();
+        tokio::spawn(async move { p.serve_connection(server).await });
+        let head = format!(
+            "POST http://up.test/ HTTP/1.1\r\nhost: up.test\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        client.write_all(head.as_bytes()).await.unwrap();
+        client.write_all(body.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 1024];
+            while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                match client.read(&mut buf).await {
+                    Ok(n @ 1..) => answer.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 403"), "{answer}");
+        assert!(answer.contains("x-claude-bottle-block: dlp"), "{answer}");
+    }
 }
