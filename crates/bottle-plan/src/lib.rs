@@ -17,7 +17,7 @@ pub mod resolve;
 pub mod secrets;
 
 pub use error::Error;
-pub use host::{EngineFacts, Facts, Host};
+pub use host::{EngineFacts, Facts, Host, StandIn};
 pub use plan::Plan;
 pub use resolve::{Options, Resolved, bottle_env, resolve};
 pub use secrets::Secrets;

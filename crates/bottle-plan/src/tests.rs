@@ -125,7 +125,7 @@ fn plan_with(
     files: &'static [(&'static str, &'static str)],
     engine: Option<EngineFacts>,
     opts: &Options,
-    host: &FakeHost,
+    host: &dyn Host,
 ) -> Result<Resolved, Error> {
     let a = agent::parse(
         "reviewer",
@@ -223,6 +223,26 @@ fn upstream_ca_is_read_and_checked() {
         r.plan.egress.upstream_ca.as_deref(),
         Some("/home/u/corp.pem")
     );
+}
+
+/// A stand-in host (`info`) reads no file: the CA's path is in the plan and
+/// its placeholder content is not checked for a certificate.
+#[test]
+fn upstream_ca_is_not_checked_on_a_stand_in_host() {
+    static CA: &[(&str, &str)] = &[("dev", "---\negress:\n  upstream_ca: ~/corp.pem\n---\n")];
+    let r = plan_with(
+        "---\nbottle: dev\n---\n",
+        CA,
+        None,
+        &Options::default(),
+        &StandIn,
+    )
+    .unwrap();
+    assert_eq!(
+        r.plan.egress.upstream_ca.as_deref(),
+        Some("/home/u/corp.pem")
+    );
+    assert_eq!(r.secrets.upstream_ca, None);
 }
 
 #[test]
