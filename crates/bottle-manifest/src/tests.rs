@@ -80,6 +80,30 @@ runtime: runsc
 Free text.
 "#;
 
+/// Numbers and booleans become strings as written: YAML reads `3.10` as
+/// 3.1 and `12345678901234567890` as a rounded float, neither of which is
+/// what the user meant.
+#[test]
+fn env_numbers_keep_their_text() {
+    let b = parse_bottle(
+        "---\nenv:\n  PYTHON_VERSION: 3.10\n  V: 1.0\n  BIG: 12345678901234567890\n  \
+         HEX: 0x1F\n  T: TRUE\n  E: 1e3\n  L: {literal: 2.50}\n---\n",
+    )
+    .unwrap();
+    let env: BTreeMap<_, _> = b.env.iter().map(|e| (e.name.as_str(), &e.value)).collect();
+    for (name, text) in [
+        ("PYTHON_VERSION", "3.10"),
+        ("V", "1.0"),
+        ("BIG", "12345678901234567890"),
+        ("HEX", "0x1F"),
+        ("T", "TRUE"),
+        ("E", "1e3"),
+        ("L", "2.50"),
+    ] {
+        assert_eq!(env[name], &EnvValue::Literal(text.into()), "{name}");
+    }
+}
+
 #[test]
 fn every_bottle_key_is_read() {
     let b = parse_bottle(FULL).unwrap();
