@@ -455,7 +455,16 @@ fn parse_env_string(r: &Reader, key: &str, line: u32, s: &str) -> Result<EnvValu
         let q = q.trim();
         return Ok(EnvValue::Prompt((!q.is_empty()).then(|| q.to_string())));
     }
-    if let Some(inner) = s.strip_prefix("${").and_then(|x| x.strip_suffix('}')) {
+    // Only a value that is one `${...}` as a whole is a reference: with a
+    // brace or `$` inside (`${A}-${B}`) it is longer text, and the spec has
+    // no interpolation, so it is a literal. One reference with a bad name
+    // (`${1BAD}`, `${}`, `${A:-x}`) is refused: it was meant as a reference
+    // and would otherwise reach the agent as text nobody wanted.
+    if let Some(inner) = s
+        .strip_prefix("${")
+        .and_then(|x| x.strip_suffix('}'))
+        .filter(|inner| !inner.contains(['{', '}', '$']))
+    {
         if !name::is_env_name(inner) {
             return Err(Error::invalid(
                 r.file,

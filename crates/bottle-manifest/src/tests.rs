@@ -90,18 +90,46 @@ fn env_numbers_keep_their_text() {
          HEX: 0x1F\n  T: TRUE\n  E: 1e3\n  L: {literal: 2.50}\n---\n",
     )
     .unwrap();
-    let env: BTreeMap<_, _> = b.env.iter().map(|e| (e.name.as_str(), &e.value)).collect();
-    for (name, text) in [
-        ("PYTHON_VERSION", "3.10"),
-        ("V", "1.0"),
-        ("BIG", "12345678901234567890"),
-        ("HEX", "0x1F"),
-        ("T", "TRUE"),
-        ("E", "1e3"),
-        ("L", "2.50"),
-    ] {
-        assert_eq!(env[name], &EnvValue::Literal(text.into()), "{name}");
+    assert_literals(
+        &b,
+        &[
+            ("PYTHON_VERSION", "3.10"),
+            ("V", "1.0"),
+            ("BIG", "12345678901234567890"),
+            ("HEX", "0x1F"),
+            ("T", "TRUE"),
+            ("E", "1e3"),
+            ("L", "2.50"),
+        ],
+    );
+}
+
+fn assert_literals(b: &bottle::Bottle, expected: &[(&str, &str)]) {
+    for (name, text) in expected {
+        let e = b.env.iter().find(|e| e.name == *name).unwrap();
+        assert_eq!(e.value, EnvValue::Literal(text.to_string()), "{name}");
     }
+}
+
+/// `${NAME}` is only a reference as the whole value; anything longer is
+/// text, with no interpolation.
+#[test]
+fn env_references_only_as_the_whole_value() {
+    let b = parse_bottle(
+        "---\nenv:\n  AB: ${A}-${B}\n  PRE: x${A}\n  POST: ${A}x\n  \
+         NEST: ${${A}}\n  ONE: ${A}\n---\n",
+    )
+    .unwrap();
+    assert_literals(
+        &b,
+        &[
+            ("AB", "${A}-${B}"),
+            ("PRE", "x${A}"),
+            ("POST", "${A}x"),
+            ("NEST", "${${A}}"),
+        ],
+    );
+    assert_eq!(b.env[4].value, EnvValue::Forward("A".into()));
 }
 
 #[test]
@@ -219,6 +247,8 @@ fn value_rules() {
         ("---\nenv:\n  HTTPS_PROXY: x\n---\n", "env.HTTPS_PROXY"),
         ("---\nenv:\n  1BAD: x\n---\n", "env.1BAD"),
         ("---\nenv:\n  A: ${lower-case}\n---\n", "env.A"),
+        ("---\nenv:\n  A: ${1BAD}\n---\n", "env.A"),
+        ("---\nenv:\n  A: ${}\n---\n", "env.A"),
         ("---\nenv:\n  A:\n---\n", "env.A"),
         (
             "---\ntokens:\n  - kind: aws\n    token_ref: X\n---\n",
