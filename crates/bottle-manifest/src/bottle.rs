@@ -1021,7 +1021,9 @@ fn read_resources(r: &Reader, node: &Node) -> Result<Resources, Error> {
         let key = join("resources", &k.name);
         match k.name.as_str() {
             "memory" => {
-                let m = r.scalar_text(v, &key)?.to_ascii_lowercase();
+                // Kept as written (the plan shows it so); the engine's
+                // side reads the suffix in any case.
+                let m = r.scalar_text(v, &key)?;
                 if !is_memory(&m) {
                     return Err(Error::invalid(
                         r.file,
@@ -1049,8 +1051,10 @@ fn read_resources(r: &Reader, node: &Node) -> Result<Resources, Error> {
     Ok(res)
 }
 
-/// `4g`, `512m`, `1.5g`, `1024k`, `1073741824`: what Docker's `--memory` takes.
+/// `4g`, `512m`, `1.5g`, `1024k`, `1073741824`: what Docker's `--memory`
+/// takes, the suffix in either case (`4G`).
 pub fn is_memory(m: &str) -> bool {
+    let m = m.to_ascii_lowercase();
     let digits = m.trim_end_matches(['b', 'k', 'm', 'g']);
     let suffix = &m[digits.len()..];
     suffix.len() <= 1

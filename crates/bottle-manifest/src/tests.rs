@@ -187,7 +187,8 @@ fn every_bottle_key_is_read() {
         b.git.repos[0].identity.as_deref(),
         Some(Path::new("/home/u/.ssh/app_deploy"))
     );
-    assert_eq!(b.resources.memory.as_deref(), Some("4g"));
+    // As written: the plan shows the size the user wrote.
+    assert_eq!(b.resources.memory.as_deref(), Some("4G"));
     assert_eq!(b.resources.cpus, Some(1.5));
     assert_eq!(b.resources.pids, Some(512));
 }
