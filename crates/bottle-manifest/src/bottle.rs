@@ -51,8 +51,6 @@ pub const RESERVED_ENV: &[&str] = &[
     "https_proxy",
     "NO_PROXY",
     "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
     "ANTHROPIC_BASE_URL",
     "ANTHROPIC_API_KEY",
     "CLAUDE_CODE_OAUTH_TOKEN",
@@ -63,6 +61,12 @@ pub const RESERVED_ENV: &[&str] = &[
     "REQUESTS_CA_BUNDLE",
     "GIT_SSL_CAINFO",
 ];
+
+/// Proxy variables the CLI does not set but a bottle may not set either:
+/// tools that read them would send the agent's traffic to another proxy
+/// instead of the sidecar's. Their refusal says so, not that the CLI sets
+/// them.
+pub const PROXY_BYPASS_ENV: &[&str] = &["ALL_PROXY", "all_proxy"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bottle {
@@ -406,16 +410,8 @@ fn read_env(r: &Reader, node: &Node) -> Result<Vec<EnvEntry>, Error> {
             )
             .with_hint("use letters, digits and `_`, not starting with a digit"));
         }
-        if RESERVED_ENV.contains(&k.name.as_str()) {
-            return Err(Error::invalid(
-                r.file,
-                k.line,
-                &key,
-                "is set by claude-bottle itself for the agent and cannot be set in a bottle",
-            )
-            .with_hint(
-                "remove it; proxies, model API endpoints and CA paths are wired by the CLI",
-            ));
+        if let Some((why, hint)) = reserved_env(&k.name) {
+            return Err(Error::invalid(r.file, k.line, &key, why).with_hint(hint));
         }
         let value = match &v.value {
             Value::Str(s) => parse_env_string(r, &key, v.line, s)?,
@@ -448,6 +444,22 @@ fn read_env(r: &Reader, node: &Node) -> Result<Vec<EnvEntry>, Error> {
         });
     }
     Ok(out)
+}
+
+/// Why a bottle may not set env `name`, and what to do instead; `None`
+/// when it may.
+fn reserved_env(name: &str) -> Option<(&'static str, &'static str)> {
+    if PROXY_BYPASS_ENV.contains(&name) {
+        return Some((
+            "is reserved: it would send the agent's traffic around the sidecar's proxy",
+            "remove it; the agent's traffic goes through the sidecar, whose egress can go \
+             through another proxy with `egress.upstream_proxy`",
+        ));
+    }
+    RESERVED_ENV.contains(&name).then_some((
+        "is set by claude-bottle itself for the agent and cannot be set in a bottle",
+        "remove it; proxies, model API endpoints and CA paths are wired by the CLI",
+    ))
 }
 
 fn parse_env_string(r: &Reader, key: &str, line: u32, s: &str) -> Result<EnvValue, Error> {

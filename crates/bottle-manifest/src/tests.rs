@@ -315,6 +315,20 @@ fn value_rules() {
     }
 }
 
+/// `ALL_PROXY` is reserved, but not because the CLI sets it (it does not):
+/// the reason given is the real one.
+#[test]
+fn all_proxy_is_refused_for_what_it_would_do() {
+    for name in ["ALL_PROXY", "all_proxy"] {
+        let e = err(&format!("---\nenv:\n  {name}: socks5://x\n---\n"));
+        let msg = e.to_string();
+        assert_eq!(e.line, Some(3), "{msg}");
+        assert!(msg.contains(&format!("`env.{name}`")), "{msg}");
+        assert!(msg.contains("around the sidecar's proxy"), "{msg}");
+        assert!(!msg.contains("set by claude-bottle"), "{msg}");
+    }
+}
+
 #[test]
 fn errors_never_quote_literal_values() {
     let e = err("---\nenv:\n  PASS: {literal: [hunter2]}\n---\n");
