@@ -344,6 +344,7 @@ fn agent_keys() {
     )
     .unwrap();
     assert_eq!(a.bottle.as_deref(), Some("dev"));
+    assert_eq!(a.bottle_line, Some(2));
     assert_eq!(a.skills, ["review", "pdf"]);
     assert_eq!(a.git_user.name.as_deref(), Some("Reviewer"));
     assert_eq!(a.command, ["claude", "--dangerously-skip-permissions"]);

@@ -16,7 +16,7 @@ pub mod preflight;
 pub mod resolve;
 pub mod secrets;
 
-pub use error::Error;
+pub use error::{Error, NamedBy};
 pub use host::{EngineFacts, Facts, Host, StandIn};
 pub use plan::Plan;
 pub use resolve::{Options, Resolved, bottle_env, resolve};

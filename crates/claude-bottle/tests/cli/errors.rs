@@ -128,10 +128,16 @@ fn missing_bottle_agent_and_skill() {
     assert!(err.contains("agent `nobody` does not exist"), "{err}");
     assert!(err.contains("hint: known agents: reviewer"), "{err}");
 
-    t.agent("lost", "---\nbottle: nowhere\n---\n");
+    // The agent's `bottle:` line and the file looked for, not a made-up
+    // `bottles/nowhere.md`.
+    t.agent("lost", "---\nname: lost\nbottle: nowhere\n---\n");
     let (code, err) = start(&t, "lost");
     assert_eq!(code, 2);
-    assert!(err.contains("bottle `nowhere` does not exist"), "{err}");
+    insta::assert_snapshot!(err, @r"
+    error: `[TMP]/home/.claude-bottle/agents/lost.md`:3: `bottle`: bottle `nowhere` does not exist (looked for `[TMP]/home/.claude-bottle/bottles/nowhere.md`)
+
+    hint: `claude-bottle list bottles` shows the bottles there are: fix the name, or create that file
+    ");
 
     t.bottle("child", "---\nextends: ghost\n---\n");
     t.agent("kid", "---\nbottle: child\n---\n");

@@ -88,7 +88,13 @@ fn project_agent_shadows_home_agent() {
     );
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--bottle", "evil", "--dry-run"]));
     assert_eq!(code, 2);
-    assert!(err.contains("bottle `evil` does not exist"), "{err}");
+    assert!(
+        err.contains(
+            "error: `--bottle`: bottle `evil` does not exist \
+             (looked for `[TMP]/home/.claude-bottle/bottles/evil.md`)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
