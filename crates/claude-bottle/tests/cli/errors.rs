@@ -274,3 +274,42 @@ fn reserved_env_names_are_refused() {
         "{err}"
     );
 }
+
+/// `proxy --config FILE` with a file it cannot use is bad usage: exit 2,
+/// the cause said once, and a hint.
+#[test]
+fn proxy_config_errors_are_usage_errors() {
+    let t = TestEnv::new();
+    t.write("project/syntax.yaml", "allow: [unclosed\n");
+    t.write("project/key.yaml", "alow: []\n");
+    t.write("project/listen.yaml", "listen: nowhere\n");
+    for (file, says) in [
+        (
+            "missing.yaml",
+            "cannot read `missing.yaml`: No such file or directory",
+        ),
+        (
+            "syntax.yaml",
+            "`syntax.yaml`: line 1 column 8: unclosed bracket",
+        ),
+        (
+            "key.yaml",
+            "`key.yaml`: line 1 column 1: unknown field `alow`",
+        ),
+        (
+            "listen.yaml",
+            "`listen.yaml`: listen: \"nowhere\" is not ADDR:PORT",
+        ),
+    ] {
+        let (code, out, err) = t.run(t.cmd(&["proxy", "--config", file]));
+        assert_eq!((code, out.as_str()), (2, ""), "{file}: {err}");
+        assert!(err.starts_with(&format!("error: {says}")), "{file}: {err}");
+        assert!(err.contains("\nhint: "), "{file}: {err}");
+        // Once: no `caused by` line, no parser snippet repeating it.
+        assert_eq!(
+            err.lines().filter(|l| !l.trim().is_empty()).count(),
+            2,
+            "{file}: {err}"
+        );
+    }
+}
