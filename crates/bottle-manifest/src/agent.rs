@@ -50,6 +50,8 @@ pub struct Agent {
     pub file: PathBuf,
     pub source: Source,
     pub bottle: Option<String>,
+    /// The line of the `bottle:` key, for errors about the bottle it names.
+    pub bottle_line: Option<u32>,
     pub skills: Vec<String>,
     pub git_user: GitUser,
     pub command: Vec<String>,
@@ -93,6 +95,7 @@ pub fn parse(
         file: file.to_path_buf(),
         source,
         bottle: None,
+        bottle_line: None,
         skills: Vec::new(),
         git_user: GitUser::default(),
         command: DEFAULT_COMMAND.iter().map(|s| s.to_string()).collect(),
@@ -112,6 +115,7 @@ pub fn parse(
                     ));
                 }
                 agent.bottle = Some(b);
+                agent.bottle_line = Some(k.line);
             }
             "skills" => {
                 for (i, s) in r.strings(v, key)?.into_iter().enumerate() {

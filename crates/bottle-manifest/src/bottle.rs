@@ -51,8 +51,6 @@ pub const RESERVED_ENV: &[&str] = &[
     "https_proxy",
     "NO_PROXY",
     "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
     "ANTHROPIC_BASE_URL",
     "ANTHROPIC_API_KEY",
     "CLAUDE_CODE_OAUTH_TOKEN",
@@ -63,6 +61,12 @@ pub const RESERVED_ENV: &[&str] = &[
     "REQUESTS_CA_BUNDLE",
     "GIT_SSL_CAINFO",
 ];
+
+/// Proxy variables the CLI does not set but a bottle may not set either:
+/// tools that read them would send the agent's traffic to another proxy
+/// instead of the sidecar's. Their refusal says so, not that the CLI sets
+/// them.
+pub const PROXY_BYPASS_ENV: &[&str] = &["ALL_PROXY", "all_proxy"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bottle {
@@ -406,16 +410,8 @@ fn read_env(r: &Reader, node: &Node) -> Result<Vec<EnvEntry>, Error> {
             )
             .with_hint("use letters, digits and `_`, not starting with a digit"));
         }
-        if RESERVED_ENV.contains(&k.name.as_str()) {
-            return Err(Error::invalid(
-                r.file,
-                k.line,
-                &key,
-                "is set by claude-bottle itself for the agent and cannot be set in a bottle",
-            )
-            .with_hint(
-                "remove it; proxies, model API endpoints and CA paths are wired by the CLI",
-            ));
+        if let Some((why, hint)) = reserved_env(&k.name) {
+            return Err(Error::invalid(r.file, k.line, &key, why).with_hint(hint));
         }
         let value = match &v.value {
             Value::Str(s) => parse_env_string(r, &key, v.line, s)?,
@@ -450,12 +446,37 @@ fn read_env(r: &Reader, node: &Node) -> Result<Vec<EnvEntry>, Error> {
     Ok(out)
 }
 
+/// Why a bottle may not set env `name`, and what to do instead; `None`
+/// when it may.
+fn reserved_env(name: &str) -> Option<(&'static str, &'static str)> {
+    if PROXY_BYPASS_ENV.contains(&name) {
+        return Some((
+            "is reserved: it would send the agent's traffic around the sidecar's proxy",
+            "remove it; the agent's traffic goes through the sidecar, whose egress can go \
+             through another proxy with `egress.upstream_proxy`",
+        ));
+    }
+    RESERVED_ENV.contains(&name).then_some((
+        "is set by claude-bottle itself for the agent and cannot be set in a bottle",
+        "remove it; proxies, model API endpoints and CA paths are wired by the CLI",
+    ))
+}
+
 fn parse_env_string(r: &Reader, key: &str, line: u32, s: &str) -> Result<EnvValue, Error> {
     if let Some(q) = s.strip_prefix('?') {
         let q = q.trim();
         return Ok(EnvValue::Prompt((!q.is_empty()).then(|| q.to_string())));
     }
-    if let Some(inner) = s.strip_prefix("${").and_then(|x| x.strip_suffix('}')) {
+    // Only a value that is one `${...}` as a whole is a reference: with a
+    // brace or `$` inside (`${A}-${B}`) it is longer text, and the spec has
+    // no interpolation, so it is a literal. One reference with a bad name
+    // (`${1BAD}`, `${}`, `${A:-x}`) is refused: it was meant as a reference
+    // and would otherwise reach the agent as text nobody wanted.
+    if let Some(inner) = s
+        .strip_prefix("${")
+        .and_then(|x| x.strip_suffix('}'))
+        .filter(|inner| !inner.contains(['{', '}', '$']))
+    {
         if !name::is_env_name(inner) {
             return Err(Error::invalid(
                 r.file,
@@ -1012,7 +1033,9 @@ fn read_resources(r: &Reader, node: &Node) -> Result<Resources, Error> {
         let key = join("resources", &k.name);
         match k.name.as_str() {
             "memory" => {
-                let m = r.scalar_text(v, &key)?.to_ascii_lowercase();
+                // Kept as written (the plan shows it so); the engine's
+                // side reads the suffix in any case.
+                let m = r.scalar_text(v, &key)?;
                 if !is_memory(&m) {
                     return Err(Error::invalid(
                         r.file,
@@ -1040,8 +1063,10 @@ fn read_resources(r: &Reader, node: &Node) -> Result<Resources, Error> {
     Ok(res)
 }
 
-/// `4g`, `512m`, `1.5g`, `1024k`, `1073741824`: what Docker's `--memory` takes.
+/// `4g`, `512m`, `1.5g`, `1024k`, `1073741824`: what Docker's `--memory`
+/// takes, the suffix in either case (`4G`).
 pub fn is_memory(m: &str) -> bool {
+    let m = m.to_ascii_lowercase();
     let digits = m.trim_end_matches(['b', 'k', 'm', 'g']);
     let suffix = &m[digits.len()..];
     suffix.len() <= 1

@@ -29,6 +29,14 @@ pub const MAX_REPLAYED_EVENTS: usize = 5_000;
 pub struct Node {
     pub value: Value,
     pub line: u32,
+    /// A number's or boolean's text as written (`3.10`, `0x1F`, `TRUE`):
+    /// YAML reads `3.10` as 3.1, but a value the user wrote is used as text
+    /// (env, memory). `None` for other kinds, or when the parser gave no
+    /// position to take the text from.
+    pub text: Option<String>,
+    /// Byte range of the scalar in the YAML text, from the parser until
+    /// [`parse`] has taken `text` out of it.
+    span: Option<(usize, usize)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -79,6 +87,8 @@ pub fn parse(yaml: &str, first_line: u32) -> Result<Node, YamlError> {
         return Ok(Node {
             value: Value::Map(Vec::new()),
             line: first_line,
+            text: None,
+            span: None,
         });
     }
     let mut alias_limits = serde_saphyr::options::AliasLimits::default();
@@ -107,7 +117,7 @@ pub fn parse(yaml: &str, first_line: u32) -> Result<Node, YamlError> {
             line: line.map(|l| (l as u32).saturating_add(offset)),
         }
     })?;
-    shift_lines(&mut node, offset);
+    finish(&mut node, offset, yaml);
     Ok(node)
 }
 
@@ -120,22 +130,41 @@ fn clean_message(raw: &str) -> String {
     first.to_string()
 }
 
-fn shift_lines(node: &mut Node, offset: u32) {
+/// Make every line a file line, and take each number's and boolean's text
+/// out of the YAML.
+fn finish(node: &mut Node, offset: u32, yaml: &str) {
     if node.line > 0 {
         node.line = node.line.saturating_add(offset);
     }
+    let span = node.span.take();
     match &mut node.value {
-        Value::Seq(items) => items.iter_mut().for_each(|n| shift_lines(n, offset)),
+        Value::Seq(items) => items.iter_mut().for_each(|n| finish(n, offset, yaml)),
         Value::Map(entries) => {
             for (k, v) in entries {
                 if k.line > 0 {
                     k.line = k.line.saturating_add(offset);
                 }
-                shift_lines(v, offset);
+                finish(v, offset, yaml);
             }
+        }
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+            node.text = span
+                .and_then(|(start, len)| yaml.get(start..start.checked_add(len)?))
+                .filter(|t| is_plain_text(t))
+                .map(str::to_string);
         }
         _ => {}
     }
+}
+
+/// The span really is the scalar alone: one plain word, not empty, with no
+/// anchor, alias, tag, quote or comment in it. Anything else means the
+/// parser's span covered more or less than the number, and a wrong text is
+/// worse than none (the reader then asks to quote the value).
+fn is_plain_text(t: &str) -> bool {
+    !t.is_empty()
+        && !t.starts_with(['&', '*', '!', '"', '\'', '#'])
+        && !t.contains(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}'))
 }
 
 // === impl Deserialize ===
@@ -144,9 +173,18 @@ impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Value>::deserialize(d)?;
         let line = u32::try_from(spanned.referenced.line()).unwrap_or(0);
+        // `defined`, not `referenced`: for an alias (`*x`) the text is the
+        // anchored scalar's.
+        let span = spanned.defined.span();
+        let span = span
+            .byte_offset()
+            .zip(span.byte_len())
+            .and_then(|(o, l)| Some((usize::try_from(o).ok()?, usize::try_from(l).ok()?)));
         Ok(Node {
             value: spanned.value,
             line,
+            text: None,
+            span,
         })
     }
 }
@@ -303,6 +341,38 @@ mod tests {
             kinds,
             ["a number", "a boolean", "a number", "nothing", "a string"]
         );
+    }
+
+    /// YAML reads `3.10` as 3.1 and `TRUE` as true; the text as written is
+    /// kept beside the value, also through an alias and inside flow lists.
+    #[test]
+    fn numbers_and_booleans_keep_their_text() {
+        let y = "a: 3.10\nb: 1.0\nc: 12345678901234567890\nd: &x 0x1F\ne: *x\n\
+                 f: TRUE\ng: [1.50, +2]\nh: {k: 1e3}   # note\ni: -0.0\nj: '1.0'\n";
+        let n = parse(y, 1).unwrap();
+        let texts: Vec<_> = map(&n).iter().map(|(_, v)| v.text.as_deref()).collect();
+        assert_eq!(
+            &texts[..6],
+            [
+                Some("3.10"),
+                Some("1.0"),
+                Some("12345678901234567890"),
+                Some("0x1F"),
+                Some("0x1F"),
+                Some("TRUE")
+            ]
+        );
+        match &map(&n)[6].1.value {
+            Value::Seq(items) => {
+                let t: Vec<_> = items.iter().map(|i| i.text.as_deref()).collect();
+                assert_eq!(t, [Some("1.50"), Some("+2")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(map(&map(&n)[7].1)[0].1.text.as_deref(), Some("1e3"));
+        assert_eq!(texts[8], Some("-0.0"));
+        // A string needs no copy: its value is its text.
+        assert_eq!(texts[9], None);
     }
 
     #[test]

@@ -49,13 +49,27 @@ impl Reader<'_> {
         }
     }
 
-    /// Strings, numbers and booleans as text (env literals, memory sizes).
+    /// Strings, numbers and booleans as text (env literals, memory sizes),
+    /// numbers and booleans as written: `3.10` stays `3.10`, not the 3.1
+    /// YAML reads. Where the text was not kept, an error asks for quotes
+    /// rather than a silently different value.
     pub fn scalar_text(&self, node: &Node, key: &str) -> Result<String, Error> {
         match &node.value {
             Value::Str(s) => Ok(s.clone()),
-            Value::Int(i) => Ok(i.to_string()),
-            Value::Float(x) => Ok(x.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                node.text.clone().ok_or_else(|| {
+                    Error::invalid(
+                        self.file,
+                        node.line,
+                        key,
+                        format!(
+                            "is {} whose text as written could not be kept",
+                            node.value.kind()
+                        ),
+                    )
+                    .with_hint("quote the value (`\"...\"`) to have it taken as text")
+                })
+            }
             _ => Err(self.wrong_type(node, key, "a string, number or boolean")),
         }
     }
@@ -177,6 +191,29 @@ mod tests {
         assert_eq!(suggest("token", known), Some("tokens"));
         assert_eq!(suggest("Image", known), Some("image"));
         assert_eq!(suggest("zzzzzz", known), None);
+    }
+
+    /// A number whose text was not kept is refused with the place and a
+    /// hint, never turned into a different text.
+    #[test]
+    fn a_number_without_its_text_asks_for_quotes() {
+        let r = Reader {
+            file: Path::new("/b/dev.md"),
+            home: Path::new("/home/u"),
+        };
+        let mut node = crate::node::parse("V: 3.10\n", 4).unwrap();
+        let Value::Map(entries) = &mut node.value else {
+            panic!("{node:?}")
+        };
+        let v = &mut entries[0].1;
+        assert_eq!(r.scalar_text(v, "env.V").unwrap(), "3.10");
+        v.text = None;
+        let e = r.scalar_text(v, "env.V").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`/b/dev.md`:4: `env.V`: is a number whose text as written could not be kept"
+        );
+        assert!(e.hint().is_some_and(|h| h.contains("quote")), "{e:?}");
     }
 
     #[test]

@@ -80,6 +80,58 @@ runtime: runsc
 Free text.
 "#;
 
+/// Numbers and booleans become strings as written: YAML reads `3.10` as
+/// 3.1 and `12345678901234567890` as a rounded float, neither of which is
+/// what the user meant.
+#[test]
+fn env_numbers_keep_their_text() {
+    let b = parse_bottle(
+        "---\nenv:\n  PYTHON_VERSION: 3.10\n  V: 1.0\n  BIG: 12345678901234567890\n  \
+         HEX: 0x1F\n  T: TRUE\n  E: 1e3\n  L: {literal: 2.50}\n---\n",
+    )
+    .unwrap();
+    assert_literals(
+        &b,
+        &[
+            ("PYTHON_VERSION", "3.10"),
+            ("V", "1.0"),
+            ("BIG", "12345678901234567890"),
+            ("HEX", "0x1F"),
+            ("T", "TRUE"),
+            ("E", "1e3"),
+            ("L", "2.50"),
+        ],
+    );
+}
+
+fn assert_literals(b: &bottle::Bottle, expected: &[(&str, &str)]) {
+    for (name, text) in expected {
+        let e = b.env.iter().find(|e| e.name == *name).unwrap();
+        assert_eq!(e.value, EnvValue::Literal(text.to_string()), "{name}");
+    }
+}
+
+/// `${NAME}` is only a reference as the whole value; anything longer is
+/// text, with no interpolation.
+#[test]
+fn env_references_only_as_the_whole_value() {
+    let b = parse_bottle(
+        "---\nenv:\n  AB: ${A}-${B}\n  PRE: x${A}\n  POST: ${A}x\n  \
+         NEST: ${${A}}\n  ONE: ${A}\n---\n",
+    )
+    .unwrap();
+    assert_literals(
+        &b,
+        &[
+            ("AB", "${A}-${B}"),
+            ("PRE", "x${A}"),
+            ("POST", "${A}x"),
+            ("NEST", "${${A}}"),
+        ],
+    );
+    assert_eq!(b.env[4].value, EnvValue::Forward("A".into()));
+}
+
 #[test]
 fn every_bottle_key_is_read() {
     let b = parse_bottle(FULL).unwrap();
@@ -135,7 +187,8 @@ fn every_bottle_key_is_read() {
         b.git.repos[0].identity.as_deref(),
         Some(Path::new("/home/u/.ssh/app_deploy"))
     );
-    assert_eq!(b.resources.memory.as_deref(), Some("4g"));
+    // As written: the plan shows the size the user wrote.
+    assert_eq!(b.resources.memory.as_deref(), Some("4G"));
     assert_eq!(b.resources.cpus, Some(1.5));
     assert_eq!(b.resources.pids, Some(512));
 }
@@ -195,6 +248,8 @@ fn value_rules() {
         ("---\nenv:\n  HTTPS_PROXY: x\n---\n", "env.HTTPS_PROXY"),
         ("---\nenv:\n  1BAD: x\n---\n", "env.1BAD"),
         ("---\nenv:\n  A: ${lower-case}\n---\n", "env.A"),
+        ("---\nenv:\n  A: ${1BAD}\n---\n", "env.A"),
+        ("---\nenv:\n  A: ${}\n---\n", "env.A"),
         ("---\nenv:\n  A:\n---\n", "env.A"),
         (
             "---\ntokens:\n  - kind: aws\n    token_ref: X\n---\n",
@@ -260,6 +315,20 @@ fn value_rules() {
     }
 }
 
+/// `ALL_PROXY` is reserved, but not because the CLI sets it (it does not):
+/// the reason given is the real one.
+#[test]
+fn all_proxy_is_refused_for_what_it_would_do() {
+    for name in ["ALL_PROXY", "all_proxy"] {
+        let e = err(&format!("---\nenv:\n  {name}: socks5://x\n---\n"));
+        let msg = e.to_string();
+        assert_eq!(e.line, Some(3), "{msg}");
+        assert!(msg.contains(&format!("`env.{name}`")), "{msg}");
+        assert!(msg.contains("around the sidecar's proxy"), "{msg}");
+        assert!(!msg.contains("set by claude-bottle"), "{msg}");
+    }
+}
+
 #[test]
 fn errors_never_quote_literal_values() {
     let e = err("---\nenv:\n  PASS: {literal: [hunter2]}\n---\n");
@@ -275,6 +344,7 @@ fn agent_keys() {
     )
     .unwrap();
     assert_eq!(a.bottle.as_deref(), Some("dev"));
+    assert_eq!(a.bottle_line, Some(2));
     assert_eq!(a.skills, ["review", "pdf"]);
     assert_eq!(a.git_user.name.as_deref(), Some("Reviewer"));
     assert_eq!(a.command, ["claude", "--dangerously-skip-permissions"]);

@@ -13,6 +13,14 @@ pub enum Error {
         agent: String,
         file: PathBuf,
     },
+    /// The bottle the agent names (or `--bottle`) has no file.
+    MissingBottle {
+        name: String,
+        /// The file looked for.
+        path: PathBuf,
+        /// Where the name came from.
+        named_by: NamedBy,
+    },
     /// A `${VAR}` or `token_ref` names an unset variable.
     UnsetVariable {
         name: String,
@@ -60,12 +68,26 @@ pub enum Error {
     },
 }
 
+/// Where the name of the agent's bottle came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedBy {
+    /// The agent file's `bottle:` key, on this line when known.
+    Agent { file: PathBuf, line: Option<u32> },
+    /// `--bottle NAME` on the command line.
+    Flag,
+}
+
 impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Manifest(e) => e.hint(),
             Error::NoBottle { .. } => Some(
                 "add `bottle: NAME` to the agent's front matter, or pass `--bottle NAME`".into(),
+            ),
+            Error::MissingBottle { .. } => Some(
+                "`claude-bottle list bottles` shows the bottles there are: fix the name, or \
+                 create that file"
+                    .into(),
             ),
             Error::UnsetVariable { name, .. } => Some(format!(
                 "export `{name}` before starting, or change the manifest"
@@ -96,6 +118,27 @@ impl fmt::Display for Error {
             Error::Manifest(e) => e.fmt(f),
             Error::NoBottle { agent, file } => {
                 write!(f, "`{}`: agent `{agent}` names no bottle", file.display())
+            }
+            Error::MissingBottle {
+                name,
+                path,
+                named_by,
+            } => {
+                match named_by {
+                    NamedBy::Agent { file, line } => {
+                        write!(f, "`{}`", file.display())?;
+                        if let Some(l) = line {
+                            write!(f, ":{l}")?;
+                        }
+                        f.write_str(": `bottle`")?;
+                    }
+                    NamedBy::Flag => f.write_str("`--bottle`")?,
+                }
+                write!(
+                    f,
+                    ": bottle `{name}` does not exist (looked for `{}`)",
+                    path.display()
+                )
             }
             Error::UnsetVariable {
                 name,

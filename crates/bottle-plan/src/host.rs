@@ -15,6 +15,35 @@ pub trait Host {
     /// Read a file that may hold a credential (a `file:` token, an ssh key).
     fn read_secret_file(&self, path: &Path) -> io::Result<String>;
     fn dir_exists(&self, path: &Path) -> bool;
+    /// Whether [`Host::env`] and [`Host::read_secret_file`] return what is
+    /// really there. `false` for a host that stands in for the machine (as
+    /// `info` does, so it works before the user has exported a credential):
+    /// its values are placeholders, so checks on a value's content (a CA
+    /// file holding a certificate) are skipped instead of failing on them.
+    fn values_are_real(&self) -> bool {
+        true
+    }
+}
+
+/// A host that reads nothing: every variable is set and every file and
+/// folder exists, all with placeholder values that are then thrown away.
+/// For showing what an agent is made of (`info`) before the user has
+/// exported its credentials.
+pub struct StandIn;
+
+impl Host for StandIn {
+    fn env(&self, _: &str) -> Option<String> {
+        Some("unresolved".into())
+    }
+    fn read_secret_file(&self, _: &Path) -> io::Result<String> {
+        Ok("unresolved".into())
+    }
+    fn dir_exists(&self, _: &Path) -> bool {
+        true
+    }
+    fn values_are_real(&self) -> bool {
+        false
+    }
 }
 
 /// Facts about this machine and invocation.

@@ -16,8 +16,8 @@ pub mod preflight;
 pub mod resolve;
 pub mod secrets;
 
-pub use error::Error;
-pub use host::{EngineFacts, Facts, Host};
+pub use error::{Error, NamedBy};
+pub use host::{EngineFacts, Facts, Host, StandIn};
 pub use plan::Plan;
 pub use resolve::{Options, Resolved, bottle_env, resolve};
 pub use secrets::Secrets;

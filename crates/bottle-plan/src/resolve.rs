@@ -60,7 +60,10 @@ pub fn resolve(
         );
     }
 
-    if let Some(path) = &bottle.upstream_ca {
+    // A stand-in host has no file to check; the plan still shows the path.
+    if let Some(path) = &bottle.upstream_ca
+        && host.values_are_real()
+    {
         let pem = host
             .read_secret_file(path)
             .map_err(|e| Error::UnreadableFile {

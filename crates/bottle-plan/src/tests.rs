@@ -125,7 +125,7 @@ fn plan_with(
     files: &'static [(&'static str, &'static str)],
     engine: Option<EngineFacts>,
     opts: &Options,
-    host: &FakeHost,
+    host: &dyn Host,
 ) -> Result<Resolved, Error> {
     let a = agent::parse(
         "reviewer",
@@ -136,6 +136,20 @@ fn plan_with(
     )?;
     let m = merge(a.bottle.as_deref().unwrap_or("dev"), load(files))?;
     resolve(&a, &m, &facts(engine), opts, host)
+}
+
+/// A plain agent of bottle `dev`, no engine, default options.
+fn plain_agent(
+    files: &'static [(&'static str, &'static str)],
+    host: &dyn Host,
+) -> Result<Resolved, Error> {
+    plan_with(
+        "---\nbottle: dev\n---\n",
+        files,
+        None,
+        &Options::default(),
+        host,
+    )
 }
 
 fn full(engine: Option<EngineFacts>) -> Resolved {
@@ -223,6 +237,28 @@ fn upstream_ca_is_read_and_checked() {
         r.plan.egress.upstream_ca.as_deref(),
         Some("/home/u/corp.pem")
     );
+}
+
+/// A stand-in host (`info`) reads no file: the CA's path is in the plan and
+/// its placeholder content is not checked for a certificate.
+#[test]
+fn upstream_ca_is_not_checked_on_a_stand_in_host() {
+    static CA: &[(&str, &str)] = &[("dev", "---\negress:\n  upstream_ca: ~/corp.pem\n---\n")];
+    let r = plain_agent(CA, &StandIn).unwrap();
+    assert_eq!(
+        r.plan.egress.upstream_ca.as_deref(),
+        Some("/home/u/corp.pem")
+    );
+    assert_eq!(r.secrets.upstream_ca, None);
+}
+
+/// cli.md: "`memory` is the string as written".
+#[test]
+fn memory_is_the_string_as_written() {
+    static MEM: &[(&str, &str)] = &[("dev", "---\nresources: {memory: 1.50G}\n---\n")];
+    let r = plain_agent(MEM, &host()).unwrap();
+    let json = serde_json::to_value(&r.plan).unwrap();
+    assert_eq!(json["resources"]["memory"], "1.50G");
 }
 
 #[test]

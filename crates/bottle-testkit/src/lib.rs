@@ -1,10 +1,11 @@
 //! Test support for the crates' own tests (never a dependency of the
 //! product): a CA made at run time, standing in for the public roots of
-//! "the internet" in front of fake upstreams.
+//! "the internet" in front of fake upstreams, and pseudo-terminals.
 
 // Test support: a failure here is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,4 +55,24 @@ impl TestCa {
         std::fs::write(&p, &self.pem).unwrap();
         p
     }
+}
+
+/// A pseudo-terminal pair (controller, terminal). Neither becomes the
+/// test's controlling terminal; the controller is not inherited by children,
+/// so closing it is enough to hang the terminal up.
+pub fn pty() -> (OwnedFd, OwnedFd) {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&controller).unwrap();
+    unlockpt(&controller).unwrap();
+    rustix::io::fcntl_setfd(&controller, rustix::io::FdFlags::CLOEXEC).unwrap();
+    let name = ptsname(&controller, Vec::new()).unwrap();
+    let terminal = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .unwrap();
+    (controller, terminal)
 }

@@ -12,6 +12,7 @@ mod launch;
 mod list;
 mod logs;
 mod plan;
+mod proxy;
 mod scan;
 mod selftest;
 mod sidecar;
@@ -41,10 +42,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json: format == Format::Json,
             known_secret_env,
         }),
-        Command::Proxy { config, listen } => {
-            bottle_egress::run_standalone(&config, listen)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Proxy { config, listen } => proxy::run(&config, listen),
         Command::Attach { slug } => attach::run(&slug),
         Command::Logs {
             slug,

@@ -358,23 +358,6 @@ mod tests {
         assert!(l.finish().is_none());
     }
 
-    /// A pseudo-terminal pair: (controller, terminal).
-    fn pty() -> (OwnedFd, OwnedFd) {
-        use rustix::fs::{Mode, OFlags};
-        use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-        let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-        grantpt(&controller).unwrap();
-        unlockpt(&controller).unwrap();
-        let name = ptsname(&controller, Vec::new()).unwrap();
-        let terminal = rustix::fs::open(
-            name.as_c_str(),
-            OFlags::RDWR | OFlags::NOCTTY,
-            Mode::empty(),
-        )
-        .unwrap();
-        (controller, terminal)
-    }
-
     fn lflags(fd: &OwnedFd) -> termios::LocalModes {
         termios::tcgetattr(fd).unwrap().local_modes
     }
@@ -384,7 +367,7 @@ mod tests {
     #[test]
     fn raw_mode_is_restored_on_every_path() {
         use termios::LocalModes;
-        let (_controller, term) = pty();
+        let (_controller, term) = bottle_testkit::pty();
         let cooked = lflags(&term);
         assert!(cooked.contains(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG));
 

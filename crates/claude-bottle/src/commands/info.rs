@@ -1,34 +1,16 @@
 //! `info AGENT`: what an agent is made of, without needing its secrets.
 
 use std::fmt::Write;
-use std::io;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use bottle_manifest::bottle::{EnvValue, Runtime};
-use bottle_plan::{Facts, Host, Options};
+use bottle_plan::{Facts, Options, StandIn};
 
 use crate::output;
 use crate::settings::Settings;
 
 use super::plan;
-
-/// Resolves without reading any credential: `info` must work before the
-/// user has exported their tokens. Values it returns are thrown away.
-struct NoSecrets;
-
-impl Host for NoSecrets {
-    fn env(&self, _: &str) -> Option<String> {
-        Some("unresolved".into())
-    }
-    fn read_secret_file(&self, _: &Path) -> io::Result<String> {
-        Ok("unresolved".into())
-    }
-    fn dir_exists(&self, _: &Path) -> bool {
-        true
-    }
-}
 
 pub fn run(settings: &Settings, agent: &str) -> Result<ExitCode> {
     let loaded = plan::load(settings, agent, None)?;
@@ -43,7 +25,9 @@ pub fn run(settings: &Settings, agent: &str) -> Result<ExitCode> {
         &loaded.bottle,
         &facts,
         &Options::default(),
-        &NoSecrets,
+        // Resolves without reading any credential: `info` must work before
+        // the user has exported their tokens.
+        &StandIn,
     )?
     .plan;
     for w in &loaded.catalog.warnings {
@@ -126,6 +110,9 @@ pub fn run(settings: &Settings, agent: &str) -> Result<ExitCode> {
             "route    {}  tls {}  {methods}  {paths}{auth}",
             r.host, r.tls
         );
+    }
+    if let Some(ca) = &plan.egress.upstream_ca {
+        let _ = writeln!(out, "ca       {ca} (upstream TLS roots; read at start)");
     }
     for r in &plan.git.repos {
         let _ = writeln!(

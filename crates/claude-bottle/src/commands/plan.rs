@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use bottle_manifest::{Agent, MergedBottle};
-use bottle_plan::{EngineFacts, Facts, Options, Resolved};
+use bottle_plan::{EngineFacts, Facts, NamedBy, Options, Resolved};
 
 use crate::catalog::Catalog;
 use crate::host::RealHost;
@@ -19,9 +19,16 @@ pub struct Loaded {
 pub fn load(settings: &Settings, agent: &str, bottle: Option<&str>) -> Result<Loaded> {
     let catalog = Catalog::scan(&settings.bottle_home, &settings.cwd, &settings.user_home);
     let agent = catalog.load_agent(agent)?;
-    let bottle_name = match bottle.or(agent.bottle.as_deref()) {
-        Some(b) => b.to_string(),
-        None => {
+    let (bottle_name, named_by) = match (bottle, &agent.bottle) {
+        (Some(b), _) => (b.to_string(), NamedBy::Flag),
+        (None, Some(b)) => (
+            b.clone(),
+            NamedBy::Agent {
+                file: agent.file.clone(),
+                line: agent.bottle_line,
+            },
+        ),
+        (None, None) => {
             return Err(bottle_plan::Error::NoBottle {
                 agent: agent.name.clone(),
                 file: agent.file.clone(),
@@ -29,6 +36,20 @@ pub fn load(settings: &Settings, agent: &str, bottle: Option<&str>) -> Result<Lo
             .into());
         }
     };
+    // Checked here, where the agent and the bottles' folder are known: the
+    // error points at the `bottle:` line (or `--bottle`) and the file that
+    // was looked for, not at a file that does not exist.
+    if !catalog.bottles.contains_key(&bottle_name) {
+        return Err(bottle_plan::Error::MissingBottle {
+            path: settings
+                .bottle_home
+                .join("bottles")
+                .join(format!("{bottle_name}.md")),
+            name: bottle_name,
+            named_by,
+        }
+        .into());
+    }
     let bottle = bottle_manifest::merge(&bottle_name, |n| catalog.load_bottle(n))?;
     Ok(Loaded {
         catalog,

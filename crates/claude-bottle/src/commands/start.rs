@@ -9,7 +9,7 @@ use bottle_plan::Options;
 use crate::cli::{Format, StartArgs};
 use crate::env;
 use crate::output;
-use crate::report::UsageError;
+use crate::report::{EngineFailure, UsageError};
 use crate::settings::Settings;
 use crate::terminal;
 
@@ -69,20 +69,20 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     stderr!("{}", bottle_plan::preflight::render(plan));
-    if let Some(note) = engine_note {
-        stderrln!("note: {note}");
-    }
     if args.dry_run {
+        if let Some(note) = engine_note {
+            stderrln!("note: {note}");
+        }
         stderrln!("\ndry run: nothing was created");
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes && !confirm()? {
-        stderrln!("nothing was created");
-        return Ok(ExitCode::SUCCESS);
-    }
-    // Only reachable without a terminal with `--yes`: refuse before
-    // anything is created.
+    // Bad usage is said first: it stays wrong whatever the engine does.
     if !terminal::stdin_is_terminal() {
+        if !args.yes {
+            return Err(UsageError::new("no terminal to confirm the launch on")
+                .with_hint("pass `--yes` to launch without asking, or `--dry-run` to only look")
+                .into());
+        }
         if args.prompt.is_none() {
             return Err(UsageError::new(
                 "without `--prompt` the agent runs interactively, and stdin is not a terminal",
@@ -101,6 +101,23 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
             )
             .into());
         }
+    }
+    // An engine that was not reached cannot launch anything: fail now, with
+    // its own error (exit 3), rather than ask `Launch?` and fail after.
+    let connected = match (connected, engine_note) {
+        (Err(e), _) => return Err(e.into()),
+        (Ok(_), Some(note)) => {
+            return Err(EngineFailure::new(
+                format!("the container engine answered but could not be asked: {note}"),
+                Some("run `claude-bottle doctor` to check the engine".into()),
+            )
+            .into());
+        }
+        (Ok(engine), None) => Ok(engine),
+    };
+    if !args.yes && !confirm()? {
+        stderrln!("nothing was created");
+        return Ok(ExitCode::SUCCESS);
     }
     let questions = questions(&loaded.bottle, &plan.env.prompted);
     super::launch::run(
@@ -141,14 +158,9 @@ fn questions(bottle: &bottle_manifest::MergedBottle, names: &[String]) -> Vec<Qu
         .collect()
 }
 
-/// `Launch? [y/N]` on the terminal; without one, refuse (use `--yes`).
+/// `Launch? [y/N]` on the terminal (the caller has checked there is one).
 fn confirm() -> Result<bool> {
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        return Err(UsageError::new("no terminal to confirm the launch on")
-            .with_hint("pass `--yes` to launch without asking, or `--dry-run` to only look")
-            .into());
-    }
+    use std::io::{BufRead, Write};
     stderr!("\nLaunch? [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();

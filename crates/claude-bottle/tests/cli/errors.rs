@@ -128,10 +128,16 @@ fn missing_bottle_agent_and_skill() {
     assert!(err.contains("agent `nobody` does not exist"), "{err}");
     assert!(err.contains("hint: known agents: reviewer"), "{err}");
 
-    t.agent("lost", "---\nbottle: nowhere\n---\n");
+    // The agent's `bottle:` line and the file looked for, not a made-up
+    // `bottles/nowhere.md`.
+    t.agent("lost", "---\nname: lost\nbottle: nowhere\n---\n");
     let (code, err) = start(&t, "lost");
     assert_eq!(code, 2);
-    assert!(err.contains("bottle `nowhere` does not exist"), "{err}");
+    insta::assert_snapshot!(err, @r"
+    error: `[TMP]/home/.claude-bottle/agents/lost.md`:3: `bottle`: bottle `nowhere` does not exist (looked for `[TMP]/home/.claude-bottle/bottles/nowhere.md`)
+
+    hint: `claude-bottle list bottles` shows the bottles there are: fix the name, or create that file
+    ");
 
     t.bottle("child", "---\nextends: ghost\n---\n");
     t.agent("kid", "---\nbottle: child\n---\n");
@@ -267,4 +273,43 @@ fn reserved_env_names_are_refused() {
         err.contains("dev.md`:3: `env.ANTHROPIC_BASE_URL`: is set by claude-bottle itself"),
         "{err}"
     );
+}
+
+/// `proxy --config FILE` with a file it cannot use is bad usage: exit 2,
+/// the cause said once, and a hint.
+#[test]
+fn proxy_config_errors_are_usage_errors() {
+    let t = TestEnv::new();
+    t.write("project/syntax.yaml", "allow: [unclosed\n");
+    t.write("project/key.yaml", "alow: []\n");
+    t.write("project/listen.yaml", "listen: nowhere\n");
+    for (file, says) in [
+        (
+            "missing.yaml",
+            "cannot read `missing.yaml`: No such file or directory",
+        ),
+        (
+            "syntax.yaml",
+            "`syntax.yaml`: line 1 column 8: unclosed bracket",
+        ),
+        (
+            "key.yaml",
+            "`key.yaml`: line 1 column 1: unknown field `alow`",
+        ),
+        (
+            "listen.yaml",
+            "`listen.yaml`: listen: \"nowhere\" is not ADDR:PORT",
+        ),
+    ] {
+        let (code, out, err) = t.run(t.cmd(&["proxy", "--config", file]));
+        assert_eq!((code, out.as_str()), (2, ""), "{file}: {err}");
+        assert!(err.starts_with(&format!("error: {says}")), "{file}: {err}");
+        assert!(err.contains("\nhint: "), "{file}: {err}");
+        // Once: no `caused by` line, no parser snippet repeating it.
+        assert_eq!(
+            err.lines().filter(|l| !l.trim().is_empty()).count(),
+            2,
+            "{file}: {err}"
+        );
+    }
 }

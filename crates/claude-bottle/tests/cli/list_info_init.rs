@@ -53,6 +53,21 @@ fn info_works_without_secrets() {
     insta::assert_snapshot!("info", out);
 }
 
+/// `info` shows the upstream CA's path without reading it: the file may not
+/// exist yet, as `start --dry-run` would say.
+#[test]
+fn info_shows_the_upstream_ca_without_reading_it() {
+    let t = TestEnv::new();
+    t.bottle("dev", "---\negress:\n  upstream_ca: ca.pem\n---\n");
+    t.agent("a", "---\nbottle: dev\n---\n");
+    let (code, out, err) = t.run(t.cmd(&["info", "a"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("ca       [TMP]/home/.claude-bottle/bottles/ca.pem"),
+        "{out}"
+    );
+}
+
 #[test]
 fn init_writes_examples_and_never_overwrites() {
     let t = TestEnv::new();

@@ -88,7 +88,13 @@ fn project_agent_shadows_home_agent() {
     );
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--bottle", "evil", "--dry-run"]));
     assert_eq!(code, 2);
-    assert!(err.contains("bottle `evil` does not exist"), "{err}");
+    assert!(
+        err.contains(
+            "error: `--bottle`: bottle `evil` does not exist \
+             (looked for `[TMP]/home/.claude-bottle/bottles/evil.md`)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,6 +142,52 @@ fn launch_rules_before_anything_is_created() {
     // --format json goes with --dry-run.
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--format", "json"]));
     assert_eq!(code, 2, "{err}");
+}
+
+/// With a terminal and no engine, `start` shows the preflight and fails with
+/// the engine's error (exit 3) before `Launch? [y/N]`: a yes could only lead
+/// to that same failure. An answer waits on the terminal, so a CLI that
+/// still asked would read it and exit 0.
+#[test]
+fn no_engine_fails_before_asking() {
+    use std::io::Write;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let t = TestEnv::new();
+    t.bottle("plain", "---\n---\n");
+    t.agent("a", "---\nbottle: plain\n---\n");
+    let (controller, terminal) = bottle_testkit::pty();
+    let mut controller = std::fs::File::from(controller);
+    controller.write_all(b"n\n").unwrap();
+
+    let mut c = t.std_cmd(&["start", "a"]);
+    c.stdin(Stdio::from(terminal))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("start did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).replace(&t.root.display().to_string(), "[TMP]");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.starts_with("agent      a "),
+        "the preflight first: {err}"
+    );
+    assert!(!err.contains("Launch?"), "{err}");
+    assert!(
+        err.contains("error: cannot reach the container engine at `unix://[TMP]/no-engine.sock`"),
+        "{err}"
+    );
+    assert!(err.contains("hint: is Docker running?"), "{err}");
 }
 
 #[test]

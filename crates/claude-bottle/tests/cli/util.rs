@@ -58,10 +58,16 @@ impl TestEnv {
     /// The binary in the project folder, with a clean environment. The engine
     /// is unreachable unless a test asks for it with [`TestEnv::with_engine`].
     pub fn cmd(&self, args: &[&str]) -> Command {
+        Command::from_std(self.std_cmd(args))
+    }
+
+    /// [`TestEnv::cmd`] as a std command, for a test that sets up its own
+    /// stdio (a pseudo-terminal).
+    pub fn std_cmd(&self, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("claude-bottle"));
         self.clean_env(&mut c);
         c.args(args);
-        Command::from_std(c)
+        c
     }
 
     fn clean_env(&self, c: &mut std::process::Command) {

@@ -28,18 +28,7 @@ fn cli(h: &Home, args: &[&str]) -> Command {
 
 /// A pseudo-terminal pair (controller, terminal) of `rows` x `cols`.
 fn pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
-    use rustix::fs::{Mode, OFlags};
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-    grantpt(&controller).unwrap();
-    unlockpt(&controller).unwrap();
-    let name = ptsname(&controller, Vec::new()).unwrap();
-    let terminal = rustix::fs::open(
-        name.as_c_str(),
-        OFlags::RDWR | OFlags::NOCTTY,
-        Mode::empty(),
-    )
-    .unwrap();
+    let (controller, terminal) = bottle_testkit::pty();
     tcsetwinsize(&terminal, winsize(rows, cols)).unwrap();
     (controller, terminal)
 }
