@@ -101,8 +101,6 @@ fn sigterm_tears_the_bottle_down() {
 /// which once stopped teardown before it began).
 #[test]
 fn a_terminal_hangup_tears_the_bottle_down() {
-    use rustix::fs::{Mode, OFlags};
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     use std::io::Read;
     use std::time::{Duration, Instant};
 
@@ -111,14 +109,10 @@ fn a_terminal_hangup_tears_the_bottle_down() {
     }
     let _images = super::image_lock();
     let h = Home::new("probe-hup");
-    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-    grantpt(&controller).unwrap();
-    unlockpt(&controller).unwrap();
-    let name = ptsname(&controller, Vec::new()).unwrap();
-    let terminal = rustix::fs::open(name.as_c_str(), OFlags::RDWR, Mode::empty()).unwrap();
-    rustix::fs::fcntl_setfl(&controller, OFlags::NONBLOCK).unwrap();
-    // Not inherited: a CLI holding the other end would never be hung up.
-    rustix::io::fcntl_setfd(&controller, rustix::io::FdFlags::CLOEXEC).unwrap();
+    // The controller is not inherited: a CLI holding it would never be
+    // hung up.
+    let (controller, terminal) = bottle_testkit::pty();
+    rustix::fs::fcntl_setfl(&controller, rustix::fs::OFlags::NONBLOCK).unwrap();
 
     // `setsid --ctty`: a new session whose controlling terminal is stdin.
     let cli = h.cli(&[
