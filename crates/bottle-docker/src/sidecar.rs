@@ -128,21 +128,10 @@ pub fn config(
         doc["upstream_ca_pem"] = json!(pem);
     }
     let text = Secret::new(doc.to_string());
-    wipe(&mut doc);
+    // security.md: secrets are wiped from memory on drop where practical;
+    // the text handed on is a `Secret`, wiped in turn.
+    bottle_secret::wipe_json(&mut doc);
     text
-}
-
-/// Zero every string of a document that held the bottle's credentials
-/// before it is freed (security.md: secrets are wiped from memory on drop
-/// where practical); the text handed on is a [`Secret`], wiped in turn.
-fn wipe(v: &mut Value) {
-    use zeroize::Zeroize;
-    match v {
-        Value::String(s) => s.zeroize(),
-        Value::Array(a) => a.iter_mut().for_each(wipe),
-        Value::Object(o) => o.values_mut().for_each(wipe),
-        _ => {}
-    }
 }
 
 /// Create the sidecar on the internal network (alias `sidecar`) and the
@@ -375,17 +364,6 @@ mod tests {
         assert_eq!(doc["gate"]["upstream_proxy"], "http://proxy.corp:3128");
         let doc = document("egress:\n  allow:\n    - host: example.com\n");
         assert!(doc["upstream_proxy"].is_null());
-    }
-
-    #[test]
-    fn wipe_empties_every_string_of_the_document() {
-        let mut v = serde_json::json!({"secrets": {"tokens": {"T": "sk-ant-oat01-x"}},
-                                        "list": ["k1", {"deep": "k2"}], "n": 3});
-        wipe(&mut v);
-        let text = v.to_string();
-        for s in ["sk-ant", "k1", "k2"] {
-            assert!(!text.contains(s), "{text}");
-        }
     }
 
     #[test]

@@ -48,9 +48,85 @@ impl From<String> for Secret {
     }
 }
 
+/// A JSON document that holds secrets (the sidecar's configuration, say):
+/// every string in it is zeroed when it is dropped. Its `Debug` shows
+/// nothing of the content.
+#[cfg(feature = "json")]
+#[derive(Default)]
+pub struct SecretJson(serde_json::Value);
+
+#[cfg(feature = "json")]
+impl SecretJson {
+    pub fn new(value: serde_json::Value) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &serde_json::Value {
+        &self.0
+    }
+
+    /// The document itself, for a consumer that moves its strings into
+    /// [`Secret`]s; this wrapper is left holding `null`.
+    pub fn take(&mut self) -> serde_json::Value {
+        std::mem::take(&mut self.0)
+    }
+}
+
+#[cfg(feature = "json")]
+impl Drop for SecretJson {
+    fn drop(&mut self) {
+        wipe_json(&mut self.0);
+    }
+}
+
+#[cfg(feature = "json")]
+impl fmt::Debug for SecretJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretJson(..)")
+    }
+}
+
+/// Zero every string of a document (object keys are names, left as they
+/// are) before it is freed: security.md asks secrets be wiped from memory on
+/// drop where practical.
+#[cfg(feature = "json")]
+pub fn wipe_json(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    use zeroize::Zeroize;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe_json),
+        Value::Object(o) => o.values_mut().for_each(wipe_json),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn wipe_json_empties_every_string_of_the_document() {
+        let mut v = serde_json::json!({"secrets": {"tokens": {"T": "sk-ant-oat01-x"}},
+                                        "list": ["k1", {"deep": "k2"}], "n": 3});
+        wipe_json(&mut v);
+        let text = v.to_string();
+        for s in ["sk-ant", "k1", "k2"] {
+            assert!(!text.contains(s), "{text}");
+        }
+        assert!(text.contains("\"n\":3"), "{text}");
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn secret_json_shows_nothing_and_hands_its_document_on_once() {
+        let mut s = SecretJson::new(serde_json::json!({"T": "sk-ant-oat01-x"}));
+        assert_eq!(format!("{s:?}"), "SecretJson(..)");
+        assert_eq!(s.expose()["T"], "sk-ant-oat01-x");
+        assert_eq!(s.take()["T"], "sk-ant-oat01-x");
+        assert!(s.expose().is_null());
+    }
 
     #[test]
     fn debug_never_shows_the_value() {

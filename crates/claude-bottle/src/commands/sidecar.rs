@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use bottle_egress::config::{MapSecrets, RawConfig};
 use bottle_egress::{Proxy, ProxyConfig, dns};
-use bottle_secret::Secret;
+use bottle_secret::{Secret, SecretJson};
 use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -37,14 +37,21 @@ pub fn run() -> Result<ExitCode> {
     }
     // Zeroed when dropped: it holds every secret of the bottle.
     let text = Secret::new(text);
-    let doc: Value = serde_json::from_str(text.expose())
+    let mut doc: Value = serde_json::from_str(text.expose())
         .map_err(|e| UsageError::new(format!("the sidecar configuration is not JSON: {e}")))?;
+    // The credentials, wiped when this process is done with them; the rest
+    // of the document names them but holds none.
+    let secrets = SecretJson::new(
+        doc.as_object_mut()
+            .and_then(|o| o.remove("secrets"))
+            .unwrap_or(Value::Null),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     drop(text);
-    rt.block_on(serve(doc))
+    rt.block_on(serve(doc, secrets))
 }
 
 /// The pre-receive hook the gate runs for each push.
@@ -60,13 +67,12 @@ pub fn hook(name: &str) -> Result<ExitCode> {
 /// tmpfs: the root file system is read-only).
 const UPSTREAM_CA_FILE: &str = "/tmp/upstream-ca.pem";
 
-async fn serve(mut doc: Value) -> Result<ExitCode> {
+async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     let Some(obj) = doc.as_object_mut() else {
         return Err(UsageError::new("the sidecar configuration must be a JSON object").into());
     };
     let dns_cfg = obj.remove("dns");
     let mut gate = obj.remove("gate");
-    let secrets = obj.remove("secrets").unwrap_or(Value::Null);
     // Extra roots arrive as PEM text (no shared file system with the CLI):
     // written to a file both the proxy and the gate read.
     match obj.remove("upstream_ca_pem") {
@@ -81,7 +87,7 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
         Some(_) => return Err(UsageError::new("upstream_ca_pem must be a string").into()),
         None => {}
     }
-    let cfg = proxy_config(doc, &secrets)?;
+    let cfg = proxy_config(doc, secrets.expose())?;
     let proxy = bottle_egress::Proxy::new(cfg.clone())?;
     let proxy_listener = TcpListener::bind(cfg.listen)
         .await
@@ -100,7 +106,7 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
     }
 
     if let Some(gate) = gate {
-        let (gate_cfg, gate_secrets) = bottle_gitgate::from_sidecar_parts(gate, secrets)?;
+        let (gate_cfg, gate_secrets) = bottle_gitgate::from_sidecar_parts(gate, secrets.take())?;
         let listener = TcpListener::bind(&gate_cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", gate_cfg.listen))?;
@@ -120,6 +126,9 @@ async fn serve(mut doc: Value) -> Result<ExitCode> {
             }
         });
     }
+
+    // The proxy and the gate hold what they need as `Secret`s now.
+    drop(secrets);
 
     // Every part listens: say so, once, on stdout (the CLI waits for it),
     // after the bottle CA's certificate (public; never the key), which the
