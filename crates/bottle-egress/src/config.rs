@@ -20,6 +20,10 @@ use crate::error::Error;
 use crate::limits::Limits;
 use crate::route::{HostPattern, PathRule, Route, RouteTable, Tls};
 
+/// The host name the proxy always answers itself (`/health`, `/ca.pem`,
+/// the reverse proxy); see [`OwnNames`].
+pub const INTERNAL_HOST: &str = "claude-bottle.local";
+
 /// The default listen address of the standalone proxy.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
 
@@ -208,6 +212,48 @@ pub struct ProxyConfig {
     pub resolve: HashMap<String, Pin>,
     pub audit: AuditTarget,
     pub limits: Limits,
+    /// The names that are the proxy itself. Not part of the file: the
+    /// sidecar adds its own (`sidecar`, the names its DNS answers).
+    pub own_names: OwnNames,
+}
+
+/// The host names the proxy answers itself: an absolute-form request to one
+/// of them (`GET http://sidecar:3128/anthropic/...`, from a client whose
+/// `HTTP_PROXY` also covers the proxy's own URL) is served exactly like the
+/// origin-form request (`/health`, `/ca.pem`, the reverse proxy; anything
+/// else `no-route`) and is never forwarded, whatever the routes or the
+/// `resolve` table say; a `CONNECT` to one is refused (`no-route`).
+/// [`INTERNAL_HOST`] (`claude-bottle.local`) always is one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnNames(Vec<String>);
+
+impl OwnNames {
+    /// Adds `name` (any case, trailing dot allowed). An IP literal or a
+    /// numeric-looking name is an error: own names are names.
+    pub fn add(&mut self, name: &str) -> Result<(), Error> {
+        match classify_host(name) {
+            HostKind::Name(n) if !n.is_empty() => {
+                if !self.contains(&n) {
+                    self.0.push(n);
+                }
+                Ok(())
+            }
+            _ => Err(Error::Invalid(format!(
+                "own name {name:?} is not a host name"
+            ))),
+        }
+    }
+
+    /// Whether `name`, as [`classify_host`] gives it (lower case, no
+    /// trailing dot), is the proxy itself.
+    pub fn contains(&self, name: &str) -> bool {
+        name == INTERNAL_HOST || self.0.iter().any(|n| n == name)
+    }
+
+    /// Whether a request's host is the proxy itself.
+    pub fn matches(&self, host: &HostKind) -> bool {
+        matches!(host, HostKind::Name(n) if self.contains(n))
+    }
 }
 
 /// Turns a `token_ref` (or a `known_secret_env` name) into its value.
@@ -372,6 +418,7 @@ impl ProxyConfig {
                 .audit
                 .map_or(AuditTarget::Stdout, |p| AuditTarget::File(base.join(p))),
             limits: Limits::default(),
+            own_names: OwnNames::default(),
         })
     }
 }
@@ -665,6 +712,21 @@ audit: audit.jsonl
         let raw = parse_text("tokens: [{kind: anthropic, token_ref: NOPE_TOKEN}]").unwrap();
         let e = ProxyConfig::from_raw(raw, Path::new("/"), &secrets(&[])).unwrap_err();
         assert!(e.to_string().contains("NOPE_TOKEN"));
+    }
+
+    #[test]
+    fn own_names_are_normalised_names_and_always_include_the_internal_host() {
+        let mut own = OwnNames::default();
+        assert!(own.contains(INTERNAL_HOST));
+        assert!(!own.contains("sidecar"));
+        own.add("SideCar.").unwrap();
+        own.add("sidecar").unwrap();
+        assert_eq!(own, OwnNames(vec!["sidecar".into()]));
+        assert!(own.matches(&classify_host("SIDECAR.")));
+        assert!(!own.matches(&classify_host("sidecar.example")));
+        for bad in ["10.0.0.2", "[::1]", "1.2.3.09", ""] {
+            assert!(own.add(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

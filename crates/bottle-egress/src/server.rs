@@ -37,8 +37,7 @@ use crate::route::{Route, Scheme};
 use crate::scan::{self, ScanBody, Verdict};
 use crate::upstream::{self, Body, BoxError, Net, Pool, SystemNet, Target};
 
-/// The host name the proxy answers itself (`/health`, `/ca.pem`).
-pub const INTERNAL_HOST: &str = "claude-bottle.local";
+pub use crate::config::INTERNAL_HOST;
 /// The header naming the reason of a refusal.
 pub const BLOCK_HEADER: &str = "x-claude-bottle-block";
 
@@ -436,11 +435,13 @@ async fn front(
         }
         let host = auth.host();
         let port = auth.port_u16().unwrap_or(80);
-        if host.eq_ignore_ascii_case(INTERNAL_HOST) {
-            return Ok(internal(inner, uri.path(), info));
-        }
         let kind = classify_host(host);
         info.host = Some(display_host(&kind, host));
+        if inner.cfg.own_names.matches(&kind) {
+            // The proxy's own name (a client whose HTTP_PROXY covers the
+            // proxy's URL too): served as in origin form, never forwarded.
+            return own(inner, pool, req, info).await;
+        }
         let route = inner.cfg.routes.find(&kind, port, Scheme::Http)?.clone();
         info.rule = Some(route.name.clone());
         let auth = match inject::http_token(&inner.cfg.tokens, &kind) {
@@ -468,7 +469,22 @@ async fn front(
         )
         .await;
     }
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    own(inner, pool, req, info).await
+}
+
+/// A request to the proxy itself, origin-form or absolute-form to one of
+/// its own names: the reverse proxy, `/health`, `/ca.pem`, else `no-route`.
+async fn own(
+    inner: &Arc<Inner>,
+    pool: &Pool,
+    req: Request<Incoming>,
+    info: &mut Info,
+) -> Result<Response<Body>, Failure> {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
     if let Some((provider, upstream_pq)) = reverse::route(&pq) {
         info.kind = "reverse";
         let secret = inner.cfg.tokens.iter().find_map(|t| match (t, provider) {
@@ -502,29 +518,23 @@ async fn front(
         )
         .await;
     }
-    if matches!(uri.path(), "/health" | "/ca.pem") {
-        return Ok(internal(inner, uri.path(), info));
-    }
-    Err(Deny::NoRoute.into())
+    internal(inner, req.uri().path(), info)
 }
 
-/// `GET http://claude-bottle.local/health` and `/ca.pem`.
-fn internal(inner: &Inner, path: &str, info: &mut Info) -> Response<Body> {
-    info.kind = "internal";
-    info.host = Some(INTERNAL_HOST.to_string());
-    let (status, ctype, body) = match path {
-        "/health" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+/// `GET http://claude-bottle.local/health` and `/ca.pem` (or origin-form);
+/// any other path is `no-route`.
+fn internal(inner: &Inner, path: &str, info: &mut Info) -> Result<Response<Body>, Failure> {
+    let (ctype, body) = match path {
+        "/health" => ("text/plain", Bytes::from_static(b"ok\n")),
         "/ca.pem" => (
-            StatusCode::OK,
             "application/x-pem-file",
             Bytes::copy_from_slice(inner.ca.cert_pem().as_bytes()),
         ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            Bytes::from_static(b"not found\n"),
-        ),
+        _ => return Err(Deny::NoRoute.into()),
     };
+    info.kind = "internal";
+    info.host.get_or_insert_with(|| INTERNAL_HOST.to_string());
+    let status = StatusCode::OK;
     let mut ev = info.event("allow", inner);
     ev.status = Some(status.as_u16());
     ev.bytes = body.len() as u64;
@@ -533,7 +543,7 @@ fn internal(inner: &Inner, path: &str, info: &mut Info) -> Response<Body> {
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    resp
+    Ok(resp)
 }
 
 /// How an IP or a name is shown in events and refusals.

@@ -219,6 +219,13 @@ impl Running {
         panic!("no matching event in {:?}", self.log.lines());
     }
 
+    /// Waits (as [`Running::event`]) for an event that has every field of
+    /// the JSON object `want`, with the same value.
+    pub async fn event_like(&self, want: serde_json::Value) -> serde_json::Value {
+        let want = want.as_object().cloned().unwrap_or_default();
+        self.event(|e| want.iter().all(|(k, v)| &e[k] == v)).await
+    }
+
     /// Every audit line; asserts none contains any of `secrets`.
     pub fn events_without(&self, secrets: &[&str]) -> Vec<serde_json::Value> {
         for line in self.log.lines() {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use bottle_egress::config::{MapSecrets, RawConfig};
 use bottle_egress::{Proxy, ProxyConfig, dns};
+use bottle_plan::resolve::SIDECAR_HOST;
 use bottle_secret::{Secret, SecretJson};
 use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
@@ -71,7 +72,7 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     let Some(obj) = doc.as_object_mut() else {
         return Err(UsageError::new("the sidecar configuration must be a JSON object").into());
     };
-    let dns_cfg = obj.remove("dns");
+    let dns_cfg = obj.remove("dns").map(|d| dns_config(&d)).transpose()?;
     let mut gate = obj.remove("gate");
     // Extra roots arrive as PEM text (no shared file system with the CLI):
     // written to a file both the proxy and the gate read.
@@ -87,7 +88,8 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
         Some(_) => return Err(UsageError::new("upstream_ca_pem must be a string").into()),
         None => {}
     }
-    let cfg = proxy_config(doc, secrets.expose())?;
+    let mut cfg = proxy_config(doc, secrets.expose())?;
+    add_own_names(&mut cfg, dns_cfg.as_ref())?;
     let proxy = bottle_egress::Proxy::new(cfg.clone())?;
     let proxy_listener = TcpListener::bind(cfg.listen)
         .await
@@ -96,9 +98,8 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     let mut tasks = tokio::task::JoinSet::new();
 
     if let Some(d) = dns_cfg {
-        let (listen, responder) = dns_responder(&d, &proxy)?;
-        let responder = Arc::new(responder);
-        let (udp, tcp) = bind_dns(listen).await?;
+        let responder = Arc::new(dns_responder(d.names, &proxy));
+        let (udp, tcp) = bind_dns(d.listen).await?;
         addrs.push(format!("dns {}", udp.local_addr()?));
         let r = responder.clone();
         tasks.spawn(async move { r.serve_udp(udp, shutdown()).await });
@@ -164,11 +165,25 @@ fn proxy_config(doc: Value, secrets: &Value) -> Result<ProxyConfig> {
     Ok(cfg)
 }
 
-/// The DNS responder of `dns` (`{listen, names}`) and where it listens. Its
-/// events go to the proxy's audit log, redacted by the proxy's log redactor:
-/// a refused name may carry a secret (`<token>.attacker.example`), and the
-/// log must not, whatever the DLP mode (`dlp: off` included).
-fn dns_responder(d: &Value, proxy: &Proxy) -> Result<(SocketAddr, dns::Responder)> {
+/// The names that are the sidecar itself, which its proxy serves (health,
+/// the model-API reverse proxy) instead of forwarding: `sidecar`, its alias
+/// on the internal network, and every name its DNS answers (the sidecar's
+/// aliases, `sidecar.md`). `claude-bottle.local` always is one.
+fn add_own_names(cfg: &mut ProxyConfig, dns: Option<&DnsConfig>) -> Result<()> {
+    cfg.own_names.add(SIDECAR_HOST)?;
+    for name in dns.into_iter().flat_map(|d| d.names.keys()) {
+        cfg.own_names.add(name)?;
+    }
+    Ok(())
+}
+
+/// The `dns` part of the configuration: `{listen, names: {name: address}}`.
+struct DnsConfig {
+    listen: SocketAddr,
+    names: HashMap<String, IpAddr>,
+}
+
+fn dns_config(d: &Value) -> Result<DnsConfig> {
     let listen: SocketAddr = d
         .get("listen")
         .and_then(Value::as_str)
@@ -185,8 +200,15 @@ fn dns_responder(d: &Value, proxy: &Proxy) -> Result<(SocketAddr, dns::Responder
             names.insert(name.clone(), ip);
         }
     }
-    let responder = dns::Responder::new(names, proxy.audit(), Some(proxy.log_redactor()));
-    Ok((listen, responder))
+    Ok(DnsConfig { listen, names })
+}
+
+/// The DNS responder for `names`. Its events go to the proxy's audit log,
+/// redacted by the proxy's log redactor: a refused name may carry a secret
+/// (`<token>.attacker.example`), and the log must not, whatever the DLP
+/// mode (`dlp: off` included).
+fn dns_responder(names: HashMap<String, IpAddr>, proxy: &Proxy) -> dns::Responder {
+    dns::Responder::new(names, proxy.audit(), Some(proxy.log_redactor()))
 }
 
 /// DNS answers on one port over UDP and TCP. With port 0 (tests) the
@@ -237,7 +259,7 @@ mod tests {
                 &serde_json::json!({"tokens": {"S": SECRET}}),
             );
             let d = serde_json::json!({"listen": "127.0.0.1:0", "names": {"sidecar": "10.0.0.2"}});
-            let (_, r) = dns_responder(&d, &p).unwrap();
+            let r = dns_responder(dns_config(&d).unwrap().names, &p);
             let name = format!("{SECRET}.evil.test");
             let reply = r.answer(&dns::query(1, &name, 1)).unwrap();
             assert_eq!(reply[3] & 0x0f, 3, "NXDOMAIN");
@@ -292,6 +314,15 @@ mod tests {
         );
         client.write_all(head.as_bytes()).await.unwrap();
         client.write_all(body.as_bytes()).await.unwrap();
+        let answer = response_head(&mut client).await;
+        assert!(answer.starts_with("http/1.1 403"), "{answer}");
+        assert!(answer.contains("x-claude-bottle-block: dlp"), "{answer}");
+    }
+
+    /// The head of the next response on `client`, lower-cased.
+    async fn response_head(client: &mut tokio::io::DuplexStream) -> String {
+        use tokio::io::AsyncReadExt;
+
         let mut answer = Vec::new();
         let read = async {
             let mut buf = [0u8; 1024];
@@ -305,8 +336,36 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(10), read)
             .await
             .unwrap();
-        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
-        assert!(answer.starts_with("http/1.1 403"), "{answer}");
-        assert!(answer.contains("x-claude-bottle-block: dlp"), "{answer}");
+        String::from_utf8_lossy(&answer).to_ascii_lowercase()
+    }
+
+    /// `sidecar` and the names the sidecar's DNS answers are the proxy
+    /// itself: an absolute-form request to one is served, not forwarded
+    /// (here it would be `no-route`: there is no route at all).
+    #[tokio::test]
+    async fn the_sidecars_own_names_are_served_by_its_proxy() {
+        use tokio::io::AsyncWriteExt;
+
+        let mut cfg = proxy_config(
+            serde_json::json!({"allow": [], "log": "off"}),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+        let d = serde_json::json!({"listen": "127.0.0.1:0", "names": {"gw.bottle": "10.0.0.2"}});
+        add_own_names(&mut cfg, Some(&dns_config(&d).unwrap())).unwrap();
+        let p = Proxy::new(cfg).unwrap();
+        for target in [
+            "http://sidecar:3128/health",
+            "http://gw.bottle/health",
+            "http://claude-bottle.local/health",
+        ] {
+            let (mut client, server) = tokio::io::duplex(64 * 1024);
+            let p = p.clone();
+            tokio::spawn(async move { p.serve_connection(server).await });
+            let head = format!("GET {target} HTTP/1.1\r\nhost: x\r\n\r\n");
+            client.write_all(head.as_bytes()).await.unwrap();
+            let answer = response_head(&mut client).await;
+            assert!(answer.starts_with("http/1.1 200"), "{target}: {answer}");
+        }
     }
 }

@@ -84,21 +84,28 @@ fn sidecar_starts_every_part_and_keeps_secrets_in_memory() {
     let (proxy, dns, gate) = (addr("proxy"), addr("dns"), addr("gate"));
     assert!(gate.starts_with("127.0.0.1:"));
 
-    // The proxy's own health endpoint, through the proxy.
-    let health = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-x",
-            &format!("http://{proxy}"),
-            "http://claude-bottle.local/health",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&health.stdout), "200");
+    // The proxy's own health endpoint, through the proxy, by each of its
+    // names (`sidecar` is one: the sidecar's own names are served, not
+    // forwarded).
+    for url in [
+        "http://claude-bottle.local/health",
+        "http://sidecar:3128/health",
+    ] {
+        let health = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-x",
+                &format!("http://{proxy}"),
+                url,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&health.stdout), "200", "{url}");
+    }
 
     // DNS: its own name answered, anything else NXDOMAIN (rcode 3).
     let own = ask(&dns, "sidecar");
