@@ -37,9 +37,9 @@ fn start_prompt_round_trip() {
                   [ \"$(tail -c $n ca-bundle.pem | md5sum)\" = \"$(md5sum < ca.pem)\" ] && echo bundle ends with the CA; \
                   [ \"$(tail -c $n /etc/ssl/certs/ca-certificates.crt | md5sum)\" = \"$(md5sum < ca.pem)\" ] && echo store ends with the CA; \
                   grep -c BEGIN ca.pem; \
-                  for f in env prompt.md ca.pem ca-bundle.pem ~/.claude.json; do echo \"${f##*/} $(stat -c '%a %u' $f)\"; done; \
+                  for f in env prompt.md ca.pem ca-bundle.pem ~/.claude.json; do echo \"${f##*/} $(find $f -maxdepth 0 -printf '%m %U')\"; done; \
                   cat prompt.md; grep -o '\"hasCompletedOnboarding\":true' ~/.claude.json; cd /workspace; \
-                  cat ~/.claude/skills/review/SKILL.md; stat -c 'skill %u' ~/.claude/skills/review/SKILL.md; \
+                  cat ~/.claude/skills/review/SKILL.md; find ~/.claude/skills/review/SKILL.md -maxdepth 0 -printf 'skill %U\\n'; \
                   cat ~/.claude/skills/review/leak 2>/dev/null || echo no leak; \
                   exit 3";
     let (stdout, stderr) = start_prompt(&h, script, 3);
@@ -511,7 +511,7 @@ fn clone_and_push_through_the_gate() {
                   git checkout -qb agent/work; echo change > change.txt; git add change.txt; \
                   git commit -qm 'agent work'; git push -q origin agent/work && echo pushed-branch; \
                   git push -q origin HEAD:main 2>/dev/null && echo pushed-main || echo main-refused; \
-                  git config --get remote.origin.url; stat -c 'gitconfig %a %u' ~/.gitconfig; \
+                  git config --get remote.origin.url; find ~/.gitconfig -maxdepth 0 -printf 'gitconfig %m %U\\n'; \
                   env | grep -c ghp_ || true";
     let out = h
         .cli(&["start", &h.agent, "--yes", "--prompt", script])
@@ -698,7 +698,7 @@ fn copy_cwd_through_a_derived_image() {
         "-qm",
         "first",
     ]);
-    let script = "cd /workspace; ls -A | tr '\\n' ' '; echo; stat -c 'owner %u' main.rs; \
+    let script = "cd /workspace; ls -A | tr '\\n' ' '; echo; find main.rs -maxdepth 0 -printf 'owner %U\\n'; \
                   git log --format=%s; test -e target && echo target copied || echo no target";
     let out = h
         .cli(&["start", &h.agent, "--yes", "--copy-cwd", "--prompt", script])
