@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, ErrorKind};
 use crate::name;
 use crate::node::{self, Node, Value};
-use crate::read::{Reader, join};
+use crate::read::{Reader, index, join};
 
 pub const BOTTLE_KEYS: &[&str] = &[
     "extends",
@@ -120,6 +120,11 @@ pub struct Token {
     pub scheme: Option<Scheme>,
     pub file: PathBuf,
     pub line: u32,
+    /// The entry's key path in its file (`tokens[1]`), for errors found
+    /// once the lineage is merged and the position is lost.
+    pub key: String,
+    /// The line of `token_ref`.
+    pub ref_line: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -199,6 +204,8 @@ pub struct Route {
     pub ports: Option<Vec<u16>>,
     pub file: PathBuf,
     pub line: u32,
+    /// The entry's key path in its file (`egress.allow[0]`).
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,22 +384,21 @@ fn one_of(r: &Reader, node: &Node, key: &str, choices: &str) -> Error {
 }
 
 fn read_extends(r: &Reader, node: &Node) -> Result<Vec<(String, u32)>, Error> {
-    let names = r.strings(node, "extends")?;
     let mut out = Vec::new();
-    for (i, parent) in names.into_iter().enumerate() {
-        let line = match &node.value {
-            Value::Seq(items) => items.get(i).map_or(node.line, |n| n.line),
-            _ => node.line,
-        };
-        if !name::is_valid(&parent) {
+    for parent in r.items(node, "extends")? {
+        if !name::is_valid(&parent.text) {
             return Err(Error::invalid(
                 r.file,
-                line,
-                "extends",
-                format!("`{parent}` is not a bottle name ({})", name::NAME_RULE),
+                parent.line,
+                &parent.key,
+                format!(
+                    "`{}` is not a bottle name ({})",
+                    parent.text,
+                    name::NAME_RULE
+                ),
             ));
         }
-        out.push((parent, line));
+        out.push((parent.text, parent.line));
     }
     Ok(out)
 }
@@ -525,7 +531,7 @@ fn read_token_ref(r: &Reader, node: &Node, key: &str) -> Result<TokenRef, Error>
 fn read_tokens(r: &Reader, node: &Node) -> Result<Vec<Token>, Error> {
     let mut out: Vec<Token> = Vec::new();
     for (i, item) in r.seq(node, "tokens")?.iter().enumerate() {
-        let prefix = format!("tokens[{i}]");
+        let prefix = index("tokens", i);
         let entries = r.map(item, &prefix)?;
         r.check_keys(entries, &prefix, TOKEN_KEYS, &[], "a token")?;
         let get = |k: &str| entries.iter().find(|(ek, _)| ek.name == k).map(|(_, v)| v);
@@ -572,6 +578,8 @@ fn read_tokens(r: &Reader, node: &Node) -> Result<Vec<Token>, Error> {
             scheme,
             file: r.file.to_path_buf(),
             line: item.line,
+            key: prefix.clone(),
+            ref_line: ref_node.line,
         };
         if let Some(dup) = out.iter().find(|t| same_token_slot(t, &token)) {
             return Err(Error::invalid(
@@ -732,7 +740,7 @@ fn read_egress(r: &Reader, node: &Node) -> Result<Egress, Error> {
 fn read_routes(r: &Reader, node: &Node) -> Result<Vec<Route>, Error> {
     let mut out: Vec<Route> = Vec::new();
     for (i, item) in r.seq(node, "egress.allow")?.iter().enumerate() {
-        let prefix = format!("egress.allow[{i}]");
+        let prefix = index("egress.allow", i);
         // `- api.example.com` is a common shorthand; accept it as `host:`.
         let route = if let Value::Str(_) = item.value {
             Route {
@@ -743,6 +751,7 @@ fn read_routes(r: &Reader, node: &Node) -> Result<Vec<Route>, Error> {
                 ports: None,
                 file: r.file.to_path_buf(),
                 line: item.line,
+                key: prefix.clone(),
             }
         } else {
             read_route(r, item, &prefix)?
@@ -777,18 +786,19 @@ fn read_route(r: &Reader, item: &Node, prefix: &str) -> Result<Route, Error> {
         ports: None,
         file: r.file.to_path_buf(),
         line: host_node.line,
+        key: prefix.to_string(),
     };
     if let Some(n) = get("methods") {
         let key = join(prefix, "methods");
         let mut methods = Vec::new();
-        for m in r.strings(n, &key)? {
-            let up = m.to_ascii_uppercase();
+        for m in r.items(n, &key)? {
+            let up = m.text.to_ascii_uppercase();
             if up.is_empty() || up.len() > 20 || !up.bytes().all(|c| c.is_ascii_uppercase()) {
                 return Err(Error::invalid(
                     r.file,
-                    n.line,
-                    &key,
-                    format!("`{m}` is not an HTTP method"),
+                    m.line,
+                    &m.key,
+                    format!("`{}` is not an HTTP method", m.text),
                 ));
             }
             if !methods.contains(&up) {
@@ -799,8 +809,9 @@ fn read_route(r: &Reader, item: &Node, prefix: &str) -> Result<Route, Error> {
     }
     if let Some(n) = get("paths") {
         let key = join(prefix, "paths");
-        let paths = r.strings(n, &key)?;
-        for p in &paths {
+        let items = r.items(n, &key)?;
+        for item in &items {
+            let p = &item.text;
             if let Some(re) = p.strip_prefix("re:") {
                 if let Err(e) = regex::RegexBuilder::new(re).size_limit(1 << 20).build() {
                     let first = e
@@ -812,21 +823,22 @@ fn read_route(r: &Reader, item: &Node, prefix: &str) -> Result<Route, Error> {
                         .to_string();
                     return Err(Error::invalid(
                         r.file,
-                        n.line,
-                        &key,
+                        item.line,
+                        &item.key,
                         format!("bad regex `{re}`: {first}"),
                     ));
                 }
             } else if !p.starts_with('/') {
                 return Err(Error::invalid(
                     r.file,
-                    n.line,
-                    &key,
+                    item.line,
+                    &item.key,
                     format!("`{p}` must start with `/` (a path prefix) or `re:` (a regex)"),
-                ));
+                )
+                .with_hint("write a prefix such as `/repos/acme/`, or `re:^/user$` for a regex"));
             }
         }
-        route.paths = Some(paths);
+        route.paths = Some(items.into_iter().map(|i| i.text).collect());
     }
     if let Some(n) = get("tls") {
         let key = join(prefix, "tls");
@@ -839,11 +851,15 @@ fn read_route(r: &Reader, item: &Node, prefix: &str) -> Result<Route, Error> {
     if let Some(n) = get("ports") {
         let key = join(prefix, "ports");
         let mut ports = Vec::new();
-        let items: Vec<&Node> = match &n.value {
-            Value::Seq(items) => items.iter().collect(),
-            _ => vec![n],
+        let items: Vec<(&Node, String)> = match &n.value {
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p, index(&key, i)))
+                .collect(),
+            _ => vec![(n, key.clone())],
         };
-        for p in items {
+        for (p, key) in items {
             ports.push(r.unsigned(p, &key, 1, 65535)? as u16);
         }
         route.ports = Some(ports);
@@ -959,19 +975,19 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
     for (k, slot) in [("push", &mut repo.push), ("protect", &mut repo.protect)] {
         if let Some(n) = get(k) {
             let key = join(&prefix, k);
-            let pats = r.strings(n, &key)?;
+            let pats = r.items(n, &key)?;
             if let Some(bad) = pats
                 .iter()
-                .find(|p| p.is_empty() || p.contains(['\n', ' ', '~', '^', ':', '\\']))
+                .find(|p| p.text.is_empty() || p.text.contains(['\n', ' ', '~', '^', ':', '\\']))
             {
                 return Err(Error::invalid(
                     r.file,
-                    n.line,
-                    &key,
-                    format!("`{bad}` is not a branch pattern"),
+                    bad.line,
+                    &bad.key,
+                    format!("`{}` is not a branch pattern", bad.text),
                 ));
             }
-            *slot = Some(pats);
+            *slot = Some(pats.into_iter().map(|p| p.text).collect());
         }
     }
     let need = |k: &str, why: &str| -> Result<(), Error> {

@@ -2,7 +2,7 @@
 //! variable, file, key or container) and never holds a value.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,11 +41,15 @@ pub enum Error {
         what: String,
         file: PathBuf,
         line: u32,
+        key: String,
     },
     MissingSkill {
         name: String,
         path: PathBuf,
         file: PathBuf,
+        line: u32,
+        /// `skills[2]`.
+        key: String,
     },
     /// `runtime: runsc` but the engine has no gVisor.
     NoRunsc {
@@ -64,6 +68,8 @@ pub enum Error {
         message: String,
         file: PathBuf,
         line: u32,
+        /// The key the message is about, such as `egress.allow[0].tls`.
+        key: String,
         hint: String,
     },
 }
@@ -145,11 +151,13 @@ impl fmt::Display for Error {
                 file,
                 line,
                 key,
-            } => write!(
-                f,
-                "`{}`:{line}: `{key}` needs the environment variable `{name}`, which is not set",
-                file.display()
-            ),
+            } => {
+                at(f, file, *line)?;
+                write!(
+                    f,
+                    "`{key}` needs the environment variable `{name}`, which is not set"
+                )
+            }
             Error::UnreadableFile {
                 path,
                 file,
@@ -157,27 +165,32 @@ impl fmt::Display for Error {
                 key,
                 reason,
             } => {
-                // Line 0: a merged key with no single line (`upstream_ca`).
-                let at = match line {
-                    0 => String::new(),
-                    n => format!(":{n}"),
-                };
+                at(f, file, *line)?;
+                write!(f, "`{key}`: cannot read `{}`: {reason}", path.display())
+            }
+            Error::EmptyCredential {
+                what,
+                file,
+                line,
+                key,
+            } => {
+                at(f, file, *line)?;
+                write!(f, "`{key}`: {what} is empty")
+            }
+            Error::MissingSkill {
+                name,
+                path,
+                file,
+                line,
+                key,
+            } => {
+                at(f, file, *line)?;
                 write!(
                     f,
-                    "`{}`{at}: `{key}`: cannot read `{}`: {reason}",
-                    file.display(),
+                    "`{key}`: skill `{name}` does not exist (looked for `{}`)",
                     path.display()
                 )
             }
-            Error::EmptyCredential { what, file, line } => {
-                write!(f, "`{}`:{line}: {what} is empty", file.display())
-            }
-            Error::MissingSkill { name, path, file } => write!(
-                f,
-                "`{}`: skill `{name}` does not exist (looked for `{}`)",
-                file.display(),
-                path.display()
-            ),
             Error::NoRunsc { file } => write!(
                 f,
                 "`{}`: `runtime: runsc` but the engine has no `runsc` runtime",
@@ -194,12 +207,24 @@ impl fmt::Display for Error {
                 message,
                 file,
                 line,
+                key,
                 ..
             } => {
-                write!(f, "`{}`:{line}: {message}", file.display())
+                at(f, file, *line)?;
+                write!(f, "`{key}`: {message}")
             }
         }
     }
+}
+
+/// "`FILE`:LINE: ", the line left out when it is 0 (a merged key with no
+/// single line, or a flag).
+fn at(f: &mut fmt::Formatter<'_>, file: &Path, line: u32) -> fmt::Result {
+    write!(f, "`{}`", file.display())?;
+    if line > 0 {
+        write!(f, ":{line}")?;
+    }
+    f.write_str(": ")
 }
 
 impl std::error::Error for Error {}

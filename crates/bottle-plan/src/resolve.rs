@@ -125,12 +125,14 @@ pub fn resolve(
     };
 
     for skill in &agent.skills {
-        let path = facts.home.join(".claude").join("skills").join(skill);
+        let path = facts.home.join(".claude").join("skills").join(&skill.name);
         if !host.dir_exists(&path) {
             return Err(Error::MissingSkill {
-                name: skill.clone(),
+                name: skill.name.clone(),
                 path,
                 file: agent.file.clone(),
+                line: skill.line,
+                key: skill.key.clone(),
             });
         }
     }
@@ -233,7 +235,7 @@ pub fn resolve(
             name: agent.name.clone(),
             source: agent.source.as_str().to_string(),
             file: agent.file.display().to_string(),
-            skills: agent.skills.clone(),
+            skills: agent.skill_names(),
             prompt_first_line: agent.prompt_first_line().map(str::to_string),
             command: agent.command.clone(),
         },
@@ -312,6 +314,7 @@ fn read_credential(
             what: format!("the credential named by `{}`", token_ref.shown()),
             file: file.to_path_buf(),
             line,
+            key: key.to_string(),
         });
     }
     Ok(Secret::new(value))
@@ -324,7 +327,8 @@ fn resolve_tokens(
 ) -> Result<Vec<TokenPlan>, Error> {
     let mut out = Vec::new();
     for t in &bottle.tokens {
-        let value = read_credential(&t.token_ref, host, &t.file, t.line, "token_ref")?;
+        let key = format!("{}.token_ref", t.key);
+        let value = read_credential(&t.token_ref, host, &t.file, t.ref_line, &key)?;
         let (route, upstream) = match t.kind {
             TokenKind::Anthropic => {
                 secrets.anthropic_is_api_key = value.expose().starts_with("sk-ant-api");
@@ -361,10 +365,15 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
                 if r.tls == Some(Tls::Passthrough) {
                     return Err(Error::Conflict {
                         message: format!(
-                            "route `{h}` is `tls: passthrough` but an `http` token injects into it"
+                            "route `{h}` is `tls: passthrough` but the `http` token `{}` \
+                             (`{}`:{}) injects into it",
+                            t.key,
+                            t.file.display(),
+                            t.line
                         ),
                         file: r.file.clone(),
                         line: r.line,
+                        key: format!("{}.tls", r.key),
                         hint: "a tunnel cannot carry an injected header; use `tls: intercept`"
                             .into(),
                     });
@@ -380,6 +389,7 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
                     ports: None,
                     file: t.file.clone(),
                     line: t.line,
+                    key: t.key.clone(),
                 },
                 Some(scheme.shown()),
             )),
@@ -503,6 +513,7 @@ fn resolve_git(
                         what: format!("the deploy key of repo `{}`", r.name),
                         file: r.file.clone(),
                         line: r.line,
+                        key: format!("git.repos.{}.identity", r.name),
                     });
                 }
                 secrets.ssh_keys.insert(r.name.clone(), Secret::new(key));

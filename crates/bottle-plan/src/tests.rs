@@ -143,13 +143,16 @@ fn plain_agent(
     files: &'static [(&'static str, &'static str)],
     host: &dyn Host,
 ) -> Result<Resolved, Error> {
-    plan_with(
-        "---\nbottle: dev\n---\n",
-        files,
-        None,
-        &Options::default(),
-        host,
-    )
+    agent_plan("---\nbottle: dev\n---\n", files, host)
+}
+
+/// The agent `agent_text`, no engine, default options.
+fn agent_plan(
+    agent_text: &str,
+    files: &'static [(&'static str, &'static str)],
+    host: &dyn Host,
+) -> Result<Resolved, Error> {
+    plan_with(agent_text, files, None, &Options::default(), host)
 }
 
 fn full(engine: Option<EngineFacts>) -> Resolved {
@@ -474,15 +477,58 @@ fn routes_and_tls_defaults() {
         "dev",
         "---\negress:\n  allow: [{host: c.com, tls: passthrough}]\ntokens:\n  - {kind: http, host: c.com, scheme: token, token_ref: GITHUB_TOKEN}\n---\n",
     )];
-    let e = plan_with(
-        "---\nbottle: dev\n---\n",
-        PASS,
-        None,
-        &Options::default(),
+    let e = plain_agent(PASS, &host()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:3: `egress.allow[0].tls`: route `c.com` is \
+         `tls: passthrough` but the `http` token `tokens[0]` \
+         (`/home/u/.claude-bottle/bottles/dev.md`:5) injects into it"
+    );
+}
+
+/// Errors found once the lineage is merged still name the entry in the
+/// file that declared it (`tokens[1].token_ref`, `skills[1]`), not a bare
+/// `token_ref` that could be any of them.
+#[test]
+fn resolution_errors_name_the_key_path() {
+    static TOKENS: &[(&str, &str)] = &[
+        (
+            "base",
+            "---\ntokens:\n  - kind: anthropic\n    token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN\n  - kind: openai\n    token_ref: NO_SUCH_VAR\n---\n",
+        ),
+        ("dev", "---\nextends: base\n---\n"),
+    ];
+    let e = plain_agent(TOKENS, &host()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/base.md`:6: `tokens[1].token_ref` needs the \
+         environment variable `NO_SUCH_VAR`, which is not set"
+    );
+
+    static EMPTY: &[(&str, &str)] = &[(
+        "dev",
+        "---\ntokens:\n  - {kind: anthropic, token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN}\n  - {kind: openai, token_ref: \"file:/t/empty\"}\n---\n",
+    )];
+    let mut h = host();
+    h.files.insert("/t/empty".into(), "\n".into());
+    let e = plain_agent(EMPTY, &h).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:4: `tokens[1].token_ref`: the credential \
+         named by `file:/t/empty` is empty"
+    );
+
+    let e = agent_plan(
+        "---\nbottle: dev\nskills:\n  - review\n  - pdf\n---\n",
+        &[("dev", "---\n---\n")],
         &host(),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("passthrough"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/agents/reviewer.md`:5: `skills[1]`: skill `pdf` does not \
+         exist (looked for `/home/u/.claude/skills/pdf`)"
+    );
 }
 
 #[test]

@@ -152,7 +152,9 @@ fn missing_bottle_agent_and_skill() {
     let (code, err) = start(&t, "skilled");
     assert_eq!(code, 2);
     assert!(
-        err.contains("skill `pdf` does not exist (looked for `[TMP]/home/.claude/skills/pdf`)"),
+        err.contains(
+            "skilled.md`:3: `skills[0]`: skill `pdf` does not exist (looked for `[TMP]/home/.claude/skills/pdf`)"
+        ),
         "{err}"
     );
     std::fs::create_dir_all(t.home.join(".claude/skills/pdf")).unwrap();
@@ -196,7 +198,7 @@ fn unreadable_file_token() {
     assert_eq!(code, 2);
     assert!(
         err.contains(
-            "dev.md`:3: `token_ref`: cannot read `[TMP]/home/no-such-token`: entity not found"
+            "dev.md`:4: `tokens[0].token_ref`: cannot read `[TMP]/home/no-such-token`: entity not found"
         ),
         "{err}"
     );
@@ -273,6 +275,38 @@ fn reserved_env_names_are_refused() {
         err.contains("dev.md`:3: `env.ANTHROPIC_BASE_URL`: is set by claude-bottle itself"),
         "{err}"
     );
+}
+
+/// A bad value deep in a list is named by its full key path and its own
+/// line, from the file that declares it (a parent here).
+#[test]
+fn errors_name_the_full_key_path() {
+    let t = TestEnv::new();
+    t.bottle(
+        "base",
+        "---\ntokens:\n  - kind: anthropic\n    token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN\n  - kind: openai\n    token_ref: OPENAI_KEY_UNSET\n---\n",
+    );
+    t.bottle("dev", "---\nextends: base\n---\n");
+    t.agent("a", "---\nbottle: dev\n---\n");
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 2);
+    insta::assert_snapshot!(err, @r"
+    error: `[TMP]/home/.claude-bottle/bottles/base.md`:6: `tokens[1].token_ref` needs the environment variable `OPENAI_KEY_UNSET`, which is not set
+
+    hint: export `OPENAI_KEY_UNSET` before starting, or change the manifest
+    ");
+
+    t.bottle(
+        "dev",
+        "---\negress:\n  allow:\n    - host: a.com\n      paths:\n        - /ok\n        - no-slash\n---\n",
+    );
+    let (code, err) = start(&t, "a");
+    assert_eq!(code, 2);
+    insta::assert_snapshot!(err, @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:7: `egress.allow[0].paths[1]`: `no-slash` must start with `/` (a path prefix) or `re:` (a regex)
+
+    hint: write a prefix such as `/repos/acme/`, or `re:^/user$` for a regex
+    ");
 }
 
 /// `proxy --config FILE` with a file it cannot use is bad usage: exit 2,
