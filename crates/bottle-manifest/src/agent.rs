@@ -89,8 +89,7 @@ pub fn parse(
     text: &str,
 ) -> Result<Agent, Error> {
     let fm = crate::split_file(file, text)?;
-    let root = node::parse(fm.yaml, fm.yaml_line)
-        .map_err(|e| Error::new(file, e.line, None, ErrorKind::Yaml(e.message)))?;
+    let root = node::parse(fm.yaml, fm.yaml_line).map_err(|e| Error::yaml(file, e))?;
     let r = Reader { file, home };
     let top = r.map(&root, "front matter")?;
     for (k, _) in top {

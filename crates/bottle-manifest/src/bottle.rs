@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::name;
 use crate::node::{self, Node, Value};
 use crate::read::{Reader, index, join};
@@ -327,8 +327,7 @@ impl Runtime {
 /// Parse one bottle file's text. `name` is the file's stem, already checked.
 pub fn parse(name: &str, file: &Path, home: &Path, text: &str) -> Result<Bottle, Error> {
     let fm = crate::split_file(file, text)?;
-    let root = node::parse(fm.yaml, fm.yaml_line)
-        .map_err(|e| Error::new(file, e.line, None, ErrorKind::Yaml(e.message)))?;
+    let root = node::parse(fm.yaml, fm.yaml_line).map_err(|e| Error::yaml(file, e))?;
     let r = Reader { file, home };
     let top = r.map(&root, "front matter")?;
     r.check_keys(top, "", BOTTLE_KEYS, &[], "a bottle")?;

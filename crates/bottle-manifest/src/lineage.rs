@@ -48,6 +48,7 @@ pub fn merge(
     let root = load(name)?.ok_or_else(|| Error {
         file: PathBuf::from(format!("bottles/{name}.md")),
         line: None,
+        column: None,
         key: None,
         kind: ErrorKind::MissingBottle {
             name: name.to_string(),

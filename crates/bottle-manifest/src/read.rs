@@ -24,6 +24,7 @@ impl Reader<'_> {
                 found: node.value.kind(),
             },
         )
+        .with_column(node.column)
     }
 
     pub fn map<'n>(&self, node: &'n Node, key: &str) -> Result<&'n [(Key, Node)], Error> {

@@ -230,7 +230,7 @@ fn structural_errors() {
         ErrorKind::UnclosedFrontMatter
     ));
     let e = err("---\nimage: [x\n---\n");
-    assert!(matches!(e.kind, ErrorKind::Yaml(_)));
+    assert!(matches!(e.kind, ErrorKind::Yaml { .. }));
     assert!(e.line.is_some_and(|l| l >= 2));
     let e = err("---\nenv: [a]\n---\n");
     assert!(matches!(
@@ -240,6 +240,18 @@ fn structural_errors() {
             found: "a list"
         }
     ));
+    // Where the value starts, and how to write the kind wanted.
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:2:6: `env` must be a mapping, found a list"
+    );
+    assert_eq!(
+        e.hint().as_deref(),
+        Some("write `env` as `NAME: value` lines indented below it")
+    );
+    let e = err("---\negress:\n  allow:\n    - host: a.com\n      paths:\n        x: y\n---\n");
+    assert_eq!((e.line, e.column), (Some(6), Some(9)), "{e}");
+    assert!(e.hint().is_some_and(|h| h.contains("`- item`")), "{e}");
 }
 
 #[test]
@@ -452,7 +464,7 @@ fn ignored_keys_still_parse_under_budget() {
     }
     y.push_str("---\n");
     let e = parse_agent(&y).unwrap_err();
-    assert!(matches!(e.kind, ErrorKind::Yaml(_)), "{e}");
+    assert!(matches!(e.kind, ErrorKind::Yaml { .. }), "{e}");
 }
 
 #[test]

@@ -9,6 +9,13 @@ fn start(t: &TestEnv, agent: &str) -> (i32, String) {
     (code, err)
 }
 
+/// [`start`] that must be refused as bad input (exit 2); returns stderr.
+fn refused(t: &TestEnv, agent: &str) -> String {
+    let (code, err) = start(t, agent);
+    assert_eq!(code, 2, "{err}");
+    err
+}
+
 #[test]
 fn unknown_key_with_suggestion() {
     let t = TestEnv::new();
@@ -59,6 +66,45 @@ fn invalid_yaml_names_the_line() {
         .parse()
         .unwrap();
     assert!((4..=6).contains(&line), "{err}");
+}
+
+/// A YAML syntax error: the file line and column of the problem (not the
+/// parser's line within the front matter), in our words, with a hint; the
+/// parser's own location suffix and advice do not appear.
+#[test]
+fn yaml_syntax_error_has_line_column_and_hint() {
+    let t = TestEnv::new();
+    t.bottle("dev", "---\nimage: x\nenv:\n  A: b\n  A: c\n---\n");
+    t.agent("a", "---\nbottle: dev\n---\n");
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:5:3: invalid YAML: the key `A` is given twice in one mapping
+
+    hint: remove one of the two; each key appears once in a mapping
+    ");
+
+    t.bottle("dev", "---\nenv:\n  A: b\n  B: [unclosed\n---\n");
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:4:6: invalid YAML: a list opened with `[` is never closed
+
+    hint: close the list with `]`, or quote the value if the `[` is text
+    ");
+}
+
+/// A value of the wrong kind: where it starts, what was wanted, and how to
+/// write that.
+#[test]
+fn yaml_type_error_has_line_column_and_hint() {
+    let t = TestEnv::new();
+    t.bottle(
+        "dev",
+        "---\negress:\n  allow:\n    - host: a.com\n      methods: {GET: true}\n---\n",
+    );
+    t.agent("a", "---\nbottle: dev\n---\n");
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:5:16: `egress.allow[0].methods` must be a list, found a mapping
+
+    hint: write `egress.allow[0].methods` as `[a, b]`, or as one `- item` per line indented below it
+    ");
 }
 
 #[test]
@@ -288,9 +334,7 @@ fn errors_name_the_full_key_path() {
     );
     t.bottle("dev", "---\nextends: base\n---\n");
     t.agent("a", "---\nbottle: dev\n---\n");
-    let (code, err) = start(&t, "a");
-    assert_eq!(code, 2);
-    insta::assert_snapshot!(err, @r"
+    insta::assert_snapshot!(refused(&t, "a"), @r"
     error: `[TMP]/home/.claude-bottle/bottles/base.md`:6: `tokens[1].token_ref` needs the environment variable `OPENAI_KEY_UNSET`, which is not set
 
     hint: export `OPENAI_KEY_UNSET` before starting, or change the manifest
@@ -300,9 +344,7 @@ fn errors_name_the_full_key_path() {
         "dev",
         "---\negress:\n  allow:\n    - host: a.com\n      paths:\n        - /ok\n        - no-slash\n---\n",
     );
-    let (code, err) = start(&t, "a");
-    assert_eq!(code, 2);
-    insta::assert_snapshot!(err, @r"
+    insta::assert_snapshot!(refused(&t, "a"), @r"
     error: `[TMP]/home/.claude-bottle/bottles/dev.md`:7: `egress.allow[0].paths[1]`: `no-slash` must start with `/` (a path prefix) or `re:` (a regex)
 
     hint: write a prefix such as `/repos/acme/`, or `re:^/user$` for a regex
