@@ -292,6 +292,8 @@ pub struct Repo {
     pub protect: Option<Vec<String>>,
     pub file: PathBuf,
     pub line: u32,
+    /// The line of `url`.
+    pub url_line: u32,
 }
 
 impl Repo {
@@ -943,6 +945,7 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
         protect: None,
         file: r.file.to_path_buf(),
         line,
+        url_line: url_node.line,
     };
     let ssh = is_ssh_url(&url);
     if !ssh && !url.starts_with("https://") {

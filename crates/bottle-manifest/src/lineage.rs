@@ -31,6 +31,8 @@ pub struct MergedBottle {
     pub resolve: BTreeMap<String, String>,
     pub upstream_ca: Option<PathBuf>,
     pub upstream_proxy: Option<String>,
+    /// The file whose `egress.upstream_proxy` won, for errors about it.
+    pub upstream_proxy_file: Option<PathBuf>,
     pub git_user: GitUser,
     pub repos: Vec<Repo>,
     pub resources: Resources,
@@ -69,6 +71,7 @@ pub fn merge(
         resolve: BTreeMap::new(),
         upstream_ca: None,
         upstream_proxy: None,
+        upstream_proxy_file: None,
         git_user: GitUser::default(),
         repos: Vec::new(),
         resources: Resources::default(),
@@ -150,6 +153,7 @@ fn apply(m: &mut MergedBottle, b: Bottle) {
     }
     if b.egress.upstream_proxy.is_some() {
         m.upstream_proxy = b.egress.upstream_proxy;
+        m.upstream_proxy_file = Some(b.file.clone());
     }
     m.git_user = m.git_user.overlay(&b.git.user);
     for r in b.git.repos {

@@ -63,6 +63,15 @@ pub enum Error {
     SlugsExhausted {
         agent: String,
     },
+    /// An ssh repo in a bottle whose egress goes through an upstream proxy:
+    /// ssh cannot be sent through it, and going around it is not allowed.
+    SshBehindUpstreamProxy {
+        repo: String,
+        file: PathBuf,
+        line: u32,
+        /// The file that sets `egress.upstream_proxy`.
+        proxy_file: PathBuf,
+    },
     /// A route and a token or rule that cannot go together.
     Conflict {
         message: String,
@@ -112,6 +121,10 @@ impl Error {
             )),
             Error::SlugsExhausted { agent } => Some(format!(
                 "run `claude-bottle cleanup`, or remove old bottles with `docker rm -f claude-bottle-{agent}-N`"
+            )),
+            Error::SshBehindUpstreamProxy { repo, .. } => Some(format!(
+                "give repo `{repo}` its `https://` URL and a `token_ref`, or remove \
+                 `egress.upstream_proxy` if this network lets ssh out"
             )),
             Error::Conflict { hint, .. } => Some(hint.clone()),
         }
@@ -202,6 +215,20 @@ impl fmt::Display for Error {
             ),
             Error::SlugsExhausted { agent } => {
                 write!(f, "99 bottles of agent `{agent}` already exist")
+            }
+            Error::SshBehindUpstreamProxy {
+                repo,
+                file,
+                line,
+                proxy_file,
+            } => {
+                at(f, file, *line)?;
+                write!(
+                    f,
+                    "`git.repos.{repo}.url`: an ssh repo cannot be reached through the upstream \
+                     proxy that `{}` sets in `egress.upstream_proxy` (only https repos can)",
+                    proxy_file.display()
+                )
             }
             Error::Conflict {
                 message,

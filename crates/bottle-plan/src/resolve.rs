@@ -494,6 +494,21 @@ fn resolve_git(
     secrets: &mut Secrets,
 ) -> Result<GitPlan, Error> {
     let user = bottle.git_user.overlay(&agent.git_user);
+    // The gate would refuse to start (gitgate config); say so now, with the
+    // manifest lines, rather than after the containers are made.
+    if bottle.upstream_proxy.is_some()
+        && let Some(r) = bottle.repos.iter().find(|r| r.is_ssh())
+    {
+        return Err(Error::SshBehindUpstreamProxy {
+            repo: r.name.clone(),
+            file: r.file.clone(),
+            line: r.url_line,
+            proxy_file: bottle
+                .upstream_proxy_file
+                .clone()
+                .unwrap_or_else(|| bottle.file.clone()),
+        });
+    }
     let mut repos = Vec::new();
     for r in &bottle.repos {
         let auth = if r.is_ssh() {

@@ -704,3 +704,40 @@ fn file_tokens_use_the_first_line() {
         "sk-ant-oat01-FROMFILE"
     );
 }
+
+/// docs/gitgate.md: an ssh repo cannot go through `egress.upstream_proxy`
+/// (ssh would need a CONNECT `ProxyCommand`, and going around the proxy is
+/// not allowed). The plan refuses it with the repo's `url` line and the
+/// file that sets the proxy, here a parent, before anything is started.
+#[test]
+fn ssh_repo_behind_an_upstream_proxy_is_a_plan_error() {
+    static PROXIED: &[(&str, &str)] = &[
+        ("base", BASE),
+        (
+            "corp",
+            "---\nextends: base\negress:\n  upstream_proxy: http://proxy.corp:3128\n---\n",
+        ),
+        ("dev", DEV),
+        ("both", "---\nextends: [corp, dev]\n---\n"),
+    ];
+    let e = agent_plan("---\nbottle: both\n---\n", PROXIED, &host()).unwrap_err();
+    assert!(matches!(e, Error::SshBehindUpstreamProxy { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:25: `git.repos.app.url`: an ssh repo cannot \
+         be reached through the upstream proxy that `/home/u/.claude-bottle/bottles/corp.md` \
+         sets in `egress.upstream_proxy` (only https repos can)"
+    );
+    assert!(
+        e.hint().is_some_and(|h| h.contains("`https://` URL")),
+        "{e}"
+    );
+
+    // An https repo behind the same proxy is fine.
+    static HTTPS: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  upstream_proxy: http://proxy.corp:3128\ngit:\n  repos:\n    app:\n      url: https://github.com/acme/app.git\n      token_ref: GITHUB_TOKEN\n---\n",
+    )];
+    let r = plain_agent(HTTPS, &host()).unwrap();
+    assert_eq!(r.plan.git.repos[0].auth, "token");
+}

@@ -351,6 +351,32 @@ fn errors_name_the_full_key_path() {
     ");
 }
 
+/// An ssh repo behind `egress.upstream_proxy` is refused when the plan is
+/// made (exit 2), naming the repo's `url` line and the proxy's file, not
+/// later when the sidecar's gate refuses to start.
+#[test]
+fn ssh_repo_behind_upstream_proxy_is_refused() {
+    let t = TestEnv::new();
+    t.write(
+        "home/.ssh/deploy",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n",
+    );
+    t.bottle(
+        "corp",
+        "---\negress:\n  upstream_proxy: http://proxy.corp:3128\n---\n",
+    );
+    t.bottle(
+        "dev",
+        "---\nextends: corp\ngit:\n  repos:\n    app:\n      url: git@github.com:acme/app.git\n      identity: ~/.ssh/deploy\n      host_key: \"github.com ssh-ed25519 AAAA\"\n---\n",
+    );
+    t.agent("a", "---\nbottle: dev\n---\n");
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:6: `git.repos.app.url`: an ssh repo cannot be reached through the upstream proxy that `[TMP]/home/.claude-bottle/bottles/corp.md` sets in `egress.upstream_proxy` (only https repos can)
+
+    hint: give repo `app` its `https://` URL and a `token_ref`, or remove `egress.upstream_proxy` if this network lets ssh out
+    ");
+}
+
 /// `proxy --config FILE` with a file it cannot use is bad usage: exit 2,
 /// the cause said once, and a hint.
 #[test]
