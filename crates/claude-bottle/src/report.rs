@@ -25,6 +25,9 @@ impl UsageError {
         self.hint = Some(hint.into());
         self
     }
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
 }
 
 impl fmt::Display for UsageError {
@@ -81,7 +84,7 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
 fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<UsageError>() {
-            return (EXIT_USAGE, e.hint.clone());
+            return (EXIT_USAGE, e.hint().map(str::to_string));
         }
         if let Some(e) = cause.downcast_ref::<bottle_manifest::Error>() {
             return (EXIT_USAGE, e.hint());

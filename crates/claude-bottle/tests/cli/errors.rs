@@ -415,3 +415,26 @@ fn proxy_config_errors_are_usage_errors() {
         );
     }
 }
+
+/// `proxy` on an address another program holds: exit 2, one message with
+/// the address and a hint, nothing else (no `caused by`, no backtrace, no
+/// `listening on`).
+#[test]
+fn proxy_on_a_taken_address_says_so_once() {
+    let t = TestEnv::new();
+    t.write("project/proxy.yaml", "allow: []\n");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = t.cmd(&["proxy", "--config", "proxy.yaml", "--listen", &addr]);
+    c.env("RUST_BACKTRACE", "1");
+    let (code, out, err) = t.run(c);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    let err = err.replace(&port.to_string(), "[PORT]");
+    insta::assert_snapshot!(err, @r"
+    error: cannot listen on `127.0.0.1:[PORT]`: the address is already in use
+
+    hint: another program listens on port [PORT] (`ss -ltnp 'sport = :[PORT]'` shows which); stop it, or pass another address with `--listen ADDR:PORT`, or change `listen` in the config file
+    ");
+    drop(taken);
+}
