@@ -135,28 +135,34 @@ pub fn parse(yaml: &str, first_line: u32) -> Result<Node, YamlError> {
 pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
     use serde_saphyr::{Error as E, MessageFormatter, UserMessageFormatter};
     let location = e.location().filter(|l| l.line() > 0);
+    // The error itself, out of the wrappers that only add where an alias
+    // was used or a snippet.
+    let mut e = e;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = e {
+        e = error;
+    }
     let raw = UserMessageFormatter.format_message(e);
     let first = raw.lines().next().unwrap_or("").trim();
     let (message, hint) = match e {
         _ if first.starts_with("unclosed bracket '['") => (
             "a list opened with `[` is never closed".to_string(),
-            hint_for_syntax(first),
+            syntax_hint(first),
         ),
         _ if first.starts_with("unclosed bracket '{'") => (
             "a mapping opened with `{` is never closed".to_string(),
-            hint_for_syntax(first),
+            syntax_hint(first),
         ),
         E::DuplicateMappingKey { key: Some(k), .. } => (
             format!("the key `{k}` is given twice in one mapping"),
-            "remove one of the two; each key appears once in a mapping",
+            DUPLICATE_HINT,
         ),
         E::DuplicateMappingKey { .. } => (
             "a key is given twice in one mapping".to_string(),
-            "remove one of the two; each key appears once in a mapping",
+            DUPLICATE_HINT,
         ),
         E::UnknownAnchor { .. } => (
             "an alias (`*name`) names no anchor (`&name`) above it".to_string(),
-            "define the anchor before the alias, or quote a value that starts with `*`",
+            ANCHOR_HINT,
         ),
         E::Budget { .. }
         | E::AliasReplayLimitExceeded { .. }
@@ -167,7 +173,7 @@ pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
             "manifests allow 32 levels of nesting, 20,000 values and 64 aliases; \
              write the values out instead of expanding aliases",
         ),
-        _ => (sanitize(first), hint_for_syntax(first)),
+        _ => (sanitize(first), syntax_hint(first)),
     };
     YamlError {
         message: if message.is_empty() {
@@ -182,11 +188,15 @@ pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
 }
 
 /// The parser's scanner messages name the construct; say what usually
-/// causes each in a manifest.
-fn hint_for_syntax(message: &str) -> &'static str {
+/// causes each in a YAML file (a manifest, the proxy's config).
+pub fn syntax_hint(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
     if m.contains("tab") {
         "indent with spaces; YAML does not allow tabs in indentation"
+    } else if m.contains("unknown value") || m.contains("anchor") {
+        ANCHOR_HINT
+    } else if m.contains("duplicate") {
+        DUPLICATE_HINT
     } else if m.contains("'{'") || m.contains("flow mapping") {
         "close the mapping with `}`, or quote the value if the `{` is text"
     } else if m.contains("'['") || m.contains("flow sequence") {
@@ -207,6 +217,10 @@ fn hint_for_syntax(message: &str) -> &'static str {
          contain `: `, ` #` or start with `[`, `{`, `*`, `&` or `!`"
     }
 }
+
+const DUPLICATE_HINT: &str = "remove one of the two; each key appears once in a mapping";
+const ANCHOR_HINT: &str =
+    "define the anchor before the alias, or quote a value that starts with `*`";
 
 /// Control characters out of a parser message, so it cannot move the
 /// cursor or colour the terminal.

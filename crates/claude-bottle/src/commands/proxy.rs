@@ -31,10 +31,24 @@ fn explain(config: &Path, e: Error) -> anyhow::Error {
              folder), and their permissions"
                 .to_string(),
         ),
-        Error::Parse { path, message } => (
-            format!("`{}`: {}", path.display(), first_line(&message)),
-            "fix the file at that line; it is YAML or JSON".to_string(),
-        ),
+        Error::Parse {
+            path,
+            message,
+            line,
+            column,
+            syntax,
+        } => {
+            let at = match (line, column) {
+                (Some(l), Some(c)) => format!(":{l}:{c}"),
+                (Some(l), None) => format!(":{l}"),
+                _ => String::new(),
+            };
+            let message = first_line(&message);
+            (
+                format!("`{}`{at}: {message}", path.display()),
+                parse_hint(message, syntax).to_string(),
+            )
+        }
         Error::Invalid(m) => (
             format!("`{file}`: {m}"),
             "fix that key in the config file".to_string(),
@@ -83,6 +97,23 @@ fn listen_failure(addr: &str, e: &std::io::Error) -> (String, String) {
         _ => (e.to_string(), other.to_string()),
     };
     (format!("cannot listen on `{addr}`: {what}"), hint)
+}
+
+/// What to do about a parse error of the config, by what the parser said:
+/// YAML or JSON syntax (the same hints as for a manifest), a key or value
+/// it does not know, or a value of the wrong kind.
+fn parse_hint(message: &str, syntax: bool) -> &'static str {
+    if syntax {
+        bottle_manifest::node::syntax_hint(message)
+    } else if message.starts_with("unknown field") {
+        "fix the key's spelling, or remove it; the keys allowed there are listed above"
+    } else if message.starts_with("unknown variant") {
+        "use one of the values listed above"
+    } else {
+        "the value there is not of the kind its key takes: `allow`, `tokens`, \
+         `known_secret_env` and a route's `methods`, `paths` and `ports` are lists, `ca` and \
+         `resolve` are mappings, the other keys single values"
+    }
 }
 
 /// The parser's first line, without its own `error: ` (ours is printed).

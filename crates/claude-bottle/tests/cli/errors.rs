@@ -390,14 +390,8 @@ fn proxy_config_errors_are_usage_errors() {
             "missing.yaml",
             "cannot read `missing.yaml`: No such file or directory",
         ),
-        (
-            "syntax.yaml",
-            "`syntax.yaml`: line 1 column 8: unclosed bracket",
-        ),
-        (
-            "key.yaml",
-            "`key.yaml`: line 1 column 1: unknown field `alow`",
-        ),
+        ("syntax.yaml", "`syntax.yaml`:1:8: unclosed bracket"),
+        ("key.yaml", "`key.yaml`:1:1: unknown field `alow`"),
         (
             "listen.yaml",
             "`listen.yaml`: listen: \"nowhere\" is not ADDR:PORT",
@@ -414,6 +408,34 @@ fn proxy_config_errors_are_usage_errors() {
             "{file}: {err}"
         );
     }
+}
+
+/// The proxy's config gets the manifest's form of parse errors: the file,
+/// line and column, the parser's words without its location suffix, and a
+/// hint for the kind of error (syntax, or a value of the wrong kind).
+#[test]
+fn proxy_config_parse_errors_have_line_column_and_hint() {
+    let t = TestEnv::new();
+    t.write("project/syntax.yaml", "dlp: block\nallow: [{host: a.com}\n");
+    t.write("project/type.yaml", "dlp: block\nallow: {host: a.com}\n");
+    t.write("project/type.json", "{\"allow\": 5}");
+    let mut shown = String::new();
+    for file in ["syntax.yaml", "type.yaml", "type.json"] {
+        let (code, out, err) = t.run(t.cmd(&["proxy", "--config", file]));
+        assert_eq!((code, out.as_str()), (2, ""), "{file}: {err}");
+        shown.push_str(&err);
+    }
+    insta::assert_snapshot!(shown, @r"
+    error: `syntax.yaml`:2:8: unclosed bracket '['
+
+    hint: close the list with `]`, or quote the value if the `[` is text
+    error: `type.yaml`:2:8: expected sequence start
+
+    hint: the value there is not of the kind its key takes: `allow`, `tokens`, `known_secret_env` and a route's `methods`, `paths` and `ports` are lists, `ca` and `resolve` are mappings, the other keys single values
+    error: `type.json`:1:11: invalid type: integer `5`, expected a sequence
+
+    hint: the value there is not of the kind its key takes: `allow`, `tokens`, `known_secret_env` and a route's `methods`, `paths` and `ports` are lists, `ca` and `resolve` are mappings, the other keys single values
+    ");
 }
 
 /// `proxy` on an address another program holds: exit 2, one message with
