@@ -193,6 +193,8 @@ pub struct Egress {
     /// Name and target (`address` or `address:port`), in file order.
     pub resolve: Vec<(String, String)>,
     pub upstream_ca: Option<PathBuf>,
+    /// The line of `upstream_ca`, 0 when unset.
+    pub upstream_ca_line: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -731,7 +733,10 @@ fn read_egress(r: &Reader, node: &Node) -> Result<Egress, Error> {
                     eg.resolve.push((host, target));
                 }
             }
-            "upstream_ca" => eg.upstream_ca = Some(r.path(v, &key)?),
+            "upstream_ca" => {
+                eg.upstream_ca = Some(r.path(v, &key)?);
+                eg.upstream_ca_line = v.line;
+            }
             _ => {}
         }
     }

@@ -30,6 +30,9 @@ pub struct MergedBottle {
     pub log: Option<Log>,
     pub resolve: BTreeMap<String, String>,
     pub upstream_ca: Option<PathBuf>,
+    /// The file and line whose `egress.upstream_ca` won, for errors about it.
+    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_ca_line: u32,
     pub upstream_proxy: Option<String>,
     /// The file whose `egress.upstream_proxy` won, for errors about it.
     pub upstream_proxy_file: Option<PathBuf>,
@@ -70,6 +73,8 @@ pub fn merge(
         log: None,
         resolve: BTreeMap::new(),
         upstream_ca: None,
+        upstream_ca_file: None,
+        upstream_ca_line: 0,
         upstream_proxy: None,
         upstream_proxy_file: None,
         git_user: GitUser::default(),
@@ -150,6 +155,8 @@ fn apply(m: &mut MergedBottle, b: Bottle) {
     m.resolve.extend(b.egress.resolve);
     if b.egress.upstream_ca.is_some() {
         m.upstream_ca = b.egress.upstream_ca;
+        m.upstream_ca_file = Some(b.file.clone());
+        m.upstream_ca_line = b.egress.upstream_ca_line;
     }
     if b.egress.upstream_proxy.is_some() {
         m.upstream_proxy = b.egress.upstream_proxy;

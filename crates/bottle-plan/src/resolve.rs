@@ -64,23 +64,22 @@ pub fn resolve(
     if let Some(path) = &bottle.upstream_ca
         && host.values_are_real()
     {
+        // The file that set it, which may be a parent of the bottle.
+        let unreadable = |reason: String| Error::UnreadableFile {
+            path: path.clone(),
+            file: bottle
+                .upstream_ca_file
+                .clone()
+                .unwrap_or_else(|| bottle.file.clone()),
+            line: bottle.upstream_ca_line,
+            key: "egress.upstream_ca".to_string(),
+            reason,
+        };
         let pem = host
             .read_secret_file(path)
-            .map_err(|e| Error::UnreadableFile {
-                path: path.clone(),
-                file: bottle.file.clone(),
-                line: 0,
-                key: "egress.upstream_ca".to_string(),
-                reason: e.kind().to_string(),
-            })?;
+            .map_err(|e| unreadable(e.kind().to_string()))?;
         if !pem.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(Error::UnreadableFile {
-                path: path.clone(),
-                file: bottle.file.clone(),
-                line: 0,
-                key: "egress.upstream_ca".to_string(),
-                reason: "no PEM certificate in it".to_string(),
-            });
+            return Err(unreadable("no PEM certificate in it".to_string()));
         }
         secrets.upstream_ca = Some(pem);
     }

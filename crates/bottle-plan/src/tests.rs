@@ -242,6 +242,25 @@ fn upstream_ca_is_read_and_checked() {
     );
 }
 
+/// An `upstream_ca` set by a parent is reported at the parent's line, not
+/// in the bottle that merely extends it.
+#[test]
+fn upstream_ca_errors_name_the_file_that_sets_it() {
+    static CA: &[(&str, &str)] = &[
+        (
+            "corp",
+            "---\nimage: x\negress:\n  upstream_ca: ~/corp.pem\n---\n",
+        ),
+        ("dev", "---\nextends: corp\n---\n"),
+    ];
+    let e = plain_agent(CA, &host()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/corp.md`:4: `egress.upstream_ca`: cannot read \
+         `/home/u/corp.pem`: entity not found"
+    );
+}
+
 /// A stand-in host (`info`) reads no file: the CA's path is in the plan and
 /// its placeholder content is not checked for a certificate.
 #[test]
