@@ -81,6 +81,8 @@ pub struct Bottle {
     pub git: Git,
     pub resources: Resources,
     pub runtime: Option<Runtime>,
+    /// The line of `runtime`, 0 when unset.
+    pub runtime_line: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -346,6 +348,7 @@ pub fn parse(name: &str, file: &Path, home: &Path, text: &str) -> Result<Bottle,
         git: Git::default(),
         resources: Resources::default(),
         runtime: None,
+        runtime_line: 0,
     };
     for (k, v) in top {
         let key = k.name.as_str();
@@ -374,7 +377,8 @@ pub fn parse(name: &str, file: &Path, home: &Path, text: &str) -> Result<Bottle,
                     "runc" => Runtime::Runc,
                     "runsc" => Runtime::Runsc,
                     _ => return Err(one_of(&r, v, key, "`auto`, `runsc` or `runc`")),
-                })
+                });
+                bottle.runtime_line = v.line;
             }
             _ => {}
         }

@@ -40,6 +40,9 @@ pub struct MergedBottle {
     pub repos: Vec<Repo>,
     pub resources: Resources,
     pub runtime: Option<Runtime>,
+    /// The file and line whose `runtime` won, for errors about it.
+    pub runtime_file: Option<PathBuf>,
+    pub runtime_line: u32,
 }
 
 /// Resolve `name` and its parents through `load`, which returns `Ok(None)`
@@ -81,6 +84,8 @@ pub fn merge(
         repos: Vec::new(),
         resources: Resources::default(),
         runtime: None,
+        runtime_file: None,
+        runtime_line: 0,
     };
     for b in order {
         apply(&mut merged, b);
@@ -169,7 +174,11 @@ fn apply(m: &mut MergedBottle, b: Bottle) {
     m.resources.memory = b.resources.memory.or(m.resources.memory.take());
     m.resources.cpus = b.resources.cpus.or(m.resources.cpus);
     m.resources.pids = b.resources.pids.or(m.resources.pids);
-    m.runtime = b.runtime.or(m.runtime);
+    if b.runtime.is_some() {
+        m.runtime = b.runtime;
+        m.runtime_file = Some(b.file.clone());
+        m.runtime_line = b.runtime_line;
+    }
 }
 
 /// A later entry replaces an earlier one with the same key, in its place.

@@ -53,7 +53,9 @@ pub enum Error {
     },
     /// `runtime: runsc` but the engine has no gVisor.
     NoRunsc {
+        /// The file and line that set `runtime`.
         file: PathBuf,
+        line: u32,
     },
     /// `CLAUDE_BOTTLE_CONTAINER` names an existing container.
     ContainerExists {
@@ -204,11 +206,10 @@ impl fmt::Display for Error {
                     path.display()
                 )
             }
-            Error::NoRunsc { file } => write!(
-                f,
-                "`{}`: `runtime: runsc` but the engine has no `runsc` runtime",
-                file.display()
-            ),
+            Error::NoRunsc { file, line } => {
+                at(f, file, *line)?;
+                f.write_str("`runtime`: `runsc` is asked for, but the engine has no gVisor runtime")
+            }
             Error::ContainerExists { name } => write!(
                 f,
                 "`CLAUDE_BOTTLE_CONTAINER` names container `{name}`, which already exists"

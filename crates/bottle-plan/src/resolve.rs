@@ -114,7 +114,11 @@ pub fn resolve(
             match (bottle.runtime.unwrap_or(Runtime::Auto), &e.gvisor_runtime) {
                 (Runtime::Runsc, None) => {
                     return Err(Error::NoRunsc {
-                        file: bottle.file.clone(),
+                        file: bottle
+                            .runtime_file
+                            .clone()
+                            .unwrap_or_else(|| bottle.file.clone()),
+                        line: bottle.runtime_line,
                     });
                 }
                 (Runtime::Runsc | Runtime::Auto, Some(name)) => name.clone(),

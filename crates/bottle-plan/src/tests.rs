@@ -320,7 +320,10 @@ fn runtime_rules() {
         full(Some(EngineFacts::default())).plan.runtime.as_deref(),
         Some("runc")
     );
-    static RUNSC: &[(&str, &str)] = &[("dev", "---\nruntime: runsc\n---\n")];
+    static RUNSC: &[(&str, &str)] = &[
+        ("base", "---\nimage: x\nruntime: runsc\n---\n"),
+        ("dev", "---\nextends: base\n---\n"),
+    ];
     static RUNC: &[(&str, &str)] = &[("dev", "---\nruntime: runc\n---\n")];
     let a = "---\nbottle: dev\n---\n";
     let e = plan_with(
@@ -332,6 +335,12 @@ fn runtime_rules() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::NoRunsc { .. }));
+    // Where `runtime` is set: the parent here, not the bottle started.
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/base.md`:3: `runtime`: `runsc` is asked for, but the \
+         engine has no gVisor runtime"
+    );
     let r = plan_with(a, RUNC, Some(gvisor), &Options::default(), &host()).unwrap();
     assert_eq!(r.plan.runtime.as_deref(), Some("runc"));
 }
