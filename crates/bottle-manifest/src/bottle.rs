@@ -574,7 +574,11 @@ fn read_tokens(r: &Reader, node: &Node) -> Result<Vec<Token>, Error> {
                         n.line,
                         &join(&prefix, k),
                         format!("only `http` tokens take `{k}`"),
-                    ));
+                    )
+                    .with_hint(format!(
+                        "remove `{k}`: `{}` tokens go to their own API, which the sidecar knows",
+                        kind.as_str()
+                    )));
                 }
             }
         }
@@ -611,7 +615,9 @@ pub fn same_token_slot(a: &Token, b: &Token) -> bool {
 }
 
 fn missing(r: &Reader, line: u32, key: &str) -> Error {
+    let name = key.rsplit('.').next().unwrap_or(key);
     Error::invalid(r.file, line, key, "is required")
+        .with_hint(format!("add `{name}: ...` to this entry"))
 }
 
 fn read_scheme(r: &Reader, node: &Node, key: &str) -> Result<Scheme, Error> {

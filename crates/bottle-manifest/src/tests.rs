@@ -373,6 +373,26 @@ fn list_entries_are_named_by_their_index_and_line() {
     assert_eq!(e.key.as_deref(), Some("command[1]"), "{e}");
 }
 
+/// A missing key says which one to add, in the entry that lacks it.
+#[test]
+fn missing_keys_say_what_to_add() {
+    let e = err("---\ntokens:\n  - kind: anthropic\n  - kind: http\n    token_ref: X\n---\n");
+    assert_eq!(
+        (e.key.as_deref(), e.line),
+        (Some("tokens[0].token_ref"), Some(3))
+    );
+    assert_eq!(
+        e.hint().as_deref(),
+        Some("add `token_ref: ...` to this entry")
+    );
+    let e = err("---\ntokens:\n  - kind: openai\n    token_ref: X\n    host: a.com\n---\n");
+    assert_eq!(e.key.as_deref(), Some("tokens[0].host"));
+    assert!(
+        e.hint().is_some_and(|h| h.starts_with("remove `host`")),
+        "{e}"
+    );
+}
+
 /// Entries keep their key path and lines, for the plan's errors once the
 /// lineage is merged.
 #[test]
