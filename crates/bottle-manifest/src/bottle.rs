@@ -296,8 +296,11 @@ pub struct Repo {
     pub protect: Option<Vec<String>>,
     pub file: PathBuf,
     pub line: u32,
-    /// The line of `url`.
+    /// The lines of `url`, `identity` and `token_ref` (0 when unset), for
+    /// the plan's errors about them.
     pub url_line: u32,
+    pub identity_line: u32,
+    pub token_ref_line: u32,
 }
 
 impl Repo {
@@ -961,6 +964,8 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
         file: r.file.to_path_buf(),
         line,
         url_line: url_node.line,
+        identity_line: 0,
+        token_ref_line: 0,
     };
     let ssh = is_ssh_url(&url);
     if !ssh && !url.starts_with("https://") {
@@ -973,6 +978,7 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
     }
     if let Some(n) = get("identity") {
         repo.identity = Some(r.path(n, &join(&prefix, "identity"))?);
+        repo.identity_line = n.line;
     }
     if let Some(n) = get("host_key") {
         let hk = r.string(n, &join(&prefix, "host_key"))?;
@@ -988,6 +994,7 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
     }
     if let Some(n) = get("token_ref") {
         repo.token_ref = Some(read_token_ref(r, n, &join(&prefix, "token_ref"))?);
+        repo.token_ref_line = n.line;
     }
     for (k, slot) in [("push", &mut repo.push), ("protect", &mut repo.protect)] {
         if let Some(n) = get(k) {

@@ -522,7 +522,7 @@ fn resolve_git(
                     .map_err(|e| Error::UnreadableFile {
                         path: path.clone(),
                         file: r.file.clone(),
-                        line: r.line,
+                        line: r.identity_line,
                         key: format!("git.repos.{}.identity", r.name),
                         reason: e.kind().to_string(),
                     })?;
@@ -530,7 +530,7 @@ fn resolve_git(
                     return Err(Error::EmptyCredential {
                         what: format!("the deploy key of repo `{}`", r.name),
                         file: r.file.clone(),
-                        line: r.line,
+                        line: r.identity_line,
                         key: format!("git.repos.{}.identity", r.name),
                     });
                 }
@@ -543,7 +543,7 @@ fn resolve_git(
         } else {
             if let Some(tr) = &r.token_ref {
                 let key = format!("git.repos.{}.token_ref", r.name);
-                let v = read_credential(tr, host, &r.file, r.line, &key)?;
+                let v = read_credential(tr, host, &r.file, r.token_ref_line, &key)?;
                 secrets.tokens.insert(tr.shown().to_string(), v);
             }
             "token"

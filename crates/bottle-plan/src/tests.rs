@@ -546,6 +546,17 @@ fn resolution_errors_name_the_key_path() {
          named by `file:/t/empty` is empty"
     );
 
+    static REPO: &[(&str, &str)] = &[(
+        "dev",
+        "---\ngit:\n  repos:\n    app:\n      url: https://github.com/acme/app.git\n      push: [\"*\"]\n      token_ref: REPO_TOKEN_UNSET\n---\n",
+    )];
+    let e = plain_agent(REPO, &host()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:7: `git.repos.app.token_ref` needs the \
+         environment variable `REPO_TOKEN_UNSET`, which is not set"
+    );
+
     let e = agent_plan(
         "---\nbottle: dev\nskills:\n  - review\n  - pdf\n---\n",
         &[("dev", "---\n---\n")],
@@ -677,6 +688,13 @@ fn resolution_errors_name_what_is_missing() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::UnreadableFile { .. }), "{e}");
+    assert!(
+        e.to_string().starts_with(
+            "`/home/u/.claude-bottle/bottles/dev.md`:26: `git.repos.app.identity`: cannot read \
+             `/home/u/.ssh/app_deploy`"
+        ),
+        "{e}"
+    );
 
     let mut h = host();
     h.dirs.clear();
