@@ -153,7 +153,7 @@ pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
             syntax_hint(first),
         ),
         E::DuplicateMappingKey { key: Some(k), .. } => (
-            format!("the key `{k}` is given twice in one mapping"),
+            format!("the key `{}` is given twice in one mapping", sanitize(k)),
             DUPLICATE_HINT,
         ),
         E::DuplicateMappingKey { .. } => (
@@ -498,6 +498,12 @@ mod tests {
     /// file line and column, and the hint is for the user.
     #[test]
     fn syntax_errors_are_in_our_words() {
+        // A key with an escape character: the message keeps the key but
+        // not the character that would drive the terminal.
+        let once = parse("\"a\\e[31m\": 1\n", 1).unwrap();
+        assert_eq!(map(&once)[0].0.name, "a\u{1b}[31m");
+        let e = parse("\"a\\e[31m\": 1\n\"a\\e[31m\": 2\n", 1).unwrap_err();
+        assert_eq!(e.message, "the key `a [31m` is given twice in one mapping");
         let e = parse("a: 1\na: 2\n", 2).unwrap_err();
         assert_eq!(
             (e.message.as_str(), e.line, e.column),
