@@ -460,3 +460,20 @@ fn proxy_on_a_taken_address_says_so_once() {
     ");
     drop(taken);
 }
+
+/// A project's agent file is not trusted: a key holding terminal escape
+/// sequences is shown with them written out, never sent to the terminal.
+#[test]
+fn control_characters_in_messages_are_written_out() {
+    let t = TestEnv::standard();
+    t.project_agent(
+        "evil",
+        "---\nbottle: dev\n\"x\\e]0;owned\\a\\e[2J\": 1\n---\n",
+    );
+    let err = refused(&t, "evil");
+    assert!(!err.contains(['\u{1b}', '\u{7}']), "{err:?}");
+    assert!(
+        err.contains("unknown key `x\\u{1b}]0;owned\\u{7}\\u{1b}[2J` in an agent"),
+        "{err}"
+    );
+}
