@@ -18,7 +18,15 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        path: PathBuf,
+        /// The parser's message, without its location.
+        message: String,
+        line: Option<u32>,
+        column: Option<u32>,
+        /// Not well-formed YAML or JSON, rather than a value that does not fit.
+        syntax: bool,
+    },
     #[error("config: {0}")]
     Invalid(String),
     #[error("token_ref {0}: not set")]

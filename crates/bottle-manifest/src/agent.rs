@@ -7,7 +7,7 @@ use crate::bottle::{BOTTLE_KEYS, GitUser, read_git_user};
 use crate::error::{Error, ErrorKind};
 use crate::name;
 use crate::node::{self, Value};
-use crate::read::{Reader, join};
+use crate::read::{Reader, index};
 
 const AGENT_KEYS: &[&str] = &["bottle", "skills", "git", "command"];
 /// Claude Code subagent keys: accepted and ignored so one file serves both.
@@ -52,14 +52,29 @@ pub struct Agent {
     pub bottle: Option<String>,
     /// The line of the `bottle:` key, for errors about the bottle it names.
     pub bottle_line: Option<u32>,
-    pub skills: Vec<String>,
+    pub skills: Vec<Skill>,
     pub git_user: GitUser,
     pub command: Vec<String>,
     /// The Markdown body: the system prompt.
     pub prompt: String,
 }
 
+/// A skill the agent names, with where it is named: the plan checks the
+/// folder exists and says which entry names the one that does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skill {
+    pub name: String,
+    /// The key path, `skills[2]` (or `skills` for a single string).
+    pub key: String,
+    pub line: u32,
+}
+
 impl Agent {
+    /// The names of the agent's skills, in file order.
+    pub fn skill_names(&self) -> Vec<String> {
+        self.skills.iter().map(|s| s.name.clone()).collect()
+    }
+
     /// The prompt's first non-empty line, for `info` and the preflight.
     pub fn prompt_first_line(&self) -> Option<&str> {
         self.prompt.lines().map(str::trim).find(|l| !l.is_empty())
@@ -74,8 +89,7 @@ pub fn parse(
     text: &str,
 ) -> Result<Agent, Error> {
     let fm = crate::split_file(file, text)?;
-    let root = node::parse(fm.yaml, fm.yaml_line)
-        .map_err(|e| Error::new(file, e.line, None, ErrorKind::Yaml(e.message)))?;
+    let root = node::parse(fm.yaml, fm.yaml_line).map_err(|e| Error::yaml(file, e))?;
     let r = Reader { file, home };
     let top = r.map(&root, "front matter")?;
     for (k, _) in top {
@@ -118,17 +132,21 @@ pub fn parse(
                 agent.bottle_line = Some(k.line);
             }
             "skills" => {
-                for (i, s) in r.strings(v, key)?.into_iter().enumerate() {
-                    if !name::is_plain_name(&s) {
+                for s in r.items(v, key)? {
+                    if !name::is_plain_name(&s.text) {
                         return Err(Error::invalid(
                             file,
-                            v.line,
-                            &format!("skills[{i}]"),
-                            format!("`{s}` is not a skill folder name"),
+                            s.line,
+                            &s.key,
+                            format!("`{}` is not a skill folder name", s.text),
                         ));
                     }
-                    if !agent.skills.contains(&s) {
-                        agent.skills.push(s);
+                    if !agent.skills.iter().any(|k| k.name == s.text) {
+                        agent.skills.push(Skill {
+                            name: s.text,
+                            key: s.key,
+                            line: s.line,
+                        });
                     }
                 }
             }
@@ -162,9 +180,15 @@ pub fn parse(
                 };
                 let mut command = Vec::new();
                 for (i, n) in items.iter().enumerate() {
-                    let word = r.string(n, &join(key, &i.to_string()))?;
+                    let word_key = index(key, i);
+                    let word = r.string(n, &word_key)?;
                     if word.contains('\0') {
-                        return Err(Error::invalid(file, n.line, key, "must not contain NUL"));
+                        return Err(Error::invalid(
+                            file,
+                            n.line,
+                            &word_key,
+                            "must not contain NUL",
+                        ));
                     }
                     command.push(word);
                 }

@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::name;
 use crate::node::{self, Node, Value};
-use crate::read::{Reader, join};
+use crate::read::{Reader, index, join};
 
 pub const BOTTLE_KEYS: &[&str] = &[
     "extends",
@@ -81,6 +81,8 @@ pub struct Bottle {
     pub git: Git,
     pub resources: Resources,
     pub runtime: Option<Runtime>,
+    /// The line of `runtime`, 0 when unset.
+    pub runtime_line: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +122,11 @@ pub struct Token {
     pub scheme: Option<Scheme>,
     pub file: PathBuf,
     pub line: u32,
+    /// The entry's key path in its file (`tokens[1]`), for errors found
+    /// once the lineage is merged and the position is lost.
+    pub key: String,
+    /// The line of `token_ref`.
+    pub ref_line: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -188,6 +195,8 @@ pub struct Egress {
     /// Name and target (`address` or `address:port`), in file order.
     pub resolve: Vec<(String, String)>,
     pub upstream_ca: Option<PathBuf>,
+    /// The line of `upstream_ca`, 0 when unset.
+    pub upstream_ca_line: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +208,8 @@ pub struct Route {
     pub ports: Option<Vec<u16>>,
     pub file: PathBuf,
     pub line: u32,
+    /// The entry's key path in its file (`egress.allow[0]`).
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +296,11 @@ pub struct Repo {
     pub protect: Option<Vec<String>>,
     pub file: PathBuf,
     pub line: u32,
+    /// The lines of `url`, `identity` and `token_ref` (0 when unset), for
+    /// the plan's errors about them.
+    pub url_line: u32,
+    pub identity_line: u32,
+    pub token_ref_line: u32,
 }
 
 impl Repo {
@@ -320,8 +336,7 @@ impl Runtime {
 /// Parse one bottle file's text. `name` is the file's stem, already checked.
 pub fn parse(name: &str, file: &Path, home: &Path, text: &str) -> Result<Bottle, Error> {
     let fm = crate::split_file(file, text)?;
-    let root = node::parse(fm.yaml, fm.yaml_line)
-        .map_err(|e| Error::new(file, e.line, None, ErrorKind::Yaml(e.message)))?;
+    let root = node::parse(fm.yaml, fm.yaml_line).map_err(|e| Error::yaml(file, e))?;
     let r = Reader { file, home };
     let top = r.map(&root, "front matter")?;
     r.check_keys(top, "", BOTTLE_KEYS, &[], "a bottle")?;
@@ -336,6 +351,7 @@ pub fn parse(name: &str, file: &Path, home: &Path, text: &str) -> Result<Bottle,
         git: Git::default(),
         resources: Resources::default(),
         runtime: None,
+        runtime_line: 0,
     };
     for (k, v) in top {
         let key = k.name.as_str();
@@ -364,7 +380,8 @@ pub fn parse(name: &str, file: &Path, home: &Path, text: &str) -> Result<Bottle,
                     "runc" => Runtime::Runc,
                     "runsc" => Runtime::Runsc,
                     _ => return Err(one_of(&r, v, key, "`auto`, `runsc` or `runc`")),
-                })
+                });
+                bottle.runtime_line = v.line;
             }
             _ => {}
         }
@@ -377,22 +394,21 @@ fn one_of(r: &Reader, node: &Node, key: &str, choices: &str) -> Error {
 }
 
 fn read_extends(r: &Reader, node: &Node) -> Result<Vec<(String, u32)>, Error> {
-    let names = r.strings(node, "extends")?;
     let mut out = Vec::new();
-    for (i, parent) in names.into_iter().enumerate() {
-        let line = match &node.value {
-            Value::Seq(items) => items.get(i).map_or(node.line, |n| n.line),
-            _ => node.line,
-        };
-        if !name::is_valid(&parent) {
+    for parent in r.items(node, "extends")? {
+        if !name::is_valid(&parent.text) {
             return Err(Error::invalid(
                 r.file,
-                line,
-                "extends",
-                format!("`{parent}` is not a bottle name ({})", name::NAME_RULE),
+                parent.line,
+                &parent.key,
+                format!(
+                    "`{}` is not a bottle name ({})",
+                    parent.text,
+                    name::NAME_RULE
+                ),
             ));
         }
-        out.push((parent, line));
+        out.push((parent.text, parent.line));
     }
     Ok(out)
 }
@@ -525,7 +541,7 @@ fn read_token_ref(r: &Reader, node: &Node, key: &str) -> Result<TokenRef, Error>
 fn read_tokens(r: &Reader, node: &Node) -> Result<Vec<Token>, Error> {
     let mut out: Vec<Token> = Vec::new();
     for (i, item) in r.seq(node, "tokens")?.iter().enumerate() {
-        let prefix = format!("tokens[{i}]");
+        let prefix = index("tokens", i);
         let entries = r.map(item, &prefix)?;
         r.check_keys(entries, &prefix, TOKEN_KEYS, &[], "a token")?;
         let get = |k: &str| entries.iter().find(|(ek, _)| ek.name == k).map(|(_, v)| v);
@@ -561,7 +577,11 @@ fn read_tokens(r: &Reader, node: &Node) -> Result<Vec<Token>, Error> {
                         n.line,
                         &join(&prefix, k),
                         format!("only `http` tokens take `{k}`"),
-                    ));
+                    )
+                    .with_hint(format!(
+                        "remove `{k}`: `{}` tokens go to their own API, which the sidecar knows",
+                        kind.as_str()
+                    )));
                 }
             }
         }
@@ -572,6 +592,8 @@ fn read_tokens(r: &Reader, node: &Node) -> Result<Vec<Token>, Error> {
             scheme,
             file: r.file.to_path_buf(),
             line: item.line,
+            key: prefix.clone(),
+            ref_line: ref_node.line,
         };
         if let Some(dup) = out.iter().find(|t| same_token_slot(t, &token)) {
             return Err(Error::invalid(
@@ -596,7 +618,9 @@ pub fn same_token_slot(a: &Token, b: &Token) -> bool {
 }
 
 fn missing(r: &Reader, line: u32, key: &str) -> Error {
+    let name = key.rsplit('.').next().unwrap_or(key);
     Error::invalid(r.file, line, key, "is required")
+        .with_hint(format!("add `{name}: ...` to this entry"))
 }
 
 fn read_scheme(r: &Reader, node: &Node, key: &str) -> Result<Scheme, Error> {
@@ -722,7 +746,10 @@ fn read_egress(r: &Reader, node: &Node) -> Result<Egress, Error> {
                     eg.resolve.push((host, target));
                 }
             }
-            "upstream_ca" => eg.upstream_ca = Some(r.path(v, &key)?),
+            "upstream_ca" => {
+                eg.upstream_ca = Some(r.path(v, &key)?);
+                eg.upstream_ca_line = v.line;
+            }
             _ => {}
         }
     }
@@ -732,7 +759,7 @@ fn read_egress(r: &Reader, node: &Node) -> Result<Egress, Error> {
 fn read_routes(r: &Reader, node: &Node) -> Result<Vec<Route>, Error> {
     let mut out: Vec<Route> = Vec::new();
     for (i, item) in r.seq(node, "egress.allow")?.iter().enumerate() {
-        let prefix = format!("egress.allow[{i}]");
+        let prefix = index("egress.allow", i);
         // `- api.example.com` is a common shorthand; accept it as `host:`.
         let route = if let Value::Str(_) = item.value {
             Route {
@@ -743,6 +770,7 @@ fn read_routes(r: &Reader, node: &Node) -> Result<Vec<Route>, Error> {
                 ports: None,
                 file: r.file.to_path_buf(),
                 line: item.line,
+                key: prefix.clone(),
             }
         } else {
             read_route(r, item, &prefix)?
@@ -777,18 +805,19 @@ fn read_route(r: &Reader, item: &Node, prefix: &str) -> Result<Route, Error> {
         ports: None,
         file: r.file.to_path_buf(),
         line: host_node.line,
+        key: prefix.to_string(),
     };
     if let Some(n) = get("methods") {
         let key = join(prefix, "methods");
         let mut methods = Vec::new();
-        for m in r.strings(n, &key)? {
-            let up = m.to_ascii_uppercase();
+        for m in r.items(n, &key)? {
+            let up = m.text.to_ascii_uppercase();
             if up.is_empty() || up.len() > 20 || !up.bytes().all(|c| c.is_ascii_uppercase()) {
                 return Err(Error::invalid(
                     r.file,
-                    n.line,
-                    &key,
-                    format!("`{m}` is not an HTTP method"),
+                    m.line,
+                    &m.key,
+                    format!("`{}` is not an HTTP method", m.text),
                 ));
             }
             if !methods.contains(&up) {
@@ -799,8 +828,9 @@ fn read_route(r: &Reader, item: &Node, prefix: &str) -> Result<Route, Error> {
     }
     if let Some(n) = get("paths") {
         let key = join(prefix, "paths");
-        let paths = r.strings(n, &key)?;
-        for p in &paths {
+        let items = r.items(n, &key)?;
+        for item in &items {
+            let p = &item.text;
             if let Some(re) = p.strip_prefix("re:") {
                 if let Err(e) = regex::RegexBuilder::new(re).size_limit(1 << 20).build() {
                     let first = e
@@ -812,21 +842,22 @@ fn read_route(r: &Reader, item: &Node, prefix: &str) -> Result<Route, Error> {
                         .to_string();
                     return Err(Error::invalid(
                         r.file,
-                        n.line,
-                        &key,
+                        item.line,
+                        &item.key,
                         format!("bad regex `{re}`: {first}"),
                     ));
                 }
             } else if !p.starts_with('/') {
                 return Err(Error::invalid(
                     r.file,
-                    n.line,
-                    &key,
+                    item.line,
+                    &item.key,
                     format!("`{p}` must start with `/` (a path prefix) or `re:` (a regex)"),
-                ));
+                )
+                .with_hint("write a prefix such as `/repos/acme/`, or `re:^/user$` for a regex"));
             }
         }
-        route.paths = Some(paths);
+        route.paths = Some(items.into_iter().map(|i| i.text).collect());
     }
     if let Some(n) = get("tls") {
         let key = join(prefix, "tls");
@@ -839,11 +870,15 @@ fn read_route(r: &Reader, item: &Node, prefix: &str) -> Result<Route, Error> {
     if let Some(n) = get("ports") {
         let key = join(prefix, "ports");
         let mut ports = Vec::new();
-        let items: Vec<&Node> = match &n.value {
-            Value::Seq(items) => items.iter().collect(),
-            _ => vec![n],
+        let items: Vec<(&Node, String)> = match &n.value {
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p, index(&key, i)))
+                .collect(),
+            _ => vec![(n, key.clone())],
         };
-        for p in items {
+        for (p, key) in items {
             ports.push(r.unsigned(p, &key, 1, 65535)? as u16);
         }
         route.ports = Some(ports);
@@ -928,6 +963,9 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
         protect: None,
         file: r.file.to_path_buf(),
         line,
+        url_line: url_node.line,
+        identity_line: 0,
+        token_ref_line: 0,
     };
     let ssh = is_ssh_url(&url);
     if !ssh && !url.starts_with("https://") {
@@ -940,6 +978,7 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
     }
     if let Some(n) = get("identity") {
         repo.identity = Some(r.path(n, &join(&prefix, "identity"))?);
+        repo.identity_line = n.line;
     }
     if let Some(n) = get("host_key") {
         let hk = r.string(n, &join(&prefix, "host_key"))?;
@@ -955,23 +994,24 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
     }
     if let Some(n) = get("token_ref") {
         repo.token_ref = Some(read_token_ref(r, n, &join(&prefix, "token_ref"))?);
+        repo.token_ref_line = n.line;
     }
     for (k, slot) in [("push", &mut repo.push), ("protect", &mut repo.protect)] {
         if let Some(n) = get(k) {
             let key = join(&prefix, k);
-            let pats = r.strings(n, &key)?;
+            let pats = r.items(n, &key)?;
             if let Some(bad) = pats
                 .iter()
-                .find(|p| p.is_empty() || p.contains(['\n', ' ', '~', '^', ':', '\\']))
+                .find(|p| p.text.is_empty() || p.text.contains(['\n', ' ', '~', '^', ':', '\\']))
             {
                 return Err(Error::invalid(
                     r.file,
-                    n.line,
-                    &key,
-                    format!("`{bad}` is not a branch pattern"),
+                    bad.line,
+                    &bad.key,
+                    format!("`{}` is not a branch pattern", bad.text),
                 ));
             }
-            *slot = Some(pats);
+            *slot = Some(pats.into_iter().map(|p| p.text).collect());
         }
     }
     let need = |k: &str, why: &str| -> Result<(), Error> {

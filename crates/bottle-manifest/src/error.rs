@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 pub struct Error {
     pub file: PathBuf,
     pub line: Option<u32>,
+    /// The column on that line, where the parser gives one (YAML errors).
+    pub column: Option<u32>,
     /// The key path, such as `egress.allow[2].host`.
     pub key: Option<String>,
     pub kind: ErrorKind,
@@ -28,7 +30,11 @@ pub enum ErrorKind {
     NoFrontMatter,
     /// The opening `---` has no closing `---`.
     UnclosedFrontMatter,
-    Yaml(String),
+    /// The YAML itself cannot be read: a syntax error or a parser limit.
+    Yaml {
+        message: String,
+        hint: &'static str,
+    },
     UnknownKey {
         what: &'static str,
         suggestion: Option<&'static str>,
@@ -58,9 +64,24 @@ impl Error {
         Error {
             file: file.to_path_buf(),
             line: line.filter(|&l| l > 0),
+            column: None,
             key,
             kind,
         }
+    }
+
+    /// A YAML error of the front matter of `file`, located by the parser.
+    pub fn yaml(file: &Path, e: crate::node::YamlError) -> Self {
+        Self::new(
+            file,
+            e.line,
+            None,
+            ErrorKind::Yaml {
+                message: e.message,
+                hint: e.hint,
+            },
+        )
+        .with_column(e.column.unwrap_or(0))
     }
 
     pub fn invalid(file: &Path, line: u32, key: &str, message: impl Into<String>) -> Self {
@@ -73,6 +94,12 @@ impl Error {
                 hint: None,
             },
         )
+    }
+
+    /// The column on the error's line; 0 (unknown) leaves it out.
+    pub fn with_column(mut self, column: u32) -> Self {
+        self.column = Some(column).filter(|&c| c > 0 && self.line.is_some());
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -112,6 +139,10 @@ impl Error {
                 "create `bottles/{name}.md` in `$CLAUDE_BOTTLE_HOME`, or fix the name"
             )),
             ErrorKind::Invalid { hint, .. } => hint.clone(),
+            ErrorKind::Yaml { hint, .. } => Some((*hint).to_string()),
+            ErrorKind::WrongType { expected, .. } => {
+                Some(type_hint(expected, self.key.as_deref().unwrap_or("")))
+            }
             _ => None,
         }
     }
@@ -122,6 +153,9 @@ impl fmt::Display for Error {
         write!(f, "`{}`", self.file.display())?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
         }
         f.write_str(": ")?;
         let key = self.key.as_deref().unwrap_or("");
@@ -138,7 +172,7 @@ impl fmt::Display for Error {
             ErrorKind::UnclosedFrontMatter => {
                 f.write_str("the front matter opened by `---` on line 1 is never closed")
             }
-            ErrorKind::Yaml(m) => write!(f, "invalid YAML: {m}"),
+            ErrorKind::Yaml { message, .. } => write!(f, "invalid YAML: {message}"),
             ErrorKind::UnknownKey { what, .. } => write!(f, "unknown key `{key}` in {what}"),
             ErrorKind::BottleOnlyKey => {
                 write!(f, "`{key}` can only be set in a bottle, not in an agent")
@@ -162,3 +196,17 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// How to write a value of the kind that was `expected` at `key`.
+fn type_hint(expected: &str, key: &str) -> String {
+    match expected {
+        "a mapping" => format!("write `{key}` as `NAME: value` lines indented below it"),
+        "a list" | "a list of strings" => {
+            format!("write `{key}` as `[a, b]`, or as one `- item` per line indented below it")
+        }
+        "a whole number" | "a number" => "write a number, without quotes".to_string(),
+        _ => "write one value, not a list or a mapping; quote it (`\"...\"`) if it \
+              contains `: `, ` #` or starts with `[` or `{`"
+            .to_string(),
+    }
+}

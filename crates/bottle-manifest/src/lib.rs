@@ -22,7 +22,7 @@ mod read;
 
 use std::path::Path;
 
-pub use agent::{Agent, Source};
+pub use agent::{Agent, Skill, Source};
 pub use bottle::Bottle;
 pub use error::{Error, ErrorKind};
 pub use lineage::{MergedBottle, merge};

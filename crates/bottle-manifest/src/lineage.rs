@@ -30,11 +30,19 @@ pub struct MergedBottle {
     pub log: Option<Log>,
     pub resolve: BTreeMap<String, String>,
     pub upstream_ca: Option<PathBuf>,
+    /// The file and line whose `egress.upstream_ca` won, for errors about it.
+    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_ca_line: u32,
     pub upstream_proxy: Option<String>,
+    /// The file whose `egress.upstream_proxy` won, for errors about it.
+    pub upstream_proxy_file: Option<PathBuf>,
     pub git_user: GitUser,
     pub repos: Vec<Repo>,
     pub resources: Resources,
     pub runtime: Option<Runtime>,
+    /// The file and line whose `runtime` won, for errors about it.
+    pub runtime_file: Option<PathBuf>,
+    pub runtime_line: u32,
 }
 
 /// Resolve `name` and its parents through `load`, which returns `Ok(None)`
@@ -48,6 +56,7 @@ pub fn merge(
     let root = load(name)?.ok_or_else(|| Error {
         file: PathBuf::from(format!("bottles/{name}.md")),
         line: None,
+        column: None,
         key: None,
         kind: ErrorKind::MissingBottle {
             name: name.to_string(),
@@ -67,11 +76,16 @@ pub fn merge(
         log: None,
         resolve: BTreeMap::new(),
         upstream_ca: None,
+        upstream_ca_file: None,
+        upstream_ca_line: 0,
         upstream_proxy: None,
+        upstream_proxy_file: None,
         git_user: GitUser::default(),
         repos: Vec::new(),
         resources: Resources::default(),
         runtime: None,
+        runtime_file: None,
+        runtime_line: 0,
     };
     for b in order {
         apply(&mut merged, b);
@@ -146,9 +160,12 @@ fn apply(m: &mut MergedBottle, b: Bottle) {
     m.resolve.extend(b.egress.resolve);
     if b.egress.upstream_ca.is_some() {
         m.upstream_ca = b.egress.upstream_ca;
+        m.upstream_ca_file = Some(b.file.clone());
+        m.upstream_ca_line = b.egress.upstream_ca_line;
     }
     if b.egress.upstream_proxy.is_some() {
         m.upstream_proxy = b.egress.upstream_proxy;
+        m.upstream_proxy_file = Some(b.file.clone());
     }
     m.git_user = m.git_user.overlay(&b.git.user);
     for r in b.git.repos {
@@ -157,7 +174,11 @@ fn apply(m: &mut MergedBottle, b: Bottle) {
     m.resources.memory = b.resources.memory.or(m.resources.memory.take());
     m.resources.cpus = b.resources.cpus.or(m.resources.cpus);
     m.resources.pids = b.resources.pids.or(m.resources.pids);
-    m.runtime = b.runtime.or(m.runtime);
+    if b.runtime.is_some() {
+        m.runtime = b.runtime;
+        m.runtime_file = Some(b.file.clone());
+        m.runtime_line = b.runtime_line;
+    }
 }
 
 /// A later entry replaces an earlier one with the same key, in its place.

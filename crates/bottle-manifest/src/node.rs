@@ -29,6 +29,8 @@ pub const MAX_REPLAYED_EVENTS: usize = 5_000;
 pub struct Node {
     pub value: Value,
     pub line: u32,
+    /// The 1-based column the value starts at; 0 when unknown.
+    pub column: u32,
     /// A number's or boolean's text as written (`3.10`, `0x1F`, `TRUE`):
     /// YAML reads `3.10` as 3.1, but a value the user wrote is used as text
     /// (env, memory). `None` for other kinds, or when the parser gave no
@@ -60,8 +62,15 @@ pub struct Key {
 /// Why the YAML could not be read; the caller adds the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YamlError {
+    /// What is wrong, in our words or the parser's, without its location
+    /// suffix or its advice to the programmer.
     pub message: String,
+    /// File line (the front matter's offset added), 1-based.
     pub line: Option<u32>,
+    /// 1-based column, in characters.
+    pub column: Option<u32>,
+    /// What the user can do about it.
+    pub hint: &'static str,
 }
 
 impl Value {
@@ -87,6 +96,7 @@ pub fn parse(yaml: &str, first_line: u32) -> Result<Node, YamlError> {
         return Ok(Node {
             value: Value::Map(Vec::new()),
             line: first_line,
+            column: 0,
             text: None,
             span: None,
         });
@@ -110,24 +120,119 @@ pub fn parse(yaml: &str, first_line: u32) -> Result<Node, YamlError> {
         leading_zero_numbers_as_strings: true,
         underscored_numbers_as_strings: true,
     };
-    let mut node: Node = serde_saphyr::from_str_with_options(yaml, options).map_err(|e| {
-        let line = e.location().map(|l| l.line()).filter(|&l| l > 0);
-        YamlError {
-            message: clean_message(&e.to_string()),
-            line: line.map(|l| (l as u32).saturating_add(offset)),
-        }
-    })?;
+    let mut node: Node =
+        serde_saphyr::from_str_with_options(yaml, options).map_err(|e| describe(&e, offset))?;
     finish(&mut node, offset, yaml);
     Ok(node)
 }
 
-/// The parser's messages may carry its own "at line N" and, for type
-/// errors, the offending scalar. We report the line ourselves, and keep only
-/// the first line of the message; values never reach it because the tree
-/// accepts any scalar.
-fn clean_message(raw: &str) -> String {
-    let first = raw.lines().next().unwrap_or("invalid YAML").trim();
-    first.to_string()
+/// A parser error in our words: the location taken out of the message (the
+/// parser's "at line N" counts from the start of the YAML, not the file),
+/// its advice to programmers dropped ("set DuplicateKeyPolicy in Options"),
+/// and a hint for the user. `line_offset` is added to the line. Values
+/// never reach the message: the tree accepts any scalar, so the parser
+/// only complains about structure.
+pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
+    use serde_saphyr::{Error as E, MessageFormatter, UserMessageFormatter};
+    let location = e.location().filter(|l| l.line() > 0);
+    // The error itself, out of the wrappers that only add where an alias
+    // was used or a snippet.
+    let mut e = e;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = e {
+        e = error;
+    }
+    let raw = UserMessageFormatter.format_message(e);
+    let first = raw.lines().next().unwrap_or("").trim();
+    let (message, hint) = match e {
+        _ if first.starts_with("unclosed bracket '['") => (
+            "a list opened with `[` is never closed".to_string(),
+            syntax_hint(first),
+        ),
+        _ if first.starts_with("unclosed bracket '{'") => (
+            "a mapping opened with `{` is never closed".to_string(),
+            syntax_hint(first),
+        ),
+        E::DuplicateMappingKey { key: Some(k), .. } => (
+            format!("the key `{}` is given twice in one mapping", sanitize(k)),
+            DUPLICATE_HINT,
+        ),
+        E::DuplicateMappingKey { .. } => (
+            "a key is given twice in one mapping".to_string(),
+            DUPLICATE_HINT,
+        ),
+        E::UnknownAnchor { .. } => (
+            "an alias (`*name`) names no anchor (`&name`) above it".to_string(),
+            ANCHOR_HINT,
+        ),
+        E::Budget { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => (
+            "the front matter is too large, too deeply nested or uses too many aliases".to_string(),
+            "manifests allow 32 levels of nesting, 20,000 values and 64 aliases; \
+             write the values out instead of expanding aliases",
+        ),
+        _ => (sanitize(first), syntax_hint(first)),
+    };
+    YamlError {
+        message: if message.is_empty() {
+            "the YAML cannot be read".to_string()
+        } else {
+            message
+        },
+        line: location.map(|l| to_u32(l.line()).saturating_add(line_offset)),
+        column: location.map(|l| to_u32(l.column())).filter(|&c| c > 0),
+        hint,
+    }
+}
+
+/// The parser's scanner messages name the construct; say what usually
+/// causes each in a YAML file (a manifest, the proxy's config).
+pub fn syntax_hint(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("tab") {
+        "indent with spaces; YAML does not allow tabs in indentation"
+    } else if m.contains("unknown value") || m.contains("anchor") {
+        ANCHOR_HINT
+    } else if m.contains("duplicate") {
+        DUPLICATE_HINT
+    } else if m.contains("'{'") || m.contains("flow mapping") {
+        "close the mapping with `}`, or quote the value if the `{` is text"
+    } else if m.contains("'['") || m.contains("flow sequence") {
+        "close the list with `]`, or quote the value if the `[` is text"
+    } else if m.contains("quote") || m.contains("quoted") {
+        "close the quote on the value, or escape a quote inside it"
+    } else if m.contains("mapping values are not allowed") {
+        "quote a value that contains `: ` (`key: \"a: b\"`), or put a nested mapping on \
+         its own indented lines"
+    } else if m.contains("did not find expected key")
+        || m.contains("indentation")
+        || m.contains("did not find expected '-'")
+    {
+        "keys of one mapping, and the `-` of one list, start in the same column; \
+         check the indentation of this line and the one above"
+    } else {
+        "check the YAML at that place: indent with spaces, and quote values that \
+         contain `: `, ` #` or start with `[`, `{`, `*`, `&` or `!`"
+    }
+}
+
+const DUPLICATE_HINT: &str = "remove one of the two; each key appears once in a mapping";
+const ANCHOR_HINT: &str =
+    "define the anchor before the alias, or quote a value that starts with `*`";
+
+/// Control characters out of a parser message, so it cannot move the
+/// cursor or colour the terminal.
+fn sanitize(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn to_u32(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Make every line a file line, and take each number's and boolean's text
@@ -173,6 +278,7 @@ impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Value>::deserialize(d)?;
         let line = u32::try_from(spanned.referenced.line()).unwrap_or(0);
+        let column = u32::try_from(spanned.referenced.column()).unwrap_or(0);
         // `defined`, not `referenced`: for an alias (`*x`) the text is the
         // anchored scalar's.
         let span = spanned.defined.span();
@@ -183,6 +289,7 @@ impl<'de> Deserialize<'de> for Node {
         Ok(Node {
             value: spanned.value,
             line,
+            column,
             text: None,
             span,
         })
@@ -384,6 +491,51 @@ mod tests {
     #[test]
     fn duplicate_keys_are_refused() {
         assert!(parse("a: 1\na: 2\n", 1).is_err());
+    }
+
+    /// The parser's own "at line N" (counted from the YAML, not the file)
+    /// and its advice to programmers are not passed on; the place is a
+    /// file line and column, and the hint is for the user.
+    #[test]
+    fn syntax_errors_are_in_our_words() {
+        // A key with an escape character: the message keeps the key but
+        // not the character that would drive the terminal.
+        let once = parse("\"a\\e[31m\": 1\n", 1).unwrap();
+        assert_eq!(map(&once)[0].0.name, "a\u{1b}[31m");
+        let e = parse("\"a\\e[31m\": 1\n\"a\\e[31m\": 2\n", 1).unwrap_err();
+        assert_eq!(e.message, "the key `a [31m` is given twice in one mapping");
+        let e = parse("a: 1\na: 2\n", 2).unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.line, e.column),
+            (
+                "the key `a` is given twice in one mapping",
+                Some(3),
+                Some(1)
+            )
+        );
+        assert!(e.hint.starts_with("remove one of the two"), "{e:?}");
+
+        let e = parse("env:\n  A: b\n  B: [unclosed\n", 2).unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.line, e.column),
+            ("a list opened with `[` is never closed", Some(4), Some(6))
+        );
+        assert!(e.hint.contains("`]`"), "{e:?}");
+
+        for (yaml, hint) in [
+            ("env:\n\tA: b\n", "tabs"),
+            ("key: value: other\n", "quote a value that contains `: `"),
+            ("env:\n  A: b\n B: c\n", "indentation"),
+            ("env: *nope\n", "anchor"),
+        ] {
+            let e = parse(yaml, 1).unwrap_err();
+            assert!(e.hint.contains(hint), "{yaml}: {e:?}");
+            assert!(
+                !e.message.contains("at line") && !e.message.contains("Options"),
+                "{yaml}: {e:?}"
+            );
+            assert!(e.line.is_some() && e.column.is_some(), "{yaml}: {e:?}");
+        }
     }
 
     #[test]

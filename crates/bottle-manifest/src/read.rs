@@ -24,6 +24,7 @@ impl Reader<'_> {
                 found: node.value.kind(),
             },
         )
+        .with_column(node.column)
     }
 
     pub fn map<'n>(&self, node: &'n Node, key: &str) -> Result<&'n [(Key, Node)], Error> {
@@ -74,15 +75,28 @@ impl Reader<'_> {
         }
     }
 
-    /// A list of strings; a single string counts as a list of one.
-    pub fn strings(&self, node: &Node, key: &str) -> Result<Vec<String>, Error> {
+    /// A list of strings, each with its own key path and line, so a rule
+    /// checked later names the entry (`paths[1]`), not the whole list. A
+    /// single string counts as a list of one and keeps the plain `key`.
+    pub fn items(&self, node: &Node, key: &str) -> Result<Vec<Item>, Error> {
         if let Value::Str(s) = &node.value {
-            return Ok(vec![s.clone()]);
+            return Ok(vec![Item {
+                text: s.clone(),
+                key: key.to_string(),
+                line: node.line,
+            }]);
         }
         self.seq(node, key)?
             .iter()
             .enumerate()
-            .map(|(i, n)| self.scalar_text(n, &format!("{key}[{i}]")))
+            .map(|(i, n)| {
+                let key = index(key, i);
+                Ok(Item {
+                    text: self.scalar_text(n, &key)?,
+                    line: if n.line > 0 { n.line } else { node.line },
+                    key,
+                })
+            })
             .collect()
     }
 
@@ -153,6 +167,19 @@ pub(crate) fn resolve_path(raw: &str, file: &Path, home: &Path) -> PathBuf {
         return p.to_path_buf();
     }
     file.parent().unwrap_or(Path::new(".")).join(p)
+}
+
+/// One string of a list read by [`Reader::items`], with where it was written.
+pub(crate) struct Item {
+    pub text: String,
+    /// The full key path, such as `egress.allow[0].paths[1]`.
+    pub key: String,
+    pub line: u32,
+}
+
+/// The key path of entry `i` of the list at `key`: `tokens[1]`.
+pub(crate) fn index(key: &str, i: usize) -> String {
+    format!("{key}[{i}]")
 }
 
 pub(crate) fn join(prefix: &str, key: &str) -> String {

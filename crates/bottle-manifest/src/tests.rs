@@ -230,7 +230,7 @@ fn structural_errors() {
         ErrorKind::UnclosedFrontMatter
     ));
     let e = err("---\nimage: [x\n---\n");
-    assert!(matches!(e.kind, ErrorKind::Yaml(_)));
+    assert!(matches!(e.kind, ErrorKind::Yaml { .. }));
     assert!(e.line.is_some_and(|l| l >= 2));
     let e = err("---\nenv: [a]\n---\n");
     assert!(matches!(
@@ -240,6 +240,18 @@ fn structural_errors() {
             found: "a list"
         }
     ));
+    // Where the value starts, and how to write the kind wanted.
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:2:6: `env` must be a mapping, found a list"
+    );
+    assert_eq!(
+        e.hint().as_deref(),
+        Some("write `env` as `NAME: value` lines indented below it")
+    );
+    let e = err("---\negress:\n  allow:\n    - host: a.com\n      paths:\n        x: y\n---\n");
+    assert_eq!((e.line, e.column), (Some(6), Some(9)), "{e}");
+    assert!(e.hint().is_some_and(|h| h.contains("`- item`")), "{e}");
 }
 
 #[test]
@@ -277,15 +289,15 @@ fn value_rules() {
         ),
         (
             "---\negress:\n  allow:\n    - host: a.com\n      paths: [x]\n---\n",
-            "egress.allow[0].paths",
+            "egress.allow[0].paths[0]",
         ),
         (
             "---\negress:\n  allow:\n    - host: a.com\n      paths: [\"re:(\"]\n---\n",
-            "egress.allow[0].paths",
+            "egress.allow[0].paths[0]",
         ),
         (
             "---\negress:\n  allow:\n    - host: a.com\n      ports: [0]\n---\n",
-            "egress.allow[0].ports",
+            "egress.allow[0].ports[0]",
         ),
         (
             "---\negress:\n  resolve:\n    a.com: nowhere\n---\n",
@@ -307,12 +319,99 @@ fn value_rules() {
         ("---\nresources: {memory: lots}\n---\n", "resources.memory"),
         ("---\nruntime: kata\n---\n", "runtime"),
         ("---\nextends: Base\n---\n", "extends"),
+        ("---\nextends: [base, Bad]\n---\n", "extends[1]"),
     ];
     for (text, key) in cases {
         let e = err(text);
         assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
         assert!(e.line.is_some(), "{text}: {e}");
     }
+}
+
+/// An error about one entry of a list names that entry and its line, not
+/// the list: in a long list the user is told which value to fix.
+#[test]
+fn list_entries_are_named_by_their_index_and_line() {
+    let cases = [
+        (
+            "---\negress:\n  allow:\n    - host: a.com\n    - host: b.com\n      paths:\n        - /ok\n        - nope\n---\n",
+            "egress.allow[1].paths[1]",
+            8,
+        ),
+        (
+            "---\negress:\n  allow:\n    - host: b.com\n      methods: [GET, \"PO ST\"]\n---\n",
+            "egress.allow[0].methods[1]",
+            5,
+        ),
+        (
+            "---\negress:\n  allow:\n    - host: b.com\n      ports:\n        - 443\n        - 70000\n---\n",
+            "egress.allow[0].ports[1]",
+            7,
+        ),
+        (
+            "---\ngit:\n  repos:\n    app:\n      url: https://h/a.git\n      token_ref: GH\n      push:\n        - agent/*\n        - \"a b\"\n---\n",
+            "git.repos.app.push[1]",
+            9,
+        ),
+        ("---\nextends:\n  - base\n  - Bad\n---\n", "extends[1]", 4),
+    ];
+    for (text, key, line) in cases {
+        let e = err(text);
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some(key), Some(line)),
+            "{text}: {e}"
+        );
+        assert!(e.to_string().contains(&format!("`{key}`")), "{e}");
+    }
+    let e = parse_agent("---\nskills:\n  - review\n  - pdf\n  - ../etc\n---\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/p/.claude-bottle/agents/rev.md`:5: `skills[2]`: `../etc` is not a skill folder name"
+    );
+    let e = parse_agent("---\ncommand: [sh, {a: b}]\n---\n").unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("command[1]"), "{e}");
+}
+
+/// A missing key says which one to add, in the entry that lacks it.
+#[test]
+fn missing_keys_say_what_to_add() {
+    let e = err("---\ntokens:\n  - kind: anthropic\n  - kind: http\n    token_ref: X\n---\n");
+    assert_eq!(
+        (e.key.as_deref(), e.line),
+        (Some("tokens[0].token_ref"), Some(3))
+    );
+    assert_eq!(
+        e.hint().as_deref(),
+        Some("add `token_ref: ...` to this entry")
+    );
+    let e = err("---\ntokens:\n  - kind: openai\n    token_ref: X\n    host: a.com\n---\n");
+    assert_eq!(e.key.as_deref(), Some("tokens[0].host"));
+    assert!(
+        e.hint().is_some_and(|h| h.starts_with("remove `host`")),
+        "{e}"
+    );
+}
+
+/// Entries keep their key path and lines, for the plan's errors once the
+/// lineage is merged.
+#[test]
+fn tokens_and_routes_keep_their_key_path() {
+    let b = parse_bottle(
+        "---\ntokens:\n  - kind: anthropic\n    token_ref: A\n  - kind: openai\n\n    token_ref: B\negress:\n  allow:\n    - a.com\n    - host: b.com\n---\n",
+    )
+    .unwrap();
+    let t: Vec<_> = b
+        .tokens
+        .iter()
+        .map(|t| (t.key.as_str(), t.ref_line))
+        .collect();
+    assert_eq!(t, [("tokens[0]", 4), ("tokens[1]", 7)]);
+    let r: Vec<_> = b.egress.allow.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(r, ["egress.allow[0]", "egress.allow[1]"]);
+    let a = parse_agent("---\nskills: [review,\n  pdf]\n---\n").unwrap();
+    let s: Vec<_> = a.skills.iter().map(|s| (s.key.as_str(), s.line)).collect();
+    assert_eq!(s, [("skills[0]", 2), ("skills[1]", 3)]);
 }
 
 /// `ALL_PROXY` is reserved, but not because the CLI sets it (it does not):
@@ -345,7 +444,7 @@ fn agent_keys() {
     .unwrap();
     assert_eq!(a.bottle.as_deref(), Some("dev"));
     assert_eq!(a.bottle_line, Some(2));
-    assert_eq!(a.skills, ["review", "pdf"]);
+    assert_eq!(a.skill_names(), ["review", "pdf"]);
     assert_eq!(a.git_user.name.as_deref(), Some("Reviewer"));
     assert_eq!(a.command, ["claude", "--dangerously-skip-permissions"]);
     assert_eq!(a.prompt_first_line(), Some("You are careful."));
@@ -385,7 +484,7 @@ fn ignored_keys_still_parse_under_budget() {
     }
     y.push_str("---\n");
     let e = parse_agent(&y).unwrap_err();
-    assert!(matches!(e.kind, ErrorKind::Yaml(_)), "{e}");
+    assert!(matches!(e.kind, ErrorKind::Yaml { .. }), "{e}");
 }
 
 #[test]

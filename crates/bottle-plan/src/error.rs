@@ -2,7 +2,7 @@
 //! variable, file, key or container) and never holds a value.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,15 +41,21 @@ pub enum Error {
         what: String,
         file: PathBuf,
         line: u32,
+        key: String,
     },
     MissingSkill {
         name: String,
         path: PathBuf,
         file: PathBuf,
+        line: u32,
+        /// `skills[2]`.
+        key: String,
     },
     /// `runtime: runsc` but the engine has no gVisor.
     NoRunsc {
+        /// The file and line that set `runtime`.
         file: PathBuf,
+        line: u32,
     },
     /// `CLAUDE_BOTTLE_CONTAINER` names an existing container.
     ContainerExists {
@@ -59,11 +65,22 @@ pub enum Error {
     SlugsExhausted {
         agent: String,
     },
+    /// An ssh repo in a bottle whose egress goes through an upstream proxy:
+    /// ssh cannot be sent through it, and going around it is not allowed.
+    SshBehindUpstreamProxy {
+        repo: String,
+        file: PathBuf,
+        line: u32,
+        /// The file that sets `egress.upstream_proxy`.
+        proxy_file: PathBuf,
+    },
     /// A route and a token or rule that cannot go together.
     Conflict {
         message: String,
         file: PathBuf,
         line: u32,
+        /// The key the message is about, such as `egress.allow[0].tls`.
+        key: String,
         hint: String,
     },
 }
@@ -107,6 +124,10 @@ impl Error {
             Error::SlugsExhausted { agent } => Some(format!(
                 "run `claude-bottle cleanup`, or remove old bottles with `docker rm -f claude-bottle-{agent}-N`"
             )),
+            Error::SshBehindUpstreamProxy { repo, .. } => Some(format!(
+                "give repo `{repo}` its `https://` URL and a `token_ref`, or remove \
+                 `egress.upstream_proxy` if this network lets ssh out"
+            )),
             Error::Conflict { hint, .. } => Some(hint.clone()),
         }
     }
@@ -145,11 +166,13 @@ impl fmt::Display for Error {
                 file,
                 line,
                 key,
-            } => write!(
-                f,
-                "`{}`:{line}: `{key}` needs the environment variable `{name}`, which is not set",
-                file.display()
-            ),
+            } => {
+                at(f, file, *line)?;
+                write!(
+                    f,
+                    "`{key}` needs the environment variable `{name}`, which is not set"
+                )
+            }
             Error::UnreadableFile {
                 path,
                 file,
@@ -157,32 +180,36 @@ impl fmt::Display for Error {
                 key,
                 reason,
             } => {
-                // Line 0: a merged key with no single line (`upstream_ca`).
-                let at = match line {
-                    0 => String::new(),
-                    n => format!(":{n}"),
-                };
+                at(f, file, *line)?;
+                write!(f, "`{key}`: cannot read `{}`: {reason}", path.display())
+            }
+            Error::EmptyCredential {
+                what,
+                file,
+                line,
+                key,
+            } => {
+                at(f, file, *line)?;
+                write!(f, "`{key}`: {what} is empty")
+            }
+            Error::MissingSkill {
+                name,
+                path,
+                file,
+                line,
+                key,
+            } => {
+                at(f, file, *line)?;
                 write!(
                     f,
-                    "`{}`{at}: `{key}`: cannot read `{}`: {reason}",
-                    file.display(),
+                    "`{key}`: skill `{name}` does not exist (looked for `{}`)",
                     path.display()
                 )
             }
-            Error::EmptyCredential { what, file, line } => {
-                write!(f, "`{}`:{line}: {what} is empty", file.display())
+            Error::NoRunsc { file, line } => {
+                at(f, file, *line)?;
+                f.write_str("`runtime`: `runsc` is asked for, but the engine has no gVisor runtime")
             }
-            Error::MissingSkill { name, path, file } => write!(
-                f,
-                "`{}`: skill `{name}` does not exist (looked for `{}`)",
-                file.display(),
-                path.display()
-            ),
-            Error::NoRunsc { file } => write!(
-                f,
-                "`{}`: `runtime: runsc` but the engine has no `runsc` runtime",
-                file.display()
-            ),
             Error::ContainerExists { name } => write!(
                 f,
                 "`CLAUDE_BOTTLE_CONTAINER` names container `{name}`, which already exists"
@@ -190,16 +217,42 @@ impl fmt::Display for Error {
             Error::SlugsExhausted { agent } => {
                 write!(f, "99 bottles of agent `{agent}` already exist")
             }
+            Error::SshBehindUpstreamProxy {
+                repo,
+                file,
+                line,
+                proxy_file,
+            } => {
+                at(f, file, *line)?;
+                write!(
+                    f,
+                    "`git.repos.{repo}.url`: an ssh repo cannot be reached through the upstream \
+                     proxy that `{}` sets in `egress.upstream_proxy` (only https repos can)",
+                    proxy_file.display()
+                )
+            }
             Error::Conflict {
                 message,
                 file,
                 line,
+                key,
                 ..
             } => {
-                write!(f, "`{}`:{line}: {message}", file.display())
+                at(f, file, *line)?;
+                write!(f, "`{key}`: {message}")
             }
         }
     }
+}
+
+/// "`FILE`:LINE: ", the line left out when it is 0 (a merged key with no
+/// single line, or a flag).
+fn at(f: &mut fmt::Formatter<'_>, file: &Path, line: u32) -> fmt::Result {
+    write!(f, "`{}`", file.display())?;
+    if line > 0 {
+        write!(f, ":{line}")?;
+    }
+    f.write_str(": ")
 }
 
 impl std::error::Error for Error {}

@@ -64,23 +64,22 @@ pub fn resolve(
     if let Some(path) = &bottle.upstream_ca
         && host.values_are_real()
     {
+        // The file that set it, which may be a parent of the bottle.
+        let unreadable = |reason: String| Error::UnreadableFile {
+            path: path.clone(),
+            file: bottle
+                .upstream_ca_file
+                .clone()
+                .unwrap_or_else(|| bottle.file.clone()),
+            line: bottle.upstream_ca_line,
+            key: "egress.upstream_ca".to_string(),
+            reason,
+        };
         let pem = host
             .read_secret_file(path)
-            .map_err(|e| Error::UnreadableFile {
-                path: path.clone(),
-                file: bottle.file.clone(),
-                line: 0,
-                key: "egress.upstream_ca".to_string(),
-                reason: e.kind().to_string(),
-            })?;
+            .map_err(|e| unreadable(e.kind().to_string()))?;
         if !pem.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(Error::UnreadableFile {
-                path: path.clone(),
-                file: bottle.file.clone(),
-                line: 0,
-                key: "egress.upstream_ca".to_string(),
-                reason: "no PEM certificate in it".to_string(),
-            });
+            return Err(unreadable("no PEM certificate in it".to_string()));
         }
         secrets.upstream_ca = Some(pem);
     }
@@ -115,7 +114,11 @@ pub fn resolve(
             match (bottle.runtime.unwrap_or(Runtime::Auto), &e.gvisor_runtime) {
                 (Runtime::Runsc, None) => {
                     return Err(Error::NoRunsc {
-                        file: bottle.file.clone(),
+                        file: bottle
+                            .runtime_file
+                            .clone()
+                            .unwrap_or_else(|| bottle.file.clone()),
+                        line: bottle.runtime_line,
                     });
                 }
                 (Runtime::Runsc | Runtime::Auto, Some(name)) => name.clone(),
@@ -125,12 +128,14 @@ pub fn resolve(
     };
 
     for skill in &agent.skills {
-        let path = facts.home.join(".claude").join("skills").join(skill);
+        let path = facts.home.join(".claude").join("skills").join(&skill.name);
         if !host.dir_exists(&path) {
             return Err(Error::MissingSkill {
-                name: skill.clone(),
+                name: skill.name.clone(),
                 path,
                 file: agent.file.clone(),
+                line: skill.line,
+                key: skill.key.clone(),
             });
         }
     }
@@ -233,7 +238,7 @@ pub fn resolve(
             name: agent.name.clone(),
             source: agent.source.as_str().to_string(),
             file: agent.file.display().to_string(),
-            skills: agent.skills.clone(),
+            skills: agent.skill_names(),
             prompt_first_line: agent.prompt_first_line().map(str::to_string),
             command: agent.command.clone(),
         },
@@ -312,6 +317,7 @@ fn read_credential(
             what: format!("the credential named by `{}`", token_ref.shown()),
             file: file.to_path_buf(),
             line,
+            key: key.to_string(),
         });
     }
     Ok(Secret::new(value))
@@ -324,7 +330,8 @@ fn resolve_tokens(
 ) -> Result<Vec<TokenPlan>, Error> {
     let mut out = Vec::new();
     for t in &bottle.tokens {
-        let value = read_credential(&t.token_ref, host, &t.file, t.line, "token_ref")?;
+        let key = format!("{}.token_ref", t.key);
+        let value = read_credential(&t.token_ref, host, &t.file, t.ref_line, &key)?;
         let (route, upstream) = match t.kind {
             TokenKind::Anthropic => {
                 secrets.anthropic_is_api_key = value.expose().starts_with("sk-ant-api");
@@ -361,10 +368,15 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
                 if r.tls == Some(Tls::Passthrough) {
                     return Err(Error::Conflict {
                         message: format!(
-                            "route `{h}` is `tls: passthrough` but an `http` token injects into it"
+                            "route `{h}` is `tls: passthrough` but the `http` token `{}` \
+                             (`{}`:{}) injects into it",
+                            t.key,
+                            t.file.display(),
+                            t.line
                         ),
                         file: r.file.clone(),
                         line: r.line,
+                        key: format!("{}.tls", r.key),
                         hint: "a tunnel cannot carry an injected header; use `tls: intercept`"
                             .into(),
                     });
@@ -380,6 +392,7 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
                     ports: None,
                     file: t.file.clone(),
                     line: t.line,
+                    key: t.key.clone(),
                 },
                 Some(scheme.shown()),
             )),
@@ -484,6 +497,21 @@ fn resolve_git(
     secrets: &mut Secrets,
 ) -> Result<GitPlan, Error> {
     let user = bottle.git_user.overlay(&agent.git_user);
+    // The gate would refuse to start (gitgate config); say so now, with the
+    // manifest lines, rather than after the containers are made.
+    if bottle.upstream_proxy.is_some()
+        && let Some(r) = bottle.repos.iter().find(|r| r.is_ssh())
+    {
+        return Err(Error::SshBehindUpstreamProxy {
+            repo: r.name.clone(),
+            file: r.file.clone(),
+            line: r.url_line,
+            proxy_file: bottle
+                .upstream_proxy_file
+                .clone()
+                .unwrap_or_else(|| bottle.file.clone()),
+        });
+    }
     let mut repos = Vec::new();
     for r in &bottle.repos {
         let auth = if r.is_ssh() {
@@ -494,7 +522,7 @@ fn resolve_git(
                     .map_err(|e| Error::UnreadableFile {
                         path: path.clone(),
                         file: r.file.clone(),
-                        line: r.line,
+                        line: r.identity_line,
                         key: format!("git.repos.{}.identity", r.name),
                         reason: e.kind().to_string(),
                     })?;
@@ -502,7 +530,8 @@ fn resolve_git(
                     return Err(Error::EmptyCredential {
                         what: format!("the deploy key of repo `{}`", r.name),
                         file: r.file.clone(),
-                        line: r.line,
+                        line: r.identity_line,
+                        key: format!("git.repos.{}.identity", r.name),
                     });
                 }
                 secrets.ssh_keys.insert(r.name.clone(), Secret::new(key));
@@ -514,7 +543,7 @@ fn resolve_git(
         } else {
             if let Some(tr) = &r.token_ref {
                 let key = format!("git.repos.{}.token_ref", r.name);
-                let v = read_credential(tr, host, &r.file, r.line, &key)?;
+                let v = read_credential(tr, host, &r.file, r.token_ref_line, &key)?;
                 secrets.tokens.insert(tr.shown().to_string(), v);
             }
             "token"

@@ -143,13 +143,16 @@ fn plain_agent(
     files: &'static [(&'static str, &'static str)],
     host: &dyn Host,
 ) -> Result<Resolved, Error> {
-    plan_with(
-        "---\nbottle: dev\n---\n",
-        files,
-        None,
-        &Options::default(),
-        host,
-    )
+    agent_plan("---\nbottle: dev\n---\n", files, host)
+}
+
+/// The agent `agent_text`, no engine, default options.
+fn agent_plan(
+    agent_text: &str,
+    files: &'static [(&'static str, &'static str)],
+    host: &dyn Host,
+) -> Result<Resolved, Error> {
+    plan_with(agent_text, files, None, &Options::default(), host)
 }
 
 fn full(engine: Option<EngineFacts>) -> Resolved {
@@ -239,6 +242,25 @@ fn upstream_ca_is_read_and_checked() {
     );
 }
 
+/// An `upstream_ca` set by a parent is reported at the parent's line, not
+/// in the bottle that merely extends it.
+#[test]
+fn upstream_ca_errors_name_the_file_that_sets_it() {
+    static CA: &[(&str, &str)] = &[
+        (
+            "corp",
+            "---\nimage: x\negress:\n  upstream_ca: ~/corp.pem\n---\n",
+        ),
+        ("dev", "---\nextends: corp\n---\n"),
+    ];
+    let e = plain_agent(CA, &host()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/corp.md`:4: `egress.upstream_ca`: cannot read \
+         `/home/u/corp.pem`: entity not found"
+    );
+}
+
 /// A stand-in host (`info`) reads no file: the CA's path is in the plan and
 /// its placeholder content is not checked for a certificate.
 #[test]
@@ -298,7 +320,10 @@ fn runtime_rules() {
         full(Some(EngineFacts::default())).plan.runtime.as_deref(),
         Some("runc")
     );
-    static RUNSC: &[(&str, &str)] = &[("dev", "---\nruntime: runsc\n---\n")];
+    static RUNSC: &[(&str, &str)] = &[
+        ("base", "---\nimage: x\nruntime: runsc\n---\n"),
+        ("dev", "---\nextends: base\n---\n"),
+    ];
     static RUNC: &[(&str, &str)] = &[("dev", "---\nruntime: runc\n---\n")];
     let a = "---\nbottle: dev\n---\n";
     let e = plan_with(
@@ -310,6 +335,12 @@ fn runtime_rules() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::NoRunsc { .. }));
+    // Where `runtime` is set: the parent here, not the bottle started.
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/base.md`:3: `runtime`: `runsc` is asked for, but the \
+         engine has no gVisor runtime"
+    );
     let r = plan_with(a, RUNC, Some(gvisor), &Options::default(), &host()).unwrap();
     assert_eq!(r.plan.runtime.as_deref(), Some("runc"));
 }
@@ -474,15 +505,69 @@ fn routes_and_tls_defaults() {
         "dev",
         "---\negress:\n  allow: [{host: c.com, tls: passthrough}]\ntokens:\n  - {kind: http, host: c.com, scheme: token, token_ref: GITHUB_TOKEN}\n---\n",
     )];
-    let e = plan_with(
-        "---\nbottle: dev\n---\n",
-        PASS,
-        None,
-        &Options::default(),
+    let e = plain_agent(PASS, &host()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:3: `egress.allow[0].tls`: route `c.com` is \
+         `tls: passthrough` but the `http` token `tokens[0]` \
+         (`/home/u/.claude-bottle/bottles/dev.md`:5) injects into it"
+    );
+}
+
+/// Errors found once the lineage is merged still name the entry in the
+/// file that declared it (`tokens[1].token_ref`, `skills[1]`), not a bare
+/// `token_ref` that could be any of them.
+#[test]
+fn resolution_errors_name_the_key_path() {
+    static TOKENS: &[(&str, &str)] = &[
+        (
+            "base",
+            "---\ntokens:\n  - kind: anthropic\n    token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN\n  - kind: openai\n    token_ref: NO_SUCH_VAR\n---\n",
+        ),
+        ("dev", "---\nextends: base\n---\n"),
+    ];
+    let e = plain_agent(TOKENS, &host()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/base.md`:6: `tokens[1].token_ref` needs the \
+         environment variable `NO_SUCH_VAR`, which is not set"
+    );
+
+    static EMPTY: &[(&str, &str)] = &[(
+        "dev",
+        "---\ntokens:\n  - {kind: anthropic, token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN}\n  - {kind: openai, token_ref: \"file:/t/empty\"}\n---\n",
+    )];
+    let mut h = host();
+    h.files.insert("/t/empty".into(), "\n".into());
+    let e = plain_agent(EMPTY, &h).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:4: `tokens[1].token_ref`: the credential \
+         named by `file:/t/empty` is empty"
+    );
+
+    static REPO: &[(&str, &str)] = &[(
+        "dev",
+        "---\ngit:\n  repos:\n    app:\n      url: https://github.com/acme/app.git\n      push: [\"*\"]\n      token_ref: REPO_TOKEN_UNSET\n---\n",
+    )];
+    let e = plain_agent(REPO, &host()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:7: `git.repos.app.token_ref` needs the \
+         environment variable `REPO_TOKEN_UNSET`, which is not set"
+    );
+
+    let e = agent_plan(
+        "---\nbottle: dev\nskills:\n  - review\n  - pdf\n---\n",
+        &[("dev", "---\n---\n")],
         &host(),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("passthrough"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/agents/reviewer.md`:5: `skills[1]`: skill `pdf` does not \
+         exist (looked for `/home/u/.claude/skills/pdf`)"
+    );
 }
 
 #[test]
@@ -603,6 +688,13 @@ fn resolution_errors_name_what_is_missing() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::UnreadableFile { .. }), "{e}");
+    assert!(
+        e.to_string().starts_with(
+            "`/home/u/.claude-bottle/bottles/dev.md`:26: `git.repos.app.identity`: cannot read \
+             `/home/u/.ssh/app_deploy`"
+        ),
+        "{e}"
+    );
 
     let mut h = host();
     h.dirs.clear();
@@ -657,4 +749,41 @@ fn file_tokens_use_the_first_line() {
         r.secrets.tokens["file:/t/token"].expose(),
         "sk-ant-oat01-FROMFILE"
     );
+}
+
+/// docs/gitgate.md: an ssh repo cannot go through `egress.upstream_proxy`
+/// (ssh would need a CONNECT `ProxyCommand`, and going around the proxy is
+/// not allowed). The plan refuses it with the repo's `url` line and the
+/// file that sets the proxy, here a parent, before anything is started.
+#[test]
+fn ssh_repo_behind_an_upstream_proxy_is_a_plan_error() {
+    static PROXIED: &[(&str, &str)] = &[
+        ("base", BASE),
+        (
+            "corp",
+            "---\nextends: base\negress:\n  upstream_proxy: http://proxy.corp:3128\n---\n",
+        ),
+        ("dev", DEV),
+        ("both", "---\nextends: [corp, dev]\n---\n"),
+    ];
+    let e = agent_plan("---\nbottle: both\n---\n", PROXIED, &host()).unwrap_err();
+    assert!(matches!(e, Error::SshBehindUpstreamProxy { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/dev.md`:25: `git.repos.app.url`: an ssh repo cannot \
+         be reached through the upstream proxy that `/home/u/.claude-bottle/bottles/corp.md` \
+         sets in `egress.upstream_proxy` (only https repos can)"
+    );
+    assert!(
+        e.hint().is_some_and(|h| h.contains("`https://` URL")),
+        "{e}"
+    );
+
+    // An https repo behind the same proxy is fine.
+    static HTTPS: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  upstream_proxy: http://proxy.corp:3128\ngit:\n  repos:\n    app:\n      url: https://github.com/acme/app.git\n      token_ref: GITHUB_TOKEN\n---\n",
+    )];
+    let r = plain_agent(HTTPS, &host()).unwrap();
+    assert_eq!(r.plan.git.repos[0].auth, "token");
 }

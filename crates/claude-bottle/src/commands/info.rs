@@ -53,11 +53,11 @@ pub fn run(settings: &Settings, agent: &str) -> Result<ExitCode> {
         .skills
         .iter()
         .map(|s| {
-            let dir = settings.user_home.join(".claude/skills").join(s);
+            let dir = settings.user_home.join(".claude/skills").join(&s.name);
             if dir.is_dir() {
-                s.clone()
+                s.name.clone()
             } else {
-                format!("{s} (missing: {})", dir.display())
+                format!("{} (missing: {})", s.name, dir.display())
             }
         })
         .collect();

@@ -1,5 +1,6 @@
 //! `proxy --config FILE [--listen ADDR]`: the egress proxy on its own.
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,7 +19,9 @@ pub fn run(config: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
 /// file and what to fix. The library's errors carry their cause both in the
 /// message and as the source, so passed on as they are the cause is printed
 /// twice; its parse errors add the parser's snippet, which repeats the
-/// message again. Failures to serve (binding, the runtime) pass unchanged.
+/// message again. An address that cannot be listened on is bad usage too:
+/// it comes from `--listen` or the file, and the user picks another.
+/// Failures while serving (the runtime) pass unchanged.
 fn explain(config: &Path, e: Error) -> anyhow::Error {
     let file = config.display();
     let (message, hint) = match e {
@@ -28,10 +31,24 @@ fn explain(config: &Path, e: Error) -> anyhow::Error {
              folder), and their permissions"
                 .to_string(),
         ),
-        Error::Parse { path, message } => (
-            format!("`{}`: {}", path.display(), first_line(&message)),
-            "fix the file at that line; it is YAML or JSON".to_string(),
-        ),
+        Error::Parse {
+            path,
+            message,
+            line,
+            column,
+            syntax,
+        } => {
+            let at = match (line, column) {
+                (Some(l), Some(c)) => format!(":{l}:{c}"),
+                (Some(l), None) => format!(":{l}"),
+                _ => String::new(),
+            };
+            let message = first_line(&message);
+            (
+                format!("`{}`{at}: {message}", path.display()),
+                parse_hint(message, syntax).to_string(),
+            )
+        }
         Error::Invalid(m) => (
             format!("`{file}`: {m}"),
             "fix that key in the config file".to_string(),
@@ -48,13 +65,107 @@ fn explain(config: &Path, e: Error) -> anyhow::Error {
             format!("`{file}`: TLS setup: {m}"),
             "check `upstream_ca`: it names a file of PEM certificates".to_string(),
         ),
+        Error::Listen { addr, source } => listen_failure(&addr, &source),
         other => return other.into(),
     };
     UsageError::new(message).with_hint(hint).into()
+}
+
+/// Why `addr` cannot be listened on, and what to do, by the kind of the
+/// failure: the OS's own text ("Address already in use (os error 98)")
+/// says what but not what next.
+fn listen_failure(addr: &str, e: &std::io::Error) -> (String, String) {
+    let port = addr.rsplit(':').next().unwrap_or(addr);
+    let other = "pass another address with `--listen ADDR:PORT`, or change `listen` in the \
+                 config file";
+    let (what, hint) = match e.kind() {
+        ErrorKind::AddrInUse => (
+            "the address is already in use".to_string(),
+            format!(
+                "another program listens on port {port} (`ss -ltnp 'sport = :{port}'` shows \
+                 which); stop it, or {other}"
+            ),
+        ),
+        ErrorKind::PermissionDenied => (
+            "permission denied".to_string(),
+            format!("ports below 1024 need privileges; use a port of 1024 or more: {other}"),
+        ),
+        ErrorKind::AddrNotAvailable => (
+            "no network interface of this machine has that address".to_string(),
+            format!("listen on `127.0.0.1:{port}` (this machine only) or `0.0.0.0:{port}`"),
+        ),
+        _ => (e.to_string(), other.to_string()),
+    };
+    (format!("cannot listen on `{addr}`: {what}"), hint)
+}
+
+/// What to do about a parse error of the config, by what the parser said:
+/// YAML or JSON syntax (the same hints as for a manifest), a key or value
+/// it does not know, or a value of the wrong kind.
+fn parse_hint(message: &str, syntax: bool) -> &'static str {
+    if syntax {
+        bottle_manifest::node::syntax_hint(message)
+    } else if message.starts_with("unknown field") {
+        "fix the key's spelling, or remove it; the keys allowed there are listed above"
+    } else if message.starts_with("unknown variant") {
+        "use one of the values listed above"
+    } else {
+        "the value there is not of the kind its key takes: `allow`, `tokens`, \
+         `known_secret_env` and a route's `methods`, `paths` and `ports` are lists, `ca` and \
+         `resolve` are mappings, the other keys single values"
+    }
 }
 
 /// The parser's first line, without its own `error: ` (ours is printed).
 fn first_line(message: &str) -> &str {
     let first = message.lines().next().unwrap_or(message).trim();
     first.strip_prefix("error: ").unwrap_or(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each failure to listen says what, with the address, and what next;
+    /// the OS's `(os error N)` text is not the message.
+    #[test]
+    fn listen_failures_say_why_and_what_next() {
+        let cases = [
+            (
+                ErrorKind::AddrInUse,
+                "already in use",
+                "`ss -ltnp 'sport = :80'`",
+            ),
+            (
+                ErrorKind::PermissionDenied,
+                "permission denied",
+                "below 1024",
+            ),
+            (
+                ErrorKind::AddrNotAvailable,
+                "no network interface",
+                "`127.0.0.1:80`",
+            ),
+        ];
+        for (kind, what, hint) in cases {
+            let e = explain(
+                Path::new("p.yaml"),
+                Error::Listen {
+                    addr: "10.9.9.9:80".into(),
+                    source: std::io::Error::from(kind),
+                },
+            );
+            let usage = e.downcast_ref::<UsageError>().expect("a usage error");
+            let shown = usage.to_string();
+            assert!(
+                shown.starts_with("cannot listen on `10.9.9.9:80`: "),
+                "{shown}"
+            );
+            assert!(
+                shown.contains(what) && !shown.contains("os error"),
+                "{shown}"
+            );
+            assert!(usage.hint().is_some_and(|h| h.contains(hint)), "{kind:?}");
+        }
+    }
 }

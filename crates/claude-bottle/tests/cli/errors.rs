@@ -9,6 +9,13 @@ fn start(t: &TestEnv, agent: &str) -> (i32, String) {
     (code, err)
 }
 
+/// [`start`] that must be refused as bad input (exit 2); returns stderr.
+fn refused(t: &TestEnv, agent: &str) -> String {
+    let (code, err) = start(t, agent);
+    assert_eq!(code, 2, "{err}");
+    err
+}
+
 #[test]
 fn unknown_key_with_suggestion() {
     let t = TestEnv::new();
@@ -59,6 +66,45 @@ fn invalid_yaml_names_the_line() {
         .parse()
         .unwrap();
     assert!((4..=6).contains(&line), "{err}");
+}
+
+/// A YAML syntax error: the file line and column of the problem (not the
+/// parser's line within the front matter), in our words, with a hint; the
+/// parser's own location suffix and advice do not appear.
+#[test]
+fn yaml_syntax_error_has_line_column_and_hint() {
+    let t = TestEnv::new();
+    t.bottle("dev", "---\nimage: x\nenv:\n  A: b\n  A: c\n---\n");
+    t.agent("a", "---\nbottle: dev\n---\n");
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:5:3: invalid YAML: the key `A` is given twice in one mapping
+
+    hint: remove one of the two; each key appears once in a mapping
+    ");
+
+    t.bottle("dev", "---\nenv:\n  A: b\n  B: [unclosed\n---\n");
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:4:6: invalid YAML: a list opened with `[` is never closed
+
+    hint: close the list with `]`, or quote the value if the `[` is text
+    ");
+}
+
+/// A value of the wrong kind: where it starts, what was wanted, and how to
+/// write that.
+#[test]
+fn yaml_type_error_has_line_column_and_hint() {
+    let t = TestEnv::new();
+    t.bottle(
+        "dev",
+        "---\negress:\n  allow:\n    - host: a.com\n      methods: {GET: true}\n---\n",
+    );
+    t.agent("a", "---\nbottle: dev\n---\n");
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:5:16: `egress.allow[0].methods` must be a list, found a mapping
+
+    hint: write `egress.allow[0].methods` as `[a, b]`, or as one `- item` per line indented below it
+    ");
 }
 
 #[test]
@@ -152,7 +198,9 @@ fn missing_bottle_agent_and_skill() {
     let (code, err) = start(&t, "skilled");
     assert_eq!(code, 2);
     assert!(
-        err.contains("skill `pdf` does not exist (looked for `[TMP]/home/.claude/skills/pdf`)"),
+        err.contains(
+            "skilled.md`:3: `skills[0]`: skill `pdf` does not exist (looked for `[TMP]/home/.claude/skills/pdf`)"
+        ),
         "{err}"
     );
     std::fs::create_dir_all(t.home.join(".claude/skills/pdf")).unwrap();
@@ -196,7 +244,7 @@ fn unreadable_file_token() {
     assert_eq!(code, 2);
     assert!(
         err.contains(
-            "dev.md`:3: `token_ref`: cannot read `[TMP]/home/no-such-token`: entity not found"
+            "dev.md`:4: `tokens[0].token_ref`: cannot read `[TMP]/home/no-such-token`: entity not found"
         ),
         "{err}"
     );
@@ -275,6 +323,60 @@ fn reserved_env_names_are_refused() {
     );
 }
 
+/// A bad value deep in a list is named by its full key path and its own
+/// line, from the file that declares it (a parent here).
+#[test]
+fn errors_name_the_full_key_path() {
+    let t = TestEnv::new();
+    t.bottle(
+        "base",
+        "---\ntokens:\n  - kind: anthropic\n    token_ref: CLAUDE_BOTTLE_OAUTH_TOKEN\n  - kind: openai\n    token_ref: OPENAI_KEY_UNSET\n---\n",
+    );
+    t.bottle("dev", "---\nextends: base\n---\n");
+    t.agent("a", "---\nbottle: dev\n---\n");
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/base.md`:6: `tokens[1].token_ref` needs the environment variable `OPENAI_KEY_UNSET`, which is not set
+
+    hint: export `OPENAI_KEY_UNSET` before starting, or change the manifest
+    ");
+
+    t.bottle(
+        "dev",
+        "---\negress:\n  allow:\n    - host: a.com\n      paths:\n        - /ok\n        - no-slash\n---\n",
+    );
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:7: `egress.allow[0].paths[1]`: `no-slash` must start with `/` (a path prefix) or `re:` (a regex)
+
+    hint: write a prefix such as `/repos/acme/`, or `re:^/user$` for a regex
+    ");
+}
+
+/// An ssh repo behind `egress.upstream_proxy` is refused when the plan is
+/// made (exit 2), naming the repo's `url` line and the proxy's file, not
+/// later when the sidecar's gate refuses to start.
+#[test]
+fn ssh_repo_behind_upstream_proxy_is_refused() {
+    let t = TestEnv::new();
+    t.write(
+        "home/.ssh/deploy",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n",
+    );
+    t.bottle(
+        "corp",
+        "---\negress:\n  upstream_proxy: http://proxy.corp:3128\n---\n",
+    );
+    t.bottle(
+        "dev",
+        "---\nextends: corp\ngit:\n  repos:\n    app:\n      url: git@github.com:acme/app.git\n      identity: ~/.ssh/deploy\n      host_key: \"github.com ssh-ed25519 AAAA\"\n---\n",
+    );
+    t.agent("a", "---\nbottle: dev\n---\n");
+    insta::assert_snapshot!(refused(&t, "a"), @r"
+    error: `[TMP]/home/.claude-bottle/bottles/dev.md`:6: `git.repos.app.url`: an ssh repo cannot be reached through the upstream proxy that `[TMP]/home/.claude-bottle/bottles/corp.md` sets in `egress.upstream_proxy` (only https repos can)
+
+    hint: give repo `app` its `https://` URL and a `token_ref`, or remove `egress.upstream_proxy` if this network lets ssh out
+    ");
+}
+
 /// `proxy --config FILE` with a file it cannot use is bad usage: exit 2,
 /// the cause said once, and a hint.
 #[test]
@@ -288,14 +390,8 @@ fn proxy_config_errors_are_usage_errors() {
             "missing.yaml",
             "cannot read `missing.yaml`: No such file or directory",
         ),
-        (
-            "syntax.yaml",
-            "`syntax.yaml`: line 1 column 8: unclosed bracket",
-        ),
-        (
-            "key.yaml",
-            "`key.yaml`: line 1 column 1: unknown field `alow`",
-        ),
+        ("syntax.yaml", "`syntax.yaml`:1:8: unclosed bracket"),
+        ("key.yaml", "`key.yaml`:1:1: unknown field `alow`"),
         (
             "listen.yaml",
             "`listen.yaml`: listen: \"nowhere\" is not ADDR:PORT",
@@ -312,4 +408,72 @@ fn proxy_config_errors_are_usage_errors() {
             "{file}: {err}"
         );
     }
+}
+
+/// The proxy's config gets the manifest's form of parse errors: the file,
+/// line and column, the parser's words without its location suffix, and a
+/// hint for the kind of error (syntax, or a value of the wrong kind).
+#[test]
+fn proxy_config_parse_errors_have_line_column_and_hint() {
+    let t = TestEnv::new();
+    t.write("project/syntax.yaml", "dlp: block\nallow: [{host: a.com}\n");
+    t.write("project/type.yaml", "dlp: block\nallow: {host: a.com}\n");
+    t.write("project/type.json", "{\"allow\": 5}");
+    let mut shown = String::new();
+    for file in ["syntax.yaml", "type.yaml", "type.json"] {
+        let (code, out, err) = t.run(t.cmd(&["proxy", "--config", file]));
+        assert_eq!((code, out.as_str()), (2, ""), "{file}: {err}");
+        shown.push_str(&err);
+    }
+    insta::assert_snapshot!(shown, @r"
+    error: `syntax.yaml`:2:8: unclosed bracket '['
+
+    hint: close the list with `]`, or quote the value if the `[` is text
+    error: `type.yaml`:2:8: expected sequence start
+
+    hint: the value there is not of the kind its key takes: `allow`, `tokens`, `known_secret_env` and a route's `methods`, `paths` and `ports` are lists, `ca` and `resolve` are mappings, the other keys single values
+    error: `type.json`:1:11: invalid type: integer `5`, expected a sequence
+
+    hint: the value there is not of the kind its key takes: `allow`, `tokens`, `known_secret_env` and a route's `methods`, `paths` and `ports` are lists, `ca` and `resolve` are mappings, the other keys single values
+    ");
+}
+
+/// `proxy` on an address another program holds: exit 2, one message with
+/// the address and a hint, nothing else (no `caused by`, no backtrace, no
+/// `listening on`).
+#[test]
+fn proxy_on_a_taken_address_says_so_once() {
+    let t = TestEnv::new();
+    t.write("project/proxy.yaml", "allow: []\n");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = t.cmd(&["proxy", "--config", "proxy.yaml", "--listen", &addr]);
+    c.env("RUST_BACKTRACE", "1");
+    let (code, out, err) = t.run(c);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    let err = err.replace(&port.to_string(), "[PORT]");
+    insta::assert_snapshot!(err, @r"
+    error: cannot listen on `127.0.0.1:[PORT]`: the address is already in use
+
+    hint: another program listens on port [PORT] (`ss -ltnp 'sport = :[PORT]'` shows which); stop it, or pass another address with `--listen ADDR:PORT`, or change `listen` in the config file
+    ");
+    drop(taken);
+}
+
+/// A project's agent file is not trusted: a key holding terminal escape
+/// sequences is shown with them written out, never sent to the terminal.
+#[test]
+fn control_characters_in_messages_are_written_out() {
+    let t = TestEnv::standard();
+    t.project_agent(
+        "evil",
+        "---\nbottle: dev\n\"x\\e]0;owned\\a\\e[2J\": 1\n---\n",
+    );
+    let err = refused(&t, "evil");
+    assert!(!err.contains(['\u{1b}', '\u{7}']), "{err:?}");
+    assert!(
+        err.contains("unknown key `x\\u{1b}]0;owned\\u{7}\\u{1b}[2J` in an agent"),
+        "{err}"
+    );
 }
