@@ -10,7 +10,9 @@
 //! pins in `resolve`, and an IP literal written in the repo's URL (as a
 //! route naming an address is for the proxy).
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bottle_addr::{HostKind, classify_host, is_forbidden};
@@ -47,9 +49,41 @@ impl Refused {
     }
 }
 
+/// A pending name lookup: the name's addresses.
+pub type Lookup<'a> = Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>>;
+
+/// Where the guard looks names up. The gate always uses [`SystemResolver`];
+/// this seam exists so a test can give the guard one answer and git (which
+/// asks the system) another, the DNS-rebinding attack the pin must defeat
+/// (`tests/https.rs`). See [`crate::Gate::with_resolver`].
+pub trait Resolver: Send + Sync {
+    /// The addresses of `name` (the port only shapes the system query).
+    fn lookup<'a>(&'a self, name: &'a str, port: u16) -> Lookup<'a>;
+}
+
+/// The system's resolver (`getaddrinfo`, as git's own lookup).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn lookup<'a>(&'a self, name: &'a str, port: u16) -> Lookup<'a> {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((name, port))
+                .await?
+                .map(|sa| sa.ip())
+                .collect())
+        })
+    }
+}
+
 /// The address git must use for `url`'s host: `None` when the bottle's
-/// `resolve` table or the URL itself already fixes it.
-pub async fn vet(url: &str, gate: &GateConfig) -> Result<Option<IpAddr>, Refused> {
+/// `resolve` table or the URL itself already fixes it. Names are looked up
+/// with `resolver`.
+pub async fn vet(
+    url: &str,
+    gate: &GateConfig,
+    resolver: &dyn Resolver,
+) -> Result<Option<IpAddr>, Refused> {
     let Some((host, port)) = url_host(url) else {
         return Err(Refused::Unresolved(
             "the upstream URL has no host the gate can read".into(),
@@ -70,13 +104,8 @@ pub async fn vet(url: &str, gate: &GateConfig) -> Result<Option<IpAddr>, Refused
         }
         HostKind::Name(n) => n,
     };
-    let answers = match tokio::time::timeout(
-        LOOKUP_TIMEOUT,
-        tokio::net::lookup_host((name.as_str(), port)),
-    )
-    .await
-    {
-        Ok(Ok(a)) => a.map(|sa| sa.ip()).collect::<Vec<_>>(),
+    let answers = match tokio::time::timeout(LOOKUP_TIMEOUT, resolver.lookup(&name, port)).await {
+        Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             return Err(Refused::Unresolved(format!(
                 "cannot resolve the upstream host `{name}`: {e}"
@@ -136,5 +165,41 @@ mod tests {
             assert!(matches!(r, Err(Refused::PrivateAddress(_))), "{bad}: {r:?}");
         }
         assert!(matches!(decide("x", &[]), Err(Refused::Unresolved(_))));
+    }
+
+    /// A resolver with fixed answers that counts how often it was asked.
+    struct Fixed(Vec<IpAddr>, std::sync::atomic::AtomicUsize);
+
+    impl Resolver for Fixed {
+        fn lookup<'a>(&'a self, _: &'a str, _: u16) -> Lookup<'a> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let answers = self.0.clone();
+            Box::pin(async move { Ok(answers) })
+        }
+    }
+
+    #[tokio::test]
+    async fn vet_takes_the_resolvers_answers_and_refuses_a_mixed_set() {
+        let (gate, _) = crate::config::from_sidecar_json(
+            r#"{"gate": {"repos": {"app": {"url": "https://git.example/app.git",
+                "auth": "token", "token_ref": "T"}},
+                "resolve": {"own.example": "10.0.0.9"}},
+                "secrets": {"tokens": {"T": "t"}}}"#,
+        )
+        .unwrap();
+        let url = "https://git.example/app.git";
+        let mixed = Fixed(vec![ip("203.0.113.7"), ip("10.0.0.5")], Default::default());
+        let r = vet(url, &gate, &mixed).await;
+        assert!(
+            matches!(&r, Err(Refused::PrivateAddress(m)) if m.contains("10.0.0.5")),
+            "{r:?}"
+        );
+        let public = Fixed(vec![ip("203.0.113.7")], Default::default());
+        assert_eq!(vet(url, &gate, &public).await, Ok(Some(ip("203.0.113.7"))));
+        // A name pinned in `resolve` and an IP literal are never looked up.
+        for exempt in ["https://own.example/o.git", "https://10.0.0.5/o.git"] {
+            assert_eq!(vet(exempt, &gate, &mixed).await, Ok(None));
+        }
+        assert_eq!(mixed.1.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

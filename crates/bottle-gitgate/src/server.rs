@@ -69,6 +69,8 @@ struct Inner {
     repos: BTreeMap<String, Arc<Mutex<RepoState>>>,
     base_env: Env,
     counter: AtomicU64,
+    /// The SSRF guard's name lookups ([`guard::SystemResolver`] but in tests).
+    resolver: Arc<dyn guard::Resolver>,
 }
 
 /// A prepared gate: state folder, mirrors, key files and hook in place.
@@ -126,6 +128,19 @@ impl Gate {
         secrets: GateSecrets,
         options: Options,
     ) -> Result<Gate, Error> {
+        Gate::with_resolver(config, secrets, options, Arc::new(guard::SystemResolver)).await
+    }
+
+    /// [`Gate::new`] with the SSRF guard's name lookups answered by
+    /// `resolver` instead of the system's. For tests only: git still asks
+    /// the system, so a test can stage DNS rebinding (the guard told one
+    /// address, git another) and prove the pin to the vetted address holds.
+    pub async fn with_resolver(
+        config: GateConfig,
+        secrets: GateSecrets,
+        options: Options,
+        resolver: Arc<dyn guard::Resolver>,
+    ) -> Result<Gate, Error> {
         config.validate(&secrets)?;
         if options.hook_command.is_empty() {
             return Err(Error::Config("hook_command is empty".into()));
@@ -163,6 +178,7 @@ impl Gate {
             repos,
             base_env,
             counter: AtomicU64::new(0),
+            resolver,
         })))
     }
 
@@ -248,7 +264,7 @@ impl Gate {
         // upstream; git then connects to the address it vetted.
         let vetted = if must_refresh || service == Service::Push {
             let url = inner.config.repos.get(&name).map_or("", |r| r.url.as_str());
-            match guard::vet(url, &inner.config).await {
+            match guard::vet(url, &inner.config, inner.resolver.as_ref()).await {
                 Ok(v) => v,
                 Err(refused) => {
                     drop(guard);

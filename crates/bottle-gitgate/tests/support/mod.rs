@@ -158,16 +158,20 @@ pub struct HttpsSeen {
 
 /// `git http-backend` behind TLS with a token check.
 pub struct HttpsUpstream {
+    /// First, so it stops before the other fields are dropped.
+    rt: Background,
     pub bare: BareUpstream,
     pub url: String,
     pub ca_file: PathBuf,
     pub seen: Arc<HttpsSeen>,
-    rt: Option<tokio::runtime::Runtime>,
 }
 
-impl Drop for HttpsUpstream {
+/// A server's runtime, shut down without waiting for its tasks on drop.
+pub struct Background(Option<tokio::runtime::Runtime>);
+
+impl Drop for Background {
     fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
+        if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
     }
@@ -189,16 +193,26 @@ fn http_backend() -> PathBuf {
 
 impl HttpsUpstream {
     pub fn start() -> Self {
+        Self::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// Serves on `listener`, whatever address it is bound to; the URL names
+    /// that address and the certificate is valid for it and `localhost`.
+    pub fn start_on(listener: std::net::TcpListener) -> Self {
         init();
         let rt = runtime();
         let bare = BareUpstream::new();
+        let addr = listener.local_addr().unwrap();
+        let ip = addr.ip().to_string();
         let ca = bottle_testkit::TestCa::new("gitgate test CA");
         let ca_file = bare.dir.path().join("ca.pem");
         std::fs::write(&ca_file, &ca.pem).unwrap();
-        let acceptor =
-            tokio_rustls::TlsAcceptor::from(ca.server_config(&["127.0.0.1", "localhost"]));
-        let l = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = l.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&[&ip, "localhost"]));
+        listener.set_nonblocking(true).unwrap();
+        let l = {
+            let _in_rt = rt.enter();
+            TcpListener::from_std(listener).unwrap()
+        };
         let seen = Arc::new(HttpsSeen::default());
         let root = bare.dir.path().to_path_buf();
         let hooks = bare.hooks.clone();
@@ -234,10 +248,10 @@ impl HttpsUpstream {
         });
         HttpsUpstream {
             bare,
-            url: format!("https://127.0.0.1:{}/up.git", addr.port()),
+            url: format!("https://{addr}/up.git"),
             ca_file,
             seen,
-            rt: Some(rt),
+            rt: Background(Some(rt)),
         }
     }
 }
@@ -432,10 +446,11 @@ impl SshUpstream {
 
 /// The gate running in-process on loopback.
 pub struct RunningGate {
+    /// First, so it stops before the other fields are dropped.
+    rt: Background,
     pub url: String,
     pub audit: Memory,
     pub state: tempfile::TempDir,
-    rt: Option<tokio::runtime::Runtime>,
 }
 
 impl RunningGate {
@@ -466,14 +481,6 @@ impl RunningGate {
     }
 }
 
-impl Drop for RunningGate {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 pub struct GateRepo {
     pub name: &'static str,
     pub url: String,
@@ -501,6 +508,8 @@ pub struct GateSetup {
     pub resolve: BTreeMap<String, String>,
     /// `egress.upstream_proxy`.
     pub upstream_proxy: Option<String>,
+    /// The SSRF guard's name lookups; `None` is the system's.
+    pub resolver: Option<Arc<dyn bottle_gitgate::guard::Resolver>>,
 }
 
 impl GateSetup {
@@ -514,6 +523,7 @@ impl GateSetup {
             token: TOKEN.to_string(),
             resolve: BTreeMap::new(),
             upstream_proxy: None,
+            resolver: None,
         }
     }
 
@@ -527,6 +537,7 @@ impl GateSetup {
             token: TOKEN.to_string(),
             resolve: BTreeMap::new(),
             upstream_proxy: None,
+            resolver: None,
         }
     }
 
@@ -576,15 +587,19 @@ impl GateSetup {
         };
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
-        let gate = rt
-            .block_on(bottle_gitgate::Gate::new(config, secrets, options))
-            .unwrap();
+        let gate = match self.resolver {
+            Some(r) => rt.block_on(bottle_gitgate::Gate::with_resolver(
+                config, secrets, options, r,
+            )),
+            None => rt.block_on(bottle_gitgate::Gate::new(config, secrets, options)),
+        }
+        .unwrap();
         rt.spawn(gate.serve(listener, std::future::pending()));
         RunningGate {
             url: format!("http://{addr}"),
             audit,
             state,
-            rt: Some(rt),
+            rt: Background(Some(rt)),
         }
     }
 }
@@ -669,17 +684,10 @@ pub fn basic_header_b64(token: &str) -> String {
 /// A minimal HTTP CONNECT proxy on loopback (an `egress.upstream_proxy`
 /// stand-in): it records each CONNECT target and relays the bytes.
 pub struct ConnectProxy {
+    /// First, so it stops before the other fields are dropped.
+    rt: Background,
     pub url: String,
     pub targets: Arc<Mutex<Vec<String>>>,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for ConnectProxy {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 impl ConnectProxy {
@@ -729,7 +737,75 @@ impl ConnectProxy {
         ConnectProxy {
             url,
             targets,
-            rt: Some(rt),
+            rt: Background(Some(rt)),
         }
     }
+}
+
+/// A listener that only counts the connections it gets and drops them: the
+/// internal service a rebound upstream name would lead git to.
+pub struct Trap {
+    /// First, so it stops before the other fields are dropped.
+    rt: Background,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Trap {
+    pub fn start(listeners: Vec<std::net::TcpListener>) -> Self {
+        let rt = runtime();
+        let hits = Arc::new(AtomicUsize::new(0));
+        for l in listeners {
+            l.set_nonblocking(true).unwrap();
+            let l = {
+                let _in_rt = rt.enter();
+                TcpListener::from_std(l).unwrap()
+            };
+            let hits = hits.clone();
+            rt.spawn(async move {
+                while let Ok((s, _)) = l.accept().await {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    drop(s);
+                }
+            });
+        }
+        Trap {
+            hits,
+            rt: Background(Some(rt)),
+        }
+    }
+}
+
+/// An IPv4 address of this machine, other than loopback, that the SSRF
+/// guard allows: the source address towards TEST-NET-1 (the default route),
+/// else any address `ip -4 addr` lists. `Err` says why there is none.
+pub fn local_allowed_ipv4() -> Result<std::net::Ipv4Addr, String> {
+    let mut seen = Vec::new();
+    if let Ok(s) = std::net::UdpSocket::bind("0.0.0.0:0")
+        && s.connect("192.0.2.1:9").is_ok()
+        && let Ok(std::net::SocketAddr::V4(a)) = s.local_addr()
+    {
+        seen.push(*a.ip());
+    }
+    if let Ok(out) = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+    {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut words = line.split_whitespace();
+            if words.any(|w| w == "inet")
+                && let Some(ip) = words
+                    .next()
+                    .and_then(|cidr| cidr.split('/').next())
+                    .and_then(|ip| ip.parse().ok())
+            {
+                seen.push(ip);
+            }
+        }
+    }
+    seen.iter()
+        .copied()
+        .find(|ip| !bottle_addr::is_forbidden(std::net::IpAddr::V4(*ip)))
+        .ok_or_else(|| {
+            format!("this machine has no IPv4 address the SSRF guard allows (saw {seen:?})")
+        })
 }
