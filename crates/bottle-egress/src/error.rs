@@ -17,15 +17,10 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Parse {
         path: PathBuf,
-        /// The parser's message, without its location.
-        message: String,
-        line: Option<u32>,
-        column: Option<u32>,
-        /// Not well-formed YAML or JSON, rather than a value that does not fit.
-        syntax: bool,
+        source: crate::config::ParseError,
     },
     #[error("config: {0}")]
     Invalid(String),

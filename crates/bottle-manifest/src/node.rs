@@ -71,6 +71,10 @@ pub struct YamlError {
     pub column: Option<u32>,
     /// What the user can do about it.
     pub hint: &'static str,
+    /// The text is not well-formed YAML, rather than a value that does not
+    /// fit the type it is read into (which a typed reader, such as the
+    /// proxy's config, gets too; the manifest's tree takes any value).
+    pub syntax: bool,
 }
 
 impl Value {
@@ -143,6 +147,20 @@ pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
     }
     let raw = UserMessageFormatter.format_message(e);
     let first = raw.lines().next().unwrap_or("").trim();
+    // The scanner's errors and the document's structure and size; the
+    // rest are values that do not fit their type.
+    let syntax = matches!(
+        e,
+        E::ExternalMessage { .. }
+            | E::Eof { .. }
+            | E::UnknownAnchor { .. }
+            | E::DuplicateMappingKey { .. }
+            | E::Budget { .. }
+            | E::AliasReplayLimitExceeded { .. }
+            | E::AliasExpansionLimitExceeded { .. }
+            | E::AliasReplayStackDepthExceeded { .. }
+            | E::AliasReplayCounterOverflow { .. }
+    );
     let (message, hint) = match e {
         _ if first.starts_with("unclosed bracket '['") => (
             "a list opened with `[` is never closed".to_string(),
@@ -169,7 +187,7 @@ pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
         | E::AliasExpansionLimitExceeded { .. }
         | E::AliasReplayStackDepthExceeded { .. }
         | E::AliasReplayCounterOverflow { .. } => (
-            "the front matter is too large, too deeply nested or uses too many aliases".to_string(),
+            "the YAML is too large, too deeply nested or uses too many aliases".to_string(),
             "manifests allow 32 levels of nesting, 20,000 values and 64 aliases; \
              write the values out instead of expanding aliases",
         ),
@@ -184,6 +202,7 @@ pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
         line: location.map(|l| to_u32(l.line()).saturating_add(line_offset)),
         column: location.map(|l| to_u32(l.column())).filter(|&c| c > 0),
         hint,
+        syntax,
     }
 }
 

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use bottle_egress::Error;
+use bottle_egress::config::ParseError;
+use bottle_manifest::node::{YamlError, describe, syntax_hint};
 
 use crate::report::UsageError;
 
@@ -31,22 +33,21 @@ fn explain(config: &Path, e: Error) -> anyhow::Error {
              folder), and their permissions"
                 .to_string(),
         ),
-        Error::Parse {
-            path,
-            message,
-            line,
-            column,
-            syntax,
-        } => {
-            let at = match (line, column) {
+        Error::Parse { path, source } => {
+            let e = parse_failure(&source);
+            let at = match (e.line, e.column) {
                 (Some(l), Some(c)) => format!(":{l}:{c}"),
                 (Some(l), None) => format!(":{l}"),
                 _ => String::new(),
             };
-            let message = first_line(&message);
+            let hint = if e.syntax {
+                e.hint
+            } else {
+                value_hint(&e.message)
+            };
             (
-                format!("`{}`{at}: {message}", path.display()),
-                parse_hint(message, syntax).to_string(),
+                format!("`{}`{at}: {}", path.display(), e.message),
+                hint.to_string(),
             )
         }
         Error::Invalid(m) => (
@@ -99,13 +100,37 @@ fn listen_failure(addr: &str, e: &std::io::Error) -> (String, String) {
     (format!("cannot listen on `{addr}`: {what}"), hint)
 }
 
-/// What to do about a parse error of the config, by what the parser said:
-/// YAML or JSON syntax (the same hints as for a manifest), a key or value
-/// it does not know, or a value of the wrong kind.
-fn parse_hint(message: &str, syntax: bool) -> &'static str {
-    if syntax {
-        bottle_manifest::node::syntax_hint(message)
-    } else if message.starts_with("unknown field") {
+/// A parse error of the config in the manifest's form: YAML through the
+/// manifest's own rendering (our words, the place, a hint), JSON with its
+/// place taken out of serde_json's text.
+fn parse_failure(e: &ParseError) -> YamlError {
+    match e {
+        ParseError::Yaml(e) => describe(e, 0),
+        ParseError::Json(e) => {
+            // serde_json's text ends with its own " at line L column C".
+            let full = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let message = full.strip_suffix(&suffix).unwrap_or(&full);
+            let message: String = message
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            let hint = syntax_hint(&message);
+            YamlError {
+                message,
+                line: u32::try_from(e.line()).ok().filter(|&n| n > 0),
+                column: u32::try_from(e.column()).ok().filter(|&n| n > 0),
+                hint,
+                syntax: e.is_syntax() || e.is_eof(),
+            }
+        }
+    }
+}
+
+/// What to do about a value the config's types do not take: a key or
+/// value it does not know, or a value of the wrong kind.
+fn value_hint(message: &str) -> &'static str {
+    if message.starts_with("unknown field") {
         "fix the key's spelling, or remove it; the keys allowed there are listed above"
     } else if message.starts_with("unknown variant") {
         "use one of the values listed above"
@@ -116,15 +141,39 @@ fn parse_hint(message: &str, syntax: bool) -> &'static str {
     }
 }
 
-/// The parser's first line, without its own `error: ` (ours is printed).
-fn first_line(message: &str) -> &str {
-    let first = message.lines().next().unwrap_or(message).trim();
-    first.strip_prefix("error: ").unwrap_or(first)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The place is kept apart from the message (which then has no "at
+    /// line" of its own), and a syntax error is told from a value that does
+    /// not fit, for YAML and JSON alike.
+    #[test]
+    fn parse_errors_keep_their_place_apart() {
+        let cases = [
+            ("dlp: block\nallow: [{host: a.com}\n", 2, 8, true),
+            ("dlp: block\nallow: {host: a.com}\n", 2, 8, false),
+            ("dlp: block\ndlp: off\n", 2, 1, true),
+            ("dlp: sometimes\n", 1, 6, false),
+            ("{\"allow\": [}", 1, 12, true),
+            ("{\"allow\": 5}", 1, 11, false),
+            ("{\"allow\": [", 1, 11, true),
+        ];
+        for (text, line, column, syntax) in cases {
+            let Err(e) = bottle_egress::config::parse_text(text) else {
+                panic!("{text:?} parsed");
+            };
+            let e = parse_failure(&e);
+            assert_eq!(
+                (e.line, e.column, e.syntax),
+                (Some(line), Some(column), syntax),
+                "{text:?}: {}",
+                e.message
+            );
+            assert!(!e.message.contains("line"), "{text:?}: {}", e.message);
+            assert!(!e.message.is_empty(), "{text:?}");
+        }
+    }
 
     /// Each failure to listen says what, with the address, and what next;
     /// the OS's `(os error N)` text is not the message.

@@ -390,7 +390,10 @@ fn proxy_config_errors_are_usage_errors() {
             "missing.yaml",
             "cannot read `missing.yaml`: No such file or directory",
         ),
-        ("syntax.yaml", "`syntax.yaml`:1:8: unclosed bracket"),
+        (
+            "syntax.yaml",
+            "`syntax.yaml`:1:8: a list opened with `[` is never closed",
+        ),
         ("key.yaml", "`key.yaml`:1:1: unknown field `alow`"),
         (
             "listen.yaml",
@@ -410,9 +413,10 @@ fn proxy_config_errors_are_usage_errors() {
     }
 }
 
-/// The proxy's config gets the manifest's form of parse errors: the file,
-/// line and column, the parser's words without its location suffix, and a
-/// hint for the kind of error (syntax, or a value of the wrong kind).
+/// The proxy's config gets the manifest's form of parse errors, from the
+/// same rendering: the file, line and column, the manifest's words for a
+/// syntax error (the parser's otherwise, without its location suffix), and
+/// a hint for the kind of error (syntax, or a value of the wrong kind).
 #[test]
 fn proxy_config_parse_errors_have_line_column_and_hint() {
     let t = TestEnv::new();
@@ -426,7 +430,7 @@ fn proxy_config_parse_errors_have_line_column_and_hint() {
         shown.push_str(&err);
     }
     insta::assert_snapshot!(shown, @r"
-    error: `syntax.yaml`:2:8: unclosed bracket '['
+    error: `syntax.yaml`:2:8: a list opened with `[` is never closed
 
     hint: close the list with `]`, or quote the value if the `[` is text
     error: `type.yaml`:2:8: expected sequence start
