@@ -370,22 +370,6 @@ fn an_upstream_name_at_a_private_address_is_refused_unless_pinned() {
     assert!(wt.join("README.md").exists(), "cloned through the pin");
 }
 
-/// The gate's name lookups in [`a_rebound_name_reaches_only_the_vetted_address`]:
-/// `localhost` is a harmless address of this machine; git's own lookup
-/// (the system's) still says 127.0.0.1.
-struct Rebinding(std::net::IpAddr);
-
-impl bottle_gitgate::guard::Resolver for Rebinding {
-    fn lookup<'a>(&'a self, name: &'a str, _: u16) -> bottle_gitgate::guard::Lookup<'a> {
-        let answer = if name == "localhost" {
-            Ok(vec![self.0])
-        } else {
-            Err(std::io::ErrorKind::NotFound.into())
-        };
-        Box::pin(async move { answer })
-    }
-}
-
 /// DNS rebinding against the SSRF guard: the upstream's name answers the
 /// gate's lookup with an allowed address (the legit upstream listens there,
 /// port P) and git's later lookup with 127.0.0.1, where a trap listens on
@@ -396,33 +380,14 @@ impl bottle_gitgate::guard::Resolver for Rebinding {
 #[test]
 fn a_rebound_name_reaches_only_the_vetted_address() {
     let test = "a_rebound_name_reaches_only_the_vetted_address";
-    let lan = match local_allowed_ipv4() {
+    let lan = match rebinding_target() {
         Ok(ip) => ip,
         Err(why) => {
             eprintln!("SKIPPED {test}: {why}");
             return;
         }
     };
-    // The attack's second half: the system sends `localhost` to loopback.
-    let system: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 9))
-        .map(|a| a.map(|sa| sa.ip()).collect())
-        .unwrap_or_default();
-    if system.is_empty() || !system.iter().all(|ip| ip.is_loopback()) {
-        eprintln!("SKIPPED {test}: the system resolves localhost to {system:?}, not loopback");
-        return;
-    }
-    // One port free on the allowed address and on loopback (both families
-    // of loopback when there is IPv6, as git may try ::1 first).
-    let (legit, traps) = (0..50)
-        .find_map(|_| {
-            let legit = std::net::TcpListener::bind((lan, 0)).ok()?;
-            let port = legit.local_addr().ok()?.port();
-            let mut traps =
-                vec![std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).ok()?];
-            traps.extend(std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, port)).ok());
-            Some((legit, traps))
-        })
-        .expect("a port free on both addresses");
+    let (legit, traps) = listener_with_loopback_traps(lan);
     let port = legit.local_addr().unwrap().port();
     let up = HttpsUpstream::start_on(legit);
     let trap = Trap::start(traps);

@@ -6,11 +6,16 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::Ordering;
 
 use support::*;
 
 fn sshd_or_skip() -> Option<SshUpstream> {
-    match SshUpstream::start() {
+    skip_without_sshd(SshUpstream::start())
+}
+
+fn skip_without_sshd(started: Result<SshUpstream, String>) -> Option<SshUpstream> {
+    match started {
         Ok(u) => Some(u),
         Err(why) => {
             assert!(
@@ -118,4 +123,83 @@ fn a_pinned_ssh_upstream_is_checked_under_its_written_name() {
         out.contains("Host key verification failed") || out.contains("host key"),
         "{out}"
     );
+}
+
+/// DNS rebinding against the SSRF guard, over SSH: the upstream's name
+/// (`localhost`) answers the gate's lookup with an allowed address of this
+/// machine, where the real sshd listens on port P, and ssh's own lookup
+/// with loopback, where a trap listens on the same port P (an internal
+/// service). Clone, push and fetch must all reach the real sshd and the trap
+/// nothing: the gate pins ssh to the address it vetted (`-o HostName=`)
+/// and checks the host key under the name the user wrote
+/// (`-o HostKeyAlias=localhost`). Without that pin ssh resolves `localhost`
+/// itself and connects to the trap.
+#[test]
+fn a_rebound_ssh_name_reaches_only_the_vetted_address() {
+    let test = "a_rebound_ssh_name_reaches_only_the_vetted_address";
+    let lan = match rebinding_target() {
+        Ok(ip) => ip,
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            return;
+        }
+    };
+    // sshd binds its port itself: the trap keeps P on loopback while sshd
+    // takes P on the allowed address (a new P if sshd cannot bind it).
+    let mut traps = Vec::new();
+    let started = SshUpstream::start_on(lan.into(), || {
+        let (legit, t) = listener_with_loopback_traps(lan);
+        traps = t;
+        legit.local_addr().unwrap().port()
+    });
+    let Some(up) = skip_without_sshd(started) else {
+        return;
+    };
+    let trap = Trap::start(traps);
+    // ssh://user@LAN:P/path -> ssh://user@localhost:P/path
+    let rest = up.url.strip_prefix("ssh://").unwrap();
+    let (user, rest) = rest.split_once('@').unwrap();
+    let (hostport, path) = rest.split_once('/').unwrap();
+    let port = hostport.rsplit_once(':').unwrap().1;
+    assert_eq!(hostport, format!("{lan}:{port}"));
+    let mut setup = GateSetup::ssh(&up, &["*"]);
+    setup.repos[0].url = format!("ssh://{user}@localhost:{port}/{path}");
+    // The real host key, pinned under the written name only.
+    let key = up.known_hosts.split_once(' ').unwrap().1;
+    setup.known_hosts = Some(format!("localhost {key}"));
+    setup.resolver = Some(std::sync::Arc::new(Rebinding(lan.into())));
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+
+    let (ok, out) = git_try(work.path(), &["clone", &gate.repo_url("app"), "w"]);
+    let hits = || trap.hits.load(Ordering::SeqCst);
+    assert_eq!(
+        hits(),
+        0,
+        "the clone's refresh reached loopback port {port}: {out}"
+    );
+    assert!(ok, "{out}");
+    let wt = work.path().join("w");
+    assert!(wt.join("README.md").exists());
+
+    let c = commit_file(&wt, "f.txt", "clean\n", "clean change");
+    let (ok, out) = git_try(&wt, &["push", "origin", "HEAD:refs/heads/topic"]);
+    assert_eq!(
+        hits(),
+        0,
+        "the upstream push reached loopback port {port}: {out}"
+    );
+    assert!(ok, "{out}");
+    assert_eq!(up.bare.rev("refs/heads/topic"), Some(c));
+
+    let (ok, out) = git_try(&wt, &["fetch", "origin"]);
+    assert_eq!(
+        hits(),
+        0,
+        "the fetch's refresh reached loopback port {port}: {out}"
+    );
+    assert!(ok, "{out}");
+    let fetches = gate.events("git-fetch");
+    assert!(!fetches.is_empty());
+    assert!(fetches.iter().all(|e| e.decision == "allow"), "{fetches:?}");
 }

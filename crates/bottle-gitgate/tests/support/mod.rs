@@ -326,7 +326,8 @@ async fn upstream_cgi(
     resp
 }
 
-/// An `sshd` on 127.0.0.1 serving a bare upstream; killed on drop.
+/// An `sshd` serving a bare upstream (on 127.0.0.1 unless started with
+/// [`SshUpstream::start_on`]); killed on drop.
 pub struct SshUpstream {
     pub bare: BareUpstream,
     pub url: String,
@@ -356,6 +357,19 @@ fn keygen(path: &Path) {
 impl SshUpstream {
     /// `Err(reason)` when sshd cannot run here.
     pub fn start() -> Result<Self, String> {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        })
+    }
+
+    /// sshd listening on `ip` only, at a port `pick_port` chooses (called
+    /// again for a new port when sshd cannot bind the last one). The URL and
+    /// the known_hosts lines name `ip`.
+    pub fn start_on(
+        ip: std::net::IpAddr,
+        mut pick_port: impl FnMut() -> u16,
+    ) -> Result<Self, String> {
         let sshd = Path::new("/usr/sbin/sshd");
         if !sshd.exists() {
             return Err("/usr/sbin/sshd is not installed (apt-get install openssh-server)".into());
@@ -373,12 +387,9 @@ impl SshUpstream {
         let mut attempt = 0;
         let (port, child, lines) = loop {
             attempt += 1;
-            let port = {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                l.local_addr().unwrap().port()
-            };
+            let port = pick_port();
             let cfg = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile {d}/sshd.pid\n\
+                "Port {port}\nListenAddress {ip}\nHostKey {d}/host\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
                  StrictModes no\nPermitRootLogin prohibit-password\nAllowUsers {user}\n\
@@ -428,19 +439,31 @@ impl SshUpstream {
             let s = std::fs::read_to_string(d.join(f)).unwrap();
             let mut it = s.split_whitespace();
             format!(
-                "[127.0.0.1]:{port} {} {}",
+                "[{ip}]:{port} {} {}",
                 it.next().unwrap(),
                 it.next().unwrap()
             )
         };
         Ok(SshUpstream {
-            url: format!("ssh://{user}@127.0.0.1:{port}{}", bare.repo.display()),
+            url: format!(
+                "ssh://{user}@{}:{port}{}",
+                host_in_url(ip),
+                bare.repo.display()
+            ),
             client_key: std::fs::read_to_string(d.join("client")).unwrap(),
             known_hosts: pub_of("host.pub"),
             wrong_known_hosts: pub_of("other_host.pub"),
             bare,
             child,
         })
+    }
+}
+
+/// `ip` as the host part of a URL (IPv6 in brackets).
+fn host_in_url(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 
@@ -808,4 +831,55 @@ pub fn local_allowed_ipv4() -> Result<std::net::Ipv4Addr, String> {
         .ok_or_else(|| {
             format!("this machine has no IPv4 address the SSRF guard allows (saw {seen:?})")
         })
+}
+
+/// The gate's name lookups in the DNS-rebinding tests: `localhost` is a
+/// harmless address of this machine; git's own lookup (the system's) still
+/// says loopback.
+pub struct Rebinding(pub std::net::IpAddr);
+
+impl bottle_gitgate::guard::Resolver for Rebinding {
+    fn lookup<'a>(&'a self, name: &'a str, _: u16) -> bottle_gitgate::guard::Lookup<'a> {
+        let answer = if name == "localhost" {
+            Ok(vec![self.0])
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+/// What a DNS-rebinding test needs of this machine: an allowed local IPv4
+/// for the gate's lookup of `localhost` to answer ([`Rebinding`]), and the
+/// system resolving `localhost` to loopback only (the attack's second half,
+/// where the trap listens). `Err` says why the test cannot run here.
+pub fn rebinding_target() -> Result<std::net::Ipv4Addr, String> {
+    let lan = local_allowed_ipv4()?;
+    let system: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 9))
+        .map(|a| a.map(|sa| sa.ip()).collect())
+        .unwrap_or_default();
+    if system.is_empty() || !system.iter().all(|ip| ip.is_loopback()) {
+        return Err(format!(
+            "the system resolves localhost to {system:?}, not loopback"
+        ));
+    }
+    Ok(lan)
+}
+
+/// A port P free on `lan` and on loopback: a listener on `lan`:P, and the
+/// trap's listeners on 127.0.0.1:P and, when there is IPv6, [::1]:P (git
+/// and ssh may try ::1 first).
+pub fn listener_with_loopback_traps(
+    lan: std::net::Ipv4Addr,
+) -> (std::net::TcpListener, Vec<std::net::TcpListener>) {
+    (0..50)
+        .find_map(|_| {
+            let legit = std::net::TcpListener::bind((lan, 0)).ok()?;
+            let port = legit.local_addr().ok()?.port();
+            let mut traps =
+                vec![std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).ok()?];
+            traps.extend(std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, port)).ok());
+            Some((legit, traps))
+        })
+        .expect("a port free on both addresses")
 }
