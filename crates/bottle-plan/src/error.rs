@@ -28,6 +28,11 @@ pub enum Error {
         line: u32,
         key: String,
     },
+    /// `--forward-oauth-token` without the variable it forwards: the flag,
+    /// not a manifest, asks for it, so no file or line is named.
+    ForwardedTokenUnset {
+        name: String,
+    },
     /// A file holding a credential (token or ssh key) cannot be read.
     UnreadableFile {
         path: PathBuf,
@@ -109,6 +114,10 @@ impl Error {
             Error::UnsetVariable { name, .. } => Some(format!(
                 "export `{name}` before starting, or change the manifest"
             )),
+            Error::ForwardedTokenUnset { name } => Some(format!(
+                "export `{name}` (the OAuth token `claude setup-token` prints) before starting; \
+                 or, better, declare an `anthropic` token in the bottle and drop the flag"
+            )),
             Error::UnreadableFile { .. } => Some("check the path and its permissions".into()),
             Error::EmptyCredential { .. } => Some("put the credential on the first line".into()),
             Error::MissingSkill { name, .. } => Some(format!(
@@ -173,6 +182,10 @@ impl fmt::Display for Error {
                     "`{key}` needs the environment variable `{name}`, which is not set"
                 )
             }
+            Error::ForwardedTokenUnset { name } => write!(
+                f,
+                "`--forward-oauth-token` needs the environment variable `{name}`, which is not set"
+            ),
             Error::UnreadableFile {
                 path,
                 file,

@@ -177,11 +177,8 @@ pub fn resolve(
     }
     if forward_oauth {
         let var = "CLAUDE_BOTTLE_OAUTH_TOKEN";
-        let v = host.env(var).ok_or_else(|| Error::UnsetVariable {
+        let v = host.env(var).ok_or_else(|| Error::ForwardedTokenUnset {
             name: var.to_string(),
-            file: bottle.file.clone(),
-            line: 0,
-            key: "--forward-oauth-token".to_string(),
         })?;
         env.forwarded.push("CLAUDE_CODE_OAUTH_TOKEN".to_string());
         secrets

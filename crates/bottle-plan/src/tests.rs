@@ -657,6 +657,21 @@ fn forward_oauth_token_mode() {
     );
     let r = plan_with(AGENT, &[("base", BASE), ("dev", DEV)], None, &opts, &host()).unwrap();
     assert!(!r.plan.forward_oauth_token);
+
+    // The flag, not a manifest, asks for the variable: the error names the
+    // flag and no file.
+    let mut h = host();
+    h.env.remove("CLAUDE_BOTTLE_OAUTH_TOKEN");
+    let e = plan_with("---\nbottle: dev\n---\n", NOTOK, None, &opts, &h).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`--forward-oauth-token` needs the environment variable `CLAUDE_BOTTLE_OAUTH_TOKEN`, \
+         which is not set"
+    );
+    assert!(
+        e.hint()
+            .is_some_and(|h| h.contains("export `CLAUDE_BOTTLE_OAUTH_TOKEN`"))
+    );
 }
 
 #[test]

@@ -112,6 +112,24 @@ fn forward_oauth_token_warns_plainly() {
         err.contains("api.anthropic.com  ports 443  tls passthrough"),
         "{err}"
     );
+
+    // Without the variable: bad usage naming the flag, not the bottle file.
+    let mut c = t.cmd(&["start", "a", "--dry-run", "--forward-oauth-token"]);
+    c.env_remove("CLAUDE_BOTTLE_OAUTH_TOKEN");
+    let (code, _, err) = t.run(c);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with(
+            "error: `--forward-oauth-token` needs the environment variable \
+             `CLAUDE_BOTTLE_OAUTH_TOKEN`, which is not set"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("plain.md"), "{err}");
+    assert!(
+        err.contains("hint: export `CLAUDE_BOTTLE_OAUTH_TOKEN`"),
+        "{err}"
+    );
 }
 
 #[test]
