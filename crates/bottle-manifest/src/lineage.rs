@@ -100,15 +100,16 @@ fn visit(
     order: &mut Vec<Bottle>,
 ) -> Result<(), Error> {
     stack.push(bottle.name.clone());
-    if stack.len() > MAX_DEPTH {
-        return Err(Error::invalid(
-            &bottle.file,
-            0,
-            "extends",
-            "the `extends` chain is too deep",
-        ));
-    }
     for (parent, line) in &bottle.extends {
+        // Said at the `extends` entry that would go one level too deep.
+        if stack.len() >= MAX_DEPTH {
+            return Err(Error::invalid(
+                &bottle.file,
+                *line,
+                "extends",
+                format!("the `extends` chain is too deep (at most {MAX_DEPTH} bottles)"),
+            ));
+        }
         if stack.contains(parent) {
             let mut chain = stack.clone();
             chain.push(parent.clone());

@@ -577,6 +577,30 @@ fn merge_errors_show_the_chain() {
     assert_eq!(e.line, Some(2));
     let e = merge("zzz", bottles(&[])).unwrap_err();
     assert!(matches!(e.kind, ErrorKind::MissingBottle { .. }));
+
+    // A chain one bottle too long: said at the `extends` line of the last
+    // bottle that fits, in its file.
+    let files: Vec<(String, String)> = (0..=crate::lineage::MAX_DEPTH)
+        .map(|i| {
+            let text = if i < crate::lineage::MAX_DEPTH {
+                format!("---\nimage: x\nextends: b{}\n---\n", i + 1)
+            } else {
+                "---\n---\n".to_string()
+            };
+            (format!("b{i}"), text)
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let e = merge("b0", bottles(&refs)).unwrap_err();
+    assert!(e.to_string().contains("too deep"), "{e}");
+    let last = format!("b{}", crate::lineage::MAX_DEPTH - 1);
+    assert_eq!((e.file, e.line), (bottle_file(&last), Some(3)));
+    // One fewer fits.
+    let fits = bottles(&refs[1..]);
+    assert!(merge("b1", fits).is_ok());
 }
 
 #[test]
