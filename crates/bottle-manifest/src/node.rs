@@ -191,7 +191,7 @@ pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
             "manifests allow 32 levels of nesting, 20,000 values and 64 aliases; \
              write the values out instead of expanding aliases",
         ),
-        _ => (sanitize(first), syntax_hint(first)),
+        _ => (scanner_words(first), syntax_hint(first)),
     };
     YamlError {
         message: if message.is_empty() {
@@ -204,6 +204,36 @@ pub fn describe(e: &serde_saphyr::Error, line_offset: u32) -> YamlError {
         hint,
         syntax,
     }
+}
+
+/// The scanner's most common messages in the user's terms; any other in
+/// the parser's own words (control characters removed).
+fn scanner_words(first: &str) -> String {
+    let m = first.to_ascii_lowercase();
+    let ours = if m.contains("tabs disallowed") || m.contains("found a tab") {
+        "a tab is used where YAML needs spaces"
+    } else if m.contains("did not find expected key") {
+        "this line does not line up with the keys of the mapping above it"
+    } else if m.contains("did not find expected '-'") {
+        "this line does not line up with the items (`- …`) of the list above it"
+    } else if m.contains("unknown escape") {
+        "a `\\` in a double-quoted value starts an escape YAML does not know"
+    } else if m.contains("misplaced bracket") {
+        "a closing `]` or `}` closes nothing"
+    } else if m.starts_with("unexpected character: ") {
+        // The parser quotes the character as `c'. (Lowercasing kept the
+        // prefix's length.)
+        let c = first.get("unexpected character: ".len()..).unwrap_or("");
+        let c: String = c.chars().filter(|&ch| ch != '`' && ch != '\'').collect();
+        return if c.chars().count() == 1 && !c.chars().any(char::is_control) {
+            format!("a value or key cannot start with `{c}` unless it is quoted")
+        } else {
+            "a value or key starts with a character that must be quoted".to_string()
+        };
+    } else {
+        return sanitize(first);
+    };
+    ours.to_string()
 }
 
 /// The parser's scanner messages name the construct; say what usually
@@ -220,8 +250,14 @@ pub fn syntax_hint(message: &str) -> &'static str {
         "close the mapping with `}`, or quote the value if the `{` is text"
     } else if m.contains("'['") || m.contains("flow sequence") {
         "close the list with `]`, or quote the value if the `[` is text"
+    } else if m.contains("unknown escape") {
+        "in double quotes write a backslash as `\\\\`, or put the value in single quotes \
+         (`'C:\\dir'`), where a backslash is plain text"
     } else if m.contains("quote") || m.contains("quoted") {
         "close the quote on the value, or escape a quote inside it"
+    } else if m.contains("unexpected character") || m.contains("misplaced bracket") {
+        "quote the value (`key: \"…\"`) when it starts with a character YAML reserves, \
+         such as `@`, `` ` ``, `%`, `]` or `}`"
     } else if m.contains("mapping values are not allowed") {
         "quote a value that contains `: ` (`key: \"a: b\"`), or put a nested mapping on \
          its own indented lines"
@@ -554,6 +590,46 @@ mod tests {
                 "{yaml}: {e:?}"
             );
             assert!(e.line.is_some() && e.column.is_some(), "{yaml}: {e:?}");
+        }
+
+        // The scanner's common complaints, said in the user's terms, each
+        // with the hint that fits it.
+        for (yaml, message, hint) in [
+            (
+                "env:\n\tA: b\n",
+                "a tab is used where YAML needs spaces",
+                "tabs",
+            ),
+            (
+                "env:\n  A: b\n B: c\n",
+                "this line does not line up with the keys of the mapping above it",
+                "indentation",
+            ),
+            (
+                "env:\n  - A\n  B: 1\n",
+                "this line does not line up with the items (`- …`) of the list above it",
+                "indentation",
+            ),
+            (
+                "image: \"C:\\qdir\"\n",
+                "a `\\` in a double-quoted value starts an escape YAML does not know",
+                "single quotes",
+            ),
+            (
+                "image: x\n@bad: 1\n",
+                "a value or key cannot start with `@` unless it is quoted",
+                "quote the value",
+            ),
+            (
+                "env: {A: 1}}\n",
+                "a closing `]` or `}` closes nothing",
+                "quote the value",
+            ),
+        ] {
+            let e = parse(yaml, 1).unwrap_err();
+            assert_eq!(e.message, message, "{yaml}");
+            assert!(e.syntax, "{yaml}");
+            assert!(e.hint.contains(hint), "{yaml}: {e:?}");
         }
     }
 
