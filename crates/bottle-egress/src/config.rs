@@ -212,8 +212,9 @@ pub struct ProxyConfig {
     pub resolve: HashMap<String, Pin>,
     pub audit: AuditTarget,
     pub limits: Limits,
-    /// The names that are the proxy itself. Not part of the file: the
-    /// sidecar adds its own (`sidecar`, the names its DNS answers).
+    /// The names (and addresses) that are the proxy itself. Not part of the
+    /// file: the sidecar adds its own (`sidecar`, the names its DNS answers
+    /// and the addresses it gives for them); see [`ProxyConfig::is_own`].
     pub own_names: OwnNames,
 }
 
@@ -224,17 +225,25 @@ pub struct ProxyConfig {
 /// else `no-route`) and is never forwarded, whatever the routes or the
 /// `resolve` table say; a `CONNECT` to one is refused (`no-route`).
 /// [`INTERNAL_HOST`] (`claude-bottle.local`) always is one.
+///
+/// It also holds the proxy's own IP addresses (the sidecar's address on the
+/// internal network, which its DNS gives for its names): an address is the
+/// proxy only together with the listen port, see [`ProxyConfig::is_own`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OwnNames(Vec<String>);
+pub struct OwnNames {
+    names: Vec<String>,
+    addrs: Vec<IpAddr>,
+}
 
 impl OwnNames {
     /// Adds `name` (any case, trailing dot allowed). An IP literal or a
-    /// numeric-looking name is an error: own names are names.
+    /// numeric-looking name is an error: own names are names (addresses go
+    /// through [`OwnNames::add_addr`]).
     pub fn add(&mut self, name: &str) -> Result<(), Error> {
         match classify_host(name) {
             HostKind::Name(n) if !n.is_empty() => {
                 if !self.contains(&n) {
-                    self.0.push(n);
+                    self.names.push(n);
                 }
                 Ok(())
             }
@@ -244,15 +253,55 @@ impl OwnNames {
         }
     }
 
+    /// Adds an address others reach the proxy at; true if it was taken.
+    /// The unspecified address (`0.0.0.0`, `::`) names no one, and a
+    /// loopback address is everyone's own: neither is taken here (a
+    /// loopback listen address counts through [`ProxyConfig::is_own`]).
+    pub fn add_addr(&mut self, ip: IpAddr) -> bool {
+        let ip = crate::addr::canonical(ip);
+        if ip.is_unspecified() || ip.is_loopback() {
+            return false;
+        }
+        if !self.addrs.contains(&ip) {
+            self.addrs.push(ip);
+        }
+        true
+    }
+
     /// Whether `name`, as [`classify_host`] gives it (lower case, no
     /// trailing dot), is the proxy itself.
     pub fn contains(&self, name: &str) -> bool {
-        name == INTERNAL_HOST || self.0.iter().any(|n| n == name)
+        name == INTERNAL_HOST || self.names.iter().any(|n| n == name)
     }
 
-    /// Whether a request's host is the proxy itself.
-    pub fn matches(&self, host: &HostKind) -> bool {
-        matches!(host, HostKind::Name(n) if self.contains(n))
+    /// Whether `ip` is one of the added addresses (whatever the port).
+    pub fn contains_addr(&self, ip: IpAddr) -> bool {
+        self.addrs.contains(&crate::addr::canonical(ip))
+    }
+}
+
+impl ProxyConfig {
+    /// Whether a request's host and port are the proxy itself: one of its
+    /// own names on any port, or one of its own addresses on the listen
+    /// port. An own address is [`OwnNames::add_addr`]'s, or the listen
+    /// address itself when that is a concrete one (not `0.0.0.0`/`::`);
+    /// loopback counts only that way. Any other port on an own address is
+    /// another service (the sidecar's DNS, its git gate): an ordinary
+    /// destination, an IP literal refused unless a route names it, as
+    /// before. With listen port 0 (not yet bound) no address is ours.
+    pub fn is_own(&self, host: &HostKind, port: u16) -> bool {
+        match host {
+            HostKind::Name(n) => self.own_names.contains(n),
+            HostKind::Ip(ip) => {
+                if port == 0 || port != self.listen.port() {
+                    return false;
+                }
+                let ip = crate::addr::canonical(*ip);
+                let listen_ip = crate::addr::canonical(self.listen.ip());
+                self.own_names.contains_addr(ip) || (!listen_ip.is_unspecified() && ip == listen_ip)
+            }
+            HostKind::BadNumeric => false,
+        }
     }
 }
 
@@ -741,12 +790,67 @@ audit: audit.jsonl
         assert!(!own.contains("sidecar"));
         own.add("SideCar.").unwrap();
         own.add("sidecar").unwrap();
-        assert_eq!(own, OwnNames(vec!["sidecar".into()]));
-        assert!(own.matches(&classify_host("SIDECAR.")));
-        assert!(!own.matches(&classify_host("sidecar.example")));
+        assert_eq!(own.names, vec!["sidecar".to_string()]);
+        assert!(own.contains("sidecar"));
+        assert!(!own.contains("sidecar.example"));
         for bad in ["10.0.0.2", "[::1]", "1.2.3.09", ""] {
             assert!(own.add(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn own_addresses_count_on_the_listen_port_only() {
+        let cfg = |listen: &str| {
+            let raw = parse_text(&format!("listen: '{listen}'")).unwrap();
+            ProxyConfig::from_raw(raw, Path::new("/"), &secrets(&[])).unwrap()
+        };
+        let own = |c: &ProxyConfig, host: &str, port: u16| c.is_own(&classify_host(host), port);
+
+        // Names: on any port, as before.
+        let mut c = cfg("0.0.0.0:3128");
+        c.own_names.add("sidecar").unwrap();
+        assert!(own(&c, "SIDECAR.", 3128) && own(&c, "sidecar", 8418));
+        assert!(!own(&c, "sidecar.example", 3128));
+
+        // Added addresses: the listen port only; canonical forms match.
+        assert!(c.own_names.add_addr("10.0.0.2".parse().unwrap()));
+        assert!(c.own_names.add_addr("fd00::2".parse().unwrap()));
+        for (host, port) in [
+            ("10.0.0.2", 3128),
+            ("[::ffff:10.0.0.2]", 3128),
+            ("[fd00::2]", 3128),
+        ] {
+            assert!(own(&c, host, port), "{host}:{port}");
+        }
+        for (host, port) in [
+            ("10.0.0.2", 53),
+            ("10.0.0.2", 8418),
+            ("10.0.0.2", 80),
+            ("10.0.0.3", 3128),
+            // A wildcard listen address makes no address ours, loopback
+            // and the wildcard itself included.
+            ("0.0.0.0", 3128),
+            ("127.0.0.1", 3128),
+            ("[::1]", 3128),
+            ("[::]", 3128),
+        ] {
+            assert!(!own(&c, host, port), "{host}:{port}");
+        }
+        // Neither the wildcard nor loopback can be added.
+        for bad in ["0.0.0.0", "::", "127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(!c.own_names.add_addr(bad.parse().unwrap()), "{bad}");
+        }
+        assert!(!own(&c, "127.0.0.1", 3128));
+
+        // A concrete listen address is ours, on its port; loopback too, then.
+        let c = cfg("127.0.0.1:3128");
+        assert!(own(&c, "127.0.0.1", 3128) && own(&c, "[::ffff:127.0.0.1]", 3128));
+        assert!(!own(&c, "127.0.0.1", 3129) && !own(&c, "127.0.0.2", 3128));
+        let c = cfg("[fd00::9]:8080");
+        assert!(own(&c, "[fd00::9]", 8080) && !own(&c, "[fd00::9]", 3128));
+        // Not bound yet: nothing is ours by address.
+        let c = cfg("10.0.0.9:0");
+        assert!(!own(&c, "10.0.0.9", 0));
     }
 
     #[test]

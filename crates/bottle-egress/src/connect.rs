@@ -47,9 +47,9 @@ pub async fn handle(
     let raw = auth.host();
     let kind = classify_host(raw);
     info.host = Some(display_host(&kind, raw));
-    if inner.cfg.own_names.matches(&kind) {
-        // The proxy serves its own names in clear only; a tunnel to one
-        // would be a tunnel to whatever that name resolves to.
+    if inner.cfg.is_own(&kind, port) {
+        // The proxy serves its own names (and addresses) in clear only; a
+        // tunnel to one would be a tunnel to whatever that name resolves to.
         return Err(Deny::NoRoute.into());
     }
     let route = inner.cfg.routes.find(&kind, port, Scheme::Https)?.clone();

@@ -437,9 +437,10 @@ async fn front(
         let port = auth.port_u16().unwrap_or(80);
         let kind = classify_host(host);
         info.host = Some(display_host(&kind, host));
-        if inner.cfg.own_names.matches(&kind) {
-            // The proxy's own name (a client whose HTTP_PROXY covers the
-            // proxy's URL too): served as in origin form, never forwarded.
+        if inner.cfg.is_own(&kind, port) {
+            // The proxy's own name, or own address on its listen port (a
+            // client whose HTTP_PROXY covers the proxy's URL too): served
+            // as in origin form, never forwarded.
             return own(inner, pool, req, info).await;
         }
         let route = inner.cfg.routes.find(&kind, port, Scheme::Http)?.clone();
@@ -473,7 +474,7 @@ async fn front(
 }
 
 /// A request to the proxy itself, origin-form or absolute-form to one of
-/// its own names: the reverse proxy, `/health`, `/ca.pem`, else `no-route`.
+/// its own names or addresses ([`ProxyConfig::is_own`]): the reverse proxy, `/health`, `/ca.pem`, else `no-route`.
 async fn own(
     inner: &Arc<Inner>,
     pool: &Pool,

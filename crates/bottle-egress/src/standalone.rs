@@ -36,14 +36,17 @@ where
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let proxy = Proxy::new(cfg.clone())?;
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| Error::Listen {
                 addr: cfg.listen.to_string(),
                 source,
             })?;
-        ready(listener.local_addr()?);
+        // The bound address (port 0 resolved): a concrete listen address on
+        // its port is one of the proxy's own (`ProxyConfig::is_own`).
+        cfg.listen = listener.local_addr()?;
+        let proxy = Proxy::new(cfg.clone())?;
+        ready(cfg.listen);
         serve(proxy, listener, shutdown).await
     })
 }

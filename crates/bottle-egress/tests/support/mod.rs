@@ -296,6 +296,11 @@ impl<'a> Setup<'a> {
         );
         let mut cfg = ProxyConfig::from_raw(raw, dir.path(), &secrets).unwrap();
         cfg.audit = AuditTarget::Memory;
+        // The proxy listens where its configuration says (as the standalone
+        // proxy and the sidecar do once bound); a tweak may pretend otherwise.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        cfg.listen = addr;
         if let Some(t) = self.tweak {
             t(&mut cfg);
         }
@@ -309,8 +314,6 @@ impl<'a> Setup<'a> {
         .unwrap();
         // `log: off` has no log at all: an empty one stands in.
         let log = proxy.memory_log().unwrap_or_default();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let p2 = proxy.clone();
         tokio::spawn(async move {

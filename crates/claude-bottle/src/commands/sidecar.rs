@@ -90,10 +90,12 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     }
     let mut cfg = proxy_config(doc, secrets.expose())?;
     add_own_names(&mut cfg, dns_cfg.as_ref())?;
-    let proxy = bottle_egress::Proxy::new(cfg.clone())?;
     let proxy_listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    // The bound address (port 0 resolved): own addresses count on its port.
+    cfg.listen = proxy_listener.local_addr()?;
+    let proxy = bottle_egress::Proxy::new(cfg.clone())?;
     let mut addrs = vec![format!("proxy {}", proxy_listener.local_addr()?)];
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -168,11 +170,17 @@ fn proxy_config(doc: Value, secrets: &Value) -> Result<ProxyConfig> {
 /// The names that are the sidecar itself, which its proxy serves (health,
 /// the model-API reverse proxy) instead of forwarding: `sidecar`, its alias
 /// on the internal network, and every name its DNS answers (the sidecar's
-/// aliases, `sidecar.md`). `claude-bottle.local` always is one.
+/// aliases, `sidecar.md`). `claude-bottle.local` always is one. The
+/// addresses its DNS gives for those names are the sidecar's own too, on
+/// the proxy's listen port only (`ProxyConfig::is_own`: the same address on
+/// port 53 or the gate's port stays an ordinary, refused, IP literal); a
+/// concrete listen address counts by itself, and the unspecified or a
+/// loopback address is never added.
 fn add_own_names(cfg: &mut ProxyConfig, dns: Option<&DnsConfig>) -> Result<()> {
     cfg.own_names.add(SIDECAR_HOST)?;
-    for name in dns.into_iter().flat_map(|d| d.names.keys()) {
+    for (name, ip) in dns.into_iter().flat_map(|d| &d.names) {
         cfg.own_names.add(name)?;
+        cfg.own_names.add_addr(*ip);
     }
     Ok(())
 }
@@ -339,25 +347,37 @@ mod tests {
         String::from_utf8_lossy(&answer).to_ascii_lowercase()
     }
 
-    /// `sidecar` and the names the sidecar's DNS answers are the proxy
-    /// itself: an absolute-form request to one is served, not forwarded
-    /// (here it would be `no-route`: there is no route at all).
+    /// `sidecar`, the names the sidecar's DNS answers and, on the proxy's
+    /// port, the address it answers them with are the proxy itself: an
+    /// absolute-form request to one is served, not forwarded (here it
+    /// would be refused: there is no route at all). That address on
+    /// another port, and loopback, stay ordinary IP literals.
     #[tokio::test]
     async fn the_sidecars_own_names_are_served_by_its_proxy() {
         use tokio::io::AsyncWriteExt;
 
         let mut cfg = proxy_config(
-            serde_json::json!({"allow": [], "log": "off"}),
+            serde_json::json!({"allow": [], "log": "off", "listen": "0.0.0.0:3128"}),
             &serde_json::json!({}),
         )
         .unwrap();
         let d = serde_json::json!({"listen": "127.0.0.1:0", "names": {"gw.bottle": "10.0.0.2"}});
         add_own_names(&mut cfg, Some(&dns_config(&d).unwrap())).unwrap();
         let p = Proxy::new(cfg).unwrap();
-        for target in [
-            "http://sidecar:3128/health",
-            "http://gw.bottle/health",
-            "http://claude-bottle.local/health",
+        let ok = None;
+        let no_route = Some("no-route");
+        let ip_literal = Some("ip-literal");
+        for (target, block) in [
+            ("http://sidecar:3128/health", ok),
+            ("http://gw.bottle/health", ok),
+            ("http://claude-bottle.local/health", ok),
+            ("http://10.0.0.2:3128/health", ok),
+            ("http://10.0.0.2:3128/nope", no_route),
+            ("http://10.0.0.2:53/health", ip_literal),
+            ("http://10.0.0.2:8418/health", ip_literal),
+            ("http://10.0.0.2/health", ip_literal),
+            ("http://127.0.0.1:3128/health", ip_literal),
+            ("http://0.0.0.0:3128/health", ip_literal),
         ] {
             let (mut client, server) = tokio::io::duplex(64 * 1024);
             let p = p.clone();
@@ -365,7 +385,14 @@ mod tests {
             let head = format!("GET {target} HTTP/1.1\r\nhost: x\r\n\r\n");
             client.write_all(head.as_bytes()).await.unwrap();
             let answer = response_head(&mut client).await;
-            assert!(answer.starts_with("http/1.1 200"), "{target}: {answer}");
+            match block {
+                None => assert!(answer.starts_with("http/1.1 200"), "{target}: {answer}"),
+                Some(reason) => {
+                    assert!(answer.starts_with("http/1.1 403"), "{target}: {answer}");
+                    let header = format!("x-claude-bottle-block: {reason}");
+                    assert!(answer.contains(&header), "{target}: {answer}");
+                }
+            }
         }
     }
 }
