@@ -117,15 +117,15 @@ fn home_checks(settings: &Settings, r: &mut Report) {
                 r.ok("home", &home.display().to_string());
             }
             let catalog = Catalog::scan(home, &settings.cwd, &settings.user_home);
-            let broken: Vec<String> = catalog
+            let broken: Vec<bottle_manifest::Error> = catalog
                 .agents
                 .keys()
-                .filter_map(|n| catalog.load_agent(n).err().map(|e| e.to_string()))
+                .filter_map(|n| catalog.load_agent(n).err())
                 .chain(
                     catalog
                         .bottles
                         .keys()
-                        .filter_map(|n| catalog.load_bottle(n).err().map(|e| e.to_string())),
+                        .filter_map(|n| catalog.load_bottle(n).err()),
                 )
                 .collect();
             r.ok(
@@ -136,12 +136,13 @@ fn home_checks(settings: &Settings, r: &mut Report) {
                     catalog.bottles.len()
                 ),
             );
-            for b in broken {
-                r.warn(
-                    "manifest",
-                    &b,
-                    "fix the file; `claude-bottle list` shows every broken one",
-                );
+            for e in broken {
+                // The error's own hint says what to change; without one,
+                // where to see them all.
+                let fix = e.hint().unwrap_or_else(|| {
+                    "fix the file; `claude-bottle list` shows every broken one".into()
+                });
+                r.warn("manifest", &e.to_string(), &fix);
             }
         }
     }

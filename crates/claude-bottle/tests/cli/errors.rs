@@ -481,3 +481,28 @@ fn control_characters_in_messages_are_written_out() {
         "{err}"
     );
 }
+
+/// `doctor` names each broken manifest with its place and the error's own
+/// hint, not a generic "fix the file".
+#[test]
+fn doctor_gives_a_broken_manifests_own_hint() {
+    let t = TestEnv::standard();
+    t.bottle("tabs", "---\nenv:\n\tA: 1\n---\n");
+    let (_, out, err) = t.run(t.cmd(&["doctor"]));
+    let shown = format!("{out}{err}");
+    let line = shown
+        .lines()
+        .position(|l| l.contains("tabs.md`:3:"))
+        .unwrap_or_else(|| panic!("no line for tabs.md: {shown}"));
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(
+        lines[line].contains("a tab is used where YAML needs spaces"),
+        "{shown}"
+    );
+    assert!(
+        lines
+            .get(line + 1)
+            .is_some_and(|l| l.contains("fix: indent with spaces")),
+        "{shown}"
+    );
+}
