@@ -123,6 +123,11 @@ impl KnownSet {
         self.secret_count
     }
 
+    /// The length of the longest form: an occurrence is never longer.
+    pub fn max_form_len(&self) -> usize {
+        self.forms.iter().map(|f| f.len()).max().unwrap_or(0)
+    }
+
     /// Calls `f` with the range of every occurrence of any form in `hay`.
     pub fn find(&self, hay: &[u8], mut f: impl FnMut(Range<usize>)) {
         if self.forms.is_empty() || hay.len() < ANCHOR {

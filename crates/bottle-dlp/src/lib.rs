@@ -14,9 +14,14 @@
 //!   depth;
 //! - exfiltration through host names ([`host`]).
 //!
+//! Binary data gets the known secrets alone ([`Engine::scan_known`],
+//! [`Engine::known_stream`]): their forms are exact bytes, the rules there
+//! would only match noise.
+//!
 //! Findings name the rule and the byte range in the caller's input, and show
 //! at most the first four characters of the secret.
 
+mod binary;
 mod decode;
 mod entropy;
 mod finding;
@@ -34,6 +39,7 @@ mod tests;
 
 use std::fmt;
 
+pub use binary::KnownStream;
 pub use decode::{
     base32_encode, base64_decode, base64_encode, hex_decode, hex_encode, percent_decode,
     percent_encode,
@@ -184,6 +190,29 @@ impl Engine {
     /// rescans less of the look-back.
     pub fn stream_with_step(&self, step: usize) -> StreamScanner<&Engine> {
         StreamScanner::new(self, stream::DEFAULT_LOOKBACK, step)
+    }
+
+    /// Whether any known secret was given: without one,
+    /// [`Engine::scan_known`] finds nothing and a caller can skip reading
+    /// the data at all.
+    pub fn has_known_secrets(&self) -> bool {
+        self.known.secret_count() > 0
+    }
+
+    /// Searches bytes for the known secrets only, in every form the engine
+    /// matches them (as is, base64, base64url, hex, percent-encoded,
+    /// reversed), with no rules and no decoding: for binary data, where the
+    /// rules would match noise. Findings use [`KNOWN_SECRET_RULE`], are
+    /// redacted to `****` and sorted by offset.
+    pub fn scan_known(&self, input: &[u8]) -> Vec<Finding> {
+        binary::scan(&self.known, input)
+    }
+
+    /// [`Engine::scan_known`] over a stream of chunks of any size, with
+    /// memory bounded by the longest form of a known secret; see
+    /// [`KnownStream`].
+    pub fn known_stream(&self) -> KnownStream<'_> {
+        KnownStream::new(&self.known)
     }
 
     /// Checks a host name for exfiltration: long or random-looking labels and

@@ -21,7 +21,12 @@ pub struct FindingReport {
     pub commit: String,
     /// The file path, or `None` for the commit message.
     pub path: Option<String>,
+    /// 0 for a binary file, which has no lines: see `offset`.
     pub line: u64,
+    /// For a binary file, the byte offset of the secret in the file
+    /// (counted from 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     pub rule: String,
     pub redacted: String,
 }
@@ -47,6 +52,13 @@ pub struct PushTimings {
     pub dlp_ms: u64,
     /// Bytes of added lines the DLP engine scanned.
     pub dlp_bytes: u64,
+    /// Binary files (added or changed) searched for the known secrets, their
+    /// bytes, and the time the search took (CPU-bound, summed over threads;
+    /// reading the blobs is in `diffs_ms`). All 0 when the bottle has no
+    /// known secret.
+    pub binary_files: u64,
+    pub binary_bytes: u64,
+    pub binary_ms: u64,
     /// The upstream push.
     pub upstream_ms: u64,
 }

@@ -153,12 +153,14 @@ pub fn run_with(
             for f in &report.findings {
                 let short = f.commit.get(..12).unwrap_or(&f.commit);
                 let place = f.path.as_deref().unwrap_or("(commit message)");
+                // A binary file has no lines: the byte offset says where.
+                let at = match f.offset {
+                    Some(o) => format!("{place} (binary, byte {o})"),
+                    None => format!("{place}:{}", f.line),
+                };
                 say(
                     err,
-                    &format!(
-                        "  commit {short} {place}:{} rule {} {}",
-                        f.line, f.rule, f.redacted
-                    ),
+                    &format!("  commit {short} {at} rule {} {}", f.rule, f.redacted),
                 );
             }
             say(

@@ -13,7 +13,8 @@ pub struct Limits {
     pub max_commits: u64,
     /// A text file whose added lines in one commit exceed this refuses the
     /// push: it cannot be scanned within bounds. Binary files (a NUL byte in
-    /// the first 8000 bytes, git's own test) are skipped whatever their size.
+    /// the first 8000 bytes, git's own test) are skipped by the rules
+    /// whatever their size, and streamed through the known-secret search.
     pub max_text_blob: u64,
     /// Largest commit message scanned; a longer one refuses the push.
     pub max_message: u64,

@@ -23,13 +23,21 @@
 //! before. Queues between them are bounded, so memory stays at a few files'
 //! worth.
 //!
-//! Git decides binary by content (a NUL in the first 8000 bytes) and binary
-//! files are skipped; the gate applies the same test to the blobs it reads
-//! whole. Attributes cannot turn that off for a text file: git runs with
-//! `GIT_ATTR_SOURCE` set to the empty tree and no attributes file, so a
+//! Git decides binary by content (a NUL in the first 8000 bytes) and the
+//! rules skip binary files; the gate applies the same test to the blobs it
+//! reads whole. Attributes cannot turn that off for a text file: git runs
+//! with `GIT_ATTR_SOURCE` set to the empty tree and no attributes file, so a
 //! pushed `.gitattributes` with `-diff` has no effect. A text file larger
 //! than the text bound refuses the push (git shows such a modified file as
 //! "binary"; the gate then looks at the blob itself).
+//!
+//! Binary files are not let through unread, though: when the bottle has
+//! known secrets, every binary blob a commit adds or changes is searched for
+//! them (in all the forms the engine knows, no rules), whole for an added
+//! file under the text bound and streamed in pieces otherwise, so an agent
+//! cannot carry its own credential out by putting a NUL byte next to it.
+//! A changed file's blob comes from a second `git cat-file --batch` that the
+//! patch walker starts at the first binary file it meets.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -40,7 +48,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bottle_dlp::Engine;
+use bottle_dlp::{Engine, Finding};
 use bottle_secret::Secret;
 
 use crate::audit::{FindingReport, PushTimings};
@@ -53,6 +61,9 @@ const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 const MAX_FINDINGS: usize = 50;
 /// git's own binary test looks at this many leading bytes.
 const BINARY_PROBE: usize = 8000;
+/// Blobs not held whole are read in pieces of this size: memory stays at
+/// one piece (plus the longest form of a known secret) whatever their size.
+const BINARY_PIECE: usize = 64 * 1024;
 
 /// What the walk found.
 #[derive(Debug, Default)]
@@ -187,6 +198,9 @@ pub fn scan_push(git: &Git<'_>, tips: &[&str], engine: &Engine) -> Result<Outcom
     out.timings.diffs_ms = millis(c_took);
     out.timings.dlp_ms = c.timings.dlp_ms;
     out.timings.dlp_bytes = c.timings.dlp_bytes;
+    out.timings.binary_files = c.timings.binary_files;
+    out.timings.binary_bytes = c.timings.binary_bytes;
+    out.timings.binary_ms = c.timings.binary_ms;
     out.binary_files_skipped = c.binary_files_skipped;
     out.findings = m.findings;
     out.findings.extend(c.findings);
@@ -257,6 +271,7 @@ fn push_findings(
             commit: commit.to_string(),
             path: path.map(str::to_string),
             line: line_at(buf, starts, start),
+            offset: None,
             rule: f.rule.to_string(),
             redacted: f.redacted,
         });
@@ -561,7 +576,7 @@ fn run_pipeline(
     let rx = Mutex::new(rx);
     let found = AtomicUsize::new(out.findings.len());
     let failed = AtomicBool::new(false);
-    let (result, scanned, binary) = std::thread::scope(|s| {
+    let (result, mut scanned, binary, binaries) = std::thread::scope(|s| {
         let scanners: Vec<_> = (0..workers)
             .map(|_| s.spawn(|| scan_worker(engine, &rx, &found, &failed)))
             .collect();
@@ -571,7 +586,9 @@ fn run_pipeline(
         let blob_tx = tx.clone();
         let reader = s.spawn(move || {
             let mut r = BufReader::with_capacity(256 * 1024, blob_out);
-            read_blobs(git.limits, &mut r, loc_rx, &blob_tx)
+            let mut found = BinarySearch::new(engine);
+            let res = read_blobs(git.limits, &mut r, loc_rx, &blob_tx, &mut found);
+            (res, found)
         });
         // Other changes: the patch walker.
         let patch_tx = tx;
@@ -583,14 +600,20 @@ fn run_pipeline(
                     let _ = patch_tx.send((commit.to_string(), f));
                 }
             };
-            let res = walk_patch(git, &mut r, max_line, &mut send, &mut o);
-            (res, o.binary_files_skipped)
+            let mut found = BinarySearch::new(engine);
+            let res = walk_patch(git, &mut r, max_line, &mut send, &mut o, &mut found);
+            (res, o.binary_files_skipped, found)
         });
         let listed = list_added(raw_out, blob_in, &loc_tx, max_line);
         drop(loc_tx);
         let thread_failed = || ScanError::Git("a scan thread failed".into());
-        let read = reader.join().unwrap_or_else(|_| Err(thread_failed()));
-        let (walked, patch_binary) = walker.join().unwrap_or_else(|_| (Err(thread_failed()), 0));
+        let (read, mut binaries) = reader
+            .join()
+            .unwrap_or_else(|_| (Err(thread_failed()), BinarySearch::new(engine)));
+        let (walked, patch_binary, walked_binaries) = walker
+            .join()
+            .unwrap_or_else(|_| (Err(thread_failed()), 0, BinarySearch::new(engine)));
+        binaries.absorb(walked_binaries);
         let mut scanned = Scanned::default();
         let mut joined = Ok(());
         for h in scanners {
@@ -611,8 +634,8 @@ fn run_pipeline(
         };
         let result = result.map(|binary| binary + patch_binary);
         match result {
-            Ok(binary) => (Ok(()), scanned, binary),
-            Err(e) => (Err(e), scanned, 0),
+            Ok(binary) => (Ok(()), scanned, binary, binaries),
+            Err(e) => (Err(e), scanned, 0, binaries),
         }
     });
     result?;
@@ -622,8 +645,12 @@ fn run_pipeline(
     out.binary_files_skipped += binary;
     out.timings.dlp_ms = millis(scanned.busy);
     out.timings.dlp_bytes = scanned.bytes;
+    out.timings.binary_files = binaries.files;
+    out.timings.binary_bytes = binaries.bytes;
+    out.timings.binary_ms = millis(binaries.busy);
+    scanned.findings.extend(binaries.findings);
     // Scanners finish in any order: report in commit order (rev-list's),
-    // then path and line.
+    // then path and place in the file.
     let order: HashMap<&str, usize> = commits
         .iter()
         .enumerate()
@@ -632,7 +659,7 @@ fn run_pipeline(
     let mut findings = scanned.findings;
     findings.sort_by(|a, b| {
         let rank = |f: &FindingReport| order.get(f.commit.as_str()).copied();
-        (rank(a), &a.path, a.line).cmp(&(rank(b), &b.path, b.line))
+        (rank(a), &a.path, a.line, a.offset).cmp(&(rank(b), &b.path, b.line, b.offset))
     });
     out.findings.extend(findings);
     out.findings.truncate(MAX_FINDINGS);
@@ -675,6 +702,7 @@ fn scan_worker(
                 commit: commit.clone(),
                 path: f.path.clone(),
                 line: line_at(&f.buf, &f.starts, start),
+                offset: None,
                 rule: h.rule.to_string(),
                 redacted: h.redacted,
             });
@@ -751,61 +779,35 @@ fn list_added(
 }
 
 /// Reads the blobs `git cat-file --batch` prints for `locs`, in order, and
-/// queues the text ones for the scanners. Returns the number of binary
-/// files skipped. A text blob over the bound refuses the push.
+/// queues the text ones for the scanners; binary ones go to `found`.
+/// Returns the number of binary files (skipped by the rules). A text blob
+/// over the bound refuses the push.
 fn read_blobs(
     limits: &Limits,
     r: &mut impl BufRead,
     locs: Receiver<Location>,
     tx: &SyncSender<Work>,
+    found: &mut BinarySearch<'_>,
 ) -> Result<u64, ScanError> {
-    let io = |e: std::io::Error| ScanError::Git(format!("git cat-file: {e}"));
     let mut header = Vec::with_capacity(128);
     let mut binary = 0;
     for (commit, path, id) in locs {
-        if !read_line_bounded(r, &mut header, 1024)? {
-            return Err(ScanError::Git("git cat-file ended early".into()));
-        }
-        let text = String::from_utf8_lossy(&header);
-        let mut parts = text.split(' ');
-        let (Some(got), Some("blob"), Some(size)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(ScanError::Git(format!("cat-file: {}", text.trim())));
-        };
-        let size: u64 = size
-            .parse()
-            .map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
-        if got != id {
-            return Err(ScanError::Git(format!("cat-file: {got} for {id}")));
-        }
-        // git's own binary test: a NUL in the first 8000 bytes.
-        let probe = usize::try_from(size.min(BINARY_PROBE as u64)).unwrap_or(BINARY_PROBE);
+        let size = blob_header(r, &mut header, &id)?;
         if size > limits.max_text_blob {
-            let mut head = vec![0u8; probe];
-            r.read_exact(&mut head).map_err(io)?;
-            if !head.contains(&0) {
-                return Err(ScanError::TooLarge(format!(
-                    "commit {commit} adds a {size}-byte text file ({path}); text is scanned up to {} bytes",
-                    limits.max_text_blob
-                )));
-            }
+            stream_blob(r, size, limits, (&commit, &path), found)?;
             binary += 1;
-            let rest = size - probe as u64 + 1;
-            let skipped =
-                std::io::copy(&mut r.by_ref().take(rest), &mut std::io::sink()).map_err(io)?;
-            if skipped != rest {
-                return Err(ScanError::Git("git cat-file ended early".into()));
-            }
             continue;
         }
         let len = usize::try_from(size).map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
         let mut buf = vec![0u8; len + 1];
-        r.read_exact(&mut buf).map_err(io)?;
+        r.read_exact(&mut buf).map_err(cat_file_io)?;
         if buf.pop() != Some(b'\n') {
             return Err(ScanError::Git("cat-file: bad framing".into()));
         }
-        if buf[..probe].contains(&0) {
+        // git's own binary test: a NUL in the first 8000 bytes.
+        if buf[..len.min(BINARY_PROBE)].contains(&0) {
             binary += 1;
+            found.search((&commit, &path), &buf, &mut std::io::empty(), 0)?;
             continue;
         }
         if buf.is_empty() {
@@ -823,13 +825,239 @@ fn read_blobs(
     Ok(binary)
 }
 
+fn cat_file_io(e: std::io::Error) -> ScanError {
+    ScanError::Git(format!("git cat-file: {e}"))
+}
+
+/// Reads the header `git cat-file --batch` prints before blob `id`; returns
+/// the blob's size.
+fn blob_header(r: &mut impl BufRead, line: &mut Vec<u8>, id: &str) -> Result<u64, ScanError> {
+    if !read_line_bounded(r, line, 1024)? {
+        return Err(ScanError::Git("git cat-file ended early".into()));
+    }
+    let text = String::from_utf8_lossy(line);
+    let mut parts = text.split(' ');
+    let (Some(got), Some("blob"), Some(size)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(ScanError::Git(format!("cat-file: {}", text.trim())));
+    };
+    let size: u64 = size
+        .parse()
+        .map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
+    if got != id {
+        return Err(ScanError::Git(format!("cat-file: {got} for {id}")));
+    }
+    Ok(size)
+}
+
+/// Reads a blob's content that is not held whole (`size` bytes, then
+/// cat-file's newline): one over the text bound, or a changed file git
+/// calls binary. Text over the bound refuses the push, since it cannot be
+/// scanned within bounds; binary content goes to the known-secret search as
+/// it streams past.
+fn stream_blob(
+    r: &mut impl Read,
+    size: u64,
+    limits: &Limits,
+    at: (&str, &str),
+    found: &mut BinarySearch<'_>,
+) -> Result<(), ScanError> {
+    let probe = usize::try_from(size.min(BINARY_PROBE as u64)).unwrap_or(BINARY_PROBE);
+    let mut head = vec![0u8; probe];
+    r.read_exact(&mut head).map_err(cat_file_io)?;
+    if size > limits.max_text_blob && !head.contains(&0) {
+        let (commit, path) = at;
+        return Err(ScanError::TooLarge(format!(
+            "commit {commit} adds a {size}-byte text file ({path}); text is scanned up to {} bytes",
+            limits.max_text_blob
+        )));
+    }
+    found.search(at, &head, r, size - probe as u64)?;
+    let mut newline = [0u8; 1];
+    r.read_exact(&mut newline).map_err(cat_file_io)?;
+    if newline != [b'\n'] {
+        return Err(ScanError::Git("cat-file: bad framing".into()));
+    }
+    Ok(())
+}
+
+/// The search of binary blobs for known secrets, one per thread that reads
+/// blobs (the added-file reader, the patch walker).
+struct BinarySearch<'e> {
+    /// `None` when the bottle has no known secret: there is nothing to look
+    /// for, and changed binary files are not even read.
+    engine: Option<&'e Engine>,
+    files: u64,
+    bytes: u64,
+    busy: Duration,
+    findings: Vec<FindingReport>,
+}
+
+impl<'e> BinarySearch<'e> {
+    fn new(engine: &'e Engine) -> Self {
+        BinarySearch {
+            engine: engine.has_known_secrets().then_some(engine),
+            files: 0,
+            bytes: 0,
+            busy: Duration::ZERO,
+            findings: Vec::new(),
+        }
+    }
+
+    fn searching(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    /// Searches one binary blob at `(commit, path)`: `head`, already read,
+    /// then `rest` more bytes from `r`, which are consumed in pieces whether
+    /// or not there is anything to search for.
+    fn search(
+        &mut self,
+        at: (&str, &str),
+        head: &[u8],
+        r: &mut impl Read,
+        rest: u64,
+    ) -> Result<(), ScanError> {
+        let mut stream = self.engine.map(Engine::known_stream);
+        if let Some(s) = stream.as_mut() {
+            self.files += 1;
+            self.feed(s, at, head);
+        }
+        let mut piece =
+            vec![0u8; usize::try_from(rest).map_or(BINARY_PIECE, |r| r.min(BINARY_PIECE))];
+        let mut left = rest;
+        while left > 0 {
+            let want = usize::try_from(left).map_or(piece.len(), |l| l.min(piece.len()));
+            let n = match r.read(&mut piece[..want]) {
+                Ok(0) => return Err(ScanError::Git("git cat-file ended early".into())),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(cat_file_io(e)),
+            };
+            left -= n as u64;
+            if let Some(s) = stream.as_mut() {
+                self.feed(s, at, &piece[..n]);
+            }
+        }
+        if let Some(s) = stream {
+            self.bytes += s.position();
+        }
+        Ok(())
+    }
+
+    fn feed(&mut self, s: &mut bottle_dlp::KnownStream<'_>, at: (&str, &str), bytes: &[u8]) {
+        // Past the cap the push is refused anyway: the rest is only read.
+        if self.findings.len() >= MAX_FINDINGS {
+            return;
+        }
+        let t = Instant::now();
+        let hits: Vec<Finding> = s.push(bytes);
+        self.busy += t.elapsed();
+        let room = MAX_FINDINGS - self.findings.len();
+        for h in hits.into_iter().take(room) {
+            self.findings.push(FindingReport {
+                commit: at.0.to_string(),
+                path: Some(at.1.to_string()),
+                line: 0,
+                offset: Some(h.range.start),
+                rule: h.rule.to_string(),
+                redacted: h.redacted,
+            });
+        }
+    }
+
+    /// Adds another thread's counts and findings to these.
+    fn absorb(&mut self, other: BinarySearch<'_>) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.busy += other.busy;
+        self.findings.extend(other.findings);
+    }
+}
+
+/// A `git cat-file --batch` that reads one blob at a time on request: the
+/// patch walker's, for the binary files commits change.
+struct BlobFetcher {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    header: Vec<u8>,
+}
+
+impl BlobFetcher {
+    fn start(git: &Git<'_>) -> Result<Self, ScanError> {
+        let mut child = git.spawn(&["cat-file", "--batch"], true)?;
+        match (child.stdin.take(), child.stdout.take()) {
+            (Some(stdin), Some(stdout)) => Ok(BlobFetcher {
+                child,
+                stdin,
+                stdout: BufReader::with_capacity(BINARY_PIECE, stdout),
+                header: Vec::with_capacity(128),
+            }),
+            _ => {
+                reap(&mut [&mut child], true);
+                Err(ScanError::Git("no pipes".into()))
+            }
+        }
+    }
+
+    /// Asks for blob `id` and returns its size; the content follows on
+    /// `stdout` and must be read before the next request.
+    fn open(&mut self, id: &str) -> Result<u64, ScanError> {
+        // One request at a time, and cat-file flushes after each object:
+        // neither pipe can fill up while the other side waits.
+        writeln!(self.stdin, "{id}")
+            .and_then(|()| self.stdin.flush())
+            .map_err(cat_file_io)?;
+        blob_header(&mut self.stdout, &mut self.header, id)
+    }
+}
+
+impl Drop for BlobFetcher {
+    fn drop(&mut self) {
+        // Every blob asked for was read (or the scan failed): nothing more
+        // is wanted from it.
+        reap(&mut [&mut self.child], true);
+    }
+}
+
+/// The path of a `diff --git a/<p> b/<p>` header (after `diff --git `).
+/// Without renames both sides name the same path, so the header splits in
+/// the middle, even for a path that contains ` b/`. A binary diff has no
+/// `+++` line, so this is the only place its path is written.
+fn diff_git_path(rest: &[u8]) -> String {
+    if rest.first() == Some(&b'"') {
+        // `"a/…" "b/…"`: the second quoted name starts after the first
+        // closing quote that is not escaped.
+        let mut i = 1;
+        while i < rest.len() && rest[i] != b'"' {
+            i += if rest[i] == b'\\' { 2 } else { 1 };
+        }
+        let p = unquote(rest.get(i + 2..).unwrap_or_default());
+        return p.strip_prefix("b/").map(str::to_string).unwrap_or(p);
+    }
+    let half = rest.len().saturating_sub(5) / 2;
+    let (a, mid, b) = (
+        rest.get(2..2 + half),
+        rest.get(2 + half..5 + half),
+        rest.get(5 + half..),
+    );
+    match (a, mid, b) {
+        (Some(a), Some(b" b/"), Some(b)) if a == b && rest.starts_with(b"a/") => {
+            String::from_utf8_lossy(b).into_owned()
+        }
+        _ => String::from_utf8_lossy(rest).into_owned(),
+    }
+}
+
 fn walk_patch(
     git: &Git<'_>,
     r: &mut impl BufRead,
     max_line: usize,
     send: &mut dyn FnMut(FileAdds, &str),
     out: &mut Outcome,
+    found: &mut BinarySearch<'_>,
 ) -> Result<(), ScanError> {
+    let mut fetcher: Option<BlobFetcher> = None;
     let mut line = Vec::with_capacity(256);
     let mut commit = String::new();
     let mut file = FileAdds::default();
@@ -873,8 +1101,9 @@ fn walk_patch(
         if line.first() == Some(&0) {
             flush(&mut file, &commit);
             commit = String::from_utf8_lossy(&line[1..]).trim().to_string();
-        } else if line.starts_with(b"diff --git ") {
+        } else if let Some(rest) = line.strip_prefix(b"diff --git ") {
             flush(&mut file, &commit);
+            file.path = Some(diff_git_path(rest));
         } else if let Some(rest) = line.strip_prefix(b"index ") {
             let ids = rest.split(|b| *b == b' ').next().unwrap_or(b"");
             if let Some(pos) = ids.windows(2).position(|w| w == b"..") {
@@ -897,9 +1126,25 @@ fn walk_patch(
             }
         } else if line.starts_with(b"Binary files ") {
             out.binary_files_skipped += 1;
-            if let Some(blob) = file.new_blob.as_deref() {
+            // All zeros: the file is deleted, nothing to read.
+            let Some(blob) = file
+                .new_blob
+                .as_deref()
+                .filter(|b| b.bytes().any(|c| c != b'0'))
+            else {
+                continue;
+            };
+            if !found.searching() {
                 check_binary_blob(git, blob, &commit)?;
+                continue;
             }
+            let fetch = match &mut fetcher {
+                Some(f) => f,
+                None => fetcher.insert(BlobFetcher::start(git)?),
+            };
+            let size = fetch.open(blob)?;
+            let path = file.path.as_deref().unwrap_or_default();
+            stream_blob(&mut fetch.stdout, size, git.limits, (&commit, path), found)?;
         }
     }
     flush(&mut file, &commit);
@@ -909,9 +1154,6 @@ fn walk_patch(
 /// git says "binary" both for real binary content and for files over the
 /// big-file threshold. The second kind is text too large to scan: refuse.
 fn check_binary_blob(git: &Git<'_>, blob: &str, commit: &str) -> Result<(), ScanError> {
-    if blob.bytes().all(|b| b == b'0') {
-        return Ok(());
-    }
     let size_out = git.output(&["cat-file", "-s", blob])?;
     let size: u64 = String::from_utf8_lossy(&size_out)
         .trim()
@@ -981,7 +1223,9 @@ diff --git a/\"q\\tp\" b/\"q\\tp\"\n--- /dev/null\n+++ \"b/q\\tp\"\n@@ -0,0 +1 @
         let mut send = |f: FileAdds, c: &str| files.push((c.to_string(), f.path, f.buf, f.starts));
         let mut out = Outcome::default();
         let mut r = std::io::Cursor::new(patch.to_vec());
-        walk_patch(&git, &mut r, 1 << 20, &mut send, &mut out).unwrap();
+        let engine = Engine::new().unwrap();
+        let mut found = BinarySearch::new(&engine);
+        walk_patch(&git, &mut r, 1 << 20, &mut send, &mut out, &mut found).unwrap();
         let files: Vec<_> = files.into_iter().filter(|f| !f.2.is_empty()).collect();
         assert_eq!(files.len(), 3, "{files:?}");
         assert_eq!(files[0].0, "aaaa");
@@ -1022,7 +1266,9 @@ diff --git a/\"q\\tp\" b/\"q\\tp\"\n--- /dev/null\n+++ \"b/q\\tp\"\n@@ -0,0 +1 @
             drop(ltx);
             let (tx, rx) = sync_channel(16);
             let mut r = std::io::Cursor::new(input);
-            let res = read_blobs(&limits, &mut r, lrx, &tx);
+            let engine = Engine::new().unwrap();
+            let mut found = BinarySearch::new(&engine);
+            let res = read_blobs(&limits, &mut r, lrx, &tx, &mut found);
             drop(tx);
             let files: Vec<Vec<u8>> = rx.into_iter().map(|(_, f)| f.buf).collect();
             (res, files)
@@ -1050,6 +1296,81 @@ diff --git a/\"q\\tp\" b/\"q\\tp\"\n--- /dev/null\n+++ \"b/q\\tp\"\n@@ -0,0 +1 @
         assert!(matches!(res, Err(ScanError::Git(_))), "{res:?}");
         let (res, _) = run(b"ff blob 2\nab\n".to_vec(), &["ff", "gg"]);
         assert!(matches!(res, Err(ScanError::Git(_))), "cut short: {res:?}");
+    }
+
+    /// With a known secret, binary blobs are searched: whole under the
+    /// bound, streamed over it, with the offset in the file.
+    #[test]
+    fn blob_reader_searches_binary_for_known_secrets() {
+        let secret = b"kn0wn-s3cret-value-0123456789";
+        let engine = Engine::builder()
+            .known_secret(std::str::from_utf8(secret).unwrap())
+            .build()
+            .unwrap();
+        let limits = Limits {
+            max_text_blob: 64,
+            ..Limits::default()
+        };
+        let blob = |id: &str, content: &[u8]| {
+            let mut b = format!("{id} blob {}\n", content.len()).into_bytes();
+            b.extend_from_slice(content);
+            b.push(b'\n');
+            b
+        };
+        let mut small = b"\0\0".to_vec();
+        small.extend_from_slice(secret);
+        // Over the bound, the secret past the first piece and across the
+        // second piece's boundary.
+        let mut big = vec![0u8; BINARY_PIECE * 2 - 5];
+        big.extend_from_slice(&bottle_dlp::hex_encode(secret, false));
+        big.extend([1u8; 100]);
+        let mut clean = vec![0u8; 300];
+        clean.extend_from_slice(&secret[..12]);
+        let mut input = blob("aa", &small);
+        input.extend(blob("bb", &big));
+        input.extend(blob("cc", &clean));
+        input.extend(blob("dd", b"text without it\n"));
+        let (ltx, lrx) = sync_channel(16);
+        for (id, path) in [
+            ("aa", "s.bin"),
+            ("bb", "b.bin"),
+            ("cc", "c.bin"),
+            ("dd", "t"),
+        ] {
+            ltx.send(("c0ffee".to_string(), path.to_string(), id.to_string()))
+                .unwrap();
+        }
+        drop(ltx);
+        let (tx, rx) = sync_channel(16);
+        let mut found = BinarySearch::new(&engine);
+        let mut r = std::io::Cursor::new(input);
+        let res = read_blobs(&limits, &mut r, lrx, &tx, &mut found);
+        drop(tx);
+        assert_eq!(res, Ok(3));
+        assert_eq!(rx.into_iter().count(), 1);
+        let at: Vec<_> = found
+            .findings
+            .iter()
+            .map(|f| (f.path.as_deref().unwrap(), f.offset, f.rule.as_str()))
+            .collect();
+        assert_eq!(
+            at,
+            vec![
+                ("s.bin", Some(2), "known-secret"),
+                ("b.bin", Some(BINARY_PIECE as u64 * 2 - 5), "known-secret"),
+            ]
+        );
+        assert!(found.findings.iter().all(|f| f.redacted == "****"));
+        assert_eq!(found.files, 3);
+        assert_eq!(found.bytes, (small.len() + big.len() + clean.len()) as u64);
+    }
+
+    #[test]
+    fn paths_of_diff_headers() {
+        assert_eq!(diff_git_path(b"a/x.bin b/x.bin"), "x.bin");
+        assert_eq!(diff_git_path(b"a/d b/e b/d b/e"), "d b/e");
+        assert_eq!(diff_git_path(br#""a/q\tp" "b/q\tp""#), "q\tp");
+        assert_eq!(diff_git_path(b"odd"), "odd");
     }
 
     #[test]
