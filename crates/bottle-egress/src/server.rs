@@ -445,10 +445,14 @@ async fn front(
         }
         let route = inner.cfg.routes.find(&kind, port, Scheme::Http)?.clone();
         info.rule = Some(route.name.clone());
-        let auth = match inject::http_token(&inner.cfg.tokens, &kind) {
-            Some((scheme, secret)) => Auth::Http(scheme.clone(), secret.clone()),
-            None => Auth::None,
-        };
+        // A host the bottle holds a credential for is reached over TLS
+        // only: injecting it here would put the real token on the wire in
+        // clear, and forwarding without it would fail in a way nobody can
+        // read. The refusal is `port`: the agent asked for the cleartext
+        // port of a host whose token needs https.
+        if inject::http_token(&inner.cfg.tokens, &kind).is_some() {
+            return Err(Deny::Port.into());
+        }
         let target = Target {
             host: target_host(&kind, host),
             kind,
@@ -463,7 +467,7 @@ async fn front(
             Exchange {
                 target,
                 route: Some(route),
-                auth,
+                auth: Auth::None,
                 pq,
             },
             info,

@@ -497,3 +497,39 @@ async fn websocket_upgrade_passes_after_the_route_check() {
     s.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"ping");
 }
+
+/// Attack: the agent asks for a token host over plain HTTP so that the
+/// proxy would put the real credential on the wire in clear. The request is
+/// refused before any connection, and the credential reaches nobody.
+#[tokio::test]
+async fn a_token_host_is_never_reached_in_clear() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: api.test, ports: [{port}]}}, {{host: other.test, ports: [{port}]}}]\nresolve: {{api.test: {up}, other.test: {up}}}\ntokens: [{{kind: http, host: api.test, scheme: Bearer, token_ref: GH}}]",
+        port = up.port(),
+    ))
+    .secrets(&[("GH", "ghp_realtoken123456")])
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let uri = format!("http://api.test:{}/v1/repos", up.port());
+    let (s, h, _) = send(
+        &mut c,
+        req("GET", &uri, &[("authorization", "Bearer placeholder")], ""),
+    )
+    .await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "port")
+    );
+    assert_eq!(rec.count(), 0, "nothing reached the upstream");
+    // A route without a token still works over plain HTTP.
+    let mut c = client(p.addr).await;
+    let uri = format!("http://other.test:{}/x", up.port());
+    let (s, _, _) = send(&mut c, req("GET", &uri, &[], "")).await;
+    assert_eq!(s, 200);
+    let seen = rec.all();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].headers.get("authorization").is_none());
+    p.events_without(&["ghp_realtoken123456"]);
+}
