@@ -1,13 +1,35 @@
 //! Writing to stdout without panicking when the reader goes away.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 /// Print to stdout. A closed pipe (`claude-bottle list | head -1`) is not an
 /// error the user needs to read, so `main` exits quietly on it.
 pub fn stdout(text: &str) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    out.write_all(printable(text).as_bytes())?;
     out.flush()
+}
+
+/// `text` with control characters written out (`\u{1b}`): messages quote
+/// keys, names and paths from files a project may supply, and an escape
+/// sequence in one must not drive the user's terminal. Line breaks and tabs
+/// stay. Every line the CLI prints passes here: [`stdout`], `stderrln!`,
+/// `stderr!` and the error report.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.contains(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// True when `err` is a closed pipe somewhere in its chain.
@@ -26,7 +48,11 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 macro_rules! stderrln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            $crate::output::printable(&format!($($arg)*))
+        );
     }};
 }
 
@@ -34,6 +60,10 @@ macro_rules! stderrln {
 macro_rules! stderr {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($arg)*);
+        let _ = write!(
+            std::io::stderr(),
+            "{}",
+            $crate::output::printable(&format!($($arg)*))
+        );
     }};
 }

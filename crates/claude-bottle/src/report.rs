@@ -4,7 +4,6 @@
 //! comes from what the chain holds: 2 for usage and manifest problems, 3 for
 //! the engine or an image, 130 for an interrupt, 1 otherwise.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::process::ExitCode;
 
@@ -71,35 +70,15 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     let (code, hint) = classify(err);
     let mut chain = err.chain();
     if let Some(top) = chain.next() {
-        stderrln!("error: {}", printable(&top.to_string()));
+        stderrln!("error: {top}");
     }
     for cause in chain {
-        stderrln!("  caused by: {}", printable(&cause.to_string()));
+        stderrln!("  caused by: {cause}");
     }
     if let Some(h) = hint {
-        stderrln!("\nhint: {}", printable(&h));
+        stderrln!("\nhint: {h}");
     }
     ExitCode::from(code)
-}
-
-/// `text` with control characters written out (`\u{1b}`): messages quote
-/// keys, names and paths from files a project may supply, and an escape
-/// sequence in one must not drive the user's terminal. Line breaks and tabs
-/// stay.
-fn printable(text: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !text.contains(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
 }
 
 fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
