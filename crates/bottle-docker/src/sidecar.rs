@@ -66,7 +66,12 @@ pub fn config(
         .allow
         .iter()
         .map(|r| {
-            let mut v = json!({"host": r.host, "ports": r.ports, "tls": r.tls});
+            let mut v = json!({"host": r.host, "tls": r.tls});
+            // Unlisted ports stay unlisted: the proxy then allows 80 for
+            // plain HTTP and 443 for CONNECT, each for its own scheme.
+            if r.ports_given {
+                v["ports"] = json!(r.ports);
+            }
             if let Some(m) = &r.methods {
                 v["methods"] = json!(m);
             }
@@ -364,6 +369,18 @@ mod tests {
         assert_eq!(doc["gate"]["upstream_proxy"], "http://proxy.corp:3128");
         let doc = document("egress:\n  allow:\n    - host: example.com\n");
         assert!(doc["upstream_proxy"].is_null());
+    }
+
+    /// manifest.md: ports default to "80 (http) and 443 (https)", each for
+    /// its scheme. Sending `[80, 443]` would let the agent open a CONNECT
+    /// tunnel to port 80 and send plain HTTP to port 443.
+    #[test]
+    fn unlisted_ports_keep_their_schemes() {
+        let doc = document("egress:\n  allow:\n    - host: example.com\n");
+        assert_eq!(doc["allow"][0]["host"], "example.com");
+        assert!(doc["allow"][0].get("ports").is_none(), "{doc}");
+        let doc = document("egress:\n  allow:\n    - host: example.com\n      ports: [8443]\n");
+        assert_eq!(doc["allow"][0]["ports"], json!([8443]));
     }
 
     #[test]

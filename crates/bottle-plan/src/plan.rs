@@ -121,6 +121,12 @@ pub struct RoutePlan {
     pub methods: Option<Vec<String>>,
     pub paths: Option<Vec<String>>,
     pub ports: Vec<u16>,
+    /// The bottle listed `ports`. Without them `ports` shows the defaults,
+    /// 80 and 443, but each belongs to one scheme (80 for plain HTTP, 443
+    /// for CONNECT), and the sidecar must keep that pairing: the plan
+    /// JSON's `[80, 443]` alone would also open `CONNECT host:80`.
+    #[serde(skip)]
+    pub ports_given: bool,
     pub tls: String,
     /// The injected scheme, when a token is attached.
     pub auth: Option<String>,

@@ -190,6 +190,7 @@ pub fn resolve(
                 methods: None,
                 paths: None,
                 ports: vec![443],
+                ports_given: true,
                 tls: "passthrough".into(),
                 auth: None,
             });
@@ -409,6 +410,7 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
                 host: r.host,
                 methods: r.methods,
                 paths: r.paths,
+                ports_given: r.ports.is_some(),
                 ports: r.ports.unwrap_or_else(|| vec![80, 443]),
                 tls: tls.as_str().to_string(),
                 auth,
