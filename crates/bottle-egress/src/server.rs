@@ -445,14 +445,10 @@ async fn front(
         }
         let route = inner.cfg.routes.find(&kind, port, Scheme::Http)?.clone();
         info.rule = Some(route.name.clone());
-        // A host the bottle holds a credential for is reached over TLS
-        // only: injecting it here would put the real token on the wire in
-        // clear, and forwarding without it would fail in a way nobody can
-        // read. The refusal is `port`: the agent asked for the cleartext
-        // port of a host whose token needs https.
-        if inject::http_token(&inner.cfg.tokens, &kind).is_some() {
-            return Err(Deny::Port.into());
-        }
+        let auth = match inject::http_token(&inner.cfg.tokens, &kind) {
+            Some((scheme, secret)) => Auth::Http(scheme.clone(), secret.clone()),
+            None => Auth::None,
+        };
         let target = Target {
             host: target_host(&kind, host),
             kind,
@@ -467,7 +463,7 @@ async fn front(
             Exchange {
                 target,
                 route: Some(route),
-                auth: Auth::None,
+                auth,
                 pq,
             },
             info,
@@ -659,6 +655,14 @@ pub async fn exchange(
     mut ex: Exchange,
     info: &mut Info,
 ) -> Result<Response<Body>, Failure> {
+    // A credential the proxy injects travels inside TLS only, whichever
+    // door the request came through: injecting it into plain HTTP would put
+    // the real token on the wire in clear, and forwarding without it would
+    // fail in a way nobody can read. The refusal is `port`: the agent asked
+    // for the cleartext port of a host whose token needs https.
+    if !ex.target.tls && !matches!(ex.auth, Auth::None) {
+        return Err(Deny::Port.into());
+    }
     // WebSocket upgrades pass on routed requests after the route and DLP
     // checks of the handshake; frames are not scanned (docs/egress.md).
     let ws = ex.route.is_some() && is_websocket(req.headers());
