@@ -259,6 +259,28 @@ mod tests {
         Proxy::new(cfg).unwrap()
     }
 
+    /// Attack: `CONNECT example.com:80` (a blind tunnel on a passthrough
+    /// route) and plain HTTP to port 443, on a route the bottle gave no
+    /// ports. The document `bottle-docker` renders for such a route has no
+    /// `ports` (`unlisted_ports_keep_their_schemes`); read here, each
+    /// default port is allowed for its own scheme only.
+    #[test]
+    fn unlisted_ports_open_each_default_port_for_its_scheme_only() {
+        use bottle_egress::addr::classify_host;
+        use bottle_egress::route::Scheme;
+        let cfg = proxy_config(
+            serde_json::json!({"allow": [{"host": "example.com", "tls": "passthrough"}]}),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+        let host = classify_host("example.com");
+        let allowed = |port, scheme| cfg.routes.find(&host, port, scheme).is_ok();
+        assert!(allowed(443, Scheme::Https));
+        assert!(allowed(80, Scheme::Http));
+        assert!(!allowed(80, Scheme::Https), "CONNECT to port 80");
+        assert!(!allowed(443, Scheme::Http), "plain HTTP to port 443");
+    }
+
     #[test]
     fn dns_events_never_carry_a_secret_even_with_dlp_off() {
         for mode in ["off", "log", "block"] {
