@@ -33,10 +33,157 @@ pub fn agent_command(command: &[String], prompt: Option<&str>) -> Vec<String> {
     cmd
 }
 
-/// The exec of an agent session: `cmd` as the agent user (uid 1000) in
-/// `/workspace`, with the bottle's env as the exec's own `Env` (never the
-/// container's, never sourced by a shell).
-pub fn agent_exec(cmd: Vec<String>, env: &BTreeMap<String, Secret>) -> exec::Exec {
+/// One agent session, and how to end it. The engine's exec API cannot
+/// signal an exec's process, so the session runs behind `sh`, which writes
+/// its process id to a file in the agent's run folder and then `exec`s the
+/// agent's command in place (same process, same id). Ending the session
+/// signals every process of its session (its children too). The agent can
+/// rewrite the file, but the signals are sent as the agent user: at worst
+/// it names another of its own processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pid_file: String,
+}
+
+/// What signalling a session found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signalled {
+    /// The signal was sent.
+    Sent,
+    /// No process to signal: it had ended, or never wrote its id.
+    Gone,
+}
+
+/// How a session was ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It had already ended.
+    Already,
+    /// It ended on SIGTERM within the grace period.
+    Terminated,
+    /// It was still there after the grace period: SIGKILL was sent.
+    Killed,
+}
+
+/// Signal `$1` to every live process of the session whose leader's id is
+/// in file `$0`; exit 3 when there is none. An exec's process leads its own
+/// session (runc makes it so, with a TTY or without), so this reaches what
+/// the agent started in other process groups too (a shell's jobs); where a
+/// runtime does not, the process alone. Zombies do not count: they have
+/// ended, and only wait for the container's init to reap them. Shell
+/// built-ins only: the image may have no `cat`, `kill` or `pkill`.
+const END_SCRIPT: &str = r#"read -r p 2>/dev/null < "$0" || exit 3
+case "$p" in ''|*[!0-9]*) exit 3;; esac
+s=$1 hit=
+for f in /proc/[0-9]*/stat; do
+  read -r l 2>/dev/null < "$f" || continue
+  set -- ${l##*) }
+  if [ "$4" = "$p" ] && [ "$1" != Z ]; then
+    q=${f%/stat}
+    kill -s "$s" "${q#/proc/}" 2>/dev/null && hit=1
+  fi
+done
+[ -n "$hit" ] && exit 0
+[ -d "/proc/$p" ] || exit 3
+read -r l 2>/dev/null < "/proc/$p/stat" || exit 3
+set -- ${l##*) }
+[ "$1" != Z ] && kill -s "$s" "$p" 2>/dev/null || exit 3"#;
+
+/// How often a session that was sent SIGTERM is checked for.
+const END_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl Session {
+    /// A session with a pid file of its own (several sessions, from `start`
+    /// and from `attach`, can run in one bottle).
+    pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        Session {
+            pid_file: format!("{RUN_DIR}/session-{}-{nanos:x}-{n}.pid", std::process::id()),
+        }
+    }
+
+    /// The exec of this session: `cmd` as the agent user (uid 1000) in
+    /// `/workspace`, with the bottle's env as the exec's own `Env` (never
+    /// the container's, never sourced by a shell).
+    pub fn exec(&self, cmd: Vec<String>, env: &BTreeMap<String, Secret>) -> exec::Exec {
+        let mut wrapped = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            r#"echo $$ > "$0" && exec "$@""#.to_string(),
+            self.pid_file.clone(),
+        ];
+        wrapped.extend(cmd);
+        agent_exec(wrapped, env)
+    }
+
+    /// End the session: SIGTERM, then SIGKILL when it is still there after
+    /// `grace` (a process that ignores SIGTERM cannot outlive its session).
+    pub async fn end(
+        &self,
+        engine: &Engine,
+        container: &str,
+        grace: std::time::Duration,
+    ) -> Result<Ended, EngineError> {
+        if self.signal(engine, container, "TERM").await? == Signalled::Gone {
+            return Ok(Ended::Already);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(END_POLL).await;
+            if self.signal(engine, container, "0").await? == Signalled::Gone {
+                return Ok(Ended::Terminated);
+            }
+        }
+        Ok(match self.signal(engine, container, "KILL").await? {
+            Signalled::Sent => Ended::Killed,
+            Signalled::Gone => Ended::Terminated,
+        })
+    }
+
+    /// Send `signal` (`TERM`, `KILL`, or `0` to check it is there) to the
+    /// session's processes, as the agent user ([`END_SCRIPT`]).
+    pub async fn signal(
+        &self,
+        engine: &Engine,
+        container: &str,
+        signal: &str,
+    ) -> Result<Signalled, EngineError> {
+        // `$0` is the pid file, `$1` the signal.
+        let out = agent_shell(
+            engine,
+            container,
+            END_SCRIPT,
+            [self.pid_file.clone(), signal.to_string()],
+        )
+        .await?;
+        match out.code {
+            0 => Ok(Signalled::Sent),
+            3 => Ok(Signalled::Gone),
+            code => Err(EngineError::Api {
+                what: "end the agent's session",
+                reason: format!(
+                    "`kill -s {signal}` exited {code}: {}",
+                    out.stderr_text().trim()
+                ),
+            }),
+        }
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
+/// The exec of `cmd` as the agent user (uid 1000) in `/workspace`, with
+/// the bottle's env as the exec's own `Env`.
+fn agent_exec(cmd: Vec<String>, env: &BTreeMap<String, Secret>) -> exec::Exec {
     exec::Exec {
         cmd,
         env: env
@@ -47,6 +194,29 @@ pub fn agent_exec(cmd: Vec<String>, env: &BTreeMap<String, Secret>) -> exec::Exe
         workdir: Some("/workspace".into()),
         ..Default::default()
     }
+}
+
+/// Run `script` with `sh -c` as the agent user, `args` as its `$0`, `$1`,
+/// ...: for small jobs done with shell built-ins only, since the image may
+/// have no `cat`, `kill` or `pkill`.
+async fn agent_shell(
+    engine: &Engine,
+    container: &str,
+    script: &str,
+    args: [String; 2],
+) -> Result<exec::Output, EngineError> {
+    let mut cmd = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+    cmd.extend(args);
+    exec::run(
+        engine,
+        container,
+        exec::Exec {
+            cmd,
+            user: Some("1000".into()),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// A bottle's agent container, found by its labels.
@@ -129,21 +299,12 @@ pub async fn read_env(
     container: &str,
 ) -> Result<BTreeMap<String, Secret>, EngineError> {
     let path = format!("{RUN_DIR}/env");
-    let out = exec::run(
+    // Shell built-ins only: the image may have no `cat`.
+    let out = agent_shell(
         engine,
         container,
-        exec::Exec {
-            // Shell built-ins only: the image may have no `cat`.
-            cmd: vec![
-                "sh".into(),
-                "-c".into(),
-                r#"while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1""#.into(),
-                "sh".into(),
-                path.clone(),
-            ],
-            user: Some("1000".into()),
-            ..Default::default()
-        },
+        r#"while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1""#,
+        ["sh".to_string(), path.clone()],
     )
     .await?;
     if out.code != 0 {
@@ -193,6 +354,73 @@ mod tests {
                 "fix it"
             ])
         );
+    }
+
+    /// The wrapper and the end script, run by the real shell on this host
+    /// as the engine runs them (the exec's process leads its session): the
+    /// whole session is signalled, a `sleep` in the background included,
+    /// and a session that ignores SIGTERM is still there until SIGKILL.
+    #[test]
+    fn ending_a_session_reaches_every_process_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = Session {
+            pid_file: dir.path().join("s.pid").display().to_string(),
+        };
+        let exec = session.exec(
+            words(&["sh", "-c", "trap '' TERM; sleep 301 & sleep 302"]),
+            &BTreeMap::new(),
+        );
+        let mut child = std::process::Command::new("setsid")
+            .args(&exec.cmd)
+            .spawn()
+            .expect("setsid runs");
+        let signal = |sig: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", END_SCRIPT, &session.pid_file, sig])
+                .status()
+                .expect("sh runs")
+                .code()
+        };
+        let pid = (0..100)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::fs::read_to_string(&session.pid_file)
+                    .ok()
+                    .filter(|p| p.ends_with('\n'))
+            })
+            .expect("the wrapper writes its pid");
+        assert_eq!(pid.trim(), child.id().to_string(), "exec keeps the pid");
+        let in_session = || {
+            let out = std::process::Command::new("ps")
+                .args(["-o", "stat=,args=", "-s", pid.trim()])
+                .output()
+                .expect("ps runs");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('Z'))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(signal("0"), Some(0));
+        assert_eq!(in_session().len(), 3, "{:?}", in_session());
+        assert_eq!(signal("TERM"), Some(0));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(signal("0"), Some(0), "TERM is ignored");
+        assert_eq!(in_session().len(), 3, "{:?}", in_session());
+        assert_eq!(signal("KILL"), Some(0));
+        child.wait().expect("reaped");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(
+            in_session(),
+            Vec::<String>::new(),
+            "the background sleep too"
+        );
+        assert_eq!(signal("0"), Some(3), "nothing left");
+        // No pid file, or a hostile one: nothing is signalled.
+        std::fs::write(&session.pid_file, "1 -1\n").unwrap();
+        assert_eq!(signal("0"), Some(3));
+        std::fs::remove_file(&session.pid_file).unwrap();
+        assert_eq!(signal("0"), Some(3));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use bottle_secret::Secret;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::launch::{Interrupts, agent_exit};
+use super::launch::{Interrupts, agent_exit, end_session};
 use crate::report::{EngineFailure, UsageError};
 use crate::terminal::{self, Keys, RawMode};
 
@@ -70,11 +70,14 @@ pub fn run(slug: &str) -> Result<ExitCode> {
         let env = attach::read_env(&engine, &agent.id).await?;
         let cmd = attach::agent_command(&command, None);
         let mut interrupts = Interrupts::new()?;
+        let ours = attach::Session::new();
         tokio::select! {
-            code = session(&engine, &agent.id, cmd, &env) => code,
+            code = session(&engine, &agent.id, &ours, cmd, &env) => code,
             (code, what) = interrupts.next_signal() => {
                 terminal::restore();
-                stderrln!("\n{what}: leaving the session; the bottle `{slug}` keeps running");
+                stderrln!("\n{what}: ending the session; the bottle `{slug}` keeps running");
+                // Cut short, the agent is ended, not left running unwatched.
+                end_session(&engine, &agent.id, &ours).await;
                 Ok(code)
             }
         }
@@ -104,10 +107,11 @@ async fn unknown_slug(engine: &Engine, slug: &str) -> anyhow::Error {
 pub(super) async fn session(
     engine: &Engine,
     container: &str,
+    ours: &attach::Session,
     cmd: Vec<String>,
     env: &BTreeMap<String, Secret>,
 ) -> Result<ExitCode> {
-    let mut exec = bottle_docker::attach::agent_exec(cmd, env);
+    let mut exec = ours.exec(cmd, env);
     // The engine gives a TTY exec `TERM=xterm`; the local terminal's type
     // is better. A bottle that sets `TERM` itself keeps its value.
     if let Some(term) = crate::env::var(crate::env::TERM)

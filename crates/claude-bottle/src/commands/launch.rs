@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use bottle_docker::attach::Session;
 use bottle_docker::image::{self, ImageKind, ImageState};
 use bottle_docker::{Engine, exec, labels, launch};
 use bottle_plan::Resolved;
@@ -92,6 +93,9 @@ pub fn run(
         let plan = &claimed;
         // The workspace's git refs once launched: what the outbox compares with.
         let mut start_refs = None;
+        // The agent's session while it runs: what `--keep` ends when the
+        // run is cut short (the bottle stays, its agent does not).
+        let mut running: Option<(String, Session)> = None;
         let work = async {
             if let Some(tag) = &plan.derived_image {
                 let ws = workspace
@@ -125,16 +129,18 @@ pub fn run(
             for w in &launched.warnings {
                 stderrln!("warning: {w}");
             }
+            let session = Session::new();
+            let (id, s) = running.insert((launched.agent_id.clone(), session));
             let agent = async {
                 match &run.agent_prompt {
-                    Some(text) => run_agent(&engine, &launched.agent_id, plan, text, &env).await,
+                    Some(text) => run_agent(&engine, id, plan, text, &env, s).await,
                     None => {
                         let cmd = bottle_docker::attach::agent_command(&plan.agent.command, None);
-                        super::attach::session(&engine, &launched.agent_id, cmd, &env).await
+                        super::attach::session(&engine, id, s, cmd, &env).await
                     }
                 }
             };
-            match run.timeout {
+            let done = match run.timeout {
                 None => agent.await,
                 // Dropping the session restores the terminal, as on Ctrl-C.
                 Some(limit) => match tokio::time::timeout(limit, agent).await {
@@ -144,15 +150,23 @@ pub fn run(
                             "the agent ran for its `--timeout` of {}: ending it",
                             crate::duration::show(limit)
                         );
-                        Ok(ExitCode::from(TIMED_OUT))
+                        return Ok(ExitCode::from(TIMED_OUT));
                     }
                 },
-            }
+            };
+            running = None;
+            done
         };
         let outcome = tokio::select! {
             r = work => r,
             code = interrupts.next() => Ok(code),
         };
+        // Cut short (`--timeout`, a signal) with the bottle kept: its
+        // agent must not go on running unwatched. Without `--keep`,
+        // removing the container below ends it.
+        if let Some((id, session)) = running.as_ref().filter(|_| run.keep) {
+            end_session(&engine, id, session).await;
+        }
         if !(run.keep && outcome.is_ok()) {
             let known = super::finish::Known {
                 bottle: Some(plan.bottle.name.clone()),
@@ -296,6 +310,7 @@ async fn run_agent(
     plan: &bottle_plan::Plan,
     text: &str,
     env: &BTreeMap<String, Secret>,
+    session: &Session,
 ) -> Result<ExitCode> {
     let cmd = bottle_docker::attach::agent_command(&plan.agent.command, Some(text));
     let mut sink = |chunk: exec::Chunk<'_>| match chunk {
@@ -308,14 +323,29 @@ async fn run_agent(
             let _ = std::io::stderr().write_all(b);
         }
     };
-    let code = exec::run_with(
-        engine,
-        container,
-        bottle_docker::attach::agent_exec(cmd, env),
-        &mut sink,
-    )
-    .await?;
+    let code = exec::run_with(engine, container, session.exec(cmd, env), &mut sink).await?;
     Ok(agent_exit(code))
+}
+
+/// How long an agent whose run was cut short has to end on SIGTERM before
+/// it is killed.
+const END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// End an agent session that is still running, saying so; a failure is a
+/// warning with what to do (the run ends either way).
+pub(super) async fn end_session(engine: &Engine, container: &str, session: &Session) {
+    use bottle_docker::attach::Ended;
+    match session.end(engine, container, END_GRACE).await {
+        Ok(Ended::Already | Ended::Terminated) => {}
+        Ok(Ended::Killed) => stderrln!(
+            "the agent did not end within {} of SIGTERM: killed",
+            crate::duration::show(END_GRACE)
+        ),
+        Err(e) => stderrln!(
+            "warning: cannot end the agent's session, it may still be running: {e}; \
+             `docker top {container}` shows its processes"
+        ),
+    }
 }
 
 /// The CLI's exit code for the agent's: the same, said on stderr when it

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustix::termios::{LocalModes, Winsize, tcgetattr, tcsetwinsize};
 
-use super::bottle::{Home, leftovers};
+use super::bottle::{Home, agent_processes, leftovers};
 
 /// Long enough for a launch that rebuilds the sidecar image on a busy
 /// two-core machine.
@@ -255,6 +255,27 @@ fn attach_to_a_kept_bottle() {
     assert!(
         !leftovers(&run).is_empty(),
         "attach leaves the bottle running"
+    );
+
+    // An attach cut short by a signal ends its session (the shell and what
+    // it runs), and leaves the bottle.
+    let mut tty = Tty::spawn(cli(&h, &["attach", &slug]));
+    tty.expect("/workspace$ ", SHORT);
+    tty.type_keys("sleep 3004\r");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(agent_processes(&run).contains("sleep 3004"));
+    let term = Command::new("kill")
+        .args(["-TERM", &tty.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    tty.expect("terminated: ending the session", SHORT);
+    let (code, text) = tty.finish(SHORT);
+    assert_eq!(code, Some(143), "{text}");
+    let top = agent_processes(&run);
+    assert!(
+        !top.contains("sleep 3004"),
+        "the session still runs:\n{top}"
     );
 
     // An unknown slug says what runs and where to look.

@@ -118,6 +118,26 @@ pub fn slug_of(stderr: &str) -> String {
     line.split('`').nth(1).unwrap().to_string()
 }
 
+/// The processes of the run's (one) agent container, as `docker top`
+/// lists them from the host: what still runs in a kept bottle.
+pub fn agent_processes(run: &str) -> String {
+    let o = Command::new("docker")
+        .args(["ps", "-q", "--filter"])
+        .arg(format!("label=io.claude-bottle.test={run}"))
+        .args(["--filter", "label=io.claude-bottle.role=agent"])
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(ids.lines().count(), 1, "one agent container: {ids:?}");
+    let top = Command::new("docker").args(["top", &ids]).output().unwrap();
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    String::from_utf8_lossy(&top.stdout).into_owned()
+}
+
 pub fn leftovers(run: &str) -> Vec<String> {
     let filter = format!("label=io.claude-bottle.test={run}");
     let mut out = Vec::new();

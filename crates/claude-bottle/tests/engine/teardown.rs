@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::bottle::{Home, leftovers, slug_of};
+use super::bottle::{Home, agent_processes, leftovers, slug_of};
 
 /// Run the CLI to its end.
 fn run_cli(h: &Home, args: &[&str]) -> Output {
@@ -253,6 +253,47 @@ fn keep_then_logs_then_stop() {
     // Stopping it again: it is gone.
     let again = run_cli(&h, &["stop", &slug]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again).1);
+}
+
+/// `--keep` keeps the bottle, not an agent cut short by `--timeout`: the
+/// agent's whole process group ends, even one that ignores SIGTERM (here
+/// the stand-in's shell and its `sleep`, which inherit the ignored signal,
+/// are killed after the grace period). Before, the bottle kept running an
+/// agent nobody watched, until `stop`.
+#[test]
+fn keep_with_timeout_ends_the_agent_not_the_bottle() {
+    if !super::images_ready("keep_with_timeout_ends_the_agent_not_the_bottle") {
+        return;
+    }
+    let _images = super::image_lock();
+    let h = Home::new("td-keep-timeout");
+    let out = run_cli(
+        &h,
+        &[
+            "start",
+            &h.agent,
+            "--yes",
+            "--keep",
+            "--timeout",
+            "2s",
+            "--prompt",
+            "trap '' TERM; sleep 3003; echo after-sleep",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(124), "{stdout}\n{stderr}");
+    assert!(stderr.contains("`--timeout` of 2s: ending it"), "{stderr}");
+    assert!(stderr.contains("within 5s of SIGTERM: killed"), "{stderr}");
+    assert!(stderr.contains("keeps running"), "{stderr}");
+    assert!(!stdout.contains("after-sleep"), "{stdout}");
+    assert_eq!(leftovers(&h.run).len(), 4, "agent, sidecar, two networks");
+    let top = agent_processes(&h.run);
+    assert!(!top.contains("sleep 3003"), "the agent still runs:\n{top}");
+
+    let slug = slug_of(&stderr);
+    let stopped = run_cli(&h, &["stop", &slug]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped).1);
+    assert_eq!(leftovers(&h.run), Vec::<String>::new());
 }
 
 #[test]
