@@ -108,7 +108,7 @@ pub async fn launch(
         memory: plan.resources.memory.clone(),
         cpus: plan.resources.cpus,
         pids: plan.resources.pids,
-        runtime: plan.runtime.clone(),
+        runtime: plan.engine_runtime.clone(),
     };
     let agent_started = async {
         progress("starting the agent");

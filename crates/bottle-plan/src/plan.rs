@@ -20,9 +20,13 @@ pub struct Plan {
     pub agent: AgentPlan,
     pub bottle: BottlePlan,
     pub backend: String,
-    /// `runc`, the name gVisor is registered under (usually `runsc`), or
-    /// `None` when the engine was not reached.
+    /// `runc`, `runsc` (gVisor), or `None` when the engine was not reached
+    /// (`cli.md`'s plan JSON).
     pub runtime: Option<String>,
+    /// The name the engine takes for that runtime: gVisor may be registered
+    /// under another name than `runsc`. Not in the plan JSON.
+    #[serde(skip)]
+    pub engine_runtime: Option<String>,
     pub container: String,
     pub sidecar: SidecarPlan,
     pub networks: Vec<String>,

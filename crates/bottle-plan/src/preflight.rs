@@ -122,13 +122,12 @@ pub fn render(plan: &Plan) -> String {
         "\nresources  memory {}, cpus {}, pids {}",
         res.memory, res.cpus, res.pids
     );
-    let _ = writeln!(
-        w,
-        "runtime    {}",
-        plan.runtime
-            .as_deref()
-            .unwrap_or("unknown (engine not reached)")
-    );
+    let runtime = match (plan.runtime.as_deref(), plan.engine_runtime.as_deref()) {
+        (None, _) => "unknown (engine not reached)".to_string(),
+        (Some(r), Some(name)) if r != name => format!("{r} (registered as `{name}`)"),
+        (Some(r), _) => r.to_string(),
+    };
+    let _ = writeln!(w, "runtime    {runtime}");
     let _ = writeln!(w, "image      {}", plan.image);
     if let Some(d) = &plan.derived_image {
         let _ = writeln!(w, "workspace  current directory copied in (image {d})");

@@ -107,8 +107,8 @@ pub fn resolve(
     };
 
     // The engine knows gVisor by the name it was registered under, which
-    // need not be `runsc`.
-    let runtime = match engine {
+    // need not be `runsc`; the plan JSON says `runsc` either way.
+    let engine_runtime = match engine {
         None => None,
         Some(e) => Some(
             match (bottle.runtime.unwrap_or(Runtime::Auto), &e.gvisor_runtime) {
@@ -126,6 +126,11 @@ pub fn resolve(
             },
         ),
     };
+
+    let runtime = engine_runtime.as_ref().map(|name| match name.as_str() {
+        "runc" => "runc".to_string(),
+        _ => "runsc".to_string(),
+    });
 
     for skill in &agent.skills {
         let path = facts.home.join(".claude").join("skills").join(&skill.name);
@@ -246,6 +251,7 @@ pub fn resolve(
         },
         backend: "docker".to_string(),
         runtime,
+        engine_runtime,
         container,
         sidecar: SidecarPlan {
             container: names::sidecar_container(&slug),

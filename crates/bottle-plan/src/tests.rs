@@ -315,7 +315,18 @@ fn runtime_rules() {
         gvisor_runtime: Some("gvisor".into()),
         ..Default::default()
     };
-    assert_eq!(full(Some(renamed)).plan.runtime.as_deref(), Some("gvisor"));
+    let plan = full(Some(renamed)).plan;
+    assert_eq!(plan.engine_runtime.as_deref(), Some("gvisor"));
+    // The plan JSON says what it is, as `cli.md` lists: runc, runsc or null.
+    assert_eq!(plan.runtime.as_deref(), Some("runsc"));
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["runtime"], "runsc");
+    assert!(json.get("engine_runtime").is_none());
+    assert!(
+        crate::preflight::render(&plan).contains("runtime    runsc (registered as `gvisor`)"),
+        "{}",
+        crate::preflight::render(&plan)
+    );
     assert_eq!(
         full(Some(EngineFacts::default())).plan.runtime.as_deref(),
         Some("runc")
