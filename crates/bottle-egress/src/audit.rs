@@ -19,17 +19,11 @@ pub struct Event {
     pub ts: String,
     pub kind: &'static str,
     pub decision: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     pub bytes: u64,
     pub ms: u64,
@@ -254,6 +248,25 @@ mod tests {
         assert_eq!(v["reason"], "no-route");
         assert_eq!(v["status"], 403);
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+    }
+
+    /// Every field `sidecar.md` lists is in every event, `null` when it
+    /// does not apply, so a reader can rely on the keys being there.
+    #[test]
+    fn the_spec_fields_are_there_even_when_empty() {
+        let line = serde_json::to_value(Event::new("http", "allow")).unwrap();
+        let keys = [
+            "ts", "kind", "decision", "reason", "rule", "host", "method", "path", "status",
+            "bytes", "ms",
+        ];
+        for key in keys {
+            assert!(line.get(key).is_some(), "`{key}` missing: {line}");
+        }
+        assert!(
+            line["reason"].is_null() && line["status"].is_null(),
+            "{line}"
+        );
+        assert!(line.get("request_body").is_none(), "only with `log: full`");
     }
 
     #[test]

@@ -71,19 +71,13 @@ pub struct Event {
     pub kind: &'static str,
     /// `allow` or `block`.
     pub decision: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// The upstream host.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     pub repo: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refs: Vec<RefUpdate>,
@@ -240,5 +234,9 @@ mod tests {
         assert_eq!(v["decision"], "block");
         assert_eq!(v["reason"], "git-secret");
         assert!(v["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
+        // The fields `sidecar.md` lists are there, `null` when empty.
+        for key in ["rule", "host", "method", "path", "status"] {
+            assert!(v.get(key).is_some_and(|x| x.is_null()), "`{key}`: {v}");
+        }
     }
 }
