@@ -24,8 +24,13 @@ impl Settings {
             .filter(|h| !h.is_empty())
             .map(PathBuf::from)
             .ok_or_else(|| {
-                UsageError::new("`HOME` is not set")
-                    .with_hint("set `HOME`, or `CLAUDE_BOTTLE_HOME`")
+                // Needed even with `CLAUDE_BOTTLE_HOME` set: skills are
+                // read from `~/.claude/skills`.
+                UsageError::new("`HOME` is not set").with_hint(
+                    "set `HOME` to your home folder: skills are read from \
+                     `~/.claude/skills`, and state is kept in `~/.claude-bottle` \
+                     unless `CLAUDE_BOTTLE_HOME` names another folder",
+                )
             })?;
         let bottle_home = env::var(env::HOME)
             .map(PathBuf::from)

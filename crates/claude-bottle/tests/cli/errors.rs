@@ -532,3 +532,21 @@ fn escape_sequences_from_a_project_agent_never_reach_the_terminal() {
         assert!(shown.contains(r"\u{1b}"), "{args:?}: {shown}");
     }
 }
+
+/// Without `HOME` nothing runs, even with `CLAUDE_BOTTLE_HOME` set (skills
+/// live under `~/.claude`), and the hint says so rather than suggesting
+/// `CLAUDE_BOTTLE_HOME` would do.
+#[test]
+fn no_home_says_why_it_is_needed() {
+    let t = TestEnv::new();
+    let mut c = t.cmd(&["list"]);
+    c.env_remove("HOME")
+        .env("CLAUDE_BOTTLE_HOME", t.home.join(".claude-bottle"));
+    let (code, out, err) = t.run(c);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains("`HOME` is not set"), "{err}");
+    assert!(
+        err.contains("skills are read from `~/.claude/skills`"),
+        "{err}"
+    );
+}
