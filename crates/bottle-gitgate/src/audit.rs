@@ -27,6 +27,12 @@ pub struct FindingReport {
     /// (counted from 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+    /// Where the secret was when it is not in a file's content or the
+    /// commit message: `commit header` (author, committer, signature),
+    /// `file name`, `ref name`, `tag`. The path is then `None`, so a secret
+    /// in a file name is never written out whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<String>,
     pub rule: String,
     pub redacted: String,
 }

@@ -25,6 +25,7 @@ use crate::limits::Limits;
 use crate::mirror;
 use crate::policy::{Policy, RefUpdate};
 use crate::scan::{self, Git, ScanError};
+use crate::tips::{self, TipError};
 
 /// The variable carrying the hook's JSON configuration.
 pub const HOOK_ENV: &str = "BOTTLE_GITGATE_HOOK";
@@ -152,11 +153,16 @@ pub fn run_with(
             );
             for f in &report.findings {
                 let short = f.commit.get(..12).unwrap_or(&f.commit);
-                let place = f.path.as_deref().unwrap_or("(commit message)");
+                let place = match (&f.part, &f.path) {
+                    (Some(part), _) => format!("({part})"),
+                    (None, Some(path)) => path.clone(),
+                    (None, None) => "(commit message)".to_string(),
+                };
                 // A binary file has no lines: the byte offset says where.
-                let at = match f.offset {
-                    Some(o) => format!("{place} (binary, byte {o})"),
-                    None => format!("{place}:{}", f.line),
+                let at = match (f.offset, &f.part) {
+                    (Some(o), _) => format!("{place} (binary, byte {o})"),
+                    (None, Some(_)) => place,
+                    (None, None) => format!("{place}:{}", f.line),
                 };
                 say(
                     err,
@@ -175,6 +181,25 @@ pub fn run_with(
         }
     }
     report
+}
+
+/// What the audit log says for a ref whose name held a secret.
+const WITHHELD: &str = "(withheld: the name holds a secret)";
+
+/// The refusal for a push the gate could not scan.
+fn scan_refusal(e: ScanError, updates: Vec<RefUpdate>) -> Report {
+    match e {
+        ScanError::TooLarge(why) => Report::block(
+            "too-large",
+            format!("push refused: {why}; nothing was sent upstream"),
+            updates,
+        ),
+        ScanError::Git(why) => Report::block(
+            "malformed",
+            format!("push refused: the gate could not scan it ({why})"),
+            updates,
+        ),
+    }
 }
 
 fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Report {
@@ -203,7 +228,35 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
         limits: &cfg.limits,
     };
 
-    // (a) ref policy.
+    // (a) the names of the refs, before anything prints or logs them, and
+    // the ref policy.
+    let engine_started = std::time::Instant::now();
+    let mut builder = Engine::builder();
+    for s in &cfg.known_secrets {
+        if s.len() >= MIN_KNOWN_SECRET_LEN {
+            builder = builder.known_secret(s);
+        }
+    }
+    let engine = match builder.build() {
+        Ok(e) => e,
+        Err(e) => return Report::block("malformed", format!("gate error: {e}"), updates),
+    };
+    let engine_ms = millis(engine_started);
+    let in_names = tips::scan_ref_names(&updates, &engine);
+    if !in_names.is_empty() {
+        // The audit log gets the updates without their names.
+        let withheld = updates
+            .into_iter()
+            .map(|u| RefUpdate {
+                name: WITHHELD.into(),
+                ..u
+            })
+            .collect();
+        let mut r = Report::block("git-secret", String::new(), withheld);
+        r.message = Some(format!("{} finding(s)", in_names.len()));
+        r.findings = in_names;
+        return r;
+    }
     let policy = Policy {
         push: cfg.push.clone(),
         protect: cfg.protect.clone(),
@@ -236,46 +289,34 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
         return Report::block("git-policy", msg, updates);
     }
 
-    // (b) DLP scan of every new commit.
-    let engine_started = std::time::Instant::now();
-    let mut builder = Engine::builder();
-    for s in &cfg.known_secrets {
-        if s.len() >= MIN_KNOWN_SECRET_LEN {
-            builder = builder.known_secret(s);
-        }
-    }
-    let engine = match builder.build() {
-        Ok(e) => e,
-        Err(e) => return Report::block("malformed", format!("gate error: {e}"), updates),
-    };
-    let engine_ms = millis(engine_started);
-    let tips: Vec<&str> = updates
-        .iter()
-        .filter(|u| !u.is_delete())
-        .map(|u| u.new.as_str())
-        .collect();
+    // (b) DLP scan of every new commit, and of the tags on the way to them.
     let scan_started = std::time::Instant::now();
+    let mut tag_findings = Vec::new();
+    let tips = match tips::commits_of(&git, &updates, &engine, &mut tag_findings) {
+        Ok(t) => t,
+        Err(TipError::NotACommit { name, kind }) => {
+            return Report::block(
+                "git-policy",
+                format!(
+                    "push refused: `{name}` points to a {kind}; only commits and tags of \
+                     commits are forwarded; nothing was sent upstream"
+                ),
+                updates,
+            );
+        }
+        Err(TipError::Scan(e)) => return scan_refusal(e, updates),
+    };
+    let tips: Vec<&str> = tips.iter().map(String::as_str).collect();
     let scanned = scan::scan_push(&git, &tips, &engine);
     let scan_ms = millis(scan_started);
     let outcome = match scanned {
         Ok(mut o) => {
             o.timings.engine_ms = engine_ms;
+            tag_findings.append(&mut o.findings);
+            o.findings = tag_findings;
             o
         }
-        Err(ScanError::TooLarge(why)) => {
-            return Report::block(
-                "too-large",
-                format!("push refused: {why}; nothing was sent upstream"),
-                updates,
-            );
-        }
-        Err(ScanError::Git(why)) => {
-            return Report::block(
-                "malformed",
-                format!("push refused: the gate could not scan it ({why})"),
-                updates,
-            );
-        }
+        Err(e) => return scan_refusal(e, updates),
     };
     if !outcome.findings.is_empty() {
         let mut r = Report::block("git-secret", String::new(), updates);

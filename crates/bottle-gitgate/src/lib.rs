@@ -21,6 +21,7 @@ pub mod mirror;
 pub mod policy;
 pub mod scan;
 pub mod server;
+pub mod tips;
 
 pub use audit::{AuditSink, Event};
 pub use config::{GateConfig, GateSecrets, RepoConfig, from_sidecar_json, from_sidecar_parts};

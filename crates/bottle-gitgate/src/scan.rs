@@ -254,24 +254,38 @@ fn line_at(buf: &[u8], starts: &[(usize, u64)], offset: usize) -> u64 {
         .map_or(0, |(_, l)| *l)
 }
 
-fn push_findings(
+/// Where a finding is, for its report.
+#[derive(Clone, Copy)]
+pub(crate) enum Place<'a> {
+    /// A line of the commit message (or of a file's added lines).
+    Lines(Option<&'a str>),
+    /// Another part of the push, by name (see [`FindingReport::part`]).
+    Part(&'static str),
+}
+
+pub(crate) fn push_findings(
     out: &mut Vec<FindingReport>,
     engine: &Engine,
     buf: &[u8],
     starts: &[(usize, u64)],
     commit: &str,
-    path: Option<&str>,
+    place: Place<'_>,
 ) {
     if buf.is_empty() || out.len() >= MAX_FINDINGS {
         return;
     }
     for f in engine.scan(buf) {
         let start = usize::try_from(f.range.start).unwrap_or(usize::MAX);
+        let (path, part) = match place {
+            Place::Lines(path) => (path.map(str::to_string), None),
+            Place::Part(part) => (None, Some(part.to_string())),
+        };
         out.push(FindingReport {
             commit: commit.to_string(),
-            path: path.map(str::to_string),
+            path,
             line: line_at(buf, starts, start),
             offset: None,
+            part,
             rule: f.rule.to_string(),
             redacted: f.redacted,
         });
@@ -329,12 +343,24 @@ fn scan_messages(
             r.read_exact(&mut body)
                 .map_err(|e| ScanError::Git(e.to_string()))?;
             body.pop(); // the newline after each object
-            // The message follows the first empty line of the commit object.
+            // The message follows the first empty line of the commit object;
+            // the header before it is the agent's to write too (author and
+            // committer names, extra headers, a signature): both scanned.
             let msg_at = body
                 .windows(2)
                 .position(|w| w == b"\n\n")
                 .map_or(body.len(), |p| p + 2);
-            push_findings(&mut out.findings, engine, &body[msg_at..], &[], id, None);
+            let (header, message) = body.split_at(msg_at);
+            push_findings(
+                &mut out.findings,
+                engine,
+                message,
+                &[],
+                id,
+                Place::Lines(None),
+            );
+            let part = Place::Part("commit header");
+            push_findings(&mut out.findings, engine, header, &[], id, part);
         }
         Ok(())
     })();
@@ -438,6 +464,9 @@ struct FileAdds {
     starts: Vec<(usize, u64)>,
     /// The post-image blob id from the `index` line.
     new_blob: Option<String>,
+    /// The commit adds this file: its name is new and is scanned too (the
+    /// files a commit changes were added by an earlier commit, new or not).
+    added: bool,
 }
 
 /// A file's added text in one commit, on its way to a scanner thread.
@@ -685,24 +714,35 @@ fn scan_worker(
             continue;
         }
         let t = Instant::now();
-        let hits = catch_unwind(AssertUnwindSafe(|| engine.scan(&f.buf)));
+        // The file's name is the agent's to choose too: scanned, and a
+        // finding there reports no path (it would print the secret).
+        let name = f.path.as_deref().filter(|_| f.added).unwrap_or_default();
+        let hits = catch_unwind(AssertUnwindSafe(|| {
+            (engine.scan(name.as_bytes()), engine.scan(&f.buf))
+        }));
         done.busy += t.elapsed();
         done.bytes += f.buf.len() as u64;
-        let Ok(hits) = hits else {
+        let Ok((in_name, hits)) = hits else {
             // Fail closed: the push is refused.
             failed.store(true, Ordering::Relaxed);
             continue;
         };
-        for h in hits {
+        let in_name = in_name.into_iter().map(|h| (h, true));
+        for (h, named) in in_name.chain(hits.into_iter().map(|h| (h, false))) {
             if found.fetch_add(1, Ordering::Relaxed) >= MAX_FINDINGS {
                 break;
             }
             let start = usize::try_from(h.range.start).unwrap_or(usize::MAX);
             done.findings.push(FindingReport {
                 commit: commit.clone(),
-                path: f.path.clone(),
-                line: line_at(&f.buf, &f.starts, start),
+                path: if named { None } else { f.path.clone() },
+                line: if named {
+                    0
+                } else {
+                    line_at(&f.buf, &f.starts, start)
+                },
                 offset: None,
+                part: named.then(|| "file name".to_string()),
                 rule: h.rule.to_string(),
                 redacted: h.redacted,
             });
@@ -793,31 +833,33 @@ fn read_blobs(
     let mut binary = 0;
     for (commit, path, id) in locs {
         let size = blob_header(r, &mut header, &id)?;
+        let mut buf = Vec::new();
         if size > limits.max_text_blob {
             stream_blob(r, size, limits, (&commit, &path), found)?;
             binary += 1;
-            continue;
+        } else {
+            let len =
+                usize::try_from(size).map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
+            buf = vec![0u8; len + 1];
+            r.read_exact(&mut buf).map_err(cat_file_io)?;
+            if buf.pop() != Some(b'\n') {
+                return Err(ScanError::Git("cat-file: bad framing".into()));
+            }
+            // git's own binary test: a NUL in the first 8000 bytes.
+            if buf[..len.min(BINARY_PROBE)].contains(&0) {
+                binary += 1;
+                found.search((&commit, &path), &buf, &mut std::io::empty(), 0)?;
+                buf = Vec::new();
+            }
         }
-        let len = usize::try_from(size).map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
-        let mut buf = vec![0u8; len + 1];
-        r.read_exact(&mut buf).map_err(cat_file_io)?;
-        if buf.pop() != Some(b'\n') {
-            return Err(ScanError::Git("cat-file: bad framing".into()));
-        }
-        // git's own binary test: a NUL in the first 8000 bytes.
-        if buf[..len.min(BINARY_PROBE)].contains(&0) {
-            binary += 1;
-            found.search((&commit, &path), &buf, &mut std::io::empty(), 0)?;
-            continue;
-        }
-        if buf.is_empty() {
-            continue;
-        }
+        // Binary and empty files too: the scanners check every added
+        // file's name, whatever its content.
         let file = FileAdds {
             path: Some(path),
             buf,
             starts: Vec::new(),
             new_blob: None,
+            added: true,
         };
         tx.send((commit, file))
             .map_err(|_| ScanError::Git("the scanners stopped".into()))?;
@@ -959,6 +1001,7 @@ impl<'e> BinarySearch<'e> {
                 path: Some(at.1.to_string()),
                 line: 0,
                 offset: Some(h.range.start),
+                part: None,
                 rule: h.rule.to_string(),
                 redacted: h.redacted,
             });
@@ -1282,7 +1325,9 @@ diff --git a/\"q\\tp\" b/\"q\\tp\"\n--- /dev/null\n+++ \"b/q\\tp\"\n@@ -0,0 +1 @
         input.extend(b"ac blob 0\n\n");
         let (res, files) = run(input, &["aa", "ab", "bb", "ac"]);
         assert_eq!(res, Ok(2));
-        assert_eq!(files, vec![b"hello\n".to_vec()]);
+        // Every added file reaches the scanners, for its name; binary and
+        // empty ones without content.
+        assert_eq!(files, vec![b"hello\n".to_vec(), vec![], vec![], vec![]]);
 
         let mut big_text = b"cc blob 17\n".to_vec();
         big_text.extend([b'y'; 17]);
@@ -1347,7 +1392,15 @@ diff --git a/\"q\\tp\" b/\"q\\tp\"\n--- /dev/null\n+++ \"b/q\\tp\"\n@@ -0,0 +1 @
         let res = read_blobs(&limits, &mut r, lrx, &tx, &mut found);
         drop(tx);
         assert_eq!(res, Ok(3));
-        assert_eq!(rx.into_iter().count(), 1);
+        let sent: Vec<(String, usize)> = rx
+            .into_iter()
+            .map(|(_, f)| (f.path.unwrap_or_default(), f.buf.len()))
+            .collect();
+        let names = ["s.bin", "b.bin", "c.bin", "t"].map(|p| p.to_string());
+        assert_eq!(
+            sent,
+            names.into_iter().zip([0, 0, 0, 16]).collect::<Vec<_>>()
+        );
         let at: Vec<_> = found
             .findings
             .iter()
