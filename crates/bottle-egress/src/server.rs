@@ -315,7 +315,12 @@ impl Info {
             other => other.clone(),
         };
         e.host = scrub(&self.host, redact_for_log);
-        e.method = Some(self.method.clone());
+        // Any token is a method: one made of a secret is redacted like the path.
+        e.method = Some(if redact {
+            redact_method_for_log(&inner.log_redactor, &self.method)
+        } else {
+            self.method.clone()
+        });
         e.path = scrub(&self.path, redact_path_for_log);
         e.rule = self.rule.clone();
         e
@@ -684,6 +689,12 @@ pub async fn exchange(
                 Failure::with_rule(Deny::Dlp, rule)
             })?;
         }
+        // Before the target, so a finding `log` lets through keeps the
+        // event unscrubbed.
+        scan::scan_method(dlp, parts.method.as_str(), &mut verdict).map_err(|rule| {
+            info.method = redact_method_for_log(dlp, parts.method.as_str());
+            Failure::with_rule(Deny::Dlp, rule)
+        })?;
         match scan::scan_target(dlp, &ex.pq, &mut verdict) {
             Ok(Some(redacted)) => {
                 info.path = Some(redact_path_for_log(dlp, parts.uri.path()));
@@ -803,6 +814,17 @@ pub fn redact_for_log(dlp: &Dlp, s: &str) -> String {
 /// blank it from the log.
 pub fn redact_path_for_log(dlp: &Dlp, s: &str) -> String {
     let out = crate::dlp::apply_redactions(s.as_bytes(), &dlp.scan(s.as_bytes()));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Request method `m` with every finding replaced, for events. Methods
+/// recur (`GET`, `POST`): a clean one is remembered, not rescanned.
+pub fn redact_method_for_log(dlp: &Dlp, m: &str) -> String {
+    let findings = dlp.scan_recurring(m.as_bytes());
+    if findings.is_empty() {
+        return m.to_string();
+    }
+    let out = crate::dlp::apply_redactions(m.as_bytes(), &findings);
     String::from_utf8_lossy(&out).into_owned()
 }
 
