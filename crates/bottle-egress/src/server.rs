@@ -388,7 +388,10 @@ pub fn refuse(inner: &Inner, info: &Info, f: Failure) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if matches!(f.deny, Deny::Malformed | Deny::TooLarge | Deny::Dlp) {
+    if matches!(
+        f.deny,
+        Deny::Malformed | Deny::HostField | Deny::TooLarge | Deny::Dlp
+    ) {
         // The rest of the request may still be on the wire; do not parse it as a new one.
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -402,7 +405,7 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 /// Checks that hold for every request, whatever the door.
 fn check_head(req: &Request<Incoming>) -> Result<(), Deny> {
     if req.headers().get_all(header::HOST).iter().count() > 1 {
-        return Err(Deny::Malformed);
+        return Err(Deny::HostField);
     }
     let uri = req.uri();
     let target_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
