@@ -201,13 +201,13 @@ pub async fn inside(
     }
     let hosts: Vec<_> = req.headers().get_all(header::HOST).iter().collect();
     if hosts.len() != 1 {
-        return Err(Deny::Malformed.into());
+        return Err(Deny::HostField.into());
     }
     let host_auth: http::uri::Authority = hosts[0]
         .to_str()
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or(Deny::Malformed)?;
+        .ok_or(Deny::HostField)?;
     if !same_host(host_auth.host(), &tunnel.host)
         || host_auth.port_u16().unwrap_or(443) != tunnel.port
     {

@@ -51,6 +51,9 @@ pub enum Deny {
     Dlp,
     HostMismatch,
     Malformed,
+    /// A missing, repeated or unreadable `Host` field: `malformed`, but 400
+    /// (RFC 9112 section 3.2 requires it; docs/decisions.md).
+    HostField,
     TooLarge,
     Timeout,
     DnsRefused,
@@ -69,7 +72,7 @@ impl Deny {
             Deny::PrivateAddress => "private-address",
             Deny::Dlp => "dlp",
             Deny::HostMismatch => "host-mismatch",
-            Deny::Malformed => "malformed",
+            Deny::Malformed | Deny::HostField => "malformed",
             Deny::TooLarge => "too-large",
             Deny::Timeout => "timeout",
             Deny::DnsRefused => "dns-refused",
@@ -77,12 +80,13 @@ impl Deny {
         }
     }
 
-    /// Policy refusals are 403; a broken request is the client's fault (400,
-    /// 413); a failing upstream is a gateway error (502, 504).
+    /// Refusals are 403, the proxy's own checks of form and bounds
+    /// (`malformed`, `too-large`) included, as sidecar.md says; a `Host`
+    /// field error is 400 because RFC 9112 requires it; a failing upstream
+    /// is a gateway error (502, 504) so clients retry correctly.
     pub fn status(self) -> StatusCode {
         match self {
-            Deny::Malformed => StatusCode::BAD_REQUEST,
-            Deny::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Deny::HostField => StatusCode::BAD_REQUEST,
             Deny::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Deny::UpstreamError => StatusCode::BAD_GATEWAY,
             _ => StatusCode::FORBIDDEN,

@@ -51,16 +51,31 @@ fn judge(dlp: &Dlp, findings: &[Finding], verdict: &mut Verdict) -> Result<(), S
     Ok(())
 }
 
-/// Host names cannot be redacted: redact mode blocks them too.
-pub fn scan_host(dlp: &Dlp, host: &str, verdict: &mut Verdict) -> Result<(), String> {
-    let findings = dlp.scan_host(host);
+/// [`judge`] for places that cannot be redacted: redact mode blocks too.
+fn judge_unredactable(
+    dlp: &Dlp,
+    findings: &[Finding],
+    verdict: &mut Verdict,
+) -> Result<(), String> {
     if let Some(f) = findings.first()
         && dlp.mode == DlpMode::Redact
     {
         verdict.blocked = Some(f.rule.clone());
         return Err(f.rule.clone());
     }
-    judge(dlp, &findings, verdict)
+    judge(dlp, findings, verdict)
+}
+
+/// Host names cannot be redacted: redact mode blocks them too.
+pub fn scan_host(dlp: &Dlp, host: &str, verdict: &mut Verdict) -> Result<(), String> {
+    judge_unredactable(dlp, &dlp.scan_host(host), verdict)
+}
+
+/// The request method (any token is a method to HTTP, so it can carry a
+/// secret). A redaction marker is no method, and a rewritten method would
+/// be another request: redact mode blocks.
+pub fn scan_method(dlp: &Dlp, method: &str, verdict: &mut Verdict) -> Result<(), String> {
+    judge_unredactable(dlp, &dlp.scan_recurring(method.as_bytes()), verdict)
 }
 
 /// Scans the path and query; returns the redacted form when redacting.
@@ -78,8 +93,10 @@ pub fn scan_target(dlp: &Dlp, pq: &str, verdict: &mut Verdict) -> Result<Option<
     Ok(Some(text))
 }
 
-/// Scans header values, skipping those `skip` names (headers the proxy
-/// removes or sets).
+/// Scans header names and values, skipping those `skip` names (headers the
+/// proxy removes or sets). A name is a place like any other (`X-<secret>:
+/// 1`); it cannot be redacted (a marker is no header name, and renaming
+/// changes the request), so redact mode blocks a finding in a name.
 pub fn scan_headers(
     dlp: &Dlp,
     headers: &mut http::HeaderMap,
@@ -91,6 +108,8 @@ pub fn scan_headers(
         if skip(name) {
             continue;
         }
+        // Names recur as values do: a clean one costs a set lookup.
+        judge_unredactable(dlp, &dlp.scan_recurring(name.as_str().as_bytes()), verdict)?;
         for (i, value) in headers.get_all(name).iter().enumerate() {
             let findings = dlp.scan_recurring(value.as_bytes());
             judge(dlp, &findings, verdict)?;

@@ -315,7 +315,12 @@ impl Info {
             other => other.clone(),
         };
         e.host = scrub(&self.host, redact_for_log);
-        e.method = Some(self.method.clone());
+        // Any token is a method: one made of a secret is redacted like the path.
+        e.method = Some(if redact {
+            redact_method_for_log(&inner.log_redactor, &self.method)
+        } else {
+            self.method.clone()
+        });
         e.path = scrub(&self.path, redact_path_for_log);
         e.rule = self.rule.clone();
         e
@@ -383,7 +388,10 @@ pub fn refuse(inner: &Inner, info: &Info, f: Failure) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if matches!(f.deny, Deny::Malformed | Deny::TooLarge | Deny::Dlp) {
+    if matches!(
+        f.deny,
+        Deny::Malformed | Deny::HostField | Deny::TooLarge | Deny::Dlp
+    ) {
         // The rest of the request may still be on the wire; do not parse it as a new one.
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -397,7 +405,7 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 /// Checks that hold for every request, whatever the door.
 fn check_head(req: &Request<Incoming>) -> Result<(), Deny> {
     if req.headers().get_all(header::HOST).iter().count() > 1 {
-        return Err(Deny::Malformed);
+        return Err(Deny::HostField);
     }
     let uri = req.uri();
     let target_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
@@ -684,6 +692,12 @@ pub async fn exchange(
                 Failure::with_rule(Deny::Dlp, rule)
             })?;
         }
+        // Before the target, so a finding `log` lets through keeps the
+        // event unscrubbed.
+        scan::scan_method(dlp, parts.method.as_str(), &mut verdict).map_err(|rule| {
+            info.method = redact_method_for_log(dlp, parts.method.as_str());
+            Failure::with_rule(Deny::Dlp, rule)
+        })?;
         match scan::scan_target(dlp, &ex.pq, &mut verdict) {
             Ok(Some(redacted)) => {
                 info.path = Some(redact_path_for_log(dlp, parts.uri.path()));
@@ -803,6 +817,17 @@ pub fn redact_for_log(dlp: &Dlp, s: &str) -> String {
 /// blank it from the log.
 pub fn redact_path_for_log(dlp: &Dlp, s: &str) -> String {
     let out = crate::dlp::apply_redactions(s.as_bytes(), &dlp.scan(s.as_bytes()));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Request method `m` with every finding replaced, for events. Methods
+/// recur (`GET`, `POST`): a clean one is remembered, not rescanned.
+pub fn redact_method_for_log(dlp: &Dlp, m: &str) -> String {
+    let findings = dlp.scan_recurring(m.as_bytes());
+    if findings.is_empty() {
+        return m.to_string();
+    }
+    let out = crate::dlp::apply_redactions(m.as_bytes(), &findings);
     String::from_utf8_lossy(&out).into_owned()
 }
 

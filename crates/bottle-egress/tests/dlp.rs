@@ -173,6 +173,53 @@ async fn redact_mode_replaces_secrets_and_forwards() {
     p.events_without(&[SECRET]);
 }
 
+/// A header name or a method cannot be redacted (a marker is neither, and
+/// renaming would change the request): redact mode blocks them.
+#[tokio::test]
+async fn redact_mode_blocks_secrets_in_header_names_and_methods() {
+    let (p, rec, base) = dlp_proxy("dlp: redact").await;
+    let name = format!("x-{SECRET}");
+    let mut c = client(p.addr).await;
+    let (s, h, _) = send(&mut c, req("GET", &format!("{base}/"), &[(&name, "1")], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "dlp")
+    );
+    let mut c = client(p.addr).await;
+    let (s, h, _) = send(&mut c, req(SECRET, &format!("{base}/"), &[], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "dlp")
+    );
+    assert_eq!(rec.count(), 0);
+    p.events_without(&[SECRET]);
+}
+
+/// `log` forwards a secret in a header name or the method, records the
+/// finding, and the event shows the method redacted.
+#[tokio::test]
+async fn log_mode_records_secrets_in_header_names_and_methods() {
+    let (p, rec, base) = dlp_proxy("dlp: log").await;
+    let name = format!("x-{SECRET}");
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(
+        &mut c,
+        req("GET", &format!("{base}/n"), &[(&name, "1")], ""),
+    )
+    .await;
+    assert_eq!(s, 200);
+    p.event(|e| e["path"] == "/n" && e["reason"] == "dlp").await;
+    let mut c = client(p.addr).await;
+    let (s, _, _) = send(&mut c, req(SECRET, &format!("{base}/m"), &[], "")).await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 2);
+    p.event(|e| {
+        e["path"] == "/m" && e["reason"] == "dlp" && e["method"] == "[REDACTED:known-secret]"
+    })
+    .await;
+    p.events_without(&[SECRET]);
+}
+
 #[tokio::test]
 async fn log_mode_forwards_and_records() {
     let (p, rec, base) = dlp_proxy("dlp: log").await;

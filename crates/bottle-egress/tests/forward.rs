@@ -327,7 +327,12 @@ async fn userinfo_and_https_absolute_form_are_malformed() {
         b"GET https://ok.test/ HTTP/1.1\r\nHost: ok.test\r\n\r\n",
     )
     .await;
-    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-claude-bottle-block: malformed"),
+        "{out}"
+    );
     assert_eq!(rec.count(), 0);
 }
 

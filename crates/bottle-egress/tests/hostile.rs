@@ -57,6 +57,55 @@ async fn malformed_heads_are_400_and_never_forwarded() {
     still_serving(&p).await;
 }
 
+/// The JSON body of a raw answer (after the head).
+fn json_body(out: &str) -> serde_json::Value {
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The proxy's own checks of form and bounds are refusals like any other
+/// (sidecar.md): 403 with `X-Claude-Bottle-Block` and the JSON body. A
+/// `Host` field error keeps the 400 RFC 9112 requires, with the same
+/// header and body.
+#[tokio::test]
+async fn own_malformed_and_too_large_refusals_are_403_with_the_block_header() {
+    let (p, rec) = setup().await;
+    let long_target = format!(
+        "GET http://app.test/{} HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let cases: [(&[u8], &str, &str); 3] = [
+        (
+            b"GET https://app.test/ HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            "403",
+            "malformed",
+        ),
+        (long_target.as_bytes(), "403", "too-large"),
+        (
+            b"GET http://app.test/ HTTP/1.1\r\nHost: app.test\r\nHost: evil.test\r\n\r\n",
+            "400",
+            "malformed",
+        ),
+    ];
+    for (bytes, status, reason) in cases {
+        let out = raw(p.addr, bytes).await;
+        let head = out.to_ascii_lowercase();
+        assert!(
+            out.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{reason}: {}",
+            &out[..out.len().min(300)]
+        );
+        assert!(
+            head.contains(&format!("x-claude-bottle-block: {reason}\r\n")),
+            "{out}"
+        );
+        assert_eq!(json_body(&out)["reason"], reason, "{out}");
+        assert_eq!(json_body(&out)["blocked"], true, "{out}");
+    }
+    assert_eq!(rec.count(), 0);
+    still_serving(&p).await;
+}
+
 #[tokio::test]
 async fn oversized_head_is_refused() {
     let (p, rec) = setup().await;

@@ -93,3 +93,69 @@ async fn known_secret_in_a_host_label_is_blocked() {
     assert_eq!(s, 403, "{text}");
     p.events_without(&[TOKEN, &TOKEN.to_ascii_lowercase()]);
 }
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A header's name is sent as surely as its value: `X-<hex of the token>:
+/// 1` to an allowed host must not carry the token out, nor leave it in
+/// the audit log.
+#[tokio::test]
+async fn known_secret_in_a_header_name_is_blocked() {
+    let (p, rec) = setup().await;
+    let name = format!("x-{}", hex(TOKEN));
+    let mut c = client(p.addr).await;
+    let (s, h, body) = send(&mut c, req("GET", "http://app.test/x", &[(&name, "1")], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "dlp")
+    );
+    assert!(!body.contains(&hex(TOKEN)), "{body}");
+    assert_eq!(rec.count(), 0);
+    p.event_like(serde_json::json!({"decision": "block", "reason": "dlp"}))
+        .await;
+    p.events_without(&[TOKEN, &hex(TOKEN)]);
+}
+
+/// Any token is a method to HTTP: one made of the token's hex, on a route
+/// without `methods`, is refused, and the event does not show it.
+#[tokio::test]
+async fn known_secret_as_the_method_is_blocked() {
+    let (p, rec) = setup().await;
+    let mut c = client(p.addr).await;
+    let (s, h, _) = send(&mut c, req(&hex(TOKEN), "http://app.test/x", &[], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "dlp")
+    );
+    assert_eq!(rec.count(), 0);
+    let e = p
+        .event_like(serde_json::json!({"decision": "block", "reason": "dlp"}))
+        .await;
+    assert!(e["method"].as_str().unwrap().contains("[REDACTED:"), "{e}");
+    p.events_without(&[TOKEN, &hex(TOKEN)]);
+}
+
+/// A route with `methods` refuses such a method as `method` before DLP
+/// looks; its event must not show the method either.
+#[tokio::test]
+async fn a_method_refused_by_the_route_is_not_logged_raw() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: block\nallow: [{{host: app.test, methods: [GET]}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", TOKEN)])
+    .start()
+    .await;
+    let mut c = client(p.addr).await;
+    let (s, h, _) = send(&mut c, req(&hex(TOKEN), "http://app.test/x", &[], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "method")
+    );
+    assert_eq!(rec.count(), 0);
+    p.event_like(serde_json::json!({"decision": "block", "reason": "method"}))
+        .await;
+    p.events_without(&[TOKEN, &hex(TOKEN)]);
+}

@@ -525,7 +525,12 @@ async fn open_tunnels_are_bounded() {
     let (s2, _, t2) = connect(p.addr, &format!("pass.test:{port}")).await;
     assert_eq!((s1, s2), (200, 200));
     let (s3, text, _) = connect(p.addr, &format!("pass.test:{port}")).await;
-    assert_eq!(s3, 413, "{text}");
+    assert_eq!(s3, 403, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-claude-bottle-block: too-large"),
+        "{text}"
+    );
     drop((t1, t2));
 }
 

@@ -7,7 +7,8 @@
 //! commit, and forwards a clean push upstream with the gate's credential,
 //! which reaches git only through a child's environment.
 //!
-//! The sidecar calls [`serve`]; its binary's hook subcommand calls
+//! The sidecar builds a [`Gate`] (before it reports ready) and serves it;
+//! its binary's hook subcommand calls
 //! [`hook::main`]. See the crate README for the wiring.
 
 pub mod audit;

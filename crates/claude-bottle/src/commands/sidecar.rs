@@ -121,10 +121,15 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
             limits: bottle_gitgate::Limits::default(),
             http_backend: None,
         };
+        // Built before `ready` (state folders, key files, the hook, `git
+        // http-backend`, the mirrors): a gate that cannot be set up ends the
+        // sidecar here instead of leaving a bottle reported healthy with a
+        // dead gate.
+        let gate = bottle_gitgate::Gate::new(gate_cfg, gate_secrets, options)
+            .await
+            .context("cannot set up the git gate")?;
         tasks.spawn(async move {
-            if let Err(e) =
-                bottle_gitgate::serve(gate_cfg, gate_secrets, options, listener, shutdown()).await
-            {
+            if let Err(e) = gate.serve(listener, shutdown()).await {
                 stderrln!("error: git gate: {e}");
             }
         });

@@ -20,6 +20,19 @@ fn ask(server: &str, name: &str) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
+/// `claude-bottle sidecar` with a bare environment and every stream piped.
+fn spawn_sidecar() -> std::process::Child {
+    Command::new(assert_cmd::cargo::cargo_bin("claude-bottle"))
+        .arg("sidecar")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn sidecar_starts_every_part_and_keeps_secrets_in_memory() {
     let state = tempfile::tempdir().unwrap();
@@ -33,15 +46,7 @@ fn sidecar_starts_every_part_and_keeps_secrets_in_memory() {
         "gate": {"listen": "127.0.0.1:0", "state_dir": state.path(), "repos": {}},
         "secrets": {"tokens": {"CLAUDE_BOTTLE_OAUTH_TOKEN": OAUTH}},
     });
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("claude-bottle"))
-        .arg("sidecar")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_sidecar();
     let pid = child.id();
     {
         let mut stdin = child.stdin.take().unwrap();
@@ -137,4 +142,54 @@ fn sidecar_starts_every_part_and_keeps_secrets_in_memory() {
         "the refused query is an audit event: {rest}"
     );
     assert!(!rest.contains(OAUTH));
+}
+
+/// A gate that cannot be set up (here its state folder lies under a plain
+/// file) ends the sidecar before `ready`: a bottle is never reported
+/// healthy with a dead gate.
+#[test]
+fn sidecar_whose_gate_cannot_be_set_up_exits_before_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let config = serde_json::json!({
+        "listen": "127.0.0.1:0",
+        "allow": [],
+        "dlp": "block",
+        "log": "events",
+        "tokens": [],
+        "gate": {"listen": "127.0.0.1:0", "state_dir": file.join("state"), "repos": {}},
+        "secrets": {"tokens": {}},
+    });
+    let mut child = spawn_sidecar();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(config.to_string().as_bytes())
+        .unwrap();
+    // Bounded: a sidecar that wrongly serves on would block the read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        !out.contains("ready"),
+        "ready printed: {out}\nstderr: {err}"
+    );
+    let status = status.unwrap_or_else(|| panic!("still running\nstdout: {out}\nstderr: {err}"));
+    assert!(!status.success(), "{status:?}\nstderr: {err}");
+    assert!(err.contains("git gate"), "{err}");
 }
