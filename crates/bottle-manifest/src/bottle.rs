@@ -566,7 +566,20 @@ fn read_tokens(r: &Reader, node: &Node) -> Result<Vec<Token>, Error> {
         let mut scheme = None;
         if kind == TokenKind::Http {
             let h = get("host").ok_or_else(|| missing(r, item.line, &join(&prefix, "host")))?;
-            host = Some(read_host(r, h, &join(&prefix, "host"))?);
+            let name = read_host(r, h, &join(&prefix, "host"))?;
+            // The sidecar injects the real credential into every request to
+            // the token's host: with `*` or `*.example.com` the agent could
+            // have it sent to a host of its choosing.
+            if name == "*" || name.starts_with("*.") {
+                return Err(Error::invalid(
+                    r.file,
+                    h.line,
+                    &join(&prefix, "host"),
+                    "a token goes to exactly one host, not a wildcard",
+                )
+                .with_hint("name the exact host the token is for, such as `api.github.com`"));
+            }
+            host = Some(name);
             let s = get("scheme").ok_or_else(|| missing(r, item.line, &join(&prefix, "scheme")))?;
             scheme = Some(read_scheme(r, s, &join(&prefix, "scheme"))?);
         } else {

@@ -533,6 +533,29 @@ fn repo_urls_the_gate_would_refuse_are_refused_at_read() {
     }
 }
 
+/// The sidecar injects an `http` token into every request to its host, so
+/// a wildcard host would let the agent send the credential anywhere.
+#[test]
+fn a_token_host_is_never_a_wildcard() {
+    for host in ["\"*\"", "\"*.github.com\"", "\"*.COM\""] {
+        let e = err(&format!(
+            "---\ntokens:\n  - kind: http\n    token_ref: GH\n    scheme: Bearer\n    host: {host}\n---\n"
+        ));
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("tokens[0].host"), Some(6)),
+            "{host}: {e}"
+        );
+        assert!(e.to_string().contains("exactly one host"), "{e}");
+        assert!(e.hint().is_some_and(|h| h.contains("exact host")), "{e}");
+    }
+    let b = parse_bottle(
+        "---\ntokens:\n  - kind: http\n    token_ref: GH\n    scheme: Bearer\n    host: API.github.com\n---\n",
+    )
+    .unwrap();
+    assert_eq!(b.tokens[0].host.as_deref(), Some("api.github.com"));
+}
+
 #[test]
 fn errors_never_quote_literal_values() {
     let e = err("---\nenv:\n  PASS: {literal: [hunter2]}\n---\n");
