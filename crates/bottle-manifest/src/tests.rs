@@ -581,6 +581,26 @@ fn agent_keys() {
     assert_eq!(a.command, ["sh", "-c"]);
 }
 
+/// A typo of an accepted Claude Code subagent key is suggested like one of
+/// the agent's own keys.
+#[test]
+fn unknown_agent_key_suggests_subagent_keys_too() {
+    for (typo, meant) in [
+        ("descripton", "description"),
+        ("maxturns", "maxTurns"),
+        ("disallowedTool", "disallowedTools"),
+        ("skils", "skills"),
+    ] {
+        let e = parse_agent(&format!("---\nbottle: dev\n{typo}: x\n---\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(typo), "{e}");
+        assert_eq!(
+            e.hint(),
+            Some(format!("did you mean `{meant}`?")),
+            "{typo}: {e}"
+        );
+    }
+}
+
 #[test]
 fn agent_refuses_bottle_keys() {
     for (text, key) in [
