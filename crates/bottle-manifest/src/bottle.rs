@@ -566,7 +566,20 @@ fn read_tokens(r: &Reader, node: &Node) -> Result<Vec<Token>, Error> {
         let mut scheme = None;
         if kind == TokenKind::Http {
             let h = get("host").ok_or_else(|| missing(r, item.line, &join(&prefix, "host")))?;
-            host = Some(read_host(r, h, &join(&prefix, "host"))?);
+            let name = read_host(r, h, &join(&prefix, "host"))?;
+            // The sidecar injects the real credential into every request to
+            // the token's host: with `*` or `*.example.com` the agent could
+            // have it sent to a host of its choosing.
+            if name == "*" || name.starts_with("*.") {
+                return Err(Error::invalid(
+                    r.file,
+                    h.line,
+                    &join(&prefix, "host"),
+                    "a token goes to exactly one host, not a wildcard",
+                )
+                .with_hint("name the exact host the token is for, such as `api.github.com`"));
+            }
+            host = Some(name);
             let s = get("scheme").ok_or_else(|| missing(r, item.line, &join(&prefix, "scheme")))?;
             scheme = Some(read_scheme(r, s, &join(&prefix, "scheme"))?);
         } else {
@@ -948,11 +961,31 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
             "a repo name must be letters, digits, `-`, `_` or `.`",
         ));
     }
+    // The gate serves the repo as `<name>.git` and refuses such a name when
+    // the sidecar starts; refused here, where the file and line are known.
+    if name.ends_with(".git") {
+        return Err(
+            Error::invalid(r.file, line, &prefix, "a repo name must not end in `.git`").with_hint(
+                format!(
+                    "name it `{}`; the gate adds `.git` itself",
+                    name.trim_end_matches(".git")
+                ),
+            ),
+        );
+    }
     let entries = r.map(node, &prefix)?;
     r.check_keys(entries, &prefix, REPO_KEYS, &[], "a git repo")?;
     let get = |k: &str| entries.iter().find(|(ek, _)| ek.name == k).map(|(_, v)| v);
     let url_node = get("url").ok_or_else(|| missing(r, line, &join(&prefix, "url")))?;
     let url = r.string(url_node, &join(&prefix, "url"))?;
+    // Checked before the URL is kept: it is shown in the plan JSON, the
+    // preflight and `info`, so one the gate would refuse (or a credential
+    // in it) must not get that far. The error never quotes the URL.
+    if let Err((why, hint)) = check_repo_url(&url) {
+        return Err(
+            Error::invalid(r.file, url_node.line, &join(&prefix, "url"), why).with_hint(hint),
+        );
+    }
     let mut repo = Repo {
         name: name.to_string(),
         url: url.clone(),
@@ -1002,7 +1035,12 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
             let pats = r.items(n, &key)?;
             if let Some(bad) = pats
                 .iter()
-                .find(|p| p.text.is_empty() || p.text.contains(['\n', ' ', '~', '^', ':', '\\']))
+                // Any whitespace, as the gate refuses it when the sidecar starts.
+                .find(|p| {
+                    p.text.is_empty()
+                        || p.text.contains(char::is_whitespace)
+                        || p.text.contains(['~', '^', ':', '\\'])
+                })
             {
                 return Err(Error::invalid(
                     r.file,
@@ -1052,14 +1090,69 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
     Ok(repo)
 }
 
+/// What the git gate would refuse in a repo URL when the sidecar starts
+/// (bottle-gitgate `check_url`), and a credential in any form: why, and
+/// what to do instead. Never quotes the URL, which may hold a token.
+fn check_repo_url(url: &str) -> Result<(), (&'static str, &'static str)> {
+    if url.is_empty()
+        || url.starts_with('-')
+        || url.contains(|c: char| c.is_whitespace() || c.is_control())
+    {
+        return Err((
+            "must not be empty, start with `-`, or contain spaces or control characters",
+            "write the URL alone, such as `git@github.com:acme/app.git`",
+        ));
+    }
+    const NO_CREDENTIAL: (&str, &str) = (
+        "must not hold credentials (user info before `@`, or a query)",
+        "never put a token in the URL; name the variable that holds it in this repo's \
+         `token_ref`, and the gate pushes with it (see `git.repos` in the manifest reference)",
+    );
+    if let Some(rest) = url.strip_prefix("https://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        // A query or fragment is no part of a git remote, and
+        // `?access_token=` is a credential as much as user info is.
+        if authority.contains('@') || rest.contains(['?', '#']) {
+            return Err(NO_CREDENTIAL);
+        }
+        return Ok(());
+    }
+    // The user and host of an ssh URL: `ssh://git@host:2222/x` or
+    // `git@host:x`.
+    let authority = match url.strip_prefix("ssh://") {
+        Some(rest) => rest.split('/').next().unwrap_or(""),
+        None => url.split(':').next().unwrap_or(""),
+    };
+    let (user, host) = authority.rsplit_once('@').unwrap_or(("", authority));
+    // Only `ssh://` can carry a password (`user:pw@`); in `git@host:x` the
+    // first `:` ends the host.
+    if user.contains(':') {
+        return Err(NO_CREDENTIAL);
+    }
+    // ssh would take `-oProxyCommand=…` as an option; git refuses it too.
+    if host.starts_with('-') {
+        return Err((
+            "the host must not start with `-`",
+            "write the upstream's host name, such as `git@github.com:acme/app.git`",
+        ));
+    }
+    Ok(())
+}
+
 pub fn is_ssh_url(url: &str) -> bool {
     if url.starts_with("ssh://") {
         return true;
     }
-    // scp-like `user@host:path`, as git accepts it.
+    // scp-like `user@host:path`, as git accepts it. Not `scheme://` of
+    // another transport, nor `transport::address`, which git hands to a
+    // remote helper (`ext::` runs a command); the gate refuses both.
     match url.split_once(':') {
         Some((left, right)) => {
-            !left.is_empty() && !left.contains('/') && !right.starts_with("//") && !right.is_empty()
+            !left.is_empty()
+                && !left.contains('/')
+                && !right.is_empty()
+                && !right.starts_with(':')
+                && !url.contains("://")
         }
         None => false,
     }

@@ -119,20 +119,23 @@ impl Reader<'_> {
         entries: &[(Key, Node)],
         prefix: &str,
         known: &'static [&'static str],
-        ignored: &[&str],
+        ignored: &'static [&'static str],
         what: &'static str,
     ) -> Result<(), Error> {
         for (k, _) in entries {
             if known.contains(&k.name.as_str()) || ignored.contains(&k.name.as_str()) {
                 continue;
             }
+            // Ignored keys are accepted too (`descripton` was meant as
+            // Claude Code's `description`), so they are suggested as well.
+            let accepted: Vec<&'static str> = known.iter().chain(ignored).copied().collect();
             return Err(Error::new(
                 self.file,
                 Some(k.line),
                 Some(join(prefix, &k.name)),
                 ErrorKind::UnknownKey {
                     what,
-                    suggestion: suggest(&k.name, known),
+                    suggestion: suggest(&k.name, &accepted),
                 },
             ));
         }

@@ -428,6 +428,134 @@ fn all_proxy_is_refused_for_what_it_would_do() {
     }
 }
 
+/// A repo URL the git gate would refuse when the sidecar starts is refused
+/// when the file is read, before the plan JSON, the preflight or `info`
+/// show it; a credential in it is never quoted back.
+#[test]
+fn repo_urls_the_gate_would_refuse_are_refused_at_read() {
+    let repo = |url: &str, auth: &str| {
+        format!("---\ngit:\n  repos:\n    app:\n      url: {url}\n{auth}---\n")
+    };
+    let https = "      token_ref: GH\n";
+    let ssh = "      identity: k\n      host_key: \"h ssh-ed25519 AAAA\"\n";
+    let cases = [
+        (
+            "\"https://x-access-token:ghp_SECRET@github.com/a.git\"",
+            https,
+            "in the URL",
+        ),
+        (
+            "\"https://ghp_SECRET@github.com/a.git\"",
+            https,
+            "in the URL",
+        ),
+        (
+            "\"https://github.com/a.git?access_token=ghp_SECRET\"",
+            https,
+            "in the URL",
+        ),
+        (
+            "\"ssh://git:ghp_SECRET@github.com/a.git\"",
+            ssh,
+            "in the URL",
+        ),
+        ("\"-ghp_SECRET:a.git\"", ssh, "the URL alone"),
+        ("\"git@github.com:a.git ghp_SECRET\"", ssh, "the URL alone"),
+        (
+            "\"git@github.com:a.git\\tghp_SECRET\"",
+            ssh,
+            "the URL alone",
+        ),
+        (
+            "\"ssh://-oProxyCommand=ghp_SECRET/a.git\"",
+            ssh,
+            "host name",
+        ),
+        ("\"git@-oProxyCommand=ghp_SECRET:a.git\"", ssh, "host name"),
+    ];
+    for (url, auth, hint) in cases {
+        let e = err(&repo(url, auth));
+        let msg = e.to_string();
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("git.repos.app.url"), Some(5)),
+            "{url}: {msg}"
+        );
+        assert!(
+            msg.starts_with("`/home/u/.claude-bottle/bottles/dev.md`:5: "),
+            "{msg}"
+        );
+        assert!(!msg.contains("SECRET"), "{msg}");
+        let h = e.hint().unwrap_or_default();
+        assert!(h.contains(hint) && !h.contains("SECRET"), "{url}: {h}");
+    }
+    let e = err(&repo("\"https://x:ghp_SECRET@github.com/a.git\"", https));
+    assert!(e.to_string().contains("must not hold credentials"), "{e}");
+    assert!(e.hint().is_some_and(|h| h.contains("`token_ref`")), "{e}");
+    // `transport::address` (a remote helper; `ext::` runs a command) and
+    // other transports are neither ssh nor https.
+    for url in [
+        "ext::sh",
+        "fd::3",
+        "host::path",
+        "file:///etc/x",
+        "a:b://c/d",
+    ] {
+        let e = err(&repo(url, ssh));
+        assert_eq!(e.key.as_deref(), Some("git.repos.app.url"), "{url}: {e}");
+        assert!(e.to_string().contains("must be an ssh URL"), "{url}: {e}");
+    }
+    // The gate serves `<name>.git`, and refuses a name that already ends so.
+    let e = err(
+        "---\ngit:\n  repos:\n    app.git:\n      url: https://h/a.git\n      token_ref: GH\n---\n",
+    );
+    assert_eq!(
+        (e.key.as_deref(), e.line),
+        (Some("git.repos.app.git"), Some(4)),
+        "{e}"
+    );
+    assert!(e.hint().is_some_and(|h| h.contains("`app`")), "{e}");
+    // So is a branch pattern with any whitespace in it, a tab as well.
+    let e = err(&repo(
+        "https://h/a.git",
+        "      token_ref: GH\n      push: [\"agent/\\t*\"]\n",
+    ));
+    assert_eq!(e.key.as_deref(), Some("git.repos.app.push[0]"), "{e}");
+    // What the gate accepts still reads.
+    for (url, auth) in [
+        ("https://github.com/acme/app.git", https),
+        ("git@github.com:acme/app.git", ssh),
+        ("ssh://git@github.com:2222/acme/app.git", ssh),
+        ("\"ssh://git@[::1]:22/app.git\"", ssh),
+    ] {
+        let b = parse_bottle(&repo(url, auth)).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(b.git.repos.len(), 1);
+    }
+}
+
+/// The sidecar injects an `http` token into every request to its host, so
+/// a wildcard host would let the agent send the credential anywhere.
+#[test]
+fn a_token_host_is_never_a_wildcard() {
+    for host in ["\"*\"", "\"*.github.com\"", "\"*.COM\""] {
+        let e = err(&format!(
+            "---\ntokens:\n  - kind: http\n    token_ref: GH\n    scheme: Bearer\n    host: {host}\n---\n"
+        ));
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("tokens[0].host"), Some(6)),
+            "{host}: {e}"
+        );
+        assert!(e.to_string().contains("exactly one host"), "{e}");
+        assert!(e.hint().is_some_and(|h| h.contains("exact host")), "{e}");
+    }
+    let b = parse_bottle(
+        "---\ntokens:\n  - kind: http\n    token_ref: GH\n    scheme: Bearer\n    host: API.github.com\n---\n",
+    )
+    .unwrap();
+    assert_eq!(b.tokens[0].host.as_deref(), Some("api.github.com"));
+}
+
 #[test]
 fn errors_never_quote_literal_values() {
     let e = err("---\nenv:\n  PASS: {literal: [hunter2]}\n---\n");
@@ -451,6 +579,26 @@ fn agent_keys() {
     assert_eq!(a.source, Source::Project);
     let a = parse_agent("---\ncommand: [sh, -c]\n---\n").unwrap();
     assert_eq!(a.command, ["sh", "-c"]);
+}
+
+/// A typo of an accepted Claude Code subagent key is suggested like one of
+/// the agent's own keys.
+#[test]
+fn unknown_agent_key_suggests_subagent_keys_too() {
+    for (typo, meant) in [
+        ("descripton", "description"),
+        ("maxturns", "maxTurns"),
+        ("disallowedTool", "disallowedTools"),
+        ("skils", "skills"),
+    ] {
+        let e = parse_agent(&format!("---\nbottle: dev\n{typo}: x\n---\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(typo), "{e}");
+        assert_eq!(
+            e.hint(),
+            Some(format!("did you mean `{meant}`?")),
+            "{typo}: {e}"
+        );
+    }
 }
 
 #[test]

@@ -209,11 +209,17 @@ pub fn resolve(
         );
     }
     if allow.iter().any(|r| r.host == "*") {
-        warnings.push(
+        // With DLP off nothing stands between the agent and exfiltration;
+        // saying "only DLP" then would promise a check that is not there.
+        warnings.push(if dlp == Dlp::Off {
+            "a route allows any host (`host: \"*\"`) and DLP is off: the agent can reach the \
+             whole internet through the proxy and nothing checks what it sends"
+                .to_string()
+        } else {
             "a route allows any host (`host: \"*\"`): the agent can reach the whole internet \
              through the proxy; only DLP stands between it and exfiltration"
-                .to_string(),
-        );
+                .to_string()
+        });
     }
 
     env.set_by_bottle = set_by_bottle(bottle, has_anthropic, has_openai, &secrets, &allow);
@@ -401,6 +407,29 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
                 Some(scheme.shown()),
             )),
         }
+    }
+    // manifest.md: `*` implies interception when DLP is on. An explicit
+    // `tls: passthrough` would open blind tunnels to any host, which DLP
+    // cannot look into. Checked after `extends`, as `dlp` may be set by
+    // another file of the lineage than the route.
+    if dlp != Dlp::Off
+        && let Some((r, _)) = routes
+            .iter()
+            .find(|(r, _)| r.host == "*" && r.tls == Some(Tls::Passthrough))
+    {
+        return Err(Error::Conflict {
+            message: format!(
+                "route `*` is `tls: passthrough` while DLP is `{}`: it would tunnel to any \
+                 host without DLP seeing what is sent",
+                dlp.as_str()
+            ),
+            file: r.file.clone(),
+            line: r.line,
+            key: format!("{}.tls", r.key),
+            hint: "set `tls: intercept` (or leave `tls` out), or set `egress.dlp: off` if \
+                   unscanned tunnels to any host are really wanted"
+                .into(),
+        });
     }
     Ok(routes
         .into_iter()

@@ -596,6 +596,50 @@ fn star_host_warns() {
     assert!(p.warnings.iter().any(|w| w.contains("any host")));
 }
 
+/// manifest.md: `*` implies interception when DLP is on, so an explicit
+/// `tls: passthrough` on it (blind tunnels to any host) is refused, where
+/// the route is written, even when `dlp` comes from another file.
+#[test]
+fn star_passthrough_with_dlp_on_is_refused() {
+    static STAR: &[(&str, &str)] = &[
+        (
+            "base",
+            "---\negress:\n  allow:\n    - host: a.com\n    - host: \"*\"\n      tls: passthrough\n---\n",
+        ),
+        ("dev", "---\nextends: base\negress: {dlp: log}\n---\n"),
+    ];
+    let e = plain_agent(STAR, &host()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`/home/u/.claude-bottle/bottles/base.md`:5: `egress.allow[1].tls`: route `*` is \
+         `tls: passthrough` while DLP is `log`: it would tunnel to any host without DLP \
+         seeing what is sent"
+    );
+    let hint = e.hint().unwrap_or_default();
+    assert!(
+        hint.contains("`tls: intercept`") && hint.contains("`egress.dlp: off`"),
+        "{hint}"
+    );
+    // Without `tls`, `*` is intercepted; with `dlp: off` the tunnel is
+    // what was asked for, and the warning says nothing checks it.
+    static DEFAULT: &[(&str, &str)] = &[("dev", "---\negress:\n  allow: [\"*\"]\n---\n")];
+    let p = plain_agent(DEFAULT, &host()).unwrap().plan;
+    assert_eq!(p.egress.allow[0].tls, "intercept");
+    static OFF: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  dlp: off\n  allow: [{host: \"*\", tls: passthrough}]\n---\n",
+    )];
+    let p = plain_agent(OFF, &host()).unwrap().plan;
+    assert_eq!(p.egress.allow[0].tls, "passthrough");
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("any host") && w.contains("nothing checks")),
+        "{:?}",
+        p.warnings
+    );
+}
+
 #[test]
 fn set_by_bottle_rules() {
     let p = full(None).plan;

@@ -26,6 +26,9 @@ pub struct Catalog {
     pub user_home: PathBuf,
     pub agents: BTreeMap<String, Entry>,
     pub bottles: BTreeMap<String, Entry>,
+    /// The folders agents were looked for in, home first: named when an
+    /// agent is not found.
+    pub agent_dirs: Vec<PathBuf>,
     /// Skipped files and ignored folders, to show the user.
     pub warnings: Vec<String>,
 }
@@ -36,6 +39,7 @@ impl Catalog {
             user_home: user_home.to_path_buf(),
             agents: BTreeMap::new(),
             bottles: BTreeMap::new(),
+            agent_dirs: vec![bottle_home.join("agents")],
             warnings: Vec::new(),
         };
         for e in c.list(&bottle_home.join("bottles"), Source::Home) {
@@ -54,6 +58,7 @@ impl Catalog {
                     ignored.display()
                 ));
             }
+            c.agent_dirs.push(project.join("agents"));
             for e in c.list(&project.join("agents"), Source::Project) {
                 c.agents.insert(e.name.clone(), e);
             }
@@ -102,12 +107,28 @@ impl Catalog {
 
     pub fn load_agent(&self, name: &str) -> Result<Agent, Error> {
         let Some(e) = self.agents.get(name) else {
+            // The file is where a home agent of that name would be; the
+            // message names every folder that was searched, as a bare
+            // `agents/NAME.md` would not say which ones.
+            let dirs: Vec<String> = self
+                .agent_dirs
+                .iter()
+                .map(|d| format!("`{}/`", d.display()))
+                .collect();
+            let file = self
+                .agent_dirs
+                .first()
+                .map(|d| d.join(format!("{name}.md")))
+                .unwrap_or_else(|| PathBuf::from(format!("agents/{name}.md")));
             return Err(Error::new(
-                Path::new(&format!("agents/{name}.md")),
+                &file,
                 None,
                 None,
                 ErrorKind::Invalid {
-                    message: format!("agent `{name}` does not exist"),
+                    message: format!(
+                        "agent `{name}` does not exist (looked in {})",
+                        dirs.join(" and ")
+                    ),
                     hint: Some(self.agent_hint()),
                 },
             ));

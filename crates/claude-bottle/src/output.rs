@@ -17,8 +17,39 @@ pub fn stdout(text: &str) -> io::Result<()> {
 /// stay. Every line the CLI prints passes here: [`stdout`], `stderrln!`,
 /// `stderr!` and the error report.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !text.contains(unsafe_char) {
+    escape_controls(text, |c| c.is_control() && c != '\n' && c != '\t')
+}
+
+/// [`printable`] for one field of an output with one record per line
+/// (`scan`): line breaks and tabs are written out as well, so a file name
+/// cannot start a line of its own that reads as another record.
+pub fn printable_field(text: &str) -> Cow<'_, str> {
+    escape_controls(text, char::is_control)
+}
+
+/// `text` as a JSON string, with DEL and the C1 controls (U+007F to
+/// U+009F) escaped too: serde_json escapes only U+0000 to U+001F, and a
+/// terminal may take a raw U+009B as the start of an escape sequence when
+/// the JSON is shown rather than parsed.
+pub fn json_string(text: &str) -> String {
+    let json = serde_json::Value::from(text).to_string();
+    let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
+    if !json.contains(c1) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if c1(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn escape_controls(text: &str, unsafe_char: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.contains(&unsafe_char) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

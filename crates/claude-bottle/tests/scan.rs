@@ -132,6 +132,27 @@ fn json_lines() {
     assert_not_leaked(&out, &[&aws_key()]);
 }
 
+/// A file named with an escape sequence and a C1 control (U+009B, CSI to
+/// many terminals) is reported with both written out, in text and JSON.
+#[test]
+fn control_characters_in_file_names_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "a\u{1b}]0;owned\u{7}\u{9b}2J.txt";
+    fs::write(dir.path().join(name), format!("k={}\n", aws_key())).unwrap();
+    let (code, out, _) = stdout_of(scan().arg(dir.path()));
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.trim_end().contains(char::is_control), "{out:?}");
+    assert!(
+        out.contains(r"a\u{1b}]0;owned\u{7}\u{9b}2J.txt:1:3:"),
+        "{out}"
+    );
+    let (code, out, _) = stdout_of(scan().args(["--format", "json"]).arg(dir.path()));
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.trim_end().contains(char::is_control), "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+    assert!(v["path"].as_str().unwrap().ends_with(name), "{out}");
+}
+
 #[test]
 fn known_secret_env_finds_encoded_forms_without_showing_them() {
     let b64 = "Ym90dGxlLW93bi1TZWNyZXQtVmFsdWUtN2YzazlxCg=="; // base64 of the secret + "\n"

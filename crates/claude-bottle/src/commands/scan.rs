@@ -7,7 +7,8 @@
 //! recursively in name order, skipping `.git`, symbolic links and binary
 //! files (a NUL byte in the first 8 KiB, as git and ripgrep decide). Output is
 //! one line per finding, `PATH:LINE:COLUMN: RULE REDACTED`, or one JSON
-//! object per line; a secret never appears beyond its first four characters.
+//! object per line, control characters written out in both; a secret never
+//! appears beyond its first four characters.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -163,9 +164,13 @@ struct Output<W: Write> {
 impl<W: Write> Output<W> {
     fn report(&mut self, path: &str, line: u64, column: u64, f: &Finding) -> io::Result<()> {
         self.found = true;
+        // A file name (and the start of a secret) can hold control
+        // characters; written raw, an escape sequence in one would drive the
+        // terminal of whoever reads the output, and a line break would forge
+        // a finding. Both formats write them out.
         if self.json {
             // Written by hand to keep the documented key order.
-            let text = |v: &str| serde_json::Value::from(v).to_string();
+            let text = crate::output::json_string;
             writeln!(
                 self.w,
                 r#"{{"path":{},"line":{line},"column":{column},"rule":{},"redacted":{}}}"#,
@@ -174,7 +179,14 @@ impl<W: Write> Output<W> {
                 text(&f.redacted)
             )
         } else {
-            writeln!(self.w, "{path}:{line}:{column}: {} {}", f.rule, f.redacted)
+            let text = crate::output::printable_field;
+            writeln!(
+                self.w,
+                "{}:{line}:{column}: {} {}",
+                text(path),
+                f.rule,
+                text(&f.redacted)
+            )
         }
     }
 }
@@ -470,6 +482,40 @@ mod tests {
             let whole = scanned(&engine, &input, input.len() + 1, json);
             assert!(whole.lines().count() > 10, "{whole}");
             assert_eq!(scanned(&engine, &input, READ_SIZE, json), whole);
+        }
+    }
+
+    /// A file name with an escape sequence, a C1 control (U+009B is CSI to
+    /// many terminals) and a line break is written out in both formats:
+    /// nothing reaches the terminal raw, and it stays one finding per line.
+    #[test]
+    fn control_characters_in_paths_are_written_out() {
+        let engine = Engine::new().unwrap();
+        let input = format!("k={}\n", format_args!("AKIA{}", "QZ2XK7MBN4RT5WPL"));
+        let name = "a\u{1b}]0;owned\u{7}\u{9b}2J\u{85}b\nc.txt:1:1: fake";
+        for json in [false, true] {
+            let mut out = Output {
+                json,
+                w: Vec::new(),
+                found: false,
+            };
+            let mut scanner = Scanner::new(&engine);
+            scanner
+                .scan(input.as_bytes(), name, true, &mut out)
+                .unwrap();
+            let text = String::from_utf8(out.w).unwrap();
+            assert_eq!(text.lines().count(), 1, "{text:?}");
+            assert!(!text.trim_end().contains(char::is_control), "{text:?}");
+            if json {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(v["path"], name, "{text}");
+                assert!(text.contains(r"\u009b"), "{text}");
+            } else {
+                assert!(
+                    text.starts_with(r"a\u{1b}]0;owned\u{7}\u{9b}2J\u{85}b\u{a}c.txt"),
+                    "{text}"
+                );
+            }
         }
     }
 

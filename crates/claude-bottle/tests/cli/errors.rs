@@ -171,8 +171,23 @@ fn missing_bottle_agent_and_skill() {
     let t = TestEnv::standard();
     let (code, err) = start(&t, "nobody");
     assert_eq!(code, 2);
-    assert!(err.contains("agent `nobody` does not exist"), "{err}");
-    assert!(err.contains("hint: known agents: reviewer"), "{err}");
+    // The folders searched, not a relative `agents/nobody.md`.
+    insta::assert_snapshot!(err, @r"
+    error: `[TMP]/home/.claude-bottle/agents/nobody.md`: agent `nobody` does not exist (looked in `[TMP]/home/.claude-bottle/agents/`)
+
+    hint: known agents: reviewer; see `claude-bottle list`
+    ");
+    // With a project folder, its agents are searched and named too.
+    t.project_agent("other", "---\nbottle: dev\n---\n");
+    let (code, err) = start(&t, "nobody");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "agent `nobody` does not exist (looked in `[TMP]/home/.claude-bottle/agents/` and \
+             `[TMP]/project/.claude-bottle/agents/`)"
+        ),
+        "{err}"
+    );
 
     // The agent's `bottle:` line and the file looked for, not a made-up
     // `bottles/nowhere.md`.
