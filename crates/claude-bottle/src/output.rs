@@ -32,10 +32,18 @@ pub fn printable_field(text: &str) -> Cow<'_, str> {
 /// terminal may take a raw U+009B as the start of an escape sequence when
 /// the JSON is shown rather than parsed.
 pub fn json_string(text: &str) -> String {
-    let json = serde_json::Value::from(text).to_string();
+    json_document(&serde_json::Value::from(text).to_string()).into_owned()
+}
+
+/// A serialised JSON document (plan, `list`, `logs` lines) with DEL and the
+/// C1 controls escaped as `\u00XX`: still the same JSON (outside strings
+/// JSON is plain ASCII, so they can only be in one), and none left for a
+/// terminal to act on. [`printable`] would write them out in a form that is
+/// not JSON.
+pub fn json_document(json: &str) -> Cow<'_, str> {
     let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
     if !json.contains(c1) {
-        return json;
+        return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 8);
     for c in json.chars() {
@@ -45,7 +53,7 @@ pub fn json_string(text: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn escape_controls(text: &str, unsafe_char: impl Fn(char) -> bool) -> Cow<'_, str> {

@@ -123,7 +123,8 @@ fn running(format: Format) -> Result<ExitCode> {
         bottle_docker::running(&engine).await
     })?;
     if format == Format::Json {
-        output::stdout(&format!("{}\n", serde_json::to_string(&bottles)?))?;
+        let json = serde_json::to_string(&bottles)?;
+        output::stdout(&format!("{}\n", output::json_document(&json)))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();

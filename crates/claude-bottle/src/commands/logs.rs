@@ -120,7 +120,7 @@ impl Printer {
     /// Returns false once stdout is gone.
     fn line(&mut self, line: &str) -> bool {
         let text = if self.json {
-            auditlog::is_event(line).then(|| line.trim().to_string())
+            auditlog::is_event(line).then(|| crate::output::json_document(line.trim()).into_owned())
         } else {
             AuditEvent::parse(line).map(|e| e.line())
         };

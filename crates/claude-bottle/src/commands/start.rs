@@ -65,7 +65,7 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
 
     if args.format == Format::Json {
         let json = serde_json::to_string_pretty(plan)?;
-        output::stdout(&format!("{json}\n"))?;
+        output::stdout(&format!("{}\n", output::json_document(&json)))?;
         return Ok(ExitCode::SUCCESS);
     }
     stderr!("{}", bottle_plan::preflight::render(plan));

@@ -548,6 +548,31 @@ fn escape_sequences_from_a_project_agent_never_reach_the_terminal() {
     }
 }
 
+/// The plan JSON stays JSON with control characters in a manifest, C1 ones
+/// included (serde leaves U+0080 to U+009F raw, and a terminal may act on
+/// U+009B): escaped as JSON, never written out in a non-JSON form.
+#[test]
+fn plan_json_escapes_c1_controls_and_stays_json() {
+    let t = TestEnv::standard();
+    t.project_agent(
+        "evil",
+        // The prompt's first line is in the plan, from the file as is.
+        "---\nbottle: dev\n---\n\u{9b}2K\u{1b}[1Ahome\u{7f}\n",
+    );
+    let (code, out, err) = t.run(t.cmd(&["start", "evil", "--dry-run", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains(|c: char| c.is_control() && c != '\n'),
+        "a control character got through: {out:?}"
+    );
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("the plan is JSON");
+    assert_eq!(
+        plan["agent"]["prompt_first_line"], "\u{9b}2K\u{1b}[1Ahome\u{7f}",
+        "{out}"
+    );
+    assert!(out.contains(r"\u009b2K\u001b[1Ahome\u007f"), "{out}");
+}
+
 /// Without `HOME` nothing runs, even with `CLAUDE_BOTTLE_HOME` set (skills
 /// live under `~/.claude`), and the hint says so rather than suggesting
 /// `CLAUDE_BOTTLE_HOME` would do.
