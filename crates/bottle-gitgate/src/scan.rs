@@ -787,14 +787,17 @@ fn list_added(
                 let [_, new_mode, _, id, status] = fields[..] else {
                     return Err(ScanError::Git("unreadable raw diff line".into()));
                 };
-                // Other kinds of change are in the patch stream; a
-                // submodule entry names a commit of another repository.
-                if status != "A" || new_mode == "160000" {
+                // Other kinds of change are in the patch stream.
+                if status != "A" {
                     continue;
                 }
                 if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(ScanError::Git("unreadable raw diff line".into()));
                 }
+                // A submodule entry names a commit of another repository:
+                // nothing to read, but its name is scanned like any file's
+                // (an empty id tells the blob reader so).
+                let id = if new_mode == "160000" { "" } else { id };
                 let loc = (commit.clone(), unquote(&line[tab + 1..]), id.to_string());
                 let id = loc.2.clone();
                 match locs.try_send(loc) {
@@ -810,7 +813,9 @@ fn list_added(
                         return Err(ScanError::Git("the blob reader stopped".into()));
                     }
                 }
-                writeln!(w, "{id}").map_err(io)?;
+                if !id.is_empty() {
+                    writeln!(w, "{id}").map_err(io)?;
+                }
             }
             _ => {}
         }
@@ -832,24 +837,27 @@ fn read_blobs(
     let mut header = Vec::with_capacity(128);
     let mut binary = 0;
     for (commit, path, id) in locs {
-        let size = blob_header(r, &mut header, &id)?;
         let mut buf = Vec::new();
-        if size > limits.max_text_blob {
-            stream_blob(r, size, limits, (&commit, &path), found)?;
-            binary += 1;
-        } else {
-            let len =
-                usize::try_from(size).map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
-            buf = vec![0u8; len + 1];
-            r.read_exact(&mut buf).map_err(cat_file_io)?;
-            if buf.pop() != Some(b'\n') {
-                return Err(ScanError::Git("cat-file: bad framing".into()));
-            }
-            // git's own binary test: a NUL in the first 8000 bytes.
-            if buf[..len.min(BINARY_PROBE)].contains(&0) {
+        // A submodule (no id, see `list_added`): its name only.
+        if !id.is_empty() {
+            let size = blob_header(r, &mut header, &id)?;
+            if size > limits.max_text_blob {
+                stream_blob(r, size, limits, (&commit, &path), found)?;
                 binary += 1;
-                found.search((&commit, &path), &buf, &mut std::io::empty(), 0)?;
-                buf = Vec::new();
+            } else {
+                let len = usize::try_from(size)
+                    .map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
+                buf = vec![0u8; len + 1];
+                r.read_exact(&mut buf).map_err(cat_file_io)?;
+                if buf.pop() != Some(b'\n') {
+                    return Err(ScanError::Git("cat-file: bad framing".into()));
+                }
+                // git's own binary test: a NUL in the first 8000 bytes.
+                if buf[..len.min(BINARY_PROBE)].contains(&0) {
+                    binary += 1;
+                    found.search((&commit, &path), &buf, &mut std::io::empty(), 0)?;
+                    buf = Vec::new();
+                }
             }
         }
         // Binary and empty files too: the scanners check every added

@@ -99,6 +99,17 @@ fn a_secret_in_a_file_name_is_refused_even_for_an_empty_file() {
 }
 
 #[test]
+fn a_secret_in_a_submodule_name_is_refused() {
+    let (up, gate, _work, wt) = cloned("sub");
+    let head = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
+    // A gitlink entry only: no submodule repository is needed to push one.
+    let entry = format!("160000,{head},vendor/{TOKEN}");
+    git(&wt, &["update-index", "--add", "--cacheinfo", &entry]);
+    git(&wt, &["commit", "-q", "-m", "vendor"]);
+    refused_in(&wt, &up, &gate, "sub", "file name", TOKEN);
+}
+
+#[test]
 fn a_secret_in_a_tag_is_refused() {
     let (up, gate, _work, wt) = cloned("tagged");
     commit_file(&wt, "a.txt", "clean\n", "clean");
