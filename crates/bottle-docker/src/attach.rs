@@ -66,17 +66,27 @@ pub enum Ended {
 }
 
 /// Signal `$1` to every live process of the session whose leader's id is
-/// in file `$0`; exit 3 when there is none. An exec's process leads its own
+/// in file `$0`; exit 3 when there is none. The file is the agent's to
+/// change: only a regular file is read (a FIFO or a link to `/dev/zero`
+/// would block the read), and every line of a `stat` file is joined before
+/// the fields after the last `) ` are taken, since a process name may hold
+/// `) ` and line breaks. An exec's process leads its own
 /// session (runc makes it so, with a TTY or without), so this reaches what
 /// the agent started in other process groups too (a shell's jobs); where a
 /// runtime does not, the process alone. Zombies do not count: they have
 /// ended, and only wait for the container's init to reap them. Shell
 /// built-ins only: the image may have no `cat`, `kill` or `pkill`.
-const END_SCRIPT: &str = r#"read -r p 2>/dev/null < "$0" || exit 3
+const END_SCRIPT: &str = r#"[ -f "$0" ] || exit 3
+read -r p 2>/dev/null < "$0" || exit 3
 case "$p" in ''|*[!0-9]*) exit 3;; esac
 s=$1 hit=
+stat() {
+  l=
+  while IFS= read -r x || [ -n "$x" ]; do l="$l $x"; done 2>/dev/null < "$1"
+  [ -n "$l" ]
+}
 for f in /proc/[0-9]*/stat; do
-  read -r l 2>/dev/null < "$f" || continue
+  stat "$f" || continue
   set -- ${l##*) }
   if [ "$4" = "$p" ] && [ "$1" != Z ]; then
     q=${f%/stat}
@@ -84,10 +94,12 @@ for f in /proc/[0-9]*/stat; do
   fi
 done
 [ -n "$hit" ] && exit 0
-[ -d "/proc/$p" ] || exit 3
-read -r l 2>/dev/null < "/proc/$p/stat" || exit 3
+stat "/proc/$p/stat" || exit 3
 set -- ${l##*) }
 [ "$1" != Z ] && kill -s "$s" "$p" 2>/dev/null || exit 3"#;
+
+/// The longest one signalling exec may take.
+const SIGNAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often a session that was sent SIGTERM is checked for.
 const END_POLL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -153,14 +165,21 @@ impl Session {
         container: &str,
         signal: &str,
     ) -> Result<Signalled, EngineError> {
-        // `$0` is the pid file, `$1` the signal.
-        let out = agent_shell(
+        // `$0` is the pid file, `$1` the signal. Bounded: the agent shares
+        // the container, and a signal that cannot be sent in time is an
+        // error the caller reports, never a CLI that waits for ever.
+        let run = agent_shell(
             engine,
             container,
             END_SCRIPT,
             [self.pid_file.clone(), signal.to_string()],
-        )
-        .await?;
+        );
+        let out = tokio::time::timeout(SIGNAL_TIMEOUT, run)
+            .await
+            .map_err(|_| EngineError::Api {
+                what: "end the agent's session",
+                reason: format!("`kill -s {signal}` took more than {SIGNAL_TIMEOUT:?}"),
+            })??;
         match out.code {
             0 => Ok(Signalled::Sent),
             3 => Ok(Signalled::Gone),
@@ -416,10 +435,17 @@ mod tests {
             "the background sleep too"
         );
         assert_eq!(signal("0"), Some(3), "nothing left");
-        // No pid file, or a hostile one: nothing is signalled.
+        // No pid file, or a hostile one: nothing is signalled, and nothing
+        // blocks (a FIFO would hold the read until someone writes to it).
         std::fs::write(&session.pid_file, "1 -1\n").unwrap();
         assert_eq!(signal("0"), Some(3));
         std::fs::remove_file(&session.pid_file).unwrap();
+        assert_eq!(signal("0"), Some(3));
+        let made = std::process::Command::new("mkfifo")
+            .arg(&session.pid_file)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
         assert_eq!(signal("0"), Some(3));
     }
 

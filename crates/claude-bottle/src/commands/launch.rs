@@ -336,7 +336,13 @@ const END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 pub(super) async fn end_session(engine: &Engine, container: &str, session: &Session) {
     use bottle_docker::attach::Ended;
     match session.end(engine, container, END_GRACE).await {
-        Ok(Ended::Already | Ended::Terminated) => {}
+        Ok(Ended::Terminated) => {}
+        // Called only for a session cut short: it may have ended that very
+        // moment, or the agent replaced its pid file (it can write there).
+        Ok(Ended::Already) => stderrln!(
+            "warning: the agent's session was not found to end it (it may have just ended, \
+             or changed its pid file); `docker top {container}` shows what still runs"
+        ),
         Ok(Ended::Killed) => stderrln!(
             "the agent did not end within {} of SIGTERM: killed",
             crate::duration::show(END_GRACE)
