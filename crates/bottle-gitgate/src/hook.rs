@@ -186,17 +186,70 @@ pub fn run_with(
 /// What the audit log says for a ref whose name held a secret.
 const WITHHELD: &str = "(withheld: the name holds a secret)";
 
-/// The refusal for a push the gate could not scan.
-fn scan_refusal(e: ScanError, updates: Vec<RefUpdate>) -> Report {
+/// The updates without their names, for a report whose names may hold a
+/// secret: found there, or not scanned yet.
+fn withheld(updates: Vec<RefUpdate>) -> Vec<RefUpdate> {
+    updates
+        .into_iter()
+        .map(|u| RefUpdate {
+            name: WITHHELD.into(),
+            ..u
+        })
+        .collect()
+}
+
+/// `text` with whatever the DLP engine finds in it replaced by its
+/// redacted form: for messages that quote a path the agent chose.
+fn redact(engine: &Engine, text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in engine.scan(text.as_bytes()) {
+        let (start, end) = (f.range.start as usize, f.range.end as usize);
+        let (Some(before), true) = (text.get(at..start), text.is_char_boundary(end)) else {
+            continue;
+        };
+        out.push_str(before);
+        out.push_str(&f.redacted);
+        at = end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
+}
+
+/// A finding in a file whose name holds a secret reports no path: the name
+/// would print the secret (its own finding says `file name`).
+fn withhold_secret_paths(engine: &Engine, findings: &mut [FindingReport]) {
+    for f in findings {
+        if f.path
+            .as_deref()
+            .is_some_and(|p| !engine.scan(p.as_bytes()).is_empty())
+        {
+            f.path = Some(WITHHELD_PATH.into());
+        }
+    }
+}
+
+/// What a report says for a path that holds a secret.
+const WITHHELD_PATH: &str = "(path withheld: it holds a secret)";
+
+/// The refusal for a push the gate could not scan; its message may quote a
+/// path, redacted.
+fn scan_refusal(e: ScanError, updates: Vec<RefUpdate>, engine: &Engine) -> Report {
     match e {
         ScanError::TooLarge(why) => Report::block(
             "too-large",
-            format!("push refused: {why}; nothing was sent upstream"),
+            format!(
+                "push refused: {}; nothing was sent upstream",
+                redact(engine, &why)
+            ),
             updates,
         ),
         ScanError::Git(why) => Report::block(
             "malformed",
-            format!("push refused: the gate could not scan it ({why})"),
+            format!(
+                "push refused: the gate could not scan it ({})",
+                redact(engine, &why)
+            ),
             updates,
         ),
     }
@@ -205,21 +258,30 @@ fn scan_refusal(e: ScanError, updates: Vec<RefUpdate>) -> Report {
 fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Report {
     let mut updates = Vec::new();
     for line in input.lines() {
+        // Refused before the names are scanned: none goes to the log.
         let Ok(line) = line else {
-            return Report::block("malformed", "unreadable ref update".into(), updates);
+            return Report::block(
+                "malformed",
+                "unreadable ref update".into(),
+                withheld(updates),
+            );
         };
         if line.trim().is_empty() {
             continue;
         }
         let Some(u) = RefUpdate::parse(&line) else {
-            return Report::block("malformed", "unreadable ref update".into(), updates);
+            return Report::block(
+                "malformed",
+                "unreadable ref update".into(),
+                withheld(updates),
+            );
         };
         updates.push(u);
         if updates.len() > cfg.limits.max_refs {
             return Report::block(
                 "too-large",
                 format!("push refused: more than {} refs", cfg.limits.max_refs),
-                updates,
+                withheld(updates),
             );
         }
     }
@@ -244,15 +306,7 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
     let engine_ms = millis(engine_started);
     let in_names = tips::scan_ref_names(&updates, &engine);
     if !in_names.is_empty() {
-        // The audit log gets the updates without their names.
-        let withheld = updates
-            .into_iter()
-            .map(|u| RefUpdate {
-                name: WITHHELD.into(),
-                ..u
-            })
-            .collect();
-        let mut r = Report::block("git-secret", String::new(), withheld);
+        let mut r = Report::block("git-secret", String::new(), withheld(updates));
         r.message = Some(format!("{} finding(s)", in_names.len()));
         r.findings = in_names;
         return r;
@@ -304,7 +358,7 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
                 updates,
             );
         }
-        Err(TipError::Scan(e)) => return scan_refusal(e, updates),
+        Err(TipError::Scan(e)) => return scan_refusal(e, updates, &engine),
     };
     let tips: Vec<&str> = tips.iter().map(String::as_str).collect();
     let scanned = scan::scan_push(&git, &tips, &engine);
@@ -316,9 +370,11 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
             o.findings = tag_findings;
             o
         }
-        Err(e) => return scan_refusal(e, updates),
+        Err(e) => return scan_refusal(e, updates, &engine),
     };
     if !outcome.findings.is_empty() {
+        let mut outcome = outcome;
+        withhold_secret_paths(&engine, &mut outcome.findings);
         let mut r = Report::block("git-secret", String::new(), updates);
         r.commits = outcome.commits;
         r.message = Some(format!("{} finding(s)", outcome.findings.len()));
@@ -383,4 +439,24 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
 
 fn millis(t: std::time::Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_quoting_a_secret_path_are_redacted() {
+        let secret = "gt-upstream-token-5f2c9a71d04e8b36";
+        let engine = Engine::builder().known_secret(secret).build().unwrap();
+        let text = format!("commit abc adds more than 5 bytes to notes/{secret}.txt");
+        let out = redact(&engine, &text);
+        assert!(!out.contains(secret), "{out}");
+        assert!(
+            out.starts_with("commit abc adds more than 5 bytes to notes/"),
+            "{out}"
+        );
+        assert!(out.ends_with(".txt"), "{out}");
+        assert_eq!(redact(&engine, "nothing here"), "nothing here");
+    }
 }

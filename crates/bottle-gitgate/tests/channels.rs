@@ -38,6 +38,9 @@ fn refused_in(
     let (ok, out) = git_try(wt, &["push", "origin", refspec]);
     assert!(!ok, "{out}");
     assert!(out.contains("a secret was found"), "{out}");
+    // The gate's own lines never show it (git's own show the refspec).
+    let gate_lines: String = out.lines().filter(|l| l.contains("git gate")).collect();
+    assert!(!gate_lines.contains(TOKEN), "{out}");
     assert!(
         out.contains(&format!("({part}) rule known-secret")),
         "{out}"
@@ -73,6 +76,39 @@ fn a_secret_in_a_ref_name_is_refused_and_not_logged() {
         &hex,
     );
     assert!(ev.refs.iter().all(|r| !r.name.contains("agent/")), "{ev:?}");
+}
+
+/// Refused before the names are scanned (a name git allows but that is not
+/// UTF-8 stops the reading): the audit event still holds no name.
+#[test]
+fn a_ref_name_is_not_logged_when_the_push_is_refused_before_the_scan() {
+    use std::os::unix::ffi::OsStrExt;
+    let (up, gate, _work, wt) = cloned("odd");
+    commit_file(&wt, "a.txt", "clean\n", "clean");
+    let hex = String::from_utf8(hex_encode(TOKEN.as_bytes(), false)).unwrap();
+    let named = format!("odd:refs/heads/agent/{hex}");
+    let odd = std::ffi::OsStr::from_bytes(b"odd:refs/heads/agent/\xff");
+    let out = git_cmd(&wt)
+        .args(["push", "origin", &named])
+        .arg(odd)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(up.bare.accepted_pushes(), 0);
+    let ev = gate.wait_events("git-push", 1).remove(0);
+    assert_eq!(ev.decision, "block");
+    let line = ev.to_line();
+    assert!(!line.contains(&hex) && !line.contains("agent/"), "{line}");
+}
+
+/// A file named after the secret whose content also has a finding: that
+/// finding reports no path either.
+#[test]
+fn a_secret_file_name_is_not_printed_by_its_content_findings() {
+    let (up, gate, _work, wt) = cloned("both");
+    commit_file(&wt, TOKEN, &format!("token = {PAT}\n"), "both");
+    let ev = refused_in(&wt, &up, &gate, "both", "file name", TOKEN);
+    assert!(ev.findings.len() >= 2, "{ev:?}");
 }
 
 #[test]
