@@ -410,18 +410,25 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
     }
     // manifest.md: `*` implies interception when DLP is on. An explicit
     // `tls: passthrough` would open blind tunnels to any host, which DLP
-    // cannot look into. Checked after `extends`, as `dlp` may be set by
-    // another file of the lineage than the route.
+    // cannot look into; so would `*.com` (every host under a top-level
+    // domain). Checked after `extends`, as `dlp` may be set by another file
+    // of the lineage than the route.
+    let any_host = |h: &str| h == "*" || h.strip_prefix("*.").is_some_and(|d| !d.contains('.'));
     if dlp != Dlp::Off
         && let Some((r, _)) = routes
             .iter()
-            .find(|(r, _)| r.host == "*" && r.tls == Some(Tls::Passthrough))
+            .find(|(r, _)| any_host(&r.host) && r.tls == Some(Tls::Passthrough))
     {
         return Err(Error::Conflict {
             message: format!(
-                "route `*` is `tls: passthrough` while DLP is `{}`: it would tunnel to any \
-                 host without DLP seeing what is sent",
-                dlp.as_str()
+                "route `{}` is `tls: passthrough` while DLP is `{}`: it would tunnel to any \
+                 host{} without DLP seeing what is sent",
+                r.host,
+                dlp.as_str(),
+                match r.host.as_str() {
+                    "*" => String::new(),
+                    h => format!(" under `{}`", &h[2..]),
+                }
             ),
             file: r.file.clone(),
             line: r.line,

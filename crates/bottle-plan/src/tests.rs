@@ -620,6 +620,21 @@ fn star_passthrough_with_dlp_on_is_refused() {
         hint.contains("`tls: intercept`") && hint.contains("`egress.dlp: off`"),
         "{hint}"
     );
+    // `*.com` is as wide: refused too; `*.example.com` is one domain's.
+    static TLD: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  allow: [{host: \"*.com\", tls: passthrough}]\n---\n",
+    )];
+    let e = plain_agent(TLD, &host()).unwrap_err().to_string();
+    assert!(
+        e.contains("route `*.com`") && e.contains("any host under `com`"),
+        "{e}"
+    );
+    static DOMAIN: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  allow: [{host: \"*.example.com\", tls: passthrough}]\n---\n",
+    )];
+    assert!(plain_agent(DOMAIN, &host()).is_ok());
     // Without `tls`, `*` is intercepted; with `dlp: off` the tunnel is
     // what was asked for, and the warning says nothing checks it.
     static DEFAULT: &[(&str, &str)] = &[("dev", "---\negress:\n  allow: [\"*\"]\n---\n")];
