@@ -221,6 +221,23 @@ impl Engine {
         host::scan_host(self, host)
     }
 
+    /// Checks a name that arrives in lower case whatever was sent (an HTTP
+    /// header name, as hyper keeps it): the rules, and the known secrets in
+    /// any case and in their base32 forms, as in host names, since the
+    /// sender's case is lost and a form without lower-case letters would
+    /// otherwise pass.
+    pub fn scan_name(&self, name: &str) -> Vec<Finding> {
+        let mut out = self.scan(name.as_bytes());
+        if !out.iter().any(|f| f.rule == KNOWN_SECRET_RULE) && self.known.in_host(name) {
+            out.push(Finding {
+                rule: KNOWN_SECRET_RULE,
+                range: 0..name.len() as u64,
+                redacted: "****".to_string(),
+            });
+        }
+        out
+    }
+
     /// Replaces every finding with `[REDACTED:<rule>]`.
     pub fn redact(&self, input: &[u8]) -> (Vec<u8>, Vec<Finding>) {
         let findings = self.scan(input);

@@ -28,6 +28,10 @@ pub struct Finding {
 pub trait Engine: Send + Sync + 'static {
     fn scan(&self, data: &[u8]) -> Vec<Finding>;
     fn scan_host(&self, host: &str) -> Vec<Finding>;
+    /// A header name, which arrives in lower case whatever was sent.
+    fn scan_name(&self, name: &str) -> Vec<Finding> {
+        self.scan(name.as_bytes())
+    }
     fn stream(&self) -> Box<dyn StreamScan>;
 }
 
@@ -185,6 +189,10 @@ impl Engine for BottleDlp {
         self.0.scan_host(host).into_iter().map(from_dlp).collect()
     }
 
+    fn scan_name(&self, name: &str) -> Vec<Finding> {
+        self.0.scan_name(name).into_iter().map(from_dlp).collect()
+    }
+
     fn stream(&self) -> Box<dyn StreamScan> {
         Box::new(BottleStream(self.0.clone().stream_shared()))
     }
@@ -224,6 +232,9 @@ pub struct Dlp {
 struct Clean {
     hosts: Mutex<HashSet<Vec<u8>>>,
     values: Mutex<HashSet<Vec<u8>>>,
+    /// Apart from values: a name is checked in more forms than a value, so
+    /// a value found clean says nothing about the same text as a name.
+    names: Mutex<HashSet<Vec<u8>>>,
 }
 
 /// Clean inputs remembered per kind; a set is emptied when full.
@@ -298,6 +309,18 @@ impl Dlp {
             return Vec::new();
         };
         scan_memo(&self.clean.values, data, || engine.scan(data))
+    }
+
+    /// A header name (lower case, as hyper keeps it): see
+    /// [`bottle_dlp::Engine::scan_name`]; a name found clean before is not
+    /// checked again.
+    pub fn scan_name(&self, name: &str) -> Vec<Finding> {
+        let Some(engine) = &self.engine else {
+            return Vec::new();
+        };
+        scan_memo(&self.clean.names, name.as_bytes(), || {
+            engine.scan_name(name)
+        })
     }
 
     pub fn stream(&self) -> Option<Box<dyn StreamScan>> {

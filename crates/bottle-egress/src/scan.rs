@@ -109,7 +109,7 @@ pub fn scan_headers(
             continue;
         }
         // Names recur as values do: a clean one costs a set lookup.
-        judge_unredactable(dlp, &dlp.scan_recurring(name.as_str().as_bytes()), verdict)?;
+        judge_unredactable(dlp, &dlp.scan_name(name.as_str()), verdict)?;
         for (i, value) in headers.get_all(name).iter().enumerate() {
             let findings = dlp.scan_recurring(value.as_bytes());
             judge(dlp, &findings, verdict)?;

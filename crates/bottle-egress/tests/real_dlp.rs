@@ -118,6 +118,23 @@ async fn known_secret_in_a_header_name_is_blocked() {
     p.events_without(&[TOKEN, &hex(TOKEN)]);
 }
 
+/// hyper keeps header names in lower case: a form of the token with no
+/// lower-case letters (base32, here) arrives folded and is still caught.
+#[tokio::test]
+async fn a_case_folded_form_in_a_header_name_is_blocked() {
+    let (p, rec) = setup().await;
+    let b32 = String::from_utf8(bottle_dlp::base32_encode(TOKEN.as_bytes())).unwrap();
+    let name = format!("X-{}", b32.to_ascii_uppercase());
+    let mut c = client(p.addr).await;
+    let (s, h, _) = send(&mut c, req("GET", "http://app.test/x", &[(&name, "1")], "")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "dlp")
+    );
+    assert_eq!(rec.count(), 0);
+    p.events_without(&[TOKEN, &b32, &b32.to_ascii_lowercase()]);
+}
+
 /// Any token is a method to HTTP: one made of the token's hex, on a route
 /// without `methods`, is refused, and the event does not show it.
 #[tokio::test]
