@@ -1124,9 +1124,14 @@ fn check_repo_url(url: &str) -> Result<(), (&'static str, &'static str)> {
         None => url.split(':').next().unwrap_or(""),
     };
     let (user, host) = authority.rsplit_once('@').unwrap_or(("", authority));
-    // Only `ssh://` can carry a password (`user:pw@`); in `git@host:x` the
-    // first `:` ends the host.
-    if user.contains(':') {
+    // `ssh://user:pw@host`; and scp-like `user:pw@host:path`, where git
+    // takes `user` for the host, but the password would still be shown as
+    // the path (its first segment holds an `@`).
+    let scp_password = !url.starts_with("ssh://")
+        && url
+            .split_once(':')
+            .is_some_and(|(_, path)| path.split('/').next().is_some_and(|s| s.contains('@')));
+    if user.contains(':') || scp_password {
         return Err(NO_CREDENTIAL);
     }
     // ssh would take `-oProxyCommand=…` as an option; git refuses it too.

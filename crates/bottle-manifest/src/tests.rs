@@ -472,6 +472,9 @@ fn repo_urls_the_gate_would_refuse_are_refused_at_read() {
             "host name",
         ),
         ("\"git@-oProxyCommand=ghp_SECRET:a.git\"", ssh, "host name"),
+        // scp-like with a password: git reads `git` as the host, and the
+        // rest would be shown as the path.
+        ("\"git:ghp_SECRET@github.com:a.git\"", ssh, "in the URL"),
     ];
     for (url, auth, hint) in cases {
         let e = err(&repo(url, auth));
