@@ -329,17 +329,10 @@ fn strip_port(host: &str) -> &str {
 }
 
 /// Control characters from the log (an agent chooses hosts and paths) are
-/// shown escaped, so they cannot drive the terminal.
+/// shown escaped, line breaks too, so they cannot drive the terminal or
+/// fake a summary line.
 fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::output::printable_field(s).into_owned()
 }
 
 #[cfg(test)]
