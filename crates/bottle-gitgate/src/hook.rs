@@ -198,22 +198,10 @@ fn withheld(updates: Vec<RefUpdate>) -> Vec<RefUpdate> {
         .collect()
 }
 
-/// `text` with whatever the DLP engine finds in it replaced by its
-/// redacted form: for messages that quote a path the agent chose.
+/// `text` with whatever the DLP engine finds in it redacted
+/// ([`Engine::redact`]): for messages that quote a path the agent chose.
 fn redact(engine: &Engine, text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    for f in engine.scan(text.as_bytes()) {
-        let (start, end) = (f.range.start as usize, f.range.end as usize);
-        let (Some(before), true) = (text.get(at..start), text.is_char_boundary(end)) else {
-            continue;
-        };
-        out.push_str(before);
-        out.push_str(&f.redacted);
-        at = end;
-    }
-    out.push_str(text.get(at..).unwrap_or_default());
-    out
+    String::from_utf8_lossy(&engine.redact(text.as_bytes()).0).into_owned()
 }
 
 /// A finding in a file whose name holds a secret reports no path: the name
@@ -452,6 +440,7 @@ mod tests {
         let text = format!("commit abc adds more than 5 bytes to notes/{secret}.txt");
         let out = redact(&engine, &text);
         assert!(!out.contains(secret), "{out}");
+        assert!(out.contains("[REDACTED:known-secret]"), "{out}");
         assert!(
             out.starts_with("commit abc adds more than 5 bytes to notes/"),
             "{out}"
