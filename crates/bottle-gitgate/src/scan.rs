@@ -143,6 +143,42 @@ impl Git<'_> {
         Ok(out.stdout)
     }
 
+    /// The type of each object in `ids` (`commit`, `tag`, `blob`, `tree`),
+    /// in order, from one `git cat-file --batch-check`: a push may update
+    /// up to `max_refs` refs, and one git process per ref would be
+    /// hundreds of them.
+    pub(crate) fn object_types(&self, ids: &[String]) -> Result<Vec<String>, ScanError> {
+        let mut child = self.spawn(&["cat-file", "--batch-check=%(objecttype)"], true)?;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(ScanError::Git("no pipes".into()));
+        };
+        let owned = ids.to_vec();
+        // From a thread, so neither side of the pipe can block the other.
+        let feeder = std::thread::spawn(move || {
+            for id in owned {
+                if writeln!(stdin, "{id}").is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        let types = ids
+            .iter()
+            .map(|id| match lines.next() {
+                // `<id> missing` for an unknown object: not a type.
+                Some(Ok(line)) if !line.ends_with(" missing") => Ok(line.trim().to_string()),
+                _ => Err(ScanError::Git(format!("cat-file: no type for {id}"))),
+            })
+            .collect::<Result<Vec<_>, _>>();
+        drop(lines);
+        if types.is_err() {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        let _ = feeder.join();
+        types
+    }
+
     /// `git merge-base --is-ancestor old new`.
     pub fn is_ancestor(&self, old: &str, new: &str) -> bool {
         self.command(&["merge-base", "--is-ancestor", old, new])

@@ -51,7 +51,8 @@ pub fn scan_ref_names(updates: &[RefUpdate], engine: &Engine) -> Vec<FindingRepo
 }
 
 /// The commits the updated refs point to (through any tags), each tag on
-/// the way scanned into `findings`.
+/// the way scanned into `findings`. One `cat-file --batch-check` per level
+/// of tags, for all refs at once.
 pub fn commits_of(
     git: &Git<'_>,
     updates: &[RefUpdate],
@@ -59,41 +60,42 @@ pub fn commits_of(
     findings: &mut Vec<FindingReport>,
 ) -> Result<Vec<String>, TipError> {
     let mut commits = Vec::new();
-    for u in updates.iter().filter(|u| !u.is_delete()) {
-        let mut id = u.new.clone();
-        let mut depth = 0;
-        loop {
-            let kind = object_type(git, &id)?;
+    // (ref name, the object it reaches so far)
+    let mut pending: Vec<(&str, String)> = updates
+        .iter()
+        .filter(|u| !u.is_delete())
+        .map(|u| (u.name.as_str(), u.new.clone()))
+        .collect();
+    for depth in 0..=MAX_TAG_DEPTH {
+        if pending.is_empty() {
+            break;
+        }
+        let ids: Vec<String> = pending.iter().map(|(_, id)| id.clone()).collect();
+        let kinds = git.object_types(&ids)?;
+        let mut next = Vec::new();
+        for ((name, id), kind) in pending.into_iter().zip(kinds) {
             match kind.as_str() {
-                "commit" => {
-                    commits.push(id);
-                    break;
-                }
+                "commit" => commits.push(id),
                 "tag" if depth < MAX_TAG_DEPTH => {
-                    depth += 1;
-                    id = scan_tag(git, &id, engine, findings)?;
+                    next.push((name, scan_tag(git, &id, engine, findings)?));
                 }
                 "tag" => {
                     return Err(TipError::NotACommit {
-                        name: u.name.clone(),
+                        name: name.to_string(),
                         kind: format!("chain of more than {MAX_TAG_DEPTH} tags"),
                     });
                 }
                 _ => {
                     return Err(TipError::NotACommit {
-                        name: u.name.clone(),
+                        name: name.to_string(),
                         kind,
                     });
                 }
             }
         }
+        pending = next;
     }
     Ok(commits)
-}
-
-fn object_type(git: &Git<'_>, id: &str) -> Result<String, ScanError> {
-    let out = git.output(&["cat-file", "-t", id])?;
-    Ok(String::from_utf8_lossy(&out).trim().to_string())
 }
 
 /// Scans tag `id` whole (its header names the tagger and the tag, then
