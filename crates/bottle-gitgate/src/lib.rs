@@ -27,7 +27,7 @@ pub mod tips;
 pub use audit::{AuditSink, Event};
 pub use config::{GateConfig, GateSecrets, RepoConfig, from_sidecar_json, from_sidecar_parts};
 pub use limits::Limits;
-pub use server::{Gate, Options, serve};
+pub use server::{Gate, Options};
 
 /// Errors of setting the gate up. Never contains a secret value.
 #[derive(Debug, thiserror::Error)]

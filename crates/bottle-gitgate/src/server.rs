@@ -77,20 +77,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Gate(Arc<Inner>);
 
-/// Prepares the gate and serves it on `listener` until `shutdown` resolves.
-pub async fn serve(
-    config: GateConfig,
-    secrets: GateSecrets,
-    options: Options,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), Error> {
-    Gate::new(config, secrets, options)
-        .await?
-        .serve(listener, shutdown)
-        .await
-}
-
 fn mkdir_private(p: &Path) -> Result<(), Error> {
     std::fs::DirBuilder::new()
         .recursive(true)
