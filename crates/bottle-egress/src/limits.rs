@@ -35,6 +35,14 @@ pub const SESSION_IDS_PER_HOST: usize = 32;
 /// boundaries beyond what the scanner reports as settled; a scanner that
 /// never settles cannot make the proxy buffer without bound.
 pub const DLP_MAX_HELD_BYTES: usize = 1024 * 1024;
+/// Compressed request bodies (`Content-Encoding: gzip`) are held whole
+/// until their inflated content has been scanned: a compressed stream cannot
+/// be released in part without releasing bits of what follows. Larger ones
+/// are refused as too large (log mode streams them).
+pub const MAX_COMPRESSED_HELD_BYTES: usize = 4 * 1024 * 1024;
+/// Most bytes one compressed request body may inflate to (all layers);
+/// past it the request is refused as too large.
+pub const MAX_INFLATED_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest DNS message accepted over TCP (UDP is bounded by the datagram).
 pub const DNS_MAX_MESSAGE: usize = 4096;
 /// Time a DNS TCP client has to send its query.

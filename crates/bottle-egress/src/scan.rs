@@ -3,7 +3,9 @@
 //! The body is released to the upstream only up to the offset the scanner
 //! reports as settled, so a secret split across chunks is never sent in part;
 //! in block mode the body stream fails at the finding, which aborts the
-//! upstream request before its end is sent.
+//! upstream request before its end is sent. A body with a `Content-Encoding`
+//! is scanned as it inflates (`inflate`) and held whole until its end, since
+//! part of a compressed stream cannot be released safely.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -16,8 +18,14 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::config::DlpMode;
 use crate::dlp::{Dlp, Finding, HeldBytes, StreamScan};
-use crate::limits::DLP_MAX_HELD_BYTES;
+use crate::inflate::{self, Codings, InflateError, Inflater};
+use crate::limits::{DLP_MAX_HELD_BYTES, MAX_COMPRESSED_HELD_BYTES};
 use crate::upstream::{Body, BoxError};
+
+/// The rule of a body whose `Content-Encoding` the proxy cannot read (an
+/// unknown coding, or data that is not valid for its coding): what it
+/// carries cannot be scanned.
+pub const UNSCANNABLE: &str = "unscannable-encoding";
 
 /// What DLP decided for a request, shared with the body stream.
 #[derive(Debug, Default, Clone)]
@@ -134,10 +142,37 @@ pub fn scan_headers(
     Ok(())
 }
 
+/// The request's `Content-Encoding`: an inflater for the body scanner, or
+/// none for plain content. A coding the proxy cannot read is a finding that
+/// cannot be redacted.
+pub fn body_coding(
+    dlp: &Dlp,
+    headers: &http::HeaderMap,
+    verdict: &mut Verdict,
+) -> Result<Option<Inflater>, String> {
+    match inflate::codings(headers) {
+        Codings::Identity => Ok(None),
+        Codings::Inflate(codings) => Ok(Some(Inflater::new(&codings))),
+        Codings::Unscannable => {
+            if matches!(dlp.mode, DlpMode::Block | DlpMode::Redact) {
+                verdict.blocked = Some(UNSCANNABLE.to_string());
+                return Err(UNSCANNABLE.to_string());
+            }
+            verdict.flagged.push(UNSCANNABLE.to_string());
+            Ok(None)
+        }
+    }
+}
+
 /// A request body scanned as it streams.
 pub struct ScanBody {
     inner: Body,
+    /// None once scanning has ended: at the body's end, or early in `log`
+    /// mode when the content could not be inflated.
     scanner: Option<Box<dyn StreamScan>>,
+    /// Set for a compressed body: the scanner reads what it inflates to.
+    inflater: Option<Inflater>,
+    compressed: bool,
     held: HeldBytes,
     mode: DlpMode,
     verdict: SharedVerdict,
@@ -155,12 +190,22 @@ impl ScanBody {
         Self {
             inner,
             scanner: Some(scanner),
+            inflater: None,
+            compressed: false,
             held: HeldBytes::new(),
             mode,
             verdict,
             out: VecDeque::new(),
             done: false,
         }
+    }
+
+    /// Scans `inflater`'s output instead of the bytes on the wire, which are
+    /// forwarded unchanged once the whole content is found clean.
+    pub fn inflating(mut self, inflater: Option<Inflater>) -> Self {
+        self.compressed = inflater.is_some();
+        self.inflater = inflater;
+        self
     }
 
     fn apply(&mut self, findings: Vec<Finding>) -> Result<(), BoxError> {
@@ -171,6 +216,11 @@ impl ScanBody {
             return Err(Box::new(BodyStopped));
         };
         match self.mode {
+            // Compressed content cannot be redacted on the wire.
+            DlpMode::Block | DlpMode::Redact if self.compressed => {
+                v.blocked = Some(findings[0].rule.clone());
+                Err(Box::new(BodyStopped))
+            }
             DlpMode::Block => {
                 v.blocked = Some(findings[0].rule.clone());
                 Err(Box::new(BodyStopped))
@@ -189,11 +239,66 @@ impl ScanBody {
         }
     }
 
+    /// Content that could not be inflated: refused, or in `log` mode
+    /// flagged and passed on unscanned from here.
+    fn unreadable(&mut self, e: InflateError) -> Result<(), BoxError> {
+        let Ok(mut v) = self.verdict.lock() else {
+            return Err(Box::new(BodyStopped));
+        };
+        if self.mode == DlpMode::Log {
+            v.flagged.push(UNSCANNABLE.to_string());
+            self.scanner = None;
+            self.inflater = None;
+            return Ok(());
+        }
+        match e {
+            InflateError::TooLarge => v.too_large = true,
+            InflateError::Invalid => v.blocked = Some(UNSCANNABLE.to_string()),
+        }
+        Err(Box::new(BodyStopped))
+    }
+
+    fn on_compressed(&mut self, data: &[u8]) -> Result<(), BoxError> {
+        let (Some(scanner), Some(inflater)) = (self.scanner.as_mut(), self.inflater.as_mut())
+        else {
+            return Ok(());
+        };
+        let mut findings = Vec::new();
+        let inflated = inflater.push(data, &mut |d| findings.extend(scanner.push(d)));
+        self.apply(findings)?;
+        if let Err(e) = inflated {
+            self.unreadable(e)?;
+        }
+        if self.mode == DlpMode::Log {
+            if let Some(b) = self.held.release_all() {
+                self.out.push_back(Frame::data(b));
+            }
+        } else if self.held.held() > MAX_COMPRESSED_HELD_BYTES {
+            if let Ok(mut v) = self.verdict.lock() {
+                v.too_large = true;
+            }
+            return Err(Box::new(BodyStopped));
+        }
+        Ok(())
+    }
+
     fn on_data(&mut self, data: &[u8]) -> Result<(), BoxError> {
+        if self.scanner.is_none() {
+            // Scanning ended early (`log` mode): pass the rest on.
+            if let Some(b) = self.held.release_all() {
+                self.out.push_back(Frame::data(b));
+            }
+            self.out
+                .push_back(Frame::data(Bytes::copy_from_slice(data)));
+            return Ok(());
+        }
+        self.held.push(data);
+        if self.inflater.is_some() {
+            return self.on_compressed(data);
+        }
         let Some(scanner) = self.scanner.as_mut() else {
             return Ok(());
         };
-        self.held.push(data);
         let findings = scanner.push(data);
         let settled = scanner.settled();
         self.apply(findings)?;
@@ -210,7 +315,15 @@ impl ScanBody {
     }
 
     fn on_end(&mut self) -> Result<(), BoxError> {
-        if let Some(scanner) = self.scanner.take() {
+        if let Some(mut scanner) = self.scanner.take() {
+            if let Some(inflater) = self.inflater.take() {
+                let mut findings = Vec::new();
+                let inflated = inflater.finish(&mut |d| findings.extend(scanner.push(d)));
+                self.apply(findings)?;
+                if let Err(e) = inflated {
+                    self.unreadable(e)?;
+                }
+            }
             let findings = scanner.finish();
             self.apply(findings)?;
         }
@@ -247,14 +360,16 @@ impl HttpBody for ScanBody {
                             return Poll::Ready(Some(Err(e)));
                         }
                     }
-                    Err(trailers) => {
+                    Err(_trailers) => {
                         // Trailers end the body: settle everything first.
+                        // They are not forwarded: fields after the body
+                        // would be a channel past the header scan, and an
+                        // intermediary may drop them (RFC 9110, 6.5.1).
                         if let Err(e) = self.on_end() {
                             self.done = true;
                             self.out.clear();
                             return Poll::Ready(Some(Err(e)));
                         }
-                        self.out.push_back(trailers);
                         self.done = true;
                     }
                 },

@@ -727,15 +727,23 @@ pub async fn exchange(
     parts.headers.insert(header::HOST, host_header);
 
     let has_body = !body.is_end_stream();
+    let scanner = has_body.then(|| dlp.stream()).flatten();
+    let inflater = match scanner {
+        Some(_) => scan::body_coding(dlp, &parts.headers, &mut verdict)
+            .map_err(|rule| Failure::with_rule(Deny::Dlp, rule))?,
+        None => None,
+    };
     let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
     let shared = Arc::new(Mutex::new(verdict));
-    let body = match has_body.then(|| dlp.stream()).flatten() {
+    let body = match scanner {
         Some(scanner) => {
-            if dlp.mode == crate::config::DlpMode::Redact {
+            if dlp.mode == crate::config::DlpMode::Redact && inflater.is_none() {
                 // Redaction changes the length; let hyper chunk it.
                 parts.headers.remove(header::CONTENT_LENGTH);
             }
-            ScanBody::new(body, scanner, dlp.mode, shared.clone()).boxed()
+            ScanBody::new(body, scanner, dlp.mode, shared.clone())
+                .inflating(inflater)
+                .boxed()
         }
         None => body,
     };

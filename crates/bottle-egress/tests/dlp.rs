@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bottle_egress::dlp::{Engine, Finding, StreamScan};
 
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const SECRET: &str = "topsecretvalue42";
 
@@ -76,35 +76,9 @@ async fn secrets_in_url_and_headers_are_blocked() {
     );
 }
 
-/// An upstream that records the raw bytes it receives and never answers.
-async fn raw_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<u8>>>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            let g = g.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    g.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-    });
-    (addr, got)
-}
-
 #[tokio::test]
 async fn secret_split_across_body_chunks_is_refused_before_the_body_ends() {
-    let (up, got) = raw_upstream().await;
+    let (up, got) = raw_upstream(|_| false).await;
     let p = Setup::new(format!(
         "dlp: block\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
     ))

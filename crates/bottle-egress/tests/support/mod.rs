@@ -334,6 +334,42 @@ impl<'a> Setup<'a> {
     }
 }
 
+/// An upstream that records the raw bytes it receives; it answers 200 on a
+/// connection once `complete` says the bytes so far are a whole request,
+/// and never otherwise.
+pub async fn raw_upstream(complete: fn(&[u8]) -> bool) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let g = g.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut mine = Vec::new();
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    g.lock().unwrap().extend_from_slice(&buf[..n]);
+                    mine.extend_from_slice(&buf[..n]);
+                    if complete(&mine) {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
 /// Sends raw bytes, then reads until the proxy closes or 5 s pass.
 pub async fn raw(proxy: SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(proxy).await.unwrap();

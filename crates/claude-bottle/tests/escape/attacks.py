@@ -715,6 +715,15 @@ def r6_multipart(m):
 
 
 @case(6, ok_host="truncated")
+def r6_gzip_body(m):
+    import gzip
+    path = "/tmp/esc-body.gz"
+    with open(path, "wb") as f:
+        f.write(gzip.compress(json.dumps({"note": "hi", "k": SECRET}).encode()))
+    return blocked_post(m, "@" + path, "application/json", extra=("content-encoding: gzip",))
+
+
+@case(6, ok_host="truncated")
 def r6_base64(m):
     return blocked_post(m, base64.b64encode(SECRET.encode()).decode())
 

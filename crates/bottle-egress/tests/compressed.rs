@@ -1,0 +1,202 @@
+//! Request bodies with a `Content-Encoding`: a secret gzipped into a body is
+//! what any server that honours the header reads, so DLP reads it inflated.
+//! Also: trailer fields after a chunked body never leave the proxy (headers
+//! after the header scan).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::Write;
+
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::{GzEncoder, ZlibEncoder};
+use http_body_util::Full;
+use hyper::Request;
+use support::*;
+use tokio::io::AsyncWriteExt;
+
+const SECRET: &str = "topsecretvalue42";
+
+async fn proxy(mode: &str) -> (Running, Recorder) {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: {mode}\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", SECRET)])
+    .start()
+    .await;
+    (p, rec)
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut e = ZlibEncoder::new(Vec::new(), Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// POSTs `body` with `Content-Encoding: coding`; status and block reason.
+async fn post(p: &Running, coding: &str, body: Vec<u8>) -> (u16, String) {
+    let mut c = client(p.addr).await;
+    let r = Request::builder()
+        .method("POST")
+        .uri("http://app.test/upload")
+        .header("content-encoding", coding)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = c.send_request(r).await.unwrap();
+    let block = resp
+        .headers()
+        .get("x-claude-bottle-block")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (resp.status().as_u16(), block)
+}
+
+fn content() -> Vec<u8> {
+    format!(
+        "{{\"notes\": \"{}\", \"key\": \"{SECRET}\"}}",
+        "lorem ipsum ".repeat(2000)
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_secret_inside_a_compressed_body_is_blocked() {
+    let (p, rec) = proxy("block").await;
+    let cases = [
+        ("gzip", gzip(&content())),
+        ("x-gzip", gzip(&content())),
+        ("deflate", zlib(&content())),
+        // Applied in the header's order: zlib first, then gzip.
+        ("deflate, gzip", gzip(&zlib(&content()))),
+        ("gzip, gzip, gzip", gzip(&gzip(&gzip(&content())))),
+    ];
+    let n = cases.len();
+    for (coding, body) in cases {
+        assert!(
+            !String::from_utf8_lossy(&body).contains(SECRET),
+            "{coding}: the secret is not visible on the wire"
+        );
+        assert_eq!(
+            post(&p, coding, body).await,
+            (403, "dlp".to_string()),
+            "{coding}"
+        );
+    }
+    assert_eq!(rec.count(), 0, "nothing reached the upstream");
+    let ev = p.events_without(&[SECRET]);
+    assert!(
+        ev.iter()
+            .filter(|e| e["reason"] == "dlp" && e["rule"] == "known-secret")
+            .count()
+            >= n,
+        "{ev:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_compressed_body_is_forwarded_as_sent() {
+    for mode in ["block", "redact"] {
+        let (p, rec) = proxy(mode).await;
+        let wire = gzip(b"{\"hello\": \"world\"}");
+        assert_eq!(post(&p, "gzip", wire.clone()).await.0, 200, "{mode}");
+        let seen = &rec.all()[0];
+        assert_eq!(seen.body, wire, "{mode}: the compressed bytes, unchanged");
+        assert_eq!(seen.headers["content-encoding"], "gzip");
+    }
+}
+
+/// A marker cannot be put into a compressed stream: redact mode blocks.
+#[tokio::test]
+async fn redact_mode_blocks_a_secret_it_cannot_redact() {
+    let (p, rec) = proxy("redact").await;
+    assert_eq!(
+        post(&p, "gzip", gzip(&content())).await,
+        (403, "dlp".to_string())
+    );
+    assert_eq!(rec.count(), 0);
+}
+
+#[tokio::test]
+async fn unreadable_codings_are_refused_unless_only_logging() {
+    let (p, rec) = proxy("block").await;
+    // br and zstd are not read; garbage is not gzip; a stream cut short is
+    // not whole; four layers are too many.
+    for (coding, body) in [
+        ("br", b"\x1b\x03\x00".to_vec()),
+        ("zstd", b"(\xb5/\xfd".to_vec()),
+        ("gzip", b"not gzip at all".to_vec()),
+        ("gzip", gzip(&content())[..100].to_vec()),
+        ("gzip,gzip,gzip,gzip", gzip(&gzip(&gzip(&gzip(b"x"))))),
+    ] {
+        assert_eq!(
+            post(&p, coding, body).await,
+            (403, "dlp".to_string()),
+            "{coding}"
+        );
+    }
+    assert_eq!(rec.count(), 0);
+    p.event(|e| e["rule"] == "unscannable-encoding").await;
+
+    let (p, rec) = proxy("log").await;
+    assert_eq!(post(&p, "br", b"\x1b\x03\x00".to_vec()).await.0, 200);
+    assert_eq!(rec.count(), 1);
+    p.event(|e| e["decision"] == "allow" && e["rule"] == "unscannable-encoding")
+        .await;
+}
+
+/// A few KiB that would inflate to far more than the proxy reads.
+#[tokio::test]
+async fn a_compression_bomb_is_refused_as_too_large() {
+    let (p, rec) = proxy("block").await;
+    let member = gzip(&vec![0u8; 1 << 20]);
+    let bomb = gzip(&member.repeat(1024));
+    assert!(bomb.len() < 64 * 1024);
+    let (status, block) = post(&p, "gzip, gzip", bomb).await;
+    assert_eq!((status, block.as_str()), (403, "too-large"));
+    assert_eq!(rec.count(), 0);
+}
+
+/// A chunked request has ended: the last chunk, trailers (if any), an
+/// empty line.
+fn chunked_request_ended(got: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(got);
+    text.find("\r\n0\r\n").is_some_and(|i| {
+        let rest = &text[i + 5..];
+        rest.starts_with("\r\n") || rest.contains("\r\n\r\n")
+    })
+}
+
+#[tokio::test]
+async fn trailer_fields_are_not_forwarded() {
+    let (up, got) = raw_upstream(chunked_request_ended).await;
+    let p = Setup::new(format!(
+        "dlp: block\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", SECRET)])
+    .start()
+    .await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let request = format!(
+        "POST http://app.test/upload HTTP/1.1\r\nHost: app.test\r\nTE: trailers\r\n\
+         Trailer: x-note\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\nx-note: {SECRET}\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let (status, head, _) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), read_response(&mut s))
+            .await
+            .expect("an answer");
+    assert_eq!(status, 200, "{head}");
+    let seen = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+    assert!(seen.contains("hello"), "{seen}");
+    assert!(!seen.contains(SECRET), "the trailer went upstream: {seen}");
+}
