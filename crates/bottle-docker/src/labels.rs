@@ -13,3 +13,37 @@ pub const COMMAND: &str = "io.claude-bottle.command";
 /// Tests only: their run id, so parallel runs never touch each other's
 /// objects (`CLAUDE_BOTTLE_TEST_LABEL`).
 pub const TEST: &str = "io.claude-bottle.test";
+
+/// Longest slug the CLI makes or accepts.
+pub const MAX_SLUG: usize = 128;
+
+/// A slug as the CLI makes them: letters, digits, `-`, `_` and `.`, not
+/// starting with `.` or `-`. Slugs become file names (the state folder, the
+/// outbox, the audit log), so an object whose slug label is anything else
+/// (`../..` on an image from elsewhere) was not made by claude-bottle and is
+/// never touched.
+pub fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SLUG
+        && !s.starts_with(['.', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_plain_file_names() {
+        for ok in ["dev", "dev-2", "my_agent.v1", "a"] {
+            assert!(is_slug(ok), "{ok}");
+        }
+        for bad in [
+            "", "..", "../..", ".hidden", "-rf", "a/b", "a\\b", "a b", "ä", "a\n",
+        ] {
+            assert!(!is_slug(bad), "{bad:?}");
+        }
+        assert!(!is_slug(&"a".repeat(MAX_SLUG + 1)));
+    }
+}

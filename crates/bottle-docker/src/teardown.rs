@@ -24,7 +24,9 @@ pub struct Object {
 }
 
 /// Every object carrying `io.claude-bottle.slug`, optionally only those
-/// with an extra label (tests use `io.claude-bottle.test=<run>`).
+/// with an extra label (tests use `io.claude-bottle.test=<run>`). Objects
+/// whose slug is not one the CLI makes ([`labels::is_slug`]) are left out:
+/// they are not ours, and their slug would name paths at teardown.
 pub async fn find(engine: &Engine, extra_label: Option<&str>) -> Result<Vec<Object>, String> {
     let mut wanted = vec![labels::SLUG.to_string()];
     if let Some(l) = extra_label {
@@ -71,6 +73,7 @@ pub async fn find(engine: &Engine, extra_label: Option<&str>) -> Result<Vec<Obje
         let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
         out.push(object("image", i.id, name, i.labels));
     }
+    out.retain(|o| labels::is_slug(&o.slug));
     Ok(out)
 }
 

@@ -292,3 +292,36 @@ async fn hardened_agent_with_no_route_out() {
         std::panic::resume_unwind(panic.into_panic());
     }
 }
+
+/// An object labelled with a slug the CLI never makes (`../..`, as a pulled
+/// image could carry) is not ours: teardown never lists it, so `stop --all`
+/// and `cleanup` neither remove it nor turn its slug into a path under
+/// `$CLAUDE_BOTTLE_HOME` (`state/../..` was the user's home).
+#[tokio::test(flavor = "current_thread")]
+async fn objects_with_a_slug_that_is_a_path_are_not_ours() {
+    if !engine_ready() {
+        return;
+    }
+    let engine = Engine::connect().await.unwrap();
+    let run = format!("foreign-slug-{}", std::process::id());
+    let test_label = format!("{}={run}", labels::TEST);
+    let mut made = Vec::new();
+    for (i, slug) in ["../..", "ours-1"].into_iter().enumerate() {
+        let name = format!("claude-bottle-test-{run}-{i}");
+        let l = HashMap::from([
+            (labels::SLUG.to_string(), slug.to_string()),
+            (labels::ROLE.to_string(), "network".to_string()),
+            (labels::TEST.to_string(), run.clone()),
+        ]);
+        network::create(&engine, &name, true, l).await.unwrap();
+        made.push(name);
+    }
+    let found = teardown::find(&engine, Some(&test_label)).await;
+    for name in &made {
+        let _ = Command::new("docker")
+            .args(["network", "rm", name])
+            .output();
+    }
+    let slugs: Vec<String> = found.unwrap().into_iter().map(|o| o.slug).collect();
+    assert_eq!(slugs, ["ours-1"]);
+}

@@ -134,6 +134,13 @@ pub fn read(settings: &Settings, slug: &str) -> State {
 
 /// Remove the folder; already gone is fine.
 pub fn remove(settings: &Settings, slug: &str) -> io::Result<()> {
+    // The one recursive removal: never of a path a slug could climb out of.
+    if !bottle_docker::labels::is_slug(slug) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{slug}` is not a bottle slug"),
+        ));
+    }
     match std::fs::remove_dir_all(dir(settings, slug)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -184,6 +191,26 @@ mod tests {
         create_in(&d, &dead2).unwrap();
         assert_eq!(std::fs::read_to_string(d.join("owner")).unwrap(), dead2);
         assert!(!d.join("start-refs").exists());
+    }
+
+    #[test]
+    fn removal_never_climbs_out_of_the_state_folder() {
+        let h = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            user_home: h.path().to_path_buf(),
+            bottle_home: h.path().join("home/.claude-bottle"),
+            cwd: h.path().to_path_buf(),
+            version: "test",
+        };
+        let precious = h.path().join("home/precious");
+        std::fs::create_dir_all(&precious).unwrap();
+        std::fs::create_dir_all(settings.bottle_home.join("state")).unwrap();
+        // `state/../..` is `home`.
+        assert!(remove(&settings, "../..").is_err());
+        assert!(precious.exists());
+        create_in(&dir(&settings, "dev"), "host:1:2").unwrap();
+        remove(&settings, "dev").unwrap();
+        assert!(!dir(&settings, "dev").exists());
     }
 
     #[test]

@@ -87,12 +87,7 @@ pub fn run(settings: &Settings, args: LogsArgs) -> Result<ExitCode> {
 
 /// A slug names files under `$CLAUDE_BOTTLE_HOME`: only plain names.
 pub fn check_slug(slug: &str) -> Result<()> {
-    let plain = !slug.is_empty()
-        && !slug.starts_with(['.', '-'])
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if plain {
+    if bottle_docker::labels::is_slug(slug) {
         return Ok(());
     }
     Err(UsageError::new(format!("`{slug}` is not a bottle slug"))
