@@ -671,6 +671,17 @@ pub async fn exchange(
     if !ex.target.tls && !matches!(ex.auth, Auth::None) {
         return Err(Deny::Port.into());
     }
+    // TRACE (and IIS's TRACK) asks the server to send the request back, the
+    // injected credential included, and responses are not scanned: never
+    // with a credential. Methods are case-sensitive, but not every server
+    // treats them so.
+    if !matches!(ex.auth, Auth::None)
+        && ["TRACE", "TRACK"]
+            .iter()
+            .any(|m| req.method().as_str().eq_ignore_ascii_case(m))
+    {
+        return Err(Deny::Method.into());
+    }
     // WebSocket upgrades pass on routed requests after the route and DLP
     // checks of the handshake; frames are not scanned (docs/egress.md).
     let ws = ex.route.is_some() && is_websocket(req.headers());

@@ -493,6 +493,36 @@ async fn http_token_replaces_the_agents_authorization() {
     p.events_without(&["ghp_realtoken123456"]);
 }
 
+/// TRACE makes a server echo the request it got, injected credential
+/// included, and responses are not scanned: with a token it never leaves.
+#[tokio::test]
+async fn a_trace_never_carries_the_injected_token() {
+    // A route with no method rules: only the token makes TRACE unsafe.
+    let ca = TestCa::new("test upstream CA");
+    let (up, rec) = https_upstream(&ca, &["api.test"]).await;
+    let port = up.port();
+    let p = Setup::new(format!(
+        "allow: [{{host: api.test, ports: [{port}]}}]\nresolve: {{api.test: '{up}'}}\n\
+         dlp: block\ntokens: [{{kind: http, host: api.test, scheme: Bearer, token_ref: GH}}]"
+    ))
+    .secrets(&[("GH", "ghp_realtoken123456")])
+    .upstream_ca(&ca)
+    .start()
+    .await;
+    let host = format!("api.test:{port}");
+    for method in ["TRACE", "trace", "TRACK"] {
+        let (_, _, stream) = connect(p.addr, &host).await;
+        let mut c = tls_client(stream.unwrap(), p.proxy.ca_pem(), "api.test").await;
+        let (s, h, _) = send(&mut c, req(method, "/", &[("host", &host)], "")).await;
+        assert_eq!(
+            (s, h["x-claude-bottle-block"].to_str().unwrap()),
+            (403, "method"),
+            "{method}"
+        );
+    }
+    assert_eq!(rec.count(), 0, "no TRACE reached the upstream");
+}
+
 #[tokio::test]
 async fn secret_in_host_label_is_blocked_even_for_passthrough() {
     let p = Setup::new(
