@@ -11,12 +11,14 @@
 //!
 //! Git runs in the agent container as uid 1000 through exec; the bytes come
 //! back over the exec's stdout, bounded by [`MAX_ARTIFACT`] on both sides,
-//! and under a deadline.
+//! and under a deadline. The whole save is bounded too ([`Bounds`]): the
+//! agent chooses how many repositories there are and what git does in them
+//! (a clean filter that sleeps), and the files stay on the host.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, EngineError};
 use crate::exec::{self, Chunk, Exec};
@@ -27,6 +29,12 @@ pub const MAX_ARTIFACT: u64 = 1024 * 1024 * 1024;
 pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deadline for producing and copying out one bundle or patch.
 pub const ARTIFACT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most repositories saved from one bottle.
+pub const MAX_REPOS: usize = 64;
+/// Most bytes one bottle's outbox takes on the host, all files together.
+pub const MAX_OUTBOX: u64 = 4 * 1024 * 1024 * 1024;
+/// Deadline for the whole save, every repository together.
+pub const SAVE_TIMEOUT: Duration = Duration::from_secs(900);
 /// Most refs per repository kept from a snapshot; past this the rest are
 /// dropped, so more (never less) goes into the bundle.
 pub const MAX_SNAPSHOT_IDS: usize = 100_000;
@@ -67,6 +75,30 @@ pub enum OutboxError {
     },
     #[error("listing the repositories in `{WORKSPACE}` took longer than {0:?}")]
     SnapshotTimeout(Duration),
+    #[error("the save was interrupted; what was saved before is kept")]
+    Interrupted,
+    #[error(
+        "the outbox reached its bound ({bound}): {skipped} of the workspace's repositories were not saved, or not in full"
+    )]
+    Bounded { bound: String, skipped: usize },
+}
+
+/// What one save may take: repositories, bytes on the host, time.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub repos: usize,
+    pub bytes: u64,
+    pub time: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            repos: MAX_REPOS,
+            bytes: MAX_OUTBOX,
+            time: SAVE_TIMEOUT,
+        }
+    }
 }
 
 /// The object ids each repository's refs pointed at when the agent started.
@@ -112,6 +144,20 @@ pub async fn save(
     start: Option<&StartRefs>,
     dir: &Path,
 ) -> Saved {
+    save_within(engine, container, start, dir, Bounds::default()).await
+}
+
+/// [`save`] within `bounds`: past one, the rest is not saved and the
+/// failure says so (`/workspace` itself comes first, then the others in
+/// name order).
+pub async fn save_within(
+    engine: &Engine,
+    container: &str,
+    start: Option<&StartRefs>,
+    dir: &Path,
+    bounds: Bounds,
+) -> Saved {
+    let began = Instant::now();
     let mut saved = Saved::default();
     let repos = match snapshot(engine, container).await {
         Ok(now) => now.repos.into_keys().collect::<Vec<_>>(),
@@ -120,8 +166,27 @@ pub async fn save(
             return saved;
         }
     };
+    let total = repos.len();
+    let mut bytes_left = bounds.bytes;
     let mut names = Vec::new();
-    for repo in repos {
+    for (done, repo) in repos.into_iter().enumerate() {
+        let time_left = bounds.time.saturating_sub(began.elapsed());
+        let bound = if done == bounds.repos {
+            Some(format!("{} repositories", bounds.repos))
+        } else if bytes_left == 0 {
+            Some(format!("{} bytes in all", bounds.bytes))
+        } else if time_left.is_zero() {
+            Some(format!("{:?} in all", bounds.time))
+        } else {
+            None
+        };
+        if let Some(bound) = bound {
+            saved.failures.push(OutboxError::Bounded {
+                bound,
+                skipped: total - done,
+            });
+            break;
+        }
         let base = unique(file_stem(&repo), &mut names);
         let ids = start
             .and_then(|s| s.repos.get(&repo))
@@ -138,17 +203,52 @@ pub async fn save(
         ];
         for (what, script, file, stdin) in artifacts {
             let path = dir.join(file);
-            match artifact(engine, container, &repo, what, script, stdin, dir, &path).await {
-                Ok(true) => {
+            let limits = Limits {
+                bytes: bytes_left.min(MAX_ARTIFACT),
+                time: bounds
+                    .time
+                    .saturating_sub(began.elapsed())
+                    .min(ARTIFACT_TIMEOUT),
+            };
+            let run = Run {
+                engine,
+                container,
+                repo: &repo,
+                what,
+                script,
+                limits,
+            };
+            match artifact(run, stdin, dir, &path).await {
+                Ok(Some(written)) => {
+                    bytes_left = bytes_left.saturating_sub(written);
                     saved.dir = Some(dir.to_path_buf());
                     saved.files.push(path);
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(e) => saved.failures.push(e),
             }
         }
     }
     saved
+}
+
+// === impl Saved ===
+
+impl Saved {
+    /// A save stopped part way (its future dropped): the files completed in
+    /// `dir` so far. One being written when it stopped was removed by its
+    /// writer.
+    pub fn interrupted(dir: &Path) -> Saved {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        Saved {
+            dir: (!files.is_empty()).then(|| dir.to_path_buf()),
+            files,
+            failures: vec![OutboxError::Interrupted],
+        }
+    }
 }
 
 // === impl StartRefs ===
@@ -256,20 +356,40 @@ if [ "$size" -gt "$2" ]; then echo "$size bytes" >&2; exit 3; fi
 cat "$t/out"
 "#;
 
-/// Run one artifact script and stream its stdout into `path`. Returns
-/// whether a file was written (false: nothing new).
-#[allow(clippy::too_many_arguments)]
-async fn artifact(
-    engine: &Engine,
-    container: &str,
-    repo: &str,
+/// What one artifact may take.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    bytes: u64,
+    time: Duration,
+}
+
+/// One artifact script to run in one repository.
+struct Run<'a> {
+    engine: &'a Engine,
+    container: &'a str,
+    repo: &'a str,
     what: &'static str,
-    script: &str,
+    script: &'a str,
+    limits: Limits,
+}
+
+/// Run one artifact script and stream its stdout into `path`. Returns
+/// the bytes written, or `None` when nothing was new.
+async fn artifact(
+    run: Run<'_>,
     stdin: String,
     dir: &Path,
     path: &Path,
-) -> Result<bool, OutboxError> {
-    let mut sink = FileSink::new(dir, path);
+) -> Result<Option<u64>, OutboxError> {
+    let Run {
+        engine,
+        container,
+        repo,
+        what,
+        script,
+        limits,
+    } = run;
+    let mut sink = FileSink::new(dir, path, limits.bytes);
     let mut stderr = Vec::new();
     let mut on_chunk = |chunk: Chunk<'_>| match chunk {
         Chunk::Stdout(b) => sink.write(b),
@@ -280,14 +400,14 @@ async fn artifact(
         engine,
         container,
         Exec {
-            cmd: sh(script, &[repo, &MAX_ARTIFACT.to_string()]),
+            cmd: sh(script, &[repo, &limits.bytes.to_string()]),
             user: Some(AGENT_UID.into()),
             stdin: Some(stdin.into_bytes()),
             ..Default::default()
         },
         &mut on_chunk,
     );
-    let result = tokio::time::timeout(ARTIFACT_TIMEOUT, run).await;
+    let result = tokio::time::timeout(limits.time, run).await;
     let code = match result {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
@@ -299,7 +419,7 @@ async fn artifact(
             return Err(OutboxError::Timeout {
                 repo: repo.into(),
                 what,
-                limit: ARTIFACT_TIMEOUT,
+                limit: limits.time,
             });
         }
     };
@@ -310,7 +430,7 @@ async fn artifact(
             return Err(OutboxError::TooLarge {
                 repo: repo.into(),
                 what,
-                limit: MAX_ARTIFACT,
+                limit: limits.bytes,
             });
         }
         let text = String::from_utf8_lossy(&stderr);
@@ -324,22 +444,24 @@ async fn artifact(
 }
 
 /// Writes exec output to a file created on the first byte, with the folder
-/// created 0700 then; stops counting past [`MAX_ARTIFACT`].
+/// created 0700 then; stops past `limit` bytes.
 struct FileSink<'a> {
     dir: &'a Path,
     path: &'a Path,
     file: Option<std::fs::File>,
+    limit: u64,
     written: u64,
     over: bool,
     error: Option<std::io::Error>,
 }
 
 impl<'a> FileSink<'a> {
-    fn new(dir: &'a Path, path: &'a Path) -> Self {
+    fn new(dir: &'a Path, path: &'a Path, limit: u64) -> Self {
         FileSink {
             dir,
             path,
             file: None,
+            limit,
             written: 0,
             over: false,
             error: None,
@@ -351,7 +473,7 @@ impl<'a> FileSink<'a> {
             return;
         }
         self.written += b.len() as u64;
-        if self.written > MAX_ARTIFACT {
+        if self.written > self.limit {
             self.over = true;
             return;
         }
@@ -377,7 +499,7 @@ impl<'a> FileSink<'a> {
         }
     }
 
-    fn finish(mut self) -> Result<bool, OutboxError> {
+    fn finish(mut self) -> Result<Option<u64>, OutboxError> {
         if let Some(e) = self.error.take() {
             self.discard();
             return Err(OutboxError::Write {
@@ -385,13 +507,24 @@ impl<'a> FileSink<'a> {
                 source: e,
             });
         }
+        let written = self.written;
         match self.file.take() {
-            None => Ok(false),
-            Some(f) => f.sync_all().map(|()| true).map_err(|e| OutboxError::Write {
-                path: self.path.to_path_buf(),
-                source: e,
-            }),
+            None => Ok(None),
+            Some(f) => f
+                .sync_all()
+                .map(|()| Some(written))
+                .map_err(|e| OutboxError::Write {
+                    path: self.path.to_path_buf(),
+                    source: e,
+                }),
         }
+    }
+}
+
+/// A save dropped while writing (interrupted) leaves no half file behind.
+impl Drop for FileSink<'_> {
+    fn drop(&mut self) {
+        self.discard();
     }
 }
 
@@ -536,16 +669,32 @@ mod tests {
     fn file_sink_writes_nothing_for_no_output() {
         let tmp = std::env::temp_dir().join(format!("outbox-sink-{}", std::process::id()));
         let path = tmp.join("x.patch");
-        let sink = FileSink::new(&tmp, &path);
-        assert!(!sink.finish().unwrap());
+        let sink = FileSink::new(&tmp, &path, MAX_ARTIFACT);
+        assert_eq!(sink.finish().unwrap(), None);
         assert!(!tmp.exists(), "no folder when nothing is new");
-        let mut sink = FileSink::new(&tmp, &path);
+        let mut sink = FileSink::new(&tmp, &path, MAX_ARTIFACT);
         sink.write(b"diff");
-        assert!(sink.finish().unwrap());
+        assert_eq!(sink.finish().unwrap(), Some(4));
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&tmp), 0o700);
         assert_eq!(mode(&path), 0o600);
+        // Past its limit, or dropped before it finished (an interrupted
+        // save), a sink leaves no file.
+        let over = tmp.join("over.bundle");
+        let mut sink = FileSink::new(&tmp, &over, 3);
+        sink.write(b"ab");
+        sink.write(b"cd");
+        assert!(sink.over);
+        drop(sink);
+        let cut = tmp.join("cut.bundle");
+        let mut sink = FileSink::new(&tmp, &cut, MAX_ARTIFACT);
+        sink.write(b"half a bundle");
+        assert!(cut.exists());
+        drop(sink);
+        assert!(!over.exists() && !cut.exists());
+        let kept = Saved::interrupted(&tmp);
+        assert_eq!(kept.files, vec![path.clone()]);
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

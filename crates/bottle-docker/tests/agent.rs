@@ -9,7 +9,7 @@ use std::process::Command;
 use bottle_docker::agent::{self, AgentSpec};
 use bottle_docker::exec::{self, Exec};
 use bottle_docker::image::{self, BuildRequest, Executable, ImageKind};
-use bottle_docker::{Engine, labels, network, teardown};
+use bottle_docker::{Engine, labels, network, outbox, teardown};
 
 const AGENT_BASE: &str = "claude-bottle-test/agent-base:bookworm";
 const IMAGE: &str = "claude-bottle-test/agent-lib:1";
@@ -221,7 +221,7 @@ async fn hardened_agent_with_no_route_out() {
             "cd /workspace/r; sha256sum .git/index; git rev-parse HEAD; git status --porcelain";
         let before = sh(&engine, &id, state).await.stdout_text();
         let out = tempfile::tempdir().unwrap();
-        let saved = bottle_docker::outbox::save(&engine, &id, None, &out.path().join("o")).await;
+        let saved = outbox::save(&engine, &id, None, &out.path().join("o")).await;
         assert!(saved.failures.is_empty(), "{:?}", saved.failures);
         assert_eq!(
             saved.files.len(),
@@ -246,6 +246,61 @@ async fn hardened_agent_with_no_route_out() {
             before,
             "the agent's repo changed"
         );
+
+        // The whole outbox is bounded: the agent chooses how many
+        // repositories there are and how big, and the files stay on the host.
+        let more = sh(
+            &engine,
+            &id,
+            "set -e; cd /workspace; for n in s t; do git init -q $n; cd $n; \
+             git config user.email t@example.com; git config user.name T; \
+             echo $n > f; git add f; git commit -qm $n; cd ..; done",
+        )
+        .await;
+        assert_eq!(more.code, 0, "{}", more.stderr_text());
+        let bounded = |repos, bytes, secs| outbox::Bounds {
+            repos,
+            bytes,
+            time: std::time::Duration::from_secs(secs),
+        };
+        let within = |dir: &str, b| {
+            let path = out.path().join(dir);
+            let (engine, id) = (&engine, &id);
+            async move { outbox::save_within(engine, id, None, &path, b).await }
+        };
+        let is_bounded = |s: &outbox::Saved, skipped: usize| {
+            s.failures.iter().any(
+                |f| matches!(f, outbox::OutboxError::Bounded { skipped: n, .. } if *n == skipped),
+            )
+        };
+        // r, s, t: two repositories saved, the third named as skipped.
+        let two = within("two", bounded(2, u64::MAX, 600)).await;
+        assert!(is_bounded(&two, 1), "{:?}", two.failures);
+        let stems: Vec<String> = two
+            .files
+            .iter()
+            .map(|f| f.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let has = |repo: &str| stems.iter().any(|s| s == &format!("workspace.{repo}"));
+        assert!(has("r") && has("s") && !has("t"), "{stems:?}");
+        // A byte budget smaller than the first bundle: nothing written.
+        let tiny = within("tiny", bounded(64, 100, 600)).await;
+        assert!(
+            tiny.failures
+                .iter()
+                .any(|f| matches!(f, outbox::OutboxError::TooLarge { limit: 100, .. })),
+            "{:?}",
+            tiny.failures
+        );
+        assert!(
+            tiny.files
+                .iter()
+                .all(|f| std::fs::metadata(f).unwrap().len() <= 100)
+        );
+        // No time left: nothing is tried.
+        let late = within("late", bounded(64, u64::MAX, 0)).await;
+        assert!(is_bounded(&late, 3), "{:?}", late.failures);
+        assert!(late.files.is_empty());
 
         // Control: on an ordinary bridge the same probe reaches the host,
         // so "refused" above is the defence, not a broken probe.

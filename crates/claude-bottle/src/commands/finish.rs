@@ -22,6 +22,8 @@ use bottle_docker::teardown::{self, Object};
 use bottle_docker::{Engine, auditlog, labels};
 
 use crate::settings::Settings;
+
+use super::launch::Interrupts;
 use crate::state;
 use crate::summary::{self, AuditEvent, Tally};
 
@@ -83,8 +85,16 @@ pub async fn objects(engine: &Engine, slug: Option<&str>) -> Result<Vec<Object>,
     }
 }
 
-/// Save, summarise and remove bottle `slug`.
-pub async fn finish(settings: &Settings, engine: &Engine, slug: &str, known: Known) -> Finished {
+/// Save, summarise and remove bottle `slug`. A signal while the outbox is
+/// being saved stops the save (what the agent's repositories make git do
+/// can take long) and teardown goes on; the audit log is still saved.
+pub async fn finish(
+    settings: &Settings,
+    engine: &Engine,
+    slug: &str,
+    known: Known,
+    interrupts: &mut Interrupts,
+) -> Finished {
     let mut failures = Vec::new();
     let kept = state::read(settings, slug);
     let bottle = known.bottle.or(kept.bottle);
@@ -120,7 +130,13 @@ pub async fn finish(settings: &Settings, engine: &Engine, slug: &str, known: Kno
                     .bottle_home
                     .join("outbox")
                     .join(format!("{slug}-{stamp}"));
-                Some(outbox::save(engine, &agent.id, start.as_ref(), &dir).await)
+                tokio::select! {
+                    saved = outbox::save(engine, &agent.id, start.as_ref(), &dir) => Some(saved),
+                    (_, what) = interrupts.next_signal() => {
+                        stderrln!("\n{what}: the outbox is not saved in full; removing the bottle");
+                        Some(outbox::Saved::interrupted(&dir))
+                    }
+                }
             }
             None => None,
         };

@@ -172,7 +172,7 @@ pub fn run(
                 bottle: Some(plan.bottle.name.clone()),
                 start_refs,
             };
-            super::finish::finish(settings, &engine, &plan.slug, known)
+            super::finish::finish(settings, &engine, &plan.slug, known, &mut interrupts)
                 .await
                 .warn();
         } else {

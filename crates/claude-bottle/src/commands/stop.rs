@@ -40,9 +40,11 @@ pub fn run(settings: &Settings, slug: Option<String>, all: bool) -> Result<ExitC
             .into());
         }
         let mut failures = Vec::new();
+        let mut interrupts = super::launch::Interrupts::new()?;
         for s in &slugs {
             stderrln!("stopping bottle `{s}`");
-            let done = finish::finish(settings, &engine, s, Known::default()).await;
+            let done =
+                finish::finish(settings, &engine, s, Known::default(), &mut interrupts).await;
             if done.is_clean() {
                 stderrln!("bottle `{s}` is stopped and removed");
             }

@@ -94,6 +94,56 @@ fn sigterm_tears_the_bottle_down() {
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
 
+/// The agent can make the outbox's git hang (a clean filter that sleeps
+/// runs in the patch's `git add`): a signal during the save stops it and
+/// teardown goes on, instead of the CLI ignoring Ctrl-C for many minutes.
+#[test]
+fn a_signal_during_the_outbox_save_skips_it_and_tears_down() {
+    use std::time::Duration;
+
+    if !super::images_ready("a_signal_during_the_outbox_save_skips_it_and_tears_down") {
+        return;
+    }
+    let _images = super::image_lock();
+    let h = Home::new("probe-slowsave");
+    let run = h.run.clone();
+    let script = "set -e; cd /workspace; git init -q slow; cd slow; \
+                  git config filter.slow.clean 'sleep 1000'; \
+                  echo '* filter=slow' > .gitattributes; echo data > a; echo agent-done";
+    let mut child = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", script])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("saving the outbox") {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("the CLI ended before the save:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+    // Into the hanging `git add`.
+    std::thread::sleep(Duration::from_secs(3));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let Some(status) = exit_within(&mut child, Duration::from_secs(90)) else {
+        panic!("the CLI went on saving after SIGTERM:\n{seen}");
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "the agent's code:\n{seen}{rest}");
+    assert!(
+        rest.contains("terminated: the outbox is not saved in full; removing the bottle"),
+        "{seen}{rest}"
+    );
+    assert_eq!(leftovers(&run), Vec::<String>::new());
+}
+
 /// A real hangup, as when the terminal window is closed: the CLI is the
 /// session leader of a pseudo-terminal whose other end goes away, so it
 /// gets SIGHUP and every later write to the terminal fails with EIO. It
@@ -164,16 +214,8 @@ fn a_terminal_hangup_tears_the_bottle_down() {
 
     // Close the terminal's only other end: the kernel hangs it up.
     drop(controller);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the CLI did not end after the hangup");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let Some(status) = exit_within(&mut child, Duration::from_secs(120)) else {
+        panic!("the CLI did not end after the hangup");
     };
     assert_eq!(status.code(), Some(129), "a hangup exits 129, not a panic");
     assert_eq!(leftovers(&h.run), Vec::<String>::new());
@@ -562,6 +604,26 @@ fn clone_and_push_through_the_gate() {
 }
 
 /// Wait until the CLI's stderr says the bottle is up; returns what it said.
+/// The child's exit status, or `None` (and the child killed) when it has
+/// not ended within `limit`.
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn wait_up(child: &mut std::process::Child) -> (BufReader<std::process::ChildStderr>, String) {
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
