@@ -98,7 +98,12 @@ stat "/proc/$p/stat" || exit 3
 set -- ${l##*) }
 [ "$1" != Z ] && kill -s "$s" "$p" 2>/dev/null || exit 3"#;
 
-/// The longest one signalling exec may take.
+/// Prints the env file `$1`, a regular file only: the agent owns it and
+/// a FIFO would never end.
+const READ_ENV_SCRIPT: &str = r#"[ -f "$1" ] || { echo "not a regular file" >&2; exit 1; }
+while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1""#;
+
+/// The longest one signalling exec (or the env file's read) may take.
 const SIGNAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often a session that was sent SIGTERM is checked for.
@@ -318,14 +323,21 @@ pub async fn read_env(
     container: &str,
 ) -> Result<BTreeMap<String, Secret>, EngineError> {
     let path = format!("{RUN_DIR}/env");
-    // Shell built-ins only: the image may have no `cat`.
-    let out = agent_shell(
+    // Shell built-ins only: the image may have no `cat`. The agent owns
+    // the file and could make it a FIFO that never ends: only a regular
+    // file is read, and the read is bounded in time.
+    let run = agent_shell(
         engine,
         container,
-        r#"while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1""#,
+        READ_ENV_SCRIPT,
         ["sh".to_string(), path.clone()],
-    )
-    .await?;
+    );
+    let out = tokio::time::timeout(SIGNAL_TIMEOUT, run)
+        .await
+        .map_err(|_| EngineError::Api {
+            what: "read the bottle's env file",
+            reason: format!("`{path}` took more than {SIGNAL_TIMEOUT:?} to read"),
+        })??;
     if out.code != 0 {
         return Err(EngineError::Api {
             what: "read the bottle's env file",
@@ -379,6 +391,34 @@ mod tests {
     /// as the engine runs them (the exec's process leads its session): the
     /// whole session is signalled, a `sleep` in the background included,
     /// and a session that ignores SIGTERM is still there until SIGKILL.
+    /// The env file is the agent's: a FIFO in its place is refused at once
+    /// instead of hanging `attach`; a regular file is printed whole.
+    #[test]
+    fn the_env_file_is_read_only_when_it_is_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |path: &std::path::Path| {
+            std::process::Command::new("timeout")
+                .args(["5", "sh", "-c", READ_ENV_SCRIPT, "sh"])
+                .arg(path)
+                .output()
+                .expect("sh runs")
+        };
+        let file = dir.path().join("env");
+        std::fs::write(&file, "A=1\nB=two words").unwrap();
+        let out = read(&file);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "A=1\nB=two words\n");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let out = read(&fifo);
+        assert_eq!(out.status.code(), Some(1), "not 124: it did not hang");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    }
+
     #[test]
     fn ending_a_session_reaches_every_process_in_it() {
         let dir = tempfile::tempdir().unwrap();

@@ -30,7 +30,8 @@ impl Progress {
     /// printed indented otherwise.
     pub fn detail(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.set_message(truncate(line, 100)),
+            // Engine output (a build's steps) can hold control bytes.
+            Some(bar) => bar.set_message(truncate(&crate::output::printable_field(line), 100)),
             None => stderrln!("  {line}"),
         }
     }

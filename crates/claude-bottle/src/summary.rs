@@ -87,7 +87,14 @@ impl AuditEvent {
     /// One line for `logs`: time, kind, decision, then what was asked
     /// (`METHOD host/path`, or the repo for git) and why.
     pub fn line(&self) -> String {
-        let mut out = format!("{} {:<9} {:<5}", self.ts, self.kind, self.decision);
+        // The sidecar writes these three, but the log is a file on the
+        // host: escape them like every other field.
+        let mut out = format!(
+            "{} {:<9} {:<5}",
+            printable(&self.ts),
+            printable(&self.kind),
+            printable(&self.decision)
+        );
         let target = match (&self.host, &self.repo) {
             (_, Some(repo)) if self.kind.starts_with("git") => {
                 format!("repo {}", printable(repo))

@@ -112,7 +112,7 @@ fn ports_and_control_characters() {
     assert_eq!(strip_port("::1"), "::1");
     assert_eq!(strip_port("plain.example"), "plain.example");
     let e = AuditEvent::parse(
-        r#"{"kind":"http","decision":"block","host":"a\u001b[31m.example","path":"/\u0007"}"#,
+        r#"{"ts":"\u001b]0;t\u0007","kind":"http\u001b[2J","decision":"block\r","host":"a\u001b[31m.example","path":"/\u0007"}"#,
     )
     .unwrap();
     let line = e.line();
