@@ -139,6 +139,14 @@ pub fn config(
     text
 }
 
+/// The sidecar's memory bound (bytes, swap included): the proxy's buffers
+/// are small, but the git gate's `index-pack` and `pack-objects` on a
+/// large push need room.
+pub const SIDECAR_MEMORY: i64 = 2 * 1024 * 1024 * 1024;
+/// Most processes and threads in the sidecar (runtime threads, the gate's
+/// git and ssh children).
+pub const SIDECAR_PIDS: i64 = 512;
+
 /// Create the sidecar on the internal network (alias `sidecar`) and the
 /// egress network, and start it. Returns its id and internal address.
 pub async fn start(
@@ -166,6 +174,13 @@ pub async fn start(
         )])),
         network_mode: Some(internal.clone()),
         init: Some(true),
+        // The agent drives the sidecar's work (connections, pushes, git
+        // children): bounded, so it cannot take the host's memory or
+        // processes; past a bound the sidecar fails, and with it the
+        // bottle's only way out (closed, not open).
+        memory: Some(SIDECAR_MEMORY),
+        memory_swap: Some(SIDECAR_MEMORY),
+        pids_limit: Some(SIDECAR_PIDS),
         ..Default::default()
     };
     let body = ContainerCreateBody {

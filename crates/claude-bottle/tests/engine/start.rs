@@ -323,7 +323,7 @@ fn the_token_stays_in_the_sidecar() {
         .to_string();
     let egress_ip: std::net::IpAddr = egress_ip.parse().expect("the sidecar's egress address");
     // The sidecar itself (docker.md, Hardening): nobody, no capabilities,
-    // no-new-privileges, a read-only root; the exec runs with the
+    // no-new-privileges, a read-only root, bounded processes and memory; the exec runs with the
     // container's own settings. /var/tmp is writable by anyone on a
     // writable root (checked: with readonly_rootfs off this prints
     // `written`); with capabilities CapEff is not zero.
@@ -334,7 +334,9 @@ fn the_token_stays_in_the_sidecar() {
             "sh",
             "-c",
             "id -u; (echo x > /var/tmp/planted) 2>/dev/null && echo written || echo read-only; \
-             grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status",
+             grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status; \
+             cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; \
+             cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
         ])
         .output()
         .unwrap();
@@ -365,7 +367,8 @@ fn the_token_stays_in_the_sidecar() {
     );
     assert_eq!(
         hardening,
-        "65534\nread-only\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n",
+        "65534\nread-only\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n\
+         512\n2147483648\n",
         "the sidecar's hardening"
     );
     // The attack ran: it saw the placeholder the agent is given instead.
