@@ -685,6 +685,12 @@ pub async fn exchange(
     // WebSocket upgrades pass on routed requests after the route and DLP
     // checks of the handshake; frames are not scanned (docs/egress.md).
     let ws = ex.route.is_some() && is_websocket(req.headers());
+    let upgrade_slot = if ws {
+        let slot = inner.tunnels.clone().try_acquire_owned();
+        Some(slot.map_err(|_| Deny::TooLarge)?)
+    } else {
+        None
+    };
     let client_upgrade = ws.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     if let Some(route) = &ex.route {
@@ -770,6 +776,7 @@ pub async fn exchange(
     let ctx = SendCtx {
         shared,
         client_upgrade,
+        upgrade_slot,
         capture,
     };
     send_and_wrap(inner, pool, parts, body, ex, info, ctx).await
@@ -862,6 +869,7 @@ async fn send_and_wrap(
     let SendCtx {
         shared,
         client_upgrade,
+        upgrade_slot,
         capture,
     } = ctx;
     parts.uri = Uri::try_from(ex.pq.as_str()).map_err(|_| Deny::Malformed)?;
@@ -893,6 +901,7 @@ async fn send_and_wrap(
                 let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
                 let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
             }
+            drop(upgrade_slot);
         });
     }
     let (mut rp, rbody) = resp.into_parts();
@@ -942,6 +951,9 @@ struct Tracked {
 pub struct SendCtx {
     shared: Arc<Mutex<Verdict>>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// A WebSocket outlives its client connection's slot, as a tunnel
+    /// does: it holds a tunnel slot while it is open.
+    upgrade_slot: Option<tokio::sync::OwnedSemaphorePermit>,
     capture: Option<Capture>,
 }
 

@@ -442,36 +442,38 @@ async fn upstream_proxy_carries_every_upstream_connection() {
     assert_eq!(p.net.resolves.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
-/// An upstream that accepts a WebSocket-style upgrade and then echoes bytes.
+/// An upstream that accepts WebSocket-style upgrades and then echoes bytes.
 async fn upgrade_upstream() -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
-        let (s, _) = l.accept().await.unwrap();
-        let svc = hyper::service::service_fn(
-            |mut req: http::Request<hyper::body::Incoming>| async move {
-                assert_eq!(req.headers()["upgrade"], "websocket");
-                let on = hyper::upgrade::on(&mut req);
-                tokio::spawn(async move {
-                    let mut io = hyper_util::rt::TokioIo::new(on.await.unwrap());
-                    let mut buf = [0u8; 4];
-                    io.read_exact(&mut buf).await.unwrap();
-                    io.write_all(&buf).await.unwrap();
-                });
-                let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
-                *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-                r.headers_mut()
-                    .insert("upgrade", "websocket".parse().unwrap());
-                r.headers_mut()
-                    .insert("connection", "upgrade".parse().unwrap());
-                Ok::<_, std::convert::Infallible>(r)
-            },
-        );
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-            .with_upgrades()
-            .await;
+        while let Ok((s, _)) = l.accept().await {
+            let svc = hyper::service::service_fn(
+                |mut req: http::Request<hyper::body::Incoming>| async move {
+                    assert_eq!(req.headers()["upgrade"], "websocket");
+                    let on = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        let mut io = hyper_util::rt::TokioIo::new(on.await.unwrap());
+                        let mut buf = [0u8; 4];
+                        io.read_exact(&mut buf).await.unwrap();
+                        io.write_all(&buf).await.unwrap();
+                    });
+                    let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+                    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                    r.headers_mut()
+                        .insert("upgrade", "websocket".parse().unwrap());
+                    r.headers_mut()
+                        .insert("connection", "upgrade".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(r)
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .with_upgrades(),
+            );
+        }
     });
     addr
 }
@@ -501,6 +503,53 @@ async fn websocket_upgrade_passes_after_the_route_check() {
     let mut buf = [0u8; 4];
     s.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"ping");
+}
+
+/// An open WebSocket has left its client connection's slot: it holds a
+/// tunnel slot instead, so open ones are bounded like CONNECT tunnels.
+#[tokio::test]
+async fn open_websockets_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let up = upgrade_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: ws.test}}]\nresolve: {{ws.test: '{up}'}}"
+    ))
+    .tweak(|c| c.limits.max_connections = 2)
+    .start()
+    .await;
+    let upgrade = b"GET http://ws.test/chat HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(upgrade).await.unwrap();
+        let (status, head, _) = read_response(&mut s).await;
+        assert_eq!(status, 101, "{head}");
+        open.push(s);
+    }
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(upgrade).await.unwrap();
+    let (status, head, _) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), read_response(&mut s))
+            .await
+            .expect("an answer, not a wait");
+    assert_eq!(status, 403, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-claude-bottle-block: too-large")
+    );
+    // One closed: its slot is free again (once the relay has seen the end).
+    drop(open.pop());
+    let mut again = 0;
+    for _ in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(upgrade).await.unwrap();
+        again = read_response(&mut s).await.0;
+        if again == 101 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(again, 101);
 }
 
 /// Attack: the agent asks for a token host over plain HTTP so that the
