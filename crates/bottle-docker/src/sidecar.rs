@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkingConfig,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkConnectRequest,
+    NetworkingConfig,
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, StartContainerOptions,
@@ -147,6 +148,12 @@ pub const SIDECAR_MEMORY: i64 = 2 * 1024 * 1024 * 1024;
 /// git and ssh children).
 pub const SIDECAR_PIDS: i64 = 512;
 
+/// The sidecar's log (its audit events): this many files of this size at
+/// most, the oldest dropped first (512 MiB in all, about two million
+/// events).
+pub const SIDECAR_LOG_FILE_SIZE: &str = "64m";
+pub const SIDECAR_LOG_FILES: u32 = 8;
+
 /// Create the sidecar on the internal network (alias `sidecar`) and the
 /// egress network, and start it. Returns its id and internal address.
 pub async fn start(
@@ -181,6 +188,18 @@ pub async fn start(
         memory: Some(SIDECAR_MEMORY),
         memory_swap: Some(SIDECAR_MEMORY),
         pids_limit: Some(SIDECAR_PIDS),
+        // The audit log is the sidecar's stdout, one line per decision, and
+        // the agent chooses how many decisions there are (a flood of
+        // refused requests or DNS queries): rotated at a bound, so it
+        // cannot fill the host's disk. json-file whatever the engine's
+        // default, since teardown and `logs` read it through the logs API.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), SIDECAR_LOG_FILE_SIZE.to_string()),
+                ("max-file".to_string(), SIDECAR_LOG_FILES.to_string()),
+            ])),
+        }),
         ..Default::default()
     };
     let body = ContainerCreateBody {

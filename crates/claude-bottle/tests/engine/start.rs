@@ -341,6 +341,12 @@ fn the_token_stays_in_the_sidecar() {
         .output()
         .unwrap();
     let hardening = String::from_utf8_lossy(&hardening.stdout).to_string();
+    // Its log (the audit events, as many as the agent makes) is rotated.
+    let log_config = Command::new("docker")
+        .args(["inspect", "-f", "{{json .HostConfig.LogConfig}}", &sidecar])
+        .output()
+        .unwrap();
+    let log_config = String::from_utf8_lossy(&log_config.stdout).to_string();
     let answering: Vec<u16> = [3128, 8418, 53]
         .into_iter()
         .filter(|port| {
@@ -370,6 +376,10 @@ fn the_token_stays_in_the_sidecar() {
         "65534\nread-only\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n\
          512\n2147483648\n",
         "the sidecar's hardening"
+    );
+    assert_eq!(
+        log_config.trim(),
+        r#"{"Type":"json-file","Config":{"max-file":"8","max-size":"64m"}}"#
     );
     // The attack ran: it saw the placeholder the agent is given instead.
     assert!(
