@@ -308,3 +308,20 @@ fn copy_cwd_names_secret_looking_files_in_the_preflight() {
         "{err}"
     );
 }
+
+#[test]
+fn copy_cwd_refuses_the_home_folder() {
+    let t = TestEnv::standard();
+    let mut c = t.cmd(&["start", "reviewer", "--dry-run", "--copy-cwd"]);
+    c.current_dir(&t.home);
+    let (code, out, err) = t.run(c);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains(
+            "`--copy-cwd` copies the current folder, and `[TMP]/home` is your home folder"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("`cd` into the project's folder"), "{err}");
+}
