@@ -167,10 +167,62 @@ fn glob(pattern: &str, name: &str) -> bool {
     go(pattern.as_bytes(), name.as_bytes())
 }
 
-/// Whether a copied path looks like it holds a secret.
+/// Whether a copied path looks like it holds a secret: `.env*`, keys and
+/// certificates (`*.pem`, `*.key`, `*.p12`, `*.pfx`, `*.jks`,
+/// `*.keystore`, `*.ppk`, `id_*`), and the credential files of common
+/// tools (`.netrc`, `.git-credentials`, `.npmrc`, `.pypirc`, `.pgpass`,
+/// `.aws/credentials`, `.docker/config.json`, `.kube/config`, …). Names
+/// are compared without case.
 pub fn looks_secret(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name.starts_with(".env") || name.ends_with(".pem") || name.starts_with("id_")
+    const NAMES: &[&str] = &[
+        ".netrc",
+        "_netrc",
+        ".git-credentials",
+        ".npmrc",
+        ".pypirc",
+        ".pgpass",
+        ".htpasswd",
+        ".vault-token",
+        ".s3cfg",
+        "credentials.json",
+        "credentials.toml",
+        "client_secret.json",
+        "secrets.json",
+        "secrets.yaml",
+        "secrets.yml",
+    ];
+    const EXTENSIONS: &[&str] = &[
+        ".pem",
+        ".key",
+        ".p12",
+        ".pfx",
+        ".jks",
+        ".keystore",
+        ".ppk",
+        ".kdbx",
+        ".tfvars",
+    ];
+    // A file name only a tool's own folder makes secret.
+    const IN_FOLDER: &[(&str, &str)] = &[
+        (".aws", "credentials"),
+        (".aws", "config"),
+        (".docker", "config.json"),
+        (".kube", "config"),
+        (".cargo", "credentials"),
+        (".gem", "credentials"),
+        ("gh", "hosts.yml"),
+        ("gcloud", "credentials.db"),
+        ("gcloud", "application_default_credentials.json"),
+    ];
+    let lower = path.to_ascii_lowercase();
+    let mut parts = lower.rsplit('/');
+    let name = parts.next().unwrap_or(&lower);
+    let folder = parts.next().unwrap_or("");
+    name.starts_with(".env")
+        || name.starts_with("id_")
+        || NAMES.contains(&name)
+        || EXTENSIONS.iter().any(|e| name.ends_with(e))
+        || IN_FOLDER.iter().any(|(f, n)| *f == folder && *n == name)
 }
 
 /// Refuse to copy `/`, the user's home folder (`home`) or a folder that
@@ -506,10 +558,37 @@ mod tests {
             "app/.env.local",
             "certs/server.pem",
             "home/id_ed25519",
+            ".netrc",
+            "_netrc",
+            "ci/.git-credentials",
+            "web/.npmrc",
+            ".pypirc",
+            "db/.pgpass",
+            "backup/.aws/credentials",
+            ".docker/config.json",
+            "ops/.kube/config",
+            "tls/server.key",
+            "tls/Client.P12",
+            "win/cert.pfx",
+            "gcp/credentials.json",
+            ".cargo/credentials.toml",
+            "prod.tfvars",
         ] {
             assert!(looks_secret(p), "{p}");
         }
-        for p in ["src/env.rs", "README.md", "identity.txt", "pem/readme"] {
+        for p in [
+            "src/env.rs",
+            "README.md",
+            "identity.txt",
+            "pem/readme",
+            "src/key.rs",
+            "docs/keys.md",
+            ".git/config",
+            "config.json",
+            "kube/config.yaml",
+            "src/credentials.rs",
+            "monkey",
+        ] {
             assert!(!looks_secret(p), "{p}");
         }
     }
