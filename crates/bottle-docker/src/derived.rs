@@ -33,6 +33,11 @@ pub enum CopyError {
         *bytes as f64 / (1u64 << 30) as f64
     )]
     TooBig { bytes: u64, largest: PathBuf },
+    #[error(
+        "`--copy-cwd` copies the current folder, and `{}` {what}: every dotfile and credential in it would go into the bottle",
+        path.display()
+    )]
+    WholeHome { path: PathBuf, what: &'static str },
 }
 
 impl CopyError {
@@ -41,13 +46,14 @@ impl CopyError {
             CopyError::TooBig { .. } => {
                 "start from a smaller folder, or list build output and data in `.gitignore` or `.claude-bottle-ignore`"
             }
+            CopyError::WholeHome { .. } => "`cd` into the project's folder and start from there",
             _ => "check the folder's permissions, or start without `--copy-cwd`",
         }
     }
 }
 
 /// The build context in memory and the copied paths that look like
-/// secrets (`.env*`, `*.pem`, `id_*`); see [`prepare`] for the streamed way.
+/// secrets ([`looks_secret`]); see [`prepare`] for the streamed way.
 pub struct Context {
     pub tar: Vec<u8>,
     pub files: usize,
@@ -135,6 +141,9 @@ fn walk(
             continue;
         }
         let ft = entry.file_type().map_err(read)?;
+        if rel.starts_with(".git") && never_copied_in_git(&name) {
+            continue;
+        }
         if ft.is_dir() {
             walk(root, &path, ignore, out)?;
         } else if ft.is_file() || ft.is_symlink() {
@@ -158,15 +167,86 @@ fn glob(pattern: &str, name: &str) -> bool {
     go(pattern.as_bytes(), name.as_bytes())
 }
 
-/// Whether a copied path looks like it holds a secret.
+/// Whether a copied path looks like it holds a secret: `.env*`, keys and
+/// certificates (`*.pem`, `*.key`, `*.p12`, `*.pfx`, `*.jks`,
+/// `*.keystore`, `*.ppk`, `id_*`), and the credential files of common
+/// tools (`.netrc`, `.git-credentials`, `.npmrc`, `.pypirc`, `.pgpass`,
+/// `.aws/credentials`, `.docker/config.json`, `.kube/config`, …). Names
+/// are compared without case.
 pub fn looks_secret(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name.starts_with(".env") || name.ends_with(".pem") || name.starts_with("id_")
+    const NAMES: &[&str] = &[
+        ".netrc",
+        "_netrc",
+        ".git-credentials",
+        ".npmrc",
+        ".pypirc",
+        ".pgpass",
+        ".htpasswd",
+        ".vault-token",
+        ".s3cfg",
+        "credentials.json",
+        "credentials.toml",
+        "client_secret.json",
+        "secrets.json",
+        "secrets.yaml",
+        "secrets.yml",
+    ];
+    const EXTENSIONS: &[&str] = &[
+        ".pem",
+        ".key",
+        ".p12",
+        ".pfx",
+        ".jks",
+        ".keystore",
+        ".ppk",
+        ".kdbx",
+        ".tfvars",
+    ];
+    // A file name only a tool's own folder makes secret.
+    const IN_FOLDER: &[(&str, &str)] = &[
+        (".aws", "credentials"),
+        (".aws", "config"),
+        (".docker", "config.json"),
+        (".kube", "config"),
+        (".cargo", "credentials"),
+        (".gem", "credentials"),
+        ("gh", "hosts.yml"),
+        ("gcloud", "credentials.db"),
+        ("gcloud", "application_default_credentials.json"),
+    ];
+    let lower = path.to_ascii_lowercase();
+    let mut parts = lower.rsplit('/');
+    let name = parts.next().unwrap_or(&lower);
+    let folder = parts.next().unwrap_or("");
+    name.starts_with(".env")
+        || name.starts_with("id_")
+        || NAMES.contains(&name)
+        || EXTENSIONS.iter().any(|e| name.ends_with(e))
+        || IN_FOLDER.iter().any(|(f, n)| *f == folder && *n == name)
 }
 
-/// List and size what `cwd` holds to copy; an oversized folder is refused
-/// here, before a byte of it is read.
-pub fn prepare(cwd: &Path) -> Result<Workspace, CopyError> {
+/// Refuse to copy `/`, the user's home folder (`home`) or a folder that
+/// holds it: the folder to copy is a project's, and a home holds
+/// `~/.ssh`, `~/.aws`, shell histories. Compared after links are resolved.
+pub fn refuse_home(cwd: &Path, home: &Path) -> Result<(), CopyError> {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (here, home) = (real(cwd), real(home));
+    let what = if here.parent().is_none() {
+        "is the root folder"
+    } else if here == home {
+        "is your home folder"
+    } else if home.starts_with(&here) {
+        "holds your home folder"
+    } else {
+        return Ok(());
+    };
+    Err(CopyError::WholeHome { path: here, what })
+}
+
+/// List and size what `cwd` holds to copy; the home folder (`home`) or
+/// `/` and an oversized folder are refused here, before a byte is read.
+pub fn prepare(cwd: &Path, home: &Path) -> Result<Workspace, CopyError> {
+    refuse_home(cwd, home)?;
     let mut entries = Vec::new();
     let mut bytes = 0u64;
     let mut largest = (0u64, PathBuf::new());
@@ -211,8 +291,8 @@ pub fn prepare(cwd: &Path) -> Result<Workspace, CopyError> {
 }
 
 /// [`prepare`] and the whole context in memory.
-pub fn context(cwd: &Path) -> Result<Context, CopyError> {
-    let ws = prepare(cwd)?;
+pub fn context(cwd: &Path, home: &Path) -> Result<Context, CopyError> {
+    let ws = prepare(cwd, home)?;
     let mut tar = Vec::new();
     ws.write_tar(&mut tar, DOCKERFILE)?;
     Ok(Context {
@@ -248,9 +328,19 @@ impl Workspace {
                 let f = std::fs::File::open(&src).map_err(read)?;
                 let mut h = tar::Header::new_gnu();
                 h.set_metadata(meta);
-                h.set_size(meta.len());
-                tar.append_data(&mut h, &dst, f.take(meta.len()))
-                    .map_err(read)?;
+                if let Some(how) = rewrite(rel) {
+                    let mut text = Vec::new();
+                    f.take(crate::gitconfig::MAX_BYTES as u64 + 1)
+                        .read_to_end(&mut text)
+                        .map_err(read)?;
+                    let text = how.apply(text);
+                    h.set_size(text.len() as u64);
+                    tar.append_data(&mut h, &dst, &text[..]).map_err(read)?;
+                } else {
+                    h.set_size(meta.len());
+                    tar.append_data(&mut h, &dst, f.take(meta.len()))
+                        .map_err(read)?;
+                }
             }
         }
         let whole = |e| CopyError::Read {
@@ -271,6 +361,92 @@ impl Workspace {
             .map_err(whole)?;
         tar.into_inner().and_then(|mut w| w.flush()).map_err(whole)
     }
+}
+
+/// How a file under `.git` is changed on its way into the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// A repository's `config` or `config.worktree`: scrubbed of
+    /// credentials ([`crate::gitconfig::scrub`]).
+    Config,
+    /// The legacy `remotes/<name>` and `branches/<name>` files, which
+    /// hold remote URLs: their user information removed.
+    Urls,
+}
+
+impl Rewrite {
+    fn apply(self, text: Vec<u8>) -> Vec<u8> {
+        if text.len() > crate::gitconfig::MAX_BYTES {
+            return Vec::new();
+        }
+        match self {
+            // A branch or tag named `config` is a ref, not a config file;
+            // its reflog is named so too.
+            Rewrite::Config if is_ref_or_log(&text) => text,
+            Rewrite::Config => crate::gitconfig::scrub(&text),
+            Rewrite::Urls => crate::gitconfig::strip_userinfo(&text),
+        }
+    }
+}
+
+/// Whether the copied path `rel` is rewritten: files named `config` or
+/// `config.worktree` anywhere under `.git` (the repository's own, a
+/// linked worktree's under `.git/worktrees/`, a submodule's under
+/// `.git/modules/`), and legacy remote definitions.
+fn rewrite(rel: &str) -> Option<Rewrite> {
+    let inner = rel.strip_prefix(".git/")?;
+    let (parent, name) = inner.rsplit_once('/').unwrap_or(("", inner));
+    let parent = parent.rsplit('/').next().unwrap_or(parent);
+    if name == "config" || name == "config.worktree" {
+        Some(Rewrite::Config)
+    } else if parent == "remotes" || parent == "branches" {
+        Some(Rewrite::Urls)
+    } else {
+        None
+    }
+}
+
+/// Every line is a ref (`<oid>` or `ref: …`) or a reflog entry (`<oid>
+/// <oid> …`): no git config parses as that.
+fn is_ref_or_log(text: &[u8]) -> bool {
+    !text.is_empty()
+        && text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .all(|l| {
+                let hex = l.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                l.starts_with(b"ref: ")
+                    || ((hex == 40 || hex == 64) && matches!(l.get(hex), None | Some(b' ' | b'\r')))
+            })
+}
+
+/// Files under `.git` that are never copied: a credential store kept in
+/// the repository (`credential.helper = store --file=.git/credentials`).
+fn never_copied_in_git(name: &str) -> bool {
+    name.to_ascii_lowercase().contains("credential")
+}
+
+/// The workspace build's options: network mode `none`, since a `COPY`
+/// needs no network and nothing else should run in this build.
+fn build_options(tag: &str, base: &str) -> bollard::query_parameters::BuildImageOptions {
+    crate::image::build_options(tag, Some(base), true)
+}
+
+/// Refuse a base image with `ONBUILD` triggers: they would run in the
+/// workspace build, which is meant to be only the copy (docs/decisions.md,
+/// "--copy-cwd scrubs git credentials, builds offline").
+fn refuse_onbuild(base: &str, triggers: &[String]) -> Result<(), EngineError> {
+    if triggers.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::Api {
+        what: "build the --copy-cwd image",
+        reason: format!(
+            "the agent image `{base}` has ONBUILD triggers ({}), which would run in the build \
+             that copies the current folder",
+            triggers.join("; ").replace(['\n', '\r'], " ")
+        ),
+    })
 }
 
 /// Sends what is written, in chunks, to the build request's body.
@@ -300,6 +476,15 @@ pub async fn build(
     labels: HashMap<String, String>,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<(), EngineError> {
+    let triggers = engine
+        .docker
+        .inspect_image(base)
+        .await
+        .map_err(crate::engine::api("inspect the agent image"))?
+        .config
+        .and_then(|c| c.on_build)
+        .unwrap_or_default();
+    refuse_onbuild(base, &triggers)?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let dockerfile = format!("{DOCKERFILE}{}", crate::image::label_line(&labels));
     let packer = tokio::task::spawn_blocking(move || {
@@ -316,8 +501,7 @@ pub async fn build(
     });
     let built = crate::image::run_build(
         engine,
-        tag,
-        Some(base),
+        build_options(tag, base),
         crate::image::Context::Streamed(Box::pin(body)),
         progress,
     )
@@ -356,7 +540,9 @@ mod tests {
         // Sparse: nothing is written, the size is what counts.
         let f = std::fs::File::create(d.path().join("huge.img")).unwrap();
         f.set_len(MAX_BYTES).unwrap();
-        let e = context(d.path()).err().expect("refused");
+        let e = context(d.path(), Path::new("/nonexistent"))
+            .err()
+            .expect("refused");
         assert!(matches!(e, CopyError::TooBig { .. }), "{e}");
         assert!(e.to_string().contains("1.0 GiB"), "{e}");
         assert!(
@@ -372,12 +558,162 @@ mod tests {
             "app/.env.local",
             "certs/server.pem",
             "home/id_ed25519",
+            ".netrc",
+            "_netrc",
+            "ci/.git-credentials",
+            "web/.npmrc",
+            ".pypirc",
+            "db/.pgpass",
+            "backup/.aws/credentials",
+            ".docker/config.json",
+            "ops/.kube/config",
+            "tls/server.key",
+            "tls/Client.P12",
+            "win/cert.pfx",
+            "gcp/credentials.json",
+            ".cargo/credentials.toml",
+            "prod.tfvars",
         ] {
             assert!(looks_secret(p), "{p}");
         }
-        for p in ["src/env.rs", "README.md", "identity.txt", "pem/readme"] {
+        for p in [
+            "src/env.rs",
+            "README.md",
+            "identity.txt",
+            "pem/readme",
+            "src/key.rs",
+            "docs/keys.md",
+            ".git/config",
+            "config.json",
+            "kube/config.yaml",
+            "src/credentials.rs",
+            "monkey",
+        ] {
             assert!(!looks_secret(p), "{p}");
         }
+    }
+
+    #[test]
+    fn the_home_folder_and_root_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home/me");
+        std::fs::create_dir_all(home.join("proj")).unwrap();
+        std::os::unix::fs::symlink(&home, d.path().join("link")).unwrap();
+        for (cwd, what) in [
+            (home.clone(), "is your home folder"),
+            (d.path().join("link"), "is your home folder"),
+            (home.join("proj/.."), "is your home folder"),
+            (d.path().join("home"), "holds your home folder"),
+            (PathBuf::from("/"), "is the root folder"),
+        ] {
+            let e = prepare(&cwd, &home).err().expect("refused");
+            assert!(matches!(e, CopyError::WholeHome { .. }), "{e}");
+            assert!(e.to_string().contains(what), "{cwd:?}: {e}");
+            assert!(e.hint().contains("project's folder"), "{e}");
+        }
+        assert!(prepare(&home.join("proj"), &home).is_ok());
+        assert!(prepare(&home.join("proj"), Path::new("/nonexistent")).is_ok());
+    }
+
+    /// The copied repository: `.git/config` scrubbed yet read by git, a
+    /// credential store left out, refs named `config` kept as they are.
+    #[test]
+    fn the_copied_git_config_holds_no_credential() {
+        let d = tempfile::tempdir().unwrap();
+        let git = |dir: &Path, args: &[&str]| {
+            let o = Command::new("git")
+                .args(args)
+                .current_dir(dir)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("HOME", d.path())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout).unwrap()
+        };
+        let proj = d.path().join("proj");
+        std::fs::create_dir(&proj).unwrap();
+        git(&proj, &["init", "-q", "-b", "main"]);
+        std::fs::write(proj.join("a.txt"), "a").unwrap();
+        git(&proj, &["add", "a.txt"]);
+        git(
+            &proj,
+            &[
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@e",
+                "commit",
+                "-qm",
+                "one",
+            ],
+        );
+        git(&proj, &["branch", "config"]);
+        git(&proj, &["tag", "config.worktree"]);
+        let config = proj.join(".git/config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(
+            "[remote \"origin\"]\n\turl = https://x-access-token:ghs_TOKEN1@github.com/o/r\n\
+             [http \"https://github.com/\"]\n\textraheader = AUTHORIZATION: basic VE9LRU4y\n\
+             [credential]\n\thelper = store --file=.git/credentials\n\
+             [include]\n\tpath = /home/me/.gitconfig-secrets\n",
+        );
+        std::fs::write(&config, text).unwrap();
+        std::fs::write(proj.join(".git/credentials"), "https://u:TOKEN3@h\n").unwrap();
+        std::fs::create_dir_all(proj.join(".git/remotes")).unwrap();
+        std::fs::write(
+            proj.join(".git/remotes/old"),
+            "URL: https://u:TOKEN4@h/r\nPull: refs/heads/main:refs/heads/old\n",
+        )
+        .unwrap();
+        let files = list(&proj).unwrap();
+        assert!(
+            !files.iter().any(|f| f.contains("credentials")),
+            "{files:?}"
+        );
+
+        let c = context(&proj, d.path()).unwrap();
+        let out = d.path().join("out");
+        tar::Archive::new(&c.tar[..]).unpack(&out).unwrap();
+        let ws = out.join("workspace");
+        for f in ["config", "remotes/old"] {
+            let text = std::fs::read_to_string(ws.join(".git").join(f)).unwrap();
+            for secret in [
+                "TOKEN1", "VE9LRU4y", "TOKEN3", "TOKEN4", "helper", "secrets",
+            ] {
+                assert!(!text.contains(secret), "{secret} in {f}: {text}");
+            }
+        }
+        assert_eq!(
+            git(&ws, &["config", "remote.origin.url"]),
+            "https://github.com/o/r\n"
+        );
+        assert_eq!(git(&ws, &["log", "--format=%s", "config"]), "one\n");
+        assert_eq!(
+            git(&ws, &["log", "--format=%s", "config.worktree"]),
+            "one\n"
+        );
+        assert_eq!(git(&ws, &["status", "--porcelain"]), "");
+    }
+
+    #[test]
+    fn the_workspace_build_has_no_network() {
+        let o = build_options("cwd", "agent");
+        assert_eq!(o.networkmode.as_deref(), Some("none"));
+        assert_eq!(o.t.as_deref(), Some("cwd"));
+    }
+
+    #[test]
+    fn onbuild_triggers_are_refused() {
+        assert!(refuse_onbuild("img", &[]).is_ok());
+        let e = refuse_onbuild("img", &["RUN curl http://x\n".into(), "COPY . /x".into()])
+            .expect_err("refused");
+        let text = e.to_string();
+        assert!(
+            text.contains("`img` has ONBUILD triggers (RUN curl http://x ; COPY . /x)"),
+            "{text}"
+        );
+        assert!(e.hint().contains("ONBUILD"), "{}", e.hint());
     }
 
     #[test]
@@ -419,7 +755,7 @@ mod tests {
         );
         assert!(files.contains(&".git/HEAD".to_string()));
         assert!(!files.iter().any(|f| f.starts_with("build/")), "{files:?}");
-        let c = context(d.path()).unwrap();
+        let c = context(d.path(), Path::new("/nonexistent")).unwrap();
         assert_eq!(c.secret_looking, [".env"]);
     }
 
@@ -438,7 +774,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/shadow", d.path().join("link")).unwrap();
         let files = list(d.path()).unwrap();
         assert_eq!(files, [".claude-bottle-ignore", "a.txt", "link"]);
-        let c = context(d.path()).unwrap();
+        let c = context(d.path(), Path::new("/nonexistent")).unwrap();
         let mut a = tar::Archive::new(&c.tar[..]);
         let link = a
             .entries()

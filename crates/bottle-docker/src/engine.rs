@@ -38,6 +38,10 @@ impl EngineError {
                  [\"--network=host\"]` in /etc/docker/daemon.json (docs/security.md, \"Known \
                  limits\"), or set `runtime: runc` in the bottle"
             }
+            EngineError::Api { reason, .. } if reason.contains("ONBUILD triggers") => {
+                "use an agent image without ONBUILD triggers (`CLAUDE_BOTTLE_IMAGE`), \
+                 or start without `--copy-cwd`"
+            }
             EngineError::Api { .. } => {
                 "run `claude-bottle doctor`; `claude-bottle cleanup` removes what a failed launch left"
             }

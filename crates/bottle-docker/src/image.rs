@@ -288,7 +288,8 @@ pub async fn build(
     })?;
     let base = req.base_image.as_deref();
     let previous = ours(engine, &req.tag).await;
-    run_build(engine, &req.tag, base, Context::Whole(context), progress)
+    let options = build_options(&req.tag, base, false);
+    run_build(engine, options, Context::Whole(context), progress)
         .await
         .map_err(|reason| BuildError::Build {
             tag: req.tag.clone(),
@@ -346,28 +347,36 @@ pub enum Context {
     ),
 }
 
-/// Build `tag` from a context holding a `Dockerfile` (with `ARG
-/// BASE_IMAGE` when `base` is given), passing each line of the engine's
-/// output to `progress`. The engine's error text on failure.
-pub async fn run_build(
-    engine: &Engine,
-    tag: &str,
-    base: Option<&str>,
-    context: Context,
-    progress: &mut (dyn FnMut(&str) + Send),
-) -> Result<(), String> {
+/// The engine's options for building `tag` (from `base`, as the
+/// `BASE_IMAGE` build argument). `offline`: the build's steps get network
+/// mode `none`, so a `RUN` in it (an `ONBUILD` trigger of the base image)
+/// reaches no network; the agent and sidecar images need one for their
+/// packages, a workspace copy does not.
+pub fn build_options(tag: &str, base: Option<&str>, offline: bool) -> BuildImageOptions {
     let buildargs: HashMap<String, String> = base
         .map(|b| ("BASE_IMAGE".to_string(), b.to_string()))
         .into_iter()
         .collect();
-    let options = BuildImageOptions {
+    BuildImageOptions {
         dockerfile: "Dockerfile".into(),
         t: Some(tag.to_string()),
         rm: true,
         forcerm: true,
         buildargs: Some(buildargs),
+        networkmode: offline.then(|| "none".to_string()),
         ..Default::default()
-    };
+    }
+}
+
+/// Build from a context holding a `Dockerfile` (with `ARG BASE_IMAGE`
+/// when [`build_options`] were given a base), passing each line of the
+/// engine's output to `progress`. The engine's error text on failure.
+pub async fn run_build(
+    engine: &Engine,
+    options: BuildImageOptions,
+    context: Context,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), String> {
     let body = match context {
         Context::Whole(tar) => bollard::body_full(tar.into()),
         Context::Streamed(stream) => bollard::body_try_stream(stream),
@@ -502,6 +511,17 @@ mod tests {
             text.trim_end()
                 .ends_with("\"dev\" \"io.claude-bottle.test\"=\"a \\\"b\\\" \\\\c d\"")
         );
+    }
+
+    #[test]
+    fn only_an_offline_build_has_no_network() {
+        let o = build_options("t", Some("b"), true);
+        assert_eq!(o.networkmode.as_deref(), Some("none"));
+        assert_eq!(
+            o.buildargs.unwrap().get("BASE_IMAGE").map(String::as_str),
+            Some("b")
+        );
+        assert_eq!(build_options("t", None, false).networkmode, None);
     }
 
     #[test]

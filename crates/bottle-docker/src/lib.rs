@@ -16,6 +16,7 @@ pub mod derived;
 pub mod engine;
 pub mod exec;
 pub mod facts;
+pub mod gitconfig;
 pub mod helper;
 pub mod image;
 pub mod labels;

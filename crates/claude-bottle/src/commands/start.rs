@@ -49,7 +49,7 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
     // looks like a secret, and a folder too large to copy, are said up
     // front; the launch copies this listing.
     let workspace = if args.copy_cwd {
-        let ws = bottle_docker::derived::prepare(&settings.cwd)
+        let ws = bottle_docker::derived::prepare(&settings.cwd, &settings.user_home)
             .map_err(|e| UsageError::new(e.to_string()).with_hint(e.hint()))?;
         if !ws.secret_looking.is_empty() {
             resolved.plan.warnings.push(format!(

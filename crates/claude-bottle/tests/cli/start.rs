@@ -300,11 +300,33 @@ fn a_timeout_without_a_unit_is_bad_usage() {
 fn copy_cwd_names_secret_looking_files_in_the_preflight() {
     let t = TestEnv::standard();
     std::fs::write(t.project.join(".env"), "TOKEN=x\n").unwrap();
+    std::fs::write(t.project.join(".netrc"), "machine h password x\n").unwrap();
+    std::fs::create_dir(t.project.join(".aws")).unwrap();
+    std::fs::write(t.project.join(".aws/credentials"), "[default]\n").unwrap();
     std::fs::write(t.project.join("main.rs"), "fn main() {}\n").unwrap();
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--dry-run", "--copy-cwd"]));
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("`--copy-cwd` copies files that look like secrets into the bottle: .env"),
+        err.contains(
+            "`--copy-cwd` copies files that look like secrets into the bottle: .aws/credentials, .env, .netrc"
+        ),
         "{err}"
     );
+}
+
+#[test]
+fn copy_cwd_refuses_the_home_folder() {
+    let t = TestEnv::standard();
+    let mut c = t.cmd(&["start", "reviewer", "--dry-run", "--copy-cwd"]);
+    c.current_dir(&t.home);
+    let (code, out, err) = t.run(c);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains(
+            "`--copy-cwd` copies the current folder, and `[TMP]/home` is your home folder"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("`cd` into the project's folder"), "{err}");
 }

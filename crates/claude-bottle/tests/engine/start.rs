@@ -736,8 +736,9 @@ fn side_by_side_then_sigkill_and_cleanup() {
 
 /// `--copy-cwd`: what git tracks (plus untracked, not ignored files) and
 /// `.git` become /workspace, owned by the agent user; ignored files stay
-/// out; secret-looking files are named; the derived image is removed at
-/// teardown.
+/// out; `.git/config` loses its token (URL user information and
+/// `extraheader`) but git still reads it; secret-looking files are named;
+/// the derived image is removed at teardown.
 #[test]
 fn copy_cwd_through_a_derived_image() {
     if !super::images_ready("copy_cwd_through_a_derived_image") {
@@ -758,6 +759,17 @@ fn copy_cwd_through_a_derived_image() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     git(&["init", "-q", "-b", "main"]);
+    // What actions/checkout and a token-in-URL clone leave in .git/config.
+    git(&[
+        "config",
+        "remote.origin.url",
+        "https://x-access-token:ghs_ENGINETOKEN@github.com/o/r",
+    ]);
+    git(&[
+        "config",
+        "http.https://github.com/.extraheader",
+        "AUTHORIZATION: basic ZW5naW5lLXRva2Vu",
+    ]);
     std::fs::write(proj.join(".gitignore"), "target/\n").unwrap();
     std::fs::write(proj.join("main.rs"), "fn main() {}\n").unwrap();
     std::fs::write(proj.join(".env.local"), "X=1\n").unwrap();
@@ -774,7 +786,9 @@ fn copy_cwd_through_a_derived_image() {
         "first",
     ]);
     let script = "cd /workspace; ls -A | tr '\\n' ' '; echo; find main.rs -maxdepth 0 -printf 'owner %U\\n'; \
-                  git log --format=%s; test -e target && echo target copied || echo no target";
+                  git log --format=%s; test -e target && echo target copied || echo no target; \
+                  grep -c -e ENGINETOKEN -e ZW5naW5l -e AUTHORIZATION .git/config; \
+                  git config remote.origin.url";
     let out = h
         .cli(&["start", &h.agent, "--yes", "--copy-cwd", "--prompt", script])
         .current_dir(&proj)
@@ -784,8 +798,10 @@ fn copy_cwd_through_a_derived_image() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert_eq!(
-        stdout, ".env.local .git .gitignore main.rs \nowner 1000\nfirst\nno target\n",
-        "{stderr}"
+        stdout,
+        ".env.local .git .gitignore main.rs \nowner 1000\nfirst\nno target\n\
+         0\nhttps://github.com/o/r\n",
+        "the copied .git/config holds no token: {stderr}"
     );
     assert!(
         // Named in the preflight, before the launch.
