@@ -148,13 +148,23 @@ fn quote(v: &[u8], out: &mut Vec<u8>) {
 
 /// `text` with the user information of every `scheme://user:pass@host`
 /// removed (also a user alone: a token is often sent as the user name).
-/// Used on config values and on the legacy `.git/remotes` and
+/// ssh URLs keep their user name (`ssh://git@host/` is how GitHub is
+/// reached, ssh authenticates with keys, and the gate's `insteadOf` rules
+/// match the URL a bottle declares, user included) and lose only a
+/// password. Used on config values and on the legacy `.git/remotes` and
 /// `.git/branches` files.
 pub fn strip_userinfo(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {
         if text[i..].starts_with(b"://") {
+            let scheme_len = out
+                .iter()
+                .rev()
+                .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-'))
+                .count();
+            let scheme = String::from_utf8_lossy(&out[out.len() - scheme_len..]).to_lowercase();
+            let ssh = matches!(scheme.as_str(), "ssh" | "git+ssh" | "ssh+git");
             out.extend_from_slice(b"://");
             i += 3;
             // The authority ends at the path, query, fragment, or anything
@@ -168,6 +178,14 @@ pub fn strip_userinfo(text: &[u8]) -> Vec<u8> {
                 })
                 .map_or(text.len(), |n| i + n);
             if let Some(at) = text[i..end].iter().rposition(|&b| b == b'@') {
+                if ssh {
+                    let info = &text[i..i + at];
+                    let user = info.split(|&b| b == b':').next().unwrap_or_default();
+                    if !user.is_empty() {
+                        out.extend_from_slice(user);
+                        out.push(b'@');
+                    }
+                }
                 i += at + 1;
             }
             continue;
@@ -424,9 +442,11 @@ mod tests {
              [submodule \"s\"]\n\turl = https://a:TOKEN5@h.example/s # note\n\
              [http]\n\tproxy = http://proxyuser:TOKEN6@proxy:3128\n\
              [alias]\n\tp = !git push https://u:TOKEN7@h/x HEAD && echo 'http://v:TOKEN8@h'\n\
-             [remote \"ssh\"]\n\turl = ssh://git@github.com/o/r\n\turl = git@github.com:o/r\n",
+             [remote \"ssh\"]\n\turl = ssh://git@github.com/o/r\n\turl = git@github.com:o/r\n\
+             \turl = git+ssh://git:TOKEN9@h.example/o/r\n",
             &[
                 "TOKEN1", "TOKEN2", "TOKEN3", "TOKEN4", "TOKEN5", "TOKEN6", "TOKEN7", "TOKEN8",
+                "TOKEN9",
             ],
         );
         assert!(
@@ -442,10 +462,15 @@ mod tests {
             read.contains("submodule.s.url=https://h.example/s\n"),
             "{read}"
         );
-        // An ssh user name goes too (it may be a token elsewhere); the
-        // scp-like form has no scheme and stays.
+        // An ssh user name stays (keys authenticate; the gate's insteadOf
+        // rules match it), its password goes; the scp-like form has no
+        // scheme and stays.
         assert!(
-            read.contains("remote.ssh.url=ssh://github.com/o/r\n"),
+            read.contains("remote.ssh.url=ssh://git@github.com/o/r\n"),
+            "{read}"
+        );
+        assert!(
+            read.contains("remote.ssh.url=git+ssh://git@h.example/o/r\n"),
             "{read}"
         );
         assert!(
