@@ -22,6 +22,12 @@ pub struct Limits {
     pub upstream_timeout_secs: u64,
     /// Refs in one push.
     pub max_refs: usize,
+    /// Tree objects (folders) new to the mirror in one push: every one is
+    /// read for its entry names. A tree object larger than `max_text_blob`
+    /// refuses the push too.
+    pub max_trees: u64,
+    /// Entries in all those trees together.
+    pub max_tree_entries: u64,
     /// Seconds one request's git child may run before it is killed (a
     /// stalled client, a hung upstream inside the hook).
     pub request_timeout_secs: u64,
@@ -36,6 +42,8 @@ impl Default for Limits {
             max_message: 1 << 20,
             upstream_timeout_secs: 300,
             max_refs: 1_000,
+            max_trees: 1_000_000,
+            max_tree_entries: 10_000_000,
             request_timeout_secs: 3_600,
         }
     }
