@@ -29,7 +29,8 @@ pub struct FindingReport {
     pub offset: Option<u64>,
     /// Where the secret was when it is not in a file's content or the
     /// commit message: `commit header` (author, committer, signature),
-    /// `file name`, `ref name`, `tag`. The path is then `None`, so a secret
+    /// `file name`, `ref name`, `tag`, `tree entry name` (a name in a
+    /// tree, the tree's id in `commit`), `submodule id`. The path is then `None`, so a secret
     /// in a file name is never written out whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<String>,
@@ -54,7 +55,7 @@ pub struct PushTimings {
     /// Added lines: git's extraction and the DLP scan, which overlap.
     pub diffs_ms: u64,
     /// Of `diffs_ms`: time the DLP scanner threads were busy (CPU-bound),
-    /// summed over the threads.
+    /// summed over the threads, plus the engine's time on tree entry names.
     pub dlp_ms: u64,
     /// Bytes of added lines the DLP engine scanned.
     pub dlp_bytes: u64,
@@ -65,6 +66,12 @@ pub struct PushTimings {
     pub binary_files: u64,
     pub binary_bytes: u64,
     pub binary_ms: u64,
+    /// Trees new in the push whose entry names were scanned, their
+    /// entries, and the whole tree scan (`git rev-list --objects`, reading
+    /// and scanning; it overlaps `diffs_ms`).
+    pub trees: u64,
+    pub tree_entries: u64,
+    pub trees_ms: u64,
     /// The upstream push.
     pub upstream_ms: u64,
 }

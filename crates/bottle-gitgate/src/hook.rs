@@ -26,6 +26,7 @@ use crate::mirror;
 use crate::policy::{Policy, RefUpdate};
 use crate::scan::{self, Git, ScanError};
 use crate::tips::{self, TipError};
+use crate::trees;
 
 /// The variable carrying the hook's JSON configuration.
 pub const HOOK_ENV: &str = "BOTTLE_GITGATE_HOOK";
@@ -164,9 +165,14 @@ pub fn run_with(
                     (None, Some(_)) => place,
                     (None, None) => format!("{place}:{}", f.line),
                 };
+                // A finding in a tree names the tree.
+                let object = match f.part.as_deref() {
+                    Some(trees::ENTRY_NAME | trees::SUBMODULE_ID) => "tree",
+                    _ => "commit",
+                };
                 say(
                     err,
-                    &format!("  commit {short} {at} rule {} {}", f.rule, f.redacted),
+                    &format!("  {object} {short} {at} rule {} {}", f.rule, f.redacted),
                 );
             }
             say(

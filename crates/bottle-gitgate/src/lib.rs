@@ -23,6 +23,7 @@ pub mod policy;
 pub mod scan;
 pub mod server;
 pub mod tips;
+pub mod trees;
 
 pub use audit::{AuditSink, Event};
 pub use config::{GateConfig, GateSecrets, RepoConfig, from_sidecar_json, from_sidecar_parts};

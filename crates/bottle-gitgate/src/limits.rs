@@ -22,6 +22,26 @@ pub struct Limits {
     pub upstream_timeout_secs: u64,
     /// Refs in one push.
     pub max_refs: usize,
+    /// Tree objects (folders) new to the mirror in one push: every one is
+    /// read for its entry names. A tree object larger than `max_text_blob`
+    /// refuses the push too.
+    pub max_trees: u64,
+    /// Entries in all those trees together.
+    pub max_tree_entries: u64,
+    /// Client connections served at once; more wait in the listen backlog.
+    /// The gate shares its process (and its file descriptors) with the
+    /// egress proxy, so idle connections must not be able to use them up.
+    pub max_connections: usize,
+    /// Milliseconds a client has to send a request head, on a new
+    /// connection and between requests of a kept-alive one; then the
+    /// connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// git children of the gate running at once (http-backend with
+    /// everything under it, and mirror refreshes); more requests queue.
+    pub max_git_processes: usize,
+    /// Seconds a request waits for its repository's lock (held by a push
+    /// or a refresh) before it gives up with 503.
+    pub repo_lock_wait_secs: u64,
     /// Seconds one request's git child may run before it is killed (a
     /// stalled client, a hung upstream inside the hook).
     pub request_timeout_secs: u64,
@@ -36,6 +56,12 @@ impl Default for Limits {
             max_message: 1 << 20,
             upstream_timeout_secs: 300,
             max_refs: 1_000,
+            max_trees: 1_000_000,
+            max_tree_entries: 10_000_000,
+            max_connections: 256,
+            header_read_timeout_ms: 10_000,
+            max_git_processes: 8,
+            repo_lock_wait_secs: 300,
             request_timeout_secs: 3_600,
         }
     }

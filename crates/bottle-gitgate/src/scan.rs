@@ -18,6 +18,10 @@
 //!   so a secret spanning lines (a private key block) is found, and each
 //!   finding is mapped back to its line.
 //!
+//! - the name of every entry of every tree new in the push, and the ids of
+//!   its submodules (see [`crate::trees`]): folders that hold no file are
+//!   in no file list.
+//!
 //! The streams and the DLP scanner threads (one per core, up to four) run at
 //! the same time: git inflates blobs while the engine scans the ones
 //! before. Queues between them are bounded, so memory stays at a few files'
@@ -189,11 +193,15 @@ impl Git<'_> {
     }
 
     fn spawn(&self, args: &[&str], stdin: bool) -> Result<Child, ScanError> {
+        let input = if stdin { Stdio::piped() } else { Stdio::null() };
+        self.spawn_reading(args, input)
+    }
+
+    /// Starts git with stdout piped and stdin from `input` (another
+    /// child's stdout, so two gits stream into each other directly).
+    pub(crate) fn spawn_reading(&self, args: &[&str], input: Stdio) -> Result<Child, ScanError> {
         let mut c = self.command(args);
-        c.stdout(Stdio::piped()).stderr(Stdio::null());
-        if stdin {
-            c.stdin(Stdio::piped());
-        }
+        c.stdout(Stdio::piped()).stderr(Stdio::null()).stdin(input);
         c.spawn()
             .map_err(|e| ScanError::Git(format!("cannot run git: {e}")))
     }
@@ -212,27 +220,35 @@ pub fn scan_push(git: &Git<'_>, tips: &[&str], engine: &Engine) -> Result<Outcom
     if commits.is_empty() {
         return Ok(out);
     }
-    // Messages and changes at the same time; message findings first.
+    // Messages, changes and trees at the same time; message findings first.
     let commits = &commits;
-    let (messages, changes) = std::thread::scope(|s| {
+    let (messages, changes, trees) = std::thread::scope(|s| {
         let messages = s.spawn(|| {
             let t = Instant::now();
             let mut m = Outcome::default();
             scan_messages(git, commits, engine, &mut m).map(|()| (m, t.elapsed()))
         });
+        let trees = s.spawn(|| {
+            let t = Instant::now();
+            crate::trees::scan_new_trees(git, tips, engine, MAX_FINDINGS).map(|o| (o, t.elapsed()))
+        });
         let t = Instant::now();
         let mut c = Outcome::default();
         let changes = scan_changes(git, tips, commits, engine, &mut c).map(|()| (c, t.elapsed()));
-        let messages = messages
-            .join()
-            .unwrap_or_else(|_| Err(ScanError::Git("a scan thread failed".into())));
-        (messages, changes)
+        let failed = |_| ScanError::Git("a scan thread failed".into());
+        let messages = messages.join().map_err(failed).and_then(|r| r);
+        let trees = trees.join().map_err(failed).and_then(|r| r);
+        (messages, changes, trees)
     });
     let (m, m_took) = messages?;
     let (c, c_took) = changes?;
+    let (t, t_took) = trees?;
+    out.timings.trees = t.trees;
+    out.timings.tree_entries = t.entries;
+    out.timings.trees_ms = millis(t_took);
     out.timings.messages_ms = millis(m_took);
     out.timings.diffs_ms = millis(c_took);
-    out.timings.dlp_ms = c.timings.dlp_ms;
+    out.timings.dlp_ms = c.timings.dlp_ms + millis(t.dlp);
     out.timings.dlp_bytes = c.timings.dlp_bytes;
     out.timings.binary_files = c.timings.binary_files;
     out.timings.binary_bytes = c.timings.binary_bytes;
@@ -240,6 +256,7 @@ pub fn scan_push(git: &Git<'_>, tips: &[&str], engine: &Engine) -> Result<Outcom
     out.binary_files_skipped = c.binary_files_skipped;
     out.findings = m.findings;
     out.findings.extend(c.findings);
+    out.findings.extend(t.findings);
     out.findings.truncate(MAX_FINDINGS);
     Ok(out)
 }
@@ -412,7 +429,7 @@ fn scan_messages(
 /// Reads one line into `buf` (without the newline); `Ok(false)` at EOF.
 /// Lines longer than `max` are an error: no file line the gate scans can be
 /// longer than the text bound.
-fn read_line_bounded(
+pub(crate) fn read_line_bounded(
     r: &mut impl BufRead,
     buf: &mut Vec<u8>,
     max: usize,
@@ -526,7 +543,7 @@ fn log_args<'a>(tips: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// Kills (if `kill`) and reaps children; true if all exited successfully.
-fn reap(children: &mut [&mut Child], kill: bool) -> bool {
+pub(crate) fn reap(children: &mut [&mut Child], kill: bool) -> bool {
     let mut ok = true;
     for c in children {
         if kill {
@@ -911,7 +928,7 @@ fn read_blobs(
     Ok(binary)
 }
 
-fn cat_file_io(e: std::io::Error) -> ScanError {
+pub(crate) fn cat_file_io(e: std::io::Error) -> ScanError {
     ScanError::Git(format!("git cat-file: {e}"))
 }
 

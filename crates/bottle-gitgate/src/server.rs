@@ -8,6 +8,12 @@
 //! the client gets `upstream unreachable: …` and no data (fail closed).
 //! Pushes to one repo are serialised with its refreshes, so a push always
 //! sees the refs it was advertised.
+//!
+//! The gate shares the sidecar's process with the egress proxy, so nothing
+//! a client does may hold its resources without bound: connections are
+//! capped (more wait in the backlog), a request head must arrive within
+//! the header read timeout, git children are capped (more requests queue),
+//! and a request waiting for a busy repository gives up with 503.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,10 +28,10 @@ use bottle_secret::Secret;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::process::Command;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::Error;
 use crate::audit::{AuditSink, Event};
@@ -71,6 +77,8 @@ struct Inner {
     counter: AtomicU64,
     /// The SSRF guard's name lookups ([`guard::SystemResolver`] but in tests).
     resolver: Arc<dyn guard::Resolver>,
+    /// One permit per git child running ([`Limits::max_git_processes`]).
+    git_slots: Arc<Semaphore>,
 }
 
 /// A prepared gate: state folder, mirrors, key files and hook in place.
@@ -156,6 +164,7 @@ impl Gate {
                 })),
             );
         }
+        let git_slots = Arc::new(Semaphore::new(options.limits.max_git_processes.max(1)));
         Ok(Gate(Arc::new(Inner {
             config,
             secrets,
@@ -165,17 +174,31 @@ impl Gate {
             base_env,
             counter: AtomicU64::new(0),
             resolver,
+            git_slots,
         })))
     }
 
-    /// Accepts connections until `shutdown` resolves.
+    /// Accepts connections until `shutdown` resolves, at most
+    /// [`Limits::max_connections`] at once.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
         tokio::pin!(shutdown);
+        let limits = &self.0.options.limits;
+        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let header_read = Duration::from_millis(limits.header_read_timeout_ms.max(1));
         loop {
+            // A slot before accepting: at the bound, new clients wait in the
+            // kernel's backlog and cost the process no file descriptor.
+            let permit = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
+            };
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 r = listener.accept() => match r {
@@ -193,13 +216,18 @@ impl Gate {
                     let gate = gate.clone();
                     async move { Ok::<_, std::convert::Infallible>(gate.handle(req, peer).await) }
                 });
+                // Without a timer hyper's header read timeout does nothing:
+                // a client that never sends a head would hold its slot.
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_read)
                     .max_buf_size(64 * 1024)
                     .serve_connection(TokioIo::new(stream), svc)
                     .await
                 {
                     tracing::debug!("git gate connection: {e}");
                 }
+                drop(permit);
             });
         }
     }
@@ -237,8 +265,26 @@ impl Gate {
             None => return text(StatusCode::NOT_FOUND, "no such repository\n"),
         };
 
-        // Refresh first; a push holds the repo lock for its whole run.
-        let mut guard = state.lock_owned().await;
+        // Refresh first; a push holds the repo lock for its whole run. A
+        // waiter gives up after a bound rather than hang the client.
+        let wait = Duration::from_secs(inner.options.limits.repo_lock_wait_secs);
+        let Ok(mut guard) = tokio::time::timeout(wait, state.lock_owned()).await else {
+            let why = format!(
+                "the repository `{name}` is busy with another push or mirror refresh; \
+                 gave up waiting after {} s; try again",
+                wait.as_secs()
+            );
+            let mut e = self.event(service.kind(), "block", &name, &method, &rest);
+            e.reason = Some("timeout".into());
+            e.message = Some(why.clone());
+            e.status = Some(503);
+            e.ms = ms(started);
+            inner.options.audit.record(e);
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("git gate: {why}\n"),
+            );
+        };
         let must_refresh = match service {
             Service::FetchRefs | Service::PushRefs => true,
             Service::Fetch => guard
@@ -306,6 +352,7 @@ impl Gate {
             let fetch = service == Service::Fetch;
             let deadline = Duration::from_secs(inner.options.limits.request_timeout_secs);
             return spawn_cgi(
+                &inner.git_slots,
                 cmd,
                 req.into_body(),
                 MAX_FETCH_REQUEST,
@@ -352,6 +399,7 @@ impl Gate {
         let mut e = self.event("git-push", "block", &name, &method, &rest);
         let deadline = Duration::from_secs(inner.options.limits.request_timeout_secs);
         spawn_cgi(
+            &inner.git_slots,
             cmd,
             req.into_body(),
             max,
@@ -432,6 +480,11 @@ impl Gate {
             vetted,
         ));
         let secrets: Vec<&str> = inner.secrets.tokens.values().map(Secret::expose).collect();
+        let _slot = inner
+            .git_slots
+            .acquire()
+            .await
+            .map_err(|_| "the gate is shutting down".to_string())?;
         mirror::refresh(
             &mirror::mirror_path(&inner.config.state_dir, name),
             &repo.url,
@@ -579,6 +632,7 @@ impl Service {
 /// up before the response headers must not cancel the supervision of the
 /// child (its audit event, the push lock).
 async fn spawn_cgi<F>(
+    slots: &Arc<Semaphore>,
     cmd: Command,
     body: Incoming,
     max: u64,
@@ -588,13 +642,20 @@ async fn spawn_cgi<F>(
 where
     F: FnOnce(Option<u16>, Option<cgi::Outcome>) + Send + 'static,
 {
+    // Queued here, in the request: a client that leaves while waiting
+    // starts no child. The permit is held until the child has exited.
+    let Ok(permit) = slots.clone().acquire_owned().await else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "git gate error\n");
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         match cgi::run(cmd, body, max, deadline).await {
             Ok((resp, done)) => {
                 let status = resp.status().as_u16();
                 let _ = tx.send(resp);
-                on_done(Some(status), done.await.ok());
+                let outcome = done.await.ok();
+                drop(permit);
+                on_done(Some(status), outcome);
             }
             Err(err) => {
                 tracing::warn!("git gate: http-backend: {err}");

@@ -34,6 +34,18 @@ fn refused_in(
     part: &str,
     secret_form: &str,
 ) -> bottle_gitgate::Event {
+    refused_by(wt, up, gate, refspec, (part, "known-secret"), secret_form)
+}
+
+/// [`refused_in`] for a finding of rule `rule` in `part`.
+fn refused_by(
+    wt: &Path,
+    up: &HttpsUpstream,
+    gate: &RunningGate,
+    refspec: &str,
+    (part, rule): (&str, &str),
+    secret_form: &str,
+) -> bottle_gitgate::Event {
     let before = up.bare.refs();
     let (ok, out) = git_try(wt, &["push", "origin", refspec]);
     assert!(!ok, "{out}");
@@ -41,10 +53,7 @@ fn refused_in(
     // The gate's own lines never show it (git's own show the refspec).
     let gate_lines: String = out.lines().filter(|l| l.contains("git gate")).collect();
     assert!(!gate_lines.contains(TOKEN), "{out}");
-    assert!(
-        out.contains(&format!("({part}) rule known-secret")),
-        "{out}"
-    );
+    assert!(out.contains(&format!("({part}) rule {rule}")), "{out}");
     assert_eq!(up.bare.refs(), before, "the upstream moved");
     assert_eq!(up.bare.accepted_pushes(), 0);
     let ev = gate.wait_events("git-push", 1).remove(0);
@@ -52,8 +61,11 @@ fn refused_in(
         (ev.decision, ev.reason.as_deref()),
         ("block", Some("git-secret"))
     );
-    assert_eq!(ev.findings[0].part.as_deref(), Some(part));
-    assert_eq!(ev.findings[0].path, None);
+    let f = ev.findings.iter().find(|f| f.part.as_deref() == Some(part));
+    assert!(
+        f.is_some_and(|f| f.path.is_none() && f.rule == rule),
+        "{ev:?}"
+    );
     let line = ev.to_line();
     assert!(
         !line.contains(TOKEN) && !line.contains(secret_form),
@@ -167,4 +179,85 @@ fn a_ref_to_a_blob_is_refused() {
     assert_eq!(up.bare.accepted_pushes(), 0);
     let ev = gate.wait_events("git-push", 1).remove(0);
     assert_eq!(ev.reason.as_deref(), Some("git-policy"));
+}
+
+/// Commits `tree` (from `git mktree` lines) on top of HEAD and checks the
+/// branch out at it; returns the tree's id.
+fn commit_tree(wt: &Path, lines: &str) -> String {
+    let mut c = git_cmd(wt);
+    c.args(["mktree"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let tree = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let commit = git(wt, &["commit-tree", &tree, "-p", "HEAD", "-m", "tidy"]);
+    git(wt, &["reset", "-q", "--hard", commit.trim()]);
+    tree
+}
+
+/// Nothing of the refused push reached the upstream: not even the tree.
+fn upstream_lacks(up: &HttpsUpstream, object: &str) {
+    let (has, _) = git_try(&up.bare.repo, &["cat-file", "-e", object]);
+    assert!(!has, "the upstream received {object}");
+}
+
+/// A folder that holds no file is no file: `git log --raw -r` never lists
+/// it, so only reading the tree finds its name.
+#[test]
+fn a_secret_in_the_name_of_an_empty_folder_is_refused() {
+    let (up, gate, _work, wt) = cloned("empty");
+    let empty = git(&wt, &["hash-object", "-t", "tree", "-w", "/dev/null"]);
+    let blob = git(&wt, &["rev-parse", "HEAD:README.md"]);
+    let tree = commit_tree(
+        &wt,
+        &format!(
+            "040000 tree {}\t{TOKEN}\n100644 blob {}\tREADME.md\n",
+            empty.trim(),
+            blob.trim()
+        ),
+    );
+    let ev = refused_in(&wt, &up, &gate, "empty", "tree entry name", TOKEN);
+    assert_eq!(ev.findings[0].commit, tree, "the finding names the tree");
+    upstream_lacks(&up, &tree);
+}
+
+/// A gitlink's id is 20 bytes of the agent's choice: an AWS key id fits,
+/// and its hex is found.
+#[test]
+fn a_credential_in_a_submodule_id_is_refused() {
+    let (up, gate, _work, wt) = cloned("link");
+    let key = "AKIAQYLPMN5HHHFPZAM2";
+    let id = String::from_utf8(hex_encode(key.as_bytes(), false)).unwrap();
+    let entry = format!("160000,{id},vendor/lib");
+    git(&wt, &["update-index", "--add", "--cacheinfo", &entry]);
+    git(&wt, &["commit", "-q", "-m", "vendor"]);
+    let tree = git(&wt, &["rev-parse", "HEAD^{tree}"]);
+    let part = ("submodule id", "aws-access-key-id");
+    refused_by(&wt, &up, &gate, "link", part, key);
+    upstream_lacks(&up, tree.trim());
+}
+
+/// The hex of a secret longer than 20 bytes, split over two gitlinks that
+/// follow each other in their tree, is found in the ids run together.
+#[test]
+fn a_known_secret_split_over_two_submodule_ids_is_refused() {
+    let (up, gate, _work, wt) = cloned("split");
+    let hex = String::from_utf8(hex_encode(TOKEN.as_bytes(), false)).unwrap();
+    let (first, rest) = hex.split_at(40);
+    let second = format!("{rest:0<40}");
+    for (id, name) in [(first, "vendor/a"), (second.as_str(), "vendor/b")] {
+        let entry = format!("160000,{id},{name}");
+        git(&wt, &["update-index", "--add", "--cacheinfo", &entry]);
+    }
+    git(&wt, &["commit", "-q", "-m", "vendor"]);
+    refused_in(&wt, &up, &gate, "split", "submodule id", first);
 }

@@ -124,6 +124,39 @@ fn huge_blobs_binary_skipped_text_refused() {
     assert_eq!(ev[2].reason.as_deref(), Some("too-large"));
 }
 
+/// Over the bound on new trees the push is refused, not let through with
+/// the rest of its folder names unread.
+#[test]
+fn too_many_new_trees_refuse_the_push() {
+    let up = HttpsUpstream::start();
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.limits = Limits {
+        max_trees: 2,
+        ..Limits::default()
+    };
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["checkout", "-q", "-b", "deep"]);
+    // Three new trees: the root, `a` and `a/b`.
+    commit_file(&wt, "a/b/c.txt", "clean\n", "deep");
+    let (ok, out) = git_try(&wt, &["push", "origin", "deep"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("more than 2 new trees"), "{out}");
+    assert_eq!(up.bare.rev("refs/heads/deep"), None);
+    let ev = gate.wait_events("git-push", 1);
+    assert_eq!(ev[0].reason.as_deref(), Some("too-large"));
+
+    // Two new trees are within the bound.
+    git(&wt, &["checkout", "-q", "-b", "flat", "origin/main"]);
+    commit_file(&wt, "a/c.txt", "clean\n", "flat");
+    git(&wt, &["push", "-q", "origin", "flat"]);
+    assert!(up.bare.rev("refs/heads/flat").is_some());
+    let ev = gate.wait_events("git-push", 2);
+    let t = ev[1].timings.unwrap();
+    assert_eq!((t.trees, t.tree_entries), (2, 3), "{t:?}");
+}
+
 #[test]
 fn odd_ref_names() {
     let up = HttpsUpstream::start();
