@@ -80,8 +80,12 @@ pub fn list(cwd: &Path) -> Result<Vec<String>, CopyError> {
         .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"true"));
     let mut out = Vec::new();
     if inside_git {
+        // The folder's own config could name a command git runs on the
+        // host (`core.fsmonitor`); this listing needs none.
         let o = Command::new("git")
             .args([
+                "-c",
+                "core.fsmonitor=false",
                 "ls-files",
                 "-z",
                 "--cached",
@@ -548,6 +552,40 @@ mod tests {
         assert!(
             e.to_string().contains("huge.img"),
             "the largest is named: {e}"
+        );
+    }
+
+    /// Attack: a folder whose own `.git/config` names an fsmonitor hook
+    /// (a shared folder or an unpacked archive carries one; a clone does
+    /// not): listing it for `--copy-cwd` must not run the hook on the host.
+    #[test]
+    fn listing_the_folder_runs_none_of_its_git_hooks() {
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join("ran");
+        let hook = d.path().join("hook.sh");
+        std::fs::write(&hook, format!("#!/bin/sh\ntouch '{}'\n", marker.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let repo = d.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .args(args)
+                .current_dir(&repo)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(repo.join("a"), "a").unwrap();
+        git(&["add", "a"]);
+        git(&["config", "core.fsmonitor", &hook.display().to_string()]);
+        let files = list(&repo).unwrap();
+        assert!(files.iter().any(|f| f == "a"), "{files:?}");
+        assert!(
+            !marker.exists(),
+            "the folder's fsmonitor hook ran on the host"
         );
     }
 

@@ -10,6 +10,9 @@ use crate::node::{self, Value};
 use crate::read::{Reader, index};
 
 const AGENT_KEYS: &[&str] = &["bottle", "skills", "git", "command"];
+/// Bounds on an agent's `command`, which the preflight shows whole.
+const MAX_COMMAND_WORD: usize = 1024;
+const MAX_COMMAND_WORDS: usize = 64;
 /// Claude Code subagent keys: accepted and ignored so one file serves both.
 const SUBAGENT_KEYS: &[&str] = &[
     "name",
@@ -182,15 +185,33 @@ pub fn parse(
                 for (i, n) in items.iter().enumerate() {
                     let word_key = index(key, i);
                     let word = r.string(n, &word_key)?;
-                    if word.contains('\0') {
+                    // Shown in the preflight: a line break or an escape
+                    // would let a project's agent draw lines of its own.
+                    if word.chars().any(char::is_control) {
                         return Err(Error::invalid(
                             file,
                             n.line,
                             &word_key,
-                            "must not contain NUL",
+                            "must not contain control characters (line breaks, tabs, NUL, escapes)",
+                        ));
+                    }
+                    if word.len() > MAX_COMMAND_WORD {
+                        return Err(Error::invalid(
+                            file,
+                            n.line,
+                            &word_key,
+                            format!("must be at most {MAX_COMMAND_WORD} bytes"),
                         ));
                     }
                     command.push(word);
+                }
+                if command.len() > MAX_COMMAND_WORDS {
+                    return Err(Error::invalid(
+                        file,
+                        v.line,
+                        key,
+                        format!("must have at most {MAX_COMMAND_WORDS} words"),
+                    ));
                 }
                 if command.first().is_none_or(|w| w.is_empty()) {
                     return Err(Error::invalid(file, v.line, key, "must name a program"));

@@ -928,6 +928,9 @@ fn read_git(r: &Reader, node: &Node) -> Result<Git, Error> {
     Ok(git)
 }
 
+/// Longest `git.user.name` or `git.user.email`.
+const MAX_GIT_USER: usize = 256;
+
 pub(crate) fn read_git_user(r: &Reader, node: &Node, prefix: &str) -> Result<GitUser, Error> {
     let entries = r.map(node, prefix)?;
     r.check_keys(entries, prefix, GIT_USER_KEYS, &[], "`git.user`")?;
@@ -935,12 +938,16 @@ pub(crate) fn read_git_user(r: &Reader, node: &Node, prefix: &str) -> Result<Git
     for (k, v) in entries {
         let key = join(prefix, &k.name);
         let value = r.string(v, &key)?;
-        if value.contains(['\n', '\r', '\0']) || value.trim().is_empty() {
+        // Shown in the preflight and written into commits: one short line.
+        if value.chars().any(char::is_control)
+            || value.trim().is_empty()
+            || value.len() > MAX_GIT_USER
+        {
             return Err(Error::invalid(
                 r.file,
                 v.line,
                 &key,
-                "must be one non-empty line",
+                format!("must be one non-empty line of at most {MAX_GIT_USER} bytes"),
             ));
         }
         match k.name.as_str() {

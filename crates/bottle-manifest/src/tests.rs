@@ -784,3 +784,34 @@ fn scheme_forms() {
         assert_eq!(b.tokens[0].scheme, Some(want));
     }
 }
+
+/// What the preflight shows of an agent (its command, its git identity)
+/// cannot carry line breaks or escapes, and is short.
+#[test]
+fn shown_agent_values_are_one_short_clean_line() {
+    for (text, key) in [
+        ("---\ncommand: [claude, \"a\\nb\"]\n---\n", "command[1]"),
+        ("---\ncommand: [\"x\\e[2K\"]\n---\n", "command[0]"),
+        (
+            "---\ncommand: [claude, \"tab\\there\"]\n---\n",
+            "command[1]",
+        ),
+        (
+            "---\ngit:\n  user: {name: \"a\\tb\"}\n---\n",
+            "git.user.name",
+        ),
+    ] {
+        let e = parse_agent(text).unwrap_err().to_string();
+        assert!(e.contains(&format!("`{key}`")), "{text}: {e}");
+    }
+    let long = "x".repeat(1025);
+    let e = parse_agent(&format!("---\ncommand: [claude, {long}]\n---\n")).unwrap_err();
+    assert!(e.to_string().contains("at most 1024 bytes"), "{e}");
+    let many = vec!["w"; 65].join(", ");
+    let e = parse_agent(&format!("---\ncommand: [{many}]\n---\n")).unwrap_err();
+    assert!(e.to_string().contains("at most 64 words"), "{e}");
+    let name = "n".repeat(257);
+    let e = parse_agent(&format!("---\ngit:\n  user: {{name: {name}}}\n---\n")).unwrap_err();
+    assert!(e.to_string().contains("at most 256 bytes"), "{e}");
+    assert!(parse_agent("---\ngit:\n  user: {name: Ünïcode Näme}\n---\n").is_ok());
+}

@@ -60,6 +60,16 @@ impl Catalog {
             }
             c.agent_dirs.push(project.join("agents"));
             for e in c.list(&project.join("agents"), Source::Project) {
+                // manifest.md: the project's wins; the user is told, since
+                // a repository can pick any of their bottles this way.
+                if let Some(home) = c.agents.get(&e.name) {
+                    c.warnings.push(format!(
+                        "the project's agent `{}` (`{}`) replaces your home agent of that name (`{}`)",
+                        e.name,
+                        shown(&e.path),
+                        shown(&home.path)
+                    ));
+                }
                 c.agents.insert(e.name.clone(), e);
             }
         }
@@ -83,15 +93,29 @@ impl Catalog {
             else {
                 self.warnings.push(format!(
                     "skipping `{}`: the file name is not UTF-8",
-                    path.display()
+                    shown(&path)
                 ));
                 continue;
             };
             if !name::is_valid(&stem) {
                 self.warnings.push(format!(
-                    "skipping `{}`: `{stem}` is not a valid name ({})",
-                    path.display(),
+                    "skipping `{}`: `{}` is not a valid name ({})",
+                    shown(&path),
+                    crate::output::printable_field(&stem),
                     name::NAME_RULE
+                ));
+                continue;
+            }
+            // A repository's link would make the CLI read (and show, or
+            // send into the bottle as a prompt) a file of the user's.
+            if source == Source::Project
+                && item.file_type().is_ok_and(|t| t.is_symlink())
+                && !link_stays_in(&path, dir)
+            {
+                self.warnings.push(format!(
+                    "skipping `{}`: a link to a file outside `{}`",
+                    shown(&path),
+                    shown(dir)
                 ));
                 continue;
             }
@@ -166,11 +190,35 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Read a manifest file: at most 1 MiB (checked before reading it all), UTF-8.
+/// A path from a folder a repository controls, for one line of output:
+/// control characters and line breaks written out.
+fn shown(path: &Path) -> String {
+    crate::output::printable_field(&path.display().to_string()).into_owned()
+}
+
+/// Whether the link `path` resolves to a file inside `dir`.
+fn link_stays_in(path: &Path, dir: &Path) -> bool {
+    match (fs::canonicalize(path), fs::canonicalize(dir)) {
+        (Ok(target), Ok(dir)) => target.starts_with(dir),
+        _ => false,
+    }
+}
+
+/// Read a manifest file: a regular file (a FIFO or a device from a
+/// repository would hang the CLI), at most 1 MiB (checked before reading
+/// it all), UTF-8.
 pub fn read_manifest(path: &Path) -> Result<String, Error> {
     let limit = bottle_manifest::frontmatter::MAX_FILE_BYTES as u64;
     let read_err =
         |e: std::io::Error| Error::new(path, None, None, ErrorKind::Read(e.kind().to_string()));
+    if !fs::metadata(path).map_err(read_err)?.is_file() {
+        return Err(Error::new(
+            path,
+            None,
+            None,
+            ErrorKind::Read("not a regular file".into()),
+        ));
+    }
     let f = fs::File::open(path).map_err(read_err)?;
     let mut bytes = Vec::new();
     f.take(limit + 1)

@@ -17,14 +17,26 @@ pub fn stdout(text: &str) -> io::Result<()> {
 /// stay. Every line the CLI prints passes here: [`stdout`], `stderrln!`,
 /// `stderr!` and the error report.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    escape_controls(text, |c| c.is_control() && c != '\n' && c != '\t')
+    escape_controls(text, |c| {
+        (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c)
+    })
+}
+
+/// Unicode's bidirectional controls: not control characters to Rust, but
+/// they reorder what follows on the line (a name that displays as another,
+/// a path that hides its end), so they are written out like the rest.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// [`printable`] for one field of an output with one record per line
 /// (`scan`): line breaks and tabs are written out as well, so a file name
 /// cannot start a line of its own that reads as another record.
 pub fn printable_field(text: &str) -> Cow<'_, str> {
-    escape_controls(text, char::is_control)
+    escape_controls(text, |c| c.is_control() || is_bidi_control(c))
 }
 
 /// `text` as a JSON string, with DEL and the C1 controls (U+007F to
@@ -54,6 +66,19 @@ pub fn json_document(json: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+#[cfg(test)]
+#[test]
+fn bidi_controls_are_written_out() {
+    // U+202E would show `txt.exe` as `exe.txt`.
+    let shown = printable("agent \u{202e}txt.exe\u{2066}x\u{2069} é");
+    assert!(!shown.contains(is_bidi_control), "{shown}");
+    assert!(
+        shown.contains(r"\u{202e}") && shown.ends_with(" é"),
+        "{shown}"
+    );
+    assert!(printable_field("a\u{200f}b").contains(r"\u{200f}"));
 }
 
 fn escape_controls(text: &str, unsafe_char: impl Fn(char) -> bool) -> Cow<'_, str> {

@@ -70,6 +70,7 @@ pub fn run(settings: &Settings, what: Option<ListWhat>, format: Format) -> Resul
             let source = a["source"].as_str().unwrap_or("");
             match a["broken"].as_str() {
                 Some(err) => {
+                    let err = crate::output::printable_field(err);
                     let _ = writeln!(out, "  {name:<20} {source:<8} broken: {err}");
                 }
                 None => {

@@ -531,7 +531,7 @@ fn escape_sequences_from_a_project_agent_never_reach_the_terminal() {
     let t = TestEnv::standard();
     t.project_agent(
         "evil",
-        "---\nbottle: dev\ncommand: [\"claude\", \"\\e[2K\\rhome\"]\n---\n\u{1b}[1A\u{1b}[2Kagent      evil (home: trusted)\u{7}\n",
+        "---\nbottle: dev\n---\n\u{1b}[1A\u{1b}[2Kagent      evil (home: trusted)\u{7}\n",
     );
     for args in [
         &["start", "evil", "--dry-run"][..],
@@ -546,6 +546,85 @@ fn escape_sequences_from_a_project_agent_never_reach_the_terminal() {
         );
         assert!(shown.contains(r"\u{1b}"), "{args:?}: {shown}");
     }
+}
+
+/// Attack: a hostile repository draws preflight lines of its own, with
+/// line breaks where the CLI shows its text: in a file name (Linux allows
+/// them; the name fails the name rule and is quoted in a warning printed
+/// just above `Launch? [y/N]`) and in the agent's command words.
+#[test]
+fn a_project_cannot_draw_preflight_lines() {
+    let t = TestEnv::standard();
+    t.write(
+        "project/.claude-bottle/agents/x\n\negress     none\nagent      fake (home: trusted)\n.md",
+        "---\nbottle: dev\n---\n",
+    );
+    let (_, out, err) = t.run(t.cmd(&["start", "reviewer", "--dry-run"]));
+    let shown = format!("{out}{err}");
+    assert!(shown.contains(r"x\u{a}\u{a}egress"), "{shown}");
+    assert!(
+        !shown
+            .lines()
+            .any(|l| l.starts_with("agent      fake") || l.starts_with("egress     none")),
+        "{shown}"
+    );
+    t.project_agent(
+        "evil",
+        "---\nbottle: dev\ncommand: [claude, \"x\\n\\nagent      evil (home: trusted)\"]\n---\n",
+    );
+    let (code, out, err) = t.run(t.cmd(&["start", "evil", "--dry-run"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("`command[1]`") && err.contains("control characters"),
+        "{err}"
+    );
+}
+
+/// Attack: a repository's agent file is a link to a file of the user's (a
+/// Claude Code subagent, whose body would become the prompt sent into the
+/// bottle), or a FIFO that would hang `list`. Links that stay in the
+/// project's agents folder still work.
+#[test]
+fn a_project_agent_file_is_the_projects_own_regular_file() {
+    let t = TestEnv::standard();
+    let mine = t.write(
+        "home/.claude/agents/private.md",
+        "---\nbottle: dev\n---\nUSER-PRIVATE\n",
+    );
+    let agents = t.root.join("project/.claude-bottle/agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    std::os::unix::fs::symlink(&mine, agents.join("stolen.md")).unwrap();
+    t.project_agent("real", "---\nbottle: dev\n---\nProject prompt.\n");
+    std::os::unix::fs::symlink(agents.join("real.md"), agents.join("alias.md")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(agents.join("fifo.md"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut list = t.cmd(&["list"]);
+    list.timeout(std::time::Duration::from_secs(20));
+    let (code, out, err) = t.run(list);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(
+            "skipping `[TMP]/project/.claude-bottle/agents/stolen.md`: a link to a file outside"
+        ),
+        "{err}"
+    );
+    assert!(
+        out.contains("fifo") && out.contains("not a regular file"),
+        "{out}"
+    );
+    assert!(out.contains("alias"), "{out}");
+    let (code, out, err) = t.run(t.cmd(&["start", "stolen", "--dry-run"]));
+    assert_eq!(code, 2);
+    assert!(!format!("{out}{err}").contains("USER-PRIVATE"));
+    let (code, out, err) = t.run(t.cmd(&["start", "alias", "--dry-run"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        format!("{out}{err}").contains("Project prompt."),
+        "{out}{err}"
+    );
 }
 
 /// The plan JSON stays JSON with control characters in a manifest, C1 ones

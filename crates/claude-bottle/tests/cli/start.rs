@@ -86,6 +86,11 @@ fn project_agent_shadows_home_agent() {
         warnings.contains("project/.claude-bottle/bottles"),
         "{warnings}"
     );
+    assert!(
+        warnings.contains("the project's agent `reviewer`")
+            && warnings.contains("replaces your home agent of that name"),
+        "{warnings}"
+    );
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--bottle", "evil", "--dry-run"]));
     assert_eq!(code, 2);
     assert!(
