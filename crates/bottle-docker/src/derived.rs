@@ -145,7 +145,7 @@ fn walk(
             continue;
         }
         let ft = entry.file_type().map_err(read)?;
-        if rel.starts_with(".git") && never_copied_in_git(&name) {
+        if git_inner(&path.to_string_lossy()).is_some() && never_copied_in_git(&name) {
             continue;
         }
         if ft.is_dir() {
@@ -398,7 +398,7 @@ impl Rewrite {
 /// linked worktree's under `.git/worktrees/`, a submodule's under
 /// `.git/modules/`), and legacy remote definitions.
 fn rewrite(rel: &str) -> Option<Rewrite> {
-    let inner = rel.strip_prefix(".git/")?;
+    let inner = git_inner(rel)?;
     let (parent, name) = inner.rsplit_once('/').unwrap_or(("", inner));
     let parent = parent.rsplit('/').next().unwrap_or(parent);
     if name == "config" || name == "config.worktree" {
@@ -408,6 +408,23 @@ fn rewrite(rel: &str) -> Option<Rewrite> {
     } else {
         None
     }
+}
+
+/// The part of `rel` inside a git folder: after its last `.git` component
+/// (a repository's own, or one nested in the copied folder, which a folder
+/// that is not itself a repository copies by walking) or `<name>.git`
+/// component (a bare repository). `None` outside any.
+fn git_inner(rel: &str) -> Option<&str> {
+    let mut inner = None;
+    let mut start = 0;
+    for part in rel.split('/') {
+        let end = start + part.len();
+        if (part == ".git" || part.ends_with(".git")) && end < rel.len() {
+            inner = Some(&rel[end + 1..]);
+        }
+        start = end + 1;
+    }
+    inner
 }
 
 /// Every line is a ref (`<oid>` or `ref: …`) or a reflog entry (`<oid>
@@ -732,6 +749,44 @@ mod tests {
             "one\n"
         );
         assert_eq!(git(&ws, &["status", "--porcelain"]), "");
+    }
+
+    /// A folder that is not itself a repository is copied by walking it,
+    /// repositories inside included: their `.git` (and a bare `x.git`)
+    /// are scrubbed like the top one's.
+    #[test]
+    fn nested_and_bare_repositories_are_scrubbed_too() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("src");
+        let token = "[remote \"origin\"]\n\turl = https://x-access-token:ghs_NESTED@github.com/o/r\n\
+                     [http]\n\textraheader = AUTHORIZATION: basic TkVTVEVE\n";
+        for dir in ["proj/.git", "deep/er/.git", "bare.git"] {
+            std::fs::create_dir_all(top.join(dir)).unwrap();
+            std::fs::write(top.join(dir).join("config"), token).unwrap();
+            std::fs::write(top.join(dir).join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        }
+        std::fs::write(top.join("proj/.git/credentials"), "https://u:NESTED3@h\n").unwrap();
+        std::fs::write(top.join("proj/config"), "not git: url = https://u:KEPT@h\n").unwrap();
+        let files = list(&top).unwrap();
+        assert!(
+            !files.iter().any(|f| f.contains("credentials")),
+            "{files:?}"
+        );
+        let c = context(&top, d.path()).unwrap();
+        let out = d.path().join("out");
+        tar::Archive::new(&c.tar[..]).unpack(&out).unwrap();
+        let ws = out.join("workspace");
+        for dir in ["proj/.git", "deep/er/.git", "bare.git"] {
+            let text = std::fs::read_to_string(ws.join(dir).join("config")).unwrap();
+            assert!(
+                !text.contains("NESTED") && !text.contains("TkVTVEVE"),
+                "{dir}: {text}"
+            );
+            assert!(text.contains("https://github.com/o/r"), "{dir}: {text}");
+        }
+        // A file named `config` outside any git folder is the project's.
+        let kept = std::fs::read_to_string(ws.join("proj/config")).unwrap();
+        assert!(kept.contains("KEPT"), "{kept}");
     }
 
     #[test]

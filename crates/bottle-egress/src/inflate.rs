@@ -20,9 +20,14 @@ use crate::limits::MAX_INFLATED_BYTES;
 
 /// Most layers of coding read (`Content-Encoding: gzip, gzip, gzip`).
 const MAX_LAYERS: usize = 3;
-/// Bytes of wire data inflated at a time, so one step's output is bounded
-/// by the sink, not by the size of the chunk the client sent.
+/// Bytes of wire data inflated at a time.
 const STEP: usize = 4096;
+/// Most inflated bytes held between two hand-offs to the scanner. The sink
+/// refuses more (`WouldBlock`) until it is drained, and the decoders keep
+/// the rest in their own bounded buffers (32 KiB each), so a layered bomb's
+/// output never piles up: one step of 4 KiB through two layers could
+/// otherwise inflate to the whole bound before anything was scanned.
+const SINK_ROOM: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
@@ -80,22 +85,30 @@ pub enum InflateError {
     TooLarge,
 }
 
-/// Where the innermost decoder writes: counts, and refuses past the bound.
+/// Where the innermost decoder writes: counts, refuses past the bound, and
+/// pauses the chain when [`SINK_ROOM`] is held.
 struct Sink {
     buf: Vec<u8>,
     total: u64,
     over: bool,
+    full: bool,
 }
 
 impl Write for Sink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.total = self.total.saturating_add(data.len() as u64);
+        let room = SINK_ROOM.saturating_sub(self.buf.len());
+        if room == 0 {
+            self.full = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = data.len().min(room);
+        self.total = self.total.saturating_add(n as u64);
         if self.total > MAX_INFLATED_BYTES {
             self.over = true;
             return Err(io::Error::other("inflated body too large"));
         }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
+        self.buf.extend_from_slice(&data[..n]);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -159,6 +172,7 @@ impl Inflater {
             buf: Vec::new(),
             total: 0,
             over: false,
+            full: false,
         });
         // The first coding applied is the last undone: it writes into the sink.
         for coding in codings {
@@ -170,11 +184,23 @@ impl Inflater {
         Self { chain }
     }
 
-    /// Inflates `wire`, handing each piece of content to `out`.
+    /// Inflates `wire`, handing each piece of content (at most
+    /// [`SINK_ROOM`] bytes) to `out`.
     pub fn push(&mut self, wire: &[u8], out: &mut dyn FnMut(&[u8])) -> Result<(), InflateError> {
         for step in wire.chunks(STEP) {
-            let written = self.chain.write_all(step).and_then(|()| self.chain.flush());
-            self.drain(written, out)?;
+            let mut rest = step;
+            while !rest.is_empty() {
+                match self.chain.write(rest) {
+                    // Data after the end of a zlib stream.
+                    Ok(0) => return Err(InflateError::Invalid),
+                    Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                    Err(_) => self.paused(out)?,
+                }
+            }
+            while self.chain.flush().is_err() {
+                self.paused(out)?;
+            }
+            self.hand_off(out);
         }
         Ok(())
     }
@@ -182,24 +208,34 @@ impl Inflater {
     /// The end of the body: what the decoders still hold. A body that ends
     /// inside a stream is invalid.
     pub fn finish(mut self, out: &mut dyn FnMut(&[u8])) -> Result<(), InflateError> {
-        let done = self.chain.finish_layer();
-        self.drain(done, out)
+        while self.chain.finish_layer().is_err() {
+            self.paused(out)?;
+        }
+        self.hand_off(out);
+        Ok(())
     }
 
-    fn drain(
-        &mut self,
-        step: io::Result<()>,
-        out: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), InflateError> {
+    /// After an error from the chain: a full sink is a pause (its bytes go
+    /// to `out`, and the same call is made again: a decoder that failed to
+    /// pass its output on consumed no input); anything else ends inflation.
+    fn paused(&mut self, out: &mut dyn FnMut(&[u8])) -> Result<(), InflateError> {
+        let sink = self.chain.sink();
+        if sink.over {
+            return Err(InflateError::TooLarge);
+        }
+        if !sink.full {
+            return Err(InflateError::Invalid);
+        }
+        sink.full = false;
+        self.hand_off(out);
+        Ok(())
+    }
+
+    fn hand_off(&mut self, out: &mut dyn FnMut(&[u8])) {
         let sink = self.chain.sink();
         if !sink.buf.is_empty() {
             out(&sink.buf);
             sink.buf.clear();
-        }
-        match step {
-            Ok(()) => Ok(()),
-            Err(_) if sink.over => Err(InflateError::TooLarge),
-            Err(_) => Err(InflateError::Invalid),
         }
     }
 }
@@ -303,15 +339,21 @@ mod tests {
         let wire = gzip(&inner);
         assert!(wire.len() < 64 * 1024, "{} bytes", wire.len());
         let mut inf = Inflater::new(&[Coding::Gzip, Coding::Gzip]);
-        let mut seen = 0u64;
+        let (mut seen, mut largest) = (0u64, 0usize);
         let mut result = Ok(());
         for c in wire.chunks(1024) {
-            result = inf.push(c, &mut |d| seen += d.len() as u64);
+            result = inf.push(c, &mut |d| {
+                seen += d.len() as u64;
+                largest = largest.max(d.len());
+            });
             if result.is_err() {
                 break;
             }
         }
         assert_eq!(result, Err(InflateError::TooLarge));
         assert!(seen <= MAX_INFLATED_BYTES, "{seen}");
+        // Handed on in pieces, never held whole.
+        assert!(largest <= SINK_ROOM, "{largest}");
+        assert!(seen > 32 * SINK_ROOM as u64, "{seen}");
     }
 }

@@ -10,8 +10,9 @@ use crate::node::{self, Value};
 use crate::read::{Reader, index};
 
 const AGENT_KEYS: &[&str] = &["bottle", "skills", "git", "command"];
-/// Bounds on an agent's `command`, which the preflight shows whole.
-const MAX_COMMAND_WORD: usize = 1024;
+/// Bounds on an agent's `command` (a word may be a whole
+/// `--append-system-prompt` text).
+const MAX_COMMAND_WORD: usize = 64 * 1024;
 const MAX_COMMAND_WORDS: usize = 64;
 /// Claude Code subagent keys: accepted and ignored so one file serves both.
 const SUBAGENT_KEYS: &[&str] = &[
@@ -185,14 +186,18 @@ pub fn parse(
                 for (i, n) in items.iter().enumerate() {
                     let word_key = index(key, i);
                     let word = r.string(n, &word_key)?;
-                    // Shown in the preflight: a line break or an escape
-                    // would let a project's agent draw lines of its own.
-                    if word.chars().any(char::is_control) {
+                    // Line breaks and tabs are text a program may take (a
+                    // prompt); the preflight writes them out. Other control
+                    // characters (NUL, escapes) have no place in a word.
+                    if word
+                        .chars()
+                        .any(|c| c.is_control() && c != '\n' && c != '\t')
+                    {
                         return Err(Error::invalid(
                             file,
                             n.line,
                             &word_key,
-                            "must not contain control characters (line breaks, tabs, NUL, escapes)",
+                            "must not contain control characters other than line breaks and tabs",
                         ));
                     }
                     if word.len() > MAX_COMMAND_WORD {

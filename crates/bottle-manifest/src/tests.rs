@@ -786,27 +786,31 @@ fn scheme_forms() {
 }
 
 /// What the preflight shows of an agent (its command, its git identity)
-/// cannot carry line breaks or escapes, and is short.
+/// cannot carry escapes; the git identity is one short line, command words
+/// may hold line breaks (the preflight writes them out) and are bounded.
 #[test]
-fn shown_agent_values_are_one_short_clean_line() {
+fn shown_agent_values_are_bounded_and_escape_free() {
     for (text, key) in [
-        ("---\ncommand: [claude, \"a\\nb\"]\n---\n", "command[1]"),
         ("---\ncommand: [\"x\\e[2K\"]\n---\n", "command[0]"),
-        (
-            "---\ncommand: [claude, \"tab\\there\"]\n---\n",
-            "command[1]",
-        ),
+        ("---\ncommand: [claude, \"a\\rb\"]\n---\n", "command[1]"),
         (
             "---\ngit:\n  user: {name: \"a\\tb\"}\n---\n",
             "git.user.name",
+        ),
+        (
+            "---\ngit:\n  user: {email: \"a\\nb\"}\n---\n",
+            "git.user.email",
         ),
     ] {
         let e = parse_agent(text).unwrap_err().to_string();
         assert!(e.contains(&format!("`{key}`")), "{text}: {e}");
     }
-    let long = "x".repeat(1025);
+    let a = parse_agent("---\ncommand: [claude, --append-system-prompt, \"one\\n\\ttwo\"]\n---\n")
+        .unwrap();
+    assert_eq!(a.command[2], "one\n\ttwo");
+    let long = "x".repeat(64 * 1024 + 1);
     let e = parse_agent(&format!("---\ncommand: [claude, {long}]\n---\n")).unwrap_err();
-    assert!(e.to_string().contains("at most 1024 bytes"), "{e}");
+    assert!(e.to_string().contains("at most 65536 bytes"), "{e}");
     let many = vec!["w"; 65].join(", ");
     let e = parse_agent(&format!("---\ncommand: [{many}]\n---\n")).unwrap_err();
     assert!(e.to_string().contains("at most 64 words"), "{e}");

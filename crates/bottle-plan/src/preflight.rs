@@ -13,7 +13,7 @@ pub fn render(plan: &Plan) -> String {
     if let Some(line) = &a.prompt_first_line {
         let _ = writeln!(w, "prompt     {}", ellipsis(line, 70));
     }
-    let _ = writeln!(w, "command    {}", a.command.join(" "));
+    let _ = writeln!(w, "command    {}", shown_command(&a.command));
     let _ = writeln!(
         w,
         "bottle     {} (lineage: {})",
@@ -160,6 +160,14 @@ fn list_or(items: &[String], none: &str) -> String {
     } else {
         items.join(", ")
     }
+}
+
+/// The agent's command on one line: line breaks and tabs in its words
+/// (a prompt given as an argument) written out, so no word can start a
+/// line of the preflight; long commands cut (the plan JSON has it whole).
+fn shown_command(words: &[String]) -> String {
+    let joined = words.join(" ").replace('\n', "\\n").replace('\t', "\\t");
+    ellipsis(&joined, 200)
 }
 
 fn ellipsis(s: &str, max: usize) -> String {

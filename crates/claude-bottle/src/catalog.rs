@@ -106,16 +106,14 @@ impl Catalog {
                 ));
                 continue;
             }
-            // A repository's link would make the CLI read (and show, or
-            // send into the bottle as a prompt) a file of the user's.
-            if source == Source::Project
-                && item.file_type().is_ok_and(|t| t.is_symlink())
-                && !link_stays_in(&path, dir)
-            {
+            // A repository's link (of the file, or of `.claude-bottle` or
+            // `agents` themselves) would make the CLI read, show, and send
+            // into the bottle as a prompt, a file of the user's.
+            let project = dir.parent().and_then(Path::parent);
+            if source == Source::Project && !project.is_some_and(|p| resolves_inside(&path, p)) {
                 self.warnings.push(format!(
-                    "skipping `{}`: a link to a file outside `{}`",
+                    "skipping `{}`: a link to a file outside the project",
                     shown(&path),
-                    shown(dir)
                 ));
                 continue;
             }
@@ -196,8 +194,8 @@ fn shown(path: &Path) -> String {
     crate::output::printable_field(&path.display().to_string()).into_owned()
 }
 
-/// Whether the link `path` resolves to a file inside `dir`.
-fn link_stays_in(path: &Path, dir: &Path) -> bool {
+/// Whether `path`, links resolved, is a file inside `dir`.
+fn resolves_inside(path: &Path, dir: &Path) -> bool {
     match (fs::canonicalize(path), fs::canonicalize(dir)) {
         (Ok(target), Ok(dir)) => target.starts_with(dir),
         _ => false,

@@ -39,6 +39,8 @@ pub struct Known {
 #[derive(Debug, Default)]
 pub struct Finished {
     pub failures: Vec<String>,
+    /// The exit code of a signal that stopped the outbox's save.
+    pub interrupted: Option<std::process::ExitCode>,
 }
 
 /// Record the workspace's git refs taken at the end of launch, in memory
@@ -123,6 +125,7 @@ pub async fn finish(
         .map(|o| o.id.clone());
     let (agents, rest): (Vec<Object>, Vec<Object>) =
         objects.iter().cloned().partition(|o| is(o, "agent"));
+    let mut interrupted = None;
     let save_outbox = async {
         let out = match agents.first() {
             Some(agent) => {
@@ -130,9 +133,15 @@ pub async fn finish(
                     .bottle_home
                     .join("outbox")
                     .join(format!("{slug}-{stamp}"));
+                // Only a signal sent during the save stops it: one that
+                // came before (a second Ctrl-C pressed with the first, one
+                // during another bottle's removal) must not cost the
+                // agent's work.
+                let _ = interrupts.pending();
                 tokio::select! {
                     saved = outbox::save(engine, &agent.id, start.as_ref(), &dir) => Some(saved),
-                    (_, what) = interrupts.next_signal() => {
+                    (code, what) = interrupts.next_signal() => {
+                        interrupted = Some(code);
                         stderrln!("\n{what}: the outbox is not saved in full; removing the bottle");
                         Some(outbox::Saved::interrupted(&dir))
                     }
@@ -194,7 +203,10 @@ pub async fn finish(
             state::dir(settings, slug).display()
         ));
     }
-    Finished { failures }
+    Finished {
+        failures,
+        interrupted,
+    }
 }
 
 // === impl Finished ===

@@ -421,6 +421,24 @@ impl Interrupts {
         got
     }
 
+    /// A signal that arrived while nothing waited for one (tokio keeps it),
+    /// taken now without waiting: the first of them, if any.
+    pub(super) fn pending(&mut self) -> Option<(ExitCode, &'static str)> {
+        use std::task::{Context, Poll, Waker};
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = None;
+        for (sig, got) in [
+            (&mut self.int, (ExitCode::from(130), "interrupted")),
+            (&mut self.term, (ExitCode::from(143), "terminated")),
+            (&mut self.hup, (ExitCode::from(129), "hung up")),
+        ] {
+            while let Poll::Ready(Some(())) = sig.poll_recv(&mut cx) {
+                first.get_or_insert(got);
+            }
+        }
+        first
+    }
+
     /// Before anything was created: say what happened, nothing more.
     async fn next_quiet(&mut self) -> ExitCode {
         let (code, what) = self.next_signal().await;
@@ -432,5 +450,41 @@ impl Interrupts {
         let (code, what) = self.next_signal().await;
         stderrln!("\n{what}: tearing down");
         code
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A signal nobody waited for is kept by tokio: `pending` takes it (so
+    /// a second Ctrl-C pressed with the first cannot stop the outbox's save
+    /// the moment it begins) and leaves nothing behind.
+    #[test]
+    fn pending_takes_signals_that_came_while_nobody_waited() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut interrupts = Interrupts::new().unwrap();
+            assert!(interrupts.pending().is_none());
+            let sent = std::process::Command::new("kill")
+                .args(["-HUP", &std::process::id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+            let mut got = None;
+            for _ in 0..100 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                got = interrupts.pending();
+                if got.is_some() {
+                    break;
+                }
+            }
+            assert_eq!(got.map(|(_, what)| what), Some("hung up"));
+            assert!(interrupts.pending().is_none(), "taken once");
+        });
     }
 }

@@ -49,6 +49,23 @@ pub fn run(settings: &Settings, slug: Option<String>, all: bool) -> Result<ExitC
                 stderrln!("bottle `{s}` is stopped and removed");
             }
             failures.extend(done.failures.into_iter().map(|f| format!("`{s}`: {f}")));
+            // A signal while this bottle was torn down (its save stopped,
+            // or later) ends `stop` once this bottle is removed.
+            let signalled = done
+                .interrupted
+                .or_else(|| interrupts.pending().map(|(code, _)| code));
+            if let Some(code) = signalled {
+                if !failures.is_empty() {
+                    stderrln!(
+                        "warning: stop did not finish cleanly:\n  {}",
+                        failures.join("\n  ")
+                    );
+                }
+                if slugs.len() > 1 {
+                    stderrln!("stopped by a signal: the other bottles keep running");
+                }
+                return Ok(code);
+            }
         }
         if !failures.is_empty() {
             return Err(EngineFailure::new(

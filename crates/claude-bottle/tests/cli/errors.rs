@@ -573,10 +573,14 @@ fn a_project_cannot_draw_preflight_lines() {
         "---\nbottle: dev\ncommand: [claude, \"x\\n\\nagent      evil (home: trusted)\"]\n---\n",
     );
     let (code, out, err) = t.run(t.cmd(&["start", "evil", "--dry-run"]));
-    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(code, 0, "{out}{err}");
+    let shown = format!("{out}{err}");
+    assert!(shown.contains(r"command    claude x\n\nagent"), "{shown}");
     assert!(
-        err.contains("`command[1]`") && err.contains("control characters"),
-        "{err}"
+        !shown
+            .lines()
+            .any(|l| l.starts_with("agent      evil (home")),
+        "{shown}"
     );
 }
 
@@ -607,7 +611,7 @@ fn a_project_agent_file_is_the_projects_own_regular_file() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         err.contains(
-            "skipping `[TMP]/project/.claude-bottle/agents/stolen.md`: a link to a file outside"
+            "skipping `[TMP]/project/.claude-bottle/agents/stolen.md`: a link to a file outside the project"
         ),
         "{err}"
     );
@@ -625,6 +629,25 @@ fn a_project_agent_file_is_the_projects_own_regular_file() {
         format!("{out}{err}").contains("Project prompt."),
         "{out}{err}"
     );
+
+    // The whole `.claude-bottle` a link to the user's Claude Code folder:
+    // its subagents are not the project's.
+    let t = TestEnv::standard();
+    t.write(
+        "home/.claude/agents/helper.md",
+        "---\nbottle: dev\n---\nUSER-SUBAGENT\n",
+    );
+    std::fs::create_dir_all(t.root.join("project")).unwrap();
+    std::os::unix::fs::symlink("../home/.claude", t.root.join("project/.claude-bottle")).unwrap();
+    let (_, out, err) = t.run(t.cmd(&["list"]));
+    assert!(!out.contains("helper"), "{out}");
+    assert!(
+        err.contains("a link to a file outside the project"),
+        "{err}"
+    );
+    let (code, out, err) = t.run(t.cmd(&["start", "helper", "--dry-run"]));
+    assert_eq!(code, 2);
+    assert!(!format!("{out}{err}").contains("USER-SUBAGENT"));
 }
 
 /// The plan JSON stays JSON with control characters in a manifest, C1 ones
