@@ -68,6 +68,76 @@ pub fn json_document(json: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The agent's output of a `--prompt` run, for a terminal: a byte stream
+/// with control characters written out (`\u{1b}`) except line breaks and
+/// tabs, C1 controls included, so an agent cannot drive the user's
+/// terminal (an OSC 52 sequence writes the clipboard the user may paste
+/// into a host shell; query sequences make the terminal type a reply).
+/// Holds the first byte of a two-byte UTF-8 sequence split between chunks.
+#[derive(Default)]
+pub struct TerminalFilter {
+    carry: Option<u8>,
+}
+
+impl TerminalFilter {
+    pub fn filter(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut bytes = chunk.iter().copied().peekable();
+        let mut lead = self.carry.take();
+        loop {
+            let b = match lead.take() {
+                Some(b) => b,
+                None => match bytes.next() {
+                    Some(b) => b,
+                    None => break,
+                },
+            };
+            if b == 0xc2 {
+                // U+0080..U+009F are `c2 80`..`c2 9f` in UTF-8.
+                match bytes.next() {
+                    None => {
+                        self.carry = Some(b);
+                        break;
+                    }
+                    Some(c @ 0x80..=0x9f) => {
+                        out.extend_from_slice(format!("\\u{{{c:x}}}").as_bytes());
+                    }
+                    Some(c) => {
+                        out.push(b);
+                        lead = Some(c);
+                    }
+                }
+                continue;
+            }
+            if (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f {
+                out.extend_from_slice(format!("\\u{{{b:x}}}").as_bytes());
+            } else {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    /// The end of the stream: a lone carried byte goes out as it was.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.carry.take().into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn the_agents_terminal_output_drives_nothing() {
+    let mut f = TerminalFilter::default();
+    let mut out = f.filter(b"ok\n\x1b]52;c;ZWNobyBwd25lZA==\x07done\tx\r\xc2");
+    out.extend(f.filter(b"\x9b2J caf\xc3\xa9 \xc2\xa0"));
+    out.extend(f.finish());
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        text,
+        "ok\n\\u{1b}]52;c;ZWNobyBwd25lZA==\\u{7}done\tx\\u{d}\\u{9b}2J café \u{a0}"
+    );
+}
+
 #[cfg(test)]
 #[test]
 fn bidi_controls_are_written_out() {

@@ -312,19 +312,47 @@ async fn run_agent(
     env: &BTreeMap<String, Secret>,
     session: &Session,
 ) -> Result<ExitCode> {
+    use std::io::IsTerminal;
     let cmd = bottle_docker::attach::agent_command(&plan.agent.command, Some(text));
+    // Piped, the output is data and passes as it is; on a terminal the
+    // agent's escape sequences are written out (docs/decisions.md).
+    let mut filters = (
+        std::io::stdout()
+            .is_terminal()
+            .then(crate::output::TerminalFilter::default),
+        std::io::stderr()
+            .is_terminal()
+            .then(crate::output::TerminalFilter::default),
+    );
     let mut sink = |chunk: exec::Chunk<'_>| match chunk {
         exec::Chunk::Stdout(b) => {
             let mut o = std::io::stdout().lock();
-            let _ = o.write_all(b);
+            let _ = o.write_all(&pass(&mut filters.0, b));
             let _ = o.flush();
         }
         exec::Chunk::Stderr(b) => {
-            let _ = std::io::stderr().write_all(b);
+            let _ = std::io::stderr().write_all(&pass(&mut filters.1, b));
         }
     };
     let code = exec::run_with(engine, container, session.exec(cmd, env), &mut sink).await?;
+    if let Some(f) = filters.0.as_mut() {
+        let _ = std::io::stdout().write_all(&f.finish());
+    }
+    if let Some(f) = filters.1.as_mut() {
+        let _ = std::io::stderr().write_all(&f.finish());
+    }
     Ok(agent_exit(code))
+}
+
+/// `b` through `filter` when there is one (the stream is a terminal).
+fn pass<'a>(
+    filter: &mut Option<crate::output::TerminalFilter>,
+    b: &'a [u8],
+) -> std::borrow::Cow<'a, [u8]> {
+    match filter {
+        Some(f) => std::borrow::Cow::Owned(f.filter(b)),
+        None => std::borrow::Cow::Borrowed(b),
+    }
 }
 
 /// How long an agent whose run was cut short has to end on SIGTERM before

@@ -144,6 +144,60 @@ fn a_signal_during_the_outbox_save_skips_it_and_tears_down() {
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
 
+/// Attack: the agent's answer to `--prompt` carries terminal sequences
+/// (OSC 52 writes the clipboard the user may paste into a host shell). On
+/// a terminal they arrive written out; piped, the bytes are the agent's.
+#[test]
+fn the_agents_output_cannot_drive_the_users_terminal() {
+    use std::io::Read;
+    use std::time::Duration;
+
+    if !super::images_ready("the_agents_output_cannot_drive_the_users_terminal") {
+        return;
+    }
+    let _images = super::image_lock();
+    let h = Home::new("probe-osc");
+    let script = "printf 'before\\033]52;c;cHduZWQ=\\007after\\n'";
+    let (controller, terminal) = bottle_testkit::pty();
+    let mut child = h
+        .cli(&["start", &h.agent, "--yes", "--prompt", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(terminal))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let Some(status) = exit_within(&mut child, Duration::from_secs(300)) else {
+        panic!("the CLI did not end");
+    };
+    let mut stderr = String::new();
+    err.read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    rustix::fs::fcntl_setfl(&controller, rustix::fs::OFlags::NONBLOCK).unwrap();
+    let mut shown = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut controller = std::fs::File::from(controller);
+    while let Ok(n) = controller.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        shown.extend_from_slice(&buf[..n]);
+    }
+    let shown = String::from_utf8_lossy(&shown);
+    assert!(
+        shown.contains(r"before\u{1b}]52;c;cHduZWQ=\u{7}after"),
+        "{shown:?}"
+    );
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    // Piped, the same answer is the agent's bytes.
+    let (stdout, _) = start_prompt(&h, script, 0);
+    assert_eq!(stdout, "before\u{1b}]52;c;cHduZWQ=\u{7}after\n");
+    assert_eq!(leftovers(&h.run), Vec::<String>::new());
+}
+
 /// A real hangup, as when the terminal window is closed: the CLI is the
 /// session leader of a pseudo-terminal whose other end goes away, so it
 /// gets SIGHUP and every later write to the terminal fails with EIO. It
