@@ -38,6 +38,11 @@ pub enum CopyError {
         path.display()
     )]
     WholeHome { path: PathBuf, what: &'static str },
+    #[error(
+        "`{}` is a file, not a folder: this is a linked worktree or a submodule, whose repository lives elsewhere and cannot be copied with it",
+        path.display()
+    )]
+    GitFile { path: PathBuf },
 }
 
 impl CopyError {
@@ -47,6 +52,9 @@ impl CopyError {
                 "start from a smaller folder, or list build output and data in `.gitignore` or `.claude-bottle-ignore`"
             }
             CopyError::WholeHome { .. } => "`cd` into the project's folder and start from there",
+            CopyError::GitFile { .. } => {
+                "start from the repository's main worktree or from a clone of it"
+            }
             _ => "check the folder's permissions, or start without `--copy-cwd`",
         }
     }
@@ -107,7 +115,11 @@ pub fn list(cwd: &Path) -> Result<Vec<String>, CopyError> {
         for p in o.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
             out.push(String::from_utf8_lossy(p).into_owned());
         }
-        if cwd.join(".git").exists() {
+        let dot_git = cwd.join(".git");
+        if dot_git.is_file() {
+            return Err(CopyError::GitFile { path: dot_git });
+        }
+        if dot_git.exists() {
             walk(cwd, Path::new(".git"), &[], &mut out)?;
         }
     } else {
@@ -675,34 +687,8 @@ mod tests {
     #[test]
     fn the_copied_git_config_holds_no_credential() {
         let d = tempfile::tempdir().unwrap();
-        let git = |dir: &Path, args: &[&str]| {
-            let o = Command::new("git")
-                .args(args)
-                .current_dir(dir)
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("HOME", d.path())
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            String::from_utf8(o.stdout).unwrap()
-        };
-        let proj = d.path().join("proj");
-        std::fs::create_dir(&proj).unwrap();
-        git(&proj, &["init", "-q", "-b", "main"]);
-        std::fs::write(proj.join("a.txt"), "a").unwrap();
-        git(&proj, &["add", "a.txt"]);
-        git(
-            &proj,
-            &[
-                "-c",
-                "user.name=T",
-                "-c",
-                "user.email=t@e",
-                "commit",
-                "-qm",
-                "one",
-            ],
-        );
+        let git = |dir: &Path, args: &[&str]| git_at(d.path(), dir, args);
+        let proj = repo_with_one_commit(d.path(), "proj", "a.txt");
         git(&proj, &["branch", "config"]);
         git(&proj, &["tag", "config.worktree"]);
         let config = proj.join(".git/config");
@@ -787,6 +773,44 @@ mod tests {
         // A file named `config` outside any git folder is the project's.
         let kept = std::fs::read_to_string(ws.join("proj/config")).unwrap();
         assert!(kept.contains("KEPT"), "{kept}");
+    }
+
+    /// Git in `dir` with `home` as HOME and no system config; its stdout.
+    fn git_at(home: &Path, dir: &Path, args: &[&str]) -> String {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", home)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// `home/name`, a repository with one commit of file `file`.
+    fn repo_with_one_commit(home: &Path, name: &str, file: &str) -> PathBuf {
+        let dir = home.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        git_at(home, &dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join(file), "a").unwrap();
+        git_at(home, &dir, &["add", file]);
+        let who = ["-c", "user.name=T", "-c", "user.email=t@e"];
+        git_at(home, &dir, &[&who[..], &["commit", "-qm", "one"]].concat());
+        dir
+    }
+
+    /// A linked worktree's `.git` is a file naming a repository elsewhere:
+    /// refused with what to do, not a read error.
+    #[test]
+    fn a_linked_worktree_is_refused_with_a_hint() {
+        let d = tempfile::tempdir().unwrap();
+        let git = |dir: &Path, args: &[&str]| git_at(d.path(), dir, args);
+        let main = repo_with_one_commit(d.path(), "main", "a");
+        git(&main, &["worktree", "add", "-q", "../linked"]);
+        let e = list(&d.path().join("linked")).expect_err("refused");
+        assert!(matches!(e, CopyError::GitFile { .. }), "{e}");
+        assert!(e.hint().contains("main worktree"), "{}", e.hint());
     }
 
     #[test]
