@@ -43,6 +43,11 @@ pub enum CopyError {
         path.display()
     )]
     GitFile { path: PathBuf },
+    #[error(
+        "`{}` is a git folder (a bare repository or a `.git`), not a work tree",
+        path.display()
+    )]
+    GitDir { path: PathBuf },
 }
 
 impl CopyError {
@@ -55,6 +60,7 @@ impl CopyError {
             CopyError::GitFile { .. } => {
                 "start from the repository's main worktree or from a clone of it"
             }
+            CopyError::GitDir { .. } => "start from a work tree (a clone) of the repository",
             _ => "check the folder's permissions, or start without `--copy-cwd`",
         }
     }
@@ -81,6 +87,13 @@ pub struct Workspace {
 
 /// Relative paths to copy (files and links; folders are implied).
 pub fn list(cwd: &Path) -> Result<Vec<String>, CopyError> {
+    // A git folder itself (a bare repository, or a `.git`): its config and
+    // credential store would be top-level files, copied as they are.
+    if is_git_dir(cwd) {
+        return Err(CopyError::GitDir {
+            path: cwd.to_path_buf(),
+        });
+    }
     let inside_git = Command::new("git")
         .args(["rev-parse", "--is-inside-work-tree"])
         .current_dir(cwd)
@@ -113,7 +126,14 @@ pub fn list(cwd: &Path) -> Result<Vec<String>, CopyError> {
             });
         }
         for p in o.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
-            out.push(String::from_utf8_lossy(p).into_owned());
+            let p = String::from_utf8_lossy(p).into_owned();
+            // An untracked bare repository inside the work tree is listed
+            // file by file: its credential store stays out, as in `walk`.
+            let name = p.rsplit('/').next().unwrap_or(&p);
+            if git_inner(cwd, &p).is_some() && never_copied_in_git(name) {
+                continue;
+            }
+            out.push(p);
         }
         let dot_git = cwd.join(".git");
         if dot_git.is_file() {
@@ -157,7 +177,7 @@ fn walk(
             continue;
         }
         let ft = entry.file_type().map_err(read)?;
-        if git_inner(&path.to_string_lossy()).is_some() && never_copied_in_git(&name) {
+        if git_inner(root, &path.to_string_lossy()).is_some() && never_copied_in_git(&name) {
             continue;
         }
         if ft.is_dir() {
@@ -344,7 +364,7 @@ impl Workspace {
                 let f = std::fs::File::open(&src).map_err(read)?;
                 let mut h = tar::Header::new_gnu();
                 h.set_metadata(meta);
-                if let Some(how) = rewrite(rel) {
+                if let Some(how) = rewrite(cwd, rel) {
                     let mut text = Vec::new();
                     f.take(crate::gitconfig::MAX_BYTES as u64 + 1)
                         .read_to_end(&mut text)
@@ -409,8 +429,8 @@ impl Rewrite {
 /// `config.worktree` anywhere under `.git` (the repository's own, a
 /// linked worktree's under `.git/worktrees/`, a submodule's under
 /// `.git/modules/`), and legacy remote definitions.
-fn rewrite(rel: &str) -> Option<Rewrite> {
-    let inner = git_inner(rel)?;
+fn rewrite(root: &Path, rel: &str) -> Option<Rewrite> {
+    let inner = git_inner(root, rel)?;
     let (parent, name) = inner.rsplit_once('/').unwrap_or(("", inner));
     let parent = parent.rsplit('/').next().unwrap_or(parent);
     if name == "config" || name == "config.worktree" {
@@ -422,21 +442,27 @@ fn rewrite(rel: &str) -> Option<Rewrite> {
     }
 }
 
-/// The part of `rel` inside a git folder: after its last `.git` component
-/// (a repository's own, or one nested in the copied folder, which a folder
-/// that is not itself a repository copies by walking) or `<name>.git`
-/// component (a bare repository). `None` outside any.
-fn git_inner(rel: &str) -> Option<&str> {
+/// The part of `rel` (a path under `root`) inside a git folder: after its
+/// last `.git` component (a repository's own, or one nested in a walked
+/// folder) or its last folder that holds a repository's `HEAD` and
+/// `objects` (a bare repository, `x.git` or any other name). `None`
+/// outside any. A folder merely named `x.git` is not one.
+fn git_inner<'a>(root: &Path, rel: &'a str) -> Option<&'a str> {
     let mut inner = None;
     let mut start = 0;
     for part in rel.split('/') {
         let end = start + part.len();
-        if (part == ".git" || part.ends_with(".git")) && end < rel.len() {
+        if end < rel.len() && (part == ".git" || is_git_dir(&root.join(&rel[..end]))) {
             inner = Some(&rel[end + 1..]);
         }
         start = end + 1;
     }
     inner
+}
+
+/// A repository's git folder: a `HEAD` file and an `objects` folder.
+fn is_git_dir(dir: &Path) -> bool {
+    dir.join("HEAD").is_file() && dir.join("objects").is_dir()
 }
 
 /// Every line is a ref (`<oid>` or `ref: …`) or a reflog entry (`<oid>
@@ -746,23 +772,31 @@ mod tests {
         let top = d.path().join("src");
         let token = "[remote \"origin\"]\n\turl = https://x-access-token:ghs_NESTED@github.com/o/r\n\
                      [http]\n\textraheader = AUTHORIZATION: basic TkVTVEVE\n";
-        for dir in ["proj/.git", "deep/er/.git", "bare.git"] {
-            std::fs::create_dir_all(top.join(dir)).unwrap();
+        for dir in ["proj/.git", "deep/er/.git", "bare.git", "mirror"] {
+            std::fs::create_dir_all(top.join(dir).join("objects")).unwrap();
             std::fs::write(top.join(dir).join("config"), token).unwrap();
             std::fs::write(top.join(dir).join("HEAD"), "ref: refs/heads/main\n").unwrap();
         }
+        std::fs::write(top.join("mirror/credentials"), "https://u:NESTED4@h\n").unwrap();
+        // Named like a bare repository, but not one: project files.
+        std::fs::create_dir_all(top.join("fixtures/repo.git")).unwrap();
+        std::fs::write(
+            top.join("fixtures/repo.git/config"),
+            "# a comment\nplain text\n",
+        )
+        .unwrap();
+        std::fs::write(top.join("fixtures/repo.git/credentials.rs"), "fn f() {}\n").unwrap();
         std::fs::write(top.join("proj/.git/credentials"), "https://u:NESTED3@h\n").unwrap();
         std::fs::write(top.join("proj/config"), "not git: url = https://u:KEPT@h\n").unwrap();
         let files = list(&top).unwrap();
-        assert!(
-            !files.iter().any(|f| f.contains("credentials")),
-            "{files:?}"
-        );
+        for gone in ["proj/.git/credentials", "mirror/credentials"] {
+            assert!(!files.iter().any(|f| f == gone), "{gone}: {files:?}");
+        }
         let c = context(&top, d.path()).unwrap();
         let out = d.path().join("out");
         tar::Archive::new(&c.tar[..]).unpack(&out).unwrap();
         let ws = out.join("workspace");
-        for dir in ["proj/.git", "deep/er/.git", "bare.git"] {
+        for dir in ["proj/.git", "deep/er/.git", "bare.git", "mirror"] {
             let text = std::fs::read_to_string(ws.join(dir).join("config")).unwrap();
             assert!(
                 !text.contains("NESTED") && !text.contains("TkVTVEVE"),
@@ -773,6 +807,18 @@ mod tests {
         // A file named `config` outside any git folder is the project's.
         let kept = std::fs::read_to_string(ws.join("proj/config")).unwrap();
         assert!(kept.contains("KEPT"), "{kept}");
+        assert!(!ws.join("mirror/credentials").exists());
+        assert_eq!(
+            std::fs::read_to_string(ws.join("fixtures/repo.git/config")).unwrap(),
+            "# a comment\nplain text\n"
+        );
+        assert!(ws.join("fixtures/repo.git/credentials.rs").exists());
+
+        // Started from inside a git folder: refused, not copied as files.
+        let e = list(&top.join("mirror")).expect_err("refused");
+        assert!(matches!(e, CopyError::GitDir { .. }), "{e}");
+        let e = list(&top.join("proj/.git")).expect_err("refused");
+        assert!(matches!(e, CopyError::GitDir { .. }), "{e}");
     }
 
     /// Git in `dir` with `home` as HOME and no system config; its stdout.
@@ -798,6 +844,28 @@ mod tests {
         let who = ["-c", "user.name=T", "-c", "user.email=t@e"];
         git_at(home, &dir, &[&who[..], &["commit", "-qm", "one"]].concat());
         dir
+    }
+
+    /// In a work tree, `git ls-files --others` lists an untracked bare
+    /// repository file by file: its credential store stays out there too.
+    #[test]
+    fn an_untracked_bare_repository_keeps_its_credentials() {
+        let d = tempfile::tempdir().unwrap();
+        let proj = repo_with_one_commit(d.path(), "proj", "a");
+        let bare = proj.join("backup.git");
+        std::fs::create_dir_all(bare.join("objects")).unwrap();
+        std::fs::write(bare.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(bare.join("credentials"), "https://u:TOKEN@h\n").unwrap();
+        std::fs::write(bare.join("description"), "x\n").unwrap();
+        let files = list(&proj).unwrap();
+        assert!(
+            files.contains(&"backup.git/description".to_string()),
+            "{files:?}"
+        );
+        assert!(
+            !files.iter().any(|f| f.contains("credentials")),
+            "{files:?}"
+        );
     }
 
     /// A linked worktree's `.git` is a file naming a repository elsewhere:

@@ -73,54 +73,70 @@ pub fn json_document(json: &str) -> Cow<'_, str> {
 /// tabs, C1 controls included, so an agent cannot drive the user's
 /// terminal (an OSC 52 sequence writes the clipboard the user may paste
 /// into a host shell; query sequences make the terminal type a reply).
-/// Holds the first byte of a two-byte UTF-8 sequence split between chunks.
+/// Read as UTF-8: a character split between chunks is held until whole;
+/// bytes that are not UTF-8 pass as they are, except 0x80 to 0x9F, which
+/// a terminal in 8-bit mode takes as C1 controls.
 #[derive(Default)]
 pub struct TerminalFilter {
-    carry: Option<u8>,
+    /// The start of a character the next chunk completes (at most 3 bytes).
+    carry: Vec<u8>,
 }
 
 impl TerminalFilter {
     pub fn filter(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(chunk.len());
-        let mut bytes = chunk.iter().copied().peekable();
-        let mut lead = self.carry.take();
+        let mut data = std::mem::take(&mut self.carry);
+        data.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(data.len());
+        let mut rest = &data[..];
         loop {
-            let b = match lead.take() {
-                Some(b) => b,
-                None => match bytes.next() {
-                    Some(b) => b,
-                    None => break,
-                },
-            };
-            if b == 0xc2 {
-                // U+0080..U+009F are `c2 80`..`c2 9f` in UTF-8.
-                match bytes.next() {
-                    None => {
-                        self.carry = Some(b);
-                        break;
-                    }
-                    Some(c @ 0x80..=0x9f) => {
-                        out.extend_from_slice(format!("\\u{{{c:x}}}").as_bytes());
-                    }
-                    Some(c) => {
-                        out.push(b);
-                        lead = Some(c);
-                    }
+            match std::str::from_utf8(rest) {
+                Ok(text) => {
+                    push_text(&mut out, text);
+                    break;
                 }
-                continue;
-            }
-            if (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f {
-                out.extend_from_slice(format!("\\u{{{b:x}}}").as_bytes());
-            } else {
-                out.push(b);
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    push_text(&mut out, std::str::from_utf8(valid).unwrap_or_default());
+                    let Some(bad) = e.error_len() else {
+                        self.carry = after.to_vec();
+                        break;
+                    };
+                    let (bad, next) = after.split_at(bad);
+                    push_bytes(&mut out, bad);
+                    rest = next;
+                }
             }
         }
         out
     }
 
-    /// The end of the stream: a lone carried byte goes out as it was.
+    /// The end of the stream: a character left unfinished goes out as
+    /// bytes.
     pub fn finish(&mut self) -> Vec<u8> {
-        self.carry.take().into_iter().collect()
+        let mut out = Vec::new();
+        push_bytes(&mut out, &std::mem::take(&mut self.carry));
+        out
+    }
+}
+
+fn push_text(out: &mut Vec<u8>, text: &str) {
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend_from_slice(format!("\\u{{{:x}}}", c as u32).as_bytes());
+        } else {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+}
+
+fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &b in bytes {
+        if (0x80..=0x9f).contains(&b) {
+            out.extend_from_slice(format!("\\x{{{b:x}}}").as_bytes());
+        } else {
+            out.push(b);
+        }
     }
 }
 
@@ -129,13 +145,19 @@ impl TerminalFilter {
 fn the_agents_terminal_output_drives_nothing() {
     let mut f = TerminalFilter::default();
     let mut out = f.filter(b"ok\n\x1b]52;c;ZWNobyBwd25lZA==\x07done\tx\r\xc2");
-    out.extend(f.filter(b"\x9b2J caf\xc3\xa9 \xc2\xa0"));
+    out.extend(f.filter(b"\x9b2J caf\xc3"));
+    out.extend(f.filter(b"\xa9 \xc2\xa0 raw\x9bC1 latin\xe9!"));
     out.extend(f.finish());
-    let text = String::from_utf8(out).unwrap();
+    let text = String::from_utf8_lossy(&out);
     assert_eq!(
         text,
-        "ok\n\\u{1b}]52;c;ZWNobyBwd25lZA==\\u{7}done\tx\\u{d}\\u{9b}2J café \u{a0}"
+        "ok\n\\u{1b}]52;c;ZWNobyBwd25lZA==\\u{7}done\tx\\u{d}\\u{9b}2J café \u{a0} raw\\x{9b}C1 latin\u{fffd}!"
     );
+    // A character still open at the end goes out as its bytes (those a
+    // terminal in 8-bit mode would take as C1 written out).
+    let mut f = TerminalFilter::default();
+    assert_eq!(f.filter(b"a\xe2\x82"), b"a");
+    assert_eq!(f.finish(), b"\xe2\\x{82}");
 }
 
 #[cfg(test)]

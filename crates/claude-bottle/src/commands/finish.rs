@@ -41,6 +41,9 @@ pub struct Finished {
     pub failures: Vec<String>,
     /// The exit code of a signal that stopped the outbox's save.
     pub interrupted: Option<std::process::ExitCode>,
+    /// One that came before the save and was set aside so as not to stop
+    /// it (`stop` ends after this bottle on it; `start` ignores it).
+    pub signalled_before: Option<std::process::ExitCode>,
 }
 
 /// Record the workspace's git refs taken at the end of launch, in memory
@@ -126,6 +129,7 @@ pub async fn finish(
     let (agents, rest): (Vec<Object>, Vec<Object>) =
         objects.iter().cloned().partition(|o| is(o, "agent"));
     let mut interrupted = None;
+    let mut signalled_before = None;
     let save_outbox = async {
         let out = match agents.first() {
             Some(agent) => {
@@ -137,7 +141,7 @@ pub async fn finish(
                 // came before (a second Ctrl-C pressed with the first, one
                 // during another bottle's removal) must not cost the
                 // agent's work.
-                let _ = interrupts.pending();
+                signalled_before = interrupts.pending().map(|(code, _)| code);
                 tokio::select! {
                     saved = outbox::save(engine, &agent.id, start.as_ref(), &dir) => Some(saved),
                     (code, what) = interrupts.next_signal() => {
@@ -206,6 +210,7 @@ pub async fn finish(
     Finished {
         failures,
         interrupted,
+        signalled_before,
     }
 }
 
