@@ -126,14 +126,7 @@ pub fn list(cwd: &Path) -> Result<Vec<String>, CopyError> {
             });
         }
         for p in o.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
-            let p = String::from_utf8_lossy(p).into_owned();
-            // An untracked bare repository inside the work tree is listed
-            // file by file: its credential store stays out, as in `walk`.
-            let name = p.rsplit('/').next().unwrap_or(&p);
-            if git_inner(cwd, &p).is_some() && never_copied_in_git(name) {
-                continue;
-            }
-            out.push(p);
+            out.push(String::from_utf8_lossy(p).into_owned());
         }
         let dot_git = cwd.join(".git");
         if dot_git.is_file() {
@@ -152,6 +145,10 @@ pub fn list(cwd: &Path) -> Result<Vec<String>, CopyError> {
             .collect();
         walk(cwd, Path::new(""), &ignore, &mut out)?;
     }
+    // Whichever way the folder was listed (an untracked bare repository in
+    // a work tree comes file by file from `ls-files`), credential stores
+    // in git folders stay out.
+    out.retain(|p| !never_copied_in_git(cwd, p));
     out.sort();
     out.dedup();
     Ok(out)
@@ -177,9 +174,6 @@ fn walk(
             continue;
         }
         let ft = entry.file_type().map_err(read)?;
-        if git_inner(root, &path.to_string_lossy()).is_some() && never_copied_in_git(&name) {
-            continue;
-        }
         if ft.is_dir() {
             walk(root, &path, ignore, out)?;
         } else if ft.is_file() || ft.is_symlink() {
@@ -430,16 +424,19 @@ impl Rewrite {
 /// linked worktree's under `.git/worktrees/`, a submodule's under
 /// `.git/modules/`), and legacy remote definitions.
 fn rewrite(root: &Path, rel: &str) -> Option<Rewrite> {
-    let inner = git_inner(root, rel)?;
-    let (parent, name) = inner.rsplit_once('/').unwrap_or(("", inner));
-    let parent = parent.rsplit('/').next().unwrap_or(parent);
-    if name == "config" || name == "config.worktree" {
-        Some(Rewrite::Config)
+    let mut parts = rel.rsplit('/');
+    let name = parts.next()?;
+    let parent = parts.next().unwrap_or("");
+    let how = if name == "config" || name == "config.worktree" {
+        Rewrite::Config
     } else if parent == "remotes" || parent == "branches" {
-        Some(Rewrite::Urls)
+        Rewrite::Urls
     } else {
-        None
-    }
+        return None;
+    };
+    // The names first: the git-folder test stats the path's folders.
+    let inner = git_inner(root, rel)?;
+    (how == Rewrite::Config || inner.contains('/')).then_some(how)
 }
 
 /// The part of `rel` (a path under `root`) inside a git folder: after its
@@ -479,10 +476,13 @@ fn is_ref_or_log(text: &[u8]) -> bool {
             })
 }
 
-/// Files under `.git` that are never copied: a credential store kept in
-/// the repository (`credential.helper = store --file=.git/credentials`).
-fn never_copied_in_git(name: &str) -> bool {
-    name.to_ascii_lowercase().contains("credential")
+/// Paths in git folders that are never copied: a credential store kept in
+/// the repository (`credential.helper = store --file=.git/credentials`),
+/// or anything under a folder so named.
+fn never_copied_in_git(root: &Path, rel: &str) -> bool {
+    let credential = |p: &str| p.to_ascii_lowercase().contains("credential");
+    // The name test first: the git-folder test stats the path's folders.
+    credential(rel) && git_inner(root, rel).is_some_and(credential)
 }
 
 /// The workspace build's options: network mode `none`, since a `COPY`
