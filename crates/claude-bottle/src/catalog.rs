@@ -80,6 +80,11 @@ impl Catalog {
         let Ok(read) = fs::read_dir(dir) else {
             return Vec::new();
         };
+        // Canonical once: every project agent must resolve inside it.
+        let project = (source == Source::Project)
+            .then(|| dir.parent().and_then(Path::parent))
+            .flatten()
+            .and_then(|p| fs::canonicalize(p).ok());
         let mut out = Vec::new();
         for item in read.flatten() {
             let path = item.path();
@@ -109,8 +114,11 @@ impl Catalog {
             // A repository's link (of the file, or of `.claude-bottle` or
             // `agents` themselves) would make the CLI read, show, and send
             // into the bottle as a prompt, a file of the user's.
-            let project = dir.parent().and_then(Path::parent);
-            if source == Source::Project && !project.is_some_and(|p| resolves_inside(&path, p)) {
+            if source == Source::Project
+                && !project
+                    .as_ref()
+                    .is_some_and(|p| fs::canonicalize(&path).is_ok_and(|t| t.starts_with(p)))
+            {
                 self.warnings.push(format!(
                     "skipping `{}`: a link to a file outside the project",
                     shown(&path),
@@ -192,14 +200,6 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// control characters and line breaks written out.
 fn shown(path: &Path) -> String {
     crate::output::printable_field(&path.display().to_string()).into_owned()
-}
-
-/// Whether `path`, links resolved, is a file inside `dir`.
-fn resolves_inside(path: &Path, dir: &Path) -> bool {
-    match (fs::canonicalize(path), fs::canonicalize(dir)) {
-        (Ok(target), Ok(dir)) => target.starts_with(dir),
-        _ => false,
-    }
 }
 
 /// Read a manifest file: a regular file (a FIFO or a device from a

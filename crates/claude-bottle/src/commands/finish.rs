@@ -39,11 +39,11 @@ pub struct Known {
 #[derive(Debug, Default)]
 pub struct Finished {
     pub failures: Vec<String>,
-    /// The exit code of a signal that stopped the outbox's save.
-    pub interrupted: Option<std::process::ExitCode>,
-    /// One that came before the save and was set aside so as not to stop
-    /// it (`stop` ends after this bottle on it; `start` ignores it).
-    pub signalled_before: Option<std::process::ExitCode>,
+    /// The exit code of a signal seen during teardown: one that stopped
+    /// the outbox's save, or one that came just before it and was set
+    /// aside so as not to stop it (`stop` ends after this bottle on
+    /// either; `start` is ending anyway).
+    pub signalled: Option<std::process::ExitCode>,
 }
 
 /// Record the workspace's git refs taken at the end of launch, in memory
@@ -128,8 +128,7 @@ pub async fn finish(
         .map(|o| o.id.clone());
     let (agents, rest): (Vec<Object>, Vec<Object>) =
         objects.iter().cloned().partition(|o| is(o, "agent"));
-    let mut interrupted = None;
-    let mut signalled_before = None;
+    let mut signalled = None;
     let save_outbox = async {
         let out = match agents.first() {
             Some(agent) => {
@@ -141,11 +140,11 @@ pub async fn finish(
                 // came before (a second Ctrl-C pressed with the first, one
                 // during another bottle's removal) must not cost the
                 // agent's work.
-                signalled_before = interrupts.pending().map(|(code, _)| code);
+                signalled = interrupts.pending().map(|(code, _)| code);
                 tokio::select! {
                     saved = outbox::save(engine, &agent.id, start.as_ref(), &dir) => Some(saved),
                     (code, what) = interrupts.next_signal() => {
-                        interrupted = Some(code);
+                        signalled = Some(code);
                         stderrln!("\n{what}: the outbox is not saved in full; removing the bottle");
                         Some(outbox::Saved::interrupted(&dir))
                     }
@@ -209,8 +208,7 @@ pub async fn finish(
     }
     Finished {
         failures,
-        interrupted,
-        signalled_before,
+        signalled,
     }
 }
 

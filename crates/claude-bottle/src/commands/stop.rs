@@ -52,8 +52,7 @@ pub fn run(settings: &Settings, slug: Option<String>, all: bool) -> Result<ExitC
             // A signal while this bottle was torn down (its save stopped,
             // or later) ends `stop` once this bottle is removed.
             let signalled = done
-                .interrupted
-                .or(done.signalled_before)
+                .signalled
                 .or_else(|| interrupts.pending().map(|(code, _)| code));
             if let Some(code) = signalled {
                 if !failures.is_empty() {
