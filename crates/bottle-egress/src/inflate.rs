@@ -90,21 +90,26 @@ pub enum InflateError {
 struct Sink {
     buf: Vec<u8>,
     total: u64,
-    over: bool,
-    full: bool,
+}
+
+impl Sink {
+    fn over(&self) -> bool {
+        self.total > MAX_INFLATED_BYTES
+    }
+
+    fn full(&self) -> bool {
+        self.buf.len() >= SINK_ROOM
+    }
 }
 
 impl Write for Sink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = SINK_ROOM.saturating_sub(self.buf.len());
-        if room == 0 {
-            self.full = true;
+        if self.full() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = data.len().min(room);
+        let n = data.len().min(SINK_ROOM - self.buf.len());
         self.total = self.total.saturating_add(n as u64);
-        if self.total > MAX_INFLATED_BYTES {
-            self.over = true;
+        if self.over() {
             return Err(io::Error::other("inflated body too large"));
         }
         self.buf.extend_from_slice(&data[..n]);
@@ -171,8 +176,6 @@ impl Inflater {
         let mut chain: Box<dyn Layer> = Box::new(Sink {
             buf: Vec::new(),
             total: 0,
-            over: false,
-            full: false,
         });
         // The first coding applied is the last undone: it writes into the sink.
         for coding in codings {
@@ -220,13 +223,12 @@ impl Inflater {
     /// pass its output on consumed no input); anything else ends inflation.
     fn paused(&mut self, out: &mut dyn FnMut(&[u8])) -> Result<(), InflateError> {
         let sink = self.chain.sink();
-        if sink.over {
+        if sink.over() {
             return Err(InflateError::TooLarge);
         }
-        if !sink.full {
+        if !sink.full() {
             return Err(InflateError::Invalid);
         }
-        sink.full = false;
         self.hand_off(out);
         Ok(())
     }

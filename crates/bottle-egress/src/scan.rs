@@ -154,12 +154,12 @@ pub fn body_coding(
         Codings::Identity => Ok(None),
         Codings::Inflate(codings) => Ok(Some(Inflater::new(&codings))),
         Codings::Unscannable => {
-            if matches!(dlp.mode, DlpMode::Block | DlpMode::Redact) {
-                verdict.blocked = Some(UNSCANNABLE.to_string());
-                return Err(UNSCANNABLE.to_string());
-            }
-            verdict.flagged.push(UNSCANNABLE.to_string());
-            Ok(None)
+            let finding = Finding {
+                rule: UNSCANNABLE.to_string(),
+                range: 0..0,
+                redacted: String::new(),
+            };
+            judge_unredactable(dlp, &[finding], verdict).map(|()| None)
         }
     }
 }
@@ -215,12 +215,12 @@ impl ScanBody {
         let Ok(mut v) = self.verdict.lock() else {
             return Err(Box::new(BodyStopped));
         };
-        match self.mode {
-            // Compressed content cannot be redacted on the wire.
-            DlpMode::Block | DlpMode::Redact if self.compressed => {
-                v.blocked = Some(findings[0].rule.clone());
-                Err(Box::new(BodyStopped))
-            }
+        // Compressed content cannot be redacted on the wire: it blocks.
+        let mode = match self.mode {
+            DlpMode::Redact if self.compressed => DlpMode::Block,
+            mode => mode,
+        };
+        match mode {
             DlpMode::Block => {
                 v.blocked = Some(findings[0].rule.clone());
                 Err(Box::new(BodyStopped))
@@ -283,7 +283,7 @@ impl ScanBody {
     }
 
     fn on_data(&mut self, data: &[u8]) -> Result<(), BoxError> {
-        if self.scanner.is_none() {
+        let Some(scanner) = self.scanner.as_mut() else {
             // Scanning ended early (`log` mode): pass the rest on.
             if let Some(b) = self.held.release_all() {
                 self.out.push_back(Frame::data(b));
@@ -291,14 +291,11 @@ impl ScanBody {
             self.out
                 .push_back(Frame::data(Bytes::copy_from_slice(data)));
             return Ok(());
-        }
+        };
         self.held.push(data);
         if self.inflater.is_some() {
             return self.on_compressed(data);
         }
-        let Some(scanner) = self.scanner.as_mut() else {
-            return Ok(());
-        };
         let findings = scanner.push(data);
         let settled = scanner.settled();
         self.apply(findings)?;
