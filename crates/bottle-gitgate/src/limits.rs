@@ -26,7 +26,8 @@ pub struct Limits {
     /// read for its entry names. A tree object larger than `max_text_blob`
     /// refuses the push too.
     pub max_trees: u64,
-    /// Entries in all those trees together.
+    /// Distinct entry names and gitlink ids in all those trees together
+    /// (an unchanged entry read again in another new tree is not counted).
     pub max_tree_entries: u64,
     /// Client connections served at once; more wait in the listen backlog.
     /// The gate shares its process (and its file descriptors) with the

@@ -17,6 +17,7 @@
 //! hex) and all of one batch's ids run together (the hex form of a longer
 //! secret split over gitlinks that follow each other).
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::time::{Duration, Instant};
 
@@ -104,6 +105,12 @@ fn read_trees(
     let mut names = Batch::new(ENTRY_NAME);
     let mut links = Batch::new(SUBMODULE_ID);
     let mut joined: Vec<u8> = Vec::new();
+    // Every new tree is read whole, unchanged entries too (a commit that
+    // edits one file of a 5,000-entry folder makes a new 5,000-entry
+    // tree): a name or gitlink met before in this push is not scanned or
+    // counted again, so work and the bound follow what is new.
+    let mut seen_names: HashSet<Vec<u8>> = HashSet::new();
+    let mut seen_links: HashSet<Vec<u8>> = HashSet::new();
     let mut header = Vec::with_capacity(128);
     let mut body = Vec::new();
     while read_line_bounded(r, &mut header, 1024)? {
@@ -162,8 +169,10 @@ fn read_trees(
         names.owner(&id);
         links.owner(&id);
         let n = for_each_entry(&body, id_len, |mode, name, oid| {
-            names.push(name);
-            if mode == GITLINK {
+            if seen_names.insert(name.to_vec()) {
+                names.push(name);
+            }
+            if mode == GITLINK && seen_links.insert(oid.to_vec()) {
                 let hex = bottle_dlp::hex_encode(oid, false);
                 links.push(&hex);
                 joined.extend_from_slice(&hex);
@@ -171,9 +180,9 @@ fn read_trees(
         })
         .map_err(|why| ScanError::Git(format!("tree {id}: {why}")))?;
         out.entries += n;
-        if out.entries > limits.max_tree_entries {
+        if (seen_names.len() + seen_links.len()) as u64 > limits.max_tree_entries {
             return Err(ScanError::TooLarge(format!(
-                "more than {} entries in the new trees of one push",
+                "more than {} distinct entries in the new trees of one push",
                 limits.max_tree_entries
             )));
         }

@@ -157,6 +157,41 @@ fn too_many_new_trees_refuse_the_push() {
     assert_eq!((t.trees, t.tree_entries), (2, 3), "{t:?}");
 }
 
+/// The entry bound counts what is new: many commits that each rewrite a
+/// folder re-read its unchanged entries, which must not refuse an
+/// ordinary push; more distinct names than the bound do.
+#[test]
+fn the_tree_entry_bound_counts_distinct_entries() {
+    let up = HttpsUpstream::start();
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.limits = Limits {
+        max_tree_entries: 6,
+        ..Limits::default()
+    };
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["checkout", "-q", "-b", "edits"]);
+    // Ten commits, ten new root trees, the same few names in each.
+    for i in 0..10 {
+        commit_file(&wt, "notes.txt", &format!("edit {i}\n"), "edits");
+    }
+    git(&wt, &["push", "-q", "origin", "edits"]);
+    assert!(up.bare.rev("refs/heads/edits").is_some());
+    let ev = gate.wait_events("git-push", 1);
+    let t = ev[0].timings.unwrap();
+    assert!(t.tree_entries > 6, "entries read again: {t:?}");
+
+    git(&wt, &["checkout", "-q", "-b", "many", "origin/main"]);
+    for i in 0..8 {
+        commit_file(&wt, &format!("f{i}.txt"), "x\n", "many");
+    }
+    let (ok, out) = git_try(&wt, &["push", "origin", "many"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("more than 6 distinct entries"), "{out}");
+    assert_eq!(up.bare.rev("refs/heads/many"), None);
+}
+
 #[test]
 fn odd_ref_names() {
     let up = HttpsUpstream::start();
