@@ -63,7 +63,11 @@ pub fn scrub(input: &[u8]) -> Vec<u8> {
                     out.extend_from_slice(&key);
                     if let Some(v) = value {
                         out.extend_from_slice(b" = ");
-                        quote(&strip_userinfo(&v), &mut out);
+                        let mut v = strip_userinfo(&v);
+                        if key.to_ascii_lowercase().ends_with(b"proxy") {
+                            v = strip_bare_userinfo(&v);
+                        }
+                        quote(&v, &mut out);
                     }
                     out.push(b'\n');
                 }
@@ -194,6 +198,19 @@ pub fn strip_userinfo(text: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// A proxy value without a scheme (`user:pass@proxy:3128`, which git reads
+/// as `[protocol://][user[:password]@]host[:port]`) loses what is before
+/// its last `@`; [`strip_userinfo`] has done those with a scheme.
+fn strip_bare_userinfo(v: &[u8]) -> Vec<u8> {
+    if v.windows(3).any(|w| w == b"://") {
+        return v.to_vec();
+    }
+    match v.iter().rposition(|&b| b == b'@') {
+        Some(at) => v[at + 1..].to_vec(),
+        None => v.to_vec(),
+    }
 }
 
 struct Parser<'a> {
@@ -443,10 +460,12 @@ mod tests {
              [http]\n\tproxy = http://proxyuser:TOKEN6@proxy:3128\n\
              [alias]\n\tp = !git push https://u:TOKEN7@h/x HEAD && echo 'http://v:TOKEN8@h'\n\
              [remote \"ssh\"]\n\turl = ssh://git@github.com/o/r\n\turl = git@github.com:o/r\n\
-             \turl = git+ssh://git:TOKEN9@h.example/o/r\n",
+             \turl = git+ssh://git:TOKEN9@h.example/o/r\n\
+             [https]\n\tproxy = bare:TOKEN10@corp-proxy:8080\n\
+             [http \"https://h.example/\"]\n\tproxy = TOKEN11@p2:3128\n",
             &[
                 "TOKEN1", "TOKEN2", "TOKEN3", "TOKEN4", "TOKEN5", "TOKEN6", "TOKEN7", "TOKEN8",
-                "TOKEN9",
+                "TOKEN9", "TOKEN10", "TOKEN11",
             ],
         );
         assert!(
@@ -458,6 +477,12 @@ mod tests {
             "{read}"
         );
         assert!(read.contains("http.proxy=http://proxy:3128\n"), "{read}");
+        // git reads a proxy without a scheme as `[user[:password]@]host`.
+        assert!(read.contains("https.proxy=corp-proxy:8080\n"), "{read}");
+        assert!(
+            read.contains("http.https://h.example/.proxy=p2:3128\n"),
+            "{read}"
+        );
         assert!(
             read.contains("submodule.s.url=https://h.example/s\n"),
             "{read}"
