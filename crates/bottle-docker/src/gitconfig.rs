@@ -135,7 +135,7 @@ fn keep(s: &Section, key: &[u8]) -> bool {
 
 /// A value as git reads it back: quoted, with `\`, `"`, newline, tab and
 /// backspace escaped.
-fn quote(v: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn quote(v: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     for &b in v {
         match b {

@@ -71,9 +71,11 @@ pub fn gitconfig(plan: &Plan) -> String {
     out
 }
 
-/// A git config value in double quotes, with `\` and `"` escaped.
+/// A git config value in double quotes ([`crate::gitconfig::quote`]).
 fn quote(v: &str) -> String {
-    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    let mut out = Vec::with_capacity(v.len() + 2);
+    crate::gitconfig::quote(v.as_bytes(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The files the agent user gets.
