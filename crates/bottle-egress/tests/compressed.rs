@@ -17,17 +17,9 @@ use hyper::Request;
 use support::*;
 use tokio::io::AsyncWriteExt;
 
-const SECRET: &str = "topsecretvalue42";
-
 async fn proxy(mode: &str) -> (Running, Recorder) {
     let (up, rec) = http_upstream().await;
-    let p = Setup::new(format!(
-        "dlp: {mode}\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
-    ))
-    .secrets(&[("S", SECRET)])
-    .start()
-    .await;
-    (p, rec)
+    (dlp_proxy_to(&format!("dlp: {mode}"), up).await, rec)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -178,12 +170,7 @@ fn chunked_request_ended(got: &[u8]) -> bool {
 #[tokio::test]
 async fn trailer_fields_are_not_forwarded() {
     let (up, got) = raw_upstream(chunked_request_ended).await;
-    let p = Setup::new(format!(
-        "dlp: block\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
-    ))
-    .secrets(&[("S", SECRET)])
-    .start()
-    .await;
+    let p = dlp_proxy_to("dlp: block", up).await;
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let request = format!(
         "POST http://app.test/upload HTTP/1.1\r\nHost: app.test\r\nTE: trailers\r\n\

@@ -11,18 +11,10 @@ use bottle_egress::dlp::{Engine, Finding, StreamScan};
 use support::*;
 use tokio::io::AsyncWriteExt;
 
-const SECRET: &str = "topsecretvalue42";
-
-/// A proxy with `settings` (`dlp:` and `log:` lines) and SECRET known,
-/// routing app.test and its subdomains.
+/// [`dlp_proxy_to`] a recording upstream; also its base URL.
 async fn dlp_proxy(settings: &str) -> (Running, Recorder, String) {
     let (up, rec) = http_upstream().await;
-    let p = Setup::new(format!(
-        "{settings}\nallow: [{{host: app.test}}, {{host: '*.app.test'}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
-    ))
-    .secrets(&[("S", SECRET)])
-    .start()
-    .await;
+    let p = dlp_proxy_to(settings, up).await;
     (p, rec, "http://app.test".to_string())
 }
 
@@ -79,12 +71,7 @@ async fn secrets_in_url_and_headers_are_blocked() {
 #[tokio::test]
 async fn secret_split_across_body_chunks_is_refused_before_the_body_ends() {
     let (up, got) = raw_upstream(|_| false).await;
-    let p = Setup::new(format!(
-        "dlp: block\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
-    ))
-    .secrets(&[("S", SECRET)])
-    .start()
-    .await;
+    let p = dlp_proxy_to("dlp: block", up).await;
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let (a, b) = SECRET.split_at(7);
     // Filler on both sides: engines may scan in steps of some KiB and hold a

@@ -370,6 +370,20 @@ pub async fn raw_upstream(complete: fn(&[u8]) -> bool) -> (SocketAddr, Arc<Mutex
     (addr, got)
 }
 
+/// The known secret of the DLP tests (as if the agent had found a token).
+pub const SECRET: &str = "topsecretvalue42";
+
+/// A proxy with `settings` (`dlp:` and `log:` lines) and [`SECRET`] known,
+/// routing app.test and its subdomains to `up`.
+pub async fn dlp_proxy_to(settings: &str, up: SocketAddr) -> Running {
+    Setup::new(format!(
+        "{settings}\nallow: [{{host: app.test}}, {{host: '*.app.test'}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", SECRET)])
+    .start()
+    .await
+}
+
 /// Sends raw bytes, then reads until the proxy closes or 5 s pass.
 pub async fn raw(proxy: SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(proxy).await.unwrap();
