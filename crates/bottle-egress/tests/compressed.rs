@@ -187,3 +187,26 @@ async fn trailer_fields_are_not_forwarded() {
     assert!(seen.contains("hello"), "{seen}");
     assert!(!seen.contains(SECRET), "the trailer went upstream: {seen}");
 }
+
+/// A compressed body is held whole until its content is found clean, so
+/// the hold is bounded: past it the request is refused, not buffered on.
+#[tokio::test]
+async fn a_compressed_body_over_the_hold_bound_is_refused() {
+    let (p, rec) = proxy("block").await;
+    // Incompressible content: the gzip stream is as large as the data.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..bottle_egress::limits::MAX_COMPRESSED_HELD_BYTES + (1 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let wire = gzip(&noise);
+    assert!(wire.len() > bottle_egress::limits::MAX_COMPRESSED_HELD_BYTES);
+    assert_eq!(post(&p, "gzip", wire).await, (403, "too-large".to_string()));
+    // The upstream may have seen the head of the cut request, never a byte
+    // of its body.
+    assert!(rec.all().iter().all(|seen| seen.body.is_empty()));
+}
