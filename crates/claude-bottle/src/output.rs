@@ -70,7 +70,7 @@ pub fn json_document(json: &str) -> Cow<'_, str> {
 
 /// The agent's output of a `--prompt` run, for a terminal: a byte stream
 /// with control characters written out (`\u{1b}`) except line breaks and
-/// tabs, C1 controls included, so an agent cannot drive the user's
+/// tabs, C1 and bidirectional controls included, so an agent cannot drive the user's
 /// terminal (an OSC 52 sequence writes the clipboard the user may paste
 /// into a host shell; query sequences make the terminal type a reply).
 /// Read as UTF-8: a character split between chunks is held until whole;
@@ -119,15 +119,9 @@ impl TerminalFilter {
     }
 }
 
+/// Text written out as every line the CLI prints is ([`printable`]).
 fn push_text(out: &mut Vec<u8>, text: &str) {
-    for c in text.chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.extend_from_slice(format!("\\u{{{:x}}}", c as u32).as_bytes());
-        } else {
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        }
-    }
+    out.extend_from_slice(printable(text).as_bytes());
 }
 
 fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
