@@ -18,7 +18,7 @@ pub fn stdout(text: &str) -> io::Result<()> {
 /// `stderr!` and the error report.
 pub fn printable(text: &str) -> Cow<'_, str> {
     escape_controls(text, |c| {
-        (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c)
+        (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c) || is_invisible(c)
     })
 }
 
@@ -32,11 +32,35 @@ fn is_bidi_control(c: char) -> bool {
     )
 }
 
+/// Characters that show as nothing: zero-width spaces and joiners, word
+/// joiners, the BOM, the soft hyphen, Hangul fillers and the tag
+/// characters (which can spell hidden ASCII). A skill, agent or file name
+/// with one looks like another name, and hidden text in the agent's output
+/// is text the user cannot read; written out, both show. Variation
+/// selectors stay: emoji need them, and they hide nothing on their own.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{115f}'
+            | '\u{1160}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200d}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{3164}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{e0000}'..='\u{e007f}'
+    )
+}
+
 /// [`printable`] for one field of an output with one record per line
 /// (`scan`): line breaks and tabs are written out as well, so a file name
 /// cannot start a line of its own that reads as another record.
 pub fn printable_field(text: &str) -> Cow<'_, str> {
-    escape_controls(text, |c| c.is_control() || is_bidi_control(c))
+    escape_controls(text, |c| {
+        c.is_control() || is_bidi_control(c) || is_invisible(c)
+    })
 }
 
 /// `text` as a JSON string, with DEL and the C1 controls (U+007F to
@@ -165,6 +189,22 @@ fn bidi_controls_are_written_out() {
         "{shown}"
     );
     assert!(printable_field("a\u{200f}b").contains(r"\u{200f}"));
+}
+
+#[cfg(test)]
+#[test]
+fn invisible_characters_are_written_out() {
+    // `re\u{200b}view` looks like `review`; tag characters spell hidden
+    // ASCII (here "hi").
+    let shown =
+        printable("skill re\u{200b}view\u{feff} \u{e0068}\u{e0069} caf\u{e9} \u{2764}\u{fe0f}");
+    assert_eq!(
+        shown,
+        r"skill re\u{200b}view\u{feff} \u{e0068}\u{e0069} café ❤️"
+    );
+    assert!(printable_field("a\u{2060}b").contains(r"\u{2060}"));
+    let mut f = TerminalFilter::default();
+    assert_eq!(f.filter("x\u{200d}y".as_bytes()), br"x\u{200d}y");
 }
 
 fn escape_controls(text: &str, unsafe_char: impl Fn(char) -> bool) -> Cow<'_, str> {
