@@ -27,6 +27,7 @@ pub mod scan;
 pub mod server;
 pub mod standalone;
 pub mod upstream;
+pub mod websocket;
 
 pub use config::ProxyConfig;
 pub use error::{Deny, Error};

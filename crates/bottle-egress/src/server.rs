@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use crate::addr::{HostKind, classify_host};
 use crate::audit::{Audit, Event, MemoryLog, millis};
 use crate::ca::{Ca, load_roots_pem};
-use crate::config::{LogMode, ProxyConfig, Token};
+use crate::config::{DlpMode, LogMode, ProxyConfig, Token};
 use crate::connect::{self, Tunnel};
 use crate::dlp::{BottleDlp, Dlp, Engine};
 pub use crate::error::Failure;
@@ -36,6 +36,7 @@ use crate::reverse::{self, Provider};
 use crate::route::{Route, Scheme};
 use crate::scan::{self, ScanBody, Verdict};
 use crate::upstream::{self, Body, BoxError, Net, Pool, SystemNet, Target};
+use crate::websocket;
 
 pub use crate::config::INTERNAL_HOST;
 /// The header naming the reason of a refusal.
@@ -738,6 +739,11 @@ pub async fn exchange(
     strip_hop_by_hop(&mut parts.headers);
     if ws {
         set_upgrade_headers(&mut parts.headers);
+        if dlp.active() {
+            // The frames are scanned: no extension (permessage-deflate)
+            // may turn them into something the scan cannot read.
+            parts.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+        }
     }
     ex.auth.apply(&mut parts.headers);
     let host_header = host_header(&ex.target);
@@ -895,11 +901,36 @@ async fn send_and_wrap(
         let Some(client_upgrade) = client_upgrade else {
             return Err(Deny::UpstreamError.into());
         };
+        let scanned = inner.dlp.active();
+        if scanned
+            && resp
+                .headers()
+                .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+        {
+            // An extension nobody asked for: its frames could not be read.
+            return Err(Deny::UpstreamError.into());
+        }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let report = (scanned && inner.audit.enabled()).then(|| {
+            (
+                inner.audit.clone(),
+                info.event("allow", inner),
+                info.started,
+            )
+        });
+        let dlp = inner.dlp.clone();
         tokio::spawn(async move {
             if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
                 let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                if scanned {
+                    let mode = dlp.mode;
+                    let ended = websocket::relay(c, u, websocket::ClientFrames::new(dlp)).await;
+                    if let Some((audit, ev, started)) = report {
+                        report_websocket(&audit, ev, started, mode, ended);
+                    }
+                } else {
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                }
             }
             drop(upgrade_slot);
         });
@@ -936,6 +967,45 @@ async fn send_and_wrap(
         full_log,
     };
     Ok(Response::from_parts(rp, body.boxed()))
+}
+
+/// The event of a WebSocket the frame scan stopped or flagged (its
+/// handshake has an event of its own already); nothing for a clean one.
+fn report_websocket(
+    audit: &Audit,
+    mut ev: Event,
+    started: Instant,
+    mode: DlpMode,
+    (stop, flagged): (Option<websocket::Stop>, Vec<String>),
+) {
+    match stop {
+        Some(websocket::Stop::Dlp(rule)) => {
+            ev.decision = "block";
+            ev.reason = Some(Deny::Dlp.as_str());
+            ev.rule = Some(rule);
+        }
+        Some(websocket::Stop::TooLarge) => {
+            ev.decision = "block";
+            ev.reason = Some(Deny::TooLarge.as_str());
+        }
+        Some(websocket::Stop::Malformed(what)) => {
+            ev.decision = "block";
+            ev.reason = Some(Deny::Malformed.as_str());
+            ev.rule = Some(what.to_string());
+        }
+        None => {
+            let Some(rule) = flagged.into_iter().next() else {
+                return;
+            };
+            if mode == DlpMode::Redact {
+                ev.decision = "redact";
+            }
+            ev.reason = Some(Deny::Dlp.as_str());
+            ev.rule = Some(rule);
+        }
+    }
+    ev.ms = millis(started.elapsed());
+    audit.emit(&ev);
 }
 
 /// A response body that writes its request's audit event when it ends, with
