@@ -19,7 +19,15 @@ RUN printf '%s\n' 'passwd: files' 'group: files' 'shadow: files' 'hosts: files d
       'networks: files' 'protocols: files' 'services: files' 'ethers: files' 'rpc: files' \
       > /etc/nsswitch.conf
 COPY claude-bottle /usr/local/bin/claude-bottle
-# Runs as nobody with no capabilities; the engine lets it bind port 53 by
-# lowering net.ipv4.ip_unprivileged_port_start in its own network namespace.
-USER 65534:65534
+# Runs as a user of its own with no capabilities; the engine lets it bind
+# port 53 by lowering net.ipv4.ip_unprivileged_port_start in its own
+# network namespace. Not nobody (65534): a host process running as nobody
+# would share the uid, and with it /proc access to the sidecar's git
+# children (their environment holds the gate's tokens) and its tmpfs (the
+# SSH keys). 65200 is in the range Debian reserves and never allocates
+# (65000-65533), and below 65536 so user-namespaced and rootless engines
+# map it. ssh needs the uid in passwd.
+RUN echo 'claude-bottle-sidecar:x:65200:65200:claude-bottle sidecar:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+    && echo 'claude-bottle-sidecar:x:65200:' >> /etc/group
+USER 65200:65200
 ENTRYPOINT ["/usr/local/bin/claude-bottle", "sidecar"]

@@ -154,6 +154,11 @@ pub const SIDECAR_PIDS: i64 = 512;
 pub const SIDECAR_LOG_FILE_SIZE: &str = "64m";
 pub const SIDECAR_LOG_FILES: u32 = 8;
 
+/// The sidecar's user and group (its image's `USER`, set again at create
+/// so an image built otherwise cannot change it); see sidecar.Dockerfile
+/// for why this number.
+pub const SIDECAR_USER: &str = "65200:65200";
+
 /// Create the sidecar on the internal network (alias `sidecar`) and the
 /// egress network, and start it. Returns its id and internal address.
 pub async fn start(
@@ -204,6 +209,7 @@ pub async fn start(
     };
     let body = ContainerCreateBody {
         image: Some(plan.sidecar.image.clone()),
+        user: Some(SIDECAR_USER.into()),
         open_stdin: Some(true),
         stdin_once: Some(true),
         attach_stdin: Some(true),

@@ -28,6 +28,13 @@ use crate::report::UsageError;
 const MAX_CONFIG: u64 = 4 * 1024 * 1024;
 
 pub fn run() -> Result<ExitCode> {
+    // Before a secret is read: a process that is not dumpable has its
+    // /proc files (mem, environ, root, fd) owned by root, so no other
+    // process of the same uid can read its memory or its tmpfs through
+    // them. (Its git children, exec'd, are dumpable again; the sidecar's
+    // uid of its own keeps those from host processes.)
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("cannot make the sidecar non-dumpable")?;
     let mut text = String::new();
     std::io::stdin()
         .take(MAX_CONFIG + 1)

@@ -77,7 +77,7 @@ fn build_both_images_from_a_local_base() {
         );
         assert_eq!(labels["io.claude-bottle.test"], "engine-build", "{tag}");
     }
-    // The sidecar runs the very binary that built it, as nobody.
+    // The sidecar runs the very binary that built it, as its own user.
     let sidecar = format!("claude-bottle/sidecar:{VERSION}");
     let v = docker(&[
         "run",
@@ -90,7 +90,7 @@ fn build_both_images_from_a_local_base() {
     assert_eq!(v, format!("claude-bottle {VERSION}"));
     assert_eq!(
         docker(&["image", "inspect", "--format", "{{.Config.User}}", &sidecar]),
-        "65534:65534"
+        "65200:65200"
     );
     // Names resolve through glibc's built-in sources only, whatever the
     // base's NSS setup.

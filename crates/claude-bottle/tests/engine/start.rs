@@ -376,9 +376,13 @@ fn the_token_stays_in_the_sidecar() {
         .trim()
         .to_string();
     let egress_ip: std::net::IpAddr = egress_ip.parse().expect("the sidecar's egress address");
-    // The sidecar itself (docker.md, Hardening): nobody, no capabilities,
+    // The sidecar itself (docker.md, Hardening): a uid of its own (not
+    // nobody, which host daemons share), no capabilities,
     // no-new-privileges, a read-only root, bounded processes and memory; the exec runs with the
-    // container's own settings. /var/tmp is writable by anyone on a
+    // container's own settings. The sidecar process is not dumpable: its
+    // /proc files belong to root, and another process of its own uid (this
+    // exec; a host process running as 65200) cannot get into its memory or
+    // its tmpfs (checked: without the prctl this prints `65200` and `open`). /var/tmp is writable by anyone on a
     // writable root (checked: with readonly_rootfs off this prints
     // `written`); with capabilities CapEff is not zero.
     let hardening = Command::new("docker")
@@ -390,7 +394,11 @@ fn the_token_stays_in_the_sidecar() {
             "id -u; (echo x > /var/tmp/planted) 2>/dev/null && echo written || echo read-only; \
              grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status; \
              cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; \
-             cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+             cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+             for d in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $d/cmdline)\" in \
+               '/usr/local/bin/claude-bottle sidecar'*) pid=${d#/proc/};; esac; done; \
+             stat -c %u /proc/$pid/environ; \
+             ls /proc/$pid/root/tmp >/dev/null 2>&1 && echo open || echo closed",
         ])
         .output()
         .unwrap();
@@ -427,8 +435,8 @@ fn the_token_stays_in_the_sidecar() {
     );
     assert_eq!(
         hardening,
-        "65534\nread-only\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n\
-         512\n2147483648\n",
+        "65200\nread-only\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n\
+         512\n2147483648\n0\nclosed\n",
         "the sidecar's hardening"
     );
     assert_eq!(
