@@ -4,14 +4,16 @@
 //! without its query (queries carry tokens), and anything DLP flagged is
 //! logged redacted.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
 use crate::config::AuditTarget;
 use crate::error::{Deny, Error};
+use crate::limits::REFUSAL_EVENTS_PER_SECOND;
 
 /// One decision.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -33,6 +35,10 @@ pub struct Event {
     /// `log: full` only: the start of the response body, secrets redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+    /// Refusals over the rate limit only: how many of this reason went
+    /// unwritten (see [`Audit`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl Event {
@@ -52,6 +58,7 @@ impl Event {
             ms: 0,
             request_body: None,
             response_body: None,
+            count: None,
         }
     }
 
@@ -70,9 +77,59 @@ enum Sink {
 }
 
 /// Where events go. Cheap to clone.
+///
+/// Refusals are rate-limited: the agent chooses how many there are (a
+/// flood of refused DNS queries or requests costs it nothing), and the log
+/// it fills is rotated at a bound, so without a limit a flood would push
+/// the earlier events (a push, a DLP refusal) out before teardown saves
+/// them. Past [`REFUSAL_EVENTS_PER_SECOND`] in a second, refusals are
+/// counted instead of written, and once a second each count is written as
+/// one `internal` event (`rule` `rate-limit:<kind>`, the refusal's
+/// `reason`, `count`). Allowed requests are never held back.
 #[derive(Clone)]
 pub struct Audit {
     sink: Arc<Sink>,
+    refusals: Arc<Mutex<Refusals>>,
+}
+
+/// Refusals written in the current second, and those counted instead.
+struct Refusals {
+    limit: u32,
+    window: Instant,
+    written: u32,
+    /// (kind, reason) → refusals not written.
+    held: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+impl Refusals {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            window: Instant::now(),
+            written: 0,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// A new second starts: the counts of the last one, to be written.
+    fn roll(&mut self, now: Instant) -> BTreeMap<(&'static str, &'static str), u64> {
+        if now.duration_since(self.window) < Duration::from_secs(1) {
+            return BTreeMap::new();
+        }
+        self.window = now;
+        self.written = 0;
+        std::mem::take(&mut self.held)
+    }
+}
+
+/// The event that stands for `n` refusals of `kind` and `reason` not
+/// written.
+fn held_event(kind: &'static str, reason: &'static str, n: u64) -> Event {
+    let mut e = Event::new("internal", "block");
+    e.reason = Some(reason);
+    e.rule = Some(format!("rate-limit:{kind}"));
+    e.count = Some(n);
+    e
 }
 
 impl std::fmt::Debug for Audit {
@@ -101,20 +158,10 @@ impl MemoryLog {
 impl Audit {
     pub fn open(target: &AuditTarget, enabled: bool) -> Result<(Self, Option<MemoryLog>), Error> {
         if !enabled {
-            return Ok((
-                Audit {
-                    sink: Arc::new(Sink::Off),
-                },
-                None,
-            ));
+            return Ok((Audit::with_sink(Sink::Off), None));
         }
         Ok(match target {
-            AuditTarget::Stdout => (
-                Audit {
-                    sink: Arc::new(Sink::Stdout),
-                },
-                None,
-            ),
+            AuditTarget::Stdout => (Audit::with_sink(Sink::Stdout), None),
             AuditTarget::File(path) => {
                 let mut opts = std::fs::OpenOptions::new();
                 opts.create(true).append(true);
@@ -127,23 +174,89 @@ impl Audit {
                     path: path.clone(),
                     source,
                 })?;
-                (
-                    Audit {
-                        sink: Arc::new(Sink::File(Mutex::new(file))),
-                    },
-                    None,
-                )
+                (Audit::with_sink(Sink::File(Mutex::new(file))), None)
             }
             AuditTarget::Memory => {
                 let log = MemoryLog::default();
-                (
-                    Audit {
-                        sink: Arc::new(Sink::Memory(log.0.clone())),
-                    },
-                    Some(log),
-                )
+                (Audit::with_sink(Sink::Memory(log.0.clone())), Some(log))
             }
         })
+    }
+
+    fn with_sink(sink: Sink) -> Self {
+        let audit = Audit {
+            sink: Arc::new(sink),
+            refusals: Arc::new(Mutex::new(Refusals::new(REFUSAL_EVENTS_PER_SECOND))),
+        };
+        audit.flush_every_second();
+        audit
+    }
+
+    /// At most `n` refusals written a second (tests use small numbers).
+    pub fn limit_refusals(self, n: u32) -> Self {
+        if let Ok(mut r) = self.refusals.lock() {
+            r.limit = n;
+        }
+        self
+    }
+
+    /// Writes the counts of refusals held back once their second is over,
+    /// also when no other event comes to do it. The task ends with the
+    /// last clone of this audit log. Outside a runtime (a test building a
+    /// config) nothing is spawned: counts are then written with the next
+    /// event.
+    fn flush_every_second(&self) {
+        if matches!(*self.sink, Sink::Off) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let sink: Weak<Sink> = Arc::downgrade(&self.sink);
+        let refusals = Arc::downgrade(&self.refusals);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (Some(sink), Some(refusals)) = (sink.upgrade(), refusals.upgrade()) else {
+                    return;
+                };
+                Audit { sink, refusals }.write_held(Instant::now());
+            }
+        });
+    }
+
+    /// Writes the counts of a second that is over.
+    fn write_held(&self, now: Instant) {
+        let held = match self.refusals.lock() {
+            Ok(mut r) => r.roll(now),
+            Err(_) => return,
+        };
+        for ((kind, reason), n) in held {
+            self.write(&held_event(kind, reason, n));
+        }
+    }
+
+    /// True when `event` is a refusal over this second's limit: counted,
+    /// not to be written.
+    fn held_back(&self, event: &Event) -> bool {
+        if event.decision != "block" || event.kind == "internal" {
+            return false;
+        }
+        let now = Instant::now();
+        self.write_held(now);
+        let Ok(mut r) = self.refusals.lock() else {
+            return false;
+        };
+        if r.written < r.limit {
+            r.written += 1;
+            return false;
+        }
+        *r.held
+            .entry((event.kind, event.reason.unwrap_or("")))
+            .or_default() += 1;
+        true
     }
 
     /// Whether events are written at all (`log: off` writes none).
@@ -151,12 +264,17 @@ impl Audit {
         !matches!(*self.sink, Sink::Off)
     }
 
-    /// Writes one event. A failing sink must not take the proxy down, so
-    /// write errors are reported through tracing and otherwise ignored.
+    /// Writes one event, unless it is a refusal over the rate limit. A
+    /// failing sink must not take the proxy down, so write errors are
+    /// reported through tracing and otherwise ignored.
     pub fn emit(&self, event: &Event) {
-        if matches!(*self.sink, Sink::Off) {
+        if matches!(*self.sink, Sink::Off) || self.held_back(event) {
             return;
         }
+        self.write(event);
+    }
+
+    fn write(&self, event: &Event) {
         let stamped;
         let event = if event.ts.is_empty() {
             stamped = Event {
@@ -267,6 +385,50 @@ mod tests {
             "{line}"
         );
         assert!(line.get("request_body").is_none(), "only with `log: full`");
+    }
+
+    /// Attack: a flood of refusals to rotate earlier events out of the
+    /// log. Past the limit they are counted, and the count is written.
+    #[test]
+    fn refusals_over_the_limit_are_counted_not_written() {
+        let (audit, log) = Audit::open(&AuditTarget::Memory, true).unwrap();
+        let audit = audit.limit_refusals(3);
+        let log = log.unwrap();
+        audit.emit(&Event::new("git-push", "allow"));
+        for _ in 0..10 {
+            audit.emit(&Event::deny("dns", Deny::DnsRefused));
+        }
+        audit.emit(&Event::deny("http", Deny::NoRoute));
+        // Allowed requests are never held back.
+        for _ in 0..5 {
+            audit.emit(&Event::new("http", "allow"));
+        }
+        let kinds = |log: &MemoryLog| -> Vec<String> {
+            log.events()
+                .iter()
+                .map(|e| format!("{} {}", e["kind"], e["decision"]))
+                .collect()
+        };
+        assert_eq!(log.events().len(), 1 + 3 + 5, "{:?}", kinds(&log));
+        // The second is over: the next event writes the counts first.
+        if let Ok(mut r) = audit.refusals.lock() {
+            r.window -= Duration::from_secs(2);
+        }
+        audit.emit(&Event::deny("dns", Deny::DnsRefused));
+        let events = log.events();
+        let held: Vec<_> = events
+            .iter()
+            .filter(|e| e["kind"] == "internal")
+            .map(|e| (e["rule"].clone(), e["reason"].clone(), e["count"].clone()))
+            .collect();
+        assert_eq!(
+            held,
+            vec![
+                ("rate-limit:dns".into(), "dns-refused".into(), 7.into()),
+                ("rate-limit:http".into(), "no-route".into(), 1.into()),
+            ]
+        );
+        assert_eq!(events.last().unwrap()["kind"], "dns");
     }
 
     #[test]

@@ -360,6 +360,59 @@ mod tests {
         assert_eq!((a[3] & 0x0f, a[7]), (0, 0), "NODATA");
     }
 
+    /// Attack: a flood of refused queries (each one an event) to rotate
+    /// earlier events out of the sidecar's bounded log. Past the rate
+    /// limit the refusals are counted; every query is answered and every
+    /// one is accounted for, by an event of its own or in a count.
+    #[tokio::test]
+    async fn a_flood_of_refused_queries_is_counted_not_logged() {
+        const QUERIES: usize = 3000;
+        let (r, log) = responder();
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(std::sync::Arc::new(r).serve_udp(sock, async {
+            let _ = stopped.await;
+        }));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 512];
+        for i in 0..QUERIES {
+            let name = format!("x{i}.flood.example");
+            client.send(&query(i as u16, &name, TYPE_A)).await.unwrap();
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.recv(&mut buf))
+                .await
+                .expect("every query is answered")
+                .unwrap();
+            assert_eq!(buf[3] & 0x0f, RCODE_NXDOMAIN, "{n}");
+        }
+        let seconds = started.elapsed().as_secs() + 1;
+        let mut counted = 0;
+        let mut logged = 0;
+        for _ in 0..300 {
+            let events = log.events();
+            logged = events.iter().filter(|e| e["kind"] == "dns").count();
+            counted = events
+                .iter()
+                .filter(|e| e["rule"] == "rate-limit:dns")
+                .map(|e| e["count"].as_u64().unwrap())
+                .sum::<u64>() as usize;
+            if logged + counted == QUERIES {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(logged + counted, QUERIES, "every refusal accounted for");
+        let bound = crate::limits::REFUSAL_EVENTS_PER_SECOND as u64 * seconds;
+        assert!(
+            (logged as u64) <= bound,
+            "{logged} events in {seconds} s: over {bound}"
+        );
+        let _ = stop.send(());
+        let _ = server.await;
+    }
+
     #[test]
     fn every_other_name_is_nxdomain_and_logged() {
         let (r, log) = responder();

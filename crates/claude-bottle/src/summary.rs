@@ -14,6 +14,9 @@ use serde_json::Value;
 pub const MAX_HOSTS: usize = 500;
 /// Hosts named on a summary line; the rest are summed up as `+N more`.
 const SHOWN_HOSTS: usize = 5;
+/// Where refusals over the sidecar's rate limit are counted: their hosts
+/// were not written.
+const NOT_LOGGED: &str = "(not logged)";
 /// Route hints printed; the rest are summed up.
 const SHOWN_HINTS: usize = 5;
 
@@ -33,6 +36,8 @@ pub struct AuditEvent {
     pub status: Option<u64>,
     pub repo: Option<String>,
     pub message: Option<String>,
+    /// Refusals over the sidecar's rate limit: how many one event stands for.
+    pub count: Option<u64>,
 }
 
 /// Counts over a bottle's events, bounded in memory whatever the log holds.
@@ -81,6 +86,7 @@ impl AuditEvent {
             status: v.get("status").and_then(Value::as_u64),
             repo: s("repo"),
             message: s("message"),
+            count: v.get("count").and_then(Value::as_u64),
         })
     }
 
@@ -121,6 +127,9 @@ impl AuditEvent {
         if let Some(r) = &self.rule {
             let _ = write!(out, " rule={}", printable(r));
         }
+        if let Some(n) = self.count {
+            let _ = write!(out, " count={n}");
+        }
         if let Some(m) = &self.message {
             let _ = write!(out, " ({})", printable(m));
         }
@@ -159,6 +168,19 @@ impl Tally {
             }
             "http" | "connect" | "reverse" => self.allowed.add(&host),
             "dns" if blocked => self.dns_refused.add(&host),
+            // Refusals the sidecar counted instead of writing (a flood).
+            "internal" if blocked => {
+                let n = e.count.unwrap_or(0);
+                match e
+                    .rule
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix("rate-limit:"))
+                {
+                    Some("dns") => self.dns_refused.add_n(NOT_LOGGED, n),
+                    Some("http" | "connect" | "reverse") => self.refused.add_n(NOT_LOGGED, n),
+                    _ => {}
+                }
+            }
             "git-push" if blocked => self.pushes_refused += 1,
             "git-push" => self.pushes_accepted += 1,
             _ => {}
@@ -247,13 +269,17 @@ struct Counts {
 
 impl Counts {
     fn add(&mut self, host: &str) {
-        self.total += 1;
-        if let Some(n) = self.by_host.get_mut(host) {
-            *n += 1;
+        self.add_n(host, 1);
+    }
+
+    fn add_n(&mut self, host: &str, n: u64) {
+        self.total = self.total.saturating_add(n);
+        if let Some(c) = self.by_host.get_mut(host) {
+            *c = c.saturating_add(n);
         } else if self.by_host.len() < MAX_HOSTS {
-            self.by_host.insert(host.to_string(), 1);
+            self.by_host.insert(host.to_string(), n);
         } else {
-            self.other += 1;
+            self.other = self.other.saturating_add(n);
         }
     }
 

@@ -62,6 +62,31 @@ fn summary_of_a_quiet_bottle() {
     insta::assert_snapshot!("summary_quiet", render("x", &Tally::default(), &saved));
 }
 
+/// A flood the sidecar counted instead of writing still counts.
+#[test]
+fn refusals_over_the_rate_limit_count() {
+    let log = r#"{"ts":"t","kind":"dns","decision":"block","reason":"dns-refused","host":"a.example"}
+{"ts":"t","kind":"internal","decision":"block","reason":"dns-refused","rule":"rate-limit:dns","count":5000}
+{"ts":"t","kind":"internal","decision":"block","reason":"no-route","rule":"rate-limit:http","count":7}
+{"ts":"t","kind":"internal","decision":"block","reason":"no-route","rule":"something-else","count":9}"#;
+    let mut t = Tally::default();
+    let events: Vec<AuditEvent> = log.lines().filter_map(AuditEvent::parse).collect();
+    for e in &events {
+        t.add(e);
+    }
+    assert_eq!(t.dns_refused.total, 5001);
+    assert_eq!(t.refused.total, 7);
+    assert_eq!(
+        t.dns_refused.line(),
+        "5001 ((not logged) 5000, a.example 1)"
+    );
+    assert!(
+        events[1]
+            .line()
+            .ends_with("reason=dns-refused rule=rate-limit:dns count=5000")
+    );
+}
+
 #[test]
 fn event_lines() {
     let lines: Vec<String> = events().iter().map(AuditEvent::line).collect();
