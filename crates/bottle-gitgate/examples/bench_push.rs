@@ -80,14 +80,13 @@ async fn upstream(root: PathBuf) -> String {
                             }
                         }
                         async move {
-                            let (resp, _) = bottle_gitgate::cgi::run(
-                                cmd,
-                                req.into_body(),
+                            let bounds = bottle_gitgate::cgi::Bounds::drained(
                                 1 << 34,
                                 std::time::Duration::from_secs(3600),
-                            )
-                            .await
-                            .unwrap();
+                            );
+                            let (resp, _) = bottle_gitgate::cgi::run(cmd, req.into_body(), bounds)
+                                .await
+                                .unwrap();
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });

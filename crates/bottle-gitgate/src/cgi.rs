@@ -3,21 +3,29 @@
 //! header block from its stdout and streams the rest back.
 //!
 //! The child is always waited for in a task of its own, whatever the client
-//! does: if the client goes away, the child's output is drained so a running
-//! pre-receive hook is never cut off halfway through an upstream push.
+//! does. When the client goes away or stops reading, the caller chooses:
+//! kill the child's whole process group (a fetch), or drain its output so a
+//! running pre-receive hook is never cut off halfway through an upstream
+//! push. Either way the child no longer waits on the client.
 
 use std::io;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
+use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Largest CGI header block accepted from the child.
 const MAX_HEADER: usize = 64 * 1024;
@@ -57,6 +65,54 @@ impl Body for ChannelBody {
     }
 }
 
+/// Why a response was cut before the child's output ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The client went away.
+    ClientGone,
+    /// The client took none of the output for [`Bounds::stall`].
+    ClientStalled,
+    /// The child ran past [`Bounds::deadline`] and was killed.
+    Deadline,
+}
+
+/// What becomes of a child whose client takes no more of its output (gone,
+/// or stalled past [`Bounds::stall`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenCut {
+    /// Kill it with everything under it: a fetch has nothing to finish.
+    Kill,
+    /// Read and drop the rest of its output so it finishes: a push's hook
+    /// may be halfway through forwarding upstream.
+    Drain,
+}
+
+/// The bounds of one CGI run.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Request body bytes passed on; past them the child sees a short body.
+    pub max_body: u64,
+    /// The child and everything under it are killed once it has run this
+    /// long.
+    pub deadline: Duration,
+    /// How long output may wait for a client that takes none of it.
+    pub stall: Duration,
+    pub when_cut: WhenCut,
+}
+
+impl Bounds {
+    /// One time limit for everything, and a client that stops reading only
+    /// drains the child: for a plain CGI server (a test upstream, say).
+    pub fn drained(max_body: u64, deadline: Duration) -> Self {
+        Bounds {
+            max_body,
+            deadline,
+            stall: deadline,
+            when_cut: WhenCut::Drain,
+        }
+    }
+}
+
 /// How the child ended, for the caller's audit event.
 #[derive(Debug)]
 pub struct Outcome {
@@ -67,20 +123,58 @@ pub struct Outcome {
     pub bytes_in: u64,
     /// Whether the request body was cut at `max_body`.
     pub truncated: bool,
+    /// Why the response was cut, if it was.
+    pub cut: Option<Cut>,
+}
+
+/// How long, once the child has exited, its stderr may stay open (held by
+/// a descendant that left its process group) before it is given up.
+const STDERR_GRACE: Duration = Duration::from_secs(2);
+
+/// The child and its process group, which holds everything it starts
+/// (http-backend, upload-pack, pack-objects, receive-pack, the hook).
+struct Group {
+    child: Child,
+    id: Option<Pid>,
+}
+
+impl Group {
+    /// Kills the whole group. Only before [`Group::wait`]: until the child
+    /// is reaped its pid, and so the group's id, cannot be reused.
+    fn kill(&mut self) {
+        if let Some(id) = self.id {
+            let _ = kill_process_group(id, Signal::KILL);
+        }
+        let _ = self.child.start_kill();
+    }
+
+    /// Waits for the child, killing the group at `killer`.
+    async fn wait(&mut self, killer: Instant) -> Option<ExitStatus> {
+        tokio::select! {
+            s = self.child.wait() => return s.ok(),
+            () = tokio::time::sleep_until(killer) => self.kill(),
+        }
+        self.child.wait().await.ok()
+    }
+}
+
+/// Request body bytes the pump passed on, readable after it was stopped.
+#[derive(Default)]
+struct Pumped {
+    bytes: AtomicU64,
+    truncated: AtomicBool,
 }
 
 /// Runs `cmd` as a CGI program for one request.
 ///
-/// `cmd` must already carry the CGI environment. The request body is cut at
-/// `max_body` bytes (the child then sees a short body and fails), and the
-/// child is killed once it has run for `deadline`. Returns the
-/// response once the child's CGI headers have arrived, and a receiver for the
-/// outcome when the child has exited.
+/// `cmd` must already carry the CGI environment. The child runs in a
+/// process group of its own, so a kill reaches everything under it.
+/// Returns the response once the child's CGI headers have arrived, and a
+/// receiver for the outcome when the child has exited.
 pub async fn run<B>(
     mut cmd: Command,
     body: B,
-    max_body: u64,
-    deadline: std::time::Duration,
+    bounds: Bounds,
 ) -> io::Result<(Response<ChannelBody>, oneshot::Receiver<Outcome>)>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -88,83 +182,126 @@ where
 {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    let killer = tokio::time::Instant::now() + deadline;
-    let (Some(mut stdin), Some(mut stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd.spawn()?;
+    let id = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw);
+    let mut group = Group { child, id };
+    let killer = Instant::now() + bounds.deadline;
+    let (Some(mut stdin), Some(mut stdout), Some(stderr)) = (
+        group.child.stdin.take(),
+        group.child.stdout.take(),
+        group.child.stderr.take(),
+    ) else {
+        group.kill();
+        let _ = group.child.wait().await;
         return Err(io::Error::other("child pipes missing"));
     };
 
     // Request body -> stdin. Ends (closing stdin) at the end of the body, on
     // a client error, or at the size bound.
+    let pumped = Arc::new(Pumped::default());
+    let counts = pumped.clone();
+    let max_body = bounds.max_body;
     let pump = tokio::spawn(async move {
         let mut body = body;
         let mut n: u64 = 0;
-        let mut truncated = false;
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else { break };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
             n += data.len() as u64;
+            counts.bytes.store(n, Ordering::Relaxed);
             if n > max_body {
-                truncated = true;
+                counts.truncated.store(true, Ordering::Relaxed);
                 break;
             }
             if stdin.write_all(&data).await.is_err() {
                 break;
             }
         }
-        drop(stdin);
-        (n, truncated)
     });
     let err_task = tokio::spawn(read_tail(stderr, MAX_STDERR));
 
     // The CGI header block.
     let mut head = Vec::with_capacity(1024);
     let mut buf = vec![0u8; 16 * 1024];
-    let (header_len, sep_len) = loop {
+    let failed = loop {
         if let Some(pos) = find_header_end(&head) {
-            break pos;
+            break Ok(pos);
         }
         if head.len() > MAX_HEADER {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            return Err(io::Error::other("CGI header block too large"));
+            group.kill();
+            break Err(io::Error::other("CGI header block too large"));
         }
-        let n = tokio::select! {
-            r = stdout.read(&mut buf) => r?,
+        let read = tokio::select! {
+            r = stdout.read(&mut buf) => r,
             () = tokio::time::sleep_until(killer) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                return Err(io::Error::other("CGI program timed out"));
+                group.kill();
+                break Err(io::Error::other("CGI program timed out"));
             }
         };
-        if n == 0 {
-            // The child ended without a header block.
-            let _ = child.wait().await;
-            let err = err_task.await.unwrap_or_default();
-            return Err(io::Error::other(format!(
-                "CGI program ended without a response: {}",
-                err.trim()
-            )));
+        match read {
+            Ok(0) => {
+                // The child ended without a header block.
+                let _ = group.wait(killer).await;
+                let err = finish(err_task, STDERR_GRACE).await;
+                pump.abort();
+                return Err(io::Error::other(format!(
+                    "CGI program ended without a response: {}",
+                    err.trim()
+                )));
+            }
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                group.kill();
+                break Err(e);
+            }
         }
-        head.extend_from_slice(&buf[..n]);
+    };
+    let (header_len, sep_len) = match failed {
+        Ok(pos) => pos,
+        Err(e) => {
+            let _ = group.child.wait().await;
+            pump.abort();
+            err_task.abort();
+            return Err(e);
+        }
     };
     let rest = Bytes::copy_from_slice(&head[header_len + sep_len..]);
-    let mut response = parse_head(&head[..header_len])?;
+    let mut response = match parse_head(&head[..header_len]) {
+        Ok(r) => r,
+        Err(e) => {
+            group.kill();
+            let _ = group.child.wait().await;
+            pump.abort();
+            err_task.abort();
+            return Err(e);
+        }
+    };
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let mut client_gone = false;
+        // A place in the channel kept for the error that ends a cut
+        // response: it is sent at once, behind what the client has not
+        // taken, so the response ends as broken, never as complete.
+        let mut ender = tx.clone().reserve_owned().await.ok();
+        let mut end_with = |e: io::Error| {
+            if let Some(p) = ender.take() {
+                p.send(Err(e));
+            }
+        };
+        let mut cut = None;
         loop {
             let read = tokio::select! {
                 r = stdout.read(&mut buf) => r,
                 () = tokio::time::sleep_until(killer) => {
-                    let _ = child.start_kill();
+                    cut = Some(Cut::Deadline);
                     break;
                 }
             };
@@ -172,30 +309,48 @@ where
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+                    end_with(e);
                     break;
                 }
             };
-            // Once the client is gone keep draining, so the child (and a
-            // hook it runs) finishes instead of dying on a broken pipe.
-            if !client_gone
-                && tx
-                    .send(Ok(Bytes::copy_from_slice(&buf[..n])))
-                    .await
-                    .is_err()
-            {
-                client_gone = true;
+            if cut.is_some() {
+                // Drained: the client takes nothing more.
+                continue;
+            }
+            let chunk = Ok(Bytes::copy_from_slice(&buf[..n]));
+            let lost = tokio::select! {
+                r = tx.send(chunk) => r.err().map(|_| Cut::ClientGone),
+                () = tokio::time::sleep(bounds.stall) => Some(Cut::ClientStalled),
+                () = tokio::time::sleep_until(killer) => Some(Cut::Deadline),
+            };
+            let Some(why) = lost else { continue };
+            cut = Some(why);
+            if why != Cut::ClientGone {
+                end_with(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the git gate cut the response: the client stopped reading",
+                ));
+            }
+            if why == Cut::Deadline || bounds.when_cut == WhenCut::Kill {
+                break;
             }
         }
+        if cut == Some(Cut::Deadline) || (cut.is_some() && bounds.when_cut == WhenCut::Kill) {
+            group.kill();
+        }
+        drop(stdout);
+        drop(ender);
         drop(tx);
-        let status = child.wait().await.ok();
-        let (bytes_in, truncated) = pump.await.unwrap_or((0, false));
-        let stderr = err_task.await.unwrap_or_default();
+        let status = group.wait(killer).await;
+        // Whatever the client still sends has no reader now.
+        pump.abort();
+        let stderr = finish(err_task, STDERR_GRACE).await;
         let _ = done_tx.send(Outcome {
             status,
             stderr,
-            bytes_in,
-            truncated,
+            bytes_in: pumped.bytes.load(Ordering::Relaxed),
+            truncated: pumped.truncated.load(Ordering::Relaxed),
+            cut,
         });
     });
     *response.body_mut() = ChannelBody {
@@ -203,6 +358,19 @@ where
         first: Some(rest),
     };
     Ok((response, done_rx))
+}
+
+/// A helper task's result, or the default if it is not done within
+/// `grace` (it is then stopped).
+async fn finish<T: Default>(task: JoinHandle<T>, grace: Duration) -> T {
+    let stop = task.abort_handle();
+    match tokio::time::timeout(grace, task).await {
+        Ok(Ok(v)) => v,
+        _ => {
+            stop.abort();
+            T::default()
+        }
+    }
 }
 
 async fn read_tail(mut r: impl AsyncRead + Unpin, max: usize) -> String {
@@ -266,6 +434,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn bounds(max_body: u64, deadline_ms: u64) -> Bounds {
+        Bounds {
+            max_body,
+            deadline: Duration::from_millis(deadline_ms),
+            stall: Duration::from_secs(60),
+            when_cut: WhenCut::Kill,
+        }
+    }
+
     #[test]
     fn header_block() {
         let r = parse_head(b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\nX-A: b").unwrap();
@@ -283,9 +460,7 @@ mod tests {
         cmd.arg("-c")
             .arg("printf 'Status: 201 Created\\r\\nX-T: 1\\r\\n\\r\\n'; cat; echo oops >&2");
         let body = http_body_util::Full::new(Bytes::from_static(b"hello body"));
-        let (resp, done) = run(cmd, body, 1 << 20, std::time::Duration::from_secs(60))
-            .await
-            .unwrap();
+        let (resp, done) = run(cmd, body, bounds(1 << 20, 60_000)).await.unwrap();
         assert_eq!(resp.status(), 201);
         let got = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&got[..], b"hello body");
@@ -301,13 +476,72 @@ mod tests {
         cmd.arg("-c").arg("printf 'X: 1\\n\\n'; exec sleep 30");
         let body = http_body_util::Empty::<Bytes>::new();
         let started = std::time::Instant::now();
-        let (resp, done) = run(cmd, body, 100, std::time::Duration::from_millis(300))
-            .await
-            .unwrap();
+        let (resp, done) = run(cmd, body, bounds(100, 300)).await.unwrap();
         let _ = resp.into_body().collect().await;
         let out = done.await.unwrap();
         assert!(!out.status.unwrap().success());
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    /// A kill reaches what the child started: here a `sleep` holding the
+    /// output pipes, which would otherwise keep the run (and its slot) alive.
+    #[tokio::test]
+    async fn a_deadline_kills_the_whole_process_group() {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("printf 'X: 1\\n\\n'; sleep 30 & echo $! >&2; wait");
+        let body = http_body_util::Empty::<Bytes>::new();
+        let started = std::time::Instant::now();
+        let (resp, done) = run(cmd, body, bounds(100, 300)).await.unwrap();
+        let _ = resp.into_body().collect().await;
+        let out = done.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(out.cut, Some(Cut::Deadline));
+        let pid = out.stderr.trim();
+        assert!(!pid.is_empty());
+        assert!(gone(pid), "the grandchild {pid} survived");
+    }
+
+    /// Dead, or a zombie left for init: either way no longer running.
+    fn gone(pid: &str) -> bool {
+        for _ in 0..100 {
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return true,
+                Ok(s)
+                    if s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+                {
+                    return true;
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        false
+    }
+
+    /// A client that takes none of the output: a fetch's child is killed, a
+    /// push's is drained to its end; either way the response ends broken.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut() {
+        for (when_cut, exits_ok) in [(WhenCut::Kill, false), (WhenCut::Drain, true)] {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg("printf 'X: 1\\n\\n'; head -c 4000000 /dev/zero");
+            let body = http_body_util::Empty::<Bytes>::new();
+            let b = Bounds {
+                stall: Duration::from_millis(200),
+                when_cut,
+                ..bounds(100, 60_000)
+            };
+            let started = std::time::Instant::now();
+            let (resp, done) = run(cmd, body, b).await.unwrap();
+            let out = done.await.unwrap();
+            assert!(started.elapsed() < Duration::from_secs(10));
+            assert_eq!(out.cut, Some(Cut::ClientStalled), "{when_cut:?}");
+            assert_eq!(out.status.unwrap().success(), exits_ok, "{when_cut:?}");
+            assert!(resp.into_body().collect().await.is_err(), "{when_cut:?}");
+        }
     }
 
     #[tokio::test]
@@ -315,9 +549,7 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg("printf 'X: 1\\n\\n'; wc -c");
         let body = http_body_util::Full::new(Bytes::from(vec![b'a'; 5000]));
-        let (resp, done) = run(cmd, body, 100, std::time::Duration::from_secs(60))
-            .await
-            .unwrap();
+        let (resp, done) = run(cmd, body, bounds(100, 60_000)).await.unwrap();
         let got = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(String::from_utf8_lossy(&got).trim(), "0");
         assert!(done.await.unwrap().truncated);

@@ -40,11 +40,21 @@ pub struct Limits {
     /// git children of the gate running at once (http-backend with
     /// everything under it, and mirror refreshes); more requests queue.
     pub max_git_processes: usize,
+    /// Of those, how many fetches (upload-pack and its advertisement) may
+    /// not take: they stay free for pushes and mirror refreshes, so fetches
+    /// alone never hold every slot. Fetches always get at least one.
+    pub git_processes_kept_for_pushes: usize,
+    /// Milliseconds the output of a git child may wait for a client that
+    /// takes none of it; then a fetch's child is killed with everything
+    /// under it, a push's is left to finish with its output dropped (its
+    /// hook may be pushing upstream), and the response is cut.
+    pub response_stall_timeout_ms: u64,
     /// Seconds a request waits for its repository's lock (held by a push
     /// or a refresh) before it gives up with 503.
     pub repo_lock_wait_secs: u64,
-    /// Seconds one request's git child may run before it is killed (a
-    /// stalled client, a hung upstream inside the hook).
+    /// Seconds one request's git child may run before it is killed with
+    /// everything under it (a client that trickles, a hung upstream inside
+    /// the hook).
     pub request_timeout_secs: u64,
 }
 
@@ -62,6 +72,8 @@ impl Default for Limits {
             max_connections: 256,
             header_read_timeout_ms: 10_000,
             max_git_processes: 8,
+            git_processes_kept_for_pushes: 2,
+            response_stall_timeout_ms: 60_000,
             repo_lock_wait_secs: 300,
             request_timeout_secs: 3_600,
         }

@@ -31,11 +31,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::process::Command;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::Error;
 use crate::audit::{AuditSink, Event};
-use crate::cgi::{self, ChannelBody};
+use crate::cgi::{self, Bounds, ChannelBody, Cut, WhenCut};
 use crate::config::{GateConfig, GateSecrets};
 use crate::credentials::{self, Env};
 use crate::guard::{self, Refused};
@@ -77,8 +77,58 @@ struct Inner {
     counter: AtomicU64,
     /// The SSRF guard's name lookups ([`guard::SystemResolver`] but in tests).
     resolver: Arc<dyn guard::Resolver>,
-    /// One permit per git child running ([`Limits::max_git_processes`]).
-    git_slots: Arc<Semaphore>,
+    git_slots: GitSlots,
+}
+
+/// The git children's slots ([`Limits::max_git_processes`]). A fetch takes
+/// one of the fewer fetch slots first, so the slots kept for pushes
+/// ([`Limits::git_processes_kept_for_pushes`]) are never all held by
+/// fetches.
+struct GitSlots {
+    any: Arc<Semaphore>,
+    fetch: Arc<Semaphore>,
+}
+
+/// A git child's slot, held until it has exited.
+struct Slot {
+    _any: OwnedSemaphorePermit,
+    _fetch: Option<OwnedSemaphorePermit>,
+}
+
+impl GitSlots {
+    fn new(limits: &Limits) -> Self {
+        let all = limits.max_git_processes.max(1);
+        let fetch = all
+            .saturating_sub(limits.git_processes_kept_for_pushes)
+            .max(1);
+        GitSlots {
+            any: Arc::new(Semaphore::new(all)),
+            fetch: Arc::new(Semaphore::new(fetch)),
+        }
+    }
+
+    /// Waits for a slot (in order of arrival).
+    async fn take(&self, fetch: bool) -> Slot {
+        let fetch = if fetch {
+            Some(permit(&self.fetch).await)
+        } else {
+            None
+        };
+        Slot {
+            _any: permit(&self.any).await,
+            _fetch: fetch,
+        }
+    }
+}
+
+/// A permit of a semaphore the gate never closes.
+async fn permit(s: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    match s.clone().acquire_owned().await {
+        Ok(p) => p,
+        // Only a closed semaphore fails, and one would have no permit to
+        // give: wait as for a busy one.
+        Err(_) => std::future::pending().await,
+    }
 }
 
 /// A prepared gate: state folder, mirrors, key files and hook in place.
@@ -164,7 +214,7 @@ impl Gate {
                 })),
             );
         }
-        let git_slots = Arc::new(Semaphore::new(options.limits.max_git_processes.max(1)));
+        let git_slots = GitSlots::new(&options.limits);
         Ok(Gate(Arc::new(Inner {
             config,
             secrets,
@@ -194,10 +244,7 @@ impl Gate {
             // kernel's backlog and cost the process no file descriptor.
             let permit = tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                p = slots.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return Ok(()),
-                },
+                p = permit(&slots) => p,
             };
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => return Ok(()),
@@ -350,30 +397,49 @@ impl Gate {
             let audit = inner.options.audit.clone();
             let mut e = self.event("git-fetch", "allow", &name, &method, &rest);
             let fetch = service == Service::Fetch;
-            let deadline = Duration::from_secs(inner.options.limits.request_timeout_secs);
-            return spawn_cgi(
-                &inner.git_slots,
-                cmd,
-                req.into_body(),
-                MAX_FETCH_REQUEST,
-                deadline,
-                move |status, o| {
-                    // Discovery requests are logged only when they fail (above);
-                    // each upload-pack POST is one event.
-                    if !fetch {
-                        return;
+            // Receive-pack's advertisement is a push's: it may use the
+            // slots kept for pushes.
+            let slot = inner.git_slots.take(service != Service::PushRefs).await;
+            // Nothing of a fetch is worth finishing for a client that takes
+            // none of it.
+            let bounds = self.bounds(MAX_FETCH_REQUEST, WhenCut::Kill);
+            let stall_secs = bounds.stall.as_secs_f64();
+            return spawn_cgi(slot, cmd, req.into_body(), bounds, move |status, o| {
+                // Discovery requests are logged only when they fail (above);
+                // each upload-pack POST is one event.
+                if !fetch {
+                    return;
+                }
+                e.status = status;
+                e.ms = ms(started);
+                if let Some(o) = &o {
+                    e.bytes = o.bytes_in;
+                }
+                match o.as_ref().and_then(|o| o.cut) {
+                    Some(Cut::ClientStalled) => {
+                        e.decision = "block";
+                        e.reason = Some("timeout".into());
+                        e.message = Some(format!(
+                            "the client took none of the fetch's output for {stall_secs} s; \
+                             the gate ended git upload-pack"
+                        ));
                     }
-                    e.status = status;
-                    e.ms = ms(started);
-                    if let Some(o) = &o {
-                        e.bytes = o.bytes_in;
+                    Some(Cut::Deadline) => {
+                        e.decision = "block";
+                        e.reason = Some("timeout".into());
+                        e.message = Some(
+                            "the fetch ran past its deadline; the gate ended git \
+                                          upload-pack"
+                                .into(),
+                        );
                     }
-                    if !o.and_then(|o| o.status).is_some_and(|s| s.success()) {
+                    _ if !o.and_then(|o| o.status).is_some_and(|s| s.success()) => {
                         e.message = Some("git upload-pack ended with an error".into());
                     }
-                    audit.record(e);
-                },
-            )
+                    _ => {}
+                }
+                audit.record(e);
+            })
             .await;
         }
 
@@ -397,13 +463,15 @@ impl Gate {
         let max = inner.options.limits.max_push_bytes.saturating_add(1 << 20);
         let audit = inner.options.audit.clone();
         let mut e = self.event("git-push", "block", &name, &method, &rest);
-        let deadline = Duration::from_secs(inner.options.limits.request_timeout_secs);
+        let slot = inner.git_slots.take(false).await;
+        // A push's hook may be halfway through forwarding upstream: it
+        // finishes even when its client stops reading.
+        let bounds = self.bounds(max, WhenCut::Drain);
         spawn_cgi(
-            &inner.git_slots,
+            slot,
             cmd,
             req.into_body(),
-            max,
-            deadline,
+            bounds,
             move |status, outcome| {
                 // The lock is held until receive-pack (and its hook) ended.
                 drop(guard);
@@ -443,10 +511,13 @@ impl Gate {
                         return;
                     }
                     None => {
-                        // receive-pack stopped before the hook: a cut or
-                        // malformed upload; nothing reached the upstream.
+                        // receive-pack stopped before the hook ended: a cut
+                        // or malformed upload, or killed at its deadline.
+                        let o = outcome.as_ref();
                         e.reason = Some(
-                            if outcome.as_ref().is_some_and(|o| o.truncated) {
+                            if o.is_some_and(|o| o.cut == Some(Cut::Deadline)) {
+                                "timeout"
+                            } else if o.is_some_and(|o| o.truncated) {
                                 "too-large"
                             } else {
                                 "malformed"
@@ -480,11 +551,7 @@ impl Gate {
             vetted,
         ));
         let secrets: Vec<&str> = inner.secrets.tokens.values().map(Secret::expose).collect();
-        let _slot = inner
-            .git_slots
-            .acquire()
-            .await
-            .map_err(|_| "the gate is shutting down".to_string())?;
+        let _slot = inner.git_slots.take(false).await;
         mirror::refresh(
             &mirror::mirror_path(&inner.config.state_dir, name),
             &repo.url,
@@ -494,6 +561,17 @@ impl Gate {
             set_head,
         )
         .await
+    }
+
+    /// The bounds of one request's git child.
+    fn bounds(&self, max_body: u64, when_cut: WhenCut) -> Bounds {
+        let limits = &self.0.options.limits;
+        Bounds {
+            max_body,
+            deadline: Duration::from_secs(limits.request_timeout_secs),
+            stall: Duration::from_millis(limits.response_stall_timeout_ms.max(1)),
+            when_cut,
+        }
     }
 
     fn hook_config(&self, name: &str, report: PathBuf, vetted: Option<IpAddr>) -> HookConfig {
@@ -630,36 +708,33 @@ impl Service {
 /// Runs the CGI program in a task of its own and calls `on_done` when it has
 /// exited. Detached from the request future on purpose: a client that hangs
 /// up before the response headers must not cancel the supervision of the
-/// child (its audit event, the push lock).
+/// child (its audit event, the push lock). The slot, taken in the request
+/// (a client that leaves while queued starts no child), is held until the
+/// child has exited.
 async fn spawn_cgi<F>(
-    slots: &Arc<Semaphore>,
+    slot: Slot,
     cmd: Command,
     body: Incoming,
-    max: u64,
-    deadline: Duration,
+    bounds: Bounds,
     on_done: F,
 ) -> Response<ChannelBody>
 where
     F: FnOnce(Option<u16>, Option<cgi::Outcome>) + Send + 'static,
 {
-    // Queued here, in the request: a client that leaves while waiting
-    // starts no child. The permit is held until the child has exited.
-    let Ok(permit) = slots.clone().acquire_owned().await else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "git gate error\n");
-    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        match cgi::run(cmd, body, max, deadline).await {
+        match cgi::run(cmd, body, bounds).await {
             Ok((resp, done)) => {
                 let status = resp.status().as_u16();
                 let _ = tx.send(resp);
                 let outcome = done.await.ok();
-                drop(permit);
+                drop(slot);
                 on_done(Some(status), outcome);
             }
             Err(err) => {
                 tracing::warn!("git gate: http-backend: {err}");
                 let _ = tx.send(text(StatusCode::INTERNAL_SERVER_ERROR, "git gate error\n"));
+                drop(slot);
                 on_done(None, None);
             }
         }

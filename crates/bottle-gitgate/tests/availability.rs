@@ -175,3 +175,193 @@ fn waiters_give_up_on_a_busy_repo_and_git_children_queue() {
     up.bare.set("hang", false);
     assert!(up.bare.rev("refs/heads/slow").is_some());
 }
+
+/// An upstream whose `main` holds a file of random bytes (`mib` MiB): a
+/// fetch's pack is then far larger than all the socket buffers between the
+/// gate and a client that reads none of it. Returns the upstream and its
+/// `main`.
+fn big_upstream(mib: usize) -> (HttpsUpstream, String) {
+    let up = HttpsUpstream::start();
+    let seed = up.bare.dir.path().join("big");
+    git(
+        up.bare.dir.path(),
+        &["clone", "-q", up.bare.repo.to_str().unwrap(), "big"],
+    );
+    // xorshift: incompressible, and quicker than reading /dev/urandom.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut data = Vec::with_capacity(mib << 20);
+    while data.len() < mib << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(seed.join("noise.bin"), &data).unwrap();
+    git(&seed, &["add", "noise.bin"]);
+    git(&seed, &["commit", "-q", "-m", "noise"]);
+    git(&seed, &["push", "-q", "origin", "main"]);
+    let main = up.bare.rev("refs/heads/main").unwrap();
+    (up, main)
+}
+
+/// A gate with two git slots, `kept` of them for pushes, and the stall
+/// timeout `stall_ms`, in front of a [`big_upstream`] of 16 MiB.
+fn two_slot_gate(kept: usize, stall_ms: u64) -> (HttpsUpstream, RunningGate, String) {
+    let (up, main) = big_upstream(16);
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.limits = Limits {
+        max_git_processes: 2,
+        git_processes_kept_for_pushes: kept,
+        response_stall_timeout_ms: stall_ms,
+        ..Limits::default()
+    };
+    let gate = setup.start();
+    (up, gate, main)
+}
+
+/// An upload-pack request for `want` (protocol v0, no side band: the pack
+/// comes raw) whose client then reads nothing. Keep it to keep the
+/// connection open: a client that closes is a different case.
+fn stalled_fetch(gate: &RunningGate, want: &str) -> TcpStream {
+    let body = format!("0032want {want}\n00000009done\n");
+    let mut s = connect(gate);
+    write!(
+        s,
+        "POST /app.git/git-upload-pack HTTP/1.1\r\nhost: g\r\n\
+         content-type: application/x-git-upload-pack-request\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    s
+}
+
+/// Runs git as [`git`] does, but gives up (and fails the test) after
+/// `limit`: without the bounds under test it would wait for an hour. Its
+/// output goes to a file: a killed git leaves helpers that hold pipes.
+fn git_within(dir: &std::path::Path, args: &[&str], limit: Duration) {
+    let log = tempfile::tempfile().unwrap();
+    let mut child = git_cmd(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(log.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > limit {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("git {args:?} still waiting for a git slot after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut text = String::new();
+    let mut log = log;
+    std::io::Seek::rewind(&mut log).unwrap();
+    log.read_to_string(&mut text).unwrap();
+    assert!(status.success(), "git {args:?}: {text}");
+}
+
+/// The gate's git children still running (zombies left for init are dead):
+/// every one has the gate's mirrors as `GIT_PROJECT_ROOT`.
+fn gate_children(gate: &RunningGate) -> Vec<String> {
+    let mark = format!(
+        "GIT_PROJECT_ROOT={}",
+        gate.state.path().join("repos").display()
+    );
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        let Ok(env) = std::fs::read(p.join("environ")) else {
+            continue;
+        };
+        let ours = env.split(|b| *b == 0).any(|v| v == mark.as_bytes());
+        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        if ours && !zombie {
+            found.push(stat);
+        }
+    }
+    found
+}
+
+/// Waits (up to 10 s) until the gate has no git child left.
+fn assert_no_children_left(gate: &RunningGate) {
+    let t = Instant::now();
+    loop {
+        let left = gate_children(gate);
+        if left.is_empty() {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "left: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Clients that start fetches and then read nothing would hold every git
+/// slot until the children's hour-long deadline. The gate kills such a
+/// child (with upload-pack and pack-objects under it) once its output has
+/// waited the stall timeout, logs `timeout`, and a real clone goes through.
+#[test]
+fn fetches_that_nobody_reads_give_their_git_slots_back() {
+    let (_up, gate, main) = two_slot_gate(0, 1_000);
+    let stalled: Vec<TcpStream> = (0..2).map(|_| stalled_fetch(&gate, &main)).collect();
+
+    let work = tempfile::tempdir().unwrap();
+    let url = gate.repo_url("app");
+    git_within(
+        work.path(),
+        &["clone", "-q", &url, "w"],
+        Duration::from_secs(60),
+    );
+    assert!(work.path().join("w/noise.bin").exists());
+
+    let cut: Vec<_> = gate
+        .wait_events("git-fetch", 3)
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("timeout"))
+        .collect();
+    assert_eq!(cut.len(), 2, "{cut:?}");
+    assert!(
+        cut.iter().all(|e| e.decision == "block"
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.contains("took none"))),
+        "{cut:?}"
+    );
+    assert_no_children_left(&gate);
+    drop(stalled);
+}
+
+/// Fetches may not take the slots kept for pushes: with one of two kept,
+/// fetches nobody reads (and no stall timeout to save the day) hold the
+/// other, and a push still goes through at once.
+#[test]
+fn a_push_gets_a_slot_while_fetches_hold_the_rest() {
+    let (up, gate, main) = two_slot_gate(1, 600_000);
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+
+    // The first holds the fetch slot; the second waits for it.
+    let stalled: Vec<TcpStream> = (0..2).map(|_| stalled_fetch(&gate, &main)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    git(&wt, &["checkout", "-q", "-b", "feature"]);
+    commit_file(&wt, "a.txt", "clean\n", "feature");
+    git_within(
+        &wt,
+        &["push", "-q", "origin", "feature"],
+        Duration::from_secs(60),
+    );
+    assert!(up.bare.rev("refs/heads/feature").is_some());
+
+    // Clients that hang up free their fetches too.
+    drop(stalled);
+    assert_no_children_left(&gate);
+}

@@ -315,14 +315,10 @@ async fn upstream_cgi(
             cmd.env(v, x);
         }
     }
-    let (resp, _done) = bottle_gitgate::cgi::run(
-        cmd,
-        req.into_body(),
-        1 << 32,
-        std::time::Duration::from_secs(600),
-    )
-    .await
-    .unwrap();
+    let bounds = bottle_gitgate::cgi::Bounds::drained(1 << 32, std::time::Duration::from_secs(600));
+    let (resp, _done) = bottle_gitgate::cgi::run(cmd, req.into_body(), bounds)
+        .await
+        .unwrap();
     resp
 }
 
