@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::host;
 use crate::name;
 use crate::node::{self, Node, Value};
 use crate::read::{Reader, index, join};
@@ -658,43 +659,15 @@ fn read_scheme(r: &Reader, node: &Node, key: &str) -> Result<Scheme, Error> {
     }
 }
 
-/// A route or token host: `*`, `*.example.com`, a DNS name or an IP literal.
-/// Stored lowercase.
+/// A route or token host: `*`, `*.example.com`, a DNS name or an IP
+/// address, each as the sidecar reads it (see [`crate::host`]). Stored
+/// lowercase.
 fn read_host(r: &Reader, node: &Node, key: &str) -> Result<String, Error> {
     let raw = r.string(node, key)?.to_ascii_lowercase();
-    if raw == "*" || is_ip_literal(&raw) {
-        return Ok(raw);
+    match host::parse_host(&raw) {
+        Ok(_) => Ok(raw),
+        Err(no) => Err(Error::invalid(r.file, node.line, key, no.why).with_hint(no.hint)),
     }
-    let name = raw.strip_prefix("*.").unwrap_or(&raw);
-    if !is_dns_name(name) {
-        return Err(Error::invalid(
-            r.file,
-            node.line,
-            key,
-            format!("`{raw}` is not a host name"),
-        )
-        .with_hint(
-            "write a name like `api.example.com`, `*.example.com` or `*`; no scheme, port or path",
-        ));
-    }
-    Ok(raw)
-}
-
-fn is_ip_literal(s: &str) -> bool {
-    s.parse::<std::net::IpAddr>().is_ok()
-}
-
-fn is_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        })
 }
 
 fn read_egress(r: &Reader, node: &Node) -> Result<Egress, Error> {
@@ -752,10 +725,9 @@ fn read_egress(r: &Reader, node: &Node) -> Result<Egress, Error> {
                             "must be an IP address, or `address:port`",
                         ));
                     }
-                    let host = rk.name.to_ascii_lowercase();
-                    if !is_dns_name(&host) {
-                        return Err(Error::invalid(r.file, rk.line, &rkey, "is not a host name"));
-                    }
+                    let host = host::parse_name(&rk.name.to_ascii_lowercase()).map_err(|no| {
+                        Error::invalid(r.file, rk.line, &rkey, no.why).with_hint(no.hint)
+                    })?;
                     eg.resolve.push((host, target));
                 }
             }

@@ -7,6 +7,7 @@
 //! - [`frontmatter`] splits a file into YAML and body;
 //! - [`node`] parses the YAML with hard budgets into a line-aware tree;
 //! - [`bottle`] and [`agent`] read that tree into types;
+//! - [`host`] reads hosts as the sidecar does (`bottle_addr::classify_host`);
 //! - [`lineage`] resolves `extends` and merges a bottle with its parents.
 
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod bottle;
 pub mod error;
 pub mod frontmatter;
+pub mod host;
 pub mod lineage;
 pub mod name;
 pub mod node;

@@ -541,9 +541,7 @@ fn repo_urls_the_gate_would_refuse_are_refused_at_read() {
 #[test]
 fn a_token_host_is_never_a_wildcard() {
     for host in ["\"*\"", "\"*.github.com\"", "\"*.COM\""] {
-        let e = err(&format!(
-            "---\ntokens:\n  - kind: http\n    token_ref: GH\n    scheme: Bearer\n    host: {host}\n---\n"
-        ));
+        let e = err(&http_token(host));
         assert_eq!(
             (e.key.as_deref(), e.line),
             (Some("tokens[0].host"), Some(6)),
@@ -552,11 +550,15 @@ fn a_token_host_is_never_a_wildcard() {
         assert!(e.to_string().contains("exactly one host"), "{e}");
         assert!(e.hint().is_some_and(|h| h.contains("exact host")), "{e}");
     }
-    let b = parse_bottle(
-        "---\ntokens:\n  - kind: http\n    token_ref: GH\n    scheme: Bearer\n    host: API.github.com\n---\n",
-    )
-    .unwrap();
+    let b = parse_bottle(&http_token("API.github.com")).unwrap();
     assert_eq!(b.tokens[0].host.as_deref(), Some("api.github.com"));
+}
+
+/// A bottle with one `http` token for `host` (as YAML text), on line 6.
+fn http_token(host: &str) -> String {
+    format!(
+        "---\ntokens:\n  - kind: http\n    token_ref: GH\n    scheme: Bearer\n    host: {host}\n---\n"
+    )
 }
 
 #[test]
@@ -818,4 +820,125 @@ fn shown_agent_values_are_bounded_and_escape_free() {
     let e = parse_agent(&format!("---\ngit:\n  user: {{name: {name}}}\n---\n")).unwrap_err();
     assert!(e.to_string().contains("at most 256 bytes"), "{e}");
     assert!(parse_agent("---\ngit:\n  user: {name: Ünïcode Näme}\n---\n").is_ok());
+}
+
+/// The sidecar reads a host by inet_aton's rules (`bottle_addr::classify_host`):
+/// `10.1` is 10.0.0.1 to it and `foo.123` an address it refuses. A manifest
+/// that took either for a name would show a name in the plan while the
+/// sidecar exempted an address from its SSRF guard, or refused to start
+/// after the containers were made. Each is refused where it is written,
+/// with the form to write instead where there is one.
+#[test]
+fn numeric_look_alike_hosts_are_refused_with_what_to_write() {
+    let cases = [
+        ("10.1", Some("`10.0.0.1`")),
+        ("0x7f000001", Some("`127.0.0.1`")),
+        ("2130706433", Some("`127.0.0.1`")),
+        ("0177.0.0.1", Some("`127.0.0.1`")),
+        ("127.1", Some("`127.0.0.1`")),
+        ("0x", Some("`0.0.0.0`")),
+        ("10.0.0.1.", Some("`10.0.0.1`")),
+        ("::ffff:127.0.0.1", Some("`127.0.0.1`")),
+        ("64:ff9b::a9fe:a9fe", Some("`169.254.169.254`")),
+        ("0:0:0:0:0:0:0:1", Some("`::1`")),
+        ("2001:DB8:0::1", Some("`2001:db8::1`")),
+        ("[::1]", Some("`::1`")),
+        ("foo.123", None),
+        ("999.1.1.1", None),
+        ("1.2.3.4.5", None),
+        ("a.0x1f", None),
+        ("*.1", None),
+        ("*.10.0.0.1", None),
+        ("*.foo.123", None),
+        ("*.0x", None),
+    ];
+    let file = "`/home/u/.claude-bottle/bottles/dev.md`";
+    for (host, write) in cases {
+        let e = err(&format!(
+            "---\negress:\n  allow:\n    - a.com\n    - host: \"{host}\"\n---\n"
+        ));
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("egress.allow[1].host"), Some(5)),
+            "{host}: {e}"
+        );
+        let shown = e.to_string();
+        assert!(shown.starts_with(&format!("{file}:5: ")), "{host}: {shown}");
+        let hint = e.hint().unwrap_or_default();
+        match write {
+            Some(w) => assert!(hint.contains(&format!("write {w}")), "{host}: {hint}"),
+            None => assert!(
+                hint.contains("letter") || hint.contains("wildcard"),
+                "{host}: {hint}"
+            ),
+        }
+        // The shorthand `- HOST` and a token's host go through the same rule.
+        let e = err(&format!("---\negress:\n  allow:\n    - \"{host}\"\n---\n"));
+        assert_eq!(e.key.as_deref(), Some("egress.allow[0]"), "{host}: {e}");
+        if !host.starts_with('*') {
+            let e = err(&http_token(&format!("\"{host}\"")));
+            assert_eq!(
+                (e.key.as_deref(), e.line),
+                (Some("tokens[0].host"), Some(6)),
+                "{host}: {e}"
+            );
+        }
+    }
+}
+
+/// `resolve` pins a name; a key the sidecar reads as an address (or refuses
+/// as a broken one) would stop it at start.
+#[test]
+fn resolve_keys_are_names_as_the_sidecar_reads_them() {
+    for key in [
+        "10.1",
+        "10.0.0.1",
+        "0x7f000001",
+        "foo.123",
+        "999.1.1.1",
+        "::1",
+    ] {
+        let e = err(&format!(
+            "---\negress:\n  resolve:\n    git.internal: 10.0.0.5\n    \"{key}\": 10.0.0.6\n---\n"
+        ));
+        assert_eq!(
+            (e.key.clone(), e.line),
+            (Some(format!("egress.resolve.{key}")), Some(5)),
+            "{key}: {e}"
+        );
+        let hint = e.hint().unwrap_or_default();
+        assert!(hint.contains("host name"), "{key}: {hint}");
+    }
+}
+
+/// What the manifest accepts it keeps as written (lower-cased), and it is
+/// what the sidecar reads: dotted quads and IPv6 as the sidecar prints them,
+/// names whose last label has a letter, wildcards over such names.
+#[test]
+fn canonical_addresses_and_names_are_kept() {
+    let hosts = [
+        "10.0.0.1",
+        "0.0.0.0",
+        "::1",
+        "2001:db8::1",
+        "1.example.com",
+        "0xdead.beef",
+        "123.example",
+        "*.example.com",
+        "*.io",
+        "*",
+        "a_b.c-d.example",
+    ];
+    let allow: String = hosts.iter().map(|h| format!("    - \"{h}\"\n")).collect();
+    let b = parse_bottle(&format!(
+        "---\negress:\n  allow:\n{allow}  resolve:\n    1.example.com: 10.0.0.5\n---\n"
+    ))
+    .unwrap();
+    let kept: Vec<&str> = b.egress.allow.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(kept, hosts);
+    assert_eq!(b.egress.resolve[0].0, "1.example.com");
+    let b = parse_bottle("---\negress:\n  allow: [\"API.Example.COM\", \"2001:DB8::1\"]\n---\n")
+        .unwrap();
+    assert_eq!(b.egress.allow[0].host, "api.example.com");
+    assert_eq!(b.egress.allow[1].host, "2001:db8::1");
 }

@@ -208,19 +208,7 @@ pub fn resolve(
                 .to_string(),
         );
     }
-    if allow.iter().any(|r| r.host == "*") {
-        // With DLP off nothing stands between the agent and exfiltration;
-        // saying "only DLP" then would promise a check that is not there.
-        warnings.push(if dlp == Dlp::Off {
-            "a route allows any host (`host: \"*\"`) and DLP is off: the agent can reach the \
-             whole internet through the proxy and nothing checks what it sends"
-                .to_string()
-        } else {
-            "a route allows any host (`host: \"*\"`): the agent can reach the whole internet \
-             through the proxy; only DLP stands between it and exfiltration"
-                .to_string()
-        });
-    }
+    warnings.extend(wide_route_warnings(&allow, dlp));
 
     env.set_by_bottle = set_by_bottle(bottle, has_anthropic, has_openai, &secrets, &allow);
     for list in [&mut env.literal, &mut env.forwarded, &mut env.prompted] {
@@ -413,7 +401,7 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
     // cannot look into; so would `*.com` (every host under a top-level
     // domain). Checked after `extends`, as `dlp` may be set by another file
     // of the lineage than the route.
-    let any_host = |h: &str| h == "*" || h.strip_prefix("*.").is_some_and(|d| !d.contains('.'));
+    let any_host = |h: &str| h == "*" || over_a_top_level_domain(h);
     if dlp != Dlp::Off
         && let Some((r, _)) = routes
             .iter()
@@ -459,6 +447,59 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
             }
         })
         .collect())
+}
+
+/// `*.com`: a wildcard directly over a top-level domain (one label after
+/// `*.`). No public-suffix list is consulted, so `*.co.uk` is not one.
+fn over_a_top_level_domain(host: &str) -> bool {
+    host.strip_prefix("*.").is_some_and(|d| !d.contains('.'))
+}
+
+/// The preflight's warnings for routes that open most of the internet:
+/// `*`, or else wildcards over a top-level domain (`*.com`), all of them
+/// named in one warning. With DLP off, saying "only DLP" would promise a check
+/// that is not there, so the warning says nothing checks what is sent.
+fn wide_route_warnings(allow: &[RoutePlan], dlp: Dlp) -> Vec<String> {
+    let warn = |what: &str, reach: &str| {
+        if dlp == Dlp::Off {
+            format!(
+                "{what} and DLP is off: the agent can reach {reach} through the proxy and \
+                 nothing checks what it sends"
+            )
+        } else {
+            format!(
+                "{what}: the agent can reach {reach} through the proxy; only DLP stands \
+                 between it and exfiltration"
+            )
+        }
+    };
+    // `*` covers every top-level domain: its warning says it all.
+    if allow.iter().any(|r| r.host == "*") {
+        return vec![warn(
+            "a route allows any host (`host: \"*\"`)",
+            "the whole internet",
+        )];
+    }
+    let tlds: Vec<String> = allow
+        .iter()
+        .filter(|r| over_a_top_level_domain(&r.host))
+        .map(|r| format!("`{}`", r.host))
+        .collect();
+    if tlds.is_empty() {
+        return Vec::new();
+    }
+    let routes = if tlds.len() == 1 {
+        "a route allows"
+    } else {
+        "routes allow"
+    };
+    vec![warn(
+        &format!(
+            "{routes} every host under a top-level domain ({})",
+            tlds.join(", ")
+        ),
+        "a large part of the internet",
+    )]
 }
 
 fn set_by_bottle(

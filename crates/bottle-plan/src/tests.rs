@@ -596,6 +596,61 @@ fn star_host_warns() {
     assert!(p.warnings.iter().any(|w| w.contains("any host")));
 }
 
+/// A wildcard directly over a top-level domain (`*.com`, one label after
+/// `*.`) is nearly as wide as `*`: intercepted it is allowed, as `*` is,
+/// and the preflight warns the same way. One warning names them all;
+/// `*.example.com` is one domain's hosts and gets none.
+#[test]
+fn top_level_domain_wildcard_warns() {
+    static TLD: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  allow: [\"*.com\", a.com, \"*.IO\", \"*.example.com\"]\n---\n",
+    )];
+    // The engine-not-reached warning aside.
+    let wide = |p: &Plan| -> Vec<String> {
+        p.warnings
+            .iter()
+            .filter(|w| w.contains("host"))
+            .cloned()
+            .collect()
+    };
+    let p = plain_agent(TLD, &host()).unwrap().plan;
+    assert_eq!(p.egress.allow[0].tls, "intercept");
+    assert_eq!(
+        wide(&p),
+        [
+            "routes allow every host under a top-level domain (`*.com`, `*.io`): the agent can \
+             reach a large part of the internet through the proxy; only DLP stands between it \
+             and exfiltration"
+        ]
+    );
+    // With DLP off a passthrough `*.com` is allowed, and the warning says
+    // that nothing checks what is sent.
+    static OFF: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  dlp: off\n  allow: [{host: \"*.com\", tls: passthrough}]\n---\n",
+    )];
+    let p = plain_agent(OFF, &host()).unwrap().plan;
+    assert_eq!(p.egress.allow[0].tls, "passthrough");
+    assert_eq!(
+        wide(&p),
+        [
+            "a route allows every host under a top-level domain (`*.com`) and DLP is off: the \
+             agent can reach a large part of the internet through the proxy and nothing checks \
+             what it sends"
+        ]
+    );
+    static DOMAIN: &[(&str, &str)] =
+        &[("dev", "---\negress:\n  allow: [\"*.example.com\"]\n---\n")];
+    let p = plain_agent(DOMAIN, &host()).unwrap().plan;
+    assert!(wide(&p).is_empty(), "{:?}", p.warnings);
+    // Beside `*`, which covers it, `*.com` adds no second warning.
+    static BOTH: &[(&str, &str)] = &[("dev", "---\negress:\n  allow: [\"*.com\", \"*\"]\n---\n")];
+    let p = plain_agent(BOTH, &host()).unwrap().plan;
+    assert_eq!(wide(&p).len(), 1, "{:?}", p.warnings);
+    assert!(wide(&p)[0].contains("any host"), "{:?}", p.warnings);
+}
+
 /// manifest.md: `*` implies interception when DLP is on, so an explicit
 /// `tls: passthrough` on it (blind tunnels to any host) is refused, where
 /// the route is written, even when `dlp` comes from another file.
