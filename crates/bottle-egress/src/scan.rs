@@ -37,6 +37,18 @@ pub struct Verdict {
     pub too_large: bool,
 }
 
+/// Rules a request keeps of the findings it let through: its event names
+/// the first, and a body full of findings (`log` or `redact`) must not grow
+/// a list for as long as it streams.
+const MAX_FLAGGED: usize = 8;
+
+impl Verdict {
+    pub fn flag(&mut self, rules: impl IntoIterator<Item = String>) {
+        let room = MAX_FLAGGED.saturating_sub(self.flagged.len());
+        self.flagged.extend(rules.into_iter().take(room));
+    }
+}
+
 pub type SharedVerdict = Arc<Mutex<Verdict>>;
 
 /// Marks a body stream stopped on purpose (DLP or bounds), not a network fault.
@@ -53,9 +65,7 @@ fn judge(dlp: &Dlp, findings: &[Finding], verdict: &mut Verdict) -> Result<(), S
         verdict.blocked = Some(first.rule.clone());
         return Err(first.rule.clone());
     }
-    verdict
-        .flagged
-        .extend(findings.iter().map(|f| f.rule.clone()));
+    verdict.flag(findings.iter().map(|f| f.rule.clone()));
     Ok(())
 }
 
@@ -227,13 +237,13 @@ impl ScanBody {
             }
             DlpMode::Redact => {
                 for f in findings {
-                    v.flagged.push(f.rule.clone());
+                    v.flag([f.rule.clone()]);
                     self.held.redact(f);
                 }
                 Ok(())
             }
             DlpMode::Log | DlpMode::Off => {
-                v.flagged.extend(findings.into_iter().map(|f| f.rule));
+                v.flag(findings.into_iter().map(|f| f.rule));
                 Ok(())
             }
         }
@@ -246,7 +256,7 @@ impl ScanBody {
             return Err(Box::new(BodyStopped));
         };
         if self.mode == DlpMode::Log {
-            v.flagged.push(UNSCANNABLE.to_string());
+            v.flag([UNSCANNABLE.to_string()]);
             self.scanner = None;
             self.inflater = None;
             return Ok(());

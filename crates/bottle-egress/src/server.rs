@@ -919,14 +919,25 @@ async fn send_and_wrap(
             )
         });
         let dlp = inner.dlp.clone();
+        let mode = dlp.mode;
         tokio::spawn(async move {
             if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
                 let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
                 if scanned {
-                    let mode = dlp.mode;
-                    let ended = websocket::relay(c, u, websocket::ClientFrames::new(dlp)).await;
-                    if let Some((audit, ev, started)) = report {
-                        report_websocket(&audit, ev, started, mode, ended);
+                    let mut frames = websocket::ClientFrames::new(dlp);
+                    if let Some((audit, ev, started)) = report.clone() {
+                        frames = frames.on_flag(move |rule| {
+                            report_websocket(
+                                &audit,
+                                ev,
+                                started,
+                                websocket::Ended::Flagged(mode, rule),
+                            );
+                        });
+                    }
+                    let stop = websocket::relay(c, u, frames).await;
+                    if let (Some(stop), Some((audit, ev, started))) = (stop, report) {
+                        report_websocket(&audit, ev, started, websocket::Ended::Stopped(stop));
                     }
                 } else {
                     let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
@@ -969,39 +980,31 @@ async fn send_and_wrap(
     Ok(Response::from_parts(rp, body.boxed()))
 }
 
-/// The event of a WebSocket the frame scan stopped or flagged (its
-/// handshake has an event of its own already); nothing for a clean one.
-fn report_websocket(
-    audit: &Audit,
-    mut ev: Event,
-    started: Instant,
-    mode: DlpMode,
-    (stop, flagged): (Option<websocket::Stop>, Vec<String>),
-) {
-    match stop {
-        Some(websocket::Stop::Dlp(rule)) => {
+/// The event of a WebSocket the frame scan stopped, or let a finding
+/// through (its handshake has an event of its own already); nothing for a
+/// clean one.
+fn report_websocket(audit: &Audit, mut ev: Event, started: Instant, what: websocket::Ended<'_>) {
+    match what {
+        websocket::Ended::Stopped(websocket::Stop::Dlp(rule)) => {
             ev.decision = "block";
             ev.reason = Some(Deny::Dlp.as_str());
             ev.rule = Some(rule);
         }
-        Some(websocket::Stop::TooLarge) => {
+        websocket::Ended::Stopped(websocket::Stop::TooLarge) => {
             ev.decision = "block";
             ev.reason = Some(Deny::TooLarge.as_str());
         }
-        Some(websocket::Stop::Malformed(what)) => {
+        websocket::Ended::Stopped(websocket::Stop::Malformed(what)) => {
             ev.decision = "block";
             ev.reason = Some(Deny::Malformed.as_str());
             ev.rule = Some(what.to_string());
         }
-        None => {
-            let Some(rule) = flagged.into_iter().next() else {
-                return;
-            };
+        websocket::Ended::Flagged(mode, rule) => {
             if mode == DlpMode::Redact {
                 ev.decision = "redact";
             }
             ev.reason = Some(Deny::Dlp.as_str());
-            ev.rule = Some(rule);
+            ev.rule = Some(rule.to_string());
         }
     }
     ev.ms = millis(started.elapsed());

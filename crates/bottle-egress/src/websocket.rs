@@ -25,6 +25,14 @@ use crate::config::DlpMode;
 use crate::dlp::{Dlp, Finding, HeldBytes, StreamScan};
 use crate::limits::DLP_MAX_HELD_BYTES;
 
+/// What a WebSocket's event reports.
+pub enum Ended<'a> {
+    /// The relay stopped it.
+    Stopped(Stop),
+    /// `log` or `redact` let the rule's finding through (the first one).
+    Flagged(DlpMode, &'a str),
+}
+
 /// Why the relay ended a WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
@@ -130,15 +138,41 @@ struct Message {
     started: bool,
 }
 
+/// The first finding let through (`log` and `redact` modes), and who to
+/// tell at once: a socket may stay open until the bottle ends, so waiting
+/// for its close to report would be waiting for nothing. Later findings
+/// are not kept (a socket full of them must not grow a list).
+#[derive(Default)]
+struct Flagged {
+    first: Option<String>,
+    tell: Option<Tell>,
+}
+
+/// Told the rule of the first finding let through.
+type Tell = Box<dyn FnOnce(&str) + Send>;
+
+impl Flagged {
+    fn add(&mut self, rule: &str) {
+        if self.first.is_some() {
+            return;
+        }
+        self.first = Some(rule.to_string());
+        if let Some(tell) = self.tell.take() {
+            tell(rule);
+        }
+    }
+}
+
 /// The agent's side of one WebSocket: frames in, scanned frames out.
 /// No I/O, so every frame sequence can be tested directly.
 pub struct ClientFrames {
     dlp: Dlp,
+    /// Mask keys for the frames sent on.
+    random: &'static dyn rustls::crypto::SecureRandom,
     head: Vec<u8>,
     frame: Option<Frame>,
     message: Option<Message>,
-    /// Rules of findings redacted or only logged.
-    pub flagged: Vec<String>,
+    flagged: Flagged,
 }
 
 impl ClientFrames {
@@ -147,11 +181,23 @@ impl ClientFrames {
     pub fn new(dlp: Dlp) -> Self {
         Self {
             dlp,
+            random: rustls::crypto::aws_lc_rs::default_provider().secure_random,
             head: Vec::with_capacity(MAX_HEAD),
             frame: None,
             message: None,
-            flagged: Vec::new(),
+            flagged: Flagged::default(),
         }
+    }
+
+    /// Calls `tell` with the rule of the first finding let through.
+    pub fn on_flag(mut self, tell: impl FnOnce(&str) + Send + 'static) -> Self {
+        self.flagged.tell = Some(Box::new(tell));
+        self
+    }
+
+    /// The rule of the first finding let through, if any.
+    pub fn first_flag(&self) -> Option<&str> {
+        self.flagged.first.as_deref()
     }
 
     /// Reads `input` from the agent; appends to `out` the frames that may
@@ -195,7 +241,7 @@ impl ClientFrames {
             let ended = frame.left == 0;
             if frame.head.opcode >= CLOSE {
                 frame.control.extend_from_slice(&plain);
-            } else {
+            } else if !plain.is_empty() {
                 self.on_data(&plain, out)?;
             }
             if ended {
@@ -244,7 +290,7 @@ impl ClientFrames {
         let findings = msg.scanner.push(plain);
         judge(&self.dlp, findings, &mut msg.held, &mut self.flagged)?;
         if let Some(b) = msg.held.release(msg.scanner.settled()) {
-            emit_fragment(msg, false, &b, out)?;
+            emit_fragment(msg, false, &b, self.random, out)?;
         }
         if msg.held.held() > DLP_MAX_HELD_BYTES {
             return Err(Stop::TooLarge);
@@ -258,14 +304,19 @@ impl ClientFrames {
         };
         let head = frame.head;
         if head.opcode >= CLOSE {
-            let findings = self.dlp.scan(&frame.control);
+            // An empty ping (the common keep-alive) has nothing to scan.
+            let findings = if frame.control.is_empty() {
+                Vec::new()
+            } else {
+                self.dlp.scan(&frame.control)
+            };
             if let Some(f) = findings.first() {
                 if self.dlp.mode != DlpMode::Log {
                     return Err(Stop::Dlp(f.rule.clone()));
                 }
-                self.flagged.extend(findings.iter().map(|f| f.rule.clone()));
+                self.flagged.add(&f.rule);
             }
-            return emit(true, head.opcode, &frame.control, out);
+            return emit(true, head.opcode, &frame.control, self.random, out);
         }
         if !head.fin {
             return Ok(());
@@ -276,7 +327,7 @@ impl ClientFrames {
         let findings = std::mem::replace(&mut msg.scanner, Box::new(Done)).finish();
         judge(&self.dlp, findings, &mut msg.held, &mut self.flagged)?;
         let rest = msg.held.release_all().unwrap_or_default();
-        emit_fragment(&mut msg, true, &rest, out)
+        emit_fragment(&mut msg, true, &rest, self.random, out)
     }
 }
 
@@ -300,7 +351,7 @@ fn judge(
     dlp: &Dlp,
     findings: Vec<Finding>,
     held: &mut HeldBytes,
-    flagged: &mut Vec<String>,
+    flagged: &mut Flagged,
 ) -> Result<(), Stop> {
     let Some(first) = findings.first() else {
         return Ok(());
@@ -308,14 +359,14 @@ fn judge(
     match dlp.mode {
         DlpMode::Block => Err(Stop::Dlp(first.rule.clone())),
         DlpMode::Redact => {
+            flagged.add(&first.rule);
             for f in findings {
-                flagged.push(f.rule.clone());
                 held.redact(f);
             }
             Ok(())
         }
         DlpMode::Log | DlpMode::Off => {
-            flagged.extend(findings.into_iter().map(|f| f.rule));
+            flagged.add(&first.rule);
             Ok(())
         }
     }
@@ -325,6 +376,7 @@ fn emit_fragment(
     msg: &mut Message,
     fin: bool,
     payload: &[u8],
+    random: &dyn rustls::crypto::SecureRandom,
     out: &mut Vec<u8>,
 ) -> Result<(), Stop> {
     let opcode = if msg.started {
@@ -333,16 +385,21 @@ fn emit_fragment(
         msg.opcode
     };
     msg.started = true;
-    emit(fin, opcode, payload, out)
+    emit(fin, opcode, payload, random, out)
 }
 
 /// Appends one frame, masked with a fresh key as a client's must be: the
 /// agent chose every byte of the payload and must not choose what goes on
 /// the wire as well.
-fn emit(fin: bool, opcode: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), Stop> {
+fn emit(
+    fin: bool,
+    opcode: u8,
+    payload: &[u8],
+    random: &dyn rustls::crypto::SecureRandom,
+    out: &mut Vec<u8>,
+) -> Result<(), Stop> {
     let mut mask = [0u8; 4];
-    rustls::crypto::aws_lc_rs::default_provider()
-        .secure_random
+    random
         .fill(&mut mask)
         .map_err(|_| Stop::Malformed("no random mask key"))?;
     out.push(if fin { 0x80 } else { 0 } | opcode);
@@ -364,12 +421,8 @@ fn emit(fin: bool, opcode: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), 
 /// Relays one WebSocket: the agent's frames through `frames`, the
 /// upstream's bytes as they are. Ends when both sides have closed, or at
 /// once (dropping both connections) when `frames` stops it. Returns the
-/// stop, if any, and the rules flagged without stopping.
-pub async fn relay<C, U>(
-    client: C,
-    upstream: U,
-    mut frames: ClientFrames,
-) -> (Option<Stop>, Vec<String>)
+/// stop, if any.
+pub async fn relay<C, U>(client: C, upstream: U, mut frames: ClientFrames) -> Option<Stop>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -399,19 +452,16 @@ where
         let _ = uw.shutdown().await;
         None
     };
-    let stop = {
-        tokio::pin!(down, up);
-        tokio::select! {
-            stop = &mut up => {
-                if stop.is_none() {
-                    down.await;
-                }
-                stop
+    tokio::pin!(down, up);
+    tokio::select! {
+        stop = &mut up => {
+            if stop.is_none() {
+                down.await;
             }
-            () = &mut down => up.await,
+            stop
         }
-    };
-    (stop, frames.flagged)
+        () = &mut down => up.await,
+    }
 }
 
 #[cfg(test)]

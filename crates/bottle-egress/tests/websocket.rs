@@ -222,6 +222,25 @@ async fn redact_mode_rewrites_the_message() {
         .await;
 }
 
+/// `log` mode lets a finding through, and says so at once: the socket
+/// may stay open until the bottle ends, and an event written at its close
+/// would never be written.
+#[tokio::test]
+async fn log_mode_reports_a_finding_while_the_socket_is_open() {
+    let (up, seen) = ws_upstream(None).await;
+    let p = dlp_proxy_to("dlp: log", up).await;
+    let mut s = open(&p).await;
+    let msg = format!("x {SECRET}");
+    s.write_all(&frame(true, 1, msg.as_bytes())).await.unwrap();
+    p.event_like(serde_json::json!({"decision": "allow", "reason": "dlp", "path": "/socket"}))
+        .await;
+    let got = unmasked(&received(&seen, 6 + msg.len()).await);
+    assert_eq!(got, msg.as_bytes(), "log mode passes the message on");
+    assert!(!seen.ended.load(std::sync::atomic::Ordering::SeqCst));
+    p.events_without(&[SECRET]);
+    drop(s);
+}
+
 /// An upstream that turns on compression although it was not offered
 /// would get frames the scan cannot read: the upgrade is refused.
 #[tokio::test]

@@ -146,7 +146,7 @@ fn redact_mode_replaces_the_secret_in_a_message() {
         messages(&sent),
         vec![(TEXT, b"a [REDACTED:known] b".to_vec())]
     );
-    assert_eq!(f.flagged, vec!["known".to_string()]);
+    assert_eq!(f.first_flag(), Some("known"));
 }
 
 /// A close frame's reason and a ping's data are places too; they cannot
@@ -167,8 +167,26 @@ fn control_frames_are_scanned() {
         let (sent, stop) = feed(&mut f, &wire, 4);
         assert_eq!(stop, None);
         assert_eq!(messages(&sent), vec![(opcode, reason.clone())]);
-        assert_eq!(f.flagged, vec!["known".to_string()]);
+        assert_eq!(f.first_flag(), Some("known"));
     }
+}
+
+/// `log` mode lets findings through: the first is told at once (the
+/// socket may never close), the rest are not kept.
+#[test]
+fn the_first_finding_is_told_at_once_and_the_rest_not_kept() {
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = told.clone();
+    let mut f = frames(DlpMode::Log).on_flag(move |rule| t.lock().unwrap().push(rule.to_string()));
+    let mut wire = Vec::new();
+    for _ in 0..1000 {
+        wire.extend(client_frame(true, TEXT, SECRET, [1, 2, 3, 4]));
+    }
+    let (sent, stop) = feed(&mut f, &wire, 4096);
+    assert_eq!(stop, None);
+    assert_eq!(messages(&sent).len(), 1000);
+    assert_eq!(*told.lock().unwrap(), vec!["known".to_string()]);
+    assert_eq!(f.first_flag(), Some("known"));
 }
 
 #[test]
