@@ -78,27 +78,44 @@ enum Sink {
 
 /// Where events go. Cheap to clone.
 ///
-/// Refusals are rate-limited: the agent chooses how many there are (a
-/// flood of refused DNS queries or requests costs it nothing), and the log
-/// it fills is rotated at a bound, so without a limit a flood would push
-/// the earlier events (a push, a DLP refusal) out before teardown saves
-/// them. Past [`REFUSAL_EVENTS_PER_SECOND`] in a second, refusals are
-/// counted instead of written, and once a second each count is written as
-/// one `internal` event (`rule` `rate-limit:<kind>`, the refusal's
-/// `reason`, `count`). Allowed requests are never held back.
+/// Events that cost the agent nothing are rate-limited: it chooses how
+/// many there are (a flood of refused DNS queries, `/health` requests or
+/// CONNECTs that go nowhere), and the log it fills is rotated at a bound,
+/// so without a limit a flood would push the earlier events (a push, a DLP
+/// refusal) out before teardown saves them. Past
+/// [`REFUSAL_EVENTS_PER_SECOND`] in a second such events are counted
+/// instead of written, and once a second each count is written as one
+/// `internal` event (`rule` `rate-limit:<kind>`, the events' `decision`
+/// and `reason`, `count`); [`Audit::flush`] writes what is left at
+/// shutdown. Never held back: DLP findings, and allowed requests (each
+/// reached an upstream) — see [`limited`].
 #[derive(Clone)]
 pub struct Audit {
     sink: Arc<Sink>,
     refusals: Arc<Mutex<Refusals>>,
 }
 
-/// Refusals written in the current second, and those counted instead.
+type Key = (&'static str, &'static str, &'static str);
+
+/// Whether `event` counts against the rate limit: refusals other than DLP
+/// findings, the proxy's own answers (`/health`, `/ca.pem`) and CONNECTs
+/// (logged when the tunnel opens, before any byte reaches a host). Allowed
+/// requests that reached an upstream, and every DLP finding, are always
+/// written.
+fn limited(event: &Event) -> bool {
+    if event.reason == Some(Deny::Dlp.as_str()) || event.count.is_some() {
+        return false;
+    }
+    event.decision == "block" || matches!(event.kind, "internal" | "connect")
+}
+
+/// Events written in the current second, and those counted instead.
 struct Refusals {
     limit: u32,
     window: Instant,
     written: u32,
-    /// (kind, reason) → refusals not written.
-    held: BTreeMap<(&'static str, &'static str), u64>,
+    /// (kind, decision, reason) → events not written.
+    held: BTreeMap<Key, u64>,
 }
 
 impl Refusals {
@@ -111,9 +128,10 @@ impl Refusals {
         }
     }
 
-    /// A new second starts: the counts of the last one, to be written.
-    fn roll(&mut self, now: Instant) -> BTreeMap<(&'static str, &'static str), u64> {
-        if now.duration_since(self.window) < Duration::from_secs(1) {
+    /// A new second starts (or, with `force`, the log ends): the counts
+    /// of the last one, to be written.
+    fn roll(&mut self, now: Instant, force: bool) -> BTreeMap<Key, u64> {
+        if !force && now.duration_since(self.window) < Duration::from_secs(1) {
             return BTreeMap::new();
         }
         self.window = now;
@@ -122,11 +140,11 @@ impl Refusals {
     }
 }
 
-/// The event that stands for `n` refusals of `kind` and `reason` not
-/// written.
-fn held_event(kind: &'static str, reason: &'static str, n: u64) -> Event {
-    let mut e = Event::new("internal", "block");
-    e.reason = Some(reason);
+/// The event that stands for `n` events of `kind`, `decision` and
+/// `reason` not written.
+fn held_event((kind, decision, reason): Key, n: u64) -> Event {
+    let mut e = Event::new("internal", decision);
+    e.reason = (!reason.is_empty()).then_some(reason);
     e.rule = Some(format!("rate-limit:{kind}"));
     e.count = Some(n);
     e
@@ -222,30 +240,36 @@ impl Audit {
                 let (Some(sink), Some(refusals)) = (sink.upgrade(), refusals.upgrade()) else {
                     return;
                 };
-                Audit { sink, refusals }.write_held(Instant::now());
+                Audit { sink, refusals }.write_held(false);
             }
         });
     }
 
-    /// Writes the counts of a second that is over.
-    fn write_held(&self, now: Instant) {
+    /// Writes the counts of a second that is over (all of them with
+    /// `force`).
+    fn write_held(&self, force: bool) {
         let held = match self.refusals.lock() {
-            Ok(mut r) => r.roll(now),
+            Ok(mut r) => r.roll(Instant::now(), force),
             Err(_) => return,
         };
-        for ((kind, reason), n) in held {
-            self.write(&held_event(kind, reason, n));
+        for (key, n) in held {
+            self.write(&held_event(key, n));
         }
     }
 
-    /// True when `event` is a refusal over this second's limit: counted,
-    /// not to be written.
+    /// Writes every count still held: call when the log ends (shutdown),
+    /// or the last second of a flood goes uncounted.
+    pub fn flush(&self) {
+        self.write_held(true);
+    }
+
+    /// True when `event` is over this second's limit: counted, not to be
+    /// written.
     fn held_back(&self, event: &Event) -> bool {
-        if event.decision != "block" || event.kind == "internal" {
+        if !limited(event) {
             return false;
         }
-        let now = Instant::now();
-        self.write_held(now);
+        self.write_held(false);
         let Ok(mut r) = self.refusals.lock() else {
             return false;
         };
@@ -254,7 +278,7 @@ impl Audit {
             return false;
         }
         *r.held
-            .entry((event.kind, event.reason.unwrap_or("")))
+            .entry((event.kind, event.decision, event.reason.unwrap_or("")))
             .or_default() += 1;
         true
     }
@@ -399,17 +423,22 @@ mod tests {
             audit.emit(&Event::deny("dns", Deny::DnsRefused));
         }
         audit.emit(&Event::deny("http", Deny::NoRoute));
-        // Allowed requests are never held back.
+        // Allowed requests are never held back, nor DLP findings.
         for _ in 0..5 {
             audit.emit(&Event::new("http", "allow"));
         }
+        let mut dlp = Event::deny("http", Deny::Dlp);
+        dlp.rule = Some("known-secret".into());
+        audit.emit(&dlp);
+        // The proxy's own answers are (a `/health` flood).
+        audit.emit(&Event::new("internal", "allow"));
         let kinds = |log: &MemoryLog| -> Vec<String> {
             log.events()
                 .iter()
                 .map(|e| format!("{} {}", e["kind"], e["decision"]))
                 .collect()
         };
-        assert_eq!(log.events().len(), 1 + 3 + 5, "{:?}", kinds(&log));
+        assert_eq!(log.events().len(), 1 + 3 + 5 + 1, "{:?}", kinds(&log));
         // The second is over: the next event writes the counts first.
         if let Ok(mut r) = audit.refusals.lock() {
             r.window -= Duration::from_secs(2);
@@ -419,16 +448,59 @@ mod tests {
         let held: Vec<_> = events
             .iter()
             .filter(|e| e["kind"] == "internal")
-            .map(|e| (e["rule"].clone(), e["reason"].clone(), e["count"].clone()))
+            .map(|e| {
+                (
+                    e["rule"].clone(),
+                    e["decision"].clone(),
+                    e["reason"].clone(),
+                    e["count"].clone(),
+                )
+            })
             .collect();
         assert_eq!(
             held,
             vec![
-                ("rate-limit:dns".into(), "dns-refused".into(), 7.into()),
-                ("rate-limit:http".into(), "no-route".into(), 1.into()),
+                (
+                    "rate-limit:dns".into(),
+                    "block".into(),
+                    "dns-refused".into(),
+                    7.into()
+                ),
+                (
+                    "rate-limit:http".into(),
+                    "block".into(),
+                    "no-route".into(),
+                    1.into()
+                ),
+                (
+                    "rate-limit:internal".into(),
+                    "allow".into(),
+                    serde_json::Value::Null,
+                    1.into()
+                ),
             ]
         );
         assert_eq!(events.last().unwrap()["kind"], "dns");
+    }
+
+    /// The counts of the last second are written when the log ends, not
+    /// lost with the process.
+    #[test]
+    fn flush_writes_what_is_held() {
+        let (audit, log) = Audit::open(&AuditTarget::Memory, true).unwrap();
+        let audit = audit.limit_refusals(1);
+        let log = log.unwrap();
+        for _ in 0..4 {
+            audit.emit(&Event::deny("connect", Deny::NoRoute));
+        }
+        assert_eq!(log.events().len(), 1);
+        audit.flush();
+        let events = log.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1]["count"], 3);
+        assert_eq!(events[1]["rule"], "rate-limit:connect");
+        audit.flush();
+        assert_eq!(log.events().len(), 2, "nothing held twice");
     }
 
     #[test]

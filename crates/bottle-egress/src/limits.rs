@@ -80,7 +80,7 @@ impl Default for Limits {
     }
 }
 
-/// Refusal events written a second at most; the rest are counted (see
-/// `audit::Audit`). A second of refusals is then about 70 KB of log, so
+/// Refusals and other events that cost the agent nothing, written a second
+/// at most; the rest are counted (see `audit::Audit`). A second of refusals is then about 70 KB of log, so
 /// the 512 MiB the sidecar keeps hold two hours of a flood.
 pub const REFUSAL_EVENTS_PER_SECOND: u32 = 200;

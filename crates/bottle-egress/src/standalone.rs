@@ -46,8 +46,11 @@ where
         // its port is one of the proxy's own (`ProxyConfig::is_own`).
         cfg.listen = listener.local_addr()?;
         let proxy = Proxy::new(cfg.clone())?;
+        let audit = proxy.audit();
         ready(cfg.listen);
-        serve(proxy, listener, shutdown).await
+        let served = serve(proxy, listener, shutdown).await;
+        audit.flush();
+        served
     })
 }
 

@@ -168,16 +168,23 @@ impl Tally {
             }
             "http" | "connect" | "reverse" => self.allowed.add(&host),
             "dns" if blocked => self.dns_refused.add(&host),
-            // Refusals the sidecar counted instead of writing (a flood).
-            "internal" if blocked => {
+            // Events the sidecar counted instead of writing (a flood).
+            "internal" => {
                 let n = e.count.unwrap_or(0);
-                match e
+                let failed = matches!(e.reason.as_deref(), Some("upstream-error" | "timeout"));
+                let counted = e
                     .rule
                     .as_deref()
-                    .and_then(|r| r.strip_prefix("rate-limit:"))
-                {
-                    Some("dns") => self.dns_refused.add_n(NOT_LOGGED, n),
-                    Some("http" | "connect" | "reverse") => self.refused.add_n(NOT_LOGGED, n),
+                    .and_then(|r| r.strip_prefix("rate-limit:"));
+                match counted {
+                    Some("dns") if blocked => self.dns_refused.add_n(NOT_LOGGED, n),
+                    Some("http" | "connect" | "reverse") if blocked && failed => {
+                        self.failed.add_n(NOT_LOGGED, n);
+                    }
+                    Some("http" | "connect" | "reverse") if blocked => {
+                        self.refused.add_n(NOT_LOGGED, n);
+                    }
+                    Some("http" | "connect" | "reverse") => self.allowed.add_n(NOT_LOGGED, n),
                     _ => {}
                 }
             }

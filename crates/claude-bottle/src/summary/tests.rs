@@ -68,7 +68,10 @@ fn refusals_over_the_rate_limit_count() {
     let log = r#"{"ts":"t","kind":"dns","decision":"block","reason":"dns-refused","host":"a.example"}
 {"ts":"t","kind":"internal","decision":"block","reason":"dns-refused","rule":"rate-limit:dns","count":5000}
 {"ts":"t","kind":"internal","decision":"block","reason":"no-route","rule":"rate-limit:http","count":7}
-{"ts":"t","kind":"internal","decision":"block","reason":"no-route","rule":"something-else","count":9}"#;
+{"ts":"t","kind":"internal","decision":"block","reason":"no-route","rule":"something-else","count":9}
+{"ts":"t","kind":"internal","decision":"block","reason":"timeout","rule":"rate-limit:connect","count":3}
+{"ts":"t","kind":"internal","decision":"allow","rule":"rate-limit:connect","count":11}
+{"ts":"t","kind":"internal","decision":"allow","rule":"rate-limit:internal","count":99}"#;
     let mut t = Tally::default();
     let events: Vec<AuditEvent> = log.lines().filter_map(AuditEvent::parse).collect();
     for e in &events {
@@ -76,6 +79,8 @@ fn refusals_over_the_rate_limit_count() {
     }
     assert_eq!(t.dns_refused.total, 5001);
     assert_eq!(t.refused.total, 7);
+    assert_eq!(t.failed.total, 3);
+    assert_eq!(t.allowed.total, 11, "health checks are not requests");
     assert_eq!(
         t.dns_refused.line(),
         "5001 ((not logged) 5000, a.example 1)"
