@@ -26,8 +26,10 @@ COPY claude-bottle /usr/local/bin/claude-bottle
 # children (their environment holds the gate's tokens) and its tmpfs (the
 # SSH keys). 65200 is in the range Debian reserves and never allocates
 # (65000-65533), and below 65536 so user-namespaced and rootless engines
-# map it. ssh needs the uid in passwd.
-RUN echo 'claude-bottle-sidecar:x:65200:65200:claude-bottle sidecar:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+# map it. ssh needs the uid in passwd (a last line without its newline is
+# ended first, or the entry would join it).
+RUN sed -i -e '$a\' /etc/passwd /etc/group \
+    && echo 'claude-bottle-sidecar:x:65200:65200:claude-bottle sidecar:/tmp:/usr/sbin/nologin' >> /etc/passwd \
     && echo 'claude-bottle-sidecar:x:65200:' >> /etc/group
 USER 65200:65200
 ENTRYPOINT ["/usr/local/bin/claude-bottle", "sidecar"]

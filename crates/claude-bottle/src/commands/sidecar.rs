@@ -28,13 +28,7 @@ use crate::report::UsageError;
 const MAX_CONFIG: u64 = 4 * 1024 * 1024;
 
 pub fn run() -> Result<ExitCode> {
-    // Before a secret is read: a process that is not dumpable has its
-    // /proc files (mem, environ, root, fd) owned by root, so no other
-    // process of the same uid can read its memory or its tmpfs through
-    // them. (Its git children, exec'd, are dumpable again; the sidecar's
-    // uid of its own keeps those from host processes.)
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .context("cannot make the sidecar non-dumpable")?;
+    not_dumpable()?;
     let mut text = String::new();
     std::io::stdin()
         .take(MAX_CONFIG + 1)
@@ -63,10 +57,23 @@ pub fn run() -> Result<ExitCode> {
 }
 
 /// The pre-receive hook the gate runs for each push.
+/// Before a secret is read: a process that is not dumpable has its /proc
+/// files (mem, environ, root, fd) owned by root, so no other process of
+/// the same uid can read its memory or its tmpfs through them. Exec'd
+/// children (git) are dumpable again; the sidecar's uid of its own keeps
+/// those from host processes.
+fn not_dumpable() -> Result<()> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("cannot make the sidecar non-dumpable")
+}
+
 pub fn hook(name: &str) -> Result<ExitCode> {
     if name != "pre-receive" {
         return Err(UsageError::new(format!("unknown hook `{name}`")).into());
     }
+    // The hook holds the bottle's known secrets (its DLP engine) for the
+    // whole scan of a push.
+    not_dumpable()?;
     let code = bottle_gitgate::hook::main();
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
@@ -149,8 +156,13 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     // after the bottle CA's certificate (public; never the key), which the
     // CLI installs in the agent without a round trip through it.
     crate::output::stdout(&format!("{}ready {}\n", proxy.ca_pem(), addrs.join(", ")))?;
-    bottle_egress::serve(proxy, proxy_listener, shutdown()).await?;
+    let audit = proxy.audit();
+    let served = bottle_egress::serve(proxy, proxy_listener, shutdown()).await;
     tasks.shutdown().await;
+    // Counts of events held back in the last second of a flood: teardown
+    // stops the sidecar before it saves the log.
+    audit.flush();
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
