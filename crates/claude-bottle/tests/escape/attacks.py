@@ -723,6 +723,73 @@ def r6_gzip_body(m):
     return blocked_post(m, "@" + path, "application/json", extra=("content-encoding: gzip",))
 
 
+def ws_open(m):
+    """A WebSocket to wss://allowed.test/ws/M through the proxy (an
+    intercepted route): the TLS socket after the 101, or None and why."""
+    s, st, head = tunnel("allowed.test", 443)
+    if s is None:
+        return None, f"CONNECT refused: {st} {head[:120]!r}"
+    t = tls(s, "allowed.test")
+    key = base64.b64encode(os.urandom(16)).decode()
+    t.sendall(f"GET /ws/{m} HTTP/1.1\r\nHost: allowed.test\r\nUpgrade: websocket\r\n"
+              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+              f"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n".encode())
+    head = b""
+    t.settimeout(6)
+    while b"\r\n\r\n" not in head:
+        chunk = t.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    if status(head) != 101:
+        t.close()
+        return None, f"no upgrade: {head[:160]!r}"
+    return t, ""
+
+
+def ws_send(t, text):
+    """Sends `text` as one masked text message; what came back within 3 s
+    (the world echoes each text message)."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    head = bytes([0x81]) + (bytes([0x80 | len(payload)]) if len(payload) < 126
+                            else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big"))
+    t.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    t.settimeout(3)
+    got = b""
+    try:
+        while payload not in got:
+            chunk = t.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    except OSError:
+        pass
+    return got
+
+
+@case(6, control=True)
+def c6_websocket_clean(m):
+    t, why = ws_open(m)
+    if t is None:
+        return False, why
+    with t:
+        got = ws_send(t, "just ordinary text")
+    return b"just ordinary text" in got, f"echo: {got[:80]!r}"
+
+
+@case(6, ok_host="allowed.test")
+def r6_websocket(m):
+    """The secret in a WebSocket message to an allowed host: the upgrade
+    is allowed, the message is not."""
+    t, why = ws_open(m)
+    if t is None:
+        return True, f"the upgrade itself was refused: {why}"
+    with t:
+        got = ws_send(t, "config: " + SECRET)
+    return SECRET.encode() not in got, f"echo: {got[:80]!r}"
+
+
 @case(6, ok_host="truncated")
 def r6_base64(m):
     return blocked_post(m, base64.b64encode(SECRET.encode()).decode())

@@ -15,6 +15,9 @@ the test hands it to the bottle as `upstream_ca`), then serves on :80 and
 - GET /esc-config: OUT/esc-config.json once the test has written it (the
   escape suite's attacker fetches its instructions there), else 404;
 - GET /redirect?to=URL: a 302 to URL;
+- GET /ws/...: a WebSocket (RFC 6455) that records each message it
+  receives as a request of method `WS` (its payload as the body) and sends
+  each text message back;
 - anything else: 200 "world ok HOST PATH".
 
 Every request is appended to OUT/requests.jsonl (method, host, path, the
@@ -26,7 +29,7 @@ It is also a public DNS resolver on :53 (UDP and TCP) that answers NXDOMAIN
 to everything and appends each query's name to OUT/dns.jsonl, so a test
 sees any query that leaked out of a bottle.
 """
-import json, os, socket, socketserver, ssl, struct, subprocess, sys, threading
+import base64, hashlib, json, os, socket, socketserver, ssl, struct, subprocess, sys, threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -89,9 +92,9 @@ class Handler(BaseHTTPRequestHandler):
         self.complete = len(out) == n
         return out
 
-    def record(self, body):
+    def record(self, body, method=None):
         entry = {
-            "method": self.command,
+            "method": method or self.command,
             "host": self.headers.get("host", ""),
             "path": self.path,
             "tls": isinstance(self.connection, ssl.SSLSocket),
@@ -128,6 +131,8 @@ class Handler(BaseHTTPRequestHandler):
                     return self.reply(200, "application/json", f.read())
             except FileNotFoundError:
                 return self.reply(404, "text/plain", b"not yet\n")
+        if path.startswith("/ws/") and self.headers.get("upgrade", "").lower() == "websocket":
+            return self.websocket()
         if path == "/redirect":
             to = urllib.parse.parse_qs(self.path.partition("?")[2]).get("to", ["/"])[0]
             return self.reply(302, "text/plain", b"moved\n", [("location", to)])
@@ -141,6 +146,49 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, "text/event-stream", data)
         host = self.headers.get("host", "")
         self.reply(200, "text/plain", f"world ok {host} {path}\n".encode())
+
+    def websocket(self):
+        key = self.headers.get("sec-websocket-key", "")
+        accept = base64.b64encode(
+            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+        ).decode()
+        self.send_response(101)
+        self.send_header("upgrade", "websocket")
+        self.send_header("connection", "Upgrade")
+        self.send_header("sec-websocket-accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        message, opcode = b"", None
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                break
+            fin, op, n = head[0] & 0x80, head[0] & 0x0F, head[1] & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self.rfile.read(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self.rfile.read(8))[0]
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            data = self.rfile.read(n)
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+            self.complete = True
+            if op == 0x8:
+                self.record(data, "WS-CLOSE")
+                break
+            if op in (0x9, 0xA):
+                self.record(data, "WS-PING")
+                continue
+            if op != 0:
+                opcode = op
+            message += data
+            if not fin:
+                continue
+            self.record(message, "WS")
+            if opcode == 0x1 and len(message) < 126:
+                self.wfile.write(bytes([0x81, len(message)]) + message)
+                self.wfile.flush()
+            message = b""
 
     def git(self, body):
         path, _, query = self.path.partition("?")
