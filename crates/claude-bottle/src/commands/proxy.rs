@@ -13,6 +13,9 @@ use bottle_manifest::node::{YamlError, describe, syntax_hint};
 use crate::report::UsageError;
 
 pub fn run(config: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
+    // It reads tokens from its environment and holds them: as the sidecar,
+    // its memory is no other same-uid process's to read.
+    super::sidecar::not_dumpable()?;
     bottle_egress::run_standalone(config, listen).map_err(|e| explain(config, e))?;
     Ok(ExitCode::SUCCESS)
 }

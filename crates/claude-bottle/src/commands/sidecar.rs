@@ -62,9 +62,9 @@ pub fn run() -> Result<ExitCode> {
 /// the same uid can read its memory or its tmpfs through them. Exec'd
 /// children (git) are dumpable again; the sidecar's uid of its own keeps
 /// those from host processes.
-fn not_dumpable() -> Result<()> {
+pub(crate) fn not_dumpable() -> Result<()> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .context("cannot make the sidecar non-dumpable")
+        .context("cannot make this process non-dumpable")
 }
 
 pub fn hook(name: &str) -> Result<ExitCode> {
