@@ -684,7 +684,8 @@ pub async fn exchange(
         return Err(Deny::Method.into());
     }
     // WebSocket upgrades pass on routed requests after the route and DLP
-    // checks of the handshake; frames are not scanned (docs/egress.md).
+    // checks of the handshake; with DLP on, the agent's frames are scanned
+    // after it (`websocket.rs`).
     let ws = ex.route.is_some() && is_websocket(req.headers());
     let upgrade_slot = if ws {
         let slot = inner.tunnels.clone().try_acquire_owned();
