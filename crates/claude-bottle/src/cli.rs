@@ -15,7 +15,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
              credentials and gates git pushes.",
     after_help = "Manifests live in $CLAUDE_BOTTLE_HOME (default ~/.claude-bottle): bottles/<name>.md \
                   and agents/<name>.md; a project may add agents in .claude-bottle/agents/.\n\
-                  Start with `claude-bottle init`, then `claude-bottle start <agent> --dry-run`."
+                  Start with `claude-bottle init`, then `export CLAUDE_BOTTLE_OAUTH_TOKEN=...` (from \
+                  `claude setup-token`) and `claude-bottle start <agent> --dry-run`."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -41,8 +42,11 @@ pub enum Command {
     },
     /// List agents and bottles, or the bottles now running
     List {
+        /// `agents`, `bottles` (default: both, with where each comes from; a broken file is
+        /// shown with its error) or `running` (bottles now up, from the engine's labels)
         #[arg(value_enum)]
         what: Option<ListWhat>,
+        /// `json`: one JSON document on stdout
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -104,7 +108,8 @@ pub enum Command {
     },
     /// Check the engine, runsc, the images and the home folder, and say how to fix what is missing
     Doctor {
-        /// Launch a throw-away bottle and try to escape it
+        /// Launch a throw-away bottle on the engine (removed afterwards) and try to escape it;
+        /// exits 1 when any check is NOT ENFORCED
         #[arg(long)]
         self_test: bool,
     },
@@ -117,24 +122,34 @@ pub enum Command {
     },
     /// Scan files, folders or stdin for secrets; exit 1 when anything is found
     Scan {
-        /// Files or folders (recursively, skipping .git and binary files); `-` or nothing for stdin
+        /// Files or folders (recursively, skipping .git, binary files and symbolic links); `-`
+        /// or nothing for stdin
         paths: Vec<PathBuf>,
+        /// `text`: one finding per line; `json`: one JSON document on stdout
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Also look for the value of this environment variable, in any encoding
+        /// Also look for the value of this environment variable, in any encoding (repeatable;
+        /// an unset variable or a value under 8 bytes is an error, exit 2)
         #[arg(long = "known-secret-env", value_name = "VAR")]
         known_secret_env: Vec<String>,
     },
     /// Run the egress proxy alone, outside any bottle
+    #[command(
+        after_help = "FILE's keys (../shared/spec/sidecar.md, \"Standalone proxy\"): listen, allow \
+                      (routes, as a bottle's egress.allow; host \"*\" matches any host), dlp, log, \
+                      tokens (token_ref read from this process's environment), known_secret_env, \
+                      ca, upstream_ca, upstream_proxy, resolve, audit. Relative paths are relative \
+                      to FILE's folder. Prints `listening on ADDR` on stderr when ready; SIGTERM or SIGINT \
+                      ends it."
+    )]
     Proxy {
         /// The proxy's YAML or JSON configuration
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Listen address (overrides the config's `listen`)
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
-    /// The sidecar's entrypoint inside its container; not for people
     /// Provisioning's helper, run inside an agent image that lacks the
     /// tools provisioning's scripts use (`bottle_docker::helper`)
     #[command(hide = true, name = "agent-helper")]
@@ -145,6 +160,7 @@ pub enum Command {
     /// The probe of `doctor --self-test`, run inside the throw-away agent
     #[command(hide = true, name = "self-test-probe")]
     SelfTestProbe { phase: String, spec: String },
+    /// The sidecar's entrypoint inside its container; not for people
     #[command(hide = true)]
     Sidecar {
         #[command(subcommand)]
@@ -181,7 +197,8 @@ pub struct StartArgs {
     /// interactive and needs a terminal)
     #[arg(long)]
     pub prompt: Option<String>,
-    /// End the agent after this long (e.g. 30m)
+    /// End the agent after this long (90s, 30m, 1h30m, 1d; at most a week) and exit 124, as
+    /// timeout(1) does; with --keep only the agent's processes end
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
     /// Leave the bottle running after the agent exits
