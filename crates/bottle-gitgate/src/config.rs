@@ -254,10 +254,18 @@ pub fn from_sidecar_parts(
 ) -> Result<(GateConfig, GateSecrets), Error> {
     let gate: GateConfig =
         serde_json::from_value(gate).map_err(|e| Error::Config(e.to_string()))?;
+    // Unlike a parse of text, a typed read of a `Value` quotes the value
+    // it refused (`invalid type: string "..."`): for the secrets, only the
+    // kind of mistake is said, never the text.
     let secrets: GateSecrets = if secrets.is_null() {
         GateSecrets::default()
     } else {
-        serde_json::from_value(secrets).map_err(|e| Error::Config(e.to_string()))?
+        serde_json::from_value(secrets).map_err(|e| {
+            Error::Config(format!(
+                "the gate's secrets are not in the expected shape ({:?} error; values not shown)",
+                e.classify()
+            ))
+        })?
     };
     gate.validate(&secrets)?;
     Ok((gate, secrets))
@@ -267,6 +275,25 @@ pub fn from_sidecar_parts(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A secrets part of the wrong shape is an error that does not quote
+    /// the value (the sidecar's stderr is in `docker logs`).
+    #[test]
+    fn a_misshapen_secret_is_not_quoted() {
+        let gate =
+            serde_json::json!({"listen": "127.0.0.1:8418", "state_dir": "/tmp/x", "repos": {}});
+        for secrets in [
+            serde_json::json!({"tokens": "sk-topsecretvalue42"}),
+            serde_json::json!({"tokens": {"T": ["sk-topsecretvalue42"]}}),
+            serde_json::json!({"ssh_keys": {"k": {"v": "sk-topsecretvalue42"}}}),
+        ] {
+            let e = from_sidecar_parts(gate.clone(), secrets)
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("topsecret"), "{e}");
+            assert!(e.contains("secrets"), "{e}");
+        }
+    }
 
     const DOC: &str = r#"{
       "proxy": {"ignored": true},
