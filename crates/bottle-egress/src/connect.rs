@@ -83,16 +83,24 @@ pub async fn handle(
     let mut ev = info_event(info, inner);
     match route.tls {
         Tls::Passthrough => {
-            let mut up = upstream::dial(inner, &target, &vetted).await?;
+            let up = upstream::dial(inner, &target, &vetted).await?;
             let audit = inner.audit.clone();
+            let idle = inner.cfg.limits.tunnel_idle;
             tokio::spawn(async move {
                 let Ok(client) = on_upgrade.await else {
                     return;
                 };
-                let mut client = TokioIo::new(client);
-                let moved = tokio::io::copy_bidirectional(&mut client, &mut up).await;
-                if let Ok((a, b)) = moved {
-                    ev.bytes = a + b;
+                let activity = crate::idle::Activity::new();
+                let mut client = activity.watch(TokioIo::new(client));
+                let mut up = activity.watch(up);
+                let relay = tokio::io::copy_bidirectional(&mut client, &mut up);
+                match activity.until_idle(idle, relay).await {
+                    Some(Ok((a, b))) => ev.bytes = a + b,
+                    Some(Err(_)) => ev.bytes = activity.bytes() / 2,
+                    None => {
+                        ev.bytes = activity.bytes() / 2;
+                        ev.reason = Some(Deny::Timeout.as_str());
+                    }
                 }
                 ev.ms = millis(started.elapsed());
                 audit.emit(&ev);

@@ -18,6 +18,7 @@ pub mod dns;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod idle;
 pub mod inflate;
 pub mod inject;
 pub mod limits;

@@ -62,6 +62,9 @@ pub const MAX_TARGET_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub header_read: Duration,
+    /// A passthrough tunnel or WebSocket that moves no byte for this long
+    /// is closed.
+    pub tunnel_idle: Duration,
     pub connect: Duration,
     pub response_head: Duration,
     pub tls_handshake: Duration,
@@ -72,6 +75,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             header_read: HEADER_READ_TIMEOUT,
+            tunnel_idle: TUNNEL_IDLE_TIMEOUT,
             connect: CONNECT_TIMEOUT,
             response_head: RESPONSE_HEAD_TIMEOUT,
             tls_handshake: TLS_HANDSHAKE_TIMEOUT,
@@ -79,6 +83,12 @@ impl Default for Limits {
         }
     }
 }
+
+/// A passthrough tunnel or WebSocket idle this long (no byte either way)
+/// is closed: each holds a tunnel slot while open. Long enough for any
+/// protocol that keeps its connection alive (WebSocket pings, SSH
+/// keep-alives, HTTP/2 pings come every minute or so).
+pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Refusals and other events that cost the agent nothing, written a second
 /// at most; the rest are counted (see `audit::Audit`). A second of refusals is then about 70 KB of log, so

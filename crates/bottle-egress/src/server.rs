@@ -921,9 +921,14 @@ async fn send_and_wrap(
         });
         let dlp = inner.dlp.clone();
         let mode = dlp.mode;
+        let idle = inner.cfg.limits.tunnel_idle;
         tokio::spawn(async move {
             if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
-                let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                let activity = crate::idle::Activity::new();
+                let (mut c, mut u) = (
+                    activity.watch(TokioIo::new(c)),
+                    activity.watch(TokioIo::new(u)),
+                );
                 if scanned {
                     let mut frames = websocket::ClientFrames::new(dlp);
                     if let Some((audit, ev, started)) = report.clone() {
@@ -936,12 +941,14 @@ async fn send_and_wrap(
                             );
                         });
                     }
-                    let stop = websocket::relay(c, u, frames).await;
+                    let relay = websocket::relay(c, u, frames);
+                    let stop = activity.until_idle(idle, relay).await.flatten();
                     if let (Some(stop), Some((audit, ev, started))) = (stop, report) {
                         report_websocket(&audit, ev, started, websocket::Ended::Stopped(stop));
                     }
                 } else {
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    let relay = tokio::io::copy_bidirectional(&mut c, &mut u);
+                    let _ = activity.until_idle(idle, relay).await;
                 }
             }
             drop(upgrade_slot);

@@ -540,6 +540,32 @@ async fn secret_in_host_label_is_blocked_even_for_passthrough() {
     assert_eq!(p.net.resolves.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
+/// A tunnel nobody uses any more gives its slot back: closed after the
+/// idle bound, with an event that says why.
+#[tokio::test]
+async fn an_idle_passthrough_tunnel_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let ca = TestCa::new("test upstream CA");
+    let (up, _rec) = https_upstream(&ca, &["pass.test"]).await;
+    let port = up.port();
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: pass.test, tls: passthrough, ports: [{port}]}}]\nresolve: {{pass.test: '{up}'}}"
+    ))
+    .tweak(|c| c.limits.tunnel_idle = std::time::Duration::from_millis(300))
+    .start()
+    .await;
+    let (s, _, stream) = connect(p.addr, &format!("pass.test:{port}")).await;
+    assert_eq!(s, 200);
+    let mut stream = stream.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buf))
+        .await
+        .expect("the proxy closes an idle tunnel");
+    assert_eq!(read.unwrap_or(0), 0);
+    p.event_like(serde_json::json!({"kind": "connect", "reason": "timeout"}))
+        .await;
+}
+
 #[tokio::test]
 async fn open_tunnels_are_bounded() {
     let ca = TestCa::new("test upstream CA");

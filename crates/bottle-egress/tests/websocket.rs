@@ -241,6 +241,33 @@ async fn log_mode_reports_a_finding_while_the_socket_is_open() {
     drop(s);
 }
 
+/// An open WebSocket that moves nothing gives its tunnel slot back after
+/// the idle bound; one that keeps talking stays open.
+#[tokio::test]
+async fn an_idle_websocket_is_closed_a_busy_one_is_not() {
+    let (up, seen) = ws_upstream(None).await;
+    let p = Setup::new(format!(
+        "dlp: block\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", SECRET)])
+    .tweak(|c| c.limits.tunnel_idle = Duration::from_millis(400))
+    .start()
+    .await;
+    let mut busy = open(&p).await;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        busy.write_all(&frame(true, 9, b"")).await.unwrap();
+    }
+    let got = received(&seen, 6 * 6).await;
+    assert_eq!(
+        got.len(),
+        6 * 6,
+        "six pings through a socket that never went idle"
+    );
+    let mut idle = open(&p).await;
+    assert!(closed(&mut idle).await, "an idle socket is closed");
+}
+
 /// An upstream that turns on compression although it was not offered
 /// would get frames the scan cannot read: the upgrade is refused.
 #[tokio::test]
