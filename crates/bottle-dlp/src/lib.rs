@@ -45,6 +45,7 @@ pub use decode::{
     percent_encode,
 };
 pub use finding::{Finding, Sink};
+pub use normalize::is_invisible;
 pub use stream::{LOOKBACK as STREAM_LOOKBACK, StreamScanner};
 
 use bottle_secret::Secret;

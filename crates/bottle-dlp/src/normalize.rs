@@ -12,7 +12,7 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 /// Invisible characters an attacker can put inside a secret to split it:
 /// zero-width spaces and joiners, bidi marks, embeddings and isolates, word
 /// joiners, the BOM, soft hyphens, fillers and tag characters.
-pub(crate) fn is_invisible(c: char) -> bool {
+pub fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'

@@ -18,49 +18,27 @@ pub fn stdout(text: &str) -> io::Result<()> {
 /// `stderr!` and the error report.
 pub fn printable(text: &str) -> Cow<'_, str> {
     escape_controls(text, |c| {
-        (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c) || is_invisible(c)
+        (c.is_control() && c != '\n' && c != '\t') || is_hidden(c)
     })
 }
 
-/// Unicode's bidirectional controls: not control characters to Rust, but
-/// they reorder what follows on the line (a name that displays as another,
-/// a path that hides its end), so they are written out like the rest.
-fn is_bidi_control(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-    )
-}
-
-/// Characters that show as nothing: zero-width spaces and joiners, word
-/// joiners, the BOM, the soft hyphen, Hangul fillers and the tag
-/// characters (which can spell hidden ASCII). A skill, agent or file name
-/// with one looks like another name, and hidden text in the agent's output
-/// is text the user cannot read; written out, both show. Variation
-/// selectors stay: emoji need them, and they hide nothing on their own.
-fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00ad}'
-            | '\u{115f}'
-            | '\u{1160}'
-            | '\u{180e}'
-            | '\u{200b}'..='\u{200d}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{3164}'
-            | '\u{feff}'
-            | '\u{ffa0}'
-            | '\u{e0000}'..='\u{e007f}'
-    )
+/// Characters that are not control characters to Rust but change what a
+/// line shows: bidirectional controls reorder what follows (a name that
+/// displays as another, a path that hides its end), and zero-width
+/// characters, joiners, the BOM, fillers and tag characters show as
+/// nothing (`re\u{200b}view` looks like `review`; tag characters spell
+/// hidden ASCII). The DLP engine's list of invisible characters, which it
+/// strips before matching, is exactly that, but for the variation
+/// selectors: emoji need them, and they hide nothing on their own.
+fn is_hidden(c: char) -> bool {
+    bottle_dlp::is_invisible(c) && !('\u{fe00}'..='\u{fe0f}').contains(&c)
 }
 
 /// [`printable`] for one field of an output with one record per line
 /// (`scan`): line breaks and tabs are written out as well, so a file name
 /// cannot start a line of its own that reads as another record.
 pub fn printable_field(text: &str) -> Cow<'_, str> {
-    escape_controls(text, |c| {
-        c.is_control() || is_bidi_control(c) || is_invisible(c)
-    })
+    escape_controls(text, |c| c.is_control() || is_hidden(c))
 }
 
 /// `text` as a JSON string, with DEL and the C1 controls (U+007F to
@@ -183,6 +161,12 @@ fn the_agents_terminal_output_drives_nothing() {
 fn bidi_controls_are_written_out() {
     // U+202E would show `txt.exe` as `exe.txt`.
     let shown = printable("agent \u{202e}txt.exe\u{2066}x\u{2069} é");
+    let is_bidi_control = |c: char| {
+        matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+    };
     assert!(!shown.contains(is_bidi_control), "{shown}");
     assert!(
         shown.contains(r"\u{202e}") && shown.ends_with(" é"),
