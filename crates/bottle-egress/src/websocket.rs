@@ -131,11 +131,35 @@ struct Frame {
 
 /// A data message between its first frame and the one with FIN.
 struct Message {
-    opcode: u8,
     scanner: Box<dyn StreamScan>,
     held: HeldBytes,
-    /// A fragment of it went out already: the rest are continuations.
+    out: Fragments,
+}
+
+/// The frames a message goes on as: the first with the message's opcode,
+/// the rest continuations.
+struct Fragments {
+    opcode: u8,
+    /// A fragment went out already.
     started: bool,
+}
+
+impl Fragments {
+    fn emit(
+        &mut self,
+        fin: bool,
+        payload: &[u8],
+        random: &dyn rustls::crypto::SecureRandom,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Stop> {
+        let opcode = if self.started {
+            CONTINUATION
+        } else {
+            self.opcode
+        };
+        self.started = true;
+        emit(fin, opcode, payload, random, out)
+    }
 }
 
 /// The first finding let through (`log` and `redact` modes), and who to
@@ -262,10 +286,12 @@ impl ClientFrames {
                     return Err(Stop::Malformed("no scanner"));
                 };
                 self.message = Some(Message {
-                    opcode: head.opcode,
                     scanner,
                     held: HeldBytes::new(),
-                    started: false,
+                    out: Fragments {
+                        opcode: head.opcode,
+                        started: false,
+                    },
                 });
             }
             CONTINUATION if self.message.is_none() => {
@@ -290,7 +316,7 @@ impl ClientFrames {
         let findings = msg.scanner.push(plain);
         judge(&self.dlp, findings, &mut msg.held, &mut self.flagged)?;
         if let Some(b) = msg.held.release(msg.scanner.settled()) {
-            emit_fragment(msg, false, &b, self.random, out)?;
+            msg.out.emit(false, &b, self.random, out)?;
         }
         if msg.held.held() > DLP_MAX_HELD_BYTES {
             return Err(Stop::TooLarge);
@@ -321,28 +347,17 @@ impl ClientFrames {
         if !head.fin {
             return Ok(());
         }
-        let Some(mut msg) = self.message.take() else {
+        let Some(Message {
+            scanner,
+            mut held,
+            out: mut fragments,
+        }) = self.message.take()
+        else {
             return Ok(());
         };
-        let findings = std::mem::replace(&mut msg.scanner, Box::new(Done)).finish();
-        judge(&self.dlp, findings, &mut msg.held, &mut self.flagged)?;
-        let rest = msg.held.release_all().unwrap_or_default();
-        emit_fragment(&mut msg, true, &rest, self.random, out)
-    }
-}
-
-/// A scanner already finished (its place in a message being closed).
-struct Done;
-
-impl StreamScan for Done {
-    fn push(&mut self, _: &[u8]) -> Vec<Finding> {
-        Vec::new()
-    }
-    fn finish(self: Box<Self>) -> Vec<Finding> {
-        Vec::new()
-    }
-    fn settled(&self) -> u64 {
-        0
+        judge(&self.dlp, scanner.finish(), &mut held, &mut self.flagged)?;
+        let rest = held.release_all().unwrap_or_default();
+        fragments.emit(true, &rest, self.random, out)
     }
 }
 
@@ -370,22 +385,6 @@ fn judge(
             Ok(())
         }
     }
-}
-
-fn emit_fragment(
-    msg: &mut Message,
-    fin: bool,
-    payload: &[u8],
-    random: &dyn rustls::crypto::SecureRandom,
-    out: &mut Vec<u8>,
-) -> Result<(), Stop> {
-    let opcode = if msg.started {
-        CONTINUATION
-    } else {
-        msg.opcode
-    };
-    msg.started = true;
-    emit(fin, opcode, payload, random, out)
 }
 
 /// Appends one frame, masked with a fresh key as a client's must be: the
