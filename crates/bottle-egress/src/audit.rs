@@ -103,7 +103,7 @@ type Key = (&'static str, &'static str, &'static str);
 /// requests that reached an upstream, and every DLP finding, are always
 /// written.
 fn limited(event: &Event) -> bool {
-    if event.reason == Some(Deny::Dlp.as_str()) || event.count.is_some() {
+    if event.reason == Some(Deny::Dlp.as_str()) {
         return false;
     }
     event.decision == "block" || matches!(event.kind, "internal" | "connect")
@@ -269,18 +269,27 @@ impl Audit {
         if !limited(event) {
             return false;
         }
-        self.write_held(false);
-        let Ok(mut r) = self.refusals.lock() else {
-            return false;
+        // One lock: the last second's counts are taken, and this event
+        // judged, together; the counts are written after it is released.
+        let (held_back, last_second) = {
+            let Ok(mut r) = self.refusals.lock() else {
+                return false;
+            };
+            let last_second = r.roll(Instant::now(), false);
+            let held_back = r.written >= r.limit;
+            if held_back {
+                *r.held
+                    .entry((event.kind, event.decision, event.reason.unwrap_or("")))
+                    .or_default() += 1;
+            } else {
+                r.written += 1;
+            }
+            (held_back, last_second)
         };
-        if r.written < r.limit {
-            r.written += 1;
-            return false;
+        for (key, n) in last_second {
+            self.write(&held_event(key, n));
         }
-        *r.held
-            .entry((event.kind, event.decision, event.reason.unwrap_or("")))
-            .or_default() += 1;
-        true
+        held_back
     }
 
     /// Whether events are written at all (`log: off` writes none).
