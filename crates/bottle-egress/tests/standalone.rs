@@ -13,16 +13,17 @@ use bottle_egress::dns::Responder;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[test]
-fn standalone_serves_until_told_to_stop_and_exits_cleanly() {
+/// Runs the standalone proxy with `config` (JSON, `audit.jsonl` as its
+/// audit file) until `traffic` has run against it; the audit file after a
+/// clean stop.
+fn standalone_audit<F: std::future::Future<Output = ()>>(
+    config: &str,
+    traffic: impl FnOnce(std::net::SocketAddr) -> F,
+) -> String {
     init();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("proxy.json");
-    std::fs::write(
-        &cfg,
-        r#"{"listen": "127.0.0.1:0", "allow": [], "audit": "audit.jsonl"}"#,
-    )
-    .unwrap();
+    std::fs::write(&cfg, config).unwrap();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let cfg2 = cfg.clone();
@@ -41,22 +42,68 @@ fn standalone_serves_until_told_to_stop_and_exits_cleanly() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let mut c = client(addr).await;
-        let (s, _, _) = send(
-            &mut c,
-            req("GET", "http://claude-bottle.local/health", &[], ""),
-        )
-        .await;
-        assert_eq!(s, 200);
-        let (s, _, _) = send(&mut c, req("GET", "http://nope.test/", &[], "")).await;
-        assert_eq!(s, 403);
-    });
+    rt.block_on(traffic(addr));
     stop_tx.send(()).unwrap();
     t.join().unwrap().unwrap();
     // Relative audit path: next to the config file.
-    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap()
+}
+
+#[test]
+fn standalone_serves_until_told_to_stop_and_exits_cleanly() {
+    let audit = standalone_audit(
+        r#"{"listen": "127.0.0.1:0", "allow": [], "audit": "audit.jsonl"}"#,
+        |addr| async move {
+            let mut c = client(addr).await;
+            let (s, _, _) = send(
+                &mut c,
+                req("GET", "http://claude-bottle.local/health", &[], ""),
+            )
+            .await;
+            assert_eq!(s, 200);
+            let (s, _, _) = send(&mut c, req("GET", "http://nope.test/", &[], "")).await;
+            assert_eq!(s, 403);
+        },
+    );
     assert!(audit.contains(r#""reason":"no-route""#), "{audit}");
+}
+
+/// Attack: a burst of refusals over the rate limit right before the
+/// proxy stops. The counts of the last second are written at the stop,
+/// not lost with the process: every refusal is in the log, as an event
+/// of its own or in a count.
+#[test]
+fn refusals_held_back_are_counted_when_the_proxy_stops() {
+    const REFUSED: u64 = 300;
+    let audit = standalone_audit(
+        r#"{"listen": "127.0.0.1:0", "allow": [], "audit": "audit.jsonl"}"#,
+        |addr| async move {
+            let mut c = client(addr).await;
+            for i in 0..REFUSED {
+                let url = format!("http://nope{i}.test/");
+                let (s, _, _) = send(&mut c, req("GET", &url, &[], "")).await;
+                assert_eq!(s, 403);
+            }
+        },
+    );
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let written = events
+        .iter()
+        .filter(|e| e["reason"] == "no-route" && e["count"].is_null())
+        .count() as u64;
+    let counted: u64 = events
+        .iter()
+        .filter(|e| e["rule"] == "rate-limit:http")
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        written + counted,
+        REFUSED,
+        "{written} written, {counted} counted"
+    );
 }
 
 #[test]
