@@ -938,18 +938,30 @@ fn blob_header(r: &mut impl BufRead, line: &mut Vec<u8>, id: &str) -> Result<u64
     if !read_line_bounded(r, line, 1024)? {
         return Err(ScanError::Git("git cat-file ended early".into()));
     }
+    let (got, kind, size) = object_header(line)?;
+    if kind != "blob" {
+        return Err(ScanError::Git(format!("cat-file: {got} is a {kind}")));
+    }
+    if got != id {
+        return Err(ScanError::Git(format!("cat-file: {got} for {id}")));
+    }
+    Ok(size)
+}
+
+/// `git cat-file --batch`'s header line of one object: id, type, size.
+/// Anything else (`<id> missing`, a fourth field) is an error.
+pub(crate) fn object_header(line: &[u8]) -> Result<(String, String, u64), ScanError> {
     let text = String::from_utf8_lossy(line);
     let mut parts = text.split(' ');
-    let (Some(got), Some("blob"), Some(size)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(id), Some(kind), Some(size), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(ScanError::Git(format!("cat-file: {}", text.trim())));
     };
     let size: u64 = size
         .parse()
         .map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
-    if got != id {
-        return Err(ScanError::Git(format!("cat-file: {got} for {id}")));
-    }
-    Ok(size)
+    Ok((id.to_string(), kind.to_string(), size))
 }
 
 /// Reads a blob's content that is not held whole (`size` bytes, then

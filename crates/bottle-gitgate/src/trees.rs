@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bottle_dlp::Engine;
 
 use crate::audit::FindingReport;
-use crate::scan::{Git, ScanError, cat_file_io, read_line_bounded, reap};
+use crate::scan::{Git, ScanError, cat_file_io, object_header, read_line_bounded, reap};
 
 /// What a finding in an entry name reports as its part.
 pub const ENTRY_NAME: &str = "tree entry name";
@@ -114,17 +114,8 @@ fn read_trees(
     let mut header = Vec::with_capacity(128);
     let mut body = Vec::new();
     while read_line_bounded(r, &mut header, 1024)? {
-        let text = String::from_utf8_lossy(&header);
-        let mut parts = text.split(' ');
-        let (Some(id), Some(kind), Some(size), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(ScanError::Git(format!("cat-file: {}", text.trim())));
-        };
-        let size: u64 = size
-            .parse()
-            .map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
-        match kind {
+        let (id, kind, size) = object_header(&header)?;
+        match kind.as_str() {
             "commit" => {
                 // Read (by the message scan), not needed here: skip it.
                 let want = size.saturating_add(1);
@@ -165,7 +156,6 @@ fn read_trees(
         if body.pop() != Some(b'\n') {
             return Err(ScanError::Git("cat-file: bad framing".into()));
         }
-        let id = id.to_string();
         names.owner(&id);
         links.owner(&id);
         let n = for_each_entry(&body, id_len, |mode, name, oid| {
