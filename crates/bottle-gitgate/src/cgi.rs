@@ -263,19 +263,15 @@ where
             }
         }
     };
-    let (header_len, sep_len) = match failed {
-        Ok(pos) => pos,
+    let parsed = failed.and_then(|(header_len, sep_len)| {
+        let response = parse_head(&head[..header_len])?;
+        Ok((response, header_len + sep_len))
+    });
+    let (mut response, body_start) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
-            let _ = group.child.wait().await;
-            pump.abort();
-            err_task.abort();
-            return Err(e);
-        }
-    };
-    let rest = Bytes::copy_from_slice(&head[header_len + sep_len..]);
-    let mut response = match parse_head(&head[..header_len]) {
-        Ok(r) => r,
-        Err(e) => {
+            // Killed already unless the head was unreadable; a second kill
+            // of a group not yet reaped is harmless.
             group.kill();
             let _ = group.child.wait().await;
             pump.abort();
@@ -283,6 +279,7 @@ where
             return Err(e);
         }
     };
+    let rest = Bytes::copy_from_slice(&head[body_start..]);
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
     let (done_tx, done_rx) = oneshot::channel();
