@@ -22,6 +22,7 @@ pub mod mirror;
 pub mod policy;
 pub mod scan;
 pub mod server;
+pub mod stalled;
 pub mod tips;
 pub mod trees;
 

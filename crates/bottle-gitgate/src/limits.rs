@@ -47,7 +47,9 @@ pub struct Limits {
     /// Milliseconds the output of a git child may wait for a client that
     /// takes none of it; then a fetch's child is killed with everything
     /// under it, a push's is left to finish with its output dropped (its
-    /// hook may be pushing upstream), and the response is cut.
+    /// hook may be pushing upstream), and the response is cut. A write to
+    /// a client connection that waits twice this long fails and closes the
+    /// connection, so its slot comes back too.
     pub response_stall_timeout_ms: u64,
     /// Seconds a request waits for its repository's lock (held by a push
     /// or a refresh) before it gives up with 503.

@@ -42,6 +42,7 @@ use crate::guard::{self, Refused};
 use crate::hook::{HOOK_ENV, HookConfig, Report};
 use crate::limits::Limits;
 use crate::mirror;
+use crate::stalled::WriteBound;
 
 /// A fetch POST without a discovery request first refreshes again when the
 /// last refresh is older than this (a clone's discovery and POSTs come
@@ -239,6 +240,10 @@ impl Gate {
         let limits = &self.0.options.limits;
         let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         let header_read = Duration::from_millis(limits.header_read_timeout_ms.max(1));
+        // Twice the git child's stall bound: a stalled fetch is cut (and
+        // logged as such) by that first, then its connection goes.
+        let write_stall =
+            Duration::from_millis(limits.response_stall_timeout_ms.max(1)).saturating_mul(2);
         loop {
             // A slot before accepting: at the bound, new clients wait in the
             // kernel's backlog and cost the process no file descriptor.
@@ -269,7 +274,7 @@ impl Gate {
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_read)
                     .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection(TokioIo::new(WriteBound::new(stream, write_stall)), svc)
                     .await
                 {
                     tracing::debug!("git gate connection: {e}");

@@ -365,3 +365,32 @@ fn a_push_gets_a_slot_while_fetches_hold_the_rest() {
     drop(stalled);
     assert_no_children_left(&gate);
 }
+
+/// A client that stops reading a fetch holds its connection too, not only
+/// its git child: with one connection allowed, nobody else would be served
+/// until that client went away. The gate closes a connection whose writes
+/// have waited the stall timeout, and the next client gets its answer.
+#[test]
+fn a_client_that_stops_reading_gives_its_connection_back() {
+    let (up, main) = big_upstream(16);
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.limits = Limits {
+        max_connections: 1,
+        response_stall_timeout_ms: 500,
+        ..Limits::default()
+    };
+    let gate = setup.start();
+    let stalled = stalled_fetch(&gate, &main);
+    // The fetch is cut once its output has waited the stall timeout.
+    let cut = gate.wait_events("git-fetch", 1);
+    assert_eq!(cut[0].reason.as_deref(), Some("timeout"), "{cut:?}");
+
+    let mut next = connect(&gate);
+    next.write_all(NOT_A_REPO).unwrap();
+    let mut buf = [0u8; 64];
+    let n = next
+        .read(&mut buf)
+        .unwrap_or_else(|e| panic!("the stalled client still holds the only connection slot: {e}"));
+    assert!(buf[..n].starts_with(b"HTTP/1.1 404"), "{:?}", &buf[..n]);
+    drop(stalled);
+}
