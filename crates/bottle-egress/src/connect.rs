@@ -8,9 +8,11 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::addr::{HostKind, classify_host};
 use crate::audit::millis;
+use crate::client_hello::{self, Hello};
 use crate::error::Deny;
 use crate::inject;
 use crate::route::{Route, Scheme, Tls};
@@ -86,22 +88,24 @@ pub async fn handle(
             let up = upstream::dial(inner, &target, &vetted).await?;
             let audit = inner.audit.clone();
             let idle = inner.cfg.limits.tunnel_idle;
+            let host = target.host.clone();
             tokio::spawn(async move {
                 let Ok(client) = on_upgrade.await else {
                     return;
                 };
                 let activity = crate::idle::Activity::new();
-                let mut client = activity.watch(TokioIo::new(client));
-                let mut up = activity.watch(up);
-                let relay = tokio::io::copy_bidirectional(&mut client, &mut up);
+                let client = activity.watch(TokioIo::new(client));
+                let up = activity.watch(up);
+                let relay = passthrough(client, up, &host);
                 match activity.until_idle(idle, relay).await {
-                    Some(Ok((a, b))) => ev.bytes = a + b,
-                    Some(Err(_)) => ev.bytes = activity.bytes() / 2,
-                    None => {
-                        ev.bytes = activity.bytes() / 2;
-                        ev.reason = Some(Deny::Timeout.as_str());
+                    Some(Ok(())) => {}
+                    Some(Err(deny)) => {
+                        ev.decision = "block";
+                        ev.reason = Some(deny.as_str());
                     }
+                    None => ev.reason = Some(Deny::Timeout.as_str()),
                 }
+                ev.bytes = activity.bytes() / 2;
                 ev.ms = millis(started.elapsed());
                 audit.emit(&ev);
                 drop(slot);
@@ -127,6 +131,57 @@ pub async fn handle(
         }
     }
     Ok(Response::new(full("")))
+}
+
+/// Relays a passthrough tunnel. The client's first bytes, when they open a
+/// TLS handshake, must ask for the CONNECT's `host` (or for no name): a
+/// ClientHello for another name is refused before any byte of it goes
+/// upstream (`client_hello.rs`). The upstream's bytes flow from the start,
+/// so protocols where the server speaks first still work.
+async fn passthrough<C, U>(client: C, up: U, host: &str) -> Result<(), Deny>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut ur, mut uw) = tokio::io::split(up);
+    let down = async {
+        let _ = tokio::io::copy(&mut ur, &mut cw).await;
+        let _ = cw.shutdown().await;
+    };
+    let upward = async {
+        let mut first = Vec::with_capacity(2048);
+        let mut buf = [0u8; 4096];
+        loop {
+            match client_hello::read(&first) {
+                Hello::NeedMore if first.len() <= client_hello::MAX_HELLO + 5 => {}
+                Hello::NeedMore | Hello::Malformed => return Err(Deny::Malformed),
+                Hello::Name(Some(name)) if !same_host(&name, host) => {
+                    return Err(Deny::HostMismatch);
+                }
+                Hello::NotTls | Hello::Name(_) => break,
+            }
+            match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(n) => first.extend_from_slice(&buf[..n]),
+            }
+        }
+        if uw.write_all(&first).await.is_ok() {
+            let _ = tokio::io::copy(&mut cr, &mut uw).await;
+        }
+        let _ = uw.shutdown().await;
+        Ok(())
+    };
+    tokio::pin!(down, upward);
+    tokio::select! {
+        r = &mut upward => {
+            if r.is_ok() {
+                down.await;
+            }
+            r
+        }
+        () = &mut down => upward.await,
+    }
 }
 
 fn info_event(info: &Info, inner: &Inner) -> crate::audit::Event {

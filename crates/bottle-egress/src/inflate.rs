@@ -145,13 +145,40 @@ impl Layer for Box<dyn Layer> {
     }
 }
 
-impl<W: Layer> Layer for MultiGzDecoder<W> {
+/// A gzip layer whose members may not carry a name, a comment or an extra
+/// field in their header. Those bytes are forwarded with the body but are
+/// no part of the content the scanner reads, so a secret written there
+/// would cross the wire in clear; HTTP clients that compress a body set
+/// none of them.
+struct Gzip<W: Write>(MultiGzDecoder<W>);
+
+impl<W: Write> Write for Gzip<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(data)?;
+        // Checked after every write: a member's header is complete by the
+        // time the write that finished it returns, and stays readable
+        // until the next member starts, in a later write.
+        let carries = |h: &flate2::GzHeader| {
+            h.filename().is_some() || h.comment().is_some() || h.extra().is_some()
+        };
+        if self.0.header().is_some_and(carries) {
+            return Err(io::Error::other("a gzip header field outside the content"));
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Layer> Layer for Gzip<W> {
     fn sink(&mut self) -> &mut Sink {
-        self.get_mut().sink()
+        self.0.get_mut().sink()
     }
     fn finish_layer(&mut self) -> io::Result<()> {
-        self.try_finish()?;
-        self.get_mut().finish_layer()
+        self.0.try_finish()?;
+        self.0.get_mut().finish_layer()
     }
 }
 
@@ -180,7 +207,7 @@ impl Inflater {
         // The first coding applied is the last undone: it writes into the sink.
         for coding in codings {
             chain = match coding {
-                Coding::Gzip => Box::new(MultiGzDecoder::new(chain)),
+                Coding::Gzip => Box::new(Gzip(MultiGzDecoder::new(chain))),
                 Coding::Deflate => Box::new(ZlibDecoder::new(chain)),
             };
         }
@@ -329,6 +356,59 @@ mod tests {
         assert_eq!(
             inflate(&[Coding::Deflate], &raw.finish().unwrap(), 64),
             Err(InflateError::Invalid)
+        );
+    }
+
+    /// A name, comment or extra field in any member's header, in any
+    /// layer, is refused: the content is clean, the header is not.
+    #[test]
+    fn gzip_header_fields_are_refused_in_every_member_and_layer() {
+        let with = |b: flate2::GzBuilder| {
+            let mut e = b.write(Vec::new(), Compression::default());
+            e.write_all(b"clean content").unwrap();
+            e.finish().unwrap()
+        };
+        let secret = "sk-live-0123456789abcdef";
+        let named = with(flate2::GzBuilder::new().filename(secret));
+        let commented = with(flate2::GzBuilder::new().comment(secret));
+        let extra = with(flate2::GzBuilder::new().extra(secret));
+        let mut second = gzip(b"first ");
+        second.extend(&named);
+        let mut tiny_then_named = gzip(b"");
+        tiny_then_named.extend(&commented);
+        for (what, codings, wire) in [
+            ("name", vec![Coding::Gzip], named.clone()),
+            ("comment", vec![Coding::Gzip], commented.clone()),
+            ("extra", vec![Coding::Gzip], extra),
+            ("second member", vec![Coding::Gzip], second),
+            (
+                "after an empty member",
+                vec![Coding::Gzip],
+                tiny_then_named.clone(),
+            ),
+            (
+                "inner layer",
+                vec![Coding::Gzip, Coding::Gzip],
+                gzip(&named),
+            ),
+            (
+                "inner layer, second member",
+                vec![Coding::Gzip, Coding::Gzip],
+                gzip(&tiny_then_named),
+            ),
+        ] {
+            for chunk in [1, 4096] {
+                assert_eq!(
+                    inflate(&codings, &wire, chunk),
+                    Err(InflateError::Invalid),
+                    "{what}, chunks of {chunk}"
+                );
+            }
+        }
+        // The default header (what HTTP clients write) is fine.
+        assert_eq!(
+            inflate(&[Coding::Gzip], &with(flate2::GzBuilder::new()), 4096).unwrap(),
+            b"clean content"
         );
     }
 

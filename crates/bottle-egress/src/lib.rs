@@ -11,6 +11,7 @@
 pub use bottle_addr as addr;
 pub mod audit;
 pub mod ca;
+pub mod client_hello;
 pub mod config;
 pub mod connect;
 pub mod dlp;

@@ -40,6 +40,15 @@ pub const DLP_MAX_HELD_BYTES: usize = 1024 * 1024;
 /// be released in part without releasing bits of what follows. Larger ones
 /// are refused as too large (log mode streams them).
 pub const MAX_COMPRESSED_HELD_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes each request body may hold back for DLP without drawing on the
+/// shared budget: a plain body's look-back is far smaller, so only
+/// compressed bodies (held whole) and unusual input ever draw on it.
+pub const HELD_BYTES_FREE: usize = 64 * 1024;
+/// Bytes all requests together may hold back beyond that: without a shared
+/// bound, a thousand connections each holding a 4 MiB compressed body
+/// would take 4 GiB, twice the sidecar's memory. Over it a body is refused
+/// as too large.
+pub const HELD_BYTES_BUDGET: usize = 256 * 1024 * 1024;
 /// Most bytes one compressed request body may inflate to (all layers);
 /// past it the request is refused as too large.
 pub const MAX_INFLATED_BYTES: u64 = 64 * 1024 * 1024;
@@ -69,6 +78,9 @@ pub struct Limits {
     pub response_head: Duration,
     pub tls_handshake: Duration,
     pub max_connections: usize,
+    /// Bytes of request bodies held back for DLP by all requests together,
+    /// beyond [`HELD_BYTES_FREE`] each.
+    pub held_bytes: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +92,7 @@ impl Default for Limits {
             response_head: RESPONSE_HEAD_TIMEOUT,
             tls_handshake: TLS_HANDSHAKE_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            held_bytes: HELD_BYTES_BUDGET,
         }
     }
 }

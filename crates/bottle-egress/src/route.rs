@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use http::HeaderMap;
 use regex::Regex;
 
 use crate::addr::{HostKind, classify_host};
@@ -144,15 +145,34 @@ impl Route {
 
     /// Method and path rules, applied to plain HTTP and to requests inside an
     /// intercepted tunnel. `path` is the raw request path without the query.
-    pub fn check_request(&self, method: &str, path: &str) -> Result<(), Deny> {
-        if let Some(methods) = &self.methods
-            && !methods.iter().any(|m| m == method)
-        {
-            return Err(Deny::Method);
+    ///
+    /// The path goes upstream as the agent wrote it, so a path the rules
+    /// judge must mean the same to every server: on a route with path rules
+    /// one with dot segments is refused rather than matched in its cleaned
+    /// form (servers that keep `..`, that do not merge `//` before removing
+    /// dot segments, or that read `..;` as `..` would serve another path).
+    /// Headers some frameworks take as the real method or path are held to
+    /// the same rules.
+    pub fn check_request(&self, method: &str, path: &str, headers: &HeaderMap) -> Result<(), Deny> {
+        if let Some(methods) = &self.methods {
+            let allowed = |m: &str| methods.iter().any(|a| a == m);
+            let overrides = METHOD_OVERRIDES
+                .iter()
+                .flat_map(|h| headers.get_all(*h))
+                .all(|v| {
+                    v.to_str()
+                        .is_ok_and(|v| allowed(&v.trim().to_ascii_uppercase()))
+                });
+            if !allowed(method) || !overrides {
+                return Err(Deny::Method);
+            }
         }
         if let Some(rules) = &self.paths {
-            let norm = normalize_path(path)?;
-            if !rules.iter().any(|r| r.matches(&norm)) {
+            let (norm, dotted) = normalize(path)?;
+            if dotted
+                || PATH_OVERRIDES.iter().any(|h| headers.contains_key(*h))
+                || !rules.iter().any(|r| r.matches(&norm))
+            {
                 return Err(Deny::Path);
             }
         }
@@ -215,6 +235,25 @@ impl RouteTable {
 /// an escape of `.`, `/`, `\` or `%` (double encoding: a server that decodes
 /// twice would see a different path than the one the route matched).
 pub fn normalize_path(raw: &str) -> Result<String, Deny> {
+    normalize(raw).map(|(norm, _)| norm)
+}
+
+/// Headers that frameworks (Rails, Laravel, Express middleware, Google
+/// APIs) read as the request's method in place of the request line's.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Headers that some servers (IIS, older Symfony) route by in place of the
+/// request line's path.
+const PATH_OVERRIDES: &[&str] = &["x-original-url", "x-rewrite-url"];
+
+/// [`normalize_path`], and whether the path had a dot segment (`.`, `..`,
+/// or one of them with `;` parameters, which Tomcat and Jetty read as the
+/// segment alone).
+fn normalize(raw: &str) -> Result<(String, bool), Deny> {
     let raw = raw.split(['?', '#']).next().unwrap_or("");
     if !raw.starts_with('/') {
         return Err(Deny::Malformed);
@@ -250,13 +289,19 @@ pub fn normalize_path(raw: &str) -> Result<String, Deny> {
         return Err(Deny::Malformed);
     }
     let mut segs: Vec<&str> = Vec::new();
+    let mut dotted = false;
     for seg in decoded.split('/') {
         match seg {
-            "" | "." => {}
+            "" => {}
+            "." => dotted = true,
             ".." => {
+                dotted = true;
                 segs.pop();
             }
-            s => segs.push(s),
+            s => {
+                dotted |= matches!(s.split(';').next(), Some("." | ".."));
+                segs.push(s);
+            }
         }
     }
     let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
@@ -268,7 +313,7 @@ pub fn normalize_path(raw: &str) -> Result<String, Deny> {
     if trailing || norm.is_empty() {
         norm.push('/');
     }
-    Ok(norm)
+    Ok((norm, dotted))
 }
 
 /// `%2e`, `%2f`, `%5c` or `%25` (any case) left after one decoding.
@@ -301,6 +346,10 @@ mod tests {
         // A literal percent sign that does not form such an escape is fine.
         assert_eq!(normalize_path("/a/100%25/b").unwrap(), "/a/100%/b");
         assert_eq!(normalize_path("/q/%2541").unwrap(), "/q/%41");
+    }
+
+    fn none() -> HeaderMap {
+        HeaderMap::new()
     }
 
     fn route(host: &str, methods: Option<&[&str]>, paths: Option<&[&str]>) -> Route {
@@ -408,16 +457,22 @@ mod tests {
             Some(&["GET", "HEAD"]),
             Some(&["/repos/acme/", "re:^/user$"]),
         );
-        assert_eq!(r.check_request("GET", "/repos/acme/app"), Ok(()));
-        assert_eq!(r.check_request("GET", "/user"), Ok(()));
-        assert_eq!(r.check_request("GET", "/user?x=1"), Ok(()));
+        assert_eq!(r.check_request("GET", "/repos/acme/app", &none()), Ok(()));
+        assert_eq!(r.check_request("GET", "/user", &none()), Ok(()));
+        assert_eq!(r.check_request("GET", "/user?x=1", &none()), Ok(()));
         assert_eq!(
-            r.check_request("POST", "/repos/acme/app"),
+            r.check_request("POST", "/repos/acme/app", &none()),
             Err(Deny::Method)
         );
-        assert_eq!(r.check_request("get", "/repos/acme/app"), Err(Deny::Method));
-        assert_eq!(r.check_request("GET", "/users"), Err(Deny::Path));
-        assert_eq!(r.check_request("GET", "/repos/other/"), Err(Deny::Path));
+        assert_eq!(
+            r.check_request("get", "/repos/acme/app", &none()),
+            Err(Deny::Method)
+        );
+        assert_eq!(r.check_request("GET", "/users", &none()), Err(Deny::Path));
+        assert_eq!(
+            r.check_request("GET", "/repos/other/", &none()),
+            Err(Deny::Path)
+        );
     }
 
     #[test]
@@ -431,7 +486,7 @@ mod tests {
             "/repos/acme/%2e%2e\\admin",
             "/repos/./acme/../other/",
         ] {
-            assert!(r.check_request("GET", p).is_err(), "{p}");
+            assert!(r.check_request("GET", p, &none()).is_err(), "{p}");
         }
         for p in [
             "/repos/acme/%2fadmin",
@@ -439,11 +494,80 @@ mod tests {
             "/repos/acme/%00",
             "/repos/acme/%zz",
         ] {
-            assert_eq!(r.check_request("GET", p), Err(Deny::Malformed), "{p}");
+            assert_eq!(
+                r.check_request("GET", p, &none()),
+                Err(Deny::Malformed),
+                "{p}"
+            );
         }
-        assert_eq!(r.check_request("GET", "/repos/acme/x/../y"), Ok(()));
-        assert_eq!(r.check_request("GET", "//repos//acme//y"), Ok(()));
-        assert_eq!(r.check_request("GET", "/repos/%61cme/y"), Ok(()));
+        assert_eq!(r.check_request("GET", "//repos//acme//y", &none()), Ok(()));
+        assert_eq!(r.check_request("GET", "/repos/%61cme/y", &none()), Ok(()));
+    }
+
+    /// The path goes upstream as written: one whose cleaned form matches
+    /// while a server could read it as another path is refused.
+    #[test]
+    fn paths_a_server_could_read_differently_are_refused() {
+        let r = route("h", None, Some(&["/repos/myorg/"]));
+        for p in [
+            // Routed as `victim/private` by servers that keep `..`.
+            "/repos/victim/private/../../myorg/x",
+            // RFC 3986 dot removal without merging `//` first.
+            "/repos/victim/r/contents/a//..//..//..//../myorg/x",
+            // Tomcat and Spring read `..;` as `..`.
+            "/repos/myorg/x/..;/..;/victim/private",
+            "/repos/myorg/x/..%3B/..%3b/victim/private",
+            "/repos/myorg/x/.;jsessionid=1/y",
+            "/repos/myorg/x/../y",
+            "/repos/myorg/./x",
+            "/repos/myorg/x/%2e%2e/y",
+        ] {
+            assert_eq!(r.check_request("GET", p, &none()), Err(Deny::Path), "{p}");
+        }
+        // A name that merely starts with dots is a name.
+        assert_eq!(
+            r.check_request("GET", "/repos/myorg/...x/..y;z", &none()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn method_and_path_override_headers_are_held_to_the_rules() {
+        let r = route("h", Some(&["GET", "POST"]), Some(&["/repos/myorg/"]));
+        let with = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.append(name, http::HeaderValue::from_static(value));
+            h
+        };
+        let path = "/repos/myorg/x";
+        for (h, v) in [
+            ("x-http-method-override", "DELETE"),
+            ("x-http-method", "put"),
+            ("x-method-override", "PATCH"),
+        ] {
+            assert_eq!(
+                r.check_request("POST", path, &with(h, v)),
+                Err(Deny::Method),
+                "{h}"
+            );
+        }
+        assert_eq!(
+            r.check_request("POST", path, &with("x-http-method-override", " get ")),
+            Ok(())
+        );
+        for h in ["x-original-url", "x-rewrite-url"] {
+            assert_eq!(
+                r.check_request("GET", path, &with(h, "/admin")),
+                Err(Deny::Path),
+                "{h}"
+            );
+        }
+        // Without rules for them, the headers are the upstream's business.
+        let open = route("h", None, None);
+        assert_eq!(
+            open.check_request("GET", "/x/../y", &with("x-original-url", "/a")),
+            Ok(())
+        );
     }
 
     #[test]

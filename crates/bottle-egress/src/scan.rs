@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -19,7 +20,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use crate::config::DlpMode;
 use crate::dlp::{Dlp, Finding, HeldBytes, StreamScan};
 use crate::inflate::{self, Codings, InflateError, Inflater};
-use crate::limits::{DLP_MAX_HELD_BYTES, MAX_COMPRESSED_HELD_BYTES};
+use crate::limits::{DLP_MAX_HELD_BYTES, HELD_BYTES_FREE, MAX_COMPRESSED_HELD_BYTES};
 use crate::upstream::{Body, BoxError};
 
 /// The rule of a body whose `Content-Encoding` the proxy cannot read (an
@@ -174,6 +175,43 @@ pub fn body_coding(
     }
 }
 
+/// The bytes all request bodies together may hold back for DLP beyond
+/// [`HELD_BYTES_FREE`] each (`Limits::held_bytes`).
+#[derive(Clone)]
+pub struct HeldBudget(Arc<Budget>);
+
+struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl HeldBudget {
+    pub fn new(limit: usize) -> Self {
+        HeldBudget(Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            limit,
+        }))
+    }
+
+    /// Bytes drawn now, by all bodies.
+    pub fn used(&self) -> usize {
+        self.0.used.load(Ordering::Relaxed)
+    }
+
+    fn grow(&self, by: usize) -> bool {
+        let b = &self.0;
+        b.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(by).filter(|n| *n <= b.limit)
+            })
+            .is_ok()
+    }
+
+    fn shrink(&self, by: usize) {
+        self.0.used.fetch_sub(by, Ordering::AcqRel);
+    }
+}
+
 /// A request body scanned as it streams.
 pub struct ScanBody {
     inner: Body,
@@ -188,6 +226,9 @@ pub struct ScanBody {
     verdict: SharedVerdict,
     out: VecDeque<Frame<Bytes>>,
     done: bool,
+    budget: HeldBudget,
+    /// Bytes this body has drawn from `budget`.
+    drawn: usize,
 }
 
 impl ScanBody {
@@ -196,6 +237,7 @@ impl ScanBody {
         scanner: Box<dyn StreamScan>,
         mode: DlpMode,
         verdict: SharedVerdict,
+        budget: HeldBudget,
     ) -> Self {
         Self {
             inner,
@@ -207,7 +249,31 @@ impl ScanBody {
             verdict,
             out: VecDeque::new(),
             done: false,
+            budget,
+            drawn: 0,
         }
+    }
+
+    /// Draws what the held bytes now need from the shared budget (and gives
+    /// back what they no longer need); false when the budget is spent.
+    fn hold_within_budget(&mut self) -> bool {
+        let need = self.held.held().saturating_sub(HELD_BYTES_FREE);
+        if need > self.drawn {
+            if !self.budget.grow(need - self.drawn) {
+                return false;
+            }
+        } else {
+            self.budget.shrink(self.drawn - need);
+        }
+        self.drawn = need;
+        true
+    }
+
+    fn too_large(&mut self) -> Result<(), BoxError> {
+        if let Ok(mut v) = self.verdict.lock() {
+            v.too_large = true;
+        }
+        Err(Box::new(BodyStopped))
     }
 
     /// Scans `inflater`'s output instead of the bytes on the wire, which are
@@ -283,11 +349,8 @@ impl ScanBody {
             if let Some(b) = self.held.release_all() {
                 self.out.push_back(Frame::data(b));
             }
-        } else if self.held.held() > MAX_COMPRESSED_HELD_BYTES {
-            if let Ok(mut v) = self.verdict.lock() {
-                v.too_large = true;
-            }
-            return Err(Box::new(BodyStopped));
+        } else if self.held.held() > MAX_COMPRESSED_HELD_BYTES || !self.hold_within_budget() {
+            return self.too_large();
         }
         Ok(())
     }
@@ -312,11 +375,8 @@ impl ScanBody {
         if let Some(b) = self.held.release(settled) {
             self.out.push_back(Frame::data(b));
         }
-        if self.held.held() > DLP_MAX_HELD_BYTES {
-            if let Ok(mut v) = self.verdict.lock() {
-                v.too_large = true;
-            }
-            return Err(Box::new(BodyStopped));
+        if self.held.held() > DLP_MAX_HELD_BYTES || !self.hold_within_budget() {
+            return self.too_large();
         }
         Ok(())
     }
@@ -337,7 +397,14 @@ impl ScanBody {
         if let Some(b) = self.held.release_all() {
             self.out.push_back(Frame::data(b));
         }
+        self.hold_within_budget();
         Ok(())
+    }
+}
+
+impl Drop for ScanBody {
+    fn drop(&mut self) {
+        self.budget.shrink(self.drawn);
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Inner {
     /// Open CONNECT tunnels: they outlive the client connection's slot, so
     /// they are bounded separately.
     pub tunnels: Arc<Semaphore>,
+    /// Bytes of request bodies held back for DLP, by all requests.
+    pub held: scan::HeldBudget,
     /// Idle upstream connections, shared by all clients.
     pub pool: Pool,
 }
@@ -104,6 +106,7 @@ impl Proxy {
         let client_tls = client_config(&cfg, ca.provider().clone())?;
         let net = opts.net.unwrap_or_else(|| Arc::new(SystemNet));
         let tunnels = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
+        let held = scan::HeldBudget::new(cfg.limits.held_bytes);
         let inner = Inner {
             cfg,
             audit,
@@ -113,6 +116,7 @@ impl Proxy {
             client_tls,
             net,
             tunnels,
+            held,
             pool: Pool::default(),
         };
         Ok(Self {
@@ -124,6 +128,12 @@ impl Proxy {
     /// The CA certificate clients must trust for intercepted routes.
     pub fn ca_pem(&self) -> &str {
         self.inner.ca.cert_pem()
+    }
+
+    /// Bytes request bodies hold back for DLP now, beyond each one's free
+    /// allowance (`Limits::held_bytes` bounds it).
+    pub fn held_bytes(&self) -> usize {
+        self.inner.held.used()
     }
 
     /// Serves one already-accepted client stream (any byte stream) to its end.
@@ -322,11 +332,21 @@ impl Info {
         } else {
             self.method.clone()
         });
-        e.path = scrub(&self.path, redact_path_for_log);
+        e.path = scrub(&self.path, redact_path_for_log).map(|mut p| {
+            let mut cut = LOGGED_PATH_BYTES.min(p.len());
+            while !p.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            p.truncate(cut);
+            p
+        });
         e.rule = self.rule.clone();
         e
     }
 }
+
+/// The longest path an event carries (a URL may be 16 KiB).
+const LOGGED_PATH_BYTES: usize = 1024;
 
 async fn handle(
     inner: Arc<Inner>,
@@ -342,12 +362,9 @@ async fn handle(
         },
         host: None,
         method: req.method().as_str().to_string(),
-        path: req
-            .uri()
-            .path()
-            .get(..1024)
-            .or(Some(req.uri().path()))
-            .map(str::to_string),
+        // Whole: cut only after redaction (`Info::event`), so a secret
+        // that crosses the cut is never logged in part.
+        path: Some(req.uri().path().to_string()),
         rule: None,
         started: Instant::now(),
         scrubbed: false,
@@ -697,7 +714,7 @@ pub async fn exchange(
     let (mut parts, body) = req.into_parts();
     if let Some(route) = &ex.route {
         route
-            .check_request(parts.method.as_str(), parts.uri.path())
+            .check_request(parts.method.as_str(), parts.uri.path(), &parts.headers)
             .map_err(|d| Failure::with_rule(d, route.name.clone()))?;
     }
     let mut verdict = Verdict::default();
@@ -765,7 +782,7 @@ pub async fn exchange(
                 // Redaction changes the length; let hyper chunk it.
                 parts.headers.remove(header::CONTENT_LENGTH);
             }
-            ScanBody::new(body, scanner, dlp.mode, shared.clone())
+            ScanBody::new(body, scanner, dlp.mode, shared.clone(), inner.held.clone())
                 .inflating(inflater)
                 .boxed()
         }
@@ -836,10 +853,10 @@ fn host_header(t: &Target) -> HeaderValue {
 /// bodies: the content rules, then the host checks (labels, known secrets
 /// across dots).
 pub fn redact_for_log(dlp: &Dlp, s: &str) -> String {
+    // Both checks, always: a decoy the content rules catch must not keep
+    // the label checks from blanking a secret split across labels.
     let mut findings = dlp.scan(s.as_bytes());
-    if findings.is_empty() {
-        findings = dlp.scan_host(s);
-    }
+    findings.extend(dlp.scan_host(s));
     let out = crate::dlp::apply_redactions(s.as_bytes(), &findings);
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -912,7 +929,7 @@ async fn send_and_wrap(
             return Err(Deny::UpstreamError.into());
         }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        let report = (scanned && inner.audit.enabled()).then(|| {
+        let report = inner.audit.enabled().then(|| {
             (
                 inner.audit.clone(),
                 info.event("allow", inner),
@@ -929,7 +946,7 @@ async fn send_and_wrap(
                     activity.watch(TokioIo::new(c)),
                     activity.watch(TokioIo::new(u)),
                 );
-                if scanned {
+                let ended = if scanned {
                     let mut frames = websocket::ClientFrames::new(dlp);
                     if let Some((audit, ev, started)) = report.clone() {
                         frames = frames.on_flag(move |rule| {
@@ -942,13 +959,17 @@ async fn send_and_wrap(
                         });
                     }
                     let relay = websocket::relay(c, u, frames);
-                    let stop = activity.until_idle(idle, relay).await.flatten();
-                    if let (Some(stop), Some((audit, ev, started))) = (stop, report) {
-                        report_websocket(&audit, ev, started, websocket::Ended::Stopped(stop));
+                    match activity.until_idle(idle, relay).await {
+                        Some(stop) => stop.map(websocket::Ended::Stopped),
+                        None => Some(websocket::Ended::Idle),
                     }
                 } else {
                     let relay = tokio::io::copy_bidirectional(&mut c, &mut u);
-                    let _ = activity.until_idle(idle, relay).await;
+                    let idled = activity.until_idle(idle, relay).await.is_none();
+                    idled.then_some(websocket::Ended::Idle)
+                };
+                if let (Some(ended), Some((audit, ev, started))) = (ended, report) {
+                    report_websocket(&audit, ev, started, ended);
                 }
             }
             drop(upgrade_slot);
@@ -988,9 +1009,9 @@ async fn send_and_wrap(
     Ok(Response::from_parts(rp, body.boxed()))
 }
 
-/// The event of a WebSocket the frame scan stopped, or let a finding
-/// through (its handshake has an event of its own already); nothing for a
-/// clean one.
+/// The event of a WebSocket the frame scan stopped or let a finding
+/// through, or that the idle bound closed (its handshake has an event of
+/// its own already); nothing for a clean one that ended by itself.
 fn report_websocket(audit: &Audit, mut ev: Event, started: Instant, what: websocket::Ended<'_>) {
     match what {
         websocket::Ended::Stopped(websocket::Stop::Dlp(rule)) => {
@@ -1006,6 +1027,9 @@ fn report_websocket(audit: &Audit, mut ev: Event, started: Instant, what: websoc
             ev.decision = "block";
             ev.reason = Some(Deny::Malformed.as_str());
             ev.rule = Some(what.to_string());
+        }
+        websocket::Ended::Idle => {
+            ev.reason = Some(Deny::Timeout.as_str());
         }
         websocket::Ended::Flagged(mode, rule) => {
             if mode == DlpMode::Redact {

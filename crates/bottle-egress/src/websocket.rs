@@ -31,6 +31,8 @@ pub enum Ended<'a> {
     Stopped(Stop),
     /// `log` or `redact` let the rule's finding through (the first one).
     Flagged(DlpMode, &'a str),
+    /// Nothing moved either way for the idle bound; the proxy closed it.
+    Idle,
 }
 
 /// Why the relay ended a WebSocket.

@@ -194,19 +194,101 @@ async fn trailer_fields_are_not_forwarded() {
 async fn a_compressed_body_over_the_hold_bound_is_refused() {
     let (p, rec) = proxy("block").await;
     // Incompressible content: the gzip stream is as large as the data.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..bottle_egress::limits::MAX_COMPRESSED_HELD_BYTES + (1 << 20))
+    let wire = gzip(&noise(
+        bottle_egress::limits::MAX_COMPRESSED_HELD_BYTES + (1 << 20),
+    ));
+    assert!(wire.len() > bottle_egress::limits::MAX_COMPRESSED_HELD_BYTES);
+    assert_eq!(post(&p, "gzip", wire).await, (403, "too-large".to_string()));
+    // The upstream may have seen the head of the cut request, never a byte
+    // of its body.
+    assert!(rec.all().iter().all(|seen| seen.body.is_empty()));
+}
+
+/// Incompressible bytes, so a gzip of them is as large on the wire.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x as u8
         })
-        .collect();
-    let wire = gzip(&noise);
-    assert!(wire.len() > bottle_egress::limits::MAX_COMPRESSED_HELD_BYTES);
-    assert_eq!(post(&p, "gzip", wire).await, (403, "too-large".to_string()));
-    // The upstream may have seen the head of the cut request, never a byte
-    // of its body.
-    assert!(rec.all().iter().all(|seen| seen.body.is_empty()));
+        .collect()
+}
+
+/// Compressed bodies are held whole until scanned; without a bound over all
+/// of them, a thousand connections holding 4 MiB each would take the
+/// sidecar's memory. Past the shared budget a body is refused as too large,
+/// and a finished body gives its share back.
+#[tokio::test]
+async fn compressed_bodies_share_one_bound_on_what_they_hold() {
+    use tokio::io::AsyncReadExt;
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: block\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
+    ))
+    .secrets(&[("S", SECRET)])
+    .tweak(|c| c.limits.held_bytes = 3 << 20)
+    .start()
+    .await;
+    let wire = gzip(&noise(2 << 20));
+
+    // The first body: all but its last chunk, so it stays held.
+    let mut first = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    first
+        .write_all(
+            b"POST http://app.test/one HTTP/1.1\r\nhost: app.test\r\n\
+              content-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let (head, tail) = wire.split_at(wire.len() - 16);
+    first
+        .write_all(format!("{:x}\r\n", head.len()).as_bytes())
+        .await
+        .unwrap();
+    first.write_all(head).await.unwrap();
+    first.write_all(b"\r\n").await.unwrap();
+    for _ in 0..500 {
+        if p.proxy.held_bytes() > 1 << 20 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(p.proxy.held_bytes() > 1 << 20, "{}", p.proxy.held_bytes());
+
+    // A second one does not fit beside it.
+    assert_eq!(
+        post(&p, "gzip", wire.clone()).await,
+        (403, "too-large".to_string())
+    );
+
+    // The first completes, and goes through.
+    first
+        .write_all(format!("{:x}\r\n", tail.len()).as_bytes())
+        .await
+        .unwrap();
+    first.write_all(tail).await.unwrap();
+    first.write_all(b"\r\n0\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 12];
+    first.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    drop(first);
+
+    // Its share is back: the same body fits now.
+    for _ in 0..500 {
+        if p.proxy.held_bytes() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(post(&p, "gzip", wire.clone()).await, (200, String::new()));
+    assert_eq!(
+        rec.all()
+            .iter()
+            .filter(|s| s.body.len() == wire.len())
+            .count(),
+        2
+    );
 }

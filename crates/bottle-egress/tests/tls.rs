@@ -603,3 +603,100 @@ async fn wildcard_routes_do_not_cover_their_apex() {
     assert_eq!(p.net.connect_count(), 0);
     assert_eq!(p.net.resolves.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// A passthrough route names one host, but a shared front end (a CDN, a
+/// cloud load balancer) routes by the name in the ClientHello: a
+/// ClientHello for another name is refused before it reaches the upstream.
+#[tokio::test]
+async fn passthrough_refuses_a_client_hello_for_another_name() {
+    let ca = TestCa::new("test upstream CA");
+    // One front end that serves both names.
+    let (up, rec) = https_upstream(&ca, &["pass.test", "other.test"]).await;
+    let port = up.port();
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: pass.test, tls: passthrough, ports: [{port}]}}]\nresolve: {{pass.test: '{up}'}}"
+    ))
+    .start()
+    .await;
+
+    let (s, _, stream) = connect(p.addr, &format!("pass.test:{port}")).await;
+    assert_eq!(s, 200);
+    let mut c = tls_client(stream.unwrap(), &ca.pem, "pass.test").await;
+    let (s, _, _) = send(&mut c, req("GET", "/ok", &[("host", "pass.test")], "")).await;
+    assert_eq!(s, 200, "the route's own name goes through");
+
+    let (s, _, stream) = connect(p.addr, &format!("pass.test:{port}")).await;
+    assert_eq!(s, 200);
+    let mut roots = rustls::RootCertStore::empty();
+    {
+        use rustls_pki_types::pem::PemObject;
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+    }
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let other = rustls_pki_types::ServerName::try_from("other.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(other, stream.unwrap())
+        .await;
+    assert!(
+        tls.is_err(),
+        "a TLS session with other.test through pass.test's tunnel"
+    );
+    assert_eq!(rec.count(), 1);
+    p.event_like(serde_json::json!({
+        "kind": "connect", "host": "pass.test", "decision": "block", "reason": "host-mismatch"
+    }))
+    .await;
+}
+
+/// Not every passthrough tunnel is TLS, and in some protocols the server
+/// speaks first: its greeting reaches the client before the client has
+/// sent a byte, and the client's non-TLS bytes then go through.
+#[tokio::test]
+async fn passthrough_relays_a_server_first_protocol() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g2 = got.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        s.write_all(b"220 greetings\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            g2.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let port = up.port();
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: mail.test, tls: passthrough, ports: [{port}]}}]\nresolve: {{mail.test: '{up}'}}"
+    ))
+    .start()
+    .await;
+    let (s, _, stream) = connect(p.addr, &format!("mail.test:{port}")).await;
+    assert_eq!(s, 200);
+    let mut stream = stream.unwrap();
+    let mut greeting = [0u8; 15];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_exact(&mut greeting),
+    )
+    .await
+    .expect("the server's greeting comes before the client speaks")
+    .unwrap();
+    assert_eq!(&greeting, b"220 greetings\r\n");
+    stream.write_all(b"EHLO me\r\n").await.unwrap();
+    for _ in 0..200 {
+        if got.lock().unwrap().as_slice() == b"EHLO me\r\n" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("upstream got {:?}", got.lock().unwrap());
+}

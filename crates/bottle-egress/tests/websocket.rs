@@ -266,6 +266,11 @@ async fn an_idle_websocket_is_closed_a_busy_one_is_not() {
     );
     let mut idle = open(&p).await;
     assert!(closed(&mut idle).await, "an idle socket is closed");
+    // Said in the log, as for a passthrough tunnel.
+    let ev = p
+        .event(|e| e["reason"] == "timeout" && e["host"] == "app.test")
+        .await;
+    assert_eq!(ev["decision"], "allow", "{ev}");
 }
 
 /// An upstream that turns on compression although it was not offered
