@@ -34,7 +34,7 @@ use crate::inject;
 use crate::limits::{FULL_LOG_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS, MAX_TARGET_BYTES};
 use crate::reverse::{self, Provider};
 use crate::route::{Route, Scheme};
-use crate::scan::{self, ScanBody, Verdict};
+use crate::scan::{self, ScanBody, SharedVerdict, Verdict};
 use crate::upstream::{self, Body, BoxError, Net, Pool, SystemNet, Target};
 use crate::websocket;
 
@@ -898,6 +898,24 @@ async fn send_and_wrap(
     } = ctx;
     parts.uri = Uri::try_from(ex.pq.as_str()).map_err(|_| Deny::Malformed)?;
     parts.version = Version::HTTP_11;
+    // The request body may still be streaming (and be scanned) after the
+    // response, and with it the event, has ended.
+    let report = (inner.audit.enabled() && inner.dlp.active()).then(|| {
+        Arc::new(Report {
+            audit: inner.audit.clone(),
+            verdict: shared.clone(),
+            mode: inner.dlp.mode,
+            written: Mutex::new(None),
+        })
+    });
+    let body = match &report {
+        Some(r) => LateFindings {
+            inner: body,
+            report: r.clone(),
+        }
+        .boxed(),
+        None => body,
+    };
     let req = Request::from_parts(parts, body);
     let sent = upstream::send(inner, pool, &ex.target, req).await;
     let verdict = shared.lock().map(|v| v.clone()).unwrap_or_default();
@@ -985,15 +1003,8 @@ async fn send_and_wrap(
         // No event to write (and so no `log: full` capture): pass the body on.
         return Ok(Response::from_parts(rp, rbody));
     }
-    let decision = match (inner.dlp.mode, verdict.flagged.is_empty()) {
-        (crate::config::DlpMode::Redact, false) => "redact",
-        _ => "allow",
-    };
-    let mut ev = info.event(decision, inner);
-    if let Some(rule) = verdict.flagged.first() {
-        ev.reason = Some(Deny::Dlp.as_str());
-        ev.rule = Some(rule.clone());
-    }
+    let mut ev = info.event("allow", inner);
+    judge_event(&mut ev, &verdict, inner.dlp.mode);
     ev.status = Some(rp.status.as_u16());
     let full_log = capture.map(|req| FullLog {
         dlp: inner.log_redactor.clone(),
@@ -1005,8 +1016,89 @@ async fn send_and_wrap(
         bytes: 0,
         pending: Some((inner.audit.clone(), ev, info.started)),
         full_log,
+        report,
     };
     Ok(Response::from_parts(rp, body.boxed()))
+}
+
+/// An allowed request's event as its request's DLP verdict says now: a
+/// block or finding the body scan made after the response head counts.
+fn judge_event(ev: &mut Event, v: &Verdict, mode: DlpMode) {
+    if let Some(rule) = &v.blocked {
+        ev.decision = "block";
+        ev.reason = Some(Deny::Dlp.as_str());
+        ev.rule = Some(rule.clone());
+    } else if v.too_large {
+        ev.decision = "block";
+        ev.reason = Some(Deny::TooLarge.as_str());
+    } else if let Some(rule) = v.flagged.first() {
+        if mode == DlpMode::Redact {
+            ev.decision = "redact";
+        }
+        ev.reason = Some(Deny::Dlp.as_str());
+        ev.rule = Some(rule.clone());
+    }
+}
+
+/// What a request's response body and request body share about its event:
+/// whichever ends last makes sure the log has what the scan found.
+struct Report {
+    audit: Audit,
+    verdict: SharedVerdict,
+    mode: DlpMode,
+    /// The event as the response body wrote it, once written.
+    written: Mutex<Option<Event>>,
+}
+
+/// A request body that, when it is done (sent or dropped), writes a second
+/// event if the scan found something after the request's event was
+/// written: an upstream that answers before reading the whole body would
+/// otherwise leave a block, or a finding `log` let through, unlogged.
+struct LateFindings {
+    inner: Body,
+    report: Arc<Report>,
+}
+
+impl Drop for LateFindings {
+    fn drop(&mut self) {
+        let r = &self.report;
+        let Ok(written) = r.written.lock() else {
+            return;
+        };
+        let Some(ev) = written.as_ref() else {
+            // Not written yet: the response body reads the final verdict.
+            return;
+        };
+        let Ok(verdict) = r.verdict.lock() else {
+            return;
+        };
+        let mut late = ev.clone();
+        judge_event(&mut late, &verdict, r.mode);
+        if (late.decision, &late.rule) != (ev.decision, &ev.rule) {
+            late.bytes = 0;
+            r.audit.emit(&late);
+        }
+    }
+}
+
+impl HttpBody for LateFindings {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The event of a WebSocket the frame scan stopped or let a finding
@@ -1050,6 +1142,7 @@ struct Tracked {
     bytes: u64,
     pending: Option<(Audit, Event, Instant)>,
     full_log: Option<FullLog>,
+    report: Option<Arc<Report>>,
 }
 
 /// What `send_and_wrap` needs besides the request itself.
@@ -1132,7 +1225,24 @@ impl Drop for Tracked {
                 ev.request_body = full.request.redacted(&full.dlp);
                 ev.response_body = full.response.redacted(&full.dlp);
             }
-            audit.emit(&ev);
+            match &self.report {
+                Some(r) => {
+                    // Judged and written under the report's lock, so the
+                    // request body either sees it written or leaves the
+                    // verdict for this event to read.
+                    let Ok(mut written) = r.written.lock() else {
+                        return;
+                    };
+                    if let Ok(v) = r.verdict.lock() {
+                        judge_event(&mut ev, &v, r.mode);
+                    }
+                    audit.emit(&ev);
+                    ev.request_body = None;
+                    ev.response_body = None;
+                    *written = Some(ev);
+                }
+                None => audit.emit(&ev),
+            }
         }
     }
 }

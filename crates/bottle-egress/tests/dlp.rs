@@ -297,3 +297,72 @@ async fn log_off_scans_nothing_for_events() {
     assert_eq!(s, 403);
     assert!(p.log.lines().is_empty());
 }
+
+/// An upstream that answers as soon as it has the head, and records the
+/// body bytes that reach it afterwards.
+async fn early_answering_upstream() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g2 = got.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut seen = Vec::new();
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        g2.lock().unwrap().extend_from_slice(&seen);
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            g2.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (addr, got)
+}
+
+/// The response (and so the request's event) can end before the request
+/// body does. A secret later in that body is still cut out, and the log
+/// says so in an event of its own, not only `allow`.
+#[tokio::test]
+async fn a_finding_after_the_response_is_in_the_log() {
+    use tokio::io::AsyncReadExt;
+    let (up, got) = early_answering_upstream().await;
+    let p = dlp_proxy_to("dlp: block", up).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(
+        b"POST http://app.test/up HTTP/1.1\r\nhost: app.test\r\n\
+          transfer-encoding: chunked\r\n\r\n5\r\nclean\r\n",
+    )
+    .await
+    .unwrap();
+    let mut resp = [0u8; 64];
+    let n = s.read(&mut resp).await.unwrap();
+    assert!(resp[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &resp[..n]);
+    p.event_like(serde_json::json!({"kind": "http", "decision": "allow"}))
+        .await;
+
+    let chunk = format!("k={SECRET}");
+    s.write_all(format!("{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len()).as_bytes())
+        .await
+        .unwrap();
+    let ev = p
+        .event(|e| e["decision"] == "block" && e["reason"] == "dlp")
+        .await;
+    assert_eq!(
+        (&ev["host"], &ev["path"]),
+        (&"app.test".into(), &"/up".into())
+    );
+    assert!(!String::from_utf8_lossy(&got.lock().unwrap()).contains(SECRET));
+    p.events_without(&[SECRET]);
+}
