@@ -47,6 +47,12 @@ pub struct HookConfig {
     pub upstream_env: Vec<(String, String)>,
     /// Where to write the [`Report`] for the gate's audit event.
     pub report: Option<PathBuf>,
+    /// When the gate kills this request's git child with everything in its
+    /// process group (ms since the Unix epoch). The upstream push runs in
+    /// a group of its own, out of that kill's reach, so the hook stops it
+    /// before then.
+    #[serde(default)]
+    pub deadline_unix_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for HookConfig {
@@ -443,7 +449,7 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
         &forwarded,
         &push_env,
         &secrets,
-        std::time::Duration::from_secs(cfg.limits.upstream_timeout_secs),
+        upstream_timeout(cfg, std::time::SystemTime::now()),
     );
     let upstream_ms = millis(push_started);
     match pushed {
@@ -474,6 +480,22 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
             r
         }
     }
+}
+
+/// How long the upstream push may take: the limit, but ending a second
+/// before the request's deadline, so the hook kills the push's process
+/// group before the gate kills the hook (which would leave that group
+/// running).
+fn upstream_timeout(cfg: &HookConfig, now: std::time::SystemTime) -> std::time::Duration {
+    let limit = std::time::Duration::from_secs(cfg.limits.upstream_timeout_secs);
+    let Some(deadline) = cfg.deadline_unix_ms else {
+        return limit;
+    };
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = std::time::Duration::from_millis(deadline).saturating_sub(now);
+    limit.min(left.saturating_sub(std::time::Duration::from_secs(1)))
 }
 
 fn millis(t: std::time::Instant) -> u64 {
@@ -510,7 +532,23 @@ mod tests {
             known_secrets: vec!["gt-upstream-token-5f2c9a71d04e8b36".into()],
             upstream_env: Vec::new(),
             report: None,
+            deadline_unix_ms: None,
         }
+    }
+
+    #[test]
+    fn the_upstream_push_ends_before_the_request_deadline() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut cfg = config();
+        cfg.limits.upstream_timeout_secs = 300;
+        assert_eq!(upstream_timeout(&cfg, now), Duration::from_secs(300));
+        cfg.deadline_unix_ms = Some(1_000_000_000 + 3_600_000);
+        assert_eq!(upstream_timeout(&cfg, now), Duration::from_secs(300));
+        cfg.deadline_unix_ms = Some(1_000_000_000 + 60_500);
+        assert_eq!(upstream_timeout(&cfg, now), Duration::from_millis(59_500));
+        cfg.deadline_unix_ms = Some(1_000_000_000 - 5);
+        assert_eq!(upstream_timeout(&cfg, now), Duration::ZERO);
     }
 
     /// Refused before git runs at all (no repository here): the whole

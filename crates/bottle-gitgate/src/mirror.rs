@@ -230,18 +230,31 @@ pub fn check_porcelain(stdout: &str, updates: &[(RefUpdate, bool)]) -> Result<()
     Ok(())
 }
 
-/// Runs a command to completion, killing it after `timeout` (a hung
-/// upstream must not hold the push lock forever).
+/// Runs a command to completion in a process group of its own, killing
+/// the whole group after `timeout` (a hung upstream must not hold the push
+/// lock forever). `git push` alone is not enough: its transport helper
+/// (`git remote-https` and its `send-pack`, or `ssh`) and `pack-objects`
+/// would go on without it and could finish the push after the gate said
+/// it was refused and let go of the repository's lock.
 fn output_with_deadline(
     mut c: std::process::Command,
     timeout: Duration,
 ) -> Result<(std::process::ExitStatus, String, String), String> {
     use std::io::Read;
+    use std::os::unix::process::CommandExt;
     let mut child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run git push: {e}"))?;
+    let group = crate::cgi::group_of(Some(child.id()));
+    // Before the child is reaped, while the group's id is still its own.
+    let stop = |child: &mut std::process::Child| {
+        crate::cgi::kill_group(group);
+        let _ = child.kill();
+        let _ = child.wait();
+    };
     let drain = |p: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut s = Vec::new();
@@ -271,14 +284,16 @@ fn output_with_deadline(
                 std::thread::sleep(Duration::from_millis(20));
             }
             Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
                 return Err(format!(
                     "the upstream gave no answer within {}s",
                     timeout.as_secs()
                 ));
             }
-            Err(e) => return Err(format!("waiting for git push: {e}")),
+            Err(e) => {
+                stop(&mut child);
+                return Err(format!("waiting for git push: {e}"));
+            }
         }
     };
     Ok((

@@ -11,19 +11,6 @@ use bottle_dlp::{base64_encode, hex_encode};
 use bottle_gitgate::Limits;
 use support::*;
 
-/// Deterministic bytes of every value, NULs included.
-fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as u8
-        })
-        .collect()
-}
-
 /// `len` bytes of noise, a NUL first (binary by git's test), with `inner`
 /// written at `at`.
 fn binary_with(len: usize, at: usize, inner: &[u8]) -> Vec<u8> {

@@ -80,6 +80,19 @@ pub fn commit_file(dir: &Path, path: &str, content: &str, msg: &str) -> String {
     git(dir, &["rev-parse", "HEAD"]).trim().to_string()
 }
 
+/// Deterministic bytes of every value, NULs included.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as u8
+        })
+        .collect()
+}
+
 /// The pack `git pack-objects --revs` builds in `dir` from `revs` (lines
 /// like `<id>` and `^<id>`).
 pub fn pack_of(dir: &Path, revs: &[&str]) -> Vec<u8> {
@@ -201,7 +214,8 @@ pub struct BareUpstream {
     pub dir: tempfile::TempDir,
     /// The bare repository.
     pub repo: PathBuf,
-    /// Its hooks folder (`refuse` or `slow` files switch behaviour).
+    /// Its hooks folder (`refuse`, `slow`, `hang` or `stall` files switch
+    /// behaviour).
     pub hooks: PathBuf,
 }
 
@@ -405,6 +419,13 @@ async fn upstream_cgi(
     }
     if req.uri().path().ends_with("/git-receive-pack") {
         seen.receive_pack_posts.fetch_add(1, Ordering::SeqCst);
+        // `stall`: the request waits (its body unread) while the flag is
+        // set, at most a minute.
+        let stall = hooks.join("stall");
+        let t = std::time::Instant::now();
+        while stall.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
     let mut cmd = tokio::process::Command::new(http_backend());
     cmd.env_clear()
