@@ -138,13 +138,26 @@ struct Group {
     id: Option<Pid>,
 }
 
+/// The process group of a child started with `process_group(0)`: its own
+/// pid.
+pub(crate) fn group_of(pid: Option<u32>) -> Option<Pid> {
+    pid.and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw)
+}
+
+/// Kills process group `id` with everything in it. Only while the group's
+/// leader is not reaped: until then its id cannot be reused.
+pub(crate) fn kill_group(id: Option<Pid>) {
+    if let Some(id) = id {
+        let _ = kill_process_group(id, Signal::KILL);
+    }
+}
+
 impl Group {
     /// Kills the whole group. Only before [`Group::wait`]: until the child
     /// is reaped its pid, and so the group's id, cannot be reused.
     fn kill(&mut self) {
-        if let Some(id) = self.id {
-            let _ = kill_process_group(id, Signal::KILL);
-        }
+        kill_group(self.id);
         let _ = self.child.start_kill();
     }
 
@@ -185,10 +198,7 @@ where
         .stderr(Stdio::piped())
         .process_group(0);
     let child = cmd.spawn()?;
-    let id = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(Pid::from_raw);
+    let id = group_of(child.id());
     let mut group = Group { child, id };
     let killer = Instant::now() + bounds.deadline;
     let (Some(mut stdin), Some(mut stdout), Some(stderr)) = (

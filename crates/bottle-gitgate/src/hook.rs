@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{FindingReport, PushTimings};
 use crate::limits::Limits;
 use crate::mirror;
-use crate::policy::{Policy, RefUpdate};
+use crate::policy::{self, Policy, RefUpdate};
 use crate::scan::{self, Git, ScanError};
 use crate::tips::{self, TipError};
 use crate::trees;
@@ -47,6 +47,12 @@ pub struct HookConfig {
     pub upstream_env: Vec<(String, String)>,
     /// Where to write the [`Report`] for the gate's audit event.
     pub report: Option<PathBuf>,
+    /// When the gate kills this request's git child with everything in its
+    /// process group (ms since the Unix epoch). The upstream push runs in
+    /// a group of its own, out of that kill's reach, so the hook stops it
+    /// before then.
+    #[serde(default)]
+    pub deadline_unix_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for HookConfig {
@@ -249,26 +255,65 @@ fn scan_refusal(e: ScanError, updates: Vec<RefUpdate>, engine: &Engine) -> Repor
     }
 }
 
+/// The refusal of a push with a line that is no `<old> <new> <ref>`. A
+/// ref name with a line break in it reaches the hook as two lines, the
+/// second of them usually one of these.
+fn unreadable(updates: Vec<RefUpdate>) -> Report {
+    Report::block(
+        "malformed",
+        "push refused: unreadable ref update (a ref name with a line break?); \
+         nothing was sent upstream"
+            .into(),
+        // Refused before the names are scanned: none goes to the log.
+        withheld(updates),
+    )
+}
+
+/// A ref name as a refusal quotes it: secrets redacted, then quoted and
+/// escaped (`"refs/heads/a\r"`), so no control character the agent put
+/// in it reaches a terminal or the log raw.
+fn quoted_name(engine: &Engine, name: &str) -> String {
+    format!("{:?}", redact(engine, name))
+}
+
+/// The refusal of a push naming refs git would not create (see
+/// [`policy::ref_name_problem`]), or `None`.
+fn bad_ref_names(updates: &[RefUpdate], engine: &Engine) -> Option<Report> {
+    let bad: Vec<String> = updates
+        .iter()
+        .filter_map(|u| {
+            let why = policy::ref_name_problem(&u.name)?;
+            Some(format!("{}: {why}", quoted_name(engine, &u.name)))
+        })
+        .collect();
+    if bad.is_empty() {
+        return None;
+    }
+    let mut msg = String::from(
+        "push refused: not a valid ref name (git would not create it); nothing was sent upstream",
+    );
+    for b in bad {
+        msg.push_str("\n  ");
+        msg.push_str(&b);
+    }
+    // The names are not scanned yet: the log gets them redacted in the
+    // message only.
+    Some(Report::block("git-policy", msg, withheld(updates.to_vec())))
+}
+
 fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Report {
     let mut updates = Vec::new();
-    for line in input.lines() {
-        // Refused before the names are scanned: none goes to the log.
-        let Ok(line) = line else {
-            return Report::block(
-                "malformed",
-                "unreadable ref update".into(),
-                withheld(updates),
-            );
+    // Lines end at `\n` only: a `\r` receive-pack passes on is part of the
+    // name (and refused with it), not dropped as a line ending would be.
+    for line in input.split(b'\n') {
+        let Some(line) = line.ok().and_then(|l| String::from_utf8(l).ok()) else {
+            return unreadable(updates);
         };
-        if line.trim().is_empty() {
+        if line.is_empty() {
             continue;
         }
         let Some(u) = RefUpdate::parse(&line) else {
-            return Report::block(
-                "malformed",
-                "unreadable ref update".into(),
-                withheld(updates),
-            );
+            return unreadable(updates);
         };
         updates.push(u);
         if updates.len() > cfg.limits.max_refs {
@@ -298,6 +343,12 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
         Err(e) => return Report::block("malformed", format!("gate error: {e}"), updates),
     };
     let engine_ms = millis(engine_started);
+    // Before anything else looks at the names: receive-pack checks their
+    // format only after this hook, and the upstream push must not be
+    // built from a name git would split or refuse.
+    if let Some(refused) = bad_ref_names(&updates, &engine) {
+        return refused;
+    }
     let in_names = tips::scan_ref_names(&updates, &engine);
     if !in_names.is_empty() {
         let mut r = Report::block("git-secret", String::new(), withheld(updates));
@@ -398,7 +449,7 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
         &forwarded,
         &push_env,
         &secrets,
-        std::time::Duration::from_secs(cfg.limits.upstream_timeout_secs),
+        upstream_timeout(cfg, std::time::SystemTime::now()),
     );
     let upstream_ms = millis(push_started);
     match pushed {
@@ -431,6 +482,22 @@ fn decide(cfg: &HookConfig, env: &[(String, Secret)], input: impl BufRead) -> Re
     }
 }
 
+/// How long the upstream push may take: the limit, but ending a second
+/// before the request's deadline, so the hook kills the push's process
+/// group before the gate kills the hook (which would leave that group
+/// running).
+fn upstream_timeout(cfg: &HookConfig, now: std::time::SystemTime) -> std::time::Duration {
+    let limit = std::time::Duration::from_secs(cfg.limits.upstream_timeout_secs);
+    let Some(deadline) = cfg.deadline_unix_ms else {
+        return limit;
+    };
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = std::time::Duration::from_millis(deadline).saturating_sub(now);
+    limit.min(left.saturating_sub(std::time::Duration::from_secs(1)))
+}
+
 fn millis(t: std::time::Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -453,5 +520,80 @@ mod tests {
         );
         assert!(out.ends_with(".txt"), "{out}");
         assert_eq!(redact(&engine, "nothing here"), "nothing here");
+    }
+
+    fn config() -> HookConfig {
+        HookConfig {
+            repo: "app".into(),
+            url: "https://example.invalid/app.git".into(),
+            push: vec!["*".into()],
+            protect: vec!["main".into()],
+            limits: Limits::default(),
+            known_secrets: vec!["gt-upstream-token-5f2c9a71d04e8b36".into()],
+            upstream_env: Vec::new(),
+            report: None,
+            deadline_unix_ms: None,
+        }
+    }
+
+    #[test]
+    fn the_upstream_push_ends_before_the_request_deadline() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut cfg = config();
+        cfg.limits.upstream_timeout_secs = 300;
+        assert_eq!(upstream_timeout(&cfg, now), Duration::from_secs(300));
+        cfg.deadline_unix_ms = Some(1_000_000_000 + 3_600_000);
+        assert_eq!(upstream_timeout(&cfg, now), Duration::from_secs(300));
+        cfg.deadline_unix_ms = Some(1_000_000_000 + 60_500);
+        assert_eq!(upstream_timeout(&cfg, now), Duration::from_millis(59_500));
+        cfg.deadline_unix_ms = Some(1_000_000_000 - 5);
+        assert_eq!(upstream_timeout(&cfg, now), Duration::ZERO);
+    }
+
+    /// Refused before git runs at all (no repository here): the whole
+    /// push, naming each bad ref escaped, secrets in it redacted.
+    #[test]
+    fn bad_ref_names_refuse_the_push() {
+        let z = "0".repeat(40);
+        let a = "a".repeat(40);
+        let input = format!(
+            "{z} {a} refs/heads/ok\n{z} {a} refs/heads/agent/x:refs/heads/exfil\n\
+             {z} {a} refs/heads/x\x1b[2J\r\n{z} {a} refs/heads/gt-upstream-token-5f2c9a71d04e8b36..\n"
+        );
+        let mut err = Vec::new();
+        let r = run_with(&config(), &[], input.as_bytes(), &mut err);
+        assert_eq!(r.decision, "block");
+        assert_eq!(r.reason.as_deref(), Some("git-policy"));
+        assert!(r.refs.iter().all(|u| u.name == WITHHELD), "{r:?}");
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.contains(r#""refs/heads/agent/x:refs/heads/exfil": it holds one of"#),
+            "{err}"
+        );
+        assert!(
+            err.contains(r#""refs/heads/x\u{1b}[2J\r": it holds a control"#),
+            "{err}"
+        );
+        assert!(err.contains("[REDACTED:known-secret]"), "{err}");
+        assert!(!err.contains("gt-upstream-token"), "{err}");
+        assert!(!err.contains("refs/heads/ok"), "only the bad names: {err}");
+        assert!(!err.contains(['\x1b', '\r']), "{err:?}");
+        assert!(!r.message.unwrap().contains('\x1b'));
+    }
+
+    #[test]
+    fn a_line_that_is_no_update_refuses_the_push() {
+        let z = "0".repeat(40);
+        let a = "a".repeat(40);
+        for input in [
+            format!("{z} {a} refs/heads/x\nrefs/heads/exfil\n").into_bytes(),
+            b"\xff\xfe\n".to_vec(),
+        ] {
+            let mut err = Vec::new();
+            let r = run_with(&config(), &[], input.as_slice(), &mut err);
+            assert_eq!(r.reason.as_deref(), Some("malformed"));
+            assert!(r.refs.iter().all(|u| u.name == WITHHELD), "{r:?}");
+        }
     }
 }

@@ -177,10 +177,23 @@ pub async fn refresh(
 /// delete the policy allowed is forced, but only with a lease on the value
 /// the mirror saw, so an upstream change the gate has not seen is never
 /// overwritten.
-pub fn push_args(updates: &[(RefUpdate, bool)]) -> Vec<String> {
+///
+/// git splits a refspec at its last `:` and a lease at its first, so a
+/// name that is not a valid ref name (a `:` in it, above all) would push
+/// something else somewhere else. The hook refuses such names first; this
+/// refuses them again, where the refspec is built.
+pub fn push_args(updates: &[(RefUpdate, bool)]) -> Result<Vec<String>, String> {
     let mut leases = Vec::new();
     let mut specs = Vec::new();
     for (u, fast_forward) in updates {
+        let hex = |id: &str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit());
+        if crate::policy::ref_name_problem(&u.name).is_some()
+            || u.name.contains(':')
+            || !hex(&u.old)
+            || !hex(&u.new)
+        {
+            return Err(format!("the gate will not push {:?}", u.name));
+        }
         if u.is_delete() {
             leases.push(format!("--force-with-lease={}:{}", u.name, u.old));
             specs.push(format!(":{}", u.name));
@@ -192,21 +205,56 @@ pub fn push_args(updates: &[(RefUpdate, bool)]) -> Vec<String> {
         }
     }
     leases.extend(specs);
-    leases
+    Ok(leases)
 }
 
-/// Runs a command to completion, killing it after `timeout` (a hung
-/// upstream must not hold the push lock forever).
+/// Checks that every ref `git push --porcelain` reports (`<flag>\t<from>:<to>\t
+/// <summary>`) is one the gate asked for: a second line of defence should a
+/// refspec ever be read differently from how it was meant.
+pub fn check_porcelain(stdout: &str, updates: &[(RefUpdate, bool)]) -> Result<(), String> {
+    for line in stdout.lines() {
+        let mut fields = line.split('\t');
+        let (Some(flag), Some(spec)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !matches!(flag, " " | "+" | "-" | "*" | "!" | "=") {
+            continue;
+        }
+        let to = spec.rsplit_once(':').map_or(spec, |(_, to)| to);
+        if !updates.iter().any(|(u, _)| u.name == to) {
+            return Err(format!(
+                "git push reported {to:?}, a ref the gate did not ask for"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a command to completion in a process group of its own, killing
+/// the whole group after `timeout` (a hung upstream must not hold the push
+/// lock forever). `git push` alone is not enough: its transport helper
+/// (`git remote-https` and its `send-pack`, or `ssh`) and `pack-objects`
+/// would go on without it and could finish the push after the gate said
+/// it was refused and let go of the repository's lock.
 fn output_with_deadline(
     mut c: std::process::Command,
     timeout: Duration,
 ) -> Result<(std::process::ExitStatus, String, String), String> {
     use std::io::Read;
+    use std::os::unix::process::CommandExt;
     let mut child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run git push: {e}"))?;
+    let group = crate::cgi::group_of(Some(child.id()));
+    // Before the child is reaped, while the group's id is still its own.
+    let stop = |child: &mut std::process::Child| {
+        crate::cgi::kill_group(group);
+        let _ = child.kill();
+        let _ = child.wait();
+    };
     let drain = |p: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut s = Vec::new();
@@ -236,14 +284,16 @@ fn output_with_deadline(
                 std::thread::sleep(Duration::from_millis(20));
             }
             Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
                 return Err(format!(
                     "the upstream gave no answer within {}s",
                     timeout.as_secs()
                 ));
             }
-            Err(e) => return Err(format!("waiting for git push: {e}")),
+            Err(e) => {
+                stop(&mut child);
+                return Err(format!("waiting for git push: {e}"));
+            }
         }
     };
     Ok((
@@ -263,7 +313,7 @@ pub fn push_upstream(
     secrets: &[&str],
     timeout: Duration,
 ) -> Result<String, String> {
-    let args = push_args(updates);
+    let args = push_args(updates)?;
     let attempt = |atomic: bool| -> Result<String, String> {
         let mut c = std::process::Command::new("git");
         c.env_clear();
@@ -281,6 +331,7 @@ pub fn push_upstream(
         c.args(args.iter().filter(|a| !a.starts_with("--")));
         c.stdin(Stdio::null());
         let (status, stdout, stderr) = output_with_deadline(c, timeout)?;
+        check_porcelain(&stdout, updates)?;
         if status.success() {
             Ok(summarize(&stdout, secrets))
         } else {
@@ -316,7 +367,8 @@ mod tests {
             (up(&a, &b, "refs/heads/ff"), true),
             (up(&a, &b, "refs/heads/rw"), false),
             (up(&a, &z, "refs/heads/gone"), false),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(
             args,
             vec![
@@ -328,6 +380,50 @@ mod tests {
                 ":refs/heads/gone".to_string(),
             ]
         );
+    }
+
+    /// A name git would read as two (`<src>:<dst>`), or refuse, never
+    /// becomes a refspec.
+    #[test]
+    fn no_refspec_from_a_bad_name() {
+        let z = "0".repeat(40);
+        let a = "a".repeat(40);
+        for name in [
+            "refs/heads/agent/x:refs/heads/exfil",
+            "refs/heads/a\nb",
+            "refs/heads/../main",
+            "refs/heads//main",
+            "main",
+        ] {
+            let u = RefUpdate {
+                old: a.clone(),
+                new: a.clone(),
+                name: name.into(),
+            };
+            let e = push_args(&[(u.clone(), false)]).unwrap_err();
+            assert!(e.starts_with("the gate will not push"), "{e}");
+            assert!(!e.contains('\n'), "{e:?}");
+            let created = RefUpdate {
+                old: z.clone(),
+                ..u
+            };
+            assert!(push_args(&[(created, true)]).is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn porcelain_names_only_the_refs_asked_for() {
+        let a = "a".repeat(40);
+        let up = |r: &str| (RefUpdate::parse(&format!("{a} {a} {r}")).unwrap(), true);
+        let asked = [up("refs/heads/x"), up("refs/heads/gone")];
+        let ok = format!(
+            "To https://up/app.git\n*\t{a}:refs/heads/x\t[new branch]\n\
+             -\t:refs/heads/gone\t[deleted]\nDone\n"
+        );
+        assert_eq!(check_porcelain(&ok, &asked), Ok(()));
+        let other = format!("To u\n*\t{a}:refs/heads/x:refs/heads/exfil\t[new branch]\nDone\n");
+        let e = check_porcelain(&other, &[up("refs/heads/x")]).unwrap_err();
+        assert!(e.contains("\"refs/heads/exfil\""), "{e}");
     }
 
     #[test]

@@ -24,8 +24,11 @@ pub struct RefUpdate {
 }
 
 impl RefUpdate {
+    /// Parses one line, without its `\n` or with it. Everything after the
+    /// second space is the name, byte for byte (a `\r` in it included):
+    /// [`ref_name_problem`] judges it.
     pub fn parse(line: &str) -> Option<RefUpdate> {
-        let mut it = line.trim_end_matches(['\n', '\r']).splitn(3, ' ');
+        let mut it = line.strip_suffix('\n').unwrap_or(line).splitn(3, ' ');
         let old = it.next()?;
         let new = it.next()?;
         let name = it.next()?;
@@ -52,6 +55,57 @@ impl RefUpdate {
     pub fn branch(&self) -> Option<&str> {
         self.name.strip_prefix("refs/heads/")
     }
+}
+
+/// Why `name` is not a ref name git would create, or `None` if it is one.
+///
+/// The rules of `git check-ref-format` (git's `check_refname_format` with no
+/// flags), under `refs/`: every `/`-separated component non-empty, not
+/// starting with `.` and not ending with `.lock`; no `..` or `@{`; no
+/// control character, DEL, space, `:`, `?`, `*`, `[`, `\`, `^` or `~`; no
+/// trailing `.`; not `@`.
+///
+/// receive-pack applies these rules only after the pre-receive hook, so
+/// the hook sees any name a client sends, and the hook must apply them
+/// itself: the upstream push's refspec `<new>:<name>` is split by git at
+/// its last `:`, so a `:` in a name changes both what is pushed (the
+/// source becomes a path inside the new commit) and where.
+pub fn ref_name_problem(name: &str) -> Option<&'static str> {
+    if !name.starts_with("refs/") {
+        return Some("it does not start with `refs/`");
+    }
+    if name == "@" {
+        return Some("it is `@`");
+    }
+    for component in name.as_bytes().split(|b| *b == b'/') {
+        let Some(first) = component.first() else {
+            return Some("it has an empty component (`//` or a trailing `/`)");
+        };
+        if *first == b'.' {
+            return Some("a component starts with `.`");
+        }
+        if component.ends_with(b".lock") {
+            return Some("a component ends with `.lock`");
+        }
+        let mut last = 0u8;
+        for &c in component {
+            match c {
+                0..=0x1f | 0x7f => return Some("it holds a control character"),
+                b' ' => return Some("it holds a space"),
+                b':' | b'?' | b'*' | b'[' | b'\\' | b'^' | b'~' => {
+                    return Some("it holds one of `: ? * [ \\ ^ ~`");
+                }
+                b'.' if last == b'.' => return Some("it holds `..`"),
+                b'{' if last == b'@' => return Some("it holds `@{`"),
+                _ => {}
+            }
+            last = c;
+        }
+    }
+    if name.ends_with('.') {
+        return Some("it ends with `.`");
+    }
+    None
 }
 
 /// Glob match with `*` (any run, `/` included) and `?` (one char).
@@ -184,6 +238,115 @@ mod tests {
         assert!(RefUpdate::parse(&format!("{Z} {A} ")).is_none());
         let u = up(Z, A, "refs/heads/a b");
         assert_eq!(u.name, "refs/heads/a b");
+    }
+
+    #[test]
+    fn parse_keeps_everything_of_the_name() {
+        assert_eq!(up(Z, A, "refs/heads/a\r").name, "refs/heads/a\r");
+        let u = RefUpdate::parse(&format!("{Z} {A} refs/heads/x:refs/heads/y")).unwrap();
+        assert_eq!(u.name, "refs/heads/x:refs/heads/y");
+    }
+
+    #[test]
+    fn ref_names() {
+        for good in [
+            "refs/heads/main",
+            "refs/heads/agent/x",
+            "refs/heads/agent/ünï.cödé-名前",
+            "refs/heads/a.b",
+            "refs/heads/a@b",
+            "refs/heads/@",
+            "refs/heads/a{b}",
+            "refs/heads/a-lock",
+            "refs/heads/x.lockx",
+            "refs/tags/v1.0",
+            "refs/x",
+        ] {
+            assert_eq!(ref_name_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "@",
+            "main",
+            "heads/main",
+            "refs",
+            "refs/",
+            "refs/heads/",
+            "refs//heads/x",
+            "refs/heads//main",
+            "refs/heads/../main",
+            "refs/heads/a..b",
+            "refs/heads/.hidden",
+            "refs/heads/a/.b",
+            "refs/heads/x.lock",
+            "refs/heads/x.lock/y",
+            "refs/heads/x.",
+            "refs/heads/x/",
+            "refs/heads/a@{1}",
+            "refs/heads/agent/x:refs/heads/exfil",
+            "refs/heads/a b",
+            "refs/heads/a?",
+            "refs/heads/a*",
+            "refs/heads/a[b",
+            "refs/heads/a\\b",
+            "refs/heads/a^",
+            "refs/heads/a~1",
+            "refs/heads/a\nb",
+            "refs/heads/a\r",
+            "refs/heads/a\tb",
+            "refs/heads/a\0b",
+            "refs/heads/a\x1b[2J",
+            "refs/heads/a\x7f",
+        ] {
+            assert!(ref_name_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    /// Agrees with `git check-ref-format` (under `refs/`) on names built
+    /// from the characters and sequences its rules are about.
+    #[test]
+    fn ref_names_as_git_judges_them() {
+        let pieces = [
+            "a", "b", "/", ".", "..", "@", "{", "@{", ".lock", ":", "~", "^", "?", "*", "[", "\\",
+            " ", "\t", "\x7f", "\x01", "é", "-",
+        ];
+        // A small deterministic generator: no dependency, same names on
+        // every run.
+        let mut x: u32 = 0x9e37_79b9;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as usize % n
+        };
+        let mut names: Vec<String> = Vec::new();
+        for _ in 0..400 {
+            let len = 1 + next(5);
+            let tail: String = (0..len).map(|_| pieces[next(pieces.len())]).collect();
+            names.push(format!("refs/heads/{tail}"));
+        }
+        for p in pieces {
+            names.push(format!("refs/heads/x{p}"));
+            names.push(format!("refs/heads/{p}x"));
+            names.push(format!("refs/{p}"));
+        }
+        let mut disagree = Vec::new();
+        for name in &names {
+            let git = std::process::Command::new("git")
+                .args(["check-ref-format", name])
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .status()
+                .unwrap()
+                .success();
+            if git != ref_name_problem(name).is_none() {
+                disagree.push(name.clone());
+            }
+        }
+        assert!(disagree.is_empty(), "git disagrees on {disagree:?}");
+        // Both kinds are among the names.
+        assert!(names.iter().any(|n| ref_name_problem(n).is_none()));
+        assert!(names.iter().any(|n| ref_name_problem(n).is_some()));
     }
 
     #[test]

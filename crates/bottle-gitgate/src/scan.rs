@@ -32,16 +32,22 @@
 //! reads whole. Attributes cannot turn that off for a text file: git runs
 //! with `GIT_ATTR_SOURCE` set to the empty tree and no attributes file, so a
 //! pushed `.gitattributes` with `-diff` has no effect. A text file larger
-//! than the text bound refuses the push (git shows such a modified file as
-//! "binary"; the gate then looks at the blob itself).
+//! than the text bound refuses the push.
+//!
+//! For a changed file git prints "Binary files … differ" when EITHER side
+//! is binary or over `core.bigFileThreshold` (set to the text bound), so a
+//! file that was binary, or too big, can become text without a `+` line.
+//! The gate then reads the new blob (from a second `git cat-file --batch`
+//! that the patch walker starts at the first such file) and judges it
+//! alone: text within the bound is scanned whole by the rules, as if every
+//! line were added; text over it refuses the push; binary is searched as
+//! below.
 //!
 //! Binary files are not let through unread, though: when the bottle has
 //! known secrets, every binary blob a commit adds or changes is searched for
-//! them (in all the forms the engine knows, no rules), whole for an added
-//! file under the text bound and streamed in pieces otherwise, so an agent
-//! cannot carry its own credential out by putting a NUL byte next to it.
-//! A changed file's blob comes from a second `git cat-file --batch` that the
-//! patch walker starts at the first binary file it meets.
+//! them (in all the forms the engine knows, no rules), whole under the text
+//! bound and streamed in pieces otherwise, so an agent cannot carry its own
+//! credential out by putting a NUL byte next to it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -894,23 +900,9 @@ fn read_blobs(
         // A submodule (no id, see `list_added`): its name only.
         if !id.is_empty() {
             let size = blob_header(r, &mut header, &id)?;
-            if size > limits.max_text_blob {
-                stream_blob(r, size, limits, (&commit, &path), found)?;
-                binary += 1;
-            } else {
-                let len = usize::try_from(size)
-                    .map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
-                buf = vec![0u8; len + 1];
-                r.read_exact(&mut buf).map_err(cat_file_io)?;
-                if buf.pop() != Some(b'\n') {
-                    return Err(ScanError::Git("cat-file: bad framing".into()));
-                }
-                // git's own binary test: a NUL in the first 8000 bytes.
-                if buf[..len.min(BINARY_PROBE)].contains(&0) {
-                    binary += 1;
-                    found.search((&commit, &path), &buf, &mut std::io::empty(), 0)?;
-                    buf = Vec::new();
-                }
+            match read_blob(r, size, limits, (&commit, &path), found)? {
+                Some(text) => buf = text,
+                None => binary += 1,
             }
         }
         // Binary and empty files too: the scanners check every added
@@ -964,6 +956,35 @@ pub(crate) fn object_header(line: &[u8]) -> Result<(String, String, u64), ScanEr
     Ok((id.to_string(), kind.to_string(), size))
 }
 
+/// Reads the content of a blob of `size` bytes (then cat-file's newline)
+/// from `r`: `Some` with the whole of it when it is text within the text
+/// bound, for the rules; `None` when it is binary (git's own test: a NUL
+/// in the first 8000 bytes), after the known-secret search. Text over the
+/// bound refuses the push.
+fn read_blob(
+    r: &mut impl BufRead,
+    size: u64,
+    limits: &Limits,
+    at: (&str, &str),
+    found: &mut BinarySearch<'_>,
+) -> Result<Option<Vec<u8>>, ScanError> {
+    if size > limits.max_text_blob {
+        stream_blob(r, size, limits, at, found)?;
+        return Ok(None);
+    }
+    let len = usize::try_from(size).map_err(|_| ScanError::Git("cat-file: bad size".into()))?;
+    let mut buf = vec![0u8; len + 1];
+    r.read_exact(&mut buf).map_err(cat_file_io)?;
+    if buf.pop() != Some(b'\n') {
+        return Err(ScanError::Git("cat-file: bad framing".into()));
+    }
+    if buf[..len.min(BINARY_PROBE)].contains(&0) {
+        found.search(at, &buf, &mut std::io::empty(), 0)?;
+        return Ok(None);
+    }
+    Ok(Some(buf))
+}
+
 /// Reads a blob's content that is not held whole (`size` bytes, then
 /// cat-file's newline): one over the text bound, or a changed file git
 /// calls binary. Text over the bound refuses the push, since it cannot be
@@ -999,7 +1020,7 @@ fn stream_blob(
 /// blobs (the added-file reader, the patch walker).
 struct BinarySearch<'e> {
     /// `None` when the bottle has no known secret: there is nothing to look
-    /// for, and changed binary files are not even read.
+    /// for, and binary blobs are only read past.
     engine: Option<&'e Engine>,
     files: u64,
     bytes: u64,
@@ -1016,10 +1037,6 @@ impl<'e> BinarySearch<'e> {
             busy: Duration::ZERO,
             findings: Vec::new(),
         }
-    }
-
-    fn searching(&self) -> bool {
-        self.engine.is_some()
     }
 
     /// Searches one binary blob at `(commit, path)`: `head`, already read,
@@ -1241,64 +1258,38 @@ fn walk_patch(
                 hunk = Some((old_n, new_n));
             }
         } else if line.starts_with(b"Binary files ") {
-            out.binary_files_skipped += 1;
+            // git says "binary" when EITHER side is binary or over the
+            // big-file threshold (the text bound), so the old side may be
+            // the reason: the new blob alone decides. Text within the
+            // bound is scanned whole, as added lines; text over it refuses
+            // the push; binary goes to the known-secret search.
             // All zeros: the file is deleted, nothing to read.
             let Some(blob) = file
                 .new_blob
-                .as_deref()
+                .clone()
                 .filter(|b| b.bytes().any(|c| c != b'0'))
             else {
+                out.binary_files_skipped += 1;
                 continue;
             };
-            if !found.searching() {
-                check_binary_blob(git, blob, &commit)?;
-                continue;
-            }
             let fetch = match &mut fetcher {
                 Some(f) => f,
                 None => fetcher.insert(BlobFetcher::start(git)?),
             };
-            let size = fetch.open(blob)?;
+            let size = fetch.open(&blob)?;
             let path = file.path.as_deref().unwrap_or_default();
-            stream_blob(&mut fetch.stdout, size, git.limits, (&commit, path), found)?;
+            let at = (commit.as_str(), path);
+            match read_blob(&mut fetch.stdout, size, git.limits, at, found)? {
+                Some(text) => {
+                    file.buf = text;
+                    file.starts.clear();
+                }
+                None => out.binary_files_skipped += 1,
+            }
         }
     }
     flush(&mut file, &commit);
     Ok(())
-}
-
-/// git says "binary" both for real binary content and for files over the
-/// big-file threshold. The second kind is text too large to scan: refuse.
-fn check_binary_blob(git: &Git<'_>, blob: &str, commit: &str) -> Result<(), ScanError> {
-    let size_out = git.output(&["cat-file", "-s", blob])?;
-    let size: u64 = String::from_utf8_lossy(&size_out)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    if size <= git.limits.max_text_blob {
-        // Under the threshold git judged by content: really binary.
-        return Ok(());
-    }
-    let mut child = git.spawn(&["cat-file", "blob", blob], false)?;
-    let mut probe = vec![0u8; BINARY_PROBE];
-    let mut got = 0;
-    if let Some(mut s) = child.stdout.take() {
-        while got < probe.len() {
-            match s.read(&mut probe[got..]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    if probe[..got].contains(&0) {
-        return Ok(());
-    }
-    Err(ScanError::TooLarge(format!(
-        "commit {commit} adds a {size}-byte text file; text is scanned up to {} bytes",
-        git.limits.max_text_blob
-    )))
 }
 
 #[cfg(test)]
@@ -1489,6 +1480,100 @@ diff --git a/\"q\\tp\" b/\"q\\tp\"\n--- /dev/null\n+++ \"b/q\\tp\"\n@@ -0,0 +1 @
         assert!(found.findings.iter().all(|f| f.redacted == "****"));
         assert_eq!(found.files, 3);
         assert_eq!(found.bytes, (small.len() + big.len() + clean.len()) as u64);
+    }
+
+    /// git calls a change "binary" when the OLD side is binary or over the
+    /// text bound too; new text there is scanned by the rules, with or
+    /// without known secrets.
+    #[test]
+    fn a_file_that_was_binary_or_too_big_is_scanned_as_text() {
+        const PAT: &str = "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_string();
+        let vars = [
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("HOME", path.clone()),
+            ("GIT_DIR", format!("{path}/repo.git")),
+            ("GIT_INDEX_FILE", format!("{path}/index")),
+            ("GIT_CONFIG_NOSYSTEM", "1".into()),
+            ("GIT_CONFIG_GLOBAL", "/dev/null".into()),
+            ("GIT_AUTHOR_NAME", "a".into()),
+            ("GIT_AUTHOR_EMAIL", "a@example.com".into()),
+            ("GIT_COMMITTER_NAME", "a".into()),
+            ("GIT_COMMITTER_EMAIL", "a@example.com".into()),
+        ];
+        let env: Vec<(String, Secret)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), Secret::new(v.clone())))
+            .collect();
+        let limits = Limits {
+            max_text_blob: 200,
+            ..Limits::default()
+        };
+        let git = Git {
+            env: &env,
+            limits: &limits,
+        };
+        let run = |args: &[&str]| {
+            String::from_utf8(git.output(args).unwrap())
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        run(&["init", "-q", "--bare", &format!("{path}/repo.git")]);
+        // A commit whose only file `x` holds `content`, on `parent`.
+        let commit = |content: &[u8], parent: Option<&str>| {
+            let file = dir.path().join("x");
+            std::fs::write(&file, content).unwrap();
+            let blob = run(&["hash-object", "-w", file.to_str().unwrap()]);
+            run(&["read-tree", "--empty"]);
+            run(&[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("100644,{blob},x"),
+            ]);
+            let tree = run(&["write-tree"]);
+            let mut args = vec!["commit-tree", tree.as_str(), "-m", "c"];
+            if let Some(p) = parent {
+                args.extend(["-p", p]);
+            }
+            run(&args)
+        };
+        // The old sides are on refs, so only the new commits are scanned.
+        let binary = commit(b"a\0b", None);
+        run(&["update-ref", "refs/heads/binary", &binary]);
+        let big = commit(&[b'y'; 300], None);
+        run(&["update-ref", "refs/heads/big", &big]);
+        let leak = format!("one\nkey = \"{PAT}\"\n");
+        let from_binary = commit(leak.as_bytes(), Some(&binary));
+        let from_big = commit(leak.as_bytes(), Some(&big));
+        let too_big = commit(&[b'z'; 300], Some(&binary));
+        let still_binary = commit(format!("\0{PAT}").as_bytes(), Some(&big));
+
+        let plain = Engine::new().unwrap();
+        let known = Engine::builder()
+            .known_secret("kn0wn-s3cret-value-0123456789")
+            .build()
+            .unwrap();
+        for engine in [&plain, &known] {
+            for tip in [&from_binary, &from_big] {
+                let out = scan_push(&git, &[tip], engine).unwrap();
+                let at: Vec<_> = out
+                    .findings
+                    .iter()
+                    .map(|f| (f.path.as_deref(), f.line, f.offset, f.rule.as_str()))
+                    .collect();
+                assert_eq!(at, [(Some("x"), 2, None, "github-pat")], "{tip}");
+                assert_eq!(out.binary_files_skipped, 0);
+            }
+            let e = scan_push(&git, &[&too_big], engine).unwrap_err();
+            assert!(matches!(e, ScanError::TooLarge(_)), "{e:?}");
+            // Binary on both sides: the rules skip it.
+            let out = scan_push(&git, &[&still_binary], engine).unwrap();
+            assert!(out.findings.is_empty(), "{:?}", out.findings);
+            assert_eq!(out.binary_files_skipped, 1);
+        }
     }
 
     #[test]

@@ -599,6 +599,12 @@ impl Gate {
                 .map(|(k, v)| (k, v.expose().to_string()))
                 .collect(),
             report: Some(report),
+            // The CGI deadline starts a moment later, at `cgi::run`.
+            deadline_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|now| now + Duration::from_secs(inner.options.limits.request_timeout_secs))
+                .and_then(|d| u64::try_from(d.as_millis()).ok()),
         }
     }
 

@@ -11,19 +11,6 @@ use bottle_dlp::{base64_encode, hex_encode};
 use bottle_gitgate::Limits;
 use support::*;
 
-/// Deterministic bytes of every value, NULs included.
-fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as u8
-        })
-        .collect()
-}
-
 /// `len` bytes of noise, a NUL first (binary by git's test), with `inner`
 /// written at `at`.
 fn binary_with(len: usize, at: usize, inner: &[u8]) -> Vec<u8> {
@@ -190,4 +177,70 @@ fn binary_file_without_the_secret_lands() {
     assert_eq!(ev[0].decision, "allow");
     let t = ev[0].timings.unwrap();
     assert_eq!((t.binary_files, t.binary_bytes), (1, 5000));
+}
+
+/// git prints "Binary files differ" when EITHER side is binary or over
+/// `core.bigFileThreshold` (the text bound). The new blob alone decides:
+/// text there is scanned by the rules, whatever the old side was.
+fn new_text_is_scanned(wt: &Path, up: &HttpsUpstream, branch: &str, base: &str) {
+    // A rule's finding (no known secret involved), and the bottle's own
+    // token: a line finding now, not a binary offset.
+    for (content, at) in [
+        (format!("one\nkey = \"{PAT}\"\n"), "x:2 rule github-pat"),
+        (format!("token {TOKEN}\n"), "x:1 rule known-secret"),
+    ] {
+        git(wt, &["checkout", "-q", "-B", branch, base]);
+        let id = commit_file(wt, "x", &content, "leak");
+        let out = push_refused(wt, up, branch);
+        assert!(out.contains(&format!("commit {} {at}", &id[..12])), "{out}");
+    }
+    // Clean text lands.
+    git(wt, &["checkout", "-q", "-B", branch, base]);
+    let id = commit_file(wt, "x", "just text\n", "clean");
+    git(wt, &["push", "-q", "origin", branch]);
+    assert_eq!(up.bare.rev(&format!("refs/heads/{branch}")), Some(id));
+}
+
+#[test]
+fn text_replacing_a_binary_file_is_scanned() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["checkout", "-q", "-b", "bin"]);
+    let base = commit_bytes(&wt, "x", b"a\0b", "binary");
+    git(&wt, &["push", "-q", "origin", "bin"]);
+    new_text_is_scanned(&wt, &up, "bin", &base);
+    let ev = gate.wait_events("git-push", 4);
+    assert_eq!(ev[1].reason.as_deref(), Some("git-secret"), "{ev:?}");
+    assert_eq!(ev[2].reason.as_deref(), Some("git-secret"), "{ev:?}");
+    // Found by the rules in text: a line, no byte offset.
+    assert!(ev[2].findings.iter().all(|f| f.offset.is_none()), "{ev:?}");
+}
+
+#[test]
+fn text_replacing_a_file_over_the_text_bound_is_scanned() {
+    let up = HttpsUpstream::start();
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.limits = Limits {
+        max_text_blob: 4096,
+        ..Limits::default()
+    };
+    let gate = setup.start();
+    // The big text file reaches the upstream around the gate (the gate
+    // would refuse it: it cannot scan it).
+    let direct = tempfile::tempdir().unwrap();
+    let d = clone(direct.path(), up.bare.repo.to_str().unwrap(), "d");
+    let big: String = (0..500).map(|i| format!("line {i} of text\n")).collect();
+    assert!(big.len() > 4096);
+    let base = commit_file(&d, "x", &big, "big text");
+    git(&d, &["push", "-q", "origin", "HEAD:refs/heads/big"]);
+
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    new_text_is_scanned(&wt, &up, "big", &base);
+    let ev = gate.wait_events("git-push", 3);
+    assert_eq!(ev[0].reason.as_deref(), Some("git-secret"), "{ev:?}");
+    assert_eq!(ev[1].reason.as_deref(), Some("git-secret"), "{ev:?}");
+    assert_eq!(ev[2].decision, "allow", "{ev:?}");
 }

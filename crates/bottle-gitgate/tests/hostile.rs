@@ -5,6 +5,7 @@
 mod support;
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::Stdio;
 
 use bottle_gitgate::Limits;
@@ -239,30 +240,10 @@ fn a_push_cut_off_midway_changes_nothing() {
     // Some content, so the pack is big enough to cut.
     let blob: String = (0..20_000).map(|i| format!("{i} some text\n")).collect();
     let new = commit_file(&wt, "cut.txt", &blob, "cut");
-    let mut pack_cmd = git_cmd(&wt)
-        .args(["pack-objects", "--stdout", "--revs", "-q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    pack_cmd
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{new}\n^{old}\n").as_bytes())
-        .unwrap();
-    let mut pack = Vec::new();
-    pack_cmd
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut pack)
-        .unwrap();
-    assert!(pack_cmd.wait().unwrap().success());
+    let pack = pack_of(&wt, &[&new, &format!("^{old}")]);
     let zero = "0".repeat(40);
-    let cmd = format!("{zero} {new} refs/heads/cut\0report-status\n");
-    let mut body = format!("{:04x}{cmd}0000", cmd.len() + 4).into_bytes();
-    body.extend_from_slice(&pack);
+    let cmd = format!("{zero} {new} refs/heads/cut").into_bytes();
+    let body = receive_pack_body(&[cmd], &pack);
     assert!(body.len() > 1000);
 
     let addr = gate.url.trim_start_matches("http://").to_string();
@@ -328,4 +309,204 @@ fn garbage_requests_are_refused() {
     let ev = gate.wait_events("git-push", 1);
     assert_eq!(ev[0].decision, "block");
     assert_eq!(up.bare.accepted_pushes(), 0);
+}
+
+/// A commit `G` holding a secret that no scan reaches, and a commit on
+/// `base` whose tree has a submodule entry (gitlink) at `path` pointing to
+/// `G`: `<new>:<path>` names `G`. Returns (new, G).
+fn gitlink_to_secret(wt: &Path, base: &str, path: &str) -> (String, String) {
+    git(wt, &["checkout", "-q", "-b", "hidden", base]);
+    let g = commit_file(wt, "key.txt", &format!("token = \"{PAT}\"\n"), "hidden");
+    git(wt, &["checkout", "-q", "--detach", base]);
+    let index = wt.join(".git").join("gitlink-index");
+    let in_index = |args: &[&str]| {
+        let out = git_cmd(wt)
+            .env("GIT_INDEX_FILE", &index)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    in_index(&["read-tree", base]);
+    in_index(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{g},{path}"),
+    ]);
+    let tree = in_index(&["write-tree"]);
+    let new = git(wt, &["commit-tree", &tree, "-p", base, "-m", "gitlink"])
+        .trim()
+        .to_string();
+    (new, g)
+}
+
+/// receive-pack checks a ref name's format only after the pre-receive
+/// hook, so the hook sees whatever name the client sent. A `:` in it must
+/// not split the upstream push's refspec `<new>:<name>`: the source would
+/// become the tree path `<new>:refs/heads/agent/x` (a gitlink to an
+/// unscanned commit holding a secret) and the destination a branch the
+/// `push` patterns do not allow, or a protected one.
+#[test]
+fn a_colon_in_a_ref_name_cannot_redirect_the_upstream_push() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["agent/*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    let base = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
+    let (new, g) = gitlink_to_secret(&wt, &base, "refs/heads/agent/x");
+    let pack = pack_of(&wt, &[&new, &g, &format!("^{base}")]);
+    let zero = "0".repeat(40);
+    let before = up.bare.refs();
+
+    // A new branch whose name carries a second destination; then the same
+    // onto protected `main`, with its real old value (a fast-forward).
+    for (n, (old, name)) in [
+        (&zero, "refs/heads/agent/x:refs/heads/exfil"),
+        (&base, "refs/heads/agent/x:refs/heads/main"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cmd = format!("{old} {new} {name}").into_bytes();
+        let resp = post_receive_pack(&gate, "app", &receive_pack_body(&[cmd], &pack));
+        let ev = gate.wait_events("git-push", n + 1);
+        let ev = &ev[n];
+        assert_eq!(ev.decision, "block", "{name}: {ev:?}");
+        assert_eq!(ev.reason.as_deref(), Some("git-policy"), "{name}: {ev:?}");
+        let quoted = format!("{name:?}");
+        assert!(resp.remote.contains(&quoted), "{name}: {resp:?}");
+        assert!(
+            resp.remote.contains("not a valid ref name"),
+            "{name}: {resp:?}"
+        );
+        assert_eq!(up.bare.refs(), before, "{name}: the upstream moved");
+        assert_eq!(up.bare.rev("refs/heads/exfil"), None);
+        assert_eq!(
+            up.bare.rev("refs/heads/main").as_deref(),
+            Some(base.as_str())
+        );
+        let g_upstream = git_out(&up.bare.repo, &["cat-file", "-e", &g]);
+        assert!(
+            !g_upstream.status.success(),
+            "{name}: G reached the upstream"
+        );
+    }
+}
+
+/// Other names git refuses to create (after the hook, in receive-pack):
+/// refused by the hook as `git-policy`, the name escaped in the message
+/// and nothing sent upstream. A line break splits the name into two lines
+/// of the hook's input: refused as unreadable.
+#[test]
+fn ref_names_git_would_refuse_are_refused_before_the_upstream() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["agent/*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    let base = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
+    let new = commit_file(&wt, "n.txt", "clean\n", "clean");
+    let pack = pack_of(&wt, &[&new, &format!("^{base}")]);
+    let zero = "0".repeat(40);
+    let before = up.bare.refs();
+    let cases: [(&str, &str, &str); 7] = [
+        (
+            "refs/heads/agent/../main",
+            "git-policy",
+            "\"refs/heads/agent/../main\"",
+        ),
+        (
+            "refs/heads/agent//x",
+            "git-policy",
+            "\"refs/heads/agent//x\"",
+        ),
+        // receive-pack keeps a trailing CR; a line reader that drops it
+        // would forward `refs/heads/agent/x`.
+        (
+            "refs/heads/agent/x\r",
+            "git-policy",
+            "\"refs/heads/agent/x\\r\"",
+        ),
+        (
+            "refs/heads/agent/a\rb",
+            "git-policy",
+            "\"refs/heads/agent/a\\rb\"",
+        ),
+        (
+            "refs/heads/agent/x\x1b[2J",
+            "git-policy",
+            "\"refs/heads/agent/x\\u{1b}[2J\"",
+        ),
+        (
+            "refs/heads/agent/x.lock",
+            "git-policy",
+            "\"refs/heads/agent/x.lock\"",
+        ),
+        (
+            "refs/heads/agent/x\nrefs/heads/exfil",
+            "malformed",
+            "unreadable",
+        ),
+    ];
+    for (n, (name, reason, shown)) in cases.into_iter().enumerate() {
+        let cmd = format!("{zero} {new} {name}").into_bytes();
+        let resp = post_receive_pack(&gate, "app", &receive_pack_body(&[cmd], &pack));
+        let ev = gate.wait_events("git-push", n + 1);
+        let ev = &ev[n];
+        assert_eq!(ev.decision, "block", "{name:?}: {ev:?}");
+        assert_eq!(ev.reason.as_deref(), Some(reason), "{name:?}: {ev:?}");
+        assert!(resp.remote.contains(shown), "{name:?}: {resp:?}");
+        // receive-pack's own status repeats the raw name; the gate's lines
+        // never hold a control character.
+        assert!(!resp.remote.contains(['\x1b', '\r']), "{name:?}: {resp:?}");
+        assert_eq!(up.bare.refs(), before, "{name:?}: the upstream moved");
+        assert!(
+            !git(&gate.mirror("app"), &["for-each-ref"]).contains("agent"),
+            "{name:?}: the mirror moved"
+        );
+    }
+    // A valid name in the same request as an invalid one: the whole push
+    // is refused.
+    let ok = format!("{zero} {new} refs/heads/agent/ok").into_bytes();
+    let bad = format!("{zero} {new} refs/heads/agent/bad:refs/heads/agent/y").into_bytes();
+    let resp = post_receive_pack(&gate, "app", &receive_pack_body(&[ok, bad], &pack));
+    let ev = gate.wait_events("git-push", cases.len() + 1);
+    assert_eq!(
+        ev[cases.len()].reason.as_deref(),
+        Some("git-policy"),
+        "{resp:?}"
+    );
+    assert!(resp.remote.contains("agent/bad:"), "{resp:?}");
+    assert_eq!(up.bare.refs(), before, "the upstream moved");
+    // A line break followed by a whole update line: the hook sees two
+    // updates, checks and scans both, and forwards just those; then
+    // receive-pack refuses the real name, so the mirror does not move.
+    let cmd = format!("{zero} {new} refs/heads/agent/y\n{zero} {new} refs/heads/agent/z");
+    let resp = post_receive_pack(&gate, "app", &receive_pack_body(&[cmd.into_bytes()], &pack));
+    let ev = gate.wait_events("git-push", cases.len() + 2);
+    let names: Vec<&str> = ev[cases.len() + 1]
+        .refs
+        .iter()
+        .map(|u| u.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["refs/heads/agent/y", "refs/heads/agent/z"],
+        "{resp:?}"
+    );
+    assert_eq!(
+        up.bare.rev("refs/heads/agent/y").as_deref(),
+        Some(new.as_str())
+    );
+    assert_eq!(
+        up.bare.rev("refs/heads/agent/z").as_deref(),
+        Some(new.as_str())
+    );
+    assert!(resp.status.contains("funny refname"), "{resp:?}");
+    assert!(!git(&gate.mirror("app"), &["for-each-ref"]).contains("agent"));
+    // The gate still works with a good name.
+    let cmd = format!("{zero} {new} refs/heads/agent/fine").into_bytes();
+    post_receive_pack(&gate, "app", &receive_pack_body(&[cmd], &pack));
+    assert_eq!(up.bare.rev("refs/heads/agent/fine"), Some(new));
 }

@@ -593,3 +593,59 @@ fn a_hung_upstream_push_times_out_and_is_refused() {
     let ev = gate.wait_events("git-push", 1);
     assert_eq!(ev[0].reason.as_deref(), Some("upstream-error"));
 }
+
+/// The upstream push's timeout stops everything under `git push` (its
+/// https helper, send-pack, pack-objects), not `git push` alone: a push
+/// still under way when the gate gives up must not reach the upstream
+/// after the gate said it was refused. The upstream stalls receive-pack
+/// requests (here the probe git sends before a pack over
+/// `http.postBuffer`) until released. (A push the upstream has received
+/// whole, as in the test above, it finishes on its own: no client can
+/// recall it.)
+///
+/// The push runs in a process group of its own, which the gate's kill of
+/// the request (at its deadline) does not reach; so the hook ends the
+/// push a second before that deadline too: the second case, where the
+/// deadline comes first, must not leave the push running either.
+#[test]
+fn a_timed_out_upstream_push_does_not_finish_behind_the_gate() {
+    for (upstream_timeout_secs, request_timeout_secs) in [(1, 3_600), (300, 4)] {
+        let case = format!("{upstream_timeout_secs}s/{request_timeout_secs}s");
+        let up = HttpsUpstream::start();
+        let mut setup = GateSetup::https(&up, &["*"]);
+        setup.limits.upstream_timeout_secs = upstream_timeout_secs;
+        setup.limits.request_timeout_secs = request_timeout_secs;
+        let gate = setup.start();
+        let work = tempfile::tempdir().unwrap();
+        let wt = clone(work.path(), &gate.repo_url("app"), "w");
+        git(&wt, &["checkout", "-q", "-b", "late"]);
+        // 3 MiB that do not compress: over the 1 MiB post buffer.
+        std::fs::write(wt.join("late.bin"), noise(3 << 20, 11)).unwrap();
+        git(&wt, &["add", "late.bin"]);
+        git(&wt, &["commit", "-q", "-m", "late"]);
+        up.bare.set("stall", true);
+        let (ok, out) = git_try(&wt, &["push", "origin", "late"]);
+        assert!(!ok, "{case}: {out}");
+        assert!(out.contains("the upstream gave no answer"), "{case}: {out}");
+        let ev = gate.wait_events("git-push", 1);
+        // The hook's own kill, not the gate's at the request deadline.
+        assert_eq!(ev[0].reason.as_deref(), Some("upstream-error"), "{case}");
+        let posts = up.seen.receive_pack_posts.load(Ordering::SeqCst);
+        assert!(posts >= 1, "{case}: the push never reached the upstream");
+
+        // Whatever is left of the push would go on now.
+        up.bare.set("stall", false);
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        assert_eq!(
+            up.bare.rev("refs/heads/late"),
+            None,
+            "{case}: finished late"
+        );
+        assert_eq!(up.bare.accepted_pushes(), 0, "{case}");
+        assert_eq!(
+            up.seen.receive_pack_posts.load(Ordering::SeqCst),
+            posts,
+            "{case}"
+        );
+    }
+}

@@ -80,12 +80,142 @@ pub fn commit_file(dir: &Path, path: &str, content: &str, msg: &str) -> String {
     git(dir, &["rev-parse", "HEAD"]).trim().to_string()
 }
 
+/// Deterministic bytes of every value, NULs included.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as u8
+        })
+        .collect()
+}
+
+/// The pack `git pack-objects --revs` builds in `dir` from `revs` (lines
+/// like `<id>` and `^<id>`).
+pub fn pack_of(dir: &Path, revs: &[&str]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut child = git_cmd(dir)
+        .args(["pack-objects", "--stdout", "--revs", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = revs.join("\n");
+    input.push('\n');
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let mut pack = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut pack).unwrap();
+    assert!(child.wait().unwrap().success());
+    pack
+}
+
+/// A raw `git-receive-pack` request body: one pkt-line per command (`<old>
+/// <new> <ref>`, bytes as given: a hostile client may put anything in a
+/// name), the first with `report-status side-band-64k`, a flush, then
+/// `pack`.
+pub fn receive_pack_body(commands: &[Vec<u8>], pack: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (i, c) in commands.iter().enumerate() {
+        let mut line = c.clone();
+        if i == 0 {
+            line.extend_from_slice(b"\0report-status side-band-64k");
+        }
+        line.push(b'\n');
+        body.extend_from_slice(format!("{:04x}", line.len() + 4).as_bytes());
+        body.extend_from_slice(&line);
+    }
+    body.extend_from_slice(b"0000");
+    body.extend_from_slice(pack);
+    body
+}
+
+/// What receive-pack answered a raw request: side-band 1 (the report
+/// status, raw) and side-band 2 (the `remote:` text: the hook's stderr).
+#[derive(Debug)]
+pub struct ReceivePackAnswer {
+    pub head: String,
+    pub status: String,
+    pub remote: String,
+}
+
+/// POSTs `body` to `/<repo>.git/git-receive-pack` of the gate and takes
+/// the answer apart (chunked transfer coding, pkt-lines, side-bands).
+pub fn post_receive_pack(gate: &RunningGate, repo: &str, body: &[u8]) -> ReceivePackAnswer {
+    use std::io::{Read, Write};
+    let addr = gate.url.trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /{repo}.git/git-receive-pack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let mut rest = &resp[split + 4..];
+    let mut data = Vec::new();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = std::str::from_utf8(&rest[..eol]).unwrap().trim();
+            let size = usize::from_str_radix(size, 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            data.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[eol + 2 + size + 2..];
+        }
+    } else {
+        data.extend_from_slice(rest);
+    }
+    let (mut status, mut remote) = (Vec::new(), Vec::new());
+    let mut pkts = data.as_slice();
+    while pkts.len() >= 4 {
+        let len = usize::from_str_radix(std::str::from_utf8(&pkts[..4]).unwrap(), 16).unwrap();
+        if len < 4 {
+            pkts = &pkts[4..];
+            continue;
+        }
+        let payload = &pkts[4..len];
+        match payload.split_first() {
+            Some((1, p)) => status.extend_from_slice(p),
+            Some((2 | 3, p)) => remote.extend_from_slice(p),
+            _ => status.extend_from_slice(payload),
+        }
+        pkts = &pkts[len..];
+    }
+    ReceivePackAnswer {
+        head,
+        status: String::from_utf8_lossy(&status).into_owned(),
+        remote: String::from_utf8_lossy(&remote).into_owned(),
+    }
+}
+
 /// A bare upstream repo with one commit on `main`.
 pub struct BareUpstream {
     pub dir: tempfile::TempDir,
     /// The bare repository.
     pub repo: PathBuf,
-    /// Its hooks folder (`refuse` or `slow` files switch behaviour).
+    /// Its hooks folder (`refuse`, `slow`, `hang` or `stall` files switch
+    /// behaviour).
     pub hooks: PathBuf,
 }
 
@@ -289,6 +419,13 @@ async fn upstream_cgi(
     }
     if req.uri().path().ends_with("/git-receive-pack") {
         seen.receive_pack_posts.fetch_add(1, Ordering::SeqCst);
+        // `stall`: the request waits (its body unread) while the flag is
+        // set, at most a minute.
+        let stall = hooks.join("stall");
+        let t = std::time::Instant::now();
+        while stall.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
     let mut cmd = tokio::process::Command::new(http_backend());
     cmd.env_clear()
