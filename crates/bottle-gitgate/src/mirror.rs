@@ -62,7 +62,15 @@ pub async fn ensure(state_dir: &Path, name: &str, env: &Env) -> Result<(), Strin
 
 /// Keeps the end of git's stderr, short, without secret values.
 pub fn summarize(stderr: &str, secrets: &[&str]) -> String {
-    let lines: Vec<&str> = stderr
+    // Redacted before lines are cut short: a secret across the cut would
+    // otherwise leave its start in the message.
+    let mut whole = stderr.to_string();
+    for s in secrets {
+        if s.len() >= 4 {
+            whole = whole.replace(s, "[REDACTED]");
+        }
+    }
+    let lines: Vec<&str> = whole
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -73,11 +81,6 @@ pub fn summarize(stderr: &str, secrets: &[&str]) -> String {
         .map(|l| l.chars().take(300).collect::<String>())
         .collect::<Vec<_>>()
         .join("; ");
-    for s in secrets {
-        if s.len() >= 4 {
-            text = text.replace(s, "[REDACTED]");
-        }
-    }
     if text.is_empty() {
         text = "no message".into();
     }
@@ -433,5 +436,10 @@ mod tests {
             &["tok-secret-1"],
         );
         assert_eq!(s, "b; c; d; fatal: token [REDACTED] refused");
+        // A secret across the cut at 300 characters leaves nothing of itself.
+        let secret = "tok-0123456789abcdef";
+        let line = format!("{}{secret}", "x".repeat(290));
+        let s = summarize(&line, &[secret]);
+        assert!(!s.contains("tok-0123"), "{s}");
     }
 }

@@ -132,6 +132,10 @@ impl Git<'_> {
             c.env(format!("GIT_CONFIG_VALUE_{i}"), v);
         }
         c.env("GIT_ATTR_SOURCE", EMPTY_TREE);
+        // The scan reads the objects that were pushed, never a stand-in:
+        // the policy refuses `refs/replace/`, and this holds even if one
+        // got into the mirror some other way.
+        c.env("GIT_NO_REPLACE_OBJECTS", "1");
         c.args(args);
         c.stdin(Stdio::null());
         c
