@@ -318,7 +318,9 @@ def r1_routing_table(m):
     live = []
     for f in default4:
         gw = socket.inet_ntoa(int(f[2], 16).to_bytes(4, "little"))
-        ok, why = tcp_try(gw, PORT, m.encode(), 3)
+        # Longer than the kernel's ARP give-up (3 probes a second apart),
+        # so an unanswered gateway reads "No route to host", not a timeout.
+        ok, why = tcp_try(gw, PORT, m.encode(), 8)
         arp = [l.split() for l in open("/proc/net/arp").read().splitlines()[1:]]
         resolved = [a for a in arp if a[0] == gw and a[2] != "0x0"]
         if ok or resolved or why != "No route to host":
