@@ -23,7 +23,7 @@ const LABEL: &str = "io.claude-bottle.test-world";
 /// The names the world answers for (its certificate covers them). The
 /// last five are the escape suite's (a denied host, a read-only route, a
 /// wildcard route's apex and a subdomain, a passthrough route).
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "api.anthropic.com",
     "allowed.test",
     "git.world.test",
@@ -32,6 +32,8 @@ pub const NAMES: [&str; 8] = [
     "wild.test",
     "sub.wild.test",
     "pass.test",
+    // A name under the escape bottle's passthrough route `*.pass.test`.
+    "front.pass.test",
 ];
 
 static SLOT: AtomicUsize = AtomicUsize::new(0);

@@ -396,6 +396,23 @@ def r3_sni_swap(m):
     return (True, err) if resp is None else refused(resp)
 
 
+@case(3)
+def r3_passthrough_sni_swap(m):
+    """A passthrough route is decrypted by nobody, but a shared front end
+    routes by the ClientHello's name: one for another name through a
+    CONNECT to the route's host must not get there."""
+    resp, err = https_raw("front.pass.test", f"GET /{m} HTTP/1.1\r\nHost: denied.test\r\nConnection: close\r\n\r\n".encode(),
+                          sni="denied.test", verify=False)
+    return (True, err) if resp is None else refused(resp)
+
+
+@case(3, control=True)
+def c3_passthrough_own_name(m):
+    resp, err = https_raw("front.pass.test", f"GET /{m} HTTP/1.1\r\nHost: front.pass.test\r\nConnection: close\r\n\r\n".encode(),
+                          verify=False)
+    return status(resp) == 200, f"status {status(resp)} {err}"
+
+
 @case(3, ok_host="allowed.test")
 def r3_host_swap(m):
     resp, err = https_raw("allowed.test", f"GET /{m} HTTP/1.1\r\nHost: denied.test\r\nConnection: close\r\n\r\n".encode())
