@@ -106,6 +106,21 @@ pub fn base64_decode(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The bytes of `decoded` read from bit `bit` on: what decoding the same
+/// run from a later character gives (base64 from character `k` starts at
+/// bit `6k`, hex from digit `k` at bit `4k`), without decoding it again.
+/// The last byte, which would need bits past the end, is dropped.
+pub(crate) fn from_bit(decoded: &[u8], bit: usize) -> Vec<u8> {
+    let (skip, r) = (bit / 8, (bit % 8) as u32);
+    let rest = decoded.get(skip..).unwrap_or_default();
+    if r == 0 {
+        return rest.to_vec();
+    }
+    rest.windows(2)
+        .map(|w| w[0] << r | w[1] >> (8 - r))
+        .collect()
+}
+
 /// Decodes pairs of hex digits; any other byte restarts the pairing.
 pub fn hex_decode(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() / 2);
@@ -245,14 +260,14 @@ fn class_bits_at(hay: &[u8], at: usize, class: fn(u8) -> bool) -> u64 {
     }
 }
 
-/// The first position at or after `from` where `MIN_HEX_RUN` bytes of
-/// `class` follow, looking at 64 positions per
+/// The first position at or after `from` where sixteen bytes of `class`
+/// follow ([`is_run_class`]: `MIN_HEX_RUN`), looking at 64 positions per
 /// step: the bits of two blocks, and-ed with themselves shifted by 1, 2, 4
 /// and 8, keep the positions that start sixteen set bits. Text, with its
 /// short words, is crossed without a branch per word.
 #[inline(always)]
 fn long_run_start(hay: &[u8], from: usize, class: fn(u8) -> bool) -> Option<usize> {
-    const _: () = assert!(MIN_HEX_RUN == 16);
+    const _: () = assert!(MIN_HEX_RUN == 16 && MIN_PRINTABLE == 16);
     let mut pos = from;
     let mut lo = class_bits_at(hay, pos, class);
     while pos + MIN_HEX_RUN <= hay.len() {
@@ -292,6 +307,10 @@ pub(crate) const MIN_B64_RUN: usize = 20;
 /// The shortest run decoded as hex: 16 digits carry 8 bytes, the shortest
 /// known secret.
 pub(crate) const MIN_HEX_RUN: usize = 16;
+/// The shortest printable stretch of a binary decoded run that is scanned:
+/// random bytes almost never have one (about one place in ten million), and
+/// a secret with its context is longer.
+pub(crate) const MIN_PRINTABLE: usize = 16;
 
 /// What a run of the base64 alphabet looks like it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -578,6 +597,22 @@ pub(crate) fn percent_runs(hay: &[u8], mut f: impl FnMut(Range<usize>)) {
     }
 }
 
+const fn is_printable(b: u8) -> bool {
+    b.wrapping_sub(0x20) < 0x5f || b == b'\n' || b == b'\r' || b == b'\t'
+}
+
+/// Calls `f` with each maximal stretch of printable ASCII (with tabs and
+/// line breaks) of at least [`MIN_PRINTABLE`] bytes, found as runs are
+/// (64 positions per step), so random bytes cost little.
+pub(crate) fn printable_stretches(bytes: &[u8], mut f: impl FnMut(Range<usize>)) {
+    let mut from = 0;
+    while let Some(start) = long_run_start(bytes, from, is_printable) {
+        let end = class_end(bytes, start + MIN_PRINTABLE, is_printable);
+        f(start..end);
+        from = end;
+    }
+}
+
 /// True when decoded bytes read as text: a secret is printable, random binary
 /// (hashes, images) is not.
 pub(crate) fn mostly_text(bytes: &[u8]) -> bool {
@@ -670,6 +705,35 @@ mod tests {
                 .collect();
             assert_eq!(base64_decode(&input), reference(&input), "{input:?}");
         }
+    }
+
+    #[test]
+    fn from_bit_is_decoding_from_a_later_character() {
+        let text = b"a secret of some length, to be cut anywhere";
+        let b64 = base64_encode(text, false, false);
+        let hex = hex_encode(text, false);
+        let d64 = base64_decode(&b64);
+        let dhex = hex_decode(&hex);
+        for k in 0..4 {
+            let want = base64_decode(&b64[k..]);
+            let got = from_bit(&d64, 6 * k);
+            assert!(want.starts_with(&got) && want.len() - got.len() <= 1, "{k}");
+        }
+        let want = hex_decode(&hex[1..]);
+        let got = from_bit(&dhex, 4);
+        assert!(want.starts_with(&got) && want.len() - got.len() <= 1);
+        assert!(from_bit(b"", 6).is_empty());
+    }
+
+    #[test]
+    fn printable_stretches_of_binary() {
+        let mut data = vec![0u8; 300];
+        data[10..40].copy_from_slice(&[b'a'; 30]);
+        data[100..115].copy_from_slice(&[b'b'; 15]);
+        data[284..].copy_from_slice(&[b'c'; 16]);
+        let mut got = Vec::new();
+        printable_stretches(&data, |r| got.push(r));
+        assert_eq!(got, vec![10..40, 284..300]);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Encodings a receiving server undoes and the engine must undo too, each
 //! found by a security review with the real engine: line-wrapped base64
-//! (MIME, the `base64` command, JSON strings with `\n`).
+//! (MIME, the `base64` command, JSON strings with `\n`), and base64/hex runs
+//! that are partly binary.
 
 use crate::decode::{base64_encode, hex_encode};
-use crate::tests::{DlpTester, expand};
+use crate::tests::{DlpTester, expand, noise};
 use crate::{Engine, Finding, KNOWN_SECRET_RULE};
 
 /// A known secret with characters that no rule would find on its own.
@@ -187,4 +188,97 @@ fn independent_encoded_lines_still_decode_alone() {
     body.push(b'\n');
     body.extend_from_slice(b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo\n");
     assert!(has(&t.engine.scan(&body), "github-pat"));
+}
+
+// ---- 3. encoded runs with a binary part ---------------------------------------
+
+/// Random bytes, then the text: the byte before it is not a word character
+/// (one would defeat the rules' `\b`, as it does in plain text).
+fn binary_around(text: &str, before: usize, after: usize, seed: u32) -> Vec<u8> {
+    let mut out = noise(before, seed);
+    if let Some(last) = out.last_mut() {
+        *last = 0x9f;
+    }
+    out.extend_from_slice(text.as_bytes());
+    let mut tail = noise(after, seed + 1);
+    if let Some(first) = tail.first_mut() {
+        *first = 0x00;
+    }
+    out.extend(tail);
+    out
+}
+
+#[test]
+fn encoded_runs_with_a_binary_part() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 61);
+    let aws = expand("AKIA{b32:16}", 62);
+    for (rule, text) in [("github-pat", &token), ("aws-access-key-id", &aws)] {
+        for (before, after) in [(48usize, 0usize), (0, 200), (48, 200), (1000, 3000)] {
+            let raw = binary_around(text, before, after, before as u32 + 7);
+            for (name, encoded) in [
+                ("base64", base64_encode(&raw, false, true)),
+                ("base64url", base64_encode(&raw, true, false)),
+                ("hex", hex_encode(&raw, false)),
+            ] {
+                let body = [b"{\"data\":\"", &encoded[..], b"\"}"].concat();
+                let found = e.scan(&body);
+                assert!(
+                    has(&found, rule),
+                    "{rule} {name} after {before}, before {after} random bytes: {:?}",
+                    rules(&found)
+                );
+            }
+        }
+    }
+}
+
+/// A binary blob longer than the stream look-back: each scan sees it from
+/// an offset that is not a base64 quantum boundary.
+#[test]
+fn binary_blob_longer_than_the_lookback_streamed() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 63);
+    let raw = binary_around(&token, 40_001, 40_000, 3);
+    for encoded in [base64_encode(&raw, false, true), hex_encode(&raw, true)] {
+        let body = [b"data=", &encoded[..], b"\n"].concat();
+        assert!(has(&e.scan(&body), "github-pat"));
+        for step in [4096usize, 16 * 1024] {
+            for offset in [0usize, 1, 2, 3] {
+                let mut s = e.stream_with_step(step);
+                let mut found = s.push(&body[..offset]);
+                for c in body[offset..].chunks(1500) {
+                    found.extend(s.push(c));
+                }
+                found.extend(s.finish());
+                assert!(
+                    has(&found, "github-pat"),
+                    "step {step} offset {offset}: {:?}",
+                    rules(&found)
+                );
+            }
+        }
+    }
+}
+
+/// Random binary in every encoding, wrapped and not, gives nothing.
+#[test]
+fn random_binary_gives_no_findings() {
+    let e = engine();
+    for seed in 0..300u32 {
+        let len = [16usize, 33, 48, 100, 257, 1000, 4096][seed as usize % 7] + seed as usize;
+        let raw = noise(len, seed * 2 + 1);
+        let b64 = base64_encode(&raw, false, true);
+        for (name, encoded) in [
+            ("base64", b64.clone()),
+            ("base64url", base64_encode(&raw, true, false)),
+            ("hex", hex_encode(&raw, seed % 2 == 0)),
+            ("mime", wrap(&b64, 76, "\r\n")),
+            ("json-wrapped", wrap(&b64, 60, "\\n")),
+            ("utf16 noise", raw.iter().flat_map(|&b| [b, 0]).collect()),
+        ] {
+            let found = e.scan(&encoded);
+            assert!(found.is_empty(), "seed {seed} {name}: {found:?}");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! A finding inside a decoded layer reports the range of the encoded run in
 //! the caller's input (for normalised text, the exact source bytes).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -14,8 +15,8 @@ use std::ops::Range;
 use std::sync::OnceLock;
 
 use crate::decode::{
-    Joined, RunKind, base64_decode, encoded_runs, find_byte, find_non_ascii, hex_decode,
-    mostly_text, percent_decode, percent_runs,
+    Joined, MIN_PRINTABLE, RunKind, base64_decode, encoded_runs, find_byte, find_non_ascii,
+    from_bit, hex_decode, mostly_text, percent_decode, percent_runs, printable_stretches,
 };
 use crate::finding::redact_preview;
 use crate::normalize::{is_invisible, normalize};
@@ -206,12 +207,49 @@ impl Scan<'_> {
         // start before decoding all of it.
         let text_at =
             (0..shifts).find(|&k| mostly_text(&decode(&bytes[k..bytes.len().min(k + 64)])));
-        let Some(k) = text_at else {
+        if let Some(k) = text_at {
+            let decoded = decode(&bytes[k..]);
+            if decoded.len() < crate::MIN_KNOWN_SECRET_LEN {
+                return;
+            }
+            if mostly_text(&decoded) {
+                self.decoded_layer(&decoded, src, depth, map);
+            } else {
+                self.binary_layer(&decoded, src, depth, map);
+            }
             return;
+        }
+        // Binary from the start: the text in it, if any, is at one of the
+        // alignments, each the first one read from a later bit.
+        let decoded = decode(bytes);
+        let bits = match kind {
+            RunKind::Hex => 4,
+            RunKind::Base64 => 6,
         };
-        let decoded = decode(&bytes[k..]);
-        if decoded.len() >= crate::MIN_KNOWN_SECRET_LEN && mostly_text(&decoded) {
-            self.decoded_layer(&decoded, src, depth, map);
+        for k in 0..shifts {
+            let shifted = if k == 0 {
+                Cow::Borrowed(&decoded[..])
+            } else {
+                Cow::Owned(from_bit(&decoded, bits * k))
+            };
+            if shifted.len() >= MIN_PRINTABLE {
+                self.binary_layer(&shifted, src.clone(), depth, map);
+            }
+        }
+    }
+
+    /// A decoded run that is mostly binary (an image, random bytes, a key
+    /// file), with perhaps a secret in it: on binary the rules would match
+    /// noise, so only its printable stretches are scanned, each as a layer.
+    fn binary_layer(&mut self, decoded: &[u8], run: Range<usize>, depth: u8, map: Map<'_>) {
+        if !self.charge(decoded.len()) {
+            return;
+        }
+        let outer = map(run);
+        let mut stretches = Vec::new();
+        printable_stretches(decoded, |r| stretches.push(r));
+        for r in stretches {
+            self.layer(&decoded[r], depth + 1, &|_| outer.clone());
         }
     }
 
