@@ -122,6 +122,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use crate::decode::{base64_encode, hex_encode, percent_encode};
+    use crate::tests::noise;
     use crate::{Engine, Finding, KNOWN_SECRET_RULE};
 
     /// With characters that percent-encoding changes, so every form differs.
@@ -129,19 +130,6 @@ mod tests {
 
     fn engine() -> Engine {
         Engine::builder().known_secret(SECRET).build().unwrap()
-    }
-
-    /// Deterministic bytes of every value, NULs included.
-    fn noise(len: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x >> 8) as u8
-            })
-            .collect()
     }
 
     /// Each form an agent could write, as the exact bytes the engine

@@ -35,6 +35,8 @@ mod stream;
 mod validate;
 
 #[cfg(test)]
+mod layer_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

@@ -7,6 +7,7 @@
 //! A finding inside a decoded layer reports the range of the encoded run in
 //! the caller's input (for normalised text, the exact source bytes).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -14,8 +15,8 @@ use std::ops::Range;
 use std::sync::OnceLock;
 
 use crate::decode::{
-    RunKind, base64_decode, encoded_runs, find_byte, find_non_ascii, hex_decode, mostly_text,
-    percent_decode, percent_runs,
+    Joined, MIN_PRINTABLE, RunKind, base64_decode, encoded_runs, find_byte, find_non_ascii,
+    from_bit, hex_decode, mostly_text, percent_decode, percent_runs, printable_stretches,
 };
 use crate::finding::redact_preview;
 use crate::normalize::{is_invisible, normalize};
@@ -162,37 +163,93 @@ impl Scan<'_> {
 
     fn encoded_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
         let mut runs = Vec::new();
-        encoded_runs(hay, |r, kind| {
-            let align = if kind == RunKind::Hex { 2 } else { 4 };
-            runs.extend(pieces(r, align).into_iter().map(|p| (p, kind)));
-        });
+        encoded_runs(hay, |r, kind| runs.push((r, kind)));
         for (run, kind) in runs {
-            let bytes = &hay[run.clone()];
-            let decode = |b: &[u8]| match kind {
-                RunKind::Hex => hex_decode(b),
-                RunKind::Base64 => base64_decode(b),
-            };
-            // A run at the very start of a stream buffer may have been cut
-            // mid-quantum by the look-back: try each base64 alignment.
-            let bytes = if depth == 0 && run.start == 0 && kind == RunKind::Base64 {
-                let shift = (0..4)
-                    .find(|&k| {
-                        bytes.len() > k && mostly_text(&decode(&bytes[k..bytes.len().min(k + 64)]))
-                    })
-                    .unwrap_or(0);
-                &bytes[shift..]
+            // A run at the very start of a stream buffer (after line breaks
+            // at most) may have been cut mid-quantum by the look-back.
+            let cut = depth == 0
+                && run.start <= 4
+                && hay[..run.start]
+                    .iter()
+                    .all(|b| matches!(b, b'\r' | b'\n' | b'\\' | b'r' | b'n'));
+            let joined = Joined::new(&hay[run.clone()]);
+            for piece in pieces(0..joined.bytes.len(), kind.quantum()) {
+                let src = joined.source(piece.clone());
+                let src = run.start + src.start..run.start + src.end;
+                let at_start = cut && piece.start == 0;
+                self.encoded_piece(&joined.bytes[piece], kind, at_start, src, depth, map);
+            }
+        }
+    }
+
+    /// Decodes one piece of an encoded run (line breaks taken out), the
+    /// range `src` of `hay`.
+    fn encoded_piece(
+        &mut self,
+        bytes: &[u8],
+        kind: RunKind,
+        cut: bool,
+        src: Range<usize>,
+        depth: u8,
+        map: Map<'_>,
+    ) {
+        let decode = |b: &[u8]| match kind {
+            RunKind::Hex => hex_decode(b),
+            RunKind::Base64 => base64_decode(b),
+        };
+        // A run that may have been cut: each alignment.
+        let shifts = if cut {
+            kind.quantum().min(bytes.len())
+        } else {
+            1
+        };
+        // Most runs are identifiers, hashes or binary data: look at the
+        // start before decoding all of it.
+        let text_at =
+            (0..shifts).find(|&k| mostly_text(&decode(&bytes[k..bytes.len().min(k + 64)])));
+        if let Some(k) = text_at {
+            let decoded = decode(&bytes[k..]);
+            if decoded.len() < crate::MIN_KNOWN_SECRET_LEN {
+                return;
+            }
+            if mostly_text(&decoded) {
+                self.decoded_layer(&decoded, src, depth, map);
             } else {
-                bytes
+                self.binary_layer(&decoded, src, depth, map);
+            }
+            return;
+        }
+        // Binary from the start: the text in it, if any, is at one of the
+        // alignments, each the first one read from a later bit.
+        let decoded = decode(bytes);
+        let bits = match kind {
+            RunKind::Hex => 4,
+            RunKind::Base64 => 6,
+        };
+        for k in 0..shifts {
+            let shifted = if k == 0 {
+                Cow::Borrowed(&decoded[..])
+            } else {
+                Cow::Owned(from_bit(&decoded, bits * k))
             };
-            // Most runs are identifiers, hashes or binary data: look at the
-            // start before decoding all of it.
-            if !mostly_text(&decode(&bytes[..bytes.len().min(64)])) {
-                continue;
+            if shifted.len() >= MIN_PRINTABLE {
+                self.binary_layer(&shifted, src.clone(), depth, map);
             }
-            let decoded = decode(bytes);
-            if decoded.len() >= crate::MIN_KNOWN_SECRET_LEN && mostly_text(&decoded) {
-                self.decoded_layer(&decoded, run, depth, map);
-            }
+        }
+    }
+
+    /// A decoded run that is mostly binary (an image, random bytes, a key
+    /// file), with perhaps a secret in it: on binary the rules would match
+    /// noise, so only its printable stretches are scanned, each as a layer.
+    fn binary_layer(&mut self, decoded: &[u8], run: Range<usize>, depth: u8, map: Map<'_>) {
+        if !self.charge(decoded.len()) {
+            return;
+        }
+        let outer = map(run);
+        let mut stretches = Vec::new();
+        printable_stretches(decoded, |r| stretches.push(r));
+        for r in stretches {
+            self.layer(&decoded[r], depth + 1, &|_| outer.clone());
         }
     }
 

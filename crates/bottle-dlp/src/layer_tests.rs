@@ -1,0 +1,284 @@
+//! Encodings a receiving server undoes and the engine must undo too, each
+//! found by a security review with the real engine: line-wrapped base64
+//! (MIME, the `base64` command, JSON strings with `\n`), and base64/hex runs
+//! that are partly binary.
+
+use crate::decode::{base64_encode, hex_encode};
+use crate::tests::{DlpTester, expand, noise};
+use crate::{Engine, Finding, KNOWN_SECRET_RULE};
+
+/// A known secret with characters that no rule would find on its own.
+const KNOWN: &str = "s3cr3t-Upstream-Token-5f2c9a71d04e";
+
+fn engine() -> Engine {
+    Engine::builder()
+        .known_secret(KNOWN)
+        .build()
+        .expect("engine builds")
+}
+
+fn rules(found: &[Finding]) -> Vec<&'static str> {
+    found.iter().map(|f| f.rule).collect()
+}
+
+fn has(found: &[Finding], rule: &str) -> bool {
+    found.iter().any(|f| f.rule == rule)
+}
+
+/// `encoded` cut into lines of `width` characters joined by `sep`.
+fn wrap(encoded: &[u8], width: usize, sep: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, line) in encoded.chunks(width).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(sep.as_bytes());
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+/// Every chunking of a stream must find `rule` too.
+fn streamed_finds(e: &Engine, input: &[u8], rule: &str) {
+    for (chunk, step) in [(1usize, 64usize), (7, 100), (50, 13), (1500, 4096)] {
+        let mut s = e.stream_with_step(step);
+        let mut found = Vec::new();
+        for c in input.chunks(chunk) {
+            found.extend(s.push(c));
+        }
+        found.extend(s.finish());
+        assert!(
+            has(&found, rule),
+            "{rule}: not found streamed in chunks of {chunk}, step {step}: {:?}",
+            rules(&found)
+        );
+        for f in &found {
+            assert!(f.range.start < f.range.end && f.range.end <= input.len() as u64);
+        }
+    }
+}
+
+// ---- 1. line-wrapped base64 -------------------------------------------------
+
+/// The base64 of a text with the secret after `pad` bytes, wrapped at 76
+/// columns with CRLF as MIME and the `base64` command write it: wherever
+/// the line break falls in the secret's encoding, the secret is found, and
+/// the finding covers the whole wrapped block.
+#[test]
+fn mime_wrapped_base64_at_every_offset() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 11);
+    for pad in 0..=60 {
+        let text = format!(
+            "{} {KNOWN} and {token} and then some more words to fill a line or two",
+            "x".repeat(pad)
+        );
+        let block = wrap(&base64_encode(text.as_bytes(), false, true), 76, "\r\n");
+        let mut body =
+            b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                .to_vec();
+        let at = body.len() as u64;
+        body.extend_from_slice(&block);
+        body.extend_from_slice(b"\r\n--b--\r\n");
+        let found = e.scan(&body);
+        // The block ends at its padding or runs on into the next line
+        // (`--b--` is base64url): the finding starts with the block and
+        // covers it.
+        let block_end = at + block.len() as u64;
+        for rule in [KNOWN_SECRET_RULE, "github-pat"] {
+            assert!(
+                found
+                    .iter()
+                    .any(|f| f.rule == rule && f.range.start == at && f.range.end >= block_end),
+                "pad {pad}: no {rule} over the block {at}..{block_end}: {found:?}"
+            );
+        }
+        if pad % 20 == 0 {
+            streamed_finds(&e, &body, KNOWN_SECRET_RULE);
+            streamed_finds(&e, &body, "github-pat");
+        }
+    }
+}
+
+#[test]
+fn base64_wrapped_every_few_characters() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 12);
+    let text = format!("key {KNOWN} and {token} end");
+    for width in [4usize, 5, 7, 8, 13, 64] {
+        for sep in ["\n", "\r\n"] {
+            let body = wrap(&base64_encode(text.as_bytes(), false, true), width, sep);
+            let found = e.scan(&body);
+            assert!(
+                has(&found, KNOWN_SECRET_RULE) && has(&found, "github-pat"),
+                "width {width} {sep:?}: {:?}",
+                rules(&found)
+            );
+        }
+    }
+    let body = wrap(&base64_encode(text.as_bytes(), false, true), 8, "\n");
+    streamed_finds(&e, &body, "github-pat");
+}
+
+/// A file for an API that takes base64 in JSON (GitHub's contents API
+/// stores the decoded file), wrapped with `\n` or `\r\n` written as JSON
+/// escapes.
+#[test]
+fn base64_wrapped_with_json_escapes() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 13);
+    let file = format!("# config\nupstream = \"{KNOWN}\"\ngithub = \"{token}\"\n");
+    let b64 = base64_encode(file.as_bytes(), false, true);
+    for (width, sep) in [(60usize, "\\n"), (76, "\\r\\n"), (8, "\\n"), (7, "\\n")] {
+        let wrapped = String::from_utf8(wrap(&b64, width, sep)).expect("ascii");
+        let body = format!("{{\"message\":\"add config\",\"content\":\"{wrapped}\\n\"}}");
+        let found = e.scan(body.as_bytes());
+        assert!(
+            has(&found, KNOWN_SECRET_RULE) && has(&found, "github-pat"),
+            "width {width} {sep:?}: {:?}",
+            rules(&found)
+        );
+        if width == 60 {
+            streamed_finds(&e, body.as_bytes(), "github-pat");
+        }
+    }
+}
+
+/// Through every path of the tester (stream splits, nested encodings,
+/// Unicode disguises) as a rule case.
+#[test]
+fn wrapped_base64_as_a_rule_case() {
+    let t = DlpTester::new();
+    let text = expand("token: ghp_{an:36} in a file", 14);
+    let b64 = base64_encode(text.as_bytes(), false, true);
+    let wrapped = String::from_utf8(wrap(&b64, 16, "\r\n")).expect("ascii");
+    t.positive(
+        "github-pat",
+        &format!("Content-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n"),
+    );
+}
+
+/// What joining lines must not break: one base64 or hex value per line,
+/// of lengths that are not a multiple of four, each decoded on its own.
+#[test]
+fn independent_encoded_lines_still_decode_alone() {
+    let t = DlpTester::new();
+    let token = expand("ghp_{an:36}", 15);
+    let line = base64_encode(format!("token: {token}").as_bytes(), true, false);
+    for first in [
+        &b"Zm9vYmFyYmF6cXV4cXV1eHh5enp6"[..], // 28 characters, decodes to text
+        b"Zm9vYmFyYmF6cXV4cXV1eHh5enp6YQ",    // 30: misaligns what follows
+        b"9f86d081884c7d659a2feaa0c55ad015a3bf4f", // hex, then base64
+    ] {
+        for sep in ["\n", "\r\n", "\\n"] {
+            let mut body = first.to_vec();
+            body.extend_from_slice(sep.as_bytes());
+            body.extend_from_slice(&line);
+            body.extend_from_slice(b"\n");
+            let found = t.engine.scan(&body);
+            assert!(
+                has(&found, "github-pat"),
+                "{:?}: {:?}",
+                String::from_utf8_lossy(&body),
+                rules(&found)
+            );
+        }
+    }
+    // A hex secret on a line before a base64 line.
+    let mut body = hex_encode(format!("token {token}").as_bytes(), false);
+    body.push(b'\n');
+    body.extend_from_slice(b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo\n");
+    assert!(has(&t.engine.scan(&body), "github-pat"));
+}
+
+// ---- 3. encoded runs with a binary part ---------------------------------------
+
+/// Random bytes, then the text: the byte before it is not a word character
+/// (one would defeat the rules' `\b`, as it does in plain text).
+fn binary_around(text: &str, before: usize, after: usize, seed: u32) -> Vec<u8> {
+    let mut out = noise(before, seed);
+    if let Some(last) = out.last_mut() {
+        *last = 0x9f;
+    }
+    out.extend_from_slice(text.as_bytes());
+    let mut tail = noise(after, seed + 1);
+    if let Some(first) = tail.first_mut() {
+        *first = 0x00;
+    }
+    out.extend(tail);
+    out
+}
+
+#[test]
+fn encoded_runs_with_a_binary_part() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 61);
+    let aws = expand("AKIA{b32:16}", 62);
+    for (rule, text) in [("github-pat", &token), ("aws-access-key-id", &aws)] {
+        for (before, after) in [(48usize, 0usize), (0, 200), (48, 200), (1000, 3000)] {
+            let raw = binary_around(text, before, after, before as u32 + 7);
+            for (name, encoded) in [
+                ("base64", base64_encode(&raw, false, true)),
+                ("base64url", base64_encode(&raw, true, false)),
+                ("hex", hex_encode(&raw, false)),
+            ] {
+                let body = [b"{\"data\":\"", &encoded[..], b"\"}"].concat();
+                let found = e.scan(&body);
+                assert!(
+                    has(&found, rule),
+                    "{rule} {name} after {before}, before {after} random bytes: {:?}",
+                    rules(&found)
+                );
+            }
+        }
+    }
+}
+
+/// A binary blob longer than the stream look-back: each scan sees it from
+/// an offset that is not a base64 quantum boundary.
+#[test]
+fn binary_blob_longer_than_the_lookback_streamed() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 63);
+    let raw = binary_around(&token, 40_001, 40_000, 3);
+    for encoded in [base64_encode(&raw, false, true), hex_encode(&raw, true)] {
+        let body = [b"data=", &encoded[..], b"\n"].concat();
+        assert!(has(&e.scan(&body), "github-pat"));
+        for step in [4096usize, 16 * 1024] {
+            for offset in [0usize, 1, 2, 3] {
+                let mut s = e.stream_with_step(step);
+                let mut found = s.push(&body[..offset]);
+                for c in body[offset..].chunks(1500) {
+                    found.extend(s.push(c));
+                }
+                found.extend(s.finish());
+                assert!(
+                    has(&found, "github-pat"),
+                    "step {step} offset {offset}: {:?}",
+                    rules(&found)
+                );
+            }
+        }
+    }
+}
+
+/// Random binary in every encoding, wrapped and not, gives nothing.
+#[test]
+fn random_binary_gives_no_findings() {
+    let e = engine();
+    for seed in 0..300u32 {
+        let len = [16usize, 33, 48, 100, 257, 1000, 4096][seed as usize % 7] + seed as usize;
+        let raw = noise(len, seed * 2 + 1);
+        let b64 = base64_encode(&raw, false, true);
+        for (name, encoded) in [
+            ("base64", b64.clone()),
+            ("base64url", base64_encode(&raw, true, false)),
+            ("hex", hex_encode(&raw, seed % 2 == 0)),
+            ("mime", wrap(&b64, 76, "\r\n")),
+            ("json-wrapped", wrap(&b64, 60, "\\n")),
+            ("utf16 noise", raw.iter().flat_map(|&b| [b, 0]).collect()),
+        ] {
+            let found = e.scan(&encoded);
+            assert!(found.is_empty(), "seed {seed} {name}: {found:?}");
+        }
+    }
+}
