@@ -204,24 +204,30 @@ impl Scan<'_> {
             1
         };
         // Most runs are identifiers, hashes or binary data: look at the
-        // start before decoding all of it.
-        let text_at =
-            (0..shifts).find(|&k| mostly_text(&decode(&bytes[k..bytes.len().min(k + 64)])));
-        if let Some(k) = text_at {
-            let decoded = decode(&bytes[k..]);
-            if decoded.len() < crate::MIN_KNOWN_SECRET_LEN {
+        // start before decoding all of it (all of it, for a short run).
+        let mut head0 = None;
+        for k in 0..shifts {
+            let head = decode(&bytes[k..bytes.len().min(k + 64)]);
+            let whole = k + 64 >= bytes.len();
+            if mostly_text(&head) {
+                let decoded = if whole { head } else { decode(&bytes[k..]) };
+                if decoded.len() < crate::MIN_KNOWN_SECRET_LEN {
+                    return;
+                }
+                if mostly_text(&decoded) {
+                    self.decoded_layer(&decoded, src, depth, map);
+                } else {
+                    self.binary_layer(&decoded, src, depth, map);
+                }
                 return;
             }
-            if mostly_text(&decoded) {
-                self.decoded_layer(&decoded, src, depth, map);
-            } else {
-                self.binary_layer(&decoded, src, depth, map);
+            if k == 0 && whole {
+                head0 = Some(head);
             }
-            return;
         }
         // Binary from the start: the text in it, if any, is at one of the
         // alignments, each the first one read from a later bit.
-        let decoded = decode(bytes);
+        let decoded = head0.unwrap_or_else(|| decode(bytes));
         let bits = match kind {
             RunKind::Hex => 4,
             RunKind::Base64 => 6,
@@ -232,9 +238,7 @@ impl Scan<'_> {
             } else {
                 Cow::Owned(from_bit(&decoded, bits * k))
             };
-            if shifted.len() >= MIN_PRINTABLE {
-                self.binary_layer(&shifted, src.clone(), depth, map);
-            }
+            self.binary_layer(&shifted, src.clone(), depth, map);
         }
     }
 
@@ -242,7 +246,8 @@ impl Scan<'_> {
     /// file), with perhaps a secret in it: on binary the rules would match
     /// noise, so only its printable stretches are scanned, each as a layer.
     fn binary_layer(&mut self, decoded: &[u8], run: Range<usize>, depth: u8, map: Map<'_>) {
-        if !self.charge(decoded.len()) {
+        // Too short for a stretch (a hash, most often).
+        if decoded.len() < MIN_PRINTABLE || !self.charge(decoded.len()) {
             return;
         }
         let outer = map(run);
