@@ -1,7 +1,8 @@
 //! Encodings a receiving server undoes and the engine must undo too, each
 //! found by a security review with the real engine: line-wrapped base64
-//! (MIME, the `base64` command, JSON strings with `\n`), and base64/hex runs
-//! that are partly binary.
+//! (MIME, the `base64` command, JSON strings with `\n`), JSON `\uXXXX`
+//! escapes, HTML/XML numeric character references, and base64/hex runs that
+//! are partly binary.
 
 use crate::decode::{base64_encode, hex_encode};
 use crate::tests::{DlpTester, expand, noise};
@@ -188,6 +189,121 @@ fn independent_encoded_lines_still_decode_alone() {
     body.push(b'\n');
     body.extend_from_slice(b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo\n");
     assert!(has(&t.engine.scan(&body), "github-pat"));
+}
+
+// ---- 2. escapes the server decodes ------------------------------------------
+
+#[test]
+fn json_unicode_escapes() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 21);
+    // One character escaped, upper-case hex, every character escaped.
+    let one = format!("{{\"a\":\"gh\\u0070_{}\"}}", &token[4..]);
+    let upper = format!("{{\"a\":\"gh\\u0070\\u005F{}\"}}", &token[4..]);
+    let all: String = token
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let all = format!("{{\"a\":\"{all}\"}}");
+    for body in [&one, &upper, &all] {
+        let found = e.scan(body.as_bytes());
+        assert!(has(&found, "github-pat"), "{body}: {:?}", rules(&found));
+        streamed_finds(&e, body.as_bytes(), "github-pat");
+    }
+    // The finding is the escaped token, not the whole body.
+    let (out, _) = e.redact(one.as_bytes());
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "{\"a\":\"[REDACTED:github-pat]\"}"
+    );
+    // A known secret with one character escaped.
+    let known = KNOWN.replacen('U', "\\u0055", 1);
+    let body = format!("{{\"upstream\":\"{known}\",\"n\":1}}");
+    assert!(has(&e.scan(body.as_bytes()), KNOWN_SECRET_RULE), "{body}");
+    // `\/` as PHP writes every slash.
+    let url = expand(
+        "{\"remote\":\"https:\\/\\/user:{an:20}@git.example.com\\/r.git\"}",
+        22,
+    );
+    assert!(has(&e.scan(url.as_bytes()), "url-credentials"), "{url}");
+}
+
+/// A token at the start of a line in a JSON string (a file or a command's
+/// output sent to an API): the `n` of `\n` glued to it defeated the rules'
+/// word boundary, so the raw bytes never matched.
+#[test]
+fn json_line_break_before_a_token() {
+    let e = engine();
+    let ghp = expand("ghp_{an:36}", 25);
+    let aws = expand("AKIA{b32:16}", 26);
+    for (rule, token) in [("github-pat", &ghp), ("aws-access-key-id", &aws)] {
+        for esc in ["\\n", "\\r\\n", "\\t", "\\u000a", "\\u001b"] {
+            let body = format!("{{\"output\":\"first line{esc}{token}{esc}last line\"}}");
+            let found = e.scan(body.as_bytes());
+            assert!(has(&found, rule), "{body}: {:?}", rules(&found));
+        }
+        let xml = format!("<a title=\"x&#10;{token}\"/>");
+        assert!(has(&e.scan(xml.as_bytes()), rule), "{xml}");
+    }
+    let t = DlpTester::new();
+    t.positive(
+        "github-pat",
+        &format!("{{\"output\":\"$ cat token\\n{ghp}\\n\"}}"),
+    );
+}
+
+#[test]
+fn json_surrogate_pairs() {
+    let secret = "s3cr3t-\u{1F511}-Upstream-9f2c";
+    let e = Engine::builder()
+        .known_secret(secret)
+        .build()
+        .expect("builds");
+    let body = "{\"k\":\"s3cr3t-\\ud83d\\udd11-Upstream-9f2c\"}";
+    assert!(has(&e.scan(body.as_bytes()), KNOWN_SECRET_RULE));
+    // A lone surrogate does not decode to anything that matches.
+    let lone = "{\"k\":\"s3cr3t-\\ud83d-Upstream-9f2c\"}";
+    assert!(!has(&e.scan(lone.as_bytes()), KNOWN_SECRET_RULE));
+}
+
+#[test]
+fn json_escapes_as_a_rule_case() {
+    let t = DlpTester::new();
+    t.positive(
+        "github-pat",
+        &expand("{\"auth\":\"gh\\u0070_{an:36}\",\"n\":1}", 23),
+    );
+    t.positive(
+        "aws-access-key-id",
+        &expand("{\"key\":\"\\u0041KIA{b32:16}\"}", 24),
+    );
+}
+
+#[test]
+fn numeric_character_references() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 31);
+    let rest = &token[4..];
+    let all: String = token.chars().map(|c| format!("&#{};", c as u32)).collect();
+    for body in [
+        format!("<token>gh&#112;_{rest}</token>"),
+        format!("<token>gh&#x70;_{rest}</token>"),
+        format!("<token>gh&#X70;&#x5f;{rest}</token>"),
+        format!("<token>gh&#0112;_{rest}</token>"),
+        format!("<p>{all}</p>"),
+    ] {
+        let found = e.scan(body.as_bytes());
+        assert!(has(&found, "github-pat"), "{body}: {:?}", rules(&found));
+        streamed_finds(&e, body.as_bytes(), "github-pat");
+    }
+    let known = KNOWN.replacen('U', "&#85;", 1);
+    let body = format!("<upstream>{known}</upstream>");
+    assert!(has(&e.scan(body.as_bytes()), KNOWN_SECRET_RULE), "{body}");
+    let t = DlpTester::new();
+    t.positive(
+        "github-pat",
+        &expand("<input value=\"gh&#x70;_{an:36}\">", 32),
+    );
 }
 
 // ---- 3. encoded runs with a binary part ---------------------------------------

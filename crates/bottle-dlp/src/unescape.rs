@@ -1,0 +1,325 @@
+//! Escapes a receiving server undoes before it stores or uses a value: JSON
+//! `\uXXXX` (and the other JSON escapes) and HTML/XML numeric character
+//! references. Each decoder keeps a map from
+//! every output byte back to the input (as [`normalize`] does), so a finding
+//! covers the escaped secret exactly; each has a search for the places that
+//! need it, so the caller decodes only around those.
+//!
+//! Like the other decoders these never fail: what does not decode is kept as
+//! it is.
+//!
+//! [`normalize`]: crate::normalize
+
+use std::ops::Range;
+
+use crate::decode::find_byte;
+use crate::normalize::Normalized;
+
+/// Which escapes `hay` may have, from pairs of bytes (see [`present`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Present {
+    /// A backslash: JSON escapes.
+    pub json: bool,
+    /// `&#`: numeric character references.
+    pub ncr: bool,
+}
+
+/// Which escapes `hay` may have, in one pass over its pairs of bytes
+/// without a branch per byte: most text has none of them, and each layer
+/// that needs one is skipped without a search of its own.
+pub(crate) fn present(hay: &[u8]) -> Present {
+    // One flag per kind of pair, each or-ed on its own (no shifts, no
+    // branches), so the loop is vectorised even with SSE2 alone.
+    let mut f = [0u8; 2];
+    let mut pairs = |a: &[u8], b: &[u8]| {
+        let mut g = [0u8; 2];
+        for (&a, &b) in a.iter().zip(b) {
+            g[0] |= u8::from(a == b'\\');
+            g[1] |= u8::from((a == b'&') & (b == b'#'));
+        }
+        for (f, g) in f.iter_mut().zip(g) {
+            *f |= g;
+        }
+    };
+    let Some(&last) = hay.last() else {
+        return Present::default();
+    };
+    for start in (0..hay.len() - 1).step_by(4096) {
+        let end = (start + 4096).min(hay.len() - 1);
+        pairs(&hay[start..end], &hay[start + 1..end + 1]);
+    }
+    pairs(&[last], &[0]);
+    Present {
+        json: f[0] != 0,
+        ncr: f[1] != 0,
+    }
+}
+
+fn hex_value(b: u8) -> Option<u32> {
+    char::from(b).to_digit(16)
+}
+
+/// The value of the four hex digits at the start of `b`.
+fn hex4(b: &[u8]) -> Option<u32> {
+    let d = b.get(..4)?;
+    d.iter()
+        .try_fold(0u32, |v, &c| Some(v << 4 | hex_value(c)?))
+}
+
+/// A decoded text under construction, with its map to the input.
+struct Out {
+    text: Vec<u8>,
+    origin: Vec<Range<usize>>,
+}
+
+impl Out {
+    fn with_capacity(n: usize) -> Out {
+        Out {
+            text: Vec::with_capacity(n),
+            origin: Vec::with_capacity(n),
+        }
+    }
+
+    fn byte(&mut self, b: u8, from: Range<usize>) {
+        self.text.push(b);
+        self.origin.push(from);
+    }
+
+    fn char(&mut self, c: char, from: Range<usize>) {
+        let mut buf = [0u8; 4];
+        for &b in c.encode_utf8(&mut buf).as_bytes() {
+            self.byte(b, from.clone());
+        }
+    }
+
+    fn done(self) -> Normalized {
+        Normalized {
+            text: self.text,
+            origin: self.origin,
+        }
+    }
+}
+
+/// Whether an escaped character `c`, followed by `rest`, can change what
+/// the rules or known secrets see, so the text around it is worth
+/// decoding. Escapes of ordinary characters are frequent (JSON encoders
+/// escape `<>&'"`, `\` and every non-ASCII letter, HTML writes `&#39;`), and
+/// decoding around each would scan such bodies twice for nothing:
+///
+/// - ASCII graphic characters other than `<>&'"\` can be part of a secret
+///   (`gh\u0070_…`): always;
+/// - controls and space (`\n`, `&#10;`) end a word, so a token right after
+///   one is whole only decoded (the `n` of `\n` glued to it defeats the
+///   rules' `\b`): when a run of 16 graphic bytes follows;
+/// - other characters: when `wide` says so (the caller's test for
+///   characters normalisation changes or removes, or any when a known
+///   secret is not ASCII).
+pub(crate) fn escape_matters(c: char, rest: &[u8], wide: &dyn Fn(char) -> bool) -> bool {
+    match c {
+        '<' | '>' | '&' | '\'' | '"' | '\\' => false,
+        '!'..='~' => true,
+        '\0'..=' ' | '\u{7f}' => rest.get(..16).is_some_and(|r| {
+            r.iter()
+                .all(|&b| b.is_ascii_graphic() && !b"\"\\<&".contains(&b))
+        }),
+        _ => wide(c),
+    }
+}
+
+// ---- JSON ------------------------------------------------------------------
+
+/// A JSON escape at the start of `b`: the character and the length
+/// (`\uXXXX`, a surrogate pair as one, and the two-byte escapes).
+fn json_at(b: &[u8]) -> Option<(char, usize)> {
+    let simple = match b.get(..2)? {
+        [b'\\', b'"'] => '"',
+        [b'\\', b'\\'] => '\\',
+        [b'\\', b'/'] => '/',
+        [b'\\', b'b'] => '\u{8}',
+        [b'\\', b'f'] => '\u{c}',
+        [b'\\', b'n'] => '\n',
+        [b'\\', b'r'] => '\r',
+        [b'\\', b't'] => '\t',
+        [b'\\', b'u'] => {
+            let hi = hex4(&b[2..])?;
+            if !(0xD800..=0xDBFF).contains(&hi) {
+                return Some((char::from_u32(hi)?, 6));
+            }
+            let lo = b
+                .get(6..8)
+                .filter(|p| *p == b"\\u")
+                .and_then(|_| hex4(&b[8..]))
+                .filter(|lo| (0xDC00..=0xDFFF).contains(lo))?;
+            let c = char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?;
+            return Some((c, 12));
+        }
+        _ => return None,
+    };
+    Some((simple, 2))
+}
+
+/// Calls `f` with the range of each JSON escape in `hay` that
+/// [`escape_matters`].
+pub(crate) fn json_escapes(hay: &[u8], wide: &dyn Fn(char) -> bool, f: impl FnMut(Range<usize>)) {
+    escapes(hay, b'\\', json_at, wide, f);
+}
+
+/// Undoes JSON string escapes: `\uXXXX` (surrogate pairs joined, a lone
+/// surrogate kept as written), `\/`, `\"`, `\\` and `\b\f\n\r\t`.
+pub(crate) fn json_unescape(input: &[u8]) -> Normalized {
+    unescape(input, b'\\', json_at)
+}
+
+/// Reads one escape at the start of its input: the character and the
+/// length, or `None` when it is not one.
+type Reader = fn(&[u8]) -> Option<(char, usize)>;
+
+/// Calls `f` with the range of each escape (starting with `lead`, read by
+/// `read`) in `hay` that [`escape_matters`].
+fn escapes(
+    hay: &[u8],
+    lead: u8,
+    read: Reader,
+    wide: &dyn Fn(char) -> bool,
+    mut f: impl FnMut(Range<usize>),
+) {
+    let mut from = 0;
+    while let Some(p) = find_byte(&hay[from..], lead) {
+        let p = from + p;
+        match read(&hay[p..]) {
+            Some((c, len)) => {
+                if escape_matters(c, &hay[p + len..], wide) {
+                    f(p..p + len);
+                }
+                from = p + len;
+            }
+            None => from = p + 1,
+        }
+    }
+}
+
+/// Undoes every escape (starting with `lead`, read by `read`) in `input`.
+fn unescape(input: &[u8], lead: u8, read: Reader) -> Normalized {
+    let mut out = Out::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == lead
+            && let Some((c, len)) = read(&input[i..])
+        {
+            out.char(c, i..i + len);
+            i += len;
+            continue;
+        }
+        out.byte(input[i], i..i + 1);
+        i += 1;
+    }
+    out.done()
+}
+
+// ---- numeric character references -------------------------------------------
+
+/// A numeric character reference at the start of `b` (`&#112;`, `&#x70;`,
+/// the `;` optional as HTML parsers allow): the character and the length.
+fn ncr_at(b: &[u8]) -> Option<(char, usize)> {
+    let rest = b.strip_prefix(b"&#")?;
+    let (radix, start) = match rest.first() {
+        Some(b'x' | b'X') => (16, 3),
+        _ => (10, 2),
+    };
+    let digits = b[start..]
+        .iter()
+        .take_while(|c| char::from(**c).is_digit(radix))
+        .count();
+    // Leading zeros are allowed; more digits than any character needs are
+    // not a reference worth decoding.
+    if digits == 0 || digits > 10 {
+        return None;
+    }
+    let value = b[start..start + digits].iter().fold(0u64, |v, &c| {
+        v * u64::from(radix) + u64::from(char::from(c).to_digit(radix).unwrap_or(0))
+    });
+    let c = u32::try_from(value).ok().and_then(char::from_u32)?;
+    let mut len = start + digits;
+    if b.get(len) == Some(&b';') {
+        len += 1;
+    }
+    Some((c, len))
+}
+
+/// Calls `f` with the range of each numeric character reference in `hay`
+/// that [`escape_matters`].
+pub(crate) fn ncr_refs(hay: &[u8], wide: &dyn Fn(char) -> bool, f: impl FnMut(Range<usize>)) {
+    escapes(hay, b'&', ncr_at, wide, f);
+}
+
+/// Undoes numeric character references (named ones such as `&amp;` are
+/// kept).
+pub(crate) fn ncr_decode(input: &[u8]) -> Normalized {
+    unescape(input, b'&', ncr_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text of each range `find` reports in `hay`.
+    fn spots(hay: &[u8], find: impl FnOnce(&mut dyn FnMut(Range<usize>))) -> Vec<String> {
+        let mut v = Vec::new();
+        find(&mut |r| v.push(String::from_utf8_lossy(&hay[r]).into_owned()));
+        v
+    }
+
+    #[test]
+    fn present_pairs() {
+        assert_eq!(present(b"plain text, a=x & c-d"), Present::default());
+        let p = present(b"a\\b &#39; x=1 a=\r\n");
+        assert!(p.json && p.ncr);
+        let mut long = vec![b'a'; 10_000];
+        long[9_999] = b'\\';
+        assert!(present(&long).json);
+        long[4_095] = b'&';
+        long[4_096] = b'#';
+        assert!(present(&long).ncr);
+    }
+
+    #[test]
+    fn json() {
+        let n = json_unescape(br#"gh\u0070_\/x\"\\u0041\n\ud83d\udd11\ud83d!"#);
+        assert_eq!(
+            String::from_utf8_lossy(&n.text),
+            "ghp_/x\"\\u0041\n\u{1F511}\\ud83d!"
+        );
+        // `p` came from the six bytes of its escape.
+        assert_eq!(n.map(2..3), 2..8);
+        assert_eq!(n.map(0..n.text.len()), 0..42);
+        let mut hits = Vec::new();
+        let none = |_: char| false;
+        json_escapes(br#"a\u0070 \\u0041 \/ \n \uZZZZ"#, &none, |r| hits.push(r));
+        assert_eq!(hits, vec![1..7, 16..18]);
+        // Ordinary escapes do not count; a line break before a token does.
+        let hay = br#"caf\u00e9 \u003cb\u003e \"q\" \nshort \nghp_0123456789abcdef"#;
+        let mut hits = Vec::new();
+        json_escapes(hay, &none, |r| {
+            hits.push(String::from_utf8_lossy(&hay[r]).into_owned())
+        });
+        assert_eq!(hits, vec![r"\n"]);
+        let mut hits = 0;
+        json_escapes(br"caf\u00e9", &|c| c == '\u{e9}', |_| hits += 1);
+        assert_eq!(hits, 1);
+    }
+
+    #[test]
+    fn ncr() {
+        let n = ncr_decode(b"gh&#112;_&#x41;&#X42&#0067;&#;&amp;&#99999999999;");
+        assert_eq!(
+            String::from_utf8_lossy(&n.text),
+            "ghp_ABC&#;&amp;&#99999999999;"
+        );
+        assert_eq!(n.map(2..3), 2..8);
+        let hay = b"a &#112; b &#x70 &amp; &#39; &#233; &#";
+        assert_eq!(
+            spots(hay, |f| ncr_refs(hay, &|_| false, f)),
+            vec!["&#112;", "&#x70"]
+        );
+    }
+}
