@@ -1,8 +1,8 @@
 //! Encodings a receiving server undoes and the engine must undo too, each
 //! found by a security review with the real engine: line-wrapped base64
 //! (MIME, the `base64` command, JSON strings with `\n`), JSON `\uXXXX`
-//! escapes, HTML/XML numeric character references, and base64/hex runs that
-//! are partly binary.
+//! escapes, HTML/XML numeric character references, UTF-16 bodies, and
+//! base64/hex runs that are partly binary.
 
 use crate::decode::{base64_encode, hex_encode};
 use crate::tests::{DlpTester, expand, noise};
@@ -304,6 +304,63 @@ fn numeric_character_references() {
         "github-pat",
         &expand("<input value=\"gh&#x70;_{an:36}\">", 32),
     );
+}
+
+fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let units = bom
+        .then_some(0xFEFFu16)
+        .into_iter()
+        .chain(text.encode_utf16());
+    for u in units {
+        if big_endian {
+            out.extend_from_slice(&u.to_be_bytes());
+        } else {
+            out.extend_from_slice(&u.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// JSON sent as UTF-16, which Jackson and Python detect with or without a
+/// byte order mark.
+#[test]
+fn utf16_bodies() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 41);
+    let json = format!(
+        "{{\"name\":\"r\u{e9}sum\u{e9} \u{6771}\u{4eac}\",\"upstream\":\"{KNOWN}\",\"github\":\"{token}\",\"n\":1}}"
+    );
+    for big_endian in [false, true] {
+        for bom in [false, true] {
+            let body = utf16(&json, big_endian, bom);
+            let found = e.scan(&body);
+            assert!(
+                has(&found, KNOWN_SECRET_RULE) && has(&found, "github-pat"),
+                "big endian {big_endian}, bom {bom}: {:?}",
+                rules(&found)
+            );
+            streamed_finds(&e, &body, KNOWN_SECRET_RULE);
+            streamed_finds(&e, &body, "github-pat");
+            // The finding is where the secret is, not the whole body.
+            let f = found.iter().find(|f| f.rule == "github-pat");
+            assert!(
+                f.is_some_and(|f| f.range.end - f.range.start == 80),
+                "{found:?}"
+            );
+        }
+    }
+    // PowerShell's -EncodedCommand: base64 of UTF-16LE.
+    let cmd = base64_encode(
+        &utf16(&format!("$t = '{token}'"), false, false),
+        false,
+        true,
+    );
+    let body = format!(
+        "powershell -EncodedCommand {}",
+        String::from_utf8_lossy(&cmd)
+    );
+    assert!(has(&e.scan(body.as_bytes()), "github-pat"), "{body}");
 }
 
 // ---- 3. encoded runs with a binary part ---------------------------------------

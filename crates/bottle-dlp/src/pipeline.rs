@@ -259,6 +259,11 @@ impl Scan<'_> {
         for r in stretches {
             self.layer(&decoded[r], depth + 1, &|_| outer.clone());
         }
+        // UTF-16 text in it (PowerShell's -EncodedCommand is base64 of
+        // UTF-16LE): half its bytes are NUL, so it is no printable stretch.
+        if depth + 1 < MAX_DEPTH && find_byte(decoded, 0).is_some() {
+            self.utf16_layers(decoded, depth + 1, &|_| outer.clone());
+        }
     }
 
     fn normalized_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
@@ -286,8 +291,8 @@ impl Scan<'_> {
     }
 
     /// Escapes a server undoes before it uses a value (JSON `\uXXXX`,
-    /// numeric character references), each decoded only around the places
-    /// that have one, and only when what starts it occurs at all.
+    /// numeric character references, UTF-16), each decoded only around the
+    /// places that have one, and only when what starts it occurs at all.
     fn unescaped_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
         let seen = unescape::present(hay);
         // Which escaped characters outside ASCII can matter.
@@ -300,6 +305,9 @@ impl Scan<'_> {
         if seen.ncr {
             let segs = around(|f| unescape::ncr_refs(hay, &wide, f), hay.len());
             self.escape_layers(hay, segs, unescape::ncr_decode, depth, map);
+        }
+        if seen.nul {
+            self.utf16_layers(hay, depth, map);
         }
     }
 
@@ -315,6 +323,18 @@ impl Scan<'_> {
             let n = decode(&hay[seg.clone()]);
             if !self.mapped_layer(&n, seg.start, depth, map) {
                 return;
+            }
+        }
+    }
+
+    fn utf16_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
+        for (region, big_endian) in unescape::utf16_regions(hay) {
+            // Pieces of even length from an even start keep the code units.
+            for piece in cut(region) {
+                let n = unescape::utf16_decode(&hay[piece.clone()], big_endian);
+                if !self.mapped_layer(&n, piece.start, depth, map) {
+                    return;
+                }
             }
         }
     }
@@ -392,7 +412,8 @@ fn around(spots: impl FnOnce(&mut dyn FnMut(Range<usize>)), len: usize) -> Vec<R
     segs.into_iter().flat_map(cut).collect()
 }
 
-/// Cuts a segment into pieces of `NORM_PIECE` bytes that overlap by 256.
+/// Cuts a segment into pieces of `NORM_PIECE` bytes that overlap by 256
+/// (both even, so a piece of UTF-16 from an even start keeps its units).
 fn cut(seg: Range<usize>) -> Vec<Range<usize>> {
     let mut v = Vec::new();
     let mut a = seg.start;

@@ -1,6 +1,6 @@
 //! Escapes a receiving server undoes before it stores or uses a value: JSON
-//! `\uXXXX` (and the other JSON escapes) and HTML/XML numeric character
-//! references. Each decoder keeps a map from
+//! `\uXXXX` (and the other JSON escapes), HTML/XML numeric character
+//! references, and UTF-16. Each decoder keeps a map from
 //! every output byte back to the input (as [`normalize`] does), so a finding
 //! covers the escaped secret exactly; each has a search for the places that
 //! need it, so the caller decodes only around those.
@@ -22,6 +22,8 @@ pub(crate) struct Present {
     pub json: bool,
     /// `&#`: numeric character references.
     pub ncr: bool,
+    /// A NUL byte: UTF-16, perhaps.
+    pub nul: bool,
 }
 
 /// Which escapes `hay` may have, in one pass over its pairs of bytes
@@ -30,12 +32,13 @@ pub(crate) struct Present {
 pub(crate) fn present(hay: &[u8]) -> Present {
     // One flag per kind of pair, each or-ed on its own (no shifts, no
     // branches), so the loop is vectorised even with SSE2 alone.
-    let mut f = [0u8; 2];
+    let mut f = [0u8; 3];
     let mut pairs = |a: &[u8], b: &[u8]| {
-        let mut g = [0u8; 2];
+        let mut g = [0u8; 3];
         for (&a, &b) in a.iter().zip(b) {
             g[0] |= u8::from(a == b'\\');
             g[1] |= u8::from((a == b'&') & (b == b'#'));
+            g[2] |= u8::from(a == 0);
         }
         for (f, g) in f.iter_mut().zip(g) {
             *f |= g;
@@ -52,6 +55,7 @@ pub(crate) fn present(hay: &[u8]) -> Present {
     Present {
         json: f[0] != 0,
         ncr: f[1] != 0,
+        nul: f[2] != 0,
     }
 }
 
@@ -258,6 +262,83 @@ pub(crate) fn ncr_decode(input: &[u8]) -> Normalized {
     unescape(input, b'&', ncr_at)
 }
 
+// ---- UTF-16 ---------------------------------------------------------------------
+
+/// Blocks of this many bytes are classed as UTF-16 or not.
+const UTF16_BLOCK: usize = 64;
+
+/// The parts of `hay` that are UTF-16 text, each with its byte order (true
+/// for big-endian), starting at an even offset of `hay`. With a byte order
+/// mark at the start, all of it. Otherwise blocks where one parity of
+/// positions is mostly NUL and the other almost never (ASCII and Latin text
+/// in UTF-16; Jackson and Python detect a JSON body the same way), merged,
+/// with one block more either side for the characters that are not. A
+/// stream buffer cut at an odd offset reads as the other byte order from the
+/// next byte, which gives the same ASCII.
+pub(crate) fn utf16_regions(hay: &[u8]) -> Vec<(Range<usize>, bool)> {
+    let even_end = |start: usize| start + (hay.len() - start) / 2 * 2;
+    match hay {
+        [0xFF, 0xFE, ..] => return vec![(2..even_end(2), false)],
+        [0xFE, 0xFF, ..] => return vec![(2..even_end(2), true)],
+        _ => {}
+    }
+    let mut out: Vec<(Range<usize>, bool)> = Vec::new();
+    for (k, block) in hay.chunks(UTF16_BLOCK).enumerate() {
+        let pairs = block.len() / 2;
+        if pairs < 4 {
+            continue;
+        }
+        let (even, odd) = block.chunks_exact(2).fold((0, 0), |(e, o), p| {
+            (e + usize::from(p[0] == 0), o + usize::from(p[1] == 0))
+        });
+        let big_endian = if odd * 2 >= pairs && even * 8 <= pairs {
+            false
+        } else if even * 2 >= pairs && odd * 8 <= pairs {
+            true
+        } else {
+            continue;
+        };
+        let start = (k * UTF16_BLOCK).saturating_sub(UTF16_BLOCK);
+        let end = (k * UTF16_BLOCK + 2 * UTF16_BLOCK).min(even_end(start));
+        match out.last_mut() {
+            Some((last, be)) if *be == big_endian && start <= last.end => last.end = end,
+            _ => out.push((start..end, big_endian)),
+        }
+    }
+    out
+}
+
+/// Decodes UTF-16 code units (an odd last byte is dropped; a lone surrogate
+/// becomes U+FFFD).
+pub(crate) fn utf16_decode(input: &[u8], big_endian: bool) -> Normalized {
+    let unit = |i: usize| {
+        let p = [input[i], input[i + 1]];
+        u32::from(if big_endian {
+            u16::from_be_bytes(p)
+        } else {
+            u16::from_le_bytes(p)
+        })
+    };
+    let mut out = Out::with_capacity(input.len() / 2);
+    let mut i = 0;
+    while i + 1 < input.len() {
+        let u = unit(i);
+        let pair = (0xD800..=0xDBFF).contains(&u) && i + 3 < input.len() && {
+            let lo = unit(i + 2);
+            (0xDC00..=0xDFFF).contains(&lo)
+        };
+        if pair {
+            let c = 0x10000 + ((u - 0xD800) << 10) + (unit(i + 2) - 0xDC00);
+            out.char(char::from_u32(c).unwrap_or('\u{FFFD}'), i..i + 4);
+            i += 4;
+        } else {
+            out.char(char::from_u32(u).unwrap_or('\u{FFFD}'), i..i + 2);
+            i += 2;
+        }
+    }
+    out.done()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,10 +354,10 @@ mod tests {
     fn present_pairs() {
         assert_eq!(present(b"plain text, a=x & c-d"), Present::default());
         let p = present(b"a\\b &#39; x=1 a=\r\n");
-        assert!(p.json && p.ncr);
+        assert!(p.json && p.ncr && !p.nul);
         let mut long = vec![b'a'; 10_000];
-        long[9_999] = b'\\';
-        assert!(present(&long).json);
+        long[9_999] = 0;
+        assert!(present(&long).nul);
         long[4_095] = b'&';
         long[4_096] = b'#';
         assert!(present(&long).ncr);
@@ -321,5 +402,56 @@ mod tests {
             spots(hay, |f| ncr_refs(hay, &|_| false, f)),
             vec!["&#112;", "&#x70"]
         );
+    }
+
+    fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+        text.encode_utf16()
+            .flat_map(|u| {
+                if big_endian {
+                    u.to_be_bytes()
+                } else {
+                    u.to_le_bytes()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn utf16_text_and_regions() {
+        let text = "{\"k\":\"v\u{e9} \u{6771} \u{1F511}\"}";
+        for be in [false, true] {
+            let bytes = utf16(text, be);
+            let n = utf16_decode(&bytes, be);
+            assert_eq!(String::from_utf8_lossy(&n.text), text);
+            assert_eq!(n.map(0..1), 0..2);
+        }
+        let lone = utf16_decode(&[0x3D, 0xD8, 0x41, 0x00], false);
+        assert_eq!(String::from_utf8_lossy(&lone.text), "\u{FFFD}A");
+        // A byte order mark: all of it.
+        let mut bom = vec![0xFF, 0xFE];
+        bom.extend(utf16("abc", false));
+        assert_eq!(utf16_regions(&bom), vec![(2..8, false)]);
+        // Without: the UTF-16 part of a longer body, one block more each side.
+        let mut body = vec![b'a'; 640];
+        let at = body.len();
+        body.extend(utf16(&"ghp_token ".repeat(20), false));
+        let end = body.len();
+        body.extend(vec![b'b'; 640]);
+        let regions = utf16_regions(&body);
+        assert_eq!(regions.len(), 1, "{regions:?}");
+        let (r, be) = &regions[0];
+        assert!(
+            !be && r.start <= at && r.end >= end && r.start % 2 == 0,
+            "{r:?}"
+        );
+        // Cut at an odd offset: the other byte order, same ASCII.
+        let odd = &body[at + 1..end];
+        let regions = utf16_regions(odd);
+        assert_eq!(regions.len(), 1);
+        let n = utf16_decode(&odd[regions[0].0.clone()], regions[0].1);
+        assert!(String::from_utf8_lossy(&n.text).contains("hp_token ghp_token"));
+        // Text and binary with NULs everywhere are not UTF-16.
+        assert!(utf16_regions(&[b'a'; 500]).is_empty());
+        assert!(utf16_regions(&[0u8; 500]).is_empty());
     }
 }
