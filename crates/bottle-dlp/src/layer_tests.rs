@@ -1,8 +1,8 @@
 //! Encodings a receiving server undoes and the engine must undo too, each
 //! found by a security review with the real engine: line-wrapped base64
 //! (MIME, the `base64` command, JSON strings with `\n`), JSON `\uXXXX`
-//! escapes, HTML/XML numeric character references, UTF-16 bodies, and
-//! base64/hex runs that are partly binary.
+//! escapes, HTML/XML numeric character references, UTF-16 bodies,
+//! quoted-printable parts, and base64/hex runs that are partly binary.
 
 use crate::decode::{base64_encode, hex_encode};
 use crate::tests::{DlpTester, expand, noise};
@@ -361,6 +361,32 @@ fn utf16_bodies() {
         String::from_utf8_lossy(&cmd)
     );
     assert!(has(&e.scan(body.as_bytes()), "github-pat"), "{body}");
+}
+
+#[test]
+fn quoted_printable_parts() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 51);
+    let (head, tail) = token.split_at(20);
+    let known = KNOWN.replacen('U', "=55", 1);
+    for part in [
+        format!("token=3D gh=70_{}", &token[4..]),
+        format!("token=3D {head}=\r\n{tail}"),
+        format!("token=3D {head}=\n{tail}"),
+        format!("upstream=3D{known}\r\nand {token}"),
+    ] {
+        let body = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"f\"\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n{part}\r\n--b--\r\n"
+        );
+        let found = e.scan(body.as_bytes());
+        assert!(has(&found, "github-pat"), "{body:?}: {:?}", rules(&found));
+        streamed_finds(&e, body.as_bytes(), "github-pat");
+    }
+    let body = format!(
+        "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nupstream=3D{known}\r\n--b--\r\n"
+    );
+    assert!(has(&e.scan(body.as_bytes()), KNOWN_SECRET_RULE), "{body}");
 }
 
 // ---- 3. encoded runs with a binary part ---------------------------------------

@@ -12,8 +12,8 @@
 //! - the same after decoding ([`pipeline`], [`decode`], [`normalize`],
 //!   [`unescape`]): percent, base64 and hex layers (also wrapped over lines,
 //!   and the printable stretches of binary), NFKC and invisible characters,
-//!   JSON `\u` escapes, numeric character references and UTF-16, to a
-//!   bounded depth;
+//!   JSON `\u` escapes, numeric character references, UTF-16 and
+//!   quoted-printable, to a bounded depth;
 //! - exfiltration through host names ([`host`]).
 //!
 //! Binary data gets the known secrets alone ([`Engine::scan_known`],

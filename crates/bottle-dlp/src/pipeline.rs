@@ -291,8 +291,9 @@ impl Scan<'_> {
     }
 
     /// Escapes a server undoes before it uses a value (JSON `\uXXXX`,
-    /// numeric character references, UTF-16), each decoded only around the
-    /// places that have one, and only when what starts it occurs at all.
+    /// numeric character references, UTF-16, quoted-printable), each decoded
+    /// only around the places that have one, and only when what starts it
+    /// occurs at all.
     fn unescaped_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
         let seen = unescape::present(hay);
         // Which escaped characters outside ASCII can matter.
@@ -308,6 +309,10 @@ impl Scan<'_> {
         }
         if seen.nul {
             self.utf16_layers(hay, depth, map);
+        }
+        if seen.quoted_printable(hay) {
+            let segs = around(|f| unescape::qp_escapes(hay, f), hay.len());
+            self.escape_layers(hay, segs, unescape::qp_decode, depth, map);
         }
     }
 

@@ -1,6 +1,6 @@
 //! Escapes a receiving server undoes before it stores or uses a value: JSON
 //! `\uXXXX` (and the other JSON escapes), HTML/XML numeric character
-//! references, and UTF-16. Each decoder keeps a map from
+//! references, quoted-printable, and UTF-16. Each decoder keeps a map from
 //! every output byte back to the input (as [`normalize`] does), so a finding
 //! covers the escaped secret exactly; each has a search for the places that
 //! need it, so the caller decodes only around those.
@@ -24,6 +24,23 @@ pub(crate) struct Present {
     pub ncr: bool,
     /// A NUL byte: UTF-16, perhaps.
     pub nul: bool,
+    /// `=` before CR: a quoted-printable soft line break, perhaps.
+    eq_cr: bool,
+    /// `-p` or `-P`: perhaps the `-printable` of `quoted-printable`.
+    dash_p: bool,
+}
+
+impl Present {
+    /// Whether `hay` (what this was found in) has quoted-printable: a part
+    /// that declares it (`Content-Transfer-Encoding: quoted-printable`, in
+    /// any case), or both a soft line break (`=` at the end of a CRLF line)
+    /// and an `=XX` escape, as a long part has on its lines also where its
+    /// header is out of a stream buffer. Other text has `=XX` everywhere
+    /// (`width=100`) and no server decodes it there; base64 has `=\r\n`
+    /// after its padding, but no `=XX`.
+    pub(crate) fn quoted_printable(&self, hay: &[u8]) -> bool {
+        (self.eq_cr && has_qp_escape(hay)) || (self.dash_p && declares_quoted_printable(hay))
+    }
 }
 
 /// Which escapes `hay` may have, in one pass over its pairs of bytes
@@ -32,13 +49,15 @@ pub(crate) struct Present {
 pub(crate) fn present(hay: &[u8]) -> Present {
     // One flag per kind of pair, each or-ed on its own (no shifts, no
     // branches), so the loop is vectorised even with SSE2 alone.
-    let mut f = [0u8; 3];
+    let mut f = [0u8; 5];
     let mut pairs = |a: &[u8], b: &[u8]| {
-        let mut g = [0u8; 3];
+        let mut g = [0u8; 5];
         for (&a, &b) in a.iter().zip(b) {
             g[0] |= u8::from(a == b'\\');
             g[1] |= u8::from((a == b'&') & (b == b'#'));
             g[2] |= u8::from(a == 0);
+            g[3] |= u8::from((a == b'=') & (b == b'\r'));
+            g[4] |= u8::from((a == b'-') & (b | 0x20 == b'p'));
         }
         for (f, g) in f.iter_mut().zip(g) {
             *f |= g;
@@ -56,6 +75,8 @@ pub(crate) fn present(hay: &[u8]) -> Present {
         json: f[0] != 0,
         ncr: f[1] != 0,
         nul: f[2] != 0,
+        eq_cr: f[3] != 0,
+        dash_p: f[4] != 0,
     }
 }
 
@@ -262,6 +283,86 @@ pub(crate) fn ncr_decode(input: &[u8]) -> Normalized {
     unescape(input, b'&', ncr_at)
 }
 
+// ---- quoted-printable ---------------------------------------------------------
+
+/// Whether `hay` has an `=XX` escape.
+fn has_qp_escape(hay: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(p) = find_byte(&hay[from..], b'=') {
+        let p = from + p;
+        if matches!(hay[p..], [_, h, l, ..] if hex_value(h).is_some() && hex_value(l).is_some()) {
+            return true;
+        }
+        from = p + 1;
+    }
+    false
+}
+
+/// Whether `hay` has `quoted-printable` (in any case), looked for from
+/// each `-`.
+fn declares_quoted_printable(hay: &[u8]) -> bool {
+    const NAME: &[u8] = b"quoted-printable";
+    let mut from = 0;
+    while let Some(p) = find_byte(&hay[from..], b'-') {
+        let p = from + p;
+        let name = p
+            .checked_sub(6)
+            .and_then(|start| hay.get(start..start + NAME.len()));
+        if name.is_some_and(|w| w.eq_ignore_ascii_case(NAME)) {
+            return true;
+        }
+        from = p + 1;
+    }
+    false
+}
+
+/// The length of a quoted-printable escape at the start of `b`: `=XX` (3)
+/// or a soft line break `=\r\n` (3) or `=\n` (2); 0 if there is none.
+fn qp_at(b: &[u8]) -> usize {
+    match b {
+        [b'=', h, l, ..] if hex_value(*h).is_some() && hex_value(*l).is_some() => 3,
+        [b'=', b'\r', b'\n', ..] => 3,
+        [b'=', b'\n', ..] => 2,
+        _ => 0,
+    }
+}
+
+/// Calls `f` with the range of each quoted-printable escape in `hay`.
+pub(crate) fn qp_escapes(hay: &[u8], mut f: impl FnMut(Range<usize>)) {
+    let mut from = 0;
+    while let Some(p) = find_byte(&hay[from..], b'=') {
+        let p = from + p;
+        let len = qp_at(&hay[p..]);
+        if len > 0 {
+            f(p..p + len);
+        }
+        from = p + len.max(1);
+    }
+}
+
+/// Undoes quoted-printable: `=XX` is the byte, soft line breaks are removed.
+pub(crate) fn qp_decode(input: &[u8]) -> Normalized {
+    let mut out = Out::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match qp_at(&input[i..]) {
+            3 if input[i + 1] != b'\r' => {
+                let v = hex_value(input[i + 1]).unwrap_or(0) << 4
+                    | hex_value(input[i + 2]).unwrap_or(0);
+                out.byte(v as u8, i..i + 3);
+                i += 3;
+            }
+            0 => {
+                out.byte(input[i], i..i + 1);
+                i += 1;
+            }
+            // A soft line break: nothing.
+            len => i += len,
+        }
+    }
+    out.done()
+}
+
 // ---- UTF-16 ---------------------------------------------------------------------
 
 /// Blocks of this many bytes are classed as UTF-16 or not.
@@ -354,7 +455,7 @@ mod tests {
     fn present_pairs() {
         assert_eq!(present(b"plain text, a=x & c-d"), Present::default());
         let p = present(b"a\\b &#39; x=1 a=\r\n");
-        assert!(p.json && p.ncr && !p.nul);
+        assert!(p.json && p.ncr && !p.nul && p.eq_cr && !p.dash_p);
         let mut long = vec![b'a'; 10_000];
         long[9_999] = 0;
         assert!(present(&long).nul);
@@ -401,6 +502,26 @@ mod tests {
         assert_eq!(
             spots(hay, |f| ncr_refs(hay, &|_| false, f)),
             vec!["&#112;", "&#x70"]
+        );
+    }
+
+    #[test]
+    fn quoted_printable() {
+        let n = qp_decode(b"gh=70_ab=\r\ncd=\nef=3D=zz=");
+        assert_eq!(String::from_utf8_lossy(&n.text), "ghp_abcdef==zz=");
+        assert_eq!(n.map(2..3), 2..5);
+        let qp = |hay: &[u8]| present(hay).quoted_printable(hay);
+        assert!(qp(
+            b"Content-Transfer-Encoding: Quoted-Printable\r\n\r\ngh=70"
+        ));
+        assert!(qp(b"caf=C3=A9 and a long line=\r\nnext"));
+        assert!(!qp(b"a long line=\r\nnext"));
+        assert!(!qp(b"width=100&height=20 mkdir -p x"));
+        assert!(!qp(b"aGVsbG8gd29ybGQ=\r\nnext"));
+        let hay = b"a=3Db=\r\nc=\nd=x";
+        assert_eq!(
+            spots(hay, |f| qp_escapes(hay, f)),
+            vec!["=3D", "=\r\n", "=\n"]
         );
     }
 
