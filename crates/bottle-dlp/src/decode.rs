@@ -26,7 +26,7 @@ const fn b64_value(b: u8) -> Option<u8> {
     })
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+const fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -121,18 +121,35 @@ pub(crate) fn from_bit(decoded: &[u8], bit: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The value of every hex digit, `0xFF` for any other byte.
+const HEX_TABLE: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match hex_value(b as u8) {
+            Some(v) => v,
+            None => 0xFF,
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Decodes pairs of hex digits; any other byte restarts the pairing.
 pub fn hex_decode(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() / 2);
-    let mut high: Option<u8> = None;
-    for &b in input {
-        match (hex_value(b), high) {
-            (Some(v), None) => high = Some(v),
-            (Some(v), Some(h)) => {
-                out.push(h << 4 | v);
-                high = None;
-            }
-            (None, _) => high = None,
+    let mut i = 0;
+    while let Some(&[a, b]) = input.get(i..i + 2) {
+        let (h, l) = (HEX_TABLE[usize::from(a)], HEX_TABLE[usize::from(b)]);
+        if (h | l) & 0x80 == 0 {
+            out.push(h << 4 | l);
+            i += 2;
+        } else if h & 0x80 != 0 {
+            // Not a digit: the pairing starts again after it.
+            i += 1;
+        } else {
+            // A digit, then not: both are dropped.
+            i += 2;
         }
     }
     out
@@ -228,7 +245,7 @@ const fn is_run_class(b: u8) -> bool {
 
 /// One bit per byte of `block`, set where `class` holds.
 #[inline(always)]
-fn class_bits(block: &[u8; 64], class: fn(u8) -> bool) -> u64 {
+fn class_bits(block: &[u8; 64], class: impl Fn(u8) -> bool) -> u64 {
     let mut flags = [0u8; 64];
     for (f, &b) in flags.iter_mut().zip(block) {
         *f = u8::from(class(b));
@@ -247,7 +264,7 @@ fn class_bits(block: &[u8; 64], class: fn(u8) -> bool) -> u64 {
 
 /// [`class_bits`] of `hay[at..at + 64]`, with zeros past the end.
 #[inline(always)]
-fn class_bits_at(hay: &[u8], at: usize, class: fn(u8) -> bool) -> u64 {
+fn class_bits_at(hay: &[u8], at: usize, class: impl Fn(u8) -> bool + Copy) -> u64 {
     match hay.get(at..).and_then(|rest| rest.first_chunk::<64>()) {
         Some(block) => class_bits(block, class),
         None => {
@@ -266,7 +283,7 @@ fn class_bits_at(hay: &[u8], at: usize, class: fn(u8) -> bool) -> u64 {
 /// and 8, keep the positions that start sixteen set bits. Text, with its
 /// short words, is crossed without a branch per word.
 #[inline(always)]
-fn long_run_start(hay: &[u8], from: usize, class: fn(u8) -> bool) -> Option<usize> {
+fn long_run_start(hay: &[u8], from: usize, class: impl Fn(u8) -> bool + Copy) -> Option<usize> {
     const _: () = assert!(MIN_HEX_RUN == 16 && MIN_PRINTABLE == 16);
     let mut pos = from;
     let mut lo = class_bits_at(hay, pos, class);
@@ -290,7 +307,7 @@ fn long_run_start(hay: &[u8], from: usize, class: fn(u8) -> bool) -> Option<usiz
 /// The first position at or after `from` whose byte is not of `class` (or
 /// the end), 64 bytes per step.
 #[inline(always)]
-fn class_end(hay: &[u8], from: usize, class: fn(u8) -> bool) -> usize {
+fn class_end(hay: &[u8], from: usize, class: impl Fn(u8) -> bool + Copy) -> usize {
     let mut pos = from;
     while pos < hay.len() {
         let bits = class_bits_at(hay, pos, class);
@@ -354,17 +371,20 @@ struct Shape {
 
 impl Shape {
     fn of(bytes: &[u8]) -> Shape {
-        // Flags or-ed without a branch per byte, so the loop is vectorised.
-        let flags = bytes.iter().fold(0u8, |f, &b| {
-            f | u8::from(b.is_ascii_uppercase())
-                | u8::from(b.is_ascii_lowercase()) << 1
-                | u8::from(!b.is_ascii_hexdigit()) << 2
-        });
+        // Each flag or-ed on its own, without a branch per byte, so the
+        // loop is vectorised.
+        let (mut upper, mut lower, mut nonhex) = (0u8, 0u8, 0u8);
+        for &b in bytes {
+            upper |= u8::from(b.wrapping_sub(b'A') < 26);
+            lower |= u8::from(b.wrapping_sub(b'a') < 26);
+            let hex = (b.wrapping_sub(b'0') < 10) | ((b | 0x20).wrapping_sub(b'a') < 6);
+            nonhex |= u8::from(!hex);
+        }
         Shape {
             len: bytes.len(),
-            upper: flags & 1 != 0,
-            lower: flags & 2 != 0,
-            nonhex: flags & 4 != 0,
+            upper: upper != 0,
+            lower: lower != 0,
+            nonhex: nonhex != 0,
         }
     }
 
@@ -500,16 +520,18 @@ fn report_run(hay: &[u8], lines: &[Range<usize>], f: &mut impl FnMut(Range<usize
 /// start of each line in both, to map a part of the joined bytes back.
 pub(crate) struct Joined<'a> {
     pub bytes: Cow<'a, [u8]>,
-    /// `(offset in bytes, offset in the run)` of each line's start.
+    /// `(offset in bytes, offset in the run)` of each line's start (none
+    /// for a run of one line).
     lines: Vec<(usize, usize)>,
 }
 
 impl<'a> Joined<'a> {
     pub(crate) fn new(run: &'a [u8]) -> Joined<'a> {
         if find_by(run, |b| b == b'\n' || b == b'\r' || b == b'\\').is_none() {
+            // One line: no map needed (an empty one is the identity).
             return Joined {
                 bytes: Cow::Borrowed(run),
-                lines: vec![(0, 0)],
+                lines: Vec::new(),
             };
         }
         let mut bytes = Vec::with_capacity(run.len());
@@ -533,7 +555,7 @@ impl<'a> Joined<'a> {
 
     fn source_of(&self, at: usize) -> usize {
         let i = self.lines.partition_point(|&(j, _)| j <= at);
-        let (j, r) = self.lines[i.saturating_sub(1)];
+        let (j, r) = i.checked_sub(1).map_or((0, 0), |i| self.lines[i]);
         r + (at - j)
     }
 
@@ -704,6 +726,38 @@ mod tests {
                 })
                 .collect();
             assert_eq!(base64_decode(&input), reference(&input), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn hex_decode_matches_the_pairing_reference() {
+        let reference = |input: &[u8]| {
+            let mut out = Vec::new();
+            let mut high: Option<u8> = None;
+            for &b in input {
+                match (hex_value(b), high) {
+                    (Some(v), None) => high = Some(v),
+                    (Some(v), Some(h)) => {
+                        out.push(h << 4 | v);
+                        high = None;
+                    }
+                    (None, _) => high = None,
+                }
+            }
+            out
+        };
+        let mut x = 0x2545_F491u32;
+        let alphabet = b"0123456789abcdefABCDEF xg\n";
+        for len in 0..300 {
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    alphabet[(x >> 8) as usize % alphabet.len()]
+                })
+                .collect();
+            assert_eq!(hex_decode(&input), reference(&input), "{input:?}");
         }
     }
 

@@ -32,6 +32,8 @@ pub(crate) struct KnownSet {
     stride: usize,
     /// Lower-case base32 forms, used only for host names.
     base32: Vec<Zeroizing<Vec<u8>>>,
+    /// Whether a secret has a character outside ASCII.
+    non_ascii: bool,
 }
 
 fn anchor(bytes: &[u8]) -> u64 {
@@ -109,6 +111,7 @@ impl KnownSet {
         }
         let stride = all.iter().map(|f| f.len() - ANCHOR + 1).min().unwrap_or(1);
         KnownSet {
+            non_ascii: secrets.iter().any(|s| !s.expose().is_ascii()),
             secret_count: secrets.len(),
             forms: all,
             windows,
@@ -121,6 +124,12 @@ impl KnownSet {
 
     pub fn secret_count(&self) -> usize {
         self.secret_count
+    }
+
+    /// Whether a secret has a character outside ASCII: then an escaped
+    /// non-ASCII character (`\u00e9`, `&#233;`) may be part of one.
+    pub fn has_non_ascii(&self) -> bool {
+        self.non_ascii
     }
 
     /// The length of the longest form: an occurrence is never longer.

@@ -1,7 +1,8 @@
 //! Encodings a receiving server undoes and the engine must undo too, each
 //! found by a security review with the real engine: line-wrapped base64
-//! (MIME, the `base64` command, JSON strings with `\n`), and base64/hex runs
-//! that are partly binary.
+//! (MIME, the `base64` command, JSON strings with `\n`), JSON `\uXXXX`
+//! escapes, HTML/XML numeric character references, UTF-16 bodies,
+//! quoted-printable parts, and base64/hex runs that are partly binary.
 
 use crate::decode::{base64_encode, hex_encode};
 use crate::tests::{DlpTester, expand, noise};
@@ -188,6 +189,204 @@ fn independent_encoded_lines_still_decode_alone() {
     body.push(b'\n');
     body.extend_from_slice(b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo\n");
     assert!(has(&t.engine.scan(&body), "github-pat"));
+}
+
+// ---- 2. escapes the server decodes ------------------------------------------
+
+#[test]
+fn json_unicode_escapes() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 21);
+    // One character escaped, upper-case hex, every character escaped.
+    let one = format!("{{\"a\":\"gh\\u0070_{}\"}}", &token[4..]);
+    let upper = format!("{{\"a\":\"gh\\u0070\\u005F{}\"}}", &token[4..]);
+    let all: String = token
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let all = format!("{{\"a\":\"{all}\"}}");
+    for body in [&one, &upper, &all] {
+        let found = e.scan(body.as_bytes());
+        assert!(has(&found, "github-pat"), "{body}: {:?}", rules(&found));
+        streamed_finds(&e, body.as_bytes(), "github-pat");
+    }
+    // The finding is the escaped token, not the whole body.
+    let (out, _) = e.redact(one.as_bytes());
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "{\"a\":\"[REDACTED:github-pat]\"}"
+    );
+    // A known secret with one character escaped.
+    let known = KNOWN.replacen('U', "\\u0055", 1);
+    let body = format!("{{\"upstream\":\"{known}\",\"n\":1}}");
+    assert!(has(&e.scan(body.as_bytes()), KNOWN_SECRET_RULE), "{body}");
+    // `\/` as PHP writes every slash.
+    let url = expand(
+        "{\"remote\":\"https:\\/\\/user:{an:20}@git.example.com\\/r.git\"}",
+        22,
+    );
+    assert!(has(&e.scan(url.as_bytes()), "url-credentials"), "{url}");
+}
+
+/// A token at the start of a line in a JSON string (a file or a command's
+/// output sent to an API): the `n` of `\n` glued to it defeated the rules'
+/// word boundary, so the raw bytes never matched.
+#[test]
+fn json_line_break_before_a_token() {
+    let e = engine();
+    let ghp = expand("ghp_{an:36}", 25);
+    let aws = expand("AKIA{b32:16}", 26);
+    for (rule, token) in [("github-pat", &ghp), ("aws-access-key-id", &aws)] {
+        for esc in ["\\n", "\\r\\n", "\\t", "\\u000a", "\\u001b"] {
+            let body = format!("{{\"output\":\"first line{esc}{token}{esc}last line\"}}");
+            let found = e.scan(body.as_bytes());
+            assert!(has(&found, rule), "{body}: {:?}", rules(&found));
+        }
+        let xml = format!("<a title=\"x&#10;{token}\"/>");
+        assert!(has(&e.scan(xml.as_bytes()), rule), "{xml}");
+    }
+    let t = DlpTester::new();
+    t.positive(
+        "github-pat",
+        &format!("{{\"output\":\"$ cat token\\n{ghp}\\n\"}}"),
+    );
+}
+
+#[test]
+fn json_surrogate_pairs() {
+    let secret = "s3cr3t-\u{1F511}-Upstream-9f2c";
+    let e = Engine::builder()
+        .known_secret(secret)
+        .build()
+        .expect("builds");
+    let body = "{\"k\":\"s3cr3t-\\ud83d\\udd11-Upstream-9f2c\"}";
+    assert!(has(&e.scan(body.as_bytes()), KNOWN_SECRET_RULE));
+    // A lone surrogate does not decode to anything that matches.
+    let lone = "{\"k\":\"s3cr3t-\\ud83d-Upstream-9f2c\"}";
+    assert!(!has(&e.scan(lone.as_bytes()), KNOWN_SECRET_RULE));
+}
+
+#[test]
+fn json_escapes_as_a_rule_case() {
+    let t = DlpTester::new();
+    t.positive(
+        "github-pat",
+        &expand("{\"auth\":\"gh\\u0070_{an:36}\",\"n\":1}", 23),
+    );
+    t.positive(
+        "aws-access-key-id",
+        &expand("{\"key\":\"\\u0041KIA{b32:16}\"}", 24),
+    );
+}
+
+#[test]
+fn numeric_character_references() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 31);
+    let rest = &token[4..];
+    let all: String = token.chars().map(|c| format!("&#{};", c as u32)).collect();
+    for body in [
+        format!("<token>gh&#112;_{rest}</token>"),
+        format!("<token>gh&#x70;_{rest}</token>"),
+        format!("<token>gh&#X70;&#x5f;{rest}</token>"),
+        format!("<token>gh&#0112;_{rest}</token>"),
+        format!("<p>{all}</p>"),
+    ] {
+        let found = e.scan(body.as_bytes());
+        assert!(has(&found, "github-pat"), "{body}: {:?}", rules(&found));
+        streamed_finds(&e, body.as_bytes(), "github-pat");
+    }
+    let known = KNOWN.replacen('U', "&#85;", 1);
+    let body = format!("<upstream>{known}</upstream>");
+    assert!(has(&e.scan(body.as_bytes()), KNOWN_SECRET_RULE), "{body}");
+    let t = DlpTester::new();
+    t.positive(
+        "github-pat",
+        &expand("<input value=\"gh&#x70;_{an:36}\">", 32),
+    );
+}
+
+fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let units = bom
+        .then_some(0xFEFFu16)
+        .into_iter()
+        .chain(text.encode_utf16());
+    for u in units {
+        if big_endian {
+            out.extend_from_slice(&u.to_be_bytes());
+        } else {
+            out.extend_from_slice(&u.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// JSON sent as UTF-16, which Jackson and Python detect with or without a
+/// byte order mark.
+#[test]
+fn utf16_bodies() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 41);
+    let json = format!(
+        "{{\"name\":\"r\u{e9}sum\u{e9} \u{6771}\u{4eac}\",\"upstream\":\"{KNOWN}\",\"github\":\"{token}\",\"n\":1}}"
+    );
+    for big_endian in [false, true] {
+        for bom in [false, true] {
+            let body = utf16(&json, big_endian, bom);
+            let found = e.scan(&body);
+            assert!(
+                has(&found, KNOWN_SECRET_RULE) && has(&found, "github-pat"),
+                "big endian {big_endian}, bom {bom}: {:?}",
+                rules(&found)
+            );
+            streamed_finds(&e, &body, KNOWN_SECRET_RULE);
+            streamed_finds(&e, &body, "github-pat");
+            // The finding is where the secret is, not the whole body.
+            let f = found.iter().find(|f| f.rule == "github-pat");
+            assert!(
+                f.is_some_and(|f| f.range.end - f.range.start == 80),
+                "{found:?}"
+            );
+        }
+    }
+    // PowerShell's -EncodedCommand: base64 of UTF-16LE.
+    let cmd = base64_encode(
+        &utf16(&format!("$t = '{token}'"), false, false),
+        false,
+        true,
+    );
+    let body = format!(
+        "powershell -EncodedCommand {}",
+        String::from_utf8_lossy(&cmd)
+    );
+    assert!(has(&e.scan(body.as_bytes()), "github-pat"), "{body}");
+}
+
+#[test]
+fn quoted_printable_parts() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 51);
+    let (head, tail) = token.split_at(20);
+    let known = KNOWN.replacen('U', "=55", 1);
+    for part in [
+        format!("token=3D gh=70_{}", &token[4..]),
+        format!("token=3D {head}=\r\n{tail}"),
+        format!("token=3D {head}=\n{tail}"),
+        format!("upstream=3D{known}\r\nand {token}"),
+    ] {
+        let body = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"f\"\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n{part}\r\n--b--\r\n"
+        );
+        let found = e.scan(body.as_bytes());
+        assert!(has(&found, "github-pat"), "{body:?}: {:?}", rules(&found));
+        streamed_finds(&e, body.as_bytes(), "github-pat");
+    }
+    let body = format!(
+        "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nupstream=3D{known}\r\n--b--\r\n"
+    );
+    assert!(has(&e.scan(body.as_bytes()), KNOWN_SECRET_RULE), "{body}");
 }
 
 // ---- 3. encoded runs with a binary part ---------------------------------------

@@ -9,9 +9,11 @@
 //!   `password=`/`token:` assignments whose value has high entropy;
 //! - known secrets ([`known`]): the bottle's own token values, also in their
 //!   base64, base64url, hex, percent-encoded and reversed forms;
-//! - the same after decoding ([`pipeline`], [`decode`], [`normalize`]):
-//!   percent, base64 and hex layers, NFKC and invisible characters, to a bounded
-//!   depth;
+//! - the same after decoding ([`pipeline`], [`decode`], [`normalize`],
+//!   [`unescape`]): percent, base64 and hex layers (also wrapped over lines,
+//!   and the printable stretches of binary), NFKC and invisible characters,
+//!   JSON `\u` escapes, numeric character references, UTF-16 and
+//!   quoted-printable, to a bounded depth;
 //! - exfiltration through host names ([`host`]).
 //!
 //! Binary data gets the known secrets alone ([`Engine::scan_known`],
@@ -32,6 +34,7 @@ mod pipeline;
 mod prefilter;
 mod rules;
 mod stream;
+mod unescape;
 mod validate;
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! One scan of a buffer: rules and known secrets on the raw bytes, then on
 //! each decoded layer (percent runs, base64 and hex runs, normalised
-//! non-ASCII text), recursively to a bounded depth and within a budget of
-//! decoded bytes, so nested and disguised secrets are found and hostile input
-//! costs bounded time and memory.
+//! non-ASCII text, unescaped text), recursively to a bounded depth and within
+//! a budget of decoded bytes, so nested and disguised secrets are found and
+//! hostile input costs bounded time and memory.
 //!
 //! A finding inside a decoded layer reports the range of the encoded run in
-//! the caller's input (for normalised text, the exact source bytes).
+//! the caller's input (for normalised and unescaped text, the exact source
+//! bytes).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -19,8 +20,9 @@ use crate::decode::{
     from_bit, hex_decode, mostly_text, percent_decode, percent_runs, printable_stretches,
 };
 use crate::finding::redact_preview;
-use crate::normalize::{is_invisible, normalize};
+use crate::normalize::{Normalized, is_invisible, normalize};
 use crate::prefilter::Scratch;
+use crate::unescape;
 use crate::{Engine, Finding, KNOWN_SECRET_RULE};
 use unicode_normalization::{IsNormalized, is_nfkc_quick};
 
@@ -127,6 +129,7 @@ impl Scan<'_> {
         if !hay.is_ascii() {
             self.normalized_layers(hay, depth, map);
         }
+        self.unescaped_layers(hay, depth, map);
     }
 
     /// Charges `n` decoded bytes to the budget; false once it is spent.
@@ -204,24 +207,30 @@ impl Scan<'_> {
             1
         };
         // Most runs are identifiers, hashes or binary data: look at the
-        // start before decoding all of it.
-        let text_at =
-            (0..shifts).find(|&k| mostly_text(&decode(&bytes[k..bytes.len().min(k + 64)])));
-        if let Some(k) = text_at {
-            let decoded = decode(&bytes[k..]);
-            if decoded.len() < crate::MIN_KNOWN_SECRET_LEN {
+        // start before decoding all of it (all of it, for a short run).
+        let mut head0 = None;
+        for k in 0..shifts {
+            let head = decode(&bytes[k..bytes.len().min(k + 64)]);
+            let whole = k + 64 >= bytes.len();
+            if mostly_text(&head) {
+                let decoded = if whole { head } else { decode(&bytes[k..]) };
+                if decoded.len() < crate::MIN_KNOWN_SECRET_LEN {
+                    return;
+                }
+                if mostly_text(&decoded) {
+                    self.decoded_layer(&decoded, src, depth, map);
+                } else {
+                    self.binary_layer(&decoded, src, depth, map);
+                }
                 return;
             }
-            if mostly_text(&decoded) {
-                self.decoded_layer(&decoded, src, depth, map);
-            } else {
-                self.binary_layer(&decoded, src, depth, map);
+            if k == 0 && whole {
+                head0 = Some(head);
             }
-            return;
         }
         // Binary from the start: the text in it, if any, is at one of the
         // alignments, each the first one read from a later bit.
-        let decoded = decode(bytes);
+        let decoded = head0.unwrap_or_else(|| decode(bytes));
         let bits = match kind {
             RunKind::Hex => 4,
             RunKind::Base64 => 6,
@@ -232,9 +241,7 @@ impl Scan<'_> {
             } else {
                 Cow::Owned(from_bit(&decoded, bits * k))
             };
-            if shifted.len() >= MIN_PRINTABLE {
-                self.binary_layer(&shifted, src.clone(), depth, map);
-            }
+            self.binary_layer(&shifted, src.clone(), depth, map);
         }
     }
 
@@ -242,7 +249,8 @@ impl Scan<'_> {
     /// file), with perhaps a secret in it: on binary the rules would match
     /// noise, so only its printable stretches are scanned, each as a layer.
     fn binary_layer(&mut self, decoded: &[u8], run: Range<usize>, depth: u8, map: Map<'_>) {
-        if !self.charge(decoded.len()) {
+        // Too short for a stretch (a hash, most often).
+        if decoded.len() < MIN_PRINTABLE || !self.charge(decoded.len()) {
             return;
         }
         let outer = map(run);
@@ -251,6 +259,11 @@ impl Scan<'_> {
         for r in stretches {
             self.layer(&decoded[r], depth + 1, &|_| outer.clone());
         }
+        // UTF-16 text in it (PowerShell's -EncodedCommand is base64 of
+        // UTF-16LE): half its bytes are NUL, so it is no printable stretch.
+        if depth + 1 < MAX_DEPTH && find_byte(decoded, 0).is_some() {
+            self.utf16_layers(decoded, depth + 1, &|_| outer.clone());
+        }
     }
 
     fn normalized_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
@@ -258,14 +271,76 @@ impl Scan<'_> {
             let Some(n) = normalize(&hay[seg.clone()], NORM_PIECE * 2) else {
                 continue;
             };
-            if !self.charge(n.text.len()) {
+            if !self.mapped_layer(&n, seg.start, depth, map) {
                 return;
             }
-            let base = seg.start;
-            self.layer(&n.text, depth + 1, &|r| {
-                let o = n.map(r);
-                map(o.start + base..o.end + base)
-            });
+        }
+    }
+
+    /// Scans `n`, decoded from `hay[base..]`, as the next layer; false once
+    /// the budget is spent.
+    fn mapped_layer(&mut self, n: &Normalized, base: usize, depth: u8, map: Map<'_>) -> bool {
+        if !self.charge(n.text.len()) {
+            return false;
+        }
+        self.layer(&n.text, depth + 1, &|r| {
+            let o = n.map(r);
+            map(o.start + base..o.end + base)
+        });
+        true
+    }
+
+    /// Escapes a server undoes before it uses a value (JSON `\uXXXX`,
+    /// numeric character references, UTF-16, quoted-printable), each decoded
+    /// only around the places that have one, and only when what starts it
+    /// occurs at all.
+    fn unescaped_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
+        let seen = unescape::present(hay);
+        // Which escaped characters outside ASCII can matter.
+        let any_wide = self.engine.known.has_non_ascii();
+        let wide = |c: char| any_wide || suspicious_cached(c);
+        if seen.json {
+            let segs = around(|f| unescape::json_escapes(hay, &wide, f), hay.len());
+            self.escape_layers(hay, segs, unescape::json_unescape, depth, map);
+        }
+        if seen.ncr {
+            let segs = around(|f| unescape::ncr_refs(hay, &wide, f), hay.len());
+            self.escape_layers(hay, segs, unescape::ncr_decode, depth, map);
+        }
+        if seen.nul {
+            self.utf16_layers(hay, depth, map);
+        }
+        if seen.quoted_printable(hay) {
+            let segs = around(|f| unescape::qp_escapes(hay, f), hay.len());
+            self.escape_layers(hay, segs, unescape::qp_decode, depth, map);
+        }
+    }
+
+    fn escape_layers(
+        &mut self,
+        hay: &[u8],
+        segs: Vec<Range<usize>>,
+        decode: fn(&[u8]) -> Normalized,
+        depth: u8,
+        map: Map<'_>,
+    ) {
+        for seg in segs {
+            let n = decode(&hay[seg.clone()]);
+            if !self.mapped_layer(&n, seg.start, depth, map) {
+                return;
+            }
+        }
+    }
+
+    fn utf16_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
+        for (region, big_endian) in unescape::utf16_regions(hay) {
+            // Pieces of even length from an even start keep the code units.
+            for piece in cut(region) {
+                let n = unescape::utf16_decode(&hay[piece.clone()], big_endian);
+                if !self.mapped_layer(&n, piece.start, depth, map) {
+                    return;
+                }
+            }
         }
     }
 }
@@ -301,45 +376,60 @@ fn suspicious_cached(c: char) -> bool {
 /// side (across lines: a disguised private key spans several), merged and cut
 /// into pieces.
 fn non_ascii_segments(hay: &[u8]) -> Vec<Range<usize>> {
+    around(
+        |f| {
+            let mut i = 0;
+            while let Some(p) = find_non_ascii(&hay[i..]) {
+                let p = i + p;
+                let width = match hay[p] {
+                    0xC0..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    0xF0..=0xF7 => 4,
+                    _ => 1,
+                };
+                let end_char = (p + width).min(hay.len());
+                i = end_char;
+                let c = std::str::from_utf8(&hay[p..end_char])
+                    .ok()
+                    .and_then(|s| s.chars().next());
+                if c.is_some_and(suspicious_cached) {
+                    f(p..end_char);
+                }
+            }
+        },
+        hay.len(),
+    )
+}
+
+/// The neighbourhoods of the places `spots` reports in order (in a buffer of
+/// `len` bytes), `NORM_RADIUS` bytes either side, merged and cut into
+/// pieces.
+fn around(spots: impl FnOnce(&mut dyn FnMut(Range<usize>)), len: usize) -> Vec<Range<usize>> {
     let mut segs: Vec<Range<usize>> = Vec::new();
-    let mut i = 0;
-    while let Some(p) = find_non_ascii(&hay[i..]) {
-        let p = i + p;
-        let width = match hay[p] {
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => 1,
-        };
-        let end_char = (p + width).min(hay.len());
-        i = end_char;
-        let c = std::str::from_utf8(&hay[p..end_char])
-            .ok()
-            .and_then(|s| s.chars().next());
-        if !c.is_some_and(suspicious_cached) {
-            continue;
-        }
-        let start = p.saturating_sub(NORM_RADIUS);
-        let end = (end_char + NORM_RADIUS).min(hay.len());
+    spots(&mut |spot| {
+        let start = spot.start.saturating_sub(NORM_RADIUS);
+        let end = (spot.end + NORM_RADIUS).min(len);
         match segs.last_mut() {
             Some(last) if start <= last.end => last.end = last.end.max(end),
             _ => segs.push(start..end),
         }
+    });
+    segs.into_iter().flat_map(cut).collect()
+}
+
+/// Cuts a segment into pieces of `NORM_PIECE` bytes that overlap by 256
+/// (both even, so a piece of UTF-16 from an even start keeps its units).
+fn cut(seg: Range<usize>) -> Vec<Range<usize>> {
+    let mut v = Vec::new();
+    let mut a = seg.start;
+    loop {
+        let b = (a + NORM_PIECE).min(seg.end);
+        v.push(a..b);
+        if b >= seg.end {
+            return v;
+        }
+        a = b - 256;
     }
-    segs.into_iter()
-        .flat_map(|s| {
-            let mut v = Vec::new();
-            let mut a = s.start;
-            loop {
-                let b = (a + NORM_PIECE).min(s.end);
-                v.push(a..b);
-                if b >= s.end {
-                    break v;
-                }
-                a = b - 256;
-            }
-        })
-        .collect()
 }
 
 fn is_generic(rule: &str) -> bool {
