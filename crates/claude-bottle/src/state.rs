@@ -87,14 +87,16 @@ fn create_in(d: &Path, owner: &str) -> io::Result<()> {
 }
 
 /// The owner of an existing state folder, if that run is alive. A folder
-/// without an owner file younger than a few seconds is a run between
-/// creating it and writing the file.
+/// younger than a few seconds without a complete owner (no file yet, or
+/// one still empty: `write` creates it, then fills it) is a run between
+/// creating it and writing the file; taking that for a dead run let two
+/// starts of one agent claim the same slug.
 fn live_holder(d: &Path) -> Option<String> {
-    match read_file(&d.join("owner")) {
-        Some(owner) => {
-            let owner = owner.trim().to_string();
-            bottle_docker::owner::is_alive(&owner).then_some(owner)
-        }
+    let owner = read_file(&d.join("owner"))
+        .map(|o| o.trim().to_string())
+        .filter(|o| o.rsplitn(3, ':').count() == 3);
+    match owner {
+        Some(owner) => bottle_docker::owner::is_alive(&owner).then_some(owner),
         None => {
             let age = std::fs::metadata(d).and_then(|m| m.modified()).ok()?;
             let young = age.elapsed().map_or(true, |a| a.as_secs() < 5);
@@ -191,6 +193,23 @@ mod tests {
         create_in(&d, &dead2).unwrap();
         assert_eq!(std::fs::read_to_string(d.join("owner")).unwrap(), dead2);
         assert!(!d.join("start-refs").exists());
+    }
+
+    /// A run that has made its folder but not yet filled its owner file
+    /// holds the slug: a second start must not take it for a dead run.
+    #[test]
+    fn a_folder_whose_owner_is_being_written_is_held() {
+        let h = tempfile::tempdir().unwrap();
+        let d = h.path().join("state/dev");
+        let me = bottle_docker::owner::current();
+        for partial in ["", "\n", "host-only"] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("owner"), partial).unwrap();
+            let e = create_in(&d, &me).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{partial:?}");
+            assert_eq!(std::fs::read_to_string(d.join("owner")).unwrap(), partial);
+            std::fs::remove_dir_all(&d).unwrap();
+        }
     }
 
     #[test]
