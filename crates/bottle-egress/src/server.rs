@@ -899,8 +899,10 @@ async fn send_and_wrap(
     parts.uri = Uri::try_from(ex.pq.as_str()).map_err(|_| Deny::Malformed)?;
     parts.version = Version::HTTP_11;
     // The request body may still be streaming (and be scanned) after the
-    // response, and with it the event, has ended.
-    let report = (inner.audit.enabled() && inner.dlp.active()).then(|| {
+    // response, and with it the event, has ended. A request without a body
+    // (most of them) has its verdict settled already: nothing to share.
+    let late = inner.audit.enabled() && inner.dlp.active() && !body.is_end_stream();
+    let report = late.then(|| {
         Arc::new(Report {
             audit: inner.audit.clone(),
             verdict: shared.clone(),
