@@ -510,3 +510,36 @@ fn ref_names_git_would_refuse_are_refused_before_the_upstream() {
     post_receive_pack(&gate, "app", &receive_pack_body(&[cmd], &pack));
     assert_eq!(up.bare.rev("refs/heads/agent/fine"), Some(new));
 }
+
+/// A `refs/replace/` ref in the mirror makes git read one object in place
+/// of another. Pushing one is refused by the policy, but the mirror is a
+/// folder on the sidecar's disk; the scan must read the blob that was
+/// pushed, not a clean stand-in named by such a ref.
+#[test]
+fn a_replace_ref_in_the_mirror_does_not_hide_a_pushed_secret() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+
+    let secret = work.path().join("secret.txt");
+    std::fs::write(&secret, format!("key = {PAT}\n")).unwrap();
+    let clean = work.path().join("clean.txt");
+    std::fs::write(&clean, "key = nothing to see\n").unwrap();
+    let secret_id = git(&wt, &["hash-object", secret.to_str().unwrap()]);
+    let mirror = gate.mirror("app");
+    let clean_id = git(&mirror, &["hash-object", "-w", clean.to_str().unwrap()]);
+    let replace = format!("refs/replace/{}", secret_id.trim());
+    git(&mirror, &["update-ref", &replace, clean_id.trim()]);
+
+    git(&wt, &["checkout", "-q", "-b", "replaced"]);
+    let id = commit_file(&wt, "conf.txt", &format!("key = {PAT}\n"), "config");
+    // Without the defence the mirror's git would show the stand-in.
+    let (ok, out) = git_try(&wt, &["push", "origin", "replaced"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("a secret was found"), "{out}");
+    assert!(out.contains(&id[..12]), "{out}");
+    assert_eq!(up.bare.rev("refs/heads/replaced"), None);
+    let ev = gate.wait_events("git-push", 1);
+    assert_eq!(ev[0].reason.as_deref(), Some("git-secret"));
+}
