@@ -467,3 +467,62 @@ impl HttpBody for ScanBody {
         SizeHint::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+
+    /// A scanner that never settles, so every byte of a plain body stays
+    /// held. The engine's own scanner settles all but its last ~9 KiB;
+    /// this is the case the shared budget is there for if one ever does not.
+    struct NeverSettles;
+
+    impl StreamScan for NeverSettles {
+        fn push(&mut self, _: &[u8]) -> Vec<Finding> {
+            Vec::new()
+        }
+        fn finish(self: Box<Self>) -> Vec<Finding> {
+            Vec::new()
+        }
+        fn settled(&self) -> u64 {
+            0
+        }
+    }
+
+    fn scan_body(len: usize, budget: &HeldBudget, verdict: &SharedVerdict) -> ScanBody {
+        let inner = Full::new(Bytes::from(vec![b'a'; len]))
+            .map_err(|never| match never {})
+            .boxed();
+        ScanBody::new(
+            inner,
+            Box::new(NeverSettles),
+            DlpMode::Block,
+            verdict.clone(),
+            budget.clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_plain_body_held_back_draws_on_the_shared_budget() {
+        let budget = HeldBudget::new(16 * 1024);
+
+        // Past the free allowance and the budget: refused as too large,
+        // well before the per-body bound (1 MiB) would refuse it.
+        let verdict = SharedVerdict::default();
+        let body = scan_body(HELD_BYTES_FREE + 32 * 1024, &budget, &verdict);
+        assert!(body.collect().await.is_err());
+        assert!(verdict.lock().unwrap().too_large);
+        assert_eq!(budget.used(), 0, "a dropped body gives its share back");
+
+        // Within them: forwarded whole, and the share is back at the end.
+        let verdict = SharedVerdict::default();
+        let len = HELD_BYTES_FREE + 8 * 1024;
+        let body = scan_body(len, &budget, &verdict);
+        let out = body.collect().await.unwrap().to_bytes();
+        assert_eq!(out.len(), len);
+        assert!(!verdict.lock().unwrap().too_large);
+        assert_eq!(budget.used(), 0);
+    }
+}

@@ -700,3 +700,97 @@ async fn passthrough_relays_a_server_first_protocol() {
     }
     panic!("upstream got {:?}", got.lock().unwrap());
 }
+
+/// A raw upstream that records every byte it receives, for passthrough
+/// tunnels: its address and what it got.
+async fn recording_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g2 = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let g = g2.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    g.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (up, got)
+}
+
+/// Handshake records: each chunk of `message` in a record of its own.
+fn records(message: &[u8], per_record: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in message.chunks(per_record) {
+        out.extend_from_slice(&[0x16, 0x03, 0x01]);
+        out.extend_from_slice(&u16::try_from(chunk.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// A ClientHello the proxy cannot read (one that does not parse, one over
+/// the 64 KiB bound) is refused in the tunnel as malformed: not a byte of
+/// it reaches the upstream, where a front end might read a name from it
+/// that the proxy did not.
+#[tokio::test]
+async fn passthrough_refuses_a_client_hello_it_cannot_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, got) = recording_upstream().await;
+    let port = up.port();
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: pass.test, tls: passthrough, ports: [{port}]}}]\nresolve: {{pass.test: '{up}'}}"
+    ))
+    .start()
+    .await;
+
+    // A ClientHello whose body stops inside the cipher suites.
+    let mut garbled = vec![1u8, 0, 0, 38];
+    garbled.extend_from_slice(&[3, 3]);
+    garbled.extend_from_slice(&[7; 32]);
+    garbled.extend_from_slice(&[0, 0xff, 0xff, 0]);
+    // One that says it is 70,000 bytes long, sent in full records.
+    let mut huge = vec![1u8, 0x01, 0x11, 0x70];
+    huge.extend(std::iter::repeat_n(0x41, 70_000));
+    for (what, bytes) in [
+        ("garbled", records(&garbled, 1 << 14)),
+        ("over the bound", records(&huge, 1 << 14)),
+    ] {
+        let (s, _, stream) = connect(p.addr, &format!("pass.test:{port}")).await;
+        assert_eq!(s, 200, "{what}");
+        let mut stream = stream.unwrap();
+        // The proxy may close before all of it is written.
+        let _ = stream.write_all(&bytes).await;
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(closed.is_ok(), "{what}: the tunnel stayed open");
+        assert!(rest.is_empty(), "{what}: {rest:?}");
+    }
+    p.event_like(serde_json::json!({
+        "kind": "connect", "host": "pass.test", "decision": "block", "reason": "malformed"
+    }))
+    .await;
+    // The upstream was connected to (the CONNECT's answer comes first) but
+    // got nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "{:?}",
+        got.lock().unwrap().len()
+    );
+}
