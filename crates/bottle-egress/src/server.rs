@@ -790,11 +790,7 @@ pub async fn exchange(
     };
     let capture = (inner.cfg.log == LogMode::Full).then(Capture::default);
     let body = match &capture {
-        Some(c) => Tee {
-            inner: body,
-            capture: c.clone(),
-        }
-        .boxed(),
+        Some(c) => Watched::new(body, c.clone()).boxed(),
         None => body,
     };
     let ctx = SendCtx {
@@ -911,11 +907,7 @@ async fn send_and_wrap(
         })
     });
     let body = match &report {
-        Some(r) => LateFindings {
-            inner: body,
-            report: r.clone(),
-        }
-        .boxed(),
+        Some(r) => Watched::new(body, LateFindings(r.clone())).boxed(),
         None => body,
     };
     let req = Request::from_parts(parts, body);
@@ -1013,14 +1005,16 @@ async fn send_and_wrap(
         request: req,
         response: Capture::default(),
     });
-    let body = Tracked {
-        inner: rbody,
+    let tracked = Tracked {
         bytes: 0,
         pending: Some((inner.audit.clone(), ev, info.started)),
         full_log,
         report,
     };
-    Ok(Response::from_parts(rp, body.boxed()))
+    Ok(Response::from_parts(
+        rp,
+        Watched::new(rbody, tracked).boxed(),
+    ))
 }
 
 /// An allowed request's event as its request's DLP verdict says now: a
@@ -1052,18 +1046,17 @@ struct Report {
     written: Mutex<Option<Event>>,
 }
 
-/// A request body that, when it is done (sent or dropped), writes a second
-/// event if the scan found something after the request's event was
-/// written: an upstream that answers before reading the whole body would
-/// otherwise leave a block, or a finding `log` let through, unlogged.
-struct LateFindings {
-    inner: Body,
-    report: Arc<Report>,
-}
+/// Held by a request body: when the body is done (sent or dropped), writes
+/// a second event if the scan found something after the request's event
+/// was written. An upstream that answers before reading the whole body
+/// would otherwise leave a block, or a finding `log` let through, unlogged.
+struct LateFindings(Arc<Report>);
+
+impl Watch for LateFindings {}
 
 impl Drop for LateFindings {
     fn drop(&mut self) {
-        let r = &self.report;
+        let r = &self.0;
         let Ok(written) = r.written.lock() else {
             return;
         };
@@ -1080,26 +1073,6 @@ impl Drop for LateFindings {
             late.bytes = 0;
             r.audit.emit(&late);
         }
-    }
-}
-
-impl HttpBody for LateFindings {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -1137,10 +1110,9 @@ fn report_websocket(audit: &Audit, mut ev: Event, started: Instant, what: websoc
     audit.emit(&ev);
 }
 
-/// A response body that writes its request's audit event when it ends, with
-/// the byte count and total time.
+/// Held by a response body: writes the request's audit event when the body
+/// ends, with the byte count and total time.
 struct Tracked {
-    inner: Body,
     bytes: u64,
     pending: Option<(Audit, Event, Instant)>,
     full_log: Option<FullLog>,
@@ -1186,35 +1158,10 @@ struct FullLog {
     response: Capture,
 }
 
-/// Copies the start of a body into a [`Capture`] as it passes.
-struct Tee {
-    inner: Body,
-    capture: Capture,
-}
-
-impl HttpBody for Tee {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &r
-            && let Some(d) = f.data_ref()
-        {
-            self.capture.add(d);
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+/// Copies the start of a body as it passes.
+impl Watch for Capture {
+    fn data(&mut self, d: &[u8]) {
+        self.add(d);
     }
 }
 
@@ -1249,7 +1196,35 @@ impl Drop for Tracked {
     }
 }
 
-impl HttpBody for Tracked {
+impl Watch for Tracked {
+    fn data(&mut self, d: &[u8]) {
+        self.bytes += d.len() as u64;
+        if let Some(full) = &self.full_log {
+            full.response.add(d);
+        }
+    }
+}
+
+/// Sees a body's data frames as they pass; what it does when the body ends
+/// is its own `Drop` (a body is dropped whether it was read to the end,
+/// cut off, or never polled).
+trait Watch: Send + Sync + Unpin + 'static {
+    fn data(&mut self, _data: &[u8]) {}
+}
+
+/// A body passed on unchanged, watched by `W`.
+struct Watched<W> {
+    inner: Body,
+    watch: W,
+}
+
+impl<W: Watch> Watched<W> {
+    fn new(inner: Body, watch: W) -> Self {
+        Watched { inner, watch }
+    }
+}
+
+impl<W: Watch> HttpBody for Watched<W> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -1261,10 +1236,7 @@ impl HttpBody for Tracked {
         if let Poll::Ready(Some(Ok(f))) = &r
             && let Some(d) = f.data_ref()
         {
-            self.bytes += d.len() as u64;
-            if let Some(full) = &self.full_log {
-                full.response.add(d);
-            }
+            self.watch.data(d);
         }
         r
     }
