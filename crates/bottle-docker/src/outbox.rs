@@ -20,6 +20,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use sha2::Digest;
+
 use crate::engine::{Engine, EngineError};
 use crate::exec::{self, Chunk, Exec};
 
@@ -565,8 +567,23 @@ fn is_object_id(s: &str) -> bool {
     matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// How to take a saved bundle's branches into a repository of one's own
+/// (`FILE` stands for the bundle's path). `--no-tags`: git would otherwise
+/// fetch the tags the agent made on those commits too, and a later
+/// `git push --follow-tags` would publish them past the gate.
+pub const FETCH_BUNDLE: &str =
+    "git fetch --no-tags FILE.bundle 'refs/heads/*:refs/remotes/bottle/*'";
+/// How to apply a saved patch (`FILE` stands for its path).
+pub const APPLY_PATCH: &str = "git apply --index FILE.patch";
+
+/// Longest stem of an outbox file: with `-N`, `.bundle` and the folder it
+/// stays well inside a file name's 255 bytes.
+const MAX_STEM: usize = 200;
+
 /// `workspace` for the workspace itself, else the folder's name with
-/// anything but `[A-Za-z0-9._-]` replaced, never starting with a dot.
+/// anything but `[A-Za-z0-9._-]` replaced, never starting with a dot. A
+/// name too long for a file is cut and ends with a hash of the whole name
+/// (a file the system refuses to create would lose that repository's work).
 fn file_stem(repo: &str) -> String {
     match repo.strip_prefix("/workspace/") {
         None => "workspace".into(),
@@ -581,7 +598,13 @@ fn file_stem(repo: &str) -> String {
                     }
                 })
                 .collect();
-            format!("workspace.{}", s.trim_start_matches('.'))
+            let stem = format!("workspace.{}", s.trim_start_matches('.'));
+            if stem.len() <= MAX_STEM {
+                return stem;
+            }
+            let hash = crate::image::hex(&sha2::Sha256::digest(name.as_bytes()));
+            // Only ASCII is left, so any byte index is a char boundary.
+            format!("{}-{}", &stem[..MAX_STEM - 17], &hash[..16])
         }
     }
 }
@@ -663,6 +686,60 @@ mod tests {
             unique(file_stem("/workspace/..hidden"), &mut taken),
             "workspace.hidden"
         );
+    }
+
+    /// The command the summary and README give brings the agent's
+    /// branches and none of its tags.
+    #[test]
+    fn the_documented_fetch_takes_branches_and_no_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |cwd: &Path, args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .args(args)
+                .current_dir(cwd)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_AUTHOR_NAME", "a")
+                .env("GIT_AUTHOR_EMAIL", "a@example.com")
+                .env("GIT_COMMITTER_NAME", "a")
+                .env("GIT_COMMITTER_EMAIL", "a@example.com")
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout).unwrap()
+        };
+        let (agent, user) = (dir.path().join("agent"), dir.path().join("user"));
+        for d in [&agent, &user] {
+            std::fs::create_dir(d).unwrap();
+            git(d, &["init", "-q", "-b", "main"]);
+        }
+        git(&agent, &["commit", "-q", "--allow-empty", "-m", "work"]);
+        git(&agent, &["tag", "v9.9.9"]);
+        git(&agent, &["bundle", "create", "-q", "../x.bundle", "--all"]);
+
+        let cmd = FETCH_BUNDLE.replace("FILE", "../x");
+        let o = std::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .current_dir(&user)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let refs = git(&user, &["for-each-ref", "--format=%(refname)"]);
+        assert_eq!(refs.trim(), "refs/remotes/bottle/main", "{refs}");
+    }
+
+    #[test]
+    fn a_long_folder_name_gives_a_file_name_that_can_be_created() {
+        let long_a = format!("/workspace/{}", "a".repeat(255));
+        let long_b = format!("/workspace/{}b", "a".repeat(254));
+        let (a, b) = (file_stem(&long_a), file_stem(&long_b));
+        assert!(a.len() <= MAX_STEM, "{}", a.len());
+        assert_ne!(a, b, "two long names keep distinct files");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!("{a}-99.bundle")), b"").unwrap();
+        assert_eq!(file_stem("/workspace/short"), "workspace.short");
     }
 
     #[test]

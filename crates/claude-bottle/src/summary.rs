@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use bottle_docker::outbox;
 use serde_json::Value;
 
 /// Distinct hosts counted per table; the rest are counted as "other".
@@ -230,6 +231,8 @@ pub fn render(slug: &str, tally: &Tally, saved: &Saved) -> String {
                     "files"
                 }
             );
+            let _ = writeln!(out, "    branches: {}", outbox::FETCH_BUNDLE);
+            let _ = writeln!(out, "    changes: {}", outbox::APPLY_PATCH);
         }
         None if saved.outbox_checked => {
             out.push_str("  outbox: nothing new in the workspace's git repositories\n");
