@@ -49,20 +49,25 @@ pub fn json_string(text: &str) -> String {
     json_document(&serde_json::Value::from(text).to_string()).into_owned()
 }
 
-/// A serialised JSON document (plan, `list`, `logs` lines) with DEL and the
-/// C1 controls escaped as `\u00XX`: still the same JSON (outside strings
-/// JSON is plain ASCII, so they can only be in one), and none left for a
-/// terminal to act on. [`printable`] would write them out in a form that is
-/// not JSON.
+/// A serialised JSON document (plan, `list`, `logs` lines) with DEL, the
+/// C1 controls and the hidden characters of [`printable`] (bidirectional
+/// controls, zero-width and tag characters) escaped as `\uXXXX` (a
+/// surrogate pair above U+FFFF): still the same JSON (outside strings JSON
+/// is plain ASCII, so they can only be in one), and none left for a
+/// terminal to act on or to reorder a line with. [`printable`] would write
+/// them out in a form that is not JSON.
 pub fn json_document(json: &str) -> Cow<'_, str> {
-    let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
-    if !json.contains(c1) {
+    let escaped = |c: char| ('\u{7f}'..='\u{9f}').contains(&c) || is_hidden(c);
+    if !json.contains(escaped) {
         return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 8);
     for c in json.chars() {
-        if c1(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
+        if escaped(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{:04x}", u));
+            }
         } else {
             out.push(c);
         }
@@ -189,6 +194,24 @@ fn invisible_characters_are_written_out() {
     assert!(printable_field("a\u{2060}b").contains(r"\u{2060}"));
     let mut f = TerminalFilter::default();
     assert_eq!(f.filter("x\u{200d}y".as_bytes()), br"x\u{200d}y");
+}
+
+#[cfg(test)]
+#[test]
+fn json_lines_escape_what_would_reorder_or_hide_text() {
+    // A ref name the agent pushed, as a `logs --format json` line shows it:
+    // serde_json leaves these characters raw.
+    let name = "refs/heads/a\u{202e}b\u{200b}c\u{e0068}\u{85}";
+    let doc = serde_json::json!({ "ref": name }).to_string();
+    assert!(doc.contains('\u{202e}'), "{doc}");
+    let shown = json_document(&doc);
+    assert!(shown.is_ascii(), "{shown}");
+    assert_eq!(
+        shown,
+        r#"{"ref":"refs/heads/a\u202eb\u200bc\udb40\udc68\u0085"}"#
+    );
+    let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(back["ref"], name);
 }
 
 fn escape_controls(text: &str, unsafe_char: impl Fn(char) -> bool) -> Cow<'_, str> {
