@@ -105,6 +105,83 @@ impl Drop for RawMode {
     }
 }
 
+/// What an agent's session may leave switched on in the user's terminal,
+/// switched off, for what the CLI prints next (the summary, teardown
+/// warnings) and for the user's shell after it: CAN and ST end a control
+/// string left open (one would swallow the summary), then attributes
+/// (hidden or black-on-black text), the character set (line drawing), the
+/// normal screen, a visible cursor, mouse, focus and paste reporting,
+/// cursor and keypad modes, and the scroll region (between a cursor save
+/// and restore, since resetting it moves the cursor).
+const SESSION_RESET: &[u8] = b"\x18\x1b\\\x1b[0m\x1b(B\x1b[?1047l\x1b[?25h\
+\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l\
+\x1b[?1l\x1b>\x1b7\x1b[r\x1b8";
+
+/// A cursor position report, asked for after the reset: the terminal
+/// answers queries in order, so once its answer is read, the answers to
+/// every query the agent sent before are in the input queue too.
+const CURSOR_QUERY: &[u8] = b"\x1b[6n";
+
+/// Ends an interactive session on the terminal `input`, still in raw mode
+/// and with no reader left on it: writes [`SESSION_RESET`] to `out`, then
+/// drops what the terminal answered to the agent's queries. An agent can
+/// send a query (colours, the window title) as it exits; the answer would
+/// otherwise be read by the user's shell as typed input, which on some
+/// terminals runs a command. Waits at most `wait` for the terminal.
+pub fn reset_after_session(out: &mut impl Write, input: BorrowedFd<'_>, wait: Duration) {
+    let _ = out.write_all(SESSION_RESET);
+    let _ = out.write_all(CURSOR_QUERY);
+    let _ = out.flush();
+    let deadline = std::time::Instant::now() + wait;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !has_cursor_report(&tail) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let timeout = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(&input, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => break,
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => break,
+        }
+        match rustix::io::read(input, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                // Only the end can hold a report still being completed.
+                if tail.len() > 64 {
+                    tail.drain(..tail.len() - 64);
+                }
+            }
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = termios::tcflush(input, termios::QueueSelector::IFlush);
+}
+
+/// `ESC [ digits ; digits R` somewhere in `bytes`.
+fn has_cursor_report(bytes: &[u8]) -> bool {
+    bytes.windows(2).enumerate().any(|(i, w)| {
+        if w != b"\x1b[" {
+            return false;
+        }
+        let rest = &bytes[i + 2..];
+        let row = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let Some(rest) = rest[row..].strip_prefix(b";") else {
+            return false;
+        };
+        let col = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        row > 0 && col > 0 && rest.get(col) == Some(&b'R')
+    })
+}
+
 /// The terminal's size as (rows, columns), when stdin is a terminal that
 /// knows it.
 pub fn size() -> Option<(u16, u16)> {
@@ -391,5 +468,59 @@ mod tests {
         // The guard's own drop afterwards finds nothing left to do.
         drop(guard);
         assert_eq!(lflags(&term), cooked);
+    }
+
+    /// The terminal answered a query the agent sent as it exited; after
+    /// `reset_after_session` nothing of it is left for the shell to read, the
+    /// reset came out first, and the wait ended on the cursor report.
+    #[test]
+    fn a_session_ends_with_the_terminal_reset_and_no_answers_left() {
+        use std::io::Read;
+        let (controller, term) = bottle_testkit::pty();
+        let mut raw = termios::tcgetattr(&term).unwrap();
+        raw.make_raw();
+        termios::tcsetattr(&term, OptionalActions::Now, &raw).unwrap();
+        let mut terminal = std::fs::File::from(controller);
+        // The answer to the agent's colour query, waiting as typed input.
+        terminal
+            .write_all(b"\x1b]11;rgb:0000/0000/0000\x07")
+            .unwrap();
+        // A terminal that answers the cursor query.
+        let mut answering = terminal.try_clone().unwrap();
+        let seen = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 256];
+            while !seen.ends_with(CURSOR_QUERY) {
+                let n = answering.read(&mut buf).unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            answering.write_all(b"\x1b[24;1R").unwrap();
+            seen
+        });
+        let mut out = std::fs::File::from(term.try_clone().unwrap());
+        let started = std::time::Instant::now();
+        reset_after_session(&mut out, term.as_fd(), Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(5), "waited out");
+        let seen = seen.join().unwrap();
+        assert!(seen.starts_with(SESSION_RESET), "{seen:?}");
+        let mut fds = [PollFd::new(&term, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000_000,
+        };
+        assert_eq!(
+            rustix::event::poll(&mut fds, Some(&zero)).unwrap(),
+            0,
+            "input left for the shell"
+        );
+    }
+
+    #[test]
+    fn cursor_reports_are_told_apart() {
+        assert!(has_cursor_report(b"\x1b]11;rgb:0/0/0\x07\x1b[24;80R"));
+        assert!(!has_cursor_report(b"\x1b[24;R"));
+        assert!(!has_cursor_report(b"\x1b[;1R"));
+        assert!(!has_cursor_report(b"\x1b[24;1"));
+        assert!(!has_cursor_report(b"R\x1b["));
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -19,6 +20,9 @@ use crate::terminal::{self, Keys, RawMode};
 
 /// Window sizes and keystrokes queued for the engine.
 const INPUT_QUEUE: usize = 64;
+/// Longest wait for the terminal's answer when a session ends (over a slow
+/// link; a local terminal answers at once).
+const SESSION_END_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub fn run(slug: &str) -> Result<ExitCode> {
     if !terminal::stdin_is_terminal() {
@@ -156,6 +160,14 @@ pub(super) async fn session(
     };
     let code = exec::run_tty(engine, container, exec, terminal::size(), rx, &mut sink).await;
     forward.abort();
+    // The stdin reader stops with the task; then nothing else reads the
+    // terminal's answers while the session is ended on it.
+    let _ = forward.await;
+    terminal::reset_after_session(
+        &mut std::io::stdout().lock(),
+        std::io::stdin().as_fd(),
+        SESSION_END_WAIT,
+    );
     drop(raw);
     let code = code?;
     Ok(agent_exit(code))
