@@ -107,30 +107,29 @@ pub fn resolve(
     };
 
     // The engine knows gVisor by the name it was registered under, which
-    // need not be `runsc`; the plan JSON says `runsc` either way.
-    let engine_runtime = match engine {
-        None => None,
-        Some(e) => Some(
-            match (bottle.runtime.unwrap_or(Runtime::Auto), &e.gvisor_runtime) {
-                (Runtime::Runsc, None) => {
-                    return Err(Error::NoRunsc {
-                        file: bottle
-                            .runtime_file
-                            .clone()
-                            .unwrap_or_else(|| bottle.file.clone()),
-                        line: bottle.runtime_line,
-                    });
-                }
-                (Runtime::Runsc | Runtime::Auto, Some(name)) => name.clone(),
-                (Runtime::Auto | Runtime::Runc, _) => "runc".to_string(),
-            },
-        ),
+    // need not be `runsc`; the plan JSON says `runsc` either way. `auto`
+    // without gVisor names no runtime: the engine's default applies, and
+    // an engine set up with a stronger one (Kata, a gVisor registered in a
+    // way not told by name) keeps it rather than being told `runc`.
+    let (runtime, engine_runtime) = match engine {
+        None => (None, None),
+        Some(e) => match (bottle.runtime.unwrap_or(Runtime::Auto), &e.gvisor_runtime) {
+            (Runtime::Runsc, None) => {
+                return Err(Error::NoRunsc {
+                    file: bottle
+                        .runtime_file
+                        .clone()
+                        .unwrap_or_else(|| bottle.file.clone()),
+                    line: bottle.runtime_line,
+                });
+            }
+            (Runtime::Runsc | Runtime::Auto, Some(name)) => {
+                (Some("runsc".to_string()), Some(name.clone()))
+            }
+            (Runtime::Auto, None) => (Some("runc".to_string()), None),
+            (Runtime::Runc, _) => (Some("runc".to_string()), Some("runc".to_string())),
+        },
     };
-
-    let runtime = engine_runtime.as_ref().map(|name| match name.as_str() {
-        "runc" => "runc".to_string(),
-        _ => "runsc".to_string(),
-    });
 
     for skill in &agent.skills {
         let path = facts.home.join(".claude").join("skills").join(&skill.name);

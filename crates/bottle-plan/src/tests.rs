@@ -327,10 +327,11 @@ fn runtime_rules() {
         "{}",
         crate::preflight::render(&plan)
     );
-    assert_eq!(
-        full(Some(EngineFacts::default())).plan.runtime.as_deref(),
-        Some("runc")
-    );
+    // `auto` without gVisor: runc as far as the plan says, but no runtime
+    // named to the engine, whose default (maybe stronger) applies.
+    let plan = full(Some(EngineFacts::default())).plan;
+    assert_eq!(plan.runtime.as_deref(), Some("runc"));
+    assert_eq!(plan.engine_runtime, None);
     static RUNSC: &[(&str, &str)] = &[
         ("base", "---\nimage: x\nruntime: runsc\n---\n"),
         ("dev", "---\nextends: base\n---\n"),
@@ -354,6 +355,8 @@ fn runtime_rules() {
     );
     let r = plan_with(a, RUNC, Some(gvisor), &Options::default(), &host()).unwrap();
     assert_eq!(r.plan.runtime.as_deref(), Some("runc"));
+    // Asked for by name: named to the engine.
+    assert_eq!(r.plan.engine_runtime.as_deref(), Some("runc"));
 }
 
 #[test]
