@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
+    ResourcesUlimits,
+};
 use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
 
 use crate::engine::{Engine, EngineError, api};
@@ -42,6 +45,18 @@ pub fn memory_bytes(m: &str) -> Option<i64> {
     (v.is_finite() && v >= 6.0 * 1024.0 * 1024.0).then_some(v as i64)
 }
 
+/// A core size limit of 0. A crashing process's memory (its environment
+/// included: the sidecar's git children hold the gate's credential there)
+/// would otherwise go to the host's crash handler, outside the bottle's
+/// state folder and past its teardown.
+pub fn no_core_dumps() -> ResourcesUlimits {
+    ResourcesUlimits {
+        name: Some("core".into()),
+        soft: Some(0),
+        hard: Some(0),
+    }
+}
+
 /// Create and start the agent container.
 pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineError> {
     let memory = memory_bytes(&spec.memory).ok_or_else(|| EngineError::Api {
@@ -63,6 +78,16 @@ pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineEr
             "rw,nosuid,nodev,mode=0700,uid=1000,gid=1000,size=16m".to_string(),
         )])),
         runtime: spec.runtime.clone(),
+        // Nothing reads the agent container's own output (sessions and
+        // `--prompt` runs are execs), and its init runs as the agent user:
+        // `> /proc/1/fd/1` would write straight into the engine's log of
+        // the container, which by default has no size bound, until the
+        // host's disk is full. So no log at all.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
+        ulimits: Some(vec![no_core_dumps()]),
         ..Default::default()
     };
     let body = ContainerCreateBody {

@@ -159,6 +159,13 @@ pub const SIDECAR_LOG_FILES: u32 = 8;
 /// for why this number.
 pub const SIDECAR_USER: &str = "65200:65200";
 
+/// The sidecar's CPU bound in billionths of a CPU: the agent's `cpus`, at
+/// least one.
+fn sidecar_nano_cpus(cpus: f64) -> i64 {
+    let cpus = if cpus.is_finite() { cpus.max(1.0) } else { 1.0 };
+    (cpus * 1e9) as i64
+}
+
 /// Create the sidecar on the internal network (alias `sidecar`) and the
 /// egress network, and start it. Returns its id and internal address.
 pub async fn start(
@@ -193,6 +200,12 @@ pub async fn start(
         memory: Some(SIDECAR_MEMORY),
         memory_swap: Some(SIDECAR_MEMORY),
         pids_limit: Some(SIDECAR_PIDS),
+        // CPU too: fetches, pushes and inflated bodies are work the agent
+        // asks for, and without a bound it could take every core of the
+        // host (and from other bottles). The bottle's own share, or one
+        // core if that is less, so a small agent does not slow its proxy.
+        nano_cpus: Some(sidecar_nano_cpus(plan.resources.cpus)),
+        ulimits: Some(vec![crate::agent::no_core_dumps()]),
         // The audit log is the sidecar's stdout, one line per decision, and
         // the agent chooses how many decisions there are (a flood of
         // refused requests or DNS queries): rotated at a bound, so it

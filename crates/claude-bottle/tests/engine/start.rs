@@ -302,7 +302,8 @@ fn the_token_stays_in_the_sidecar() {
     let env_value = "row5-env-value-ONLY-ON-TMPFS-0123456789";
     let attack = "env; for p in /proc/[0-9]*; do cat $p/environ $p/cmdline 2>/dev/null; echo; done; \
                   cat /run/claude-bottle/* ~/.claude.json ~/.gitconfig 2>/dev/null; \
-                  grep -rs ROW5 / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | head -5";
+                  grep -rs ROW5 / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | head -5; \
+                  head -c 1048576 /dev/zero > /proc/1/fd/1 2>/dev/null; ulimit -c";
     let out = h
         .cli(&["start", &h.agent, "--yes", "--keep", "--prompt", attack])
         .env("ROW5_TOKEN", token)
@@ -395,6 +396,8 @@ fn the_token_stays_in_the_sidecar() {
              grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status; \
              cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; \
              cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+             cut -d' ' -f1 /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us; \
+             ulimit -c; \
              for d in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $d/cmdline)\" in \
                '/usr/local/bin/claude-bottle sidecar'*) pid=${d#/proc/};; esac; done; \
              stat -c %u /proc/$pid/environ; \
@@ -403,6 +406,19 @@ fn the_token_stays_in_the_sidecar() {
         .output()
         .unwrap();
     let hardening = String::from_utf8_lossy(&hardening.stdout).to_string();
+    // The agent wrote 1 MiB to its init's stdout: the engine keeps no log
+    // of the agent container, so none of it is on the host's disk.
+    let agent = format!("claude-bottle-{}", h.agent);
+    let inspect = |what: &str, of: &str| {
+        let o = Command::new("docker")
+            .args(["inspect", "-f", what, of])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let agent_log_config = inspect("{{json .HostConfig.LogConfig}}", &agent);
+    let agent_log_path = inspect("{{.LogPath}}", &agent);
+    let agent_logged = std::fs::metadata(&agent_log_path).map_or(0, |m| m.len());
     // Its log (the audit events, as many as the agent makes) is rotated.
     let log_config = Command::new("docker")
         .args(["inspect", "-f", "{{json .HostConfig.LogConfig}}", &sidecar])
@@ -436,13 +452,23 @@ fn the_token_stays_in_the_sidecar() {
     assert_eq!(
         hardening,
         "65200\nread-only\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n\
-         512\n2147483648\n0\nclosed\n",
+         512\n2147483648\n200000\n0\n0\nclosed\n",
         "the sidecar's hardening"
     );
     assert_eq!(
         log_config.trim(),
         r#"{"Type":"json-file","Config":{"max-file":"8","max-size":"64m"}}"#
     );
+    assert!(
+        agent_log_config.contains(r#""Type":"none""#),
+        "{agent_log_config}"
+    );
+    assert!(
+        agent_logged < 4096,
+        "{agent_logged} bytes of the agent's in {agent_log_path}"
+    );
+    // No core dumps in the agent either (its `ulimit -c`, last line).
+    assert_eq!(stdout.trim_end().lines().last(), Some("0"), "{stdout}");
     // The attack ran: it saw the placeholder the agent is given instead.
     assert!(
         stdout.contains("CLAUDE_CODE_OAUTH_TOKEN=cred-proxy-placeholder"),
