@@ -14,9 +14,15 @@ use crate::labels;
 
 /// Longest audit line kept; a longer one is dropped whole, never cut.
 pub const MAX_LINE: usize = 1024 * 1024;
-/// Deadline for reading a stopped or running sidecar's log once (not
-/// `--follow`).
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for the next piece of the sidecar's log when reading it
+/// once (not `--follow`): an engine that stops answering. Not a deadline
+/// for the whole read, which would cut off the newest events, those an
+/// agent that filled the log would most want lost; a full log (512 MiB)
+/// read in 11 s here (`docker logs`, measured 2026-11-29).
+pub const FETCH_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline for the whole read, far above what a full log takes, so a
+/// teardown still ends if the engine trickles.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(600);
 /// Seconds the sidecar gets to finish writing before it is killed.
 pub const STOP_GRACE_SECS: i32 = 5;
 
@@ -62,8 +68,8 @@ pub async fn stop(engine: &Engine, id: &str) -> Result<(), EngineError> {
 /// Hand each audit line (a JSON object, without its newline) of the
 /// sidecar's stdout to `sink`, which returns false to stop early. With
 /// `follow` this runs until the sidecar stops; without, until the log
-/// read so far ends (under [`FETCH_TIMEOUT`]). Returns how many lines were
-/// handed over.
+/// read so far ends (under [`FETCH_IDLE_TIMEOUT`] and [`FETCH_TIMEOUT`]).
+/// Returns how many lines were handed over.
 pub async fn stream(
     engine: &Engine,
     id: &str,
@@ -82,7 +88,14 @@ pub async fn stream(
     let read = async {
         let mut done = false;
         while !done {
-            match logs.next().await {
+            let next = if follow {
+                logs.next().await
+            } else {
+                tokio::time::timeout(FETCH_IDLE_TIMEOUT, logs.next())
+                    .await
+                    .map_err(|_| EngineError::Timeout(FETCH_IDLE_TIMEOUT))?
+            };
+            match next {
                 Some(item) => match item.map_err(api("read the sidecar's log"))? {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
                         lines.push(&message, &mut |l| batch.push(l.to_string()));
