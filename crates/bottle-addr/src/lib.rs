@@ -7,6 +7,7 @@
 //! that looks numeric but is not a valid address is refused outright rather
 //! than handed to a resolver that might interpret it.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What a host string denotes.
@@ -152,6 +153,68 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+/// Most addresses a [`HostAddresses`] holds: the guard looks each answer up
+/// in it, and the list travels in the sidecar's configuration.
+pub const MAX_HOST_ADDRESSES: usize = 256;
+
+/// The addresses of the machine the bottle runs on, refused by the guard
+/// like the fixed ranges of [`is_forbidden`] (and exempt the same way).
+///
+/// No fixed range can name them: a container on an ordinary bridge reaches
+/// every address of its host as local traffic, a public one included, and
+/// with it every host service listening on all addresses and every port the
+/// engine publishes for other containers. Held in canonical form, so an
+/// IPv4-mapped answer matches its IPv4 address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostAddresses(BTreeSet<IpAddr>);
+
+impl HostAddresses {
+    /// Reads a list of plain addresses (`192.0.2.1`, `2001:db8::1`; no
+    /// brackets, ports or loose spellings: the list is written by a
+    /// program). The error says which entry, or how many there were.
+    pub fn parse<S: AsRef<str>>(list: &[S]) -> Result<Self, String> {
+        let mut set = BTreeSet::new();
+        for s in list {
+            let s = s.as_ref();
+            let ip: IpAddr = s
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not an IP address"))?;
+            set.insert(canonical(ip));
+        }
+        if set.len() > MAX_HOST_ADDRESSES {
+            return Err(format!(
+                "{} addresses, at most {MAX_HOST_ADDRESSES}",
+                set.len()
+            ));
+        }
+        Ok(HostAddresses(set))
+    }
+
+    /// Whether `ip`, in any form [`canonical`] folds, is one of them.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&canonical(ip))
+    }
+
+    /// The guard's whole rule: a fixed refused range ([`is_forbidden`]) or
+    /// one of these addresses.
+    pub fn forbids(&self, ip: IpAddr) -> bool {
+        is_forbidden(ip) || self.contains(ip)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.0.iter().copied()
     }
 }
 
@@ -322,6 +385,33 @@ mod tests {
         ] {
             assert!(!is_forbidden(s.parse().unwrap()), "{s}");
         }
+    }
+
+    #[test]
+    fn host_addresses_are_refused_in_every_form_and_bounded() {
+        let h = HostAddresses::parse(&["198.51.100.7", " 2001:db8::7 ", "198.51.100.7"]).unwrap();
+        assert_eq!(h.len(), 2, "duplicates count once");
+        for s in ["198.51.100.7", "::ffff:198.51.100.7", "2001:db8::7"] {
+            let ip: IpAddr = s.parse().unwrap();
+            assert!(h.contains(ip) && h.forbids(ip), "{s}");
+        }
+        for s in ["198.51.100.8", "2001:db8::8"] {
+            assert!(!h.forbids(s.parse().unwrap()), "{s}");
+        }
+        // The fixed ranges still apply, listed or not.
+        assert!(h.forbids("10.0.0.1".parse().unwrap()));
+        assert!(HostAddresses::default().forbids("127.0.0.1".parse().unwrap()));
+
+        for bad in ["host.example", "[::1]", "198.51.100.7:80", "0x7f.1", ""] {
+            let e = HostAddresses::parse(&[bad]).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+        let many: Vec<String> = (0..=MAX_HOST_ADDRESSES as u32)
+            .map(|n| Ipv4Addr::from(0xc633_6400 + n).to_string())
+            .collect();
+        let e = HostAddresses::parse(&many).unwrap_err();
+        assert!(e.contains("257 addresses, at most 256"), "{e}");
+        assert!(HostAddresses::parse(&many[1..]).is_ok());
     }
 
     proptest! {

@@ -3,6 +3,7 @@
 //! `cleanup` find it whatever happens here.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use bottle_plan::{Plan, Secrets, bottle_env};
 use bottle_secret::Secret;
@@ -41,6 +42,9 @@ pub struct Inputs {
     pub prompt: String,
     /// The skills archive (`skills::archive`).
     pub skills: Option<Vec<u8>>,
+    /// The addresses of the machine the engine runs on, for the sidecar's
+    /// SSRF guard (`sidecar::config`); empty when the CLI cannot know them.
+    pub host_addresses: Vec<IpAddr>,
 }
 
 /// The agent container's labels: the bottle's, its role, and its command
@@ -89,7 +93,7 @@ pub async fn launch(
     let configured = sidecar::configure(
         engine,
         &sidecar_id,
-        sidecar::config(plan, secrets, &sidecar_ip, &names),
+        sidecar::config(plan, secrets, &sidecar_ip, &names, &inputs.host_addresses),
     );
     let env: Vec<String> = bottle_env(plan)
         .into_iter()

@@ -3,6 +3,7 @@
 //! stdin, then waited on until it says `ready`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
@@ -56,11 +57,16 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Every part listens on `listen_ip`, the sidecar's internal address only:
 /// the egress side (and through it the host) must never reach a proxy that
 /// injects the bottle's credentials.
+///
+/// `host_addresses` are the addresses of the machine the engine runs on:
+/// the proxy and the gate refuse them as they refuse private ones, since
+/// the sidecar's connections reach the host there as local traffic.
 pub fn config(
     plan: &Plan,
     secrets: &bottle_plan::Secrets,
     listen_ip: &str,
     dns_names: &HashMap<String, String>,
+    host_addresses: &[IpAddr],
 ) -> Secret {
     let allow: Vec<Value> = plan
         .egress
@@ -124,10 +130,12 @@ pub fn config(
         "log": plan.egress.log,
         "tokens": tokens,
         "resolve": plan.egress.resolve,
+        "host_addresses": host_addresses,
         "dns": {"listen": format!("{listen_ip}:53"), "names": dns_names},
         "upstream_proxy": plan.egress.upstream_proxy,
         "gate": {"listen": format!("{listen_ip}:{GATE_PORT}"), "state_dir": "/tmp/gate", "repos": repos,
-                 "resolve": plan.egress.resolve, "upstream_proxy": plan.egress.upstream_proxy},
+                 "resolve": plan.egress.resolve, "upstream_proxy": plan.egress.upstream_proxy,
+                 "host_addresses": host_addresses},
         "secrets": {"tokens": token_values, "ssh_keys": ssh_keys, "known_hosts": secrets.known_hosts},
     });
     if let Some(pem) = &secrets.upstream_ca {
@@ -376,6 +384,11 @@ mod tests {
 
     /// The sidecar document for an agent of a bottle with this front matter.
     fn document(front: &str) -> Value {
+        document_on(front, &[])
+    }
+
+    /// The same, for an engine on a machine with these addresses.
+    fn document_on(front: &str, host_addresses: &[IpAddr]) -> Value {
         let home = Path::new("/home/u");
         let agent = bottle_manifest::agent::parse(
             "a",
@@ -407,7 +420,13 @@ mod tests {
         };
         let r =
             bottle_plan::resolve(&agent, &merged, &facts, &Default::default(), &NoHost).unwrap();
-        let doc = config(&r.plan, &r.secrets, "10.0.0.2", &HashMap::new());
+        let doc = config(
+            &r.plan,
+            &r.secrets,
+            "10.0.0.2",
+            &HashMap::new(),
+            host_addresses,
+        );
         serde_json::from_str(doc.expose()).unwrap()
     }
 
@@ -422,6 +441,26 @@ mod tests {
         assert_eq!(doc["gate"]["upstream_proxy"], "http://proxy.corp:3128");
         let doc = document("egress:\n  allow:\n    - host: example.com\n");
         assert!(doc["upstream_proxy"].is_null());
+    }
+
+    /// Attack: a wildcard route and a name resolving to the host's public
+    /// address, which the sidecar reaches as local traffic. The host's
+    /// addresses go to the proxy and to the gate (which dials upstreams
+    /// itself); with none known, both lists are empty, not missing.
+    #[test]
+    fn the_hosts_addresses_reach_the_proxy_and_the_gate() {
+        let front = "egress:\n  allow:\n    - host: \"*\"\n";
+        let host: Vec<IpAddr> = vec![
+            "198.51.100.7".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ];
+        let doc = document_on(front, &host);
+        let want = json!(["198.51.100.7", "2001:db8::7"]);
+        assert_eq!(doc["host_addresses"], want, "{doc}");
+        assert_eq!(doc["gate"]["host_addresses"], want, "{doc}");
+        let doc = document(front);
+        assert_eq!(doc["host_addresses"], json!([]));
+        assert_eq!(doc["gate"]["host_addresses"], json!([]));
     }
 
     /// manifest.md: ports default to "80 (http) and 443 (https)", each for

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use bottle_secret::Secret;
 use serde::Deserialize;
 
-use crate::addr::{HostKind, classify_host};
+use crate::addr::{HostAddresses, HostKind, classify_host};
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::route::{HostPattern, PathRule, Route, RouteTable, Tls};
@@ -45,6 +45,10 @@ pub struct RawConfig {
     pub upstream_proxy: Option<String>,
     #[serde(default)]
     pub resolve: BTreeMap<String, String>,
+    /// The addresses of the machine the bottle runs on; see
+    /// [`ProxyConfig::host_addresses`].
+    #[serde(default)]
+    pub host_addresses: Vec<String>,
     pub audit: Option<PathBuf>,
 }
 
@@ -210,6 +214,13 @@ pub struct ProxyConfig {
     pub upstream_ca: Option<PathBuf>,
     pub upstream_proxy: Option<UpstreamProxy>,
     pub resolve: HashMap<String, Pin>,
+    /// The addresses of the machine the bottle runs on: refused after
+    /// resolving like the fixed private ranges, unless a route or `resolve`
+    /// names the address. A container on an ordinary bridge reaches its
+    /// host at every host address as local traffic (the sidecar's own
+    /// connections included), public ones too, which no fixed range
+    /// covers. The CLI fills it in for a local engine.
+    pub host_addresses: HostAddresses,
     pub audit: AuditTarget,
     pub limits: Limits,
     /// The names (and addresses) that are the proxy itself. Not part of the
@@ -444,6 +455,9 @@ impl ProxyConfig {
             resolve.insert(name, parse_pin(target)?);
         }
 
+        let host_addresses = HostAddresses::parse(&raw.host_addresses)
+            .map_err(|e| Error::Invalid(format!("host_addresses: {e}")))?;
+
         let upstream_proxy = raw
             .upstream_proxy
             .as_deref()
@@ -463,6 +477,7 @@ impl ProxyConfig {
             upstream_ca: raw.upstream_ca.map(|p| base.join(p)),
             upstream_proxy,
             resolve,
+            host_addresses,
             audit: raw
                 .audit
                 .map_or(AuditTarget::Stdout, |p| AuditTarget::File(base.join(p))),
@@ -638,6 +653,7 @@ upstream_proxy: http://proxy.corp:3128
 resolve:
   example.com: 127.0.0.1:18443
   git.internal: 10.0.0.5
+host_addresses: [198.51.100.7, "2001:db8::7"]
 audit: audit.jsonl
 "#;
 
@@ -698,6 +714,9 @@ audit: audit.jsonl
                 port: Some(18443)
             }
         );
+        assert!(c.host_addresses.contains("198.51.100.7".parse().unwrap()));
+        assert!(c.host_addresses.contains("2001:db8::7".parse().unwrap()));
+        assert_eq!(c.host_addresses.len(), 2);
         assert_eq!(
             c.resolve["git.internal"],
             Pin {
@@ -767,6 +786,8 @@ audit: audit.jsonl
             "known_secret_env: [UNSET]",
             "resolve: {a.com: not-an-ip}",
             "upstream_proxy: https://x",
+            "host_addresses: [host.example]",
+            "host_addresses: ['198.51.100.7:80']",
         ] {
             let raw = parse_text(text).unwrap();
             assert!(

@@ -26,7 +26,7 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::addr::{HostKind, is_forbidden};
+use crate::addr::HostKind;
 use crate::error::Deny;
 use crate::limits::{POOL_IDLE_TIMEOUT, POOL_MAX_IDLE, POOL_MAX_IDLE_PER_TARGET};
 use crate::server::Inner;
@@ -127,10 +127,11 @@ pub async fn vet(inner: &Inner, target: &Target) -> Result<Vetted, Deny> {
             return Err(Deny::UpstreamError);
         }
         // One forbidden answer poisons the lot: a name that mixes public and
-        // private answers is a rebinding attempt.
+        // private answers is a rebinding attempt. Forbidden: the fixed
+        // private ranges and the addresses of the machine the bottle runs on.
         if addrs
             .iter()
-            .any(|a| is_forbidden(a.ip()) && !cfg.routes.names_ip(a.ip()))
+            .any(|a| cfg.host_addresses.forbids(a.ip()) && !cfg.routes.names_ip(a.ip()))
         {
             return Err(Deny::PrivateAddress);
         }

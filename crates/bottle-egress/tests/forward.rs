@@ -291,6 +291,91 @@ async fn ssrf_guard_refuses_private_answers_unless_pinned() {
     assert_eq!(rec.count(), 1);
 }
 
+/// Attack: the agent reaches a service on the machine the bottle runs on
+/// through a wildcard route, by a name that resolves to one of the host's
+/// public addresses (`ec2-…` names under `*.amazonaws.com` do). The
+/// sidecar's connection to that address arrives at the host as local
+/// traffic, and no fixed private range covers a public address: the
+/// config's `host_addresses` must. 198.51.100.7 stands for the host's
+/// address; the fake net takes connects to it to the loopback upstream,
+/// as the host would take them to its service.
+#[tokio::test]
+async fn ssrf_guard_refuses_the_hosts_own_addresses_unless_named() {
+    let (up, rec) = http_upstream().await;
+    let port = up.port();
+    // A proxy with `*` on the upstream's port, `route` after it, and
+    // `extra` config lines.
+    let proxy = |route: &str, extra: &str| {
+        let net = FakeNet::with(&[
+            ("ec2-198-51-100-7.compute.test", "198.51.100.7"),
+            ("mapped.test", "::ffff:198.51.100.7"),
+            ("v6.test", "2001:db8::7"),
+        ]);
+        net.stand_in("198.51.100.7");
+        Setup::new(format!(
+            "dlp: off\nallow: [{{host: '*', ports: [{port}]}}{route}]\n{extra}"
+        ))
+        .net(net)
+        .start()
+    };
+    // The status and block reason of a GET through `p`.
+    let get = |p: std::net::SocketAddr, url: String| async move {
+        let mut c = client(p).await;
+        let (s, h, _) = send(&mut c, req("GET", &url, &[], "")).await;
+        let block = h
+            .get("x-claude-bottle-block")
+            .map(|v| v.to_str().unwrap().to_string());
+        (s, block)
+    };
+    let host = format!("http://ec2-198-51-100-7.compute.test:{port}/");
+    let listed = "host_addresses: [198.51.100.7, '2001:db8::7']";
+
+    // Control: without the list the host is reached (the hole).
+    let open = proxy("", "").await;
+    assert_eq!(
+        get(open.addr, host.clone()).await,
+        (200, None),
+        "the stand-in reaches the upstream"
+    );
+    assert_eq!(rec.count(), 1);
+    drop(open);
+
+    let p = proxy(
+        "",
+        &format!("{listed}\nresolve: {{pinned.test: 198.51.100.7}}"),
+    )
+    .await;
+    let refused = (403, Some("private-address".to_string()));
+    for name in ["ec2-198-51-100-7.compute.test", "mapped.test", "v6.test"] {
+        let url = format!("http://{name}:{port}/");
+        assert_eq!(get(p.addr, url).await, refused, "{name}");
+        let (s, text, _) = connect(p.addr, &format!("{name}:{port}")).await;
+        assert_eq!(s, 403, "{name}: {text}");
+        assert!(text.contains("private-address"), "{name}: {text}");
+    }
+    // The address itself, as an IP literal: refused as every literal no
+    // route names is.
+    let literal = format!("http://198.51.100.7:{port}/");
+    assert_eq!(get(p.addr, literal).await, (403, Some("ip-literal".into())));
+    assert_eq!(p.net.connect_count(), 0, "refused before connecting");
+    assert_eq!(rec.count(), 1, "nothing past the control");
+
+    // Named by `resolve`: the user chose it.
+    let pinned = format!("http://pinned.test:{port}/");
+    assert_eq!(get(p.addr, pinned).await, (200, None));
+    assert_eq!(rec.count(), 2);
+    drop(p);
+
+    // Named by a route: so is a name that resolves to it.
+    let p = proxy(
+        &format!(", {{host: 198.51.100.7, ports: [{port}]}}"),
+        listed,
+    )
+    .await;
+    assert_eq!(get(p.addr, host).await, (200, None));
+    assert_eq!(rec.count(), 3);
+}
+
 #[tokio::test]
 async fn resolve_pin_with_port_replaces_the_request_port() {
     let (up, rec) = http_upstream().await;

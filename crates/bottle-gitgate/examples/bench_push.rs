@@ -247,6 +247,7 @@ fn main() {
             repos,
             resolve: Default::default(),
             upstream_proxy: None,
+            host_addresses: Default::default(),
         };
         let options = Options {
             hook_command: vec![hook.clone()],

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use bottle_addr::HostAddresses;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -59,6 +61,17 @@ pub struct GateConfig {
     /// upstreams are reached through it (`http.proxy`, CONNECT).
     #[serde(default)]
     pub upstream_proxy: Option<String>,
+    /// The addresses of the machine the bottle runs on (the proxy's
+    /// `host_addresses`): the guard refuses an upstream name that resolves
+    /// to one, as it refuses a private address, since the gate's
+    /// connections reach the host there as local traffic.
+    #[serde(default, deserialize_with = "host_addresses")]
+    pub host_addresses: HostAddresses,
+}
+
+fn host_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<HostAddresses, D::Error> {
+    let raw: Vec<String> = Vec::deserialize(d)?;
+    HostAddresses::parse(&raw).map_err(|e| serde::de::Error::custom(format!("host_addresses: {e}")))
 }
 
 /// How the gate authenticates to one upstream.

@@ -6,7 +6,8 @@
 //! itself, refuses it when any answer is a loopback, private, link-local,
 //! CGNAT, multicast or metadata address (the egress proxy's ranges), and
 //! pins git to the address it checked, so a second lookup by git cannot
-//! rebind the name. Exempt, because the user chose them: a name the bottle
+//! rebind the name. The addresses of the machine the bottle runs on
+//! (`gate.host_addresses`) are refused the same way. Exempt, because the user chose them: a name the bottle
 //! pins in `resolve`, and an IP literal written in the repo's URL (as a
 //! route naming an address is for the proxy).
 
@@ -15,7 +16,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bottle_addr::{HostKind, classify_host, is_forbidden};
+use bottle_addr::{HostAddresses, HostKind, classify_host, is_forbidden};
 
 use crate::config::GateConfig;
 use crate::credentials::url_host;
@@ -118,15 +119,21 @@ pub async fn vet(
             )));
         }
     };
-    decide(&name, &answers)
+    decide(&name, &answers, &gate.host_addresses)
 }
 
-/// The guard's rule on a name's answers: one forbidden answer refuses the
-/// lot (a name mixing public and private answers is a rebinding attempt).
-fn decide(name: &str, answers: &[IpAddr]) -> Result<Option<IpAddr>, Refused> {
-    if let Some(bad) = answers.iter().find(|ip| is_forbidden(**ip)) {
+/// The guard's rule on a name's answers: one forbidden answer (a private
+/// range, or an address of the host) refuses the lot (a name mixing public
+/// and private answers is a rebinding attempt).
+fn decide(name: &str, answers: &[IpAddr], host: &HostAddresses) -> Result<Option<IpAddr>, Refused> {
+    if let Some(bad) = answers.iter().find(|ip| host.forbids(**ip)) {
+        let what = if is_forbidden(*bad) {
+            "a private or local address"
+        } else {
+            "an address of the machine the bottle runs on"
+        };
         return Err(Refused::PrivateAddress(format!(
-            "the upstream host `{name}` resolves to {bad}, a private or local address; \
+            "the upstream host `{name}` resolves to {bad}, {what}; \
              the gate reaches such an address only when the bottle pins the name in \
              `egress.resolve`"
         )));
@@ -150,8 +157,9 @@ mod tests {
 
     #[test]
     fn one_private_answer_refuses_the_name() {
+        let none = HostAddresses::default();
         assert_eq!(
-            decide("git.example", &[ip("203.0.113.7")]),
+            decide("git.example", &[ip("203.0.113.7")], &none),
             Ok(Some(ip("203.0.113.7")))
         );
         for bad in [
@@ -161,10 +169,13 @@ mod tests {
             "::1",
             "::ffff:192.168.0.1",
         ] {
-            let r = decide("git.example", &[ip("203.0.113.7"), ip(bad)]);
+            let r = decide("git.example", &[ip("203.0.113.7"), ip(bad)], &none);
             assert!(matches!(r, Err(Refused::PrivateAddress(_))), "{bad}: {r:?}");
         }
-        assert!(matches!(decide("x", &[]), Err(Refused::Unresolved(_))));
+        assert!(matches!(
+            decide("x", &[], &none),
+            Err(Refused::Unresolved(_))
+        ));
     }
 
     /// A resolver with fixed answers that counts how often it was asked.
@@ -201,5 +212,53 @@ mod tests {
             assert_eq!(vet(exempt, &gate, &mixed).await, Ok(None));
         }
         assert_eq!(mixed.1.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Attack: an upstream name (a wildcard DNS name, or one the agent's
+    /// repo URL points at) that resolves to the public address of the
+    /// machine the bottle runs on, which the gate's connection reaches as
+    /// local traffic. 198.51.100.7 stands for that address: public, so no
+    /// fixed range refuses it; `gate.host_addresses` lists it.
+    #[tokio::test]
+    async fn an_address_of_the_host_is_refused_unless_pinned() {
+        let (gate, _) = crate::config::from_sidecar_json(
+            r#"{"gate": {"repos": {"app": {"url": "https://git.example/app.git",
+                "auth": "token", "token_ref": "T"}},
+                "resolve": {"own.example": "198.51.100.7"},
+                "host_addresses": ["198.51.100.7", "2001:db8::7"]},
+                "secrets": {"tokens": {"T": "t"}}}"#,
+        )
+        .unwrap();
+        let url = "https://git.example/app.git";
+        for answer in ["198.51.100.7", "::ffff:198.51.100.7", "2001:db8::7"] {
+            let host = Fixed(vec![ip(answer)], Default::default());
+            let r = vet(url, &gate, &host).await;
+            assert!(
+                matches!(&r, Err(Refused::PrivateAddress(m))
+                    if m.contains("the machine the bottle runs on")),
+                "{answer}: {r:?}"
+            );
+            assert_eq!(r.map_err(|e| e.reason()), Err("private-address"));
+        }
+        // Another public address passes; a pin in `resolve` exempts.
+        let other = Fixed(vec![ip("198.51.100.8")], Default::default());
+        assert_eq!(vet(url, &gate, &other).await, Ok(Some(ip("198.51.100.8"))));
+        let host = Fixed(vec![ip("198.51.100.7")], Default::default());
+        assert_eq!(
+            vet("https://own.example/o.git", &gate, &host).await,
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_bad_host_address_is_a_config_error_naming_the_key() {
+        let e =
+            crate::config::from_sidecar_json(r#"{"gate": {"host_addresses": ["host.example"]}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("host_addresses") && e.contains("host.example"),
+            "{e}"
+        );
     }
 }

@@ -138,7 +138,8 @@ pub enum Command {
         after_help = "FILE's keys (../shared/spec/sidecar.md, \"Standalone proxy\"): listen, allow \
                       (routes, as a bottle's egress.allow; host \"*\" matches any host), dlp, log, \
                       tokens (token_ref read from this process's environment), known_secret_env, \
-                      ca, upstream_ca, upstream_proxy, resolve, audit. Relative paths are relative \
+                      ca, upstream_ca, upstream_proxy, resolve, host_addresses (this machine's own \
+                      addresses, refused as private ones), audit. Relative paths are relative \
                       to FILE's folder. Prints `listening on ADDR` on stderr when ready; SIGTERM or SIGINT \
                       ends it."
     )]

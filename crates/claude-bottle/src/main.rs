@@ -7,6 +7,7 @@
 #[macro_use]
 mod output;
 
+mod addresses;
 mod catalog;
 mod cli;
 mod commands;

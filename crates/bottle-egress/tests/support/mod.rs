@@ -139,7 +139,13 @@ pub async fn https_upstream(ca: &TestCa, names: &[&str]) -> (SocketAddr, Recorde
 pub struct FakeNet {
     pub names: Mutex<HashMap<String, Vec<IpAddr>>>,
     pub resolves: AtomicUsize,
+    /// Every address a connect was asked for (a stand-in's own address,
+    /// not loopback).
     pub connects: Mutex<Vec<SocketAddr>>,
+    /// Non-loopback addresses whose connects go to 127.0.0.1 on the same
+    /// port: a public address of the test's choosing that still reaches a
+    /// fake upstream (as the host's own public address reaches the host).
+    pub stand_ins: Mutex<Vec<IpAddr>>,
 }
 
 impl FakeNet {
@@ -155,6 +161,10 @@ impl FakeNet {
     }
     pub fn connect_count(&self) -> usize {
         self.connects.lock().unwrap().len()
+    }
+    /// Connects to `ip` reach 127.0.0.1 on the same port from now on.
+    pub fn stand_in(&self, ip: &str) {
+        self.stand_ins.lock().unwrap().push(ip.parse().unwrap());
     }
 }
 
@@ -177,6 +187,11 @@ impl Net for FakeNet {
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<tokio::net::TcpStream>> {
         self.connects.lock().unwrap().push(addr);
+        let addr = if self.stand_ins.lock().unwrap().contains(&addr.ip()) {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
         Box::pin(async move {
             // The guard under test may be broken: never let a packet leave loopback.
             assert!(addr.ip().is_loopback(), "test tried to connect to {addr}");

@@ -733,6 +733,7 @@ impl GateSetup {
             repos,
             resolve: self.resolve,
             upstream_proxy: self.upstream_proxy,
+            host_addresses: Default::default(),
         };
         let audit = Memory::default();
         let options = Options {

@@ -103,6 +103,7 @@ pub fn run(
                     .ok_or_else(|| anyhow::anyhow!("`--copy-cwd` without its folder listing"))?;
                 copy_cwd(settings, &engine, plan, tag, ws, &base).await?;
             }
+            let host = host_addresses();
             let progress = Progress::start("launching the bottle");
             let mut on = |step: &str| progress.detail(step);
             let launched = launch::launch(
@@ -113,6 +114,7 @@ pub fn run(
                     env: env_file,
                     prompt: run.prompt_text.to_string(),
                     skills,
+                    host_addresses: host,
                 },
                 &base,
                 &mut on,
@@ -184,6 +186,18 @@ pub fn run(
         }
         outcome
     })
+}
+
+/// The addresses of the machine the engine runs on, for the sidecar's SSRF
+/// guard (`crate::addresses`); what cannot be covered is a warning, printed
+/// here before the progress line takes the terminal.
+pub(super) fn host_addresses() -> Vec<std::net::IpAddr> {
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    let found = crate::addresses::for_sidecar(docker_host.as_deref());
+    for w in &found.warnings {
+        stderrln!("warning: {w}");
+    }
+    found.addresses
 }
 
 /// Claim the bottle's slug (its state folder, with this process as owner)

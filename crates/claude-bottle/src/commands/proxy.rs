@@ -139,8 +139,8 @@ fn value_hint(message: &str) -> &'static str {
         "use one of the values listed above"
     } else {
         "the value there is not of the kind its key takes: `allow`, `tokens`, \
-         `known_secret_env` and a route's `methods`, `paths` and `ports` are lists, `ca` and \
-         `resolve` are mappings, the other keys single values"
+         `known_secret_env`, `host_addresses` and a route's `methods`, `paths` and `ports` are \
+         lists, `ca` and `resolve` are mappings, the other keys single values"
     }
 }
 

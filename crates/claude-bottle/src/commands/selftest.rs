@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -150,6 +150,8 @@ async fn attack(
     base: &HashMap<String, String>,
     token: &str,
 ) -> Result<Vec<Check>> {
+    // Configured as a real bottle's sidecar is.
+    let host_addresses = super::launch::host_addresses();
     let progress = Progress::start("launching a throw-away bottle");
     let mut on = |step: &str| progress.detail(step);
     let launched = bottle_docker::launch::launch(
@@ -160,6 +162,7 @@ async fn attack(
             env: bottle_docker::provision::env_file(&BTreeMap::new())?,
             prompt: String::new(),
             skills: None,
+            host_addresses,
         },
         base,
         &mut on,
@@ -172,7 +175,9 @@ async fn attack(
     let listener = HostListener::start()?;
     let sidecar_ip = launched.sidecar_ip.clone();
     let mut host_addrs = engine.gateway_addresses().await?;
-    host_addrs.extend(local_addresses());
+    // Unreadable tables (not Linux) leave the bridges' gateways to aim at.
+    let own = crate::addresses::local().unwrap_or_default();
+    host_addrs.extend(own.iter().map(IpAddr::to_string));
     host_addrs.sort();
     host_addrs.dedup();
     let spec = json!({
@@ -251,41 +256,6 @@ async fn probe(engine: &Engine, agent: &str, phase: &str, spec: &Value) -> Resul
         );
     }
     Ok(checks)
-}
-
-/// This host's own addresses but loopback and link-local: IPv4 from
-/// /proc/net/fib_trie (`/32 host LOCAL` entries), IPv6 of global scope
-/// from /proc/net/if_inet6.
-fn local_addresses() -> Vec<String> {
-    let mut out = Vec::new();
-    let trie = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
-    let mut last = "";
-    for line in trie.lines() {
-        let t = line.trim_start_matches([' ', '|', '+', '-']);
-        if t.contains("/32 host LOCAL") {
-            if !last.starts_with("127.") && !last.is_empty() {
-                out.push(last.to_string());
-            }
-        } else if let Some(addr) = t.split_whitespace().next()
-            && addr.parse::<std::net::Ipv4Addr>().is_ok()
-        {
-            last = addr;
-        }
-    }
-    let v6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
-    for line in v6.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // Scope 00 is global; fe80 (20) and ::1 (10) are left out.
-        if f.len() >= 4 && f[3] == "00" && f[0].len() == 32 {
-            let groups: Vec<String> = (0..8).map(|i| f[0][i * 4..i * 4 + 4].to_string()).collect();
-            if let Ok(a) = groups.join(":").parse::<std::net::Ipv6Addr>() {
-                out.push(a.to_string());
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// Listens on every address of the host, one port, and counts arrivals.

@@ -393,6 +393,25 @@ mod tests {
         String::from_utf8_lossy(&answer).to_ascii_lowercase()
     }
 
+    /// The host's addresses, as `bottle-docker` renders them (the top
+    /// level for the proxy, `gate` for the gate), are refused by both.
+    #[test]
+    fn the_hosts_addresses_reach_the_proxy_and_the_gate() {
+        let host: IpAddr = "198.51.100.7".parse().unwrap();
+        let cfg = proxy_config(
+            serde_json::json!({"host_addresses": [host]}),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+        assert!(cfg.host_addresses.forbids(host));
+        let (gate, _) = bottle_gitgate::from_sidecar_parts(
+            serde_json::json!({"host_addresses": [host]}),
+            Value::Null,
+        )
+        .unwrap();
+        assert!(gate.host_addresses.forbids(host));
+    }
+
     /// `sidecar`, the names the sidecar's DNS answers and, on the proxy's
     /// port, the address it answers them with are the proxy itself: an
     /// absolute-form request to one is served, not forwarded (here it

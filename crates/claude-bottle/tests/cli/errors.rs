@@ -450,10 +450,10 @@ fn proxy_config_parse_errors_have_line_column_and_hint() {
     hint: close the list with `]`, or quote the value if the `[` is text
     error: `type.yaml`:2:8: expected sequence start
 
-    hint: the value there is not of the kind its key takes: `allow`, `tokens`, `known_secret_env` and a route's `methods`, `paths` and `ports` are lists, `ca` and `resolve` are mappings, the other keys single values
+    hint: the value there is not of the kind its key takes: `allow`, `tokens`, `known_secret_env`, `host_addresses` and a route's `methods`, `paths` and `ports` are lists, `ca` and `resolve` are mappings, the other keys single values
     error: `type.json`:1:11: invalid type: integer `5`, expected a sequence
 
-    hint: the value there is not of the kind its key takes: `allow`, `tokens`, `known_secret_env` and a route's `methods`, `paths` and `ports` are lists, `ca` and `resolve` are mappings, the other keys single values
+    hint: the value there is not of the kind its key takes: `allow`, `tokens`, `known_secret_env`, `host_addresses` and a route's `methods`, `paths` and `ports` are lists, `ca` and `resolve` are mappings, the other keys single values
     ");
 }
 
