@@ -1,6 +1,8 @@
 //! The standalone proxy without the main binary, for benchmarks:
-//! `egress-proxy CONFIG [LISTEN]`. `EGRESS_THREADS=N` picks the runtime's
-//! worker count (1 = current-thread runtime); unset, it is `run_standalone`.
+//! `egress-proxy CONFIG [LISTEN]`. Unset, `EGRESS_THREADS` gives
+//! `run_standalone` (one current-thread runtime per CPU, `serve_sharded`);
+//! `EGRESS_THREADS=N` instead serves on one multi-threaded runtime of N
+//! workers (1 = current-thread), the way the proxy ran before.
 
 use std::path::PathBuf;
 

@@ -37,6 +37,7 @@ pub struct Tunnel {
 /// Answers a CONNECT: 200 and a tunnel, or a refusal.
 pub async fn handle(
     inner: &Arc<Inner>,
+    pool: &Pool,
     req: &mut Request<Incoming>,
     info: &mut Info,
 ) -> Result<Response<Body>, Failure> {
@@ -120,12 +121,13 @@ pub async fn handle(
                 sni: None,
             };
             let inner = inner.clone();
+            let pool = pool.clone();
             inner.audit.emit(&ev);
             tokio::spawn(async move {
                 let Ok(client) = on_upgrade.await else {
                     return;
                 };
-                intercept(inner, tunnel, client).await;
+                intercept(inner, pool, tunnel, client).await;
                 drop(slot);
             });
         }
@@ -195,13 +197,19 @@ fn info_event(info: &Info, inner: &Inner) -> crate::audit::Event {
 /// themselves be CONNECTs, and the compiler cannot prove `Send` for that cycle.
 fn intercept(
     inner: Arc<Inner>,
+    pool: Pool,
     tunnel: Tunnel,
     client: hyper::upgrade::Upgraded,
 ) -> crate::upstream::BoxFuture<'static, ()> {
-    Box::pin(intercept_inner(inner, tunnel, client))
+    Box::pin(intercept_inner(inner, pool, tunnel, client))
 }
 
-async fn intercept_inner(inner: Arc<Inner>, mut tunnel: Tunnel, client: hyper::upgrade::Upgraded) {
+async fn intercept_inner(
+    inner: Arc<Inner>,
+    pool: Pool,
+    mut tunnel: Tunnel,
+    client: hyper::upgrade::Upgraded,
+) {
     // One config per host, cached with its leaf: a client reconnecting to
     // this host can resume its session; no other host's config knows it.
     let cfg = match inner.ca.server_config(&tunnel.host) {
@@ -226,7 +234,7 @@ async fn intercept_inner(inner: Arc<Inner>, mut tunnel: Tunnel, client: hyper::u
         .1
         .server_name()
         .map(|s| s.trim_end_matches('.').to_ascii_lowercase());
-    serve_client(inner, tls, Some(Arc::new(tunnel))).await;
+    serve_client(inner, pool, tls, Some(Arc::new(tunnel))).await;
 }
 
 fn same_host(a: &str, b: &str) -> bool {

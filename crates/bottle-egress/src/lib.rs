@@ -33,5 +33,5 @@ pub mod websocket;
 
 pub use config::ProxyConfig;
 pub use error::{Deny, Error};
-pub use server::{Options, Proxy, serve};
+pub use server::{Options, Proxy, serve, serve_sharded};
 pub use standalone::run_standalone;

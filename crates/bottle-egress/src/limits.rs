@@ -107,3 +107,15 @@ pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// at most; the rest are counted (see `audit::Audit`). A second of refusals is then about 70 KB of log, so
 /// the 512 MiB the sidecar keeps hold two hours of a flood.
 pub const REFUSAL_EVENTS_PER_SECOND: u32 = 200;
+
+/// Most threads the proxy serves on (one per CPU the process may use,
+/// cgroup quotas counted; see `serve_sharded`).
+pub const MAX_PROXY_THREADS: usize = 8;
+
+/// The threads the proxy serves on here: the CPUs this process may use,
+/// at most [`MAX_PROXY_THREADS`].
+pub fn proxy_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_PROXY_THREADS)
+}

@@ -141,7 +141,7 @@ impl Proxy {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        serve_client(self.inner.clone(), io, None).await;
+        serve_client(self.inner.clone(), self.inner.pool.clone(), io, None).await;
     }
 
     /// The audit sink, for the sidecar's other parts (DNS, git gate).
@@ -212,13 +212,116 @@ fn client_config(
     Ok(Arc::new(c))
 }
 
-/// Serves clients from `listener` until `shutdown` completes.
+/// Serves clients from `listener` until `shutdown` completes, on the
+/// runtime it is called from.
 pub async fn serve<F>(proxy: Proxy, listener: TcpListener, shutdown: F) -> Result<(), Error>
 where
     F: Future<Output = ()> + Send,
 {
     let inner = proxy.inner;
     let slots = Arc::new(Semaphore::new(inner.cfg.limits.max_connections.max(1)));
+    let pool = inner.pool.clone();
+    accept(inner, slots, pool, listener, shutdown).await;
+    Ok(())
+}
+
+/// Serves clients from `listener` on `shards` threads until `shutdown`
+/// completes. Each thread is a runtime of its own that accepts from the
+/// same socket and keeps its own upstream connections, so a request, its
+/// upstream connection and their wake-ups stay on one thread: on a
+/// multi-threaded runtime each request crosses threads about twice
+/// (client and upstream connections are tasks of their own), and the
+/// wake-ups cost more than the proxy's own work (docs/benchmarks.md).
+/// Everything else (routes, DLP, the CA's leaves, audit, the bounds on
+/// connections and held bytes) is one for all shards. A shard that ends
+/// on an error ends them all, with that error.
+pub async fn serve_sharded<F>(
+    proxy: Proxy,
+    listener: TcpListener,
+    shards: usize,
+    shutdown: F,
+) -> Result<(), Error>
+where
+    F: Future<Output = ()> + Send,
+{
+    if shards <= 1 {
+        return serve(proxy, listener, shutdown).await;
+    }
+    let inner = proxy.inner;
+    let slots = Arc::new(Semaphore::new(inner.cfg.limits.max_connections.max(1)));
+    let listener = listener.into_std()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done) = tokio::sync::mpsc::channel::<Result<(), Error>>(shards);
+    let mut started = 0;
+    let mut failed = None;
+    for i in 0..shards {
+        let shard = (
+            listener.try_clone(),
+            inner.clone(),
+            slots.clone(),
+            stopped.clone(),
+            done_tx.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("proxy-{i}"))
+            .spawn(move || {
+                let (listener, inner, slots, mut stopped, done) = shard;
+                let run = || -> Result<(), Error> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(listener?)?;
+                        let until = async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        };
+                        accept(inner, slots, Pool::default(), listener, until).await;
+                        Ok(())
+                    })
+                };
+                let _ = done.blocking_send(run());
+            });
+        match spawned {
+            Ok(_) => started += 1,
+            Err(e) => {
+                failed = Some(Error::from(e));
+                break;
+            }
+        }
+    }
+    drop(done_tx);
+    if failed.is_none() {
+        tokio::pin!(shutdown);
+        tokio::select! {
+            () = &mut shutdown => {}
+            Some(r) = done.recv() => {
+                started -= 1;
+                failed = Some(r.err().unwrap_or_else(|| {
+                    Error::Io(std::io::Error::other("a proxy thread ended"))
+                }));
+            }
+        }
+    }
+    let _ = stop.send(true);
+    for _ in 0..started {
+        if let Some(Err(e)) = done.recv().await {
+            failed.get_or_insert(e);
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// Accepts clients until `shutdown` completes, each served on a task of
+/// the current runtime while it holds one of `slots`.
+async fn accept<F>(
+    inner: Arc<Inner>,
+    slots: Arc<Semaphore>,
+    pool: Pool,
+    listener: TcpListener,
+    shutdown: F,
+) where
+    F: Future<Output = ()>,
+{
     tokio::pin!(shutdown);
     loop {
         // Take a slot before accepting: at the bound, new clients wait in the
@@ -244,21 +347,24 @@ where
         };
         let _ = stream.set_nodelay(true);
         let inner = inner.clone();
+        let pool = pool.clone();
         tokio::spawn(async move {
-            serve_client(inner, stream, None).await;
+            serve_client(inner, pool, stream, None).await;
             drop(permit);
         });
     }
-    Ok(())
 }
 
 /// Serves HTTP/1.1 on one client stream: the front door, or the decrypted
 /// inside of an intercepted tunnel.
-pub(crate) async fn serve_client<I>(inner: Arc<Inner>, io: I, tunnel: Option<Arc<Tunnel>>)
-where
+pub(crate) async fn serve_client<I>(
+    inner: Arc<Inner>,
+    pool: Pool,
+    io: I,
+    tunnel: Option<Arc<Tunnel>>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let pool = inner.pool.clone();
     let svc_inner = inner.clone();
     let svc = service_fn(move |req| {
         let inner = svc_inner.clone();
@@ -445,7 +551,7 @@ async fn front(
 ) -> Result<Response<Body>, Failure> {
     check_head(&req)?;
     if req.method() == Method::CONNECT {
-        return connect::handle(inner, &mut req, info).await;
+        return connect::handle(inner, pool, &mut req, info).await;
     }
     let uri = req.uri().clone();
     if let Some(scheme) = uri.scheme_str() {

@@ -1,5 +1,5 @@
 //! `claude-bottle proxy --config FILE [--listen ADDR]`: the proxy on its own
-//! runtime, stopping cleanly on SIGTERM or SIGINT.
+//! threads, stopping cleanly on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,7 +8,8 @@ use tokio::net::TcpListener;
 
 use crate::config::ProxyConfig;
 use crate::error::Error;
-use crate::server::{Proxy, serve};
+use crate::limits::proxy_threads;
+use crate::server::{Proxy, serve_sharded};
 
 /// Loads FILE, binds, prints `listening on ADDR` on stderr, and serves until
 /// SIGTERM/SIGINT.
@@ -32,7 +33,9 @@ where
     if let Some(l) = listen {
         cfg.listen = l;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // Signals, the audit log's flushes: the proxy's own threads do the
+    // rest (`serve_sharded`).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
@@ -48,7 +51,7 @@ where
         let proxy = Proxy::new(cfg.clone())?;
         let audit = proxy.audit();
         ready(cfg.listen);
-        let served = serve(proxy, listener, shutdown).await;
+        let served = serve_sharded(proxy, listener, proxy_threads(), shutdown).await;
         audit.flush();
         served
     })

@@ -210,6 +210,7 @@ pub struct Running {
     pub net: Arc<FakeNet>,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Running {
@@ -221,6 +222,19 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// Stops the proxy and waits (up to 5 s) until its serving returned.
+    pub async fn shut_down(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(served) = self.served.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(5), served)
+                .await
+                .expect("the proxy stopped")
+                .unwrap();
+        }
+    }
+
     /// Waits (up to 5 s) for an event matching `pred`: events of allowed
     /// requests are written when the response body ends on the proxy side,
     /// which may be just after the client has read it.
@@ -259,6 +273,8 @@ pub struct Setup<'a> {
     pub upstream_ca: Option<&'a TestCa>,
     pub tweak: Option<Box<dyn FnOnce(&mut ProxyConfig) + 'a>>,
     pub engine: Option<Arc<dyn Engine>>,
+    /// Threads for `serve_sharded`; 0 serves on the test's runtime.
+    pub shards: usize,
 }
 
 impl<'a> Setup<'a> {
@@ -270,6 +286,7 @@ impl<'a> Setup<'a> {
             upstream_ca: None,
             tweak: None,
             engine: None,
+            shards: 0,
         }
     }
     pub fn secrets(mut self, s: &'a [(&'a str, &'a str)]) -> Self {
@@ -286,6 +303,12 @@ impl<'a> Setup<'a> {
     }
     pub fn tweak(mut self, f: impl FnOnce(&mut ProxyConfig) + 'a) -> Self {
         self.tweak = Some(Box::new(f));
+        self
+    }
+    /// Served on `n` threads of its own (`serve_sharded`), as the sidecar
+    /// and `claude-bottle proxy` serve.
+    pub fn sharded(mut self, n: usize) -> Self {
+        self.shards = n;
         self
     }
     /// Another DLP engine than the default one.
@@ -331,12 +354,18 @@ impl<'a> Setup<'a> {
         let log = proxy.memory_log().unwrap_or_default();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let p2 = proxy.clone();
-        tokio::spawn(async move {
-            serve(p2, listener, async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
+        let until = async move {
+            let _ = rx.await;
+        };
+        let shards = self.shards;
+        let served = tokio::spawn(async move {
+            if shards == 0 {
+                serve(p2, listener, until).await.unwrap();
+            } else {
+                bottle_egress::serve_sharded(p2, listener, shards, until)
+                    .await
+                    .unwrap();
+            }
         });
         Running {
             addr,
@@ -345,6 +374,7 @@ impl<'a> Setup<'a> {
             net: self.net,
             dir,
             stop: Some(tx),
+            served: Some(served),
         }
     }
 }

@@ -157,7 +157,13 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     // CLI installs in the agent without a round trip through it.
     crate::output::stdout(&format!("{}ready {}\n", proxy.ca_pem(), addrs.join(", ")))?;
     let audit = proxy.audit();
-    let served = bottle_egress::serve(proxy, proxy_listener, shutdown()).await;
+    let served = bottle_egress::serve_sharded(
+        proxy,
+        proxy_listener,
+        bottle_egress::limits::proxy_threads(),
+        shutdown(),
+    )
+    .await;
     tasks.shutdown().await;
     // Counts of events held back in the last second of a flood: teardown
     // stops the sidecar before it saves the log.
