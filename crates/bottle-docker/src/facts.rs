@@ -39,6 +39,7 @@ pub async fn engine_facts(
         )?;
         let mut facts = EngineFacts {
             gvisor_runtime: gvisor_runtime(&info),
+            default_runtime: info.default_runtime.clone(),
             ..Default::default()
         };
         let mut owners = Owners::default();

@@ -58,8 +58,9 @@ pub const DNS_MAX_MESSAGE: usize = 4096;
 pub const DNS_TCP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes of each body kept for an audit event with `log: full`.
 pub const FULL_LOG_BODY_BYTES: usize = 8 * 1024;
-/// Idle keep-alive upstream connections kept per destination, and in all;
-/// an idle one is closed after [`POOL_IDLE_TIMEOUT`] (shorter than common
+/// Idle keep-alive upstream connections kept per destination, and in all,
+/// by each proxy thread (at most [`MAX_PROXY_THREADS`]); an idle one is
+/// closed after [`POOL_IDLE_TIMEOUT`] (shorter than common
 /// server idle timeouts, to rarely meet a connection the server is closing).
 pub const POOL_MAX_IDLE_PER_TARGET: usize = 32;
 pub const POOL_MAX_IDLE: usize = 256;

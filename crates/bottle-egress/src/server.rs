@@ -156,7 +156,9 @@ impl Proxy {
         self.inner.log_redactor.clone()
     }
 
-    /// Idle upstream connections kept for reuse.
+    /// Idle upstream connections kept for reuse by [`serve`] and
+    /// [`Proxy::serve_connection`] (each thread of [`serve_sharded`] keeps
+    /// its own, not counted here).
     pub fn idle_upstream_connections(&self) -> usize {
         self.inner.pool.idle_count()
     }
@@ -225,6 +227,10 @@ where
     Ok(())
 }
 
+/// How long a proxy thread waits at a stop for its blocking work (name
+/// lookups) before leaving it behind.
+const SHARD_STOP: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Serves clients from `listener` on `shards` threads until `shutdown`
 /// completes. Each thread is a runtime of its own that accepts from the
 /// same socket and keeps its own upstream connections, so a request, its
@@ -270,16 +276,29 @@ where
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    rt.block_on(async move {
+                    let served = rt.block_on(async move {
                         let listener = TcpListener::from_std(listener?)?;
                         let until = async move {
                             let _ = stopped.wait_for(|s| *s).await;
                         };
                         accept(inner, slots, Pool::default(), listener, until).await;
                         Ok(())
-                    })
+                    });
+                    // Not a plain drop, which waits without bound for the
+                    // blocking pool: a `getaddrinfo` the agent made slow
+                    // (a name whose server never answers) would hold the
+                    // stop past the engine's grace, and the audit log's
+                    // last flush with it.
+                    rt.shutdown_timeout(SHARD_STOP);
+                    served
                 };
-                let _ = done.blocking_send(run());
+                // A panic ends the proxy too, rather than leave it serving
+                // on fewer threads without a word.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Io(std::io::Error::other("a proxy thread panicked")))
+                    });
+                let _ = done.blocking_send(result);
             });
         match spawned {
             Ok(_) => started += 1,

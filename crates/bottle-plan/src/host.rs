@@ -71,6 +71,8 @@ pub struct EngineFacts {
     /// The name gVisor is registered under with the engine (`runsc`, or
     /// another name whose program is `runsc`), if it is.
     pub gvisor_runtime: Option<String>,
+    /// The engine's default runtime (`docker info`'s `DefaultRuntime`).
+    pub default_runtime: Option<String>,
     /// Slugs whose objects were left by a CLI that is gone (and not kept
     /// with `--keep`): what `cleanup` would remove.
     pub leftovers: BTreeSet<String>,

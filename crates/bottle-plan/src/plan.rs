@@ -27,6 +27,11 @@ pub struct Plan {
     /// under another name than `runsc`. Not in the plan JSON.
     #[serde(skip)]
     pub engine_runtime: Option<String>,
+    /// The engine's default runtime, when the bottle leaves the choice to
+    /// it (`auto` without gVisor, a default known to isolate more than
+    /// runc). Not in the plan JSON, whose `runtime` says `runc` then.
+    #[serde(skip)]
+    pub engine_default_runtime: Option<String>,
     pub container: String,
     pub sidecar: SidecarPlan,
     pub networks: Vec<String>,

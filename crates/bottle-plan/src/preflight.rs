@@ -124,6 +124,10 @@ pub fn render(plan: &Plan) -> String {
     );
     let runtime = match (plan.runtime.as_deref(), plan.engine_runtime.as_deref()) {
         (None, _) => "unknown (engine not reached)".to_string(),
+        (Some(_), None) if plan.engine_default_runtime.is_some() => format!(
+            "{} (the engine's default; no gVisor)",
+            plan.engine_default_runtime.as_deref().unwrap_or_default()
+        ),
         (Some(r), Some(name)) if r != name => format!("{r} (registered as `{name}`)"),
         (Some(r), _) => r.to_string(),
     };

@@ -108,9 +108,11 @@ pub fn resolve(
 
     // The engine knows gVisor by the name it was registered under, which
     // need not be `runsc`; the plan JSON says `runsc` either way. `auto`
-    // without gVisor names no runtime: the engine's default applies, and
-    // an engine set up with a stronger one (Kata, a gVisor registered in a
-    // way not told by name) keeps it rather than being told `runc`.
+    // without gVisor names `runc`, unless the engine's default is known to
+    // isolate more (Kata, gVisor under a name not told apart), which is
+    // then left to apply. Any other default is not taken on trust (the
+    // NVIDIA runtime's hooks have had container escapes).
+    let mut engine_default_runtime = None;
     let (runtime, engine_runtime) = match engine {
         None => (None, None),
         Some(e) => match (bottle.runtime.unwrap_or(Runtime::Auto), &e.gvisor_runtime) {
@@ -126,7 +128,13 @@ pub fn resolve(
             (Runtime::Runsc | Runtime::Auto, Some(name)) => {
                 (Some("runsc".to_string()), Some(name.clone()))
             }
-            (Runtime::Auto, None) => (Some("runc".to_string()), None),
+            (Runtime::Auto, None) => match e.default_runtime.as_deref() {
+                Some(d) if isolates_more_than_runc(d) => {
+                    engine_default_runtime = Some(d.to_string());
+                    (Some("runc".to_string()), None)
+                }
+                _ => (Some("runc".to_string()), Some("runc".to_string())),
+            },
             (Runtime::Runc, _) => (Some("runc".to_string()), Some("runc".to_string())),
         },
     };
@@ -245,6 +253,7 @@ pub fn resolve(
         backend: "docker".to_string(),
         runtime,
         engine_runtime,
+        engine_default_runtime,
         container,
         sidecar: SidecarPlan {
             container: names::sidecar_container(&slug),
@@ -650,4 +659,11 @@ fn resolve_git(
         },
         repos,
     })
+}
+
+/// A runtime name known to isolate more than runc: Kata (a VM per
+/// container) or gVisor.
+fn isolates_more_than_runc(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("kata") || n.contains("runsc") || n.contains("gvisor")
 }

@@ -327,11 +327,34 @@ fn runtime_rules() {
         "{}",
         crate::preflight::render(&plan)
     );
-    // `auto` without gVisor: runc as far as the plan says, but no runtime
-    // named to the engine, whose default (maybe stronger) applies.
+    // `auto` without gVisor: runc, named to the engine, whatever its
+    // default (NVIDIA's runtime is not taken on trust)...
     let plan = full(Some(EngineFacts::default())).plan;
     assert_eq!(plan.runtime.as_deref(), Some("runc"));
+    assert_eq!(plan.engine_runtime.as_deref(), Some("runc"));
+    let nvidia = EngineFacts {
+        default_runtime: Some("nvidia".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        full(Some(nvidia)).plan.engine_runtime.as_deref(),
+        Some("runc")
+    );
+    // ...but a default known to isolate more is left to apply, and the
+    // preflight says which.
+    let kata = EngineFacts {
+        default_runtime: Some("kata-runtime".into()),
+        ..Default::default()
+    };
+    let plan = full(Some(kata)).plan;
+    assert_eq!(plan.runtime.as_deref(), Some("runc"));
     assert_eq!(plan.engine_runtime, None);
+    assert!(
+        crate::preflight::render(&plan)
+            .contains("runtime    kata-runtime (the engine's default; no gVisor)"),
+        "{}",
+        crate::preflight::render(&plan)
+    );
     static RUNSC: &[(&str, &str)] = &[
         ("base", "---\nimage: x\nruntime: runsc\n---\n"),
         ("dev", "---\nextends: base\n---\n"),

@@ -254,7 +254,9 @@ pub fn render(slug: &str, tally: &Tally, saved: &Saved) -> String {
         .filter_map(|(host, r)| r.hint(host, &bottle))
         .collect();
     if !hints.is_empty() {
-        out.push('\n');
+        // The agent chose these hosts, a compromised one too: say so,
+        // rather than present them as the user's own missing routes.
+        out.push_str("\nthe agent was refused these; allow one only if its work needs it:\n");
     }
     for h in hints.iter().take(SHOWN_HINTS) {
         let _ = writeln!(out, "hint: {h}");

@@ -108,19 +108,27 @@ impl Drop for RawMode {
 /// What an agent's session may leave switched on in the user's terminal,
 /// switched off, for what the CLI prints next (the summary, teardown
 /// warnings) and for the user's shell after it: CAN and ST end a control
-/// string left open (one would swallow the summary), then attributes
-/// (hidden or black-on-black text), the character set (line drawing), the
-/// normal screen, a visible cursor, mouse, focus and paste reporting,
-/// cursor and keypad modes, and the scroll region (between a cursor save
-/// and restore, since resetting it moves the cursor).
-const SESSION_RESET: &[u8] = b"\x18\x1b\\\x1b[0m\x1b(B\x1b[?1047l\x1b[?25h\
+/// string left open (one would swallow the summary), then attributes and
+/// reverse video (hidden text), the default colours, palette and cursor
+/// colour (black on black), the character set (line drawing), the normal
+/// screen, a visible cursor, mouse, focus and paste reporting, local echo
+/// (it would show a later password), insert mode, autowrap, cursor and
+/// keypad modes, modifyOtherKeys, and the scroll region (between a cursor
+/// save and restore, since resetting it moves the cursor).
+pub const SESSION_RESET: &[u8] = b"\x18\x1b\\\x1b[0m\x1b[?5l\
+\x1b]104\x1b\\\x1b]110\x1b\\\x1b]111\x1b\\\x1b]112\x1b\\\x1b(B\x1b[?1047l\x1b[?25h\
 \x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l\
-\x1b[?1l\x1b>\x1b7\x1b[r\x1b8";
+\x1b[12h\x1b[4l\x1b[?7h\x1b[?1l\x1b>\x1b[>4m\x1b7\x1b[r\x1b8";
 
 /// A cursor position report, asked for after the reset: the terminal
 /// answers queries in order, so once its answer is read, the answers to
 /// every query the agent sent before are in the input queue too.
 const CURSOR_QUERY: &[u8] = b"\x1b[6n";
+
+/// How long input must stay quiet after a cursor report before the drain
+/// ends. The agent may have asked for reports itself, so the first one
+/// read need not be ours; ours is the last answer, and nothing follows it.
+const QUIET_AFTER_REPORT: Duration = Duration::from_millis(75);
 
 /// Ends an interactive session on the terminal `input`, still in raw mode
 /// and with no reader left on it: writes [`SESSION_RESET`] to `out`, then
@@ -134,18 +142,25 @@ pub fn reset_after_session(out: &mut impl Write, input: BorrowedFd<'_>, wait: Du
     let _ = out.flush();
     let deadline = std::time::Instant::now() + wait;
     let mut tail: Vec<u8> = Vec::new();
+    let mut reported = false;
     let mut buf = [0u8; 1024];
-    while !has_cursor_report(&tail) {
+    loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             break;
         }
+        let step = if reported {
+            left.min(QUIET_AFTER_REPORT)
+        } else {
+            left
+        };
         let timeout = Timespec {
-            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(left.subsec_nanos()),
+            tv_sec: i64::try_from(step.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(step.subsec_nanos()),
         };
         let mut fds = [PollFd::new(&input, PollFlags::IN)];
         match rustix::event::poll(&mut fds, Some(&timeout)) {
+            // Quiet after a report, or the wait is over.
             Ok(0) => break,
             Ok(_) | Err(Errno::INTR) => {}
             Err(_) => break,
@@ -154,6 +169,10 @@ pub fn reset_after_session(out: &mut impl Write, input: BorrowedFd<'_>, wait: Du
             Ok(0) => break,
             Ok(n) => {
                 tail.extend_from_slice(&buf[..n]);
+                if has_cursor_report(&tail) {
+                    reported = true;
+                    tail.clear();
+                }
                 // Only the end can hold a report still being completed.
                 if tail.len() > 64 {
                     tail.drain(..tail.len() - 64);
@@ -470,9 +489,10 @@ mod tests {
         assert_eq!(lflags(&term), cooked);
     }
 
-    /// The terminal answered a query the agent sent as it exited; after
-    /// `reset_after_session` nothing of it is left for the shell to read, the
-    /// reset came out first, and the wait ended on the cursor report.
+    /// The terminal answered queries the agent sent as it exited, one of
+    /// them a cursor report of its own; after `reset_after_session`
+    /// nothing of them is left for the shell to read, the reset came out
+    /// first, and the wait ended soon after the last report.
     #[test]
     fn a_session_ends_with_the_terminal_reset_and_no_answers_left() {
         use std::io::Read;
@@ -481,10 +501,9 @@ mod tests {
         raw.make_raw();
         termios::tcsetattr(&term, OptionalActions::Now, &raw).unwrap();
         let mut terminal = std::fs::File::from(controller);
-        // The answer to the agent's colour query, waiting as typed input.
-        terminal
-            .write_all(b"\x1b]11;rgb:0000/0000/0000\x07")
-            .unwrap();
+        // The agent asked for a cursor report, then for its colours: the
+        // report's answer waits as typed input already.
+        terminal.write_all(b"\x1b[1;1R").unwrap();
         // A terminal that answers the cursor query.
         let mut answering = terminal.try_clone().unwrap();
         let seen = std::thread::spawn(move || {
@@ -494,6 +513,11 @@ mod tests {
                 let n = answering.read(&mut buf).unwrap();
                 seen.extend_from_slice(&buf[..n]);
             }
+            // The colour answer comes after a slow redraw, then ours.
+            std::thread::sleep(Duration::from_millis(30));
+            answering
+                .write_all(b"\x1b]11;rgb:0000/0000/0000\x07")
+                .unwrap();
             answering.write_all(b"\x1b[24;1R").unwrap();
             seen
         });

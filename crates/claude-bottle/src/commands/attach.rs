@@ -3,7 +3,7 @@
 //! and window sizes forwarded, the agent's exit code returned.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
@@ -105,6 +105,27 @@ async fn unknown_slug(engine: &Engine, slug: &str) -> anyhow::Error {
         .into()
 }
 
+/// A session that did not reach its end (`--timeout`, a signal: its
+/// future was dropped) still stops its stdin reader, which would take the
+/// next keys typed, and still resets the terminal; there is no time to
+/// drain the answers to the agent's queries.
+struct CutShort {
+    forward: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for CutShort {
+    fn drop(&mut self) {
+        if let Some(forward) = self.forward.take() {
+            forward.abort();
+            if std::io::stdout().is_terminal() {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(terminal::SESSION_RESET);
+                let _ = out.flush();
+            }
+        }
+    }
+}
+
 /// Run `cmd` interactively in the agent container as the agent user, in
 /// `/workspace`, with `env` as the exec's `Env`; the local terminal is raw
 /// for as long as it runs. Says on stderr when the agent's code is not 0.
@@ -153,6 +174,10 @@ pub(super) async fn session(
             }
         }
     });
+    // Dropped before `raw`, so the reset is written while still raw.
+    let mut cut_short = CutShort {
+        forward: Some(forward.abort_handle()),
+    };
     let mut sink = |bytes: &[u8]| {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(bytes);
@@ -163,11 +188,15 @@ pub(super) async fn session(
     // The stdin reader stops with the task; then nothing else reads the
     // terminal's answers while the session is ended on it.
     let _ = forward.await;
-    terminal::reset_after_session(
-        &mut std::io::stdout().lock(),
-        std::io::stdin().as_fd(),
-        SESSION_END_WAIT,
-    );
+    cut_short.forward = None;
+    if std::io::stdout().is_terminal() {
+        terminal::reset_after_session(
+            &mut std::io::stdout().lock(),
+            std::io::stdin().as_fd(),
+            SESSION_END_WAIT,
+        );
+    }
+    drop(cut_short);
     drop(raw);
     let code = code?;
     Ok(agent_exit(code))
