@@ -78,12 +78,23 @@ pub struct ForSidecar {
 /// This machine's addresses for the sidecar when the engine runs here
 /// (`docker_host` is `DOCKER_HOST`). For an engine elsewhere none: the
 /// sidecar's host is that machine, whose addresses the CLI cannot see
-/// (docs/security.md, "Known limits").
-pub fn for_sidecar(docker_host: Option<&str>) -> ForSidecar {
-    if !engine_is_local(docker_host) {
-        return ForSidecar::default();
+/// (docs/security.md, "Known limits"); `wildcard` (the bottle has a `*`
+/// route, which could reach them) makes that a warning.
+pub fn for_sidecar(docker_host: Option<&str>, wildcard: bool) -> ForSidecar {
+    let own = local();
+    let own_list = own.as_deref().unwrap_or_default();
+    if !engine_is_local(docker_host, own_list) {
+        let mut out = ForSidecar::default();
+        if wildcard {
+            out.warnings.push(format!(
+                "the engine at `{}` runs on another machine, whose own addresses the \
+                 sidecar cannot be told: a wildcard route may reach services on them",
+                docker_host.unwrap_or_default()
+            ));
+        }
+        return out;
     }
-    match local() {
+    match own {
         Ok(all) => sidecar_list(all),
         Err(e) => ForSidecar {
             addresses: Vec::new(),
@@ -96,11 +107,12 @@ pub fn for_sidecar(docker_host: Option<&str>) -> ForSidecar {
 }
 
 /// Whether the engine at `docker_host` runs on this machine: the default
-/// socket, any unix socket, or TCP to a loopback address. Anything else
-/// (`tcp://` to another host, `ssh://`) is taken as remote. A socket
-/// forwarded from another machine looks local; the list is then this
-/// machine's, which costs nothing but covers nothing either.
-pub fn engine_is_local(docker_host: Option<&str>) -> bool {
+/// socket, any unix socket, or TCP to a loopback or unspecified address
+/// (in any of their forms) or to one of `own`, this machine's addresses.
+/// Anything else (`tcp://` to another host, `ssh://`) is taken as remote.
+/// A socket forwarded from another machine looks local; the list is then
+/// this machine's, which costs nothing but covers nothing either.
+pub fn engine_is_local(docker_host: Option<&str>, own: &[IpAddr]) -> bool {
     let Some(host) = docker_host.map(str::trim).filter(|h| !h.is_empty()) else {
         return true;
     };
@@ -119,7 +131,10 @@ pub fn engine_is_local(docker_host: Option<&str>) -> bool {
         None => authority.split(':').next().unwrap_or(""),
     };
     name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || name.parse::<IpAddr>().is_ok_and(|ip| {
+            let ip = ip.to_canonical();
+            ip.is_loopback() || ip.is_unspecified() || own.contains(&ip)
+        })
 }
 
 /// Keeps what the fixed ranges do not already refuse (the bridges'
@@ -236,6 +251,8 @@ fd000000000000000000000000000002 03 40 00 00  docker0
 
     #[test]
     fn which_engines_are_local() {
+        // This machine's own public address counts as local.
+        let own = ips(&["198.51.100.7"]);
         for local in [
             None,
             Some(""),
@@ -245,8 +262,12 @@ fd000000000000000000000000000002 03 40 00 00  docker0
             Some("tcp://localhost:2375"),
             Some("tcp://[::1]:2375"),
             Some("http://127.0.0.2:2375/"),
+            Some("tcp://0.0.0.0:2375"),
+            Some("tcp://[::ffff:127.0.0.1]:2375"),
+            Some("tcp://[::]:2375"),
+            Some("tcp://198.51.100.7:2376"),
         ] {
-            assert!(engine_is_local(local), "{local:?}");
+            assert!(engine_is_local(local, &own), "{local:?}");
         }
         for remote in [
             "tcp://10.0.0.5:2376",
@@ -255,8 +276,15 @@ fd000000000000000000000000000002 03 40 00 00  docker0
             "ssh://me@build.example",
             "npipe:////./pipe/docker_engine",
         ] {
-            assert!(!engine_is_local(Some(remote)), "{remote}");
-            assert_eq!(for_sidecar(Some(remote)), ForSidecar::default(), "{remote}");
+            assert!(!engine_is_local(Some(remote), &own), "{remote}");
+            assert_eq!(
+                for_sidecar(Some(remote), false),
+                ForSidecar::default(),
+                "{remote}"
+            );
+            let warned = for_sidecar(Some(remote), true);
+            assert!(warned.addresses.is_empty());
+            assert!(warned.warnings[0].contains("another machine"), "{warned:?}");
         }
     }
 }

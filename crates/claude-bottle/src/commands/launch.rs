@@ -103,7 +103,7 @@ pub fn run(
                     .ok_or_else(|| anyhow::anyhow!("`--copy-cwd` without its folder listing"))?;
                 copy_cwd(settings, &engine, plan, tag, ws, &base).await?;
             }
-            let host = host_addresses();
+            let host = host_addresses(plan);
             let progress = Progress::start("launching the bottle");
             let mut on = |step: &str| progress.detail(step);
             let launched = launch::launch(
@@ -191,9 +191,10 @@ pub fn run(
 /// The addresses of the machine the engine runs on, for the sidecar's SSRF
 /// guard (`crate::addresses`); what cannot be covered is a warning, printed
 /// here before the progress line takes the terminal.
-pub(super) fn host_addresses() -> Vec<std::net::IpAddr> {
+pub(super) fn host_addresses(plan: &bottle_plan::Plan) -> Vec<std::net::IpAddr> {
     let docker_host = std::env::var("DOCKER_HOST").ok();
-    let found = crate::addresses::for_sidecar(docker_host.as_deref());
+    let wildcard = plan.egress.allow.iter().any(|r| r.host.starts_with('*'));
+    let found = crate::addresses::for_sidecar(docker_host.as_deref(), wildcard);
     for w in &found.warnings {
         stderrln!("warning: {w}");
     }

@@ -151,7 +151,7 @@ async fn attack(
     token: &str,
 ) -> Result<Vec<Check>> {
     // Configured as a real bottle's sidecar is.
-    let host_addresses = super::launch::host_addresses();
+    let host_addresses = super::launch::host_addresses(plan);
     let progress = Progress::start("launching a throw-away bottle");
     let mut on = |step: &str| progress.detail(step);
     let launched = bottle_docker::launch::launch(
