@@ -173,11 +173,18 @@ fn interactive_start_runs_a_session_and_tears_down() {
     let mut tty = Tty::spawn(cli(&h, &["start", &h.agent, "--yes"]));
     // The stand-in's bash prompt (`TERM=dumb` hides the progress lines).
     tty.expect("/workspace$ ", LAUNCH);
-    tty.type_keys("echo hi-$((6*7)) $(stty size); exit 5\r");
+    // The agent leaves hidden text on as it exits.
+    tty.type_keys("printf '\\033[8m'; echo hi-$((6*7)) $(stty size); exit 5\r");
     tty.expect("hi-42 33 111", SHORT);
     let (code, text) = tty.finish(LAUNCH);
     assert_eq!(code, Some(5), "the agent's exit code:\n{text}");
     assert!(text.contains("the agent exited with code 5"), "{text}");
+    // The session ended with the terminal reset, before the CLI's own
+    // lines, so they do not print hidden.
+    let hidden = text.find("\x1b[8m").expect("the agent's sequence");
+    let reset = text.rfind("\x18\x1b\\\x1b[0m").expect("the reset");
+    let said = text.find("the agent exited with code 5").unwrap_or(0);
+    assert!(hidden < reset && reset < said, "{text:?}");
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
 
@@ -210,6 +217,8 @@ fn sigterm_in_a_session_restores_the_terminal() {
     let (code, text) = tty.finish(LAUNCH);
     assert_eq!(code, Some(143), "{text}");
     assert_eq!(modes, cooked, "the terminal is restored:\n{text}");
+    // A session cut short still resets the terminal.
+    assert!(text.contains("\x18\x1b\\\x1b[0m"), "{text:?}");
     assert_eq!(leftovers(&run), Vec::<String>::new());
 }
 
