@@ -99,11 +99,14 @@ type Key = (&'static str, &'static str, &'static str);
 
 /// Whether `event` counts against the rate limit: refusals other than DLP
 /// findings, the proxy's own answers (`/health`, `/ca.pem`) and CONNECTs
-/// (logged when the tunnel opens, before any byte reaches a host). Allowed
-/// requests that reached an upstream, and every DLP finding, are always
-/// written.
+/// that carried nothing (an intercepted tunnel's event is written when it
+/// opens; what goes through it has events of its own). Allowed requests
+/// that reached an upstream, every DLP finding, and a tunnel's event that
+/// counts bytes (a passthrough tunnel's only record, written when it
+/// closes) are always written: a flood of refusals beside them must not
+/// turn them into a bare count.
 fn limited(event: &Event) -> bool {
-    if event.reason == Some(Deny::Dlp.as_str()) {
+    if event.reason == Some(Deny::Dlp.as_str()) || event.bytes > 0 {
         return false;
     }
     event.decision == "block" || matches!(event.kind, "internal" | "connect")
@@ -510,6 +513,27 @@ mod tests {
         assert_eq!(events[1]["rule"], "rate-limit:connect");
         audit.flush();
         assert_eq!(log.events().len(), 2, "nothing held twice");
+    }
+
+    /// Attack: refused DNS queries fill the second's budget while a
+    /// passthrough tunnel that carried data closes; its event (host and
+    /// bytes, the only record of it) is still written.
+    #[test]
+    fn a_tunnel_that_carried_bytes_is_written_past_the_limit() {
+        let (audit, log) = Audit::open(&AuditTarget::Memory, true).unwrap();
+        let audit = audit.limit_refusals(1);
+        let log = log.unwrap();
+        audit.emit(&Event::deny("dns", Deny::DnsRefused));
+        let mut tunnel = Event::new("connect", "allow");
+        tunnel.host = Some("pass.test".into());
+        tunnel.bytes = 4096;
+        audit.emit(&tunnel);
+        // One that carried nothing is counted as before.
+        audit.emit(&Event::new("connect", "allow"));
+        let events = log.events();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[1]["host"], "pass.test");
+        assert_eq!(events[1]["bytes"], 4096);
     }
 
     #[test]

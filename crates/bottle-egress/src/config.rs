@@ -399,8 +399,19 @@ impl ProxyConfig {
                     let scheme = t.scheme.as_deref().ok_or_else(|| {
                         Error::Invalid(format!("token {}: kind http needs scheme", t.token_ref))
                     })?;
+                    let pattern = HostPattern::parse(host).map_err(Error::Invalid)?;
+                    // A token goes to exactly one host, as in a bottle: a
+                    // wildcard would send it to any server under the
+                    // domain, one the agent may own among them.
+                    if !matches!(pattern, HostPattern::Exact(_) | HostPattern::Ip(_)) {
+                        return Err(Error::Invalid(format!(
+                            "token {}: host `{host}` is a wildcard; an http token goes to \
+                             exactly one host",
+                            t.token_ref
+                        )));
+                    }
                     Token::Http {
-                        host: HostPattern::parse(host).map_err(Error::Invalid)?,
+                        host: pattern,
                         scheme: AuthScheme::parse(scheme).map_err(Error::Invalid)?,
                         secret,
                     }
@@ -419,15 +430,38 @@ impl ProxyConfig {
         for r in &raw.allow {
             routes.push(build_route(r, dlp, &token_hosts)?);
         }
-        // An http token implies an intercepted route for its host.
+        // An http token implies an intercepted route for its host, with
+        // the rules of the most specific wildcard route that covers it: the
+        // implied route wins at lookup, and without them it would lift a
+        // `methods: [GET]` on `*.example.com` for the one host the token
+        // writes to.
         for host in &token_hosts {
             if !routes.iter().any(|r: &Route| &&r.pattern == host) {
+                let kind = match host {
+                    HostPattern::Exact(n) => Some(HostKind::Name(n.clone())),
+                    HostPattern::Ip(ip) => Some(HostKind::Ip(*ip)),
+                    _ => None,
+                };
+                let covering = kind.as_ref().and_then(|k| {
+                    routes
+                        .iter()
+                        .filter_map(|r: &Route| {
+                            let score = r.pattern.matches(k)?;
+                            let depth = match &r.pattern {
+                                HostPattern::Suffix(s) => s.len(),
+                                _ => 0,
+                            };
+                            Some(((score, depth), r))
+                        })
+                        .max_by_key(|(key, _)| *key)
+                        .map(|(_, r)| r.clone())
+                });
                 routes.push(Route {
                     name: raw_host_name(host),
                     pattern: (*host).clone(),
-                    methods: None,
-                    paths: None,
-                    ports: None,
+                    methods: covering.as_ref().and_then(|r| r.methods.clone()),
+                    paths: covering.as_ref().and_then(|r| r.paths.clone()),
+                    ports: covering.as_ref().and_then(|r| r.ports.clone()),
                     tls: Tls::Intercept,
                 });
             }
@@ -886,5 +920,36 @@ audit: audit.jsonl
         assert!(
             matches!(&c.tokens[0], Token::Http { scheme: AuthScheme::Header(h), .. } if h == "x-api-key")
         );
+    }
+
+    /// The route a token implies keeps the rules of the most specific
+    /// wildcard route over its host; a wildcard token host is refused.
+    #[test]
+    fn a_token_under_a_wildcard_route_keeps_its_rules() {
+        let raw = parse_text(
+            "dlp: off\nallow: [{host: '*', methods: [GET, HEAD]}, {host: '*.github.com', methods: [GET], paths: ['/repos/']}]\n\
+             tokens: [{kind: http, token_ref: T, host: api.github.com, scheme: Bearer}]",
+        )
+        .unwrap();
+        let c = ProxyConfig::from_raw(raw, Path::new("/"), &secrets(&[("T", "v")])).unwrap();
+        let implied = c
+            .routes
+            .routes
+            .iter()
+            .find(|r| r.pattern == HostPattern::Exact("api.github.com".into()))
+            .unwrap();
+        assert_eq!(implied.methods.as_ref().map(|m| m.len()), Some(1));
+        assert!(implied.paths.is_some());
+        assert_eq!(implied.tls, Tls::Intercept);
+        for wild in ["'*'", "'*.herokuapp.com'"] {
+            let raw = parse_text(&format!(
+                "tokens: [{{kind: http, token_ref: T, host: {wild}, scheme: Bearer}}]"
+            ))
+            .unwrap();
+            let e = ProxyConfig::from_raw(raw, Path::new("/"), &secrets(&[("T", "v")]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("wildcard"), "{wild}: {e}");
+        }
     }
 }

@@ -49,7 +49,7 @@ impl HostPattern {
     }
 
     /// Match specificity: exact and IP beat suffix, which beats `*`.
-    fn matches(&self, host: &HostKind) -> Option<usize> {
+    pub(crate) fn matches(&self, host: &HostKind) -> Option<usize> {
         match (self, host) {
             (HostPattern::Ip(a), HostKind::Ip(b)) if a == b => Some(3),
             (HostPattern::Exact(a), HostKind::Name(b)) if a == b => Some(3),
@@ -240,7 +240,7 @@ pub fn normalize_path(raw: &str) -> Result<String, Deny> {
 
 /// Headers that frameworks (Rails, Laravel, Express middleware, Google
 /// APIs) read as the request's method in place of the request line's.
-const METHOD_OVERRIDES: &[&str] = &[
+pub(crate) const METHOD_OVERRIDES: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",

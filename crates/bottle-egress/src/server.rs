@@ -816,12 +816,20 @@ pub async fn exchange(
     }
     // TRACE (and IIS's TRACK) asks the server to send the request back, the
     // injected credential included, and responses are not scanned: never
-    // with a credential. Methods are case-sensitive, but not every server
+    // with a credential, neither as the method nor as a method-override
+    // header's value. Methods are case-sensitive, but not every server
     // treats them so.
-    if !matches!(ex.auth, Auth::None)
-        && ["TRACE", "TRACK"]
+    let echoing = |m: &str| {
+        ["TRACE", "TRACK"]
             .iter()
-            .any(|m| req.method().as_str().eq_ignore_ascii_case(m))
+            .any(|t| m.trim().eq_ignore_ascii_case(t))
+    };
+    if !matches!(ex.auth, Auth::None)
+        && (echoing(req.method().as_str())
+            || crate::route::METHOD_OVERRIDES
+                .iter()
+                .flat_map(|h| req.headers().get_all(*h))
+                .any(|v| v.to_str().map_or(true, echoing)))
     {
         return Err(Deny::Method.into());
     }

@@ -493,23 +493,30 @@ async fn http_token_replaces_the_agents_authorization() {
     p.events_without(&["ghp_realtoken123456"]);
 }
 
-/// TRACE makes a server echo the request it got, injected credential
-/// included, and responses are not scanned: with a token it never leaves.
-#[tokio::test]
-async fn a_trace_never_carries_the_injected_token() {
-    // A route with no method rules: only the token makes TRACE unsafe.
+/// A proxy with one route (`route_host`, with `rules` before its ports)
+/// and a Bearer token for `api.test`, whose HTTPS upstream records what it
+/// gets; the CONNECT authority to use.
+async fn token_proxy(route_host: &str, rules: &str) -> (Running, Recorder, String) {
     let ca = TestCa::new("test upstream CA");
     let (up, rec) = https_upstream(&ca, &["api.test"]).await;
     let port = up.port();
     let p = Setup::new(format!(
-        "allow: [{{host: api.test, ports: [{port}]}}]\nresolve: {{api.test: '{up}'}}\n\
+        "allow: [{{host: {route_host}, {rules}ports: [{port}]}}]\nresolve: {{api.test: '{up}'}}\n\
          dlp: block\ntokens: [{{kind: http, host: api.test, scheme: Bearer, token_ref: GH}}]"
     ))
     .secrets(&[("GH", "ghp_realtoken123456")])
     .upstream_ca(&ca)
     .start()
     .await;
-    let host = format!("api.test:{port}");
+    (p, rec, format!("api.test:{port}"))
+}
+
+/// TRACE makes a server echo the request it got, injected credential
+/// included, and responses are not scanned: with a token it never leaves.
+#[tokio::test]
+async fn a_trace_never_carries_the_injected_token() {
+    // A route with no method rules: only the token makes TRACE unsafe.
+    let (p, rec, host) = token_proxy("api.test", "").await;
     for method in ["TRACE", "trace", "TRACK"] {
         let (_, _, stream) = connect(p.addr, &host).await;
         let mut c = tls_client(stream.unwrap(), p.proxy.ca_pem(), "api.test").await;
@@ -520,7 +527,53 @@ async fn a_trace_never_carries_the_injected_token() {
             "{method}"
         );
     }
+    // Nor as a method-override header's value on another method.
+    for (name, value) in [
+        ("x-http-method-override", "TRACE"),
+        ("x-http-method", " track"),
+        ("x-method-override", "Trace"),
+    ] {
+        let (_, _, stream) = connect(p.addr, &host).await;
+        let mut c = tls_client(stream.unwrap(), p.proxy.ca_pem(), "api.test").await;
+        let (s, h, _) = send(
+            &mut c,
+            req("POST", "/", &[("host", &host), (name, value)], ""),
+        )
+        .await;
+        assert_eq!(
+            (s, h["x-claude-bottle-block"].to_str().unwrap()),
+            (403, "method"),
+            "{name}: {value}"
+        );
+    }
     assert_eq!(rec.count(), 0, "no TRACE reached the upstream");
+}
+
+/// A token's host under a `GET`-only wildcard route: the route the token
+/// implies keeps the wildcard's methods, so the agent cannot write with
+/// the real token where the bottle only allows reading.
+#[tokio::test]
+async fn a_token_under_a_read_only_wildcard_route_cannot_write() {
+    let (p, rec, host) = token_proxy("'*.test'", "methods: [GET], ").await;
+    let (s, _, stream) = connect(p.addr, &host).await;
+    assert_eq!(s, 200);
+    let mut c = tls_client(stream.unwrap(), p.proxy.ca_pem(), "api.test").await;
+    let (s, _, _) = send(&mut c, req("GET", "/repos/x", &[("host", &host)], "")).await;
+    assert_eq!(s, 200);
+    let (s, h, _) = send(&mut c, req("PATCH", "/repos/x", &[("host", &host)], "{}")).await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "method")
+    );
+    assert_eq!(rec.count(), 1);
+    assert_eq!(
+        rec.all()[0]
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap()),
+        Some("Bearer ghp_realtoken123456"),
+        "the read went with the token"
+    );
 }
 
 #[tokio::test]

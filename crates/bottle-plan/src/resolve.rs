@@ -389,19 +389,31 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
                 }
                 *auth = Some(scheme.shown());
             }
-            None => routes.push((
-                Route {
-                    host: h.clone(),
-                    methods: None,
-                    paths: None,
-                    tls: Some(Tls::Intercept),
-                    ports: None,
-                    file: t.file.clone(),
-                    line: t.line,
-                    key: t.key.clone(),
-                },
-                Some(scheme.shown()),
-            )),
+            None => {
+                // A wildcard route that covers the token's host keeps its
+                // rules there: the implied route is the more specific one
+                // and wins at the proxy, and with no rules of its own it
+                // would lift a `methods: [GET]` on `*.github.com` for the
+                // one host the token writes to.
+                let covering = routes
+                    .iter()
+                    .filter_map(|(r, _)| wildcard_covers(&r.host, h).map(|depth| (depth, r)))
+                    .max_by_key(|(depth, _)| *depth)
+                    .map(|(_, r)| r);
+                routes.push((
+                    Route {
+                        host: h.clone(),
+                        methods: covering.and_then(|r| r.methods.clone()),
+                        paths: covering.and_then(|r| r.paths.clone()),
+                        tls: Some(Tls::Intercept),
+                        ports: covering.and_then(|r| r.ports.clone()),
+                        file: t.file.clone(),
+                        line: t.line,
+                        key: t.key.clone(),
+                    },
+                    Some(scheme.shown()),
+                ))
+            }
         }
     }
     // manifest.md: `*` implies interception when DLP is on. An explicit
@@ -666,4 +678,20 @@ fn resolve_git(
 fn isolates_more_than_runc(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.starts_with("kata") || n.contains("runsc") || n.contains("gvisor")
+}
+
+/// How specifically the wildcard route host `pattern` (`*`, `*.example.com`)
+/// covers `host`: the number of labels it names (`*` is 0), or `None` when
+/// it is not a wildcard or does not cover `host` (never its apex).
+pub(crate) fn wildcard_covers(pattern: &str, host: &str) -> Option<usize> {
+    if pattern == "*" {
+        return Some(0);
+    }
+    let suffix = pattern.strip_prefix("*.")?;
+    let host = host.to_ascii_lowercase();
+    let under = host.strip_suffix(&suffix.to_ascii_lowercase())?;
+    under
+        .strip_suffix('.')
+        .filter(|label| !label.is_empty())
+        .map(|_| suffix.split('.').count())
 }

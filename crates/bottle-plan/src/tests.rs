@@ -551,6 +551,46 @@ fn routes_and_tls_defaults() {
     );
 }
 
+/// A token's host under a wildcard route: the route the token implies
+/// keeps the wildcard's rules (the most specific wildcard's), so a
+/// `GET`-only `*.github.com` does not become any method on the one host
+/// the token can write to.
+#[test]
+fn a_token_under_a_wildcard_route_keeps_its_rules() {
+    static WILD: &[(&str, &str)] = &[(
+        "dev",
+        "---\negress:\n  allow:\n    - {host: '*', methods: [GET, HEAD]}\n    - {host: '*.github.com', methods: [GET], paths: [/repos/], ports: [443, 8443]}\ntokens:\n  - {kind: http, host: api.github.com, scheme: Bearer, token_ref: GITHUB_TOKEN}\n  - {kind: http, host: other.example, scheme: token, token_ref: GITHUB_TOKEN}\n---\n",
+    )];
+    let p = plain_agent(WILD, &host()).unwrap().plan;
+    let route = |h: &str| p.egress.allow.iter().find(|r| r.host == h).unwrap();
+    let gh = route("api.github.com");
+    assert_eq!(gh.methods.as_deref(), Some(&["GET".to_string()][..]));
+    assert_eq!(gh.paths.as_deref(), Some(&["/repos/".to_string()][..]));
+    assert_eq!(gh.tls, "intercept");
+    let other = route("other.example");
+    assert_eq!(
+        other.methods.as_deref(),
+        Some(&["GET".to_string(), "HEAD".to_string()][..])
+    );
+    assert_eq!(other.paths, None);
+    assert_eq!(
+        crate::resolve::wildcard_covers("*.github.com", "github.com"),
+        None
+    );
+    assert_eq!(
+        crate::resolve::wildcard_covers("*.github.com", "a.b.github.com"),
+        Some(2)
+    );
+    assert_eq!(
+        crate::resolve::wildcard_covers("*.github.com", "evilgithub.com"),
+        None
+    );
+    assert_eq!(
+        crate::resolve::wildcard_covers("api.github.com", "api.github.com"),
+        None
+    );
+}
+
 /// Errors found once the lineage is merged still name the entry in the
 /// file that declared it (`tokens[1].token_ref`, `skills[1]`), not a bare
 /// `token_ref` that could be any of them.
