@@ -310,6 +310,17 @@ impl Audit {
         self.write(event);
     }
 
+    /// [`Audit::emit`], with the costly part of the event (a name to
+    /// redact) made by `finish` only when the event is written: a flood
+    /// of refusals past the limit is counted without a DLP pass each.
+    pub fn emit_finished(&self, mut event: Event, finish: impl FnOnce(&mut Event)) {
+        if matches!(*self.sink, Sink::Off) || self.held_back(&event) {
+            return;
+        }
+        finish(&mut event);
+        self.write(&event);
+    }
+
     fn write(&self, event: &Event) {
         let stamped;
         let event = if event.ts.is_empty() {
@@ -513,6 +524,25 @@ mod tests {
         assert_eq!(events[1]["rule"], "rate-limit:connect");
         audit.flush();
         assert_eq!(log.events().len(), 2, "nothing held twice");
+    }
+
+    /// The costly part of an event is made for the events written only.
+    #[test]
+    fn events_past_the_limit_are_not_finished() {
+        let (audit, log) = Audit::open(&AuditTarget::Memory, true).unwrap();
+        let audit = audit.limit_refusals(2);
+        let log = log.unwrap();
+        let mut finished = 0;
+        for _ in 0..10 {
+            audit.emit_finished(Event::deny("dns", Deny::DnsRefused), |e| {
+                finished += 1;
+                e.host = Some("shown.test".into());
+            });
+        }
+        assert_eq!(finished, 2);
+        let events = log.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1]["host"], "shown.test");
     }
 
     /// Attack: refused DNS queries fill the second's budget while a

@@ -131,13 +131,16 @@ impl Responder {
             return; // `log: off`: no event, so no redaction work either
         }
         let mut ev = Event::deny("dns", Deny::DnsRefused);
-        let shown = match &self.dlp {
-            Some(d) => crate::server::redact_for_log(d, name),
-            None => name.to_string(),
-        };
-        ev.host = Some(shown);
         ev.rule = rule.map(str::to_string);
-        self.audit.emit(&ev);
+        // Redacted only if written: past the rate limit a refusal is
+        // counted, and a flood of unique names would otherwise cost a DLP
+        // pass per packet on the responder's one task.
+        self.audit.emit_finished(ev, |ev| {
+            ev.host = Some(match &self.dlp {
+                Some(d) => crate::server::redact_for_log(d, name),
+                None => name.to_string(),
+            });
+        });
     }
 
     /// The event of a query refused before its question was understood:
