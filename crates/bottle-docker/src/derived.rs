@@ -48,6 +48,12 @@ pub enum CopyError {
         path.display()
     )]
     GitDir { path: PathBuf },
+    #[error("git lists `{rel}` in `{}`, which {why}", cwd.display())]
+    OutsideProject {
+        cwd: PathBuf,
+        rel: String,
+        why: &'static str,
+    },
 }
 
 impl CopyError {
@@ -61,6 +67,9 @@ impl CopyError {
                 "start from the repository's main worktree or from a clone of it"
             }
             CopyError::GitDir { .. } => "start from a work tree (a clone) of the repository",
+            CopyError::OutsideProject { .. } => {
+                "a repository whose index or folders point outside it was made to copy other files; start without `--copy-cwd` and check its `.git`"
+            }
             _ => "check the folder's permissions, or start without `--copy-cwd`",
         }
     }
@@ -273,6 +282,48 @@ pub fn refuse_home(cwd: &Path, home: &Path) -> Result<(), CopyError> {
     Err(CopyError::WholeHome { path: here, what })
 }
 
+/// Whether `rel` names a path inside `cwd` through real folders only:
+/// `Ok(false)` when a folder on the way does not exist (the path is gone),
+/// an error when `rel` is absolute, has `.`/`..` parts, or passes through
+/// a link or anything else that is not a folder.
+fn within(cwd: &Path, rel: &str) -> Result<bool, CopyError> {
+    let outside = |why| CopyError::OutsideProject {
+        cwd: cwd.to_path_buf(),
+        rel: rel.to_string(),
+        why,
+    };
+    let path = Path::new(rel);
+    if rel.is_empty()
+        || !path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(outside(
+            "is not a plain path inside it (absolute, or with `.` or `..`)",
+        ));
+    }
+    let mut folder = cwd.to_path_buf();
+    let mut parts = path.components().peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            break; // the entry itself: a link there is copied as a link
+        }
+        folder.push(part);
+        match std::fs::symlink_metadata(&folder) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(outside("goes through a link or a file, not a folder")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(CopyError::Read {
+                    path: folder,
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// List and size what `cwd` holds to copy; the home folder (`home`) or
 /// `/` and an oversized folder are refused here, before a byte is read.
 pub fn prepare(cwd: &Path, home: &Path) -> Result<Workspace, CopyError> {
@@ -281,6 +332,12 @@ pub fn prepare(cwd: &Path, home: &Path) -> Result<Workspace, CopyError> {
     let mut bytes = 0u64;
     let mut largest = (0u64, PathBuf::new());
     for rel in list(cwd)? {
+        // Paths come from the folder's own git index, which whoever made
+        // the repository wrote: an absolute path, `..`, or a folder that is
+        // a link would read files from outside it (`~/.ssh`).
+        if !within(cwd, &rel)? {
+            continue; // gone: deleted, not yet staged
+        }
         let src = cwd.join(&rel);
         // A path git lists may be gone (deleted, not yet staged).
         let meta = match std::fs::symlink_metadata(&src) {
@@ -355,7 +412,28 @@ impl Workspace {
                 h.set_mode(0o777);
                 tar.append_link(&mut h, &dst, &target).map_err(read)?;
             } else if meta.is_file() {
-                let f = std::fs::File::open(&src).map_err(read)?;
+                // The file `prepare` looked at, not one swapped in since
+                // (a link in its place, or in a folder on the way).
+                if !within(cwd, rel)? {
+                    return Err(read(io::Error::from(io::ErrorKind::NotFound)));
+                }
+                let f = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                        .open(&src)
+                        .map_err(read)?
+                };
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    let now = f.metadata().map_err(read)?;
+                    if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
+                        return Err(read(io::Error::other(
+                            "the file changed since it was listed",
+                        )));
+                    }
+                }
                 let mut h = tar::Header::new_gnu();
                 h.set_metadata(meta);
                 if let Some(how) = rewrite(cwd, rel) {
@@ -879,6 +957,54 @@ mod tests {
         let e = list(&d.path().join("linked")).expect_err("refused");
         assert!(matches!(e, CopyError::GitFile { .. }), "{e}");
         assert!(e.hint().contains("main worktree"), "{}", e.hint());
+    }
+
+    /// Attack: the repository's index lists `k/id_x`, and `k` is now a
+    /// link (ignored, so git lists only the indexed path) to a folder
+    /// outside the project: the file there must not be copied.
+    #[test]
+    fn a_linked_folder_in_an_indexed_path_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let git = |dir: &Path, args: &[&str]| git_at(d.path(), dir, args);
+        let proj = repo_with_one_commit(d.path(), "proj", "a");
+        std::fs::create_dir(proj.join("k")).unwrap();
+        std::fs::write(proj.join("k/id_x"), "decoy").unwrap();
+        git(&proj, &["add", "k/id_x"]);
+        std::fs::remove_dir_all(proj.join("k")).unwrap();
+        let outside = d.path().join("secret");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("id_x"), "PRIVATE KEY").unwrap();
+        std::os::unix::fs::symlink(&outside, proj.join("k")).unwrap();
+        std::fs::write(proj.join(".gitignore"), "/k\n").unwrap();
+        assert!(list(&proj).unwrap().contains(&"k/id_x".to_string()));
+        let e = prepare(&proj, Path::new("/nonexistent-home"))
+            .err()
+            .expect("refused");
+        assert!(matches!(e, CopyError::OutsideProject { .. }), "{e}");
+        assert!(e.to_string().contains("k/id_x"), "{e}");
+    }
+
+    /// Paths an index written by hand can hold.
+    #[test]
+    fn only_plain_relative_paths_are_within() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("src")).unwrap();
+        assert!(within(d.path(), "src/main.rs").unwrap());
+        assert!(!within(d.path(), "gone/main.rs").unwrap());
+        for bad in [
+            "/etc/hostname",
+            "a/../../../etc/passwd",
+            "./x",
+            "",
+            "src/../x",
+        ] {
+            assert!(
+                matches!(within(d.path(), bad), Err(CopyError::OutsideProject { .. })),
+                "{bad}"
+            );
+        }
+        std::fs::write(d.path().join("file"), "x").unwrap();
+        assert!(within(d.path(), "file/x").is_err(), "a file as a folder");
     }
 
     #[test]

@@ -897,12 +897,16 @@ fn copy_cwd_through_a_derived_image() {
         "{stderr}"
     );
     assert_eq!(leftovers(&run), Vec::<String>::new());
+    // The bottle's own images only (they carry its slug): a product image
+    // this start had to rebuild carries the run label too, and stays.
     let images = Command::new("docker")
         .args([
             "images",
             "-q",
             "--filter",
             &format!("label=io.claude-bottle.test={run}"),
+            "--filter",
+            "label=io.claude-bottle.slug",
         ])
         .output()
         .unwrap();
