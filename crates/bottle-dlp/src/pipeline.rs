@@ -84,15 +84,21 @@ fn to_u64(r: Range<usize>) -> Range<u64> {
 /// Splits `range` into pieces of at most `PIECE` bytes (aligned to `align`)
 /// that overlap by `PIECE_OVERLAP`.
 fn pieces(range: Range<usize>, align: usize) -> Vec<Range<usize>> {
+    split(range, PIECE, PIECE_OVERLAP, align)
+}
+
+/// Splits `range` into pieces of at most `size` bytes that overlap by
+/// `overlap`, each starting a multiple of `align` after `range.start`.
+fn split(range: Range<usize>, size: usize, overlap: usize, align: usize) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = range.start;
     loop {
-        let end = (start + PIECE).min(range.end);
+        let end = (start + size).min(range.end);
         out.push(start..end);
         if end >= range.end {
             return out;
         }
-        let next = end - PIECE_OVERLAP;
+        let next = end - overlap;
         start = next - (next - range.start) % align;
     }
 }
@@ -420,16 +426,7 @@ fn around(spots: impl FnOnce(&mut dyn FnMut(Range<usize>)), len: usize) -> Vec<R
 /// Cuts a segment into pieces of `NORM_PIECE` bytes that overlap by 256
 /// (both even, so a piece of UTF-16 from an even start keeps its units).
 fn cut(seg: Range<usize>) -> Vec<Range<usize>> {
-    let mut v = Vec::new();
-    let mut a = seg.start;
-    loop {
-        let b = (a + NORM_PIECE).min(seg.end);
-        v.push(a..b);
-        if b >= seg.end {
-            return v;
-        }
-        a = b - 256;
-    }
+    split(seg, NORM_PIECE, 256, 2)
 }
 
 fn is_generic(rule: &str) -> bool {
