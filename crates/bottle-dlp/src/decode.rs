@@ -709,14 +709,12 @@ mod tests {
             }
             out
         };
-        let mut x = 0x9E37_79B9u32;
+        let mut r = bottle_testkit::XorShift::new(0x9E37_79B9);
         let alphabet = b"QUJDaGVsbG8+/-_0189=\n. ";
         for len in 0..300 {
             let input: Vec<u8> = (0..len)
                 .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
+                    let x = r.next_u32();
                     // Mostly the alphabet, sometimes a byte to skip.
                     if x.is_multiple_of(23) {
                         alphabet[(x >> 8) as usize % alphabet.len()]
@@ -746,16 +744,11 @@ mod tests {
             }
             out
         };
-        let mut x = 0x2545_F491u32;
+        let mut r = bottle_testkit::XorShift::new(0x2545_F491);
         let alphabet = b"0123456789abcdefABCDEF xg\n";
         for len in 0..300 {
             let input: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    alphabet[(x >> 8) as usize % alphabet.len()]
-                })
+                .map(|_| alphabet[(r.next_u32() >> 8) as usize % alphabet.len()])
                 .collect();
             assert_eq!(hex_decode(&input), reference(&input), "{input:?}");
         }

@@ -72,18 +72,7 @@ pub(crate) fn expand(template: &str, seed: u64) -> String {
     out
 }
 
-/// Deterministic bytes of every value, NULs included.
-pub(crate) fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as u8
-        })
-        .collect()
-}
+pub(crate) use bottle_testkit::noise;
 
 /// Runs one input through every path of the engine.
 pub(crate) struct DlpTester {

@@ -583,11 +583,9 @@ mod tests {
     fn hostile_input_neither_panics_nor_grows() {
         assert_eq!(scrub(&vec![b'a'; MAX_BYTES + 1]), b"");
         let mut junk = Vec::new();
-        let mut x = 0x9e37_79b9u32;
+        let mut r = bottle_testkit::XorShift::new(0x9e37_79b9);
         for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+            let x = r.next_u32();
             junk.push(b"[]\"\\=\n\r\t #;ab.-:/@\0\xff"[(x % 19) as usize]);
         }
         for cut in [0, 1, 2, 3, 1000, junk.len()] {

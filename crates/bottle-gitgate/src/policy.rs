@@ -310,15 +310,9 @@ mod tests {
             "a", "b", "/", ".", "..", "@", "{", "@{", ".lock", ":", "~", "^", "?", "*", "[", "\\",
             " ", "\t", "\x7f", "\x01", "é", "-",
         ];
-        // A small deterministic generator: no dependency, same names on
-        // every run.
-        let mut x: u32 = 0x9e37_79b9;
-        let mut next = |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as usize % n
-        };
+        // Deterministic: the same names on every run.
+        let mut r = bottle_testkit::XorShift::new(0x9e37_79b9);
+        let mut next = |n: usize| r.next_u32() as usize % n;
         let mut names: Vec<String> = Vec::new();
         for _ in 0..400 {
             let len = 1 + next(5);

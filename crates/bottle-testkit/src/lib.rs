@@ -76,3 +76,29 @@ pub fn pty() -> (OwnedFd, OwnedFd) {
     .unwrap();
     (controller, terminal)
 }
+
+/// A xorshift32 generator: the same test input on every run, without a
+/// dependency.
+pub struct XorShift(u32);
+
+impl XorShift {
+    /// A generator from `seed` (made odd: zero would stay zero).
+    pub fn new(seed: u32) -> Self {
+        XorShift(seed | 1)
+    }
+
+    pub fn next_u32(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+}
+
+/// Deterministic bytes of every value, NULs included.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut r = XorShift::new(seed);
+    (0..len).map(|_| (r.next_u32() >> 8) as u8).collect()
+}

@@ -80,18 +80,8 @@ pub fn commit_file(dir: &Path, path: &str, content: &str, msg: &str) -> String {
     git(dir, &["rev-parse", "HEAD"]).trim().to_string()
 }
 
-/// Deterministic bytes of every value, NULs included.
-pub fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as u8
-        })
-        .collect()
-}
+#[allow(unused_imports)] // not every test binary makes noise
+pub use bottle_testkit::noise;
 
 /// The pack `git pack-objects --revs` builds in `dir` from `revs` (lines
 /// like `<id>` and `^<id>`).
