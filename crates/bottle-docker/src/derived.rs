@@ -413,10 +413,8 @@ impl Workspace {
                 tar.append_link(&mut h, &dst, &target).map_err(read)?;
             } else if meta.is_file() {
                 // The file `prepare` looked at, not one swapped in since
-                // (a link in its place, or in a folder on the way).
-                if !within(cwd, rel)? {
-                    return Err(read(io::Error::from(io::ErrorKind::NotFound)));
-                }
+                // (a link in its place, or in a folder on the way: any
+                // other file has another device and inode).
                 let f = {
                     use std::os::unix::fs::OpenOptionsExt;
                     std::fs::OpenOptions::new()
@@ -982,6 +980,39 @@ mod tests {
             .expect("refused");
         assert!(matches!(e, CopyError::OutsideProject { .. }), "{e}");
         assert!(e.to_string().contains("k/id_x"), "{e}");
+    }
+
+    /// Attack: between the listing (shown in the preflight) and the copy,
+    /// a file or a folder on its way is swapped for a link out of the
+    /// project. The copy refuses instead of reading through it.
+    #[test]
+    fn a_file_swapped_for_a_link_after_the_listing_is_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("secret");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("f"), "PRIVATE KEY").unwrap();
+        for swap in ["f", "sub"] {
+            let proj = d.path().join(format!("proj-{swap}"));
+            std::fs::create_dir_all(proj.join("sub")).unwrap();
+            std::fs::write(proj.join("f"), "plain").unwrap();
+            std::fs::write(proj.join("sub/f"), "plain").unwrap();
+            let ws = prepare(&proj, Path::new("/nonexistent-home")).unwrap();
+            let target = proj.join(swap);
+            if swap == "f" {
+                std::fs::remove_file(&target).unwrap();
+                std::os::unix::fs::symlink(outside.join("f"), &target).unwrap();
+            } else {
+                std::fs::remove_dir_all(&target).unwrap();
+                std::os::unix::fs::symlink(&outside, &target).unwrap();
+            }
+            let mut tar = Vec::new();
+            let copied = ws.write_tar(&mut tar, "FROM x\n");
+            assert!(copied.is_err(), "{swap}: copied");
+            assert!(
+                !tar.windows(11).any(|w| w == b"PRIVATE KEY"),
+                "{swap}: the outside file is in the context"
+            );
+        }
     }
 
     /// Paths an index written by hand can hold.
