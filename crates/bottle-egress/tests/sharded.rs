@@ -23,16 +23,21 @@ async fn sent(
     send(c, r).await
 }
 
+/// A proxy that routes `app.test` to `up`, with `settings` (DLP).
+fn app_test<'a>(up: std::net::SocketAddr, settings: &str) -> Setup<'a> {
+    Setup::new(format!(
+        "{settings}\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}"
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_clients_over_two_threads_all_checked() {
     let (up, rec) = http_upstream().await;
-    let p = Setup::new(format!(
-        "dlp: block\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}\nknown_secret_env: [S]"
-    ))
-    .secrets(&[("S", SECRET)])
-    .sharded(2)
-    .start()
-    .await;
+    let p = app_test(up, "dlp: block\nknown_secret_env: [S]")
+        .secrets(&[("S", SECRET)])
+        .sharded(2)
+        .start()
+        .await;
     let addr = p.addr;
     let clients: Vec<_> = (0..16)
         .map(|i| {
@@ -111,13 +116,11 @@ async fn intercepted_tunnels_over_two_threads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_bound_is_shared_by_the_threads() {
     let (up, _rec) = http_upstream().await;
-    let p = Setup::new(format!(
-        "dlp: off\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}"
-    ))
-    .tweak(|c| c.limits.max_connections = 1)
-    .sharded(2)
-    .start()
-    .await;
+    let p = app_test(up, "dlp: off")
+        .tweak(|c| c.limits.max_connections = 1)
+        .sharded(2)
+        .start()
+        .await;
     let get = b"GET http://app.test/x HTTP/1.1\r\nHost: app.test\r\n\r\n";
     let mut first = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     first.write_all(get).await.unwrap();
@@ -143,12 +146,7 @@ async fn the_connection_bound_is_shared_by_the_threads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_ends_every_thread() {
     let (up, _rec) = http_upstream().await;
-    let p = Setup::new(format!(
-        "dlp: off\nallow: [{{host: app.test}}]\nresolve: {{app.test: '{up}'}}"
-    ))
-    .sharded(3)
-    .start()
-    .await;
+    let p = app_test(up, "dlp: off").sharded(3).start().await;
     let addr = p.addr;
     let mut c = client(addr).await;
     let (s, _, _) = sent(
