@@ -445,14 +445,7 @@ impl ProxyConfig {
                 let covering = kind.as_ref().and_then(|k| {
                     routes
                         .iter()
-                        .filter_map(|r: &Route| {
-                            let score = r.pattern.matches(k)?;
-                            let depth = match &r.pattern {
-                                HostPattern::Suffix(s) => s.len(),
-                                _ => 0,
-                            };
-                            Some(((score, depth), r))
-                        })
+                        .filter_map(|r: &Route| Some((r.pattern.matches(k)?, r)))
                         .max_by_key(|(key, _)| *key)
                         .map(|(_, r)| r.clone())
                 });

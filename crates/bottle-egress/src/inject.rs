@@ -9,14 +9,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::addr::HostKind;
 use crate::config::{AuthScheme, Token};
-use crate::route::HostPattern;
 
 /// The `http` token whose host pattern matches `host`, most specific first.
 pub fn http_token<'a>(
     tokens: &'a [Token],
     host: &HostKind,
 ) -> Option<(&'a AuthScheme, &'a Secret)> {
-    let mut best: Option<(u8, &AuthScheme, &Secret)> = None;
+    let mut best: Option<((u8, usize), &AuthScheme, &Secret)> = None;
     for t in tokens {
         let Token::Http {
             host: pat,
@@ -26,12 +25,8 @@ pub fn http_token<'a>(
         else {
             continue;
         };
-        let score = match (pat, host) {
-            (HostPattern::Exact(a), HostKind::Name(b)) if a == b => 3,
-            (HostPattern::Ip(a), HostKind::Ip(b)) if a == b => 3,
-            (HostPattern::Suffix(s), HostKind::Name(b)) if b.ends_with(s.as_str()) => 2,
-            (HostPattern::Any, HostKind::Name(_)) => 1,
-            _ => continue,
+        let Some(score) = pat.matches(host) else {
+            continue;
         };
         if best.is_none_or(|(s, _, _)| score > s) {
             best = Some((score, scheme, secret));
@@ -121,6 +116,7 @@ pub fn base64(data: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::addr::classify_host;
+    use crate::route::HostPattern;
 
     #[test]
     fn base64_matches_rfc4648() {
@@ -198,5 +194,17 @@ mod tests {
         let (_, v) = http_token(&tokens, &classify_host("raw.github.com")).unwrap();
         assert_eq!(v.expose(), "w");
         assert!(http_token(&tokens, &classify_host("github.com")).is_none());
+        // The deeper wildcard's token wins in either order.
+        let deep = Token::Http {
+            host: HostPattern::parse("*.gist.github.com").unwrap(),
+            scheme: AuthScheme::Bearer,
+            secret: Secret::new("g"),
+        };
+        let mut first = vec![deep.clone()];
+        first.extend(tokens.iter().cloned());
+        for tokens in [first, [tokens, vec![deep]].concat()] {
+            let (_, v) = http_token(&tokens, &classify_host("a.gist.github.com")).unwrap();
+            assert_eq!(v.expose(), "g");
+        }
     }
 }

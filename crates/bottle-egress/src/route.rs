@@ -48,13 +48,20 @@ impl HostPattern {
         }
     }
 
-    /// Match specificity: exact and IP beat suffix, which beats `*`.
-    pub(crate) fn matches(&self, host: &HostKind) -> Option<usize> {
+    /// How specifically this pattern matches `host`, or `None`: exact and
+    /// IP beat every `*.x`, a longer `*.x` beats a shorter one
+    /// (`*.api.example.com` over `*.example.com`, whatever their order in
+    /// the config), and every `*.x` beats `*`. Route choice, the rules a
+    /// token's implied route keeps and the token chosen for a host all
+    /// rank by this, so they cannot disagree.
+    pub(crate) fn matches(&self, host: &HostKind) -> Option<(u8, usize)> {
         match (self, host) {
-            (HostPattern::Ip(a), HostKind::Ip(b)) if a == b => Some(3),
-            (HostPattern::Exact(a), HostKind::Name(b)) if a == b => Some(3),
-            (HostPattern::Suffix(s), HostKind::Name(b)) if b.ends_with(s.as_str()) => Some(2),
-            (HostPattern::Any, HostKind::Name(_)) => Some(1),
+            (HostPattern::Ip(a), HostKind::Ip(b)) if a == b => Some((3, 0)),
+            (HostPattern::Exact(a), HostKind::Name(b)) if a == b => Some((3, 0)),
+            (HostPattern::Suffix(s), HostKind::Name(b)) if b.ends_with(s.as_str()) => {
+                Some((2, s.len()))
+            }
+            (HostPattern::Any, HostKind::Name(_)) => Some((1, 0)),
             _ => None,
         }
     }
@@ -206,7 +213,7 @@ impl RouteTable {
         if matches!(host, HostKind::BadNumeric) {
             return Err(Deny::IpLiteral.into());
         }
-        let mut best: Option<(usize, &Arc<Route>)> = None;
+        let mut best: Option<((u8, usize), &Arc<Route>)> = None;
         for r in &self.routes {
             if let Some(score) = r.pattern.matches(host)
                 && best.is_none_or(|(s, _)| score > s)
@@ -385,6 +392,41 @@ mod tests {
         assert_eq!(find(&t, "example.com.evil.net", 443), Err(Deny::NoRoute));
         assert_eq!(find(&t, "github.com", 443), Err(Deny::NoRoute));
         assert_eq!(find(&t, "x.api.github.com", 443), Err(Deny::NoRoute));
+    }
+
+    /// A deeper wildcard is more specific than a shallower one in either
+    /// order: otherwise `*.example.com` listed first would lift the
+    /// `methods: [GET]` written for `*.internal.example.com`.
+    #[test]
+    fn deeper_wildcard_wins_whatever_the_order() {
+        let broad = route("*.example.com", None, None);
+        let narrow = route("*.internal.example.com", Some(&["GET"]), None);
+        for routes in [
+            vec![broad.clone(), narrow.clone()],
+            vec![narrow.clone(), broad.clone()],
+        ] {
+            let t = RouteTable::new(routes);
+            assert_eq!(
+                find(&t, "db.internal.example.com", 443),
+                Ok("*.internal.example.com")
+            );
+            assert_eq!(find(&t, "www.example.com", 443), Ok("*.example.com"));
+            // `*` still loses to both, exact still beats both.
+            let mut with_any = vec![
+                route("*", None, None),
+                route("db.internal.example.com", None, None),
+            ];
+            with_any.extend(t.routes.iter().map(|r| (**r).clone()));
+            let t = RouteTable::new(with_any);
+            assert_eq!(
+                find(&t, "x.internal.example.com", 443),
+                Ok("*.internal.example.com")
+            );
+            assert_eq!(
+                find(&t, "db.internal.example.com", 443),
+                Ok("db.internal.example.com")
+            );
+        }
     }
 
     #[test]
