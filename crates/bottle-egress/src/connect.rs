@@ -83,32 +83,32 @@ pub async fn handle(
         .map_err(|_| Deny::TooLarge)?;
     let on_upgrade = hyper::upgrade::on(req);
     let started = info.started;
-    let mut ev = info_event(info, inner);
+    let ev = info_event(info, inner);
     match route.tls {
         Tls::Passthrough => {
             let up = upstream::dial(inner, &target, &vetted).await?;
             let audit = inner.audit.clone();
             let idle = inner.cfg.limits.tunnel_idle;
             let host = target.host.clone();
+            let mut record = TunnelRecord {
+                audit,
+                ev,
+                activity: crate::idle::Activity::new(),
+                started,
+            };
             tokio::spawn(async move {
                 let Ok(client) = on_upgrade.await else {
                     return;
                 };
-                let activity = crate::idle::Activity::new();
+                let activity = record.activity.clone();
                 let client = activity.watch(TokioIo::new(client));
                 let up = activity.watch(up);
                 let relay = passthrough(client, up, &host);
                 match activity.until_idle(idle, relay).await {
                     Some(Ok(())) => {}
-                    Some(Err(deny)) => {
-                        ev.decision = "block";
-                        ev.reason = Some(deny.as_str());
-                    }
-                    None => ev.reason = Some(Deny::Timeout.as_str()),
+                    Some(Err(deny)) => record.ended("block", deny),
+                    None => record.ended("allow", Deny::Timeout),
                 }
-                ev.bytes = activity.bytes() / 2;
-                ev.ms = millis(started.elapsed());
-                audit.emit(&ev);
                 drop(slot);
             });
         }
@@ -183,6 +183,35 @@ where
             r
         }
         () = &mut down => upward.await,
+    }
+}
+
+/// A passthrough tunnel's event (its only record), written when the
+/// tunnel ends however it ends: closed, idle, refused for its
+/// ClientHello, or dropped with its runtime when the proxy stops. Written
+/// from `drop` because the last case runs no more code of the task: a
+/// tunnel still open at shutdown would otherwise leave no trace of the
+/// bytes it carried.
+struct TunnelRecord {
+    audit: crate::audit::Audit,
+    ev: crate::audit::Event,
+    activity: crate::idle::Activity,
+    started: std::time::Instant,
+}
+
+impl TunnelRecord {
+    /// The tunnel ended for a reason (a refused ClientHello, the idle bound).
+    fn ended(&mut self, decision: &'static str, why: Deny) {
+        self.ev.decision = decision;
+        self.ev.reason = Some(why.as_str());
+    }
+}
+
+impl Drop for TunnelRecord {
+    fn drop(&mut self) {
+        self.ev.bytes = self.activity.bytes() / 2;
+        self.ev.ms = millis(self.started.elapsed());
+        self.audit.emit(&self.ev);
     }
 }
 

@@ -159,3 +159,46 @@ async fn a_stop_ends_every_thread() {
     p.shut_down().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// A passthrough tunnel's only record is its event, written when it
+/// ends; one still open when the proxy stops ends with the stop (its
+/// task is dropped with its thread's runtime), and its event must still
+/// be written, with the bytes it carried: otherwise stopping the bottle
+/// while a tunnel is open would erase what went through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_open_at_the_stop_is_still_logged() {
+    let ca = TestCa::new("test upstream CA");
+    let (up, rec) = https_upstream(&ca, &["pass.test"]).await;
+    let port = up.port();
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: pass.test, tls: passthrough, ports: [{port}]}}]\nresolve: {{pass.test: '{up}'}}"
+    ))
+    .sharded(2)
+    .start()
+    .await;
+    let (s, _, stream) = connect(p.addr, &format!("pass.test:{port}")).await;
+    assert_eq!(s, 200);
+    let mut c = tls_client(stream.unwrap(), &ca.pem, "pass.test").await;
+    let (s, _, body) = send(&mut c, req("GET", "/hello", &[("host", "pass.test")], "")).await;
+    assert_eq!((s, body.as_str()), (200, "hello /hello"));
+    assert_eq!(rec.count(), 1);
+    let log = p.log.clone();
+    let tunnel_events = || {
+        log.events()
+            .into_iter()
+            .filter(|e| e["kind"] == "connect")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tunnel_events(),
+        Vec::<serde_json::Value>::new(),
+        "still open"
+    );
+    p.shut_down().await;
+    let events = tunnel_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["decision"], "allow");
+    assert_eq!(events[0]["host"], "pass.test");
+    assert!(events[0]["bytes"].as_u64().unwrap() > 100, "{events:?}");
+    drop(c);
+}
