@@ -20,7 +20,16 @@ pub fn render(plan: &Plan) -> String {
         plan.bottle.name,
         plan.bottle.lineage.join(" -> ")
     );
-    let _ = writeln!(w, "skills     {}", list_or(&a.skills, "none"));
+    if a.skills.is_empty() {
+        let _ = writeln!(w, "skills     none");
+    } else {
+        // Say where they come from: the folders are copied in whole.
+        let _ = writeln!(
+            w,
+            "skills     {} (copied from ~/.claude/skills)",
+            a.skills.join(", ")
+        );
+    }
 
     let _ = writeln!(w, "\nenv");
     let e = &plan.env;
