@@ -412,26 +412,8 @@ impl Workspace {
                 h.set_mode(0o777);
                 tar.append_link(&mut h, &dst, &target).map_err(read)?;
             } else if meta.is_file() {
-                // The file `prepare` looked at, not one swapped in since
-                // (a link in its place, or in a folder on the way: any
-                // other file has another device and inode).
-                let f = {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    std::fs::OpenOptions::new()
-                        .read(true)
-                        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                        .open(&src)
-                        .map_err(read)?
-                };
-                {
-                    use std::os::unix::fs::MetadataExt;
-                    let now = f.metadata().map_err(read)?;
-                    if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
-                        return Err(read(io::Error::other(
-                            "the file changed since it was listed",
-                        )));
-                    }
-                }
+                // The file `prepare` looked at, not one swapped in since.
+                let f = open_as_listed(&src, meta).map_err(read)?;
                 let mut h = tar::Header::new_gnu();
                 h.set_metadata(meta);
                 if let Some(how) = rewrite(cwd, rel) {
@@ -663,10 +645,57 @@ pub async fn build(
     }
 }
 
+/// Opens the regular file `path` only if it is still the one `listed`
+/// (metadata taken when the folder was walked, links not followed): not a
+/// link put in its place since, nor a file reached through a folder on the
+/// way swapped for a link (any other file has another device and inode).
+/// What the user approved is what is copied, not a key the swap points at.
+pub(crate) fn open_as_listed(path: &Path, listed: &std::fs::Metadata) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    let now = f.metadata()?;
+    if (now.dev(), now.ino()) != (listed.dev(), listed.ino()) {
+        return Err(io::Error::other("the file changed since it was listed"));
+    }
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Attack: between the walk and the read, the listed file is replaced
+    /// by a link to a key (or by another file). The read must refuse,
+    /// not follow the link.
+    #[test]
+    fn a_file_swapped_after_the_listing_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("id_ed25519");
+        std::fs::write(&key, "PRIVATE KEY").unwrap();
+        let listed_path = d.path().join("notes.md");
+        std::fs::write(&listed_path, "notes").unwrap();
+        let listed = std::fs::symlink_metadata(&listed_path).unwrap();
+        let mut text = String::new();
+        open_as_listed(&listed_path, &listed)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "notes");
+
+        std::fs::remove_file(&listed_path).unwrap();
+        std::os::unix::fs::symlink(&key, &listed_path).unwrap();
+        assert!(open_as_listed(&listed_path, &listed).is_err());
+
+        // A regular file in its place (a hard link to the key) too.
+        std::fs::remove_file(&listed_path).unwrap();
+        std::fs::hard_link(&key, &listed_path).unwrap();
+        let e = open_as_listed(&listed_path, &listed).unwrap_err();
+        assert!(e.to_string().contains("changed since it was listed"), "{e}");
+    }
 
     #[test]
     fn over_a_gib_is_refused_by_path() {

@@ -150,7 +150,14 @@ impl Packer {
             }
         } else if ft.is_file() {
             self.count(src, meta.len())?;
-            let file = std::fs::File::open(src).map_err(read)?;
+            // Below the top, not `File::open`: a link swapped in since the
+            // walk looked would be followed.
+            let file = if top {
+                std::fs::File::open(src)
+            } else {
+                crate::derived::open_as_listed(src, &meta)
+            }
+            .map_err(read)?;
             use std::os::unix::fs::PermissionsExt;
             let exec = meta.permissions().mode() & 0o111 != 0;
             let mut h = Self::header(
