@@ -18,8 +18,20 @@ use crate::engine::{Engine, EngineError};
 /// The most a workspace copy may hold.
 pub const MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
-const DOCKERFILE: &str =
-    "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY --chown=1000:1000 workspace/ /workspace/\n";
+/// The labels come between `FROM` and `COPY` (see [`dockerfile`]).
+const DOCKERFILE_FROM: &str = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n";
+const DOCKERFILE_COPY: &str = "COPY --chown=1000:1000 workspace/ /workspace/\n";
+
+/// The derived image's Dockerfile. The bottle's labels come before the
+/// copy, so every image the build makes that holds the workspace carries
+/// them: a build cut short (Ctrl-C, SIGHUP) leaves the steps it finished
+/// as untagged images, and teardown and `cleanup` find those by label.
+fn dockerfile(labels: &HashMap<String, String>) -> String {
+    format!(
+        "{DOCKERFILE_FROM}{}{DOCKERFILE_COPY}",
+        crate::image::label_line(labels)
+    )
+}
 
 /// Why the folder cannot be copied.
 #[derive(Debug, thiserror::Error)]
@@ -381,7 +393,7 @@ pub fn prepare(cwd: &Path, home: &Path) -> Result<Workspace, CopyError> {
 pub fn context(cwd: &Path, home: &Path) -> Result<Context, CopyError> {
     let ws = prepare(cwd, home)?;
     let mut tar = Vec::new();
-    ws.write_tar(&mut tar, DOCKERFILE)?;
+    ws.write_tar(&mut tar, &dockerfile(&HashMap::new()))?;
     Ok(Context {
         tar,
         files: ws.files,
@@ -603,7 +615,7 @@ pub async fn build(
         .unwrap_or_default();
     refuse_onbuild(base, &triggers)?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let dockerfile = format!("{DOCKERFILE}{}", crate::image::label_line(&labels));
+    let dockerfile = dockerfile(&labels);
     let packer = tokio::task::spawn_blocking(move || {
         let out = io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
         let packed = workspace.write_tar(out, &dockerfile);
@@ -667,6 +679,17 @@ pub(crate) fn open_as_listed(path: &Path, listed: &std::fs::Metadata) -> io::Res
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Every image the build makes that holds the workspace carries the
+    /// bottle's labels: they come before the copy.
+    #[test]
+    fn the_labels_come_before_the_copy() {
+        let labels = HashMap::from([(crate::labels::SLUG.to_string(), "rev".to_string())]);
+        let d = dockerfile(&labels);
+        let label = d.find("LABEL \"io.claude-bottle.slug\"=\"rev\"").unwrap();
+        assert!(d.find("FROM ").unwrap() < label, "{d}");
+        assert!(label < d.find("COPY ").unwrap(), "{d}");
+    }
 
     /// Attack: between the walk and the read, the listed file is replaced
     /// by a link to a key (or by another file). The read must refuse,

@@ -5,6 +5,9 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::ListContainersOptions;
+use bottle_plan::names;
+
+use crate::labels;
 
 /// How long to wait for the engine to answer before calling it unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -132,21 +135,28 @@ pub fn version_at_least(v: &str, min: (u32, u32)) -> bool {
 }
 
 impl Engine {
-    /// Containers, stopped ones too, carrying every label in `wanted`
-    /// (`KEY` or `KEY=VALUE`): how a bottle's containers are found.
+    /// A bottle's containers, stopped ones too: those carrying every label
+    /// in `wanted` (`KEY` or `KEY=VALUE`) and the name the CLI gives a
+    /// bottle's container of their slug. The labels alone do not prove it:
+    /// a container run from the `--copy-cwd` image inherits the image's
+    /// labels, and teardown must not remove (nor `attach` pick) the
+    /// user's own container.
     pub async fn labelled_containers(
         &self,
         wanted: Vec<String>,
     ) -> Result<Vec<ContainerSummary>, EngineError> {
         let filters = std::collections::HashMap::from([("label".to_string(), wanted)]);
-        self.docker
+        let mut found = self
+            .docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(filters),
                 ..Default::default()
             }))
             .await
-            .map_err(api("list containers"))
+            .map_err(api("list containers"))?;
+        found.retain(named_for_its_slug);
+        Ok(found)
     }
 
     /// SIGKILL to a container's main process.
@@ -179,6 +189,16 @@ impl Engine {
         out.dedup();
         Ok(out)
     }
+}
+
+/// Whether a container's name is one the CLI gives a bottle of the slug
+/// it is labelled with: `claude-bottle-<slug>` or `…-sidecar`.
+pub fn named_for_its_slug(c: &ContainerSummary) -> bool {
+    let Some(slug) = c.labels.as_ref().and_then(|l| l.get(labels::SLUG)) else {
+        return false;
+    };
+    let name = container_name(c);
+    name == names::agent_container(slug) || name == names::sidecar_container(slug)
 }
 
 /// A container's name without the engine's leading `/`.

@@ -7,6 +7,8 @@ use bollard::query_parameters::{
     ListImagesOptions, ListNetworksOptions, RemoveContainerOptions, RemoveImageOptions,
 };
 
+use bottle_plan::names;
+
 use crate::engine::{Engine, container_name};
 use crate::labels;
 
@@ -55,12 +57,15 @@ pub async fn find(engine: &Engine, extra_label: Option<&str>) -> Result<Vec<Obje
         .await
         .map_err(|e| e.to_string())?;
     for n in networks {
-        out.push(object(
+        let o = object(
             "network",
             n.id.unwrap_or_default(),
             n.name.unwrap_or_default(),
             n.labels.unwrap_or_default(),
-        ));
+        );
+        if o.name == names::internal_network(&o.slug) || o.name == names::egress_network(&o.slug) {
+            out.push(o);
+        }
     }
     let images = d
         .list_images(Some(ListImagesOptions {
@@ -70,7 +75,21 @@ pub async fn find(engine: &Engine, extra_label: Option<&str>) -> Result<Vec<Obje
         .await
         .map_err(|e| e.to_string())?;
     for i in images {
-        let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
+        // The `--copy-cwd` image under the bottle's own tag, removed by that
+        // tag (another tag the user gave the same image keeps it), and
+        // untagged ones (a build cut short leaves the steps it finished,
+        // the workspace copy among them). A tagged image of the user's
+        // (`docker commit` of the agent, a build `FROM` the bottle's image)
+        // carries the labels too, and is not ours to remove.
+        let tag = names::derived_image(i.labels.get(labels::SLUG).map_or("", |s| s));
+        let untagged = i.repo_tags.iter().all(|t| t == "<none>:<none>");
+        let name = if i.repo_tags.contains(&tag) {
+            tag
+        } else if untagged {
+            i.id.clone()
+        } else {
+            continue;
+        };
         out.push(object("image", i.id, name, i.labels));
     }
     out.retain(|o| labels::is_slug(&o.slug));
@@ -134,9 +153,9 @@ async fn remove_one(engine: &Engine, o: &Object) -> Option<String> {
         "network" => d.remove_network(&o.id).await.map_err(|e| e.to_string()),
         _ => d
             .remove_image(
-                &o.id,
+                &o.name,
                 Some(RemoveImageOptions {
-                    force: true,
+                    force: false,
                     ..Default::default()
                 }),
                 None,
@@ -146,6 +165,11 @@ async fn remove_one(engine: &Engine, o: &Object) -> Option<String> {
             .map_err(|e| e.to_string()),
     };
     match result {
+        Err(e) if o.kind == "image" && e.contains("409") => Some(format!(
+            "image `{}` is left: a container that is not the bottle's uses it ({e}); \
+             remove that container, then `docker rmi {}`",
+            o.name, o.name
+        )),
         Err(e) if !e.contains("No such") && !e.contains("404") => {
             Some(format!("{} `{}`: {e}", o.kind, o.name))
         }

@@ -361,8 +361,10 @@ async fn objects_with_a_slug_that_is_a_path_are_not_ours() {
     let run = format!("foreign-slug-{}", std::process::id());
     let test_label = format!("{}={run}", labels::TEST);
     let mut made = Vec::new();
-    for (i, slug) in ["../..", "ours-1"].into_iter().enumerate() {
-        let name = format!("claude-bottle-test-{run}-{i}");
+    let ours = format!("ours-{}", std::process::id());
+    for slug in ["../..", ours.as_str()] {
+        // The name the CLI gives, so only the slug can make it not ours.
+        let name = format!("claude-bottle-{}-internal", slug.replace('/', "-"));
         let l = HashMap::from([
             (labels::SLUG.to_string(), slug.to_string()),
             (labels::ROLE.to_string(), "network".to_string()),
@@ -378,5 +380,128 @@ async fn objects_with_a_slug_that_is_a_path_are_not_ours() {
             .output();
     }
     let slugs: Vec<String> = found.unwrap().into_iter().map(|o| o.slug).collect();
-    assert_eq!(slugs, ["ours-1"]);
+    assert_eq!(slugs, [ours]);
+}
+
+/// Labels are copied: a container run from the `--copy-cwd` image
+/// inherits its labels, and `docker commit` writes a container's labels
+/// into the image it makes. Only objects under the names the CLI gives
+/// are the bottle's: the user's own container, image and network,
+/// labelled alike, are never listed for removal nor picked by `attach`,
+/// and removing the bottle's image by its tag keeps another tag the user
+/// gave it.
+#[tokio::test(flavor = "current_thread")]
+async fn objects_labelled_alike_but_named_otherwise_are_not_ours() {
+    if !engine_ready() {
+        return;
+    }
+    let engine = Engine::connect().await.unwrap();
+    let slug = format!("alike-{}", std::process::id());
+    let run = format!("{slug}-run");
+    let test_label = format!("{}={run}", labels::TEST);
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker").args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let label_args = [
+        "--label".to_string(),
+        format!("{}={slug}", labels::SLUG),
+        "--label".to_string(),
+        format!("{}=agent", labels::ROLE),
+        "--label".to_string(),
+        test_label.clone(),
+    ];
+    let user_container = format!("user-{run}");
+    let our_container = format!("claude-bottle-{slug}");
+    let user_image = format!("user-img-{run}:1");
+    let our_image = format!("claude-bottle:cwd-{slug}");
+    let user_tag = format!("user-keep-{run}:1");
+    let user_net = format!("user-net-{run}");
+    let our_net = format!("claude-bottle-{slug}-internal");
+    for name in [&user_container, &our_container] {
+        let mut args = vec!["create", "--name", name.as_str()];
+        args.extend(label_args.iter().map(String::as_str));
+        args.extend([AGENT_BASE, "true"]);
+        let (ok, err) = docker(&args);
+        assert!(ok, "{err}");
+    }
+    let net_labels = HashMap::from([
+        (labels::SLUG.to_string(), slug.clone()),
+        (labels::ROLE.to_string(), "network".to_string()),
+        (labels::TEST.to_string(), run.clone()),
+    ]);
+    // Removed at the end whatever happens, by the docker CLI.
+    let _remove = DockerOnDrop(vec![
+        vec![
+            "rm".into(),
+            "-f".into(),
+            user_container.clone(),
+            our_container.clone(),
+        ],
+        vec![
+            "rmi".into(),
+            user_image.clone(),
+            our_image.clone(),
+            user_tag.clone(),
+        ],
+        vec![
+            "network".into(),
+            "rm".into(),
+            user_net.clone(),
+            our_net.clone(),
+        ],
+    ]);
+    for image in [&user_image, &our_image] {
+        let (ok, err) = docker(&["commit", &user_container, image]);
+        assert!(ok, "{err}");
+    }
+    let (ok, err) = docker(&["tag", &our_image, &user_tag]);
+    assert!(ok, "{err}");
+    for net in [&user_net, &our_net] {
+        network::create(&engine, net, true, net_labels.clone())
+            .await
+            .unwrap();
+    }
+
+    let found = teardown::find(&engine, Some(&test_label)).await.unwrap();
+    let mut named: Vec<(&str, &str)> = found.iter().map(|o| (o.kind, o.name.as_str())).collect();
+    named.sort();
+    assert_eq!(
+        named,
+        [
+            ("container", our_container.as_str()),
+            ("image", our_image.as_str()),
+            ("network", our_net.as_str()),
+        ]
+    );
+    let agent = bottle_docker::attach::find_agent(&engine, &slug, Some(&test_label))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(agent.name, our_container);
+
+    let failures = teardown::remove(&engine, &found).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let exists = |what: &str, name: &str| docker(&[what, "inspect", name]).0;
+    assert!(exists("container", &user_container));
+    assert!(!exists("container", &our_container));
+    assert!(exists("image", &user_image));
+    assert!(exists("image", &user_tag), "the user's tag keeps the image");
+    assert!(!exists("image", &our_image));
+    assert!(exists("network", &user_net));
+    assert!(!exists("network", &our_net));
+}
+
+/// Runs each docker command when dropped (a failed assertion included).
+struct DockerOnDrop(Vec<Vec<String>>);
+
+impl Drop for DockerOnDrop {
+    fn drop(&mut self) {
+        for args in &self.0 {
+            let _ = Command::new("docker").args(args).output();
+        }
+    }
 }
