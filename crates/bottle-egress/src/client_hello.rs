@@ -18,6 +18,10 @@ pub const MAX_HELLO: usize = 64 * 1024;
 const MAX_RECORD: usize = 16_384 + 2048;
 
 const HANDSHAKE: u8 = 0x16;
+/// change_cipher_spec, alert, handshake, application_data, heartbeat.
+const TLS_RECORD_TYPES: std::ops::RangeInclusive<u8> = 0x14..=0x18;
+/// encrypted_client_hello (RFC 9849), and the drafts' code points.
+const ECH: std::ops::RangeInclusive<u16> = 0xfe02..=0xfe0d;
 const CLIENT_HELLO: u8 = 1;
 const SERVER_NAME: u16 = 0;
 const HOST_NAME: u8 = 0;
@@ -44,6 +48,13 @@ pub fn read(buf: &[u8]) -> Hello {
         return Hello::NeedMore;
     };
     if first != HANDSHAKE {
+        // Another TLS record first (an alert, a ChangeCipherSpec): Go's and
+        // OpenSSL's servers skip warning alerts before the handshake and
+        // route by the ClientHello after it, which this check would never
+        // read. Refused, not relayed as some other protocol.
+        if TLS_RECORD_TYPES.contains(&first) {
+            return Hello::Malformed;
+        }
         return Hello::NotTls;
     }
     let mut message = Vec::new();
@@ -106,6 +117,13 @@ fn server_name(body: &[u8]) -> Option<Hello> {
         let kind = exts.u16()?;
         let len = exts.u16()?;
         let data = exts.take(usize::from(len))?;
+        if ECH.contains(&kind) {
+            // The name the server routes by is then the encrypted inner
+            // one, which cannot be read here: the outer name proves
+            // nothing. (Clients that send it as GREASE, Chromium's, need
+            // an intercepted route.)
+            return None;
+        }
         if kind != SERVER_NAME {
             continue;
         }
@@ -227,14 +245,20 @@ mod tests {
 
     /// A hand-made ClientHello with the given server_name extension data.
     fn hello_with(sni: &[&[u8]]) -> Vec<u8> {
+        let exts: Vec<(u16, &[u8])> = sni.iter().map(|d| (SERVER_NAME, *d)).collect();
+        hello_with_extensions(&exts)
+    }
+
+    /// A hand-made ClientHello with the given extensions (type, data).
+    fn hello_with_extensions(extensions: &[(u16, &[u8])]) -> Vec<u8> {
         let mut body = vec![3, 3];
         body.extend_from_slice(&[0u8; 32]);
         body.push(0); // session id
         body.extend_from_slice(&[0, 2, 0x13, 0x01]); // one suite
         body.extend_from_slice(&[1, 0]); // null compression
         let mut exts = Vec::new();
-        for data in sni {
-            exts.extend_from_slice(&SERVER_NAME.to_be_bytes());
+        for (kind, data) in extensions {
+            exts.extend_from_slice(&kind.to_be_bytes());
             exts.extend_from_slice(&(data.len() as u16).to_be_bytes());
             exts.extend_from_slice(data);
         }
@@ -278,6 +302,37 @@ mod tests {
         let one = name_list(&[b"a.test"]);
         let two = name_list(&[b"b.test"]);
         assert_eq!(read(&hello_with(&[&one, &two])), Hello::Malformed);
+    }
+
+    /// Attack: a warning alert record before the ClientHello. Go's and
+    /// OpenSSL's servers skip it and route by the hello that follows, for
+    /// another tenant of a shared front end; relaying it as "not TLS"
+    /// would skip the name check.
+    #[test]
+    fn a_record_before_the_hello_is_malformed() {
+        let evil = rustls_hello("evil.test");
+        for first in [0x14u8, 0x15, 0x17, 0x18] {
+            let mut bytes = vec![first, 3, 1, 0, 2, 1, 0x5a];
+            bytes.extend_from_slice(&evil);
+            assert_eq!(read(&bytes), Hello::Malformed, "record type {first:#x}");
+            assert_eq!(read(&bytes[..1]), Hello::Malformed);
+        }
+    }
+
+    /// Attack: an encrypted ClientHello whose outer name is the allowed
+    /// host and whose inner one (the one a front end routes by) is not.
+    #[test]
+    fn an_encrypted_client_hello_is_malformed() {
+        let name = name_list(&[b"pass.test"]);
+        let plain = hello_with_extensions(&[(SERVER_NAME, &name)]);
+        assert_eq!(read(&plain), Hello::Name(Some("pass.test".into())));
+        for ech in [0xfe0du16, 0xfe0a, 0xfe02] {
+            let hello = hello_with_extensions(&[(SERVER_NAME, &name), (ech, b"\x00\x01inner")]);
+            assert_eq!(read(&hello), Hello::Malformed, "{ech:#x}");
+        }
+        // Neighbouring code points are other extensions.
+        let other = hello_with_extensions(&[(SERVER_NAME, &name), (0xfe0e, b"x")]);
+        assert_eq!(read(&other), Hello::Name(Some("pass.test".into())));
     }
 
     proptest! {
