@@ -446,6 +446,9 @@ impl ProxyConfig {
                     routes
                         .iter()
                         .filter_map(|r: &Route| Some((r.pattern.matches(k)?, r)))
+                        // The first of equals, as `RouteTable::find` picks
+                        // for every other host under it.
+                        .rev()
                         .max_by_key(|(key, _)| *key)
                         .map(|(_, r)| r.clone())
                 });
@@ -934,6 +937,28 @@ audit: audit.jsonl
         assert_eq!(implied.methods.as_ref().map(|m| m.len()), Some(1));
         assert!(implied.paths.is_some());
         assert_eq!(implied.tls, Tls::Intercept);
+        // Two routes that are one pattern (`*.Example.com` from one
+        // manifest, `*.example.com` from another): the implied route keeps
+        // the first's rules, as every other host under them gets.
+        let raw = parse_text(
+            "dlp: off\nallow: [{host: '*.Example.com', methods: [GET]}, {host: '*.example.com'}]\n\
+             tokens: [{kind: http, token_ref: T, host: api.example.com, scheme: Bearer}]",
+        )
+        .unwrap();
+        let c = ProxyConfig::from_raw(raw, Path::new("/"), &secrets(&[("T", "v")])).unwrap();
+        let find = |host: &str| {
+            c.routes
+                .find(
+                    &crate::addr::classify_host(host),
+                    443,
+                    crate::route::Scheme::Https,
+                )
+                .unwrap()
+                .methods
+                .clone()
+        };
+        assert_eq!(find("www.example.com"), Some(vec!["GET".to_string()]));
+        assert_eq!(find("api.example.com"), Some(vec!["GET".to_string()]));
         for wild in ["'*'", "'*.herokuapp.com'"] {
             let raw = parse_text(&format!(
                 "tokens: [{{kind: http, token_ref: T, host: {wild}, scheme: Bearer}}]"

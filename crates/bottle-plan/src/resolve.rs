@@ -398,6 +398,8 @@ fn resolve_routes(bottle: &MergedBottle, dlp: Dlp) -> Result<Vec<RoutePlan>, Err
                 let covering = routes
                     .iter()
                     .filter_map(|(r, _)| wildcard_covers(&r.host, h).map(|depth| (depth, r)))
+                    // The first of equals, as the sidecar picks.
+                    .rev()
                     .max_by_key(|(depth, _)| *depth)
                     .map(|(_, r)| r);
                 routes.push((
