@@ -117,13 +117,10 @@ pub fn run_pre_receive(input: impl BufRead, err: &mut impl Write) -> i32 {
         );
         return 1;
     };
-    // The hook's own environment minus its configuration and the gate's
-    // config entries for receive-pack: what git children of the hook get.
-    let env: Vec<(String, Secret)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .filter(|(k, _)| k != HOOK_ENV && !k.starts_with("GIT_CONFIG_"))
-        .map(|(k, v)| (k, Secret::new(v)))
-        .collect();
+    let env = child_env(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    );
     let report = run_with(&cfg, &env, input, err);
     if let Some(path) = &cfg.report
         && let Ok(text) = serde_json::to_string(&report)
@@ -131,6 +128,34 @@ pub fn run_pre_receive(input: impl BufRead, err: &mut impl Write) -> i32 {
         let _ = std::fs::write(path, text);
     }
     i32::from(report.decision != "allow")
+}
+
+/// What git children of the hook (the scan, the upstream push) get: the
+/// hook's own environment minus its configuration and the config entries
+/// the gate gave receive-pack (`GIT_CONFIG_COUNT`, `_KEY_n`, `_VALUE_n`,
+/// `GIT_CONFIG_PARAMETERS`). Not every `GIT_CONFIG_*`: that would drop
+/// `GIT_CONFIG_NOSYSTEM` and `GIT_CONFIG_GLOBAL` too, and with them the
+/// rule that no git child reads `/etc/gitconfig` or a global config;
+/// those two are set again whatever came in.
+fn child_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, Secret)> {
+    let receive_pack_config = |k: &str| {
+        k == "GIT_CONFIG_COUNT"
+            || k == "GIT_CONFIG_PARAMETERS"
+            || k.starts_with("GIT_CONFIG_KEY_")
+            || k.starts_with("GIT_CONFIG_VALUE_")
+    };
+    let mut env: Vec<(String, Secret)> = vars
+        .filter(|(k, _)| {
+            k != HOOK_ENV
+                && !receive_pack_config(k)
+                && k != "GIT_CONFIG_NOSYSTEM"
+                && k != "GIT_CONFIG_GLOBAL"
+        })
+        .map(|(k, v)| (k, Secret::new(v)))
+        .collect();
+    env.push(("GIT_CONFIG_NOSYSTEM".into(), Secret::new("1")));
+    env.push(("GIT_CONFIG_GLOBAL".into(), Secret::new("/dev/null")));
+    env
 }
 
 /// The hook's logic with the configuration and git environment given.
@@ -505,6 +530,39 @@ fn millis(t: std::time::Instant) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gate's config entries for receive-pack stay behind; the rule
+    /// that no git child reads the system or a global config does not.
+    #[test]
+    fn children_never_read_the_system_or_global_config() {
+        let given = [
+            ("PATH", "/usr/bin"),
+            (HOOK_ENV, "{}"),
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "http.extraHeader"),
+            ("GIT_CONFIG_VALUE_0", "Authorization: Bearer x"),
+            ("GIT_CONFIG_PARAMETERS", "'core.x'='y'"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+        ];
+        let env = child_env(given.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let shown: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("PATH", "/usr/bin"),
+                ("GIT_CONFIG_NOSYSTEM", "1"),
+                ("GIT_CONFIG_GLOBAL", "/dev/null")
+            ]
+        );
+        // Set whatever came in (nothing, or another file).
+        let env = child_env([("GIT_CONFIG_GLOBAL".to_string(), "/tmp/x".to_string())].into_iter());
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "GIT_CONFIG_GLOBAL" && v.expose() == "/dev/null")
+        );
+        assert!(!env.iter().any(|(_, v)| v.expose() == "/tmp/x"));
+    }
 
     #[test]
     fn messages_quoting_a_secret_path_are_redacted() {

@@ -29,6 +29,12 @@ pub struct Limits {
     /// Distinct entry names and gitlink ids in all those trees together
     /// (an unchanged entry read again in another new tree is not counted).
     pub max_tree_entries: u64,
+    /// Bytes those distinct names and ids take while the trees are read,
+    /// each counted with [`crate::trees::ENTRY_OVERHEAD`] bytes of
+    /// bookkeeping: git allows 4 KiB names, so the entry count alone
+    /// would let a push of near-identical long names (they compress to a
+    /// few dozen bytes each) hold gigabytes in the hook.
+    pub max_tree_entry_bytes: u64,
     /// Client connections served at once; more wait in the listen backlog.
     /// The gate shares its process (and its file descriptors) with the
     /// egress proxy, so idle connections must not be able to use them up.
@@ -71,6 +77,7 @@ impl Default for Limits {
             max_refs: 1_000,
             max_trees: 1_000_000,
             max_tree_entries: 10_000_000,
+            max_tree_entry_bytes: 256 << 20,
             max_connections: 256,
             header_read_timeout_ms: 10_000,
             max_git_processes: 8,

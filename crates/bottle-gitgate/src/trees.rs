@@ -36,6 +36,10 @@ const BATCH: usize = 256 * 1024;
 /// Mode of a gitlink (submodule) entry.
 const GITLINK: u32 = 0o160_000;
 
+/// What one remembered name or id costs beyond its bytes (the set's slot,
+/// the allocation), for [`crate::Limits::max_tree_entry_bytes`].
+pub const ENTRY_OVERHEAD: u64 = 64;
+
 /// What the tree scan found and what it cost.
 #[derive(Debug, Default)]
 pub struct TreeOutcome {
@@ -111,6 +115,7 @@ fn read_trees(
     // counted again, so work and the bound follow what is new.
     let mut seen_names: HashSet<Vec<u8>> = HashSet::new();
     let mut seen_links: HashSet<Vec<u8>> = HashSet::new();
+    let mut held: u64 = 0;
     let mut header = Vec::with_capacity(128);
     let mut body = Vec::new();
     while read_line_bounded(r, &mut header, 1024)? {
@@ -160,9 +165,11 @@ fn read_trees(
         links.owner(&id);
         let n = for_each_entry(&body, id_len, |mode, name, oid| {
             if seen_names.insert(name.to_vec()) {
+                held = held.saturating_add(name.len() as u64 + ENTRY_OVERHEAD);
                 names.push(name);
             }
             if mode == GITLINK && seen_links.insert(oid.to_vec()) {
+                held = held.saturating_add(oid.len() as u64 + ENTRY_OVERHEAD);
                 let hex = bottle_dlp::hex_encode(oid, false);
                 links.push(&hex);
                 joined.extend_from_slice(&hex);
@@ -174,6 +181,17 @@ fn read_trees(
             return Err(ScanError::TooLarge(format!(
                 "more than {} distinct entries in the new trees of one push",
                 limits.max_tree_entries
+            )));
+        }
+        if held > limits.max_tree_entry_bytes {
+            let bound = limits.max_tree_entry_bytes;
+            let bound = if bound >= 1 << 20 {
+                format!("{} MiB", bound >> 20)
+            } else {
+                format!("{bound} bytes")
+            };
+            return Err(ScanError::TooLarge(format!(
+                "the distinct entry names in the new trees of one push take more than {bound}"
             )));
         }
         if names.buf.len() + links.buf.len() + joined.len() >= BATCH {

@@ -193,6 +193,37 @@ fn the_tree_entry_bound_counts_distinct_entries() {
     assert_eq!(up.bare.rev("refs/heads/many"), None);
 }
 
+/// The names' bytes are bounded too, not only their number: git allows
+/// names of 4 KiB, and near-identical long names take a few dozen bytes
+/// each in a pack, so a count bound alone would let a small push hold
+/// gigabytes of names in the hook.
+#[test]
+fn the_bytes_of_tree_entry_names_are_bounded() {
+    let up = HttpsUpstream::start();
+    let mut setup = GateSetup::https(&up, &["*"]);
+    setup.limits = Limits {
+        max_tree_entry_bytes: 2048,
+        ..Limits::default()
+    };
+    let gate = setup.start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["checkout", "-q", "-b", "short"]);
+    commit_file(&wt, "a.txt", "x\n", "short");
+    git(&wt, &["push", "-q", "origin", "short"]);
+    assert!(up.bare.rev("refs/heads/short").is_some());
+
+    git(&wt, &["checkout", "-q", "-b", "long", "origin/main"]);
+    for i in 0..8 {
+        let name = format!("{i}{}.txt", "n".repeat(240));
+        commit_file(&wt, &name, "x\n", "long");
+    }
+    let (ok, out) = git_try(&wt, &["push", "origin", "long"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("take more than 2048 bytes"), "{out}");
+    assert_eq!(up.bare.rev("refs/heads/long"), None);
+}
+
 #[test]
 fn odd_ref_names() {
     let up = HttpsUpstream::start();
