@@ -530,6 +530,10 @@ struct FileAdds {
     /// The commit adds this file: its name is new and is scanned too (the
     /// files a commit changes were added by an earlier commit, new or not).
     added: bool,
+    /// Set when `buf` is the whole new file, widened from its added lines
+    /// ([`widen`]): the lines the commit added, and only findings that
+    /// touch one of them count (what was there before is not this push's).
+    only_lines: Option<Vec<u64>>,
 }
 
 /// A file's added text in one commit, on its way to a scanner thread.
@@ -792,10 +796,18 @@ fn scan_worker(
         };
         let in_name = in_name.into_iter().map(|h| (h, true));
         for (h, named) in in_name.chain(hits.into_iter().map(|h| (h, false))) {
+            let start = usize::try_from(h.range.start).unwrap_or(usize::MAX);
+            if !named && let Some(added) = &f.only_lines {
+                let end = usize::try_from(h.range.end.saturating_sub(1)).unwrap_or(usize::MAX);
+                let (first, last) = (line_at(&f.buf, &[], start), line_at(&f.buf, &[], end));
+                let from = added.partition_point(|l| *l < first);
+                if added.get(from).is_none_or(|l| *l > last) {
+                    continue;
+                }
+            }
             if found.fetch_add(1, Ordering::Relaxed) >= MAX_FINDINGS {
                 break;
             }
-            let start = usize::try_from(h.range.start).unwrap_or(usize::MAX);
             done.findings.push(FindingReport {
                 commit: commit.clone(),
                 path: if named { None } else { f.path.clone() },
@@ -917,6 +929,7 @@ fn read_blobs(
             starts: Vec::new(),
             new_blob: None,
             added: true,
+            only_lines: None,
         };
         tx.send((commit, file))
             .map_err(|_| ScanError::Git("the scanners stopped".into()))?;
@@ -1201,8 +1214,14 @@ fn walk_patch(
     // Remaining lines of the current hunk: (old, new).
     let mut hunk: Option<(u64, u64)> = None;
     let mut new_line: u64 = 0;
-    let mut flush = |file: &mut FileAdds, commit: &str| {
+    let mut flush = |file: &mut FileAdds,
+                     commit: &str,
+                     fetcher: &mut Option<BlobFetcher>,
+                     found: &mut BinarySearch<'_>|
+     -> Result<(), ScanError> {
+        widen(git, fetcher, file, commit, found)?;
         send(std::mem::take(file), commit);
+        Ok(())
     };
     while read_line_bounded(r, &mut line, max_line)? {
         if let Some((old_left, new_left)) = hunk.as_mut() {
@@ -1236,10 +1255,10 @@ fn walk_patch(
             continue;
         }
         if line.first() == Some(&0) {
-            flush(&mut file, &commit);
+            flush(&mut file, &commit, &mut fetcher, found)?;
             commit = String::from_utf8_lossy(&line[1..]).trim().to_string();
         } else if let Some(rest) = line.strip_prefix(b"diff --git ") {
-            flush(&mut file, &commit);
+            flush(&mut file, &commit, &mut fetcher, found)?;
             file.path = Some(diff_git_path(rest));
         } else if let Some(rest) = line.strip_prefix(b"index ") {
             let ids = rest.split(|b| *b == b' ').next().unwrap_or(b"");
@@ -1292,7 +1311,75 @@ fn walk_patch(
             }
         }
     }
-    flush(&mut file, &commit);
+    flush(&mut file, &commit, &mut fetcher, found)?;
+    Ok(())
+}
+
+/// Whether a file's added lines may be one part of a secret whose other
+/// part is on lines the commit left alone, where a rule would only match
+/// the two together: a PEM block's body or its `-----BEGIN`/`-----END`
+/// lines, a bare value (16 or more characters of base64, hex or a token)
+/// whose key is on the line before, or a key whose value is on the next
+/// (`aws_secret_access_key:` alone). Pushed over two commits, each half
+/// scans clean on its own.
+fn may_be_part_of_a_secret(added: &[u8]) -> bool {
+    added.split(|b| *b == b'\n').any(|line| {
+        let t = line.trim_ascii();
+        let bare_value = t.len() >= 16
+            && t.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=_-.".contains(b));
+        let marker = t
+            .windows(10)
+            .any(|w| w == b"-----BEGIN" || w == b"-----END ");
+        let key_alone = matches!(t.last(), Some(b':' | b'=' | b'"' | b'\''));
+        bare_value || marker || key_alone
+    })
+}
+
+/// Replaces a changed file's added lines with the whole new file when
+/// they [may be part of a secret](may_be_part_of_a_secret), keeping the
+/// added lines' numbers in `only_lines`: the rules then see the secret
+/// whole, and a finding counts only where it touches an added line. A
+/// new file is scanned whole already; a binary or over-bound new file
+/// keeps its added lines (the known-secret search reads binary ones).
+fn widen(
+    git: &Git<'_>,
+    fetcher: &mut Option<BlobFetcher>,
+    file: &mut FileAdds,
+    commit: &str,
+    found: &mut BinarySearch<'_>,
+) -> Result<(), ScanError> {
+    if file.added || file.starts.is_empty() || !may_be_part_of_a_secret(&file.buf) {
+        return Ok(());
+    }
+    let Some(blob) = file
+        .new_blob
+        .clone()
+        .filter(|b| b.bytes().any(|c| c != b'0'))
+    else {
+        return Ok(());
+    };
+    let fetch = match fetcher {
+        Some(f) => f,
+        None => fetcher.insert(BlobFetcher::start(git)?),
+    };
+    let size = fetch.open(&blob)?;
+    if size > git.limits.max_text_blob {
+        // Read past it: its added lines are scanned as they are.
+        let want = size.saturating_add(1);
+        let read = std::io::copy(&mut (&mut fetch.stdout).take(want), &mut std::io::sink())
+            .map_err(cat_file_io)?;
+        if read != want {
+            return Err(ScanError::Git("git cat-file ended early".into()));
+        }
+        return Ok(());
+    }
+    let path = file.path.clone().unwrap_or_default();
+    if let Some(text) = read_blob(&mut fetch.stdout, size, git.limits, (commit, &path), found)? {
+        file.only_lines = Some(file.starts.iter().map(|(_, l)| *l).collect());
+        file.buf = text;
+        file.starts.clear();
+    }
     Ok(())
 }
 

@@ -649,3 +649,77 @@ fn a_timed_out_upstream_push_does_not_finish_behind_the_gate() {
         );
     }
 }
+
+/// Attack: a secret a rule only sees whole, pushed in halves, each
+/// commit's added lines clean on their own: a key's BEGIN/END lines in one
+/// commit and its body in the next (or the body first), or a key name on
+/// a line the next commit leaves alone while it adds the value below it.
+/// A clean edit that looks like such a half still goes through.
+#[test]
+fn a_secret_split_over_commits_is_found_whole() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    let begin = "-----BEGIN OPENSSH PRIVATE KEY-----\n";
+    let body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\
+                QyNTUxOQAAACDpZzrY8r9kNnKmIs7ADtWiL2oGZ2C0dHVnbhcEYQAPGgAAAJgl1kmHJdZJ\n";
+    let end = "-----END OPENSSH PRIVATE KEY-----\n";
+    let whole = format!("notes\n{begin}{body}{end}");
+    let halves = [
+        ("markers-first", format!("notes\n{begin}{end}")),
+        ("body-first", format!("notes\n{body}")),
+    ];
+    for (branch, half) in halves {
+        git(&wt, &["checkout", "-q", "-b", branch, "origin/main"]);
+        commit_file(&wt, "k.pem", &half, "half");
+        commit_file(&wt, "k.pem", &whole, "the other half");
+        let (ok, out) = git_try(&wt, &["push", "origin", branch]);
+        assert!(!ok, "{branch}: {out}");
+        assert!(out.contains("k.pem:"), "{branch}: {out}");
+        assert!(out.contains("private-key"), "{branch}: {out}");
+        assert_eq!(up.bare.rev(&format!("refs/heads/{branch}")), None);
+    }
+
+    git(&wt, &["checkout", "-q", "-b", "assign", "origin/main"]);
+    commit_file(&wt, "conf.yml", "aws_secret_access_key:\n", "key");
+    commit_file(
+        &wt,
+        "conf.yml",
+        "aws_secret_access_key:\n  Zk3pQ9vT2mXw8LrB5nYc1HdJ6sFa0GeUoKiP4qEt\n",
+        "value",
+    );
+    let (ok, out) = git_try(&wt, &["push", "origin", "assign"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("conf.yml:2"), "{out}");
+    assert!(out.contains("aws-secret-access-key"), "{out}");
+
+    // Looks like a half (a bare value line), is not a secret: goes through.
+    git(&wt, &["checkout", "-q", "-b", "clean", "origin/main"]);
+    commit_file(&wt, "sums.txt", "files:\n", "list");
+    commit_file(
+        &wt,
+        "sums.txt",
+        "files:\n0123456789abcdef0123456789abcdef\n",
+        "a checksum",
+    );
+    git(&wt, &["push", "-q", "origin", "clean"]);
+    assert!(up.bare.rev("refs/heads/clean").is_some());
+
+    // A key the upstream already has (pushed there without the gate) is
+    // not this push's: an edit that widens the scan to the whole file
+    // counts only findings on the lines it adds.
+    let seed = clone(work.path(), up.bare.repo.to_str().unwrap(), "direct");
+    commit_file(&seed, "old.pem", &whole, "an old key");
+    git(&seed, &["push", "-q", "origin", "HEAD:refs/heads/legacy"]);
+    git(&wt, &["fetch", "-q", "origin"]);
+    git(&wt, &["checkout", "-q", "-b", "legacy-edit", "origin/legacy"]);
+    commit_file(
+        &wt,
+        "old.pem",
+        &format!("{whole}0123456789abcdef0123456789abcdef\n"),
+        "a checksum below it",
+    );
+    let (ok, out) = git_try(&wt, &["push", "origin", "legacy-edit"]);
+    assert!(ok, "{out}");
+}
