@@ -158,8 +158,13 @@ pub async fn refresh(
                 .map(str::to_string),
         )
     };
+    let before = tips(gd, env, timeout, secrets).await?;
     let (fetched, head) = tokio::join!(run_git(env, &fetch, timeout, secrets), head);
     fetched?;
+    let after = tips(gd, env, timeout, secrets).await?;
+    if rewound(gd, env, timeout, secrets, &before, &after).await? {
+        drop_unreachable(gd, env, timeout, secrets).await?;
+    }
     if let Some(branch) = head? {
         let sym: [&std::ffi::OsStr; 5] = [
             "--git-dir".as_ref(),
@@ -170,6 +175,96 @@ pub async fn refresh(
         ];
         run_git(env, &sym, timeout, secrets).await?;
     }
+    Ok(())
+}
+
+/// Every branch and tag of the mirror: name → object id.
+async fn tips(
+    gd: &std::ffi::OsStr,
+    env: &Env,
+    timeout: Duration,
+    secrets: &[&str],
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let args: [&std::ffi::OsStr; 6] = [
+        "--git-dir".as_ref(),
+        gd,
+        "for-each-ref".as_ref(),
+        "--format=%(objectname) %(refname)".as_ref(),
+        "refs/heads".as_ref(),
+        "refs/tags".as_ref(),
+    ];
+    let out = run_git(env, &args, timeout, secrets).await?;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(id, name)| (name.to_string(), id.to_string()))
+        .collect())
+}
+
+/// Whether the refresh left objects behind that no ref reaches any more:
+/// a branch or tag the upstream deleted, a tag moved, a branch rewound
+/// (its old tip not an ancestor of the new one).
+async fn rewound(
+    gd: &std::ffi::OsStr,
+    env: &Env,
+    timeout: Duration,
+    secrets: &[&str],
+    before: &std::collections::HashMap<String, String>,
+    after: &std::collections::HashMap<String, String>,
+) -> Result<bool, String> {
+    for (name, old) in before {
+        let Some(new) = after.get(name) else {
+            return Ok(true);
+        };
+        if new == old {
+            continue;
+        }
+        if !name.starts_with("refs/heads/") {
+            return Ok(true);
+        }
+        let args: [&std::ffi::OsStr; 6] = [
+            "--git-dir".as_ref(),
+            gd,
+            "merge-base".as_ref(),
+            "--is-ancestor".as_ref(),
+            old.as_ref(),
+            new.as_ref(),
+        ];
+        // Exit 1 (not an ancestor) is an error to run_git: rewound.
+        if run_git(env, &args, timeout, secrets).await.is_err() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Removes the objects no ref reaches. Protocol v2's upload-pack serves
+/// any object the repository holds to a client that names it, reachable
+/// or not: a commit the upstream's owner deleted or force-pushed away (a
+/// leaked secret taken out, say) would stay fetchable by id through the
+/// gate until then.
+async fn drop_unreachable(
+    gd: &std::ffi::OsStr,
+    env: &Env,
+    timeout: Duration,
+    secrets: &[&str],
+) -> Result<(), String> {
+    let repack: [&std::ffi::OsStr; 6] = [
+        "--git-dir".as_ref(),
+        gd,
+        "repack".as_ref(),
+        "-a".as_ref(),
+        "-d".as_ref(),
+        "-q".as_ref(),
+    ];
+    run_git(env, &repack, timeout, secrets).await?;
+    let prune: [&std::ffi::OsStr; 4] = [
+        "--git-dir".as_ref(),
+        gd,
+        "prune".as_ref(),
+        "--expire=now".as_ref(),
+    ];
+    run_git(env, &prune, timeout, secrets).await?;
     Ok(())
 }
 

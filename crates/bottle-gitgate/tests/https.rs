@@ -713,7 +713,10 @@ fn a_secret_split_over_commits_is_found_whole() {
     commit_file(&seed, "old.pem", &whole, "an old key");
     git(&seed, &["push", "-q", "origin", "HEAD:refs/heads/legacy"]);
     git(&wt, &["fetch", "-q", "origin"]);
-    git(&wt, &["checkout", "-q", "-b", "legacy-edit", "origin/legacy"]);
+    git(
+        &wt,
+        &["checkout", "-q", "-b", "legacy-edit", "origin/legacy"],
+    );
     commit_file(
         &wt,
         "old.pem",
@@ -722,4 +725,65 @@ fn a_secret_split_over_commits_is_found_whole() {
     );
     let (ok, out) = git_try(&wt, &["push", "origin", "legacy-edit"]);
     assert!(ok, "{out}");
+}
+
+/// Attack: protocol v2's upload-pack serves any object the mirror holds
+/// to a client that names it, reachable or not. A commit the upstream's
+/// owner deleted (a leaked secret taken out) must not stay fetchable by
+/// id through the gate once a refresh has seen it gone.
+#[test]
+fn a_commit_the_upstream_deleted_is_not_served_by_id() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let direct = clone(work.path(), up.bare.repo.to_str().unwrap(), "direct");
+    git(&direct, &["checkout", "-q", "-b", "leak"]);
+    let leaked = commit_file(&direct, "leak.txt", "taken out later\n", "oops");
+    git(&direct, &["push", "-q", "origin", "leak"]);
+
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    let by_id = |wt: &std::path::Path| {
+        git_try(
+            wt,
+            &["-c", "protocol.version=2", "fetch", "-q", "origin", &leaked],
+        )
+    };
+    // Control: while the branch exists the id is served (so a refusal
+    // below is the defence, not a broken fetch).
+    let (ok, out) = by_id(&wt);
+    assert!(ok, "{out}");
+    assert_eq!(git(&wt, &["cat-file", "-t", &leaked]).trim(), "commit");
+
+    git(&direct, &["push", "-q", "origin", ":leak"]);
+    let fresh = clone(work.path(), &gate.repo_url("app"), "fresh");
+    let (ok, out) = by_id(&fresh);
+    assert!(!ok, "the deleted commit was served: {out}");
+    assert!(!git_try(&fresh, &["cat-file", "-e", &leaked]).0);
+
+    // The same for a branch force-pushed back past the commit.
+    git(&direct, &["checkout", "-q", "main"]);
+    let rewritten = commit_file(
+        &direct,
+        "leak2.txt",
+        "also taken out
+",
+        "oops again",
+    );
+    git(&direct, &["push", "-q", "origin", "main"]);
+    git(&fresh, &["pull", "-q", "origin", "main"]);
+    git(&direct, &["reset", "-q", "--hard", "HEAD~1"]);
+    git(&direct, &["push", "-q", "-f", "origin", "main"]);
+    let later = clone(work.path(), &gate.repo_url("app"), "later");
+    let (ok, out) = git_try(
+        &later,
+        &[
+            "-c",
+            "protocol.version=2",
+            "fetch",
+            "-q",
+            "origin",
+            &rewritten,
+        ],
+    );
+    assert!(!ok, "the rewound commit was served: {out}");
 }
