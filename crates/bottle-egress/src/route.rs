@@ -151,7 +151,8 @@ impl Route {
     }
 
     /// Method and path rules, applied to plain HTTP and to requests inside an
-    /// intercepted tunnel. `path` is the raw request path without the query.
+    /// intercepted tunnel. `path` is the raw request path, with its query
+    /// (read for `_method`) or without.
     ///
     /// The path goes upstream as the agent wrote it, so a path the rules
     /// judge must mean the same to every server: on a route with path rules
@@ -163,23 +164,19 @@ impl Route {
     pub fn check_request(&self, method: &str, path: &str, headers: &HeaderMap) -> Result<(), Deny> {
         if let Some(methods) = &self.methods {
             let allowed = |m: &str| methods.iter().any(|a| a == m);
-            let overrides = METHOD_OVERRIDES
-                .iter()
-                .flat_map(|h| headers.get_all(*h))
-                .all(|v| {
-                    v.to_str()
-                        .is_ok_and(|v| allowed(&v.trim().to_ascii_uppercase()))
-                });
+            let overrides = method_overrides(headers, path)
+                .into_iter()
+                .all(|v| v.is_some_and(|v| allowed(&v.trim().to_ascii_uppercase())));
             if !allowed(method) || !overrides {
                 return Err(Deny::Method);
             }
         }
         if let Some(rules) = &self.paths {
             let (norm, dotted) = normalize(path)?;
-            if dotted
-                || PATH_OVERRIDES.iter().any(|h| headers.contains_key(*h))
-                || !rules.iter().any(|r| r.matches(&norm))
-            {
+            let path_override = headers
+                .keys()
+                .any(|k| PATH_OVERRIDES.contains(&as_dashes(k.as_str()).as_str()));
+            if dotted || path_override || !rules.iter().any(|r| r.matches(&norm)) {
                 return Err(Deny::Path);
             }
         }
@@ -252,6 +249,63 @@ pub(crate) const METHOD_OVERRIDES: &[&str] = &[
     "x-http-method",
     "x-method-override",
 ];
+
+/// A header name as servers that map `_` to `-` read it (Rack, CGI, PHP:
+/// `X_HTTP_Method_Override` is `HTTP_X_HTTP_METHOD_OVERRIDE` to them, as
+/// the dashed name is).
+fn as_dashes(name: &str) -> String {
+    name.replace('_', "-")
+}
+
+/// The methods a request names besides its request line, for the
+/// frameworks that take them instead: the headers of [`METHOD_OVERRIDES`]
+/// in either spelling, and `_method` in the query (`path` may carry it;
+/// Laravel and Symfony read it there, and Rails from a form body, which is
+/// not read here). `None` stands for a value that is not text, which no
+/// rule allows.
+pub(crate) fn method_overrides(headers: &HeaderMap, path: &str) -> Vec<Option<String>> {
+    let mut out: Vec<Option<String>> = headers
+        .iter()
+        .filter(|(k, _)| METHOD_OVERRIDES.contains(&as_dashes(k.as_str()).as_str()))
+        .map(|(_, v)| v.to_str().ok().map(str::to_string))
+        .collect();
+    if let Some((_, query)) = path.split_once('?') {
+        let query = query.split('#').next().unwrap_or_default();
+        for pair in query.split(['&', ';']) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if percent_decoded(key).is_some_and(|k| k.trim().eq_ignore_ascii_case("_method")) {
+                out.push(percent_decoded(&value.replace('+', " ")));
+            }
+        }
+    }
+    out
+}
+
+/// `%XX` escapes decoded; `None` when the result is not UTF-8. A `%` that
+/// starts no escape stays as it is.
+fn percent_decoded(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
 
 /// Headers that some servers (IIS, older Symfony) route by in place of the
 /// request line's path.
@@ -604,6 +658,46 @@ mod tests {
                 "{h}"
             );
         }
+        // Attack: the underscore spellings, which Rack, CGI and PHP read as
+        // the dashed names.
+        for (h, v) in [
+            ("x_http_method_override", "DELETE"),
+            ("x-http_method", "PUT"),
+        ] {
+            assert_eq!(
+                r.check_request("POST", path, &with(h, v)),
+                Err(Deny::Method),
+                "{h}"
+            );
+        }
+        assert_eq!(
+            r.check_request("GET", path, &with("x_original_url", "/admin")),
+            Err(Deny::Path)
+        );
+        // Attack: `_method` in the query (Laravel, Symfony), any case or
+        // escape of its name and value.
+        for q in [
+            "?_method=DELETE",
+            "?a=1&_METHOD=delete",
+            "?%5Fmethod=PUT",
+            "?_method=DEL%45TE",
+            "?x;_method=PATCH",
+            "?_method=%ff",
+        ] {
+            assert_eq!(
+                r.check_request("POST", &format!("{path}{q}"), &none()),
+                Err(Deny::Method),
+                "{q}"
+            );
+        }
+        assert_eq!(
+            r.check_request(
+                "POST",
+                &format!("{path}?_method=get&method=DELETE"),
+                &none()
+            ),
+            Ok(())
+        );
         // Without rules for them, the headers are the upstream's business.
         let open = route("h", None, None);
         assert_eq!(

@@ -826,10 +826,9 @@ pub async fn exchange(
     };
     if !matches!(ex.auth, Auth::None)
         && (echoing(req.method().as_str())
-            || crate::route::METHOD_OVERRIDES
+            || crate::route::method_overrides(req.headers(), &ex.pq)
                 .iter()
-                .flat_map(|h| req.headers().get_all(*h))
-                .any(|v| v.to_str().map_or(true, echoing)))
+                .any(|v| v.as_deref().is_none_or(echoing)))
     {
         return Err(Deny::Method.into());
     }
@@ -847,7 +846,11 @@ pub async fn exchange(
     let (mut parts, body) = req.into_parts();
     if let Some(route) = &ex.route {
         route
-            .check_request(parts.method.as_str(), parts.uri.path(), &parts.headers)
+            .check_request(
+                parts.method.as_str(),
+                parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                &parts.headers,
+            )
             .map_err(|d| Failure::with_rule(d, route.name.clone()))?;
     }
     let mut verdict = Verdict::default();

@@ -81,6 +81,16 @@ async fn intercepted_requests_follow_route_rules_inside_the_tunnel() {
         (s, h["x-claude-bottle-block"].to_str().unwrap()),
         (403, "path")
     );
+    // A method named in the query for the frameworks that read it there.
+    let (s, h, _) = send(
+        &mut c,
+        req("POST", "/v1/models?_method=DELETE", &[("host", &host)], ""),
+    )
+    .await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "method")
+    );
     assert_eq!(rec.count(), 1);
     assert_eq!(rec.all()[0].uri, "/v1/models?x=1");
 }
@@ -527,23 +537,28 @@ async fn a_trace_never_carries_the_injected_token() {
             "{method}"
         );
     }
-    // Nor as a method-override header's value on another method.
-    for (name, value) in [
-        ("x-http-method-override", "TRACE"),
-        ("x-http-method", " track"),
-        ("x-method-override", "Trace"),
+    // Nor as a method-override header's value on another method (also
+    // spelt with `_`, as Rack and CGI read it), nor as `_method` in the
+    // query.
+    for (path, name, value) in [
+        ("/", "x-http-method-override", "TRACE"),
+        ("/", "x-http-method", " track"),
+        ("/", "x-method-override", "Trace"),
+        ("/", "x_http_method_override", "TRACE"),
+        ("/?_method=TRACE", "x-other", "1"),
+        ("/?a=1&_Method=tr%61ce", "x-other", "1"),
     ] {
         let (_, _, stream) = connect(p.addr, &host).await;
         let mut c = tls_client(stream.unwrap(), p.proxy.ca_pem(), "api.test").await;
         let (s, h, _) = send(
             &mut c,
-            req("POST", "/", &[("host", &host), (name, value)], ""),
+            req("POST", path, &[("host", &host), (name, value)], ""),
         )
         .await;
         assert_eq!(
             (s, h["x-claude-bottle-block"].to_str().unwrap()),
             (403, "method"),
-            "{name}: {value}"
+            "{path} {name}: {value}"
         );
     }
     assert_eq!(rec.count(), 0, "no TRACE reached the upstream");
