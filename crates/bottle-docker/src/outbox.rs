@@ -571,10 +571,16 @@ fn is_object_id(s: &str) -> bool {
 /// (`FILE` stands for the bundle's path). `--no-tags`: git would otherwise
 /// fetch the tags the agent made on those commits too, and a later
 /// `git push --follow-tags` would publish them past the gate.
-pub const FETCH_BUNDLE: &str =
-    "git fetch --no-tags FILE.bundle 'refs/heads/*:refs/remotes/bottle/*'";
-/// How to apply a saved patch (`FILE` stands for its path).
-pub const APPLY_PATCH: &str = "git apply --index FILE.patch";
+/// `transfer.fsckObjects`: the objects are the agent's, so git checks
+/// them as it would a stranger's (malformed objects, `.gitmodules` and
+/// path tricks) where the git in use supports it for bundles.
+pub const FETCH_BUNDLE: &str = "git -c transfer.fsckObjects=true fetch --no-tags FILE.bundle 'refs/heads/*:refs/remotes/bottle/*'";
+/// How to apply a saved patch (`FILE` stands for its path), after a look
+/// at what it touches: it is the agent's, and a change to hooks
+/// (`.husky/`, a `core.hooksPath` folder), build scripts or editor tasks
+/// runs on the host the next time they do.
+pub const APPLY_PATCH: &str =
+    "git apply --stat FILE.patch, read it, then git apply --index FILE.patch";
 
 /// Longest stem of an outbox file: with `-N`, `.bundle` and the folder it
 /// stays well inside a file name's 255 bytes.

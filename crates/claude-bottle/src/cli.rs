@@ -90,7 +90,8 @@ pub enum Command {
         /// Do not ask for confirmation
         #[arg(short, long)]
         yes: bool,
-        /// Also remove bottles started with `--keep`
+        /// Also remove bottles started with `--keep`, without saving their
+        /// work (`stop SLUG` saves the outbox and audit log first)
         #[arg(long)]
         all: bool,
     },

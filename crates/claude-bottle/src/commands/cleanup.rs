@@ -35,6 +35,18 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
         for s in &states {
             stderrln!("  state     {}", s.display());
         }
+        // A kept bottle's agent still holds its work: cleanup removes it
+        // without the save `stop` makes. Said before the question.
+        let unsaved: std::collections::BTreeSet<&str> = orphans
+            .iter()
+            .filter(|o| o.keep && o.kind == "container" && o.role == "agent")
+            .map(|o| o.slug.as_str())
+            .collect();
+        for slug in &unsaved {
+            stderrln!(
+                "warning: bottle `{slug}` was started with `--keep`; its workspace and audit log are not saved by cleanup (`claude-bottle stop {slug}` saves them first)"
+            );
+        }
         if !yes && !confirm("Remove these?")? {
             stderrln!("nothing removed");
             return Ok(ExitCode::SUCCESS);
