@@ -231,6 +231,26 @@ impl RouteTable {
         let ip = crate::addr::canonical(ip);
         self.routes.iter().any(|r| r.pattern == HostPattern::Ip(ip))
     }
+
+    /// Whether a name that resolves to `ip` may reach it on `port`: a
+    /// route names the address with nothing narrower than the port (no
+    /// `methods`, no `paths`; `ports` listing this one, or none and the
+    /// port 80 or 443). A request by name is judged by the name's route,
+    /// so an address route's own rules would not apply to it: with `*`
+    /// also allowed, a name the agent points at the address would lift
+    /// them. Such an address is reached by its literal (its route applies)
+    /// or through a `resolve` pin.
+    pub fn opens_ip_to_names(&self, ip: IpAddr, port: u16) -> bool {
+        let ip = crate::addr::canonical(ip);
+        self.routes.iter().any(|r| {
+            r.pattern == HostPattern::Ip(ip)
+                && !r.has_request_rules()
+                && match &r.ports {
+                    Some(ports) => ports.contains(&port),
+                    None => port == 80 || port == 443,
+                }
+        })
+    }
 }
 
 /// Percent-decodes a request path, removes dot segments and empty segments.

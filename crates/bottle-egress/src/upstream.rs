@@ -129,10 +129,9 @@ pub async fn vet(inner: &Inner, target: &Target) -> Result<Vetted, Deny> {
         // One forbidden answer poisons the lot: a name that mixes public and
         // private answers is a rebinding attempt. Forbidden: the fixed
         // private ranges and the addresses of the machine the bottle runs on.
-        if addrs
-            .iter()
-            .any(|a| cfg.host_addresses.forbids(a.ip()) && !cfg.routes.names_ip(a.ip()))
-        {
+        if addrs.iter().any(|a| {
+            cfg.host_addresses.forbids(a.ip()) && !cfg.routes.opens_ip_to_names(a.ip(), target.port)
+        }) {
             return Err(Deny::PrivateAddress);
         }
         addrs

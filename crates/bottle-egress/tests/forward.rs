@@ -372,7 +372,28 @@ async fn ssrf_guard_refuses_the_hosts_own_addresses_unless_named() {
         listed,
     )
     .await;
-    assert_eq!(get(p.addr, host).await, (200, None));
+    assert_eq!(get(p.addr, host.clone()).await, (200, None));
+    assert_eq!(rec.count(), 3);
+    drop(p);
+
+    // Attack: the address's route has rules of its own, which a request
+    // by name (judged by the `*` route) would not meet: the name does not
+    // open the address. Its literal still reaches it, under its rules.
+    let p = proxy(
+        &format!(", {{host: 198.51.100.7, ports: [{port}], methods: [HEAD]}}"),
+        listed,
+    )
+    .await;
+    assert_eq!(
+        get(p.addr, host).await,
+        (403, Some("private-address".into()))
+    );
+    let literal = format!("http://198.51.100.7:{port}/");
+    assert_eq!(
+        get(p.addr, literal).await,
+        (403, Some("method".into())),
+        "the literal is held to the address's route"
+    );
     assert_eq!(rec.count(), 3);
 }
 
