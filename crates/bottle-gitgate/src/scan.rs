@@ -995,11 +995,34 @@ fn read_blob(
     if buf.pop() != Some(b'\n') {
         return Err(ScanError::Git("cat-file: bad framing".into()));
     }
-    if buf[..len.min(BINARY_PROBE)].contains(&0) {
+    if buf[..len.min(BINARY_PROBE)].contains(&0) && !looks_utf16(&buf) {
         found.search(at, &buf, &mut std::io::empty(), 0)?;
         return Ok(None);
     }
     Ok(Some(buf))
+}
+
+/// Whether content with NUL bytes is UTF-16 text: a byte-order mark, or
+/// in its first bytes one byte of nearly every two-byte unit zero and the
+/// other nearly never (text in a Latin script). git calls it binary, and
+/// forges show it as text: it goes to the rules (the engine reads UTF-16)
+/// instead of only the known-secret search, which looks for the secrets'
+/// 8-bit forms.
+fn looks_utf16(b: &[u8]) -> bool {
+    if b.starts_with(&[0xff, 0xfe]) || b.starts_with(&[0xfe, 0xff]) {
+        return true;
+    }
+    let probe = &b[..b.len().min(BINARY_PROBE)];
+    let units = probe.len() / 2;
+    if units < 8 {
+        return false;
+    }
+    let (even, odd) = probe.chunks_exact(2).fold((0, 0), |(e, o), u| {
+        (e + usize::from(u[0] == 0), o + usize::from(u[1] == 0))
+    });
+    let most = |n: usize| n * 10 >= units * 9;
+    let few = |n: usize| n * 10 <= units;
+    (most(odd) && few(even)) || (most(even) && few(odd))
 }
 
 /// Reads a blob's content that is not held whole (`size` bytes, then

@@ -86,6 +86,74 @@ fn raw_secret_in_a_binary_file_is_refused() {
     assert!(!ev[0].to_line().contains(TOKEN));
 }
 
+/// Attack: the bottle's token, and a credential a rule knows, in UTF-16
+/// text files (with and without a byte-order mark). git calls them binary
+/// (NUL bytes), forges show them as text, and the known-secret search
+/// looks for 8-bit forms only: they go to the rules, which read UTF-16.
+#[test]
+fn secrets_in_utf16_text_are_refused() {
+    let utf16 = |text: &str, big_endian: bool, bom: bool| {
+        let mut out = Vec::new();
+        if bom {
+            out.extend_from_slice(if big_endian {
+                &[0xfe, 0xff]
+            } else {
+                &[0xff, 0xfe]
+            });
+        }
+        for u in text.encode_utf16() {
+            out.extend_from_slice(&if big_endian {
+                u.to_be_bytes()
+            } else {
+                u.to_le_bytes()
+            });
+        }
+        out
+    };
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    let cases = [
+        (
+            "le-bom",
+            format!("deploy notes\ntoken = {TOKEN}\n"),
+            false,
+            true,
+        ),
+        ("be-bom", format!("token = {TOKEN}\n"), true, true),
+        (
+            "le-plain",
+            format!("some text before it\n{TOKEN}\n"),
+            false,
+            false,
+        ),
+        (
+            "rule",
+            "GITHUB_TOKEN=ghp_k2Lq8ZrT4vYw9NcX1bHs7MdP3aFe6UjG0iRo\n".to_string(),
+            false,
+            true,
+        ),
+    ];
+    for (branch, text, be, bom) in cases {
+        git(&wt, &["checkout", "-q", "-b", branch, "origin/main"]);
+        commit_bytes(&wt, "notes.txt", &utf16(&text, be, bom), "notes");
+        let out = push_refused(&wt, &up, branch);
+        assert!(out.contains("notes.txt"), "{branch}: {out}");
+        assert_eq!(up.bare.rev(&format!("refs/heads/{branch}")), None);
+    }
+    // Clean UTF-16 text lands.
+    git(&wt, &["checkout", "-q", "-b", "clean16", "origin/main"]);
+    commit_bytes(
+        &wt,
+        "notes.txt",
+        &utf16("nothing to see\n", false, true),
+        "notes",
+    );
+    git(&wt, &["push", "-q", "origin", "clean16"]);
+    assert!(up.bare.rev("refs/heads/clean16").is_some());
+}
+
 #[test]
 fn encoded_secret_in_a_binary_file_is_refused() {
     let up = HttpsUpstream::start();
