@@ -64,6 +64,11 @@ pub const MIN_KNOWN_SECRET_LEN: usize = 8;
 /// The rule id of a match on one of the engine's known secrets.
 pub const KNOWN_SECRET_RULE: &str = "known-secret";
 
+/// The rule id of input whose encodings decode to more than the engine
+/// reads for one scan (twice the input and 1 MiB): layers past that bound
+/// go unread, so the input is reported whole rather than passed as clean.
+pub const ENCODING_TOO_DEEP_RULE: &str = "encoding-too-deep";
+
 /// Why an engine could not be built. Never contains a secret value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {

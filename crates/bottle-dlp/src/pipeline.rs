@@ -51,6 +51,8 @@ struct Raw {
 struct Scan<'e> {
     engine: &'e Engine,
     budget: usize,
+    /// Some layer went unread for want of budget.
+    exhausted: bool,
     out: Vec<Raw>,
     scratch: Scratch,
 }
@@ -63,10 +65,23 @@ pub(crate) fn scan(engine: &Engine, input: &[u8]) -> Vec<Finding> {
         // Each layer is smaller than its source, except normalisation, which
         // is capped per piece; twice the input bounds the total work.
         budget: input.len().saturating_mul(2).saturating_add(1 << 20),
+        exhausted: false,
         out: Vec::new(),
         scratch: Scratch::default(),
     };
     s.layer(input, 0, &|r| r);
+    if s.exhausted {
+        // Fail closed: nested escapes made to spend the budget before the
+        // layer that holds a secret is reached would otherwise pass clean.
+        s.out.push(Raw {
+            key: key_of(crate::ENCODING_TOO_DEEP_RULE, b""),
+            finding: Finding {
+                rule: crate::ENCODING_TOO_DEEP_RULE,
+                range: 0..input.len() as u64,
+                redacted: "****".to_string(),
+            },
+        });
+    }
     dedup(s.out)
 }
 
@@ -142,6 +157,7 @@ impl Scan<'_> {
     fn charge(&mut self, n: usize) -> bool {
         if self.budget < n {
             self.budget = 0;
+            self.exhausted = true;
             return false;
         }
         self.budget -= n;
@@ -529,6 +545,40 @@ mod tests {
             assert!(w[1].start < w[0].end);
             assert_eq!(w[1].start % 4, 0);
         }
+    }
+
+    /// Attack: escapes nested so that each layer decodes into several
+    /// more (JSON, character references, quoted-printable, full-width
+    /// forms) spend the decode budget before the layer that holds a token
+    /// is reached. The scan must not then pass the input as clean.
+    #[test]
+    fn a_spent_decode_budget_is_a_finding() {
+        let engine = crate::Engine::builder().build().unwrap();
+        let unit = "\\\\u0041 &#38;#38;#65; =3D3D41 \\uFF21 &#65313; \u{ff21} ";
+        let mut input = unit.repeat(64 * 1024 / unit.len());
+        input.push_str(&" ".repeat(1536));
+        let token = "ghp_k2Lq8ZrT4vYw9NcX1bHs7MdP3aFe6UjG0iRo";
+        let escaped: String = token
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        let json = format!("{{\"t\":\"{escaped}\"}}");
+        // The token alone, escaped so, is found by its rule.
+        let alone = scan(&engine, json.as_bytes());
+        assert!(
+            alone
+                .iter()
+                .any(|f| f.rule != crate::ENCODING_TOO_DEEP_RULE),
+            "{alone:?}"
+        );
+        input.push_str(&json);
+        let found = scan(&engine, input.as_bytes());
+        assert!(
+            found
+                .iter()
+                .any(|f| f.rule == crate::ENCODING_TOO_DEEP_RULE || f.rule == alone[0].rule),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -92,3 +92,43 @@ fn clean_hosts_have_no_findings() {
         );
     }
 }
+
+/// A file's text as a JSON string, the way a model API request or a tool
+/// result carries it.
+fn json_string(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out.into_bytes()
+}
+
+/// The decode budget is not spent by ordinary escaping: each clean file,
+/// as a JSON string and as a JSON string inside a JSON string (a request
+/// that carries a tool result), gives no finding, `encoding-too-deep`
+/// included.
+#[test]
+fn clean_corpus_in_json_strings_has_no_findings() {
+    let engine = Engine::builder().build().unwrap();
+    let mut report = Vec::new();
+    for (name, bytes) in corpus() {
+        let once = json_string(&bytes);
+        let twice = json_string(&[b"{\"content\":".as_slice(), &once, b"}"].concat());
+        for (how, doc) in [("once", once), ("twice", twice)] {
+            for f in engine.scan(&doc) {
+                report.push(format!("{name} ({how}): {} at {:?}", f.rule, f.range));
+            }
+        }
+    }
+    assert!(report.is_empty(), "findings:\n{}", report.join("\n"));
+}

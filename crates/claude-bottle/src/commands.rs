@@ -27,6 +27,13 @@ use crate::cli::{Cli, Command, Format, SidecarPart};
 use crate::settings::Settings;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    // Every command may hold a credential (`start` reads every token of
+    // the bottle before it asks `Launch?`): no core dump of this process,
+    // whatever the host's core_pattern (a pipe to systemd-coredump ignores
+    // RLIMIT_CORE), and no ptrace by other processes of the user. Best
+    // effort here; the sidecar and `proxy`, which hold them for the
+    // bottle's life, refuse to run without it.
+    let _ = sidecar::not_dumpable();
     match cli.command {
         Command::Completions { shell } => completions::run(shell),
         Command::Init => init::run(&Settings::from_env()?),
