@@ -402,7 +402,48 @@ pub fn context(cwd: &Path, home: &Path) -> Result<Context, CopyError> {
     })
 }
 
+/// The largest file [`Workspace::holding`] reads: credential files (a
+/// token, a deploy key) are small, and reading every large file of a
+/// workspace twice would slow each start.
+pub const CREDENTIAL_FILE_BYTES: u64 = 64 * 1024;
+
 impl Workspace {
+    /// The listed files (up to [`CREDENTIAL_FILE_BYTES`]) that hold one of
+    /// `values`: the bottle's credentials, which only the sidecar may
+    /// hold, must not be copied into the agent's image and workspace from
+    /// a token file or key that happens to sit in the folder.
+    pub fn holding(&self, values: &[&[u8]]) -> Vec<String> {
+        let finders: Vec<memchr::memmem::Finder<'_>> = values
+            .iter()
+            .filter(|v| v.len() >= 8)
+            .map(|v| memchr::memmem::Finder::new(v))
+            .collect();
+        if finders.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (rel, meta) in &self.entries {
+            if !meta.is_file() || meta.len() > CREDENTIAL_FILE_BYTES {
+                continue;
+            }
+            let Ok(f) = open_as_listed(&self.cwd.join(rel), meta) else {
+                // Gone or swapped since the listing: the copy refuses it.
+                continue;
+            };
+            let mut text = zeroize::Zeroizing::new(Vec::new());
+            if f.take(CREDENTIAL_FILE_BYTES)
+                .read_to_end(&mut text)
+                .is_err()
+            {
+                continue;
+            }
+            if finders.iter().any(|f| f.find(&text).is_some()) {
+                out.push(rel.clone());
+            }
+        }
+        out
+    }
+
     /// The build context: the listed paths under `workspace/`, with the
     /// Dockerfile beside them.
     pub fn write_tar(&self, out: impl io::Write, dockerfile: &str) -> Result<(), CopyError> {
@@ -689,6 +730,32 @@ mod tests {
         let label = d.find("LABEL \"io.claude-bottle.slug\"=\"rev\"").unwrap();
         assert!(d.find("FROM ").unwrap() < label, "{d}");
         assert!(label < d.find("COPY ").unwrap(), "{d}");
+    }
+
+    /// The bottle's own credential, by value, in a file the copy would
+    /// take (a token file, a deploy key kept beside the project): named,
+    /// so `start` refuses. Files without it, short values and files over
+    /// the read bound are not.
+    #[test]
+    fn files_holding_a_credential_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let (home, cwd) = (d.path().join("home"), d.path().join("proj"));
+        std::fs::create_dir_all(cwd.join(".secrets")).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        let token = "ghp_bottleTokenValue1234567890";
+        std::fs::write(cwd.join(".secrets/gh-token"), format!("{token}\n")).unwrap();
+        std::fs::write(cwd.join("main.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(cwd.join("notes.md"), "short: abc\n").unwrap();
+        let mut big = vec![b'x'; CREDENTIAL_FILE_BYTES as usize];
+        big.extend_from_slice(token.as_bytes());
+        std::fs::write(cwd.join("big.log"), big).unwrap();
+        let ws = prepare(&cwd, &home).unwrap();
+        assert_eq!(
+            ws.holding(&[token.as_bytes(), b"abc"]),
+            [".secrets/gh-token"]
+        );
+        assert!(ws.holding(&[b"not-in-any-file-123"]).is_empty());
+        assert!(ws.holding(&[]).is_empty());
     }
 
     /// Attack: between the walk and the read, the listed file is replaced

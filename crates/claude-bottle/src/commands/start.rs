@@ -51,6 +51,26 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
     let workspace = if args.copy_cwd {
         let ws = bottle_docker::derived::prepare(&settings.cwd, &settings.user_home)
             .map_err(|e| UsageError::new(e.to_string()).with_hint(e.hint()))?;
+        // The bottle's own credentials, found by value: a token file or
+        // deploy key inside the folder would reach the agent's image.
+        let values: Vec<&[u8]> = resolved
+            .secrets
+            .tokens
+            .values()
+            .chain(resolved.secrets.ssh_keys.values())
+            .map(|s| s.expose().trim().as_bytes())
+            .collect();
+        let holding = ws.holding(&values);
+        if !holding.is_empty() {
+            return Err(UsageError::new(format!(
+                "`--copy-cwd` would copy the bottle's own credentials into the agent's image: {}",
+                holding.join(", ")
+            ))
+            .with_hint(
+                "only the sidecar may hold them: move the token or key file out of this folder, or start from another folder",
+            )
+            .into());
+        }
         if !ws.secret_looking.is_empty() {
             resolved.plan.warnings.push(format!(
                 "`--copy-cwd` copies files that look like secrets into the bottle: {}",

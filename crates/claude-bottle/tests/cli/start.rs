@@ -335,3 +335,41 @@ fn copy_cwd_refuses_the_home_folder() {
     );
     assert!(err.contains("`cd` into the project's folder"), "{err}");
 }
+
+/// Attack on the user's trust: the bottle's token file sits in the project
+/// (not ignored by git, or not a git folder), under a name no secret
+/// pattern knows. `--copy-cwd` would put the very credential only the
+/// sidecar may hold into the agent's image; `start` refuses, naming it.
+#[test]
+fn copy_cwd_refuses_a_folder_holding_the_bottles_own_token() {
+    let t = TestEnv::new();
+    let oauth = "sk-ant-oat01-CopyCwdTokenValue-0123456789";
+    t.write("home/proj/.secrets/claude-token", format!("{oauth}\n"));
+    t.write("home/proj/main.rs", "fn main() {}\n".to_string());
+    t.bottle(
+        "dev",
+        "---\ntokens:\n  - kind: anthropic\n    token_ref: file:~/proj/.secrets/claude-token\n---\n",
+    );
+    t.agent("a", "---\nbottle: dev\n---\n");
+    let mut c = t.cmd(&["start", "a", "--dry-run", "--copy-cwd"]);
+    c.current_dir(t.home.join("proj"));
+    let (code, out, err) = t.run(c);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains("`--copy-cwd` would copy the bottle's own credentials into the agent's image: .secrets/claude-token"),
+        "{err}"
+    );
+    assert!(!err.contains(oauth), "{err}");
+    // Without the token file in it, the same folder is copied.
+    std::fs::remove_file(t.home.join("proj/.secrets/claude-token")).unwrap();
+    t.write("home/tok", format!("{oauth}\n"));
+    t.bottle(
+        "dev",
+        "---\ntokens:\n  - kind: anthropic\n    token_ref: file:~/tok\n---\n",
+    );
+    let mut c = t.cmd(&["start", "a", "--dry-run", "--copy-cwd"]);
+    c.current_dir(t.home.join("proj"));
+    let (code, _, err) = t.run(c);
+    assert_eq!(code, 0, "{err}");
+}
