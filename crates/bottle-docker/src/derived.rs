@@ -416,7 +416,7 @@ impl Workspace {
         let finders: Vec<memchr::memmem::Finder<'_>> = values
             .iter()
             .filter(|v| v.len() >= 8)
-            .map(|v| memchr::memmem::Finder::new(v))
+            .map(memchr::memmem::Finder::new)
             .collect();
         if finders.is_empty() {
             return Vec::new();

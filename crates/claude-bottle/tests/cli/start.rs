@@ -345,7 +345,7 @@ fn copy_cwd_refuses_a_folder_holding_the_bottles_own_token() {
     let t = TestEnv::new();
     let oauth = "sk-ant-oat01-CopyCwdTokenValue-0123456789";
     t.write("home/proj/.secrets/claude-token", format!("{oauth}\n"));
-    t.write("home/proj/main.rs", "fn main() {}\n".to_string());
+    t.write("home/proj/main.rs", "fn main() {}\n");
     t.bottle(
         "dev",
         "---\ntokens:\n  - kind: anthropic\n    token_ref: file:~/proj/.secrets/claude-token\n---\n",
