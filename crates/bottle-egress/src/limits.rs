@@ -58,6 +58,9 @@ pub const DNS_MAX_MESSAGE: usize = 4096;
 pub const DNS_TCP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes of each body kept for an audit event with `log: full`.
 pub const FULL_LOG_BODY_BYTES: usize = 8 * 1024;
+/// Bytes captured past [`FULL_LOG_BODY_BYTES`] so a secret across the cut
+/// is still found whole (the engine reports findings up to 8 KiB long).
+pub const FULL_LOG_LOOKAHEAD: usize = 8 * 1024;
 /// Idle keep-alive upstream connections kept per destination, and in all,
 /// by each proxy thread (at most [`MAX_PROXY_THREADS`]); an idle one is
 /// closed after [`POOL_IDLE_TIMEOUT`] (shorter than common

@@ -31,7 +31,9 @@ use crate::dlp::{BottleDlp, Dlp, Engine};
 pub use crate::error::Failure;
 use crate::error::{Deny, Error};
 use crate::inject;
-use crate::limits::{FULL_LOG_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS, MAX_TARGET_BYTES};
+use crate::limits::{
+    FULL_LOG_BODY_BYTES, FULL_LOG_LOOKAHEAD, MAX_HEAD_BYTES, MAX_HEADERS, MAX_TARGET_BYTES,
+};
 use crate::reverse::{self, Provider};
 use crate::route::{Route, Scheme};
 use crate::scan::{self, ScanBody, SharedVerdict, Verdict};
@@ -1272,18 +1274,26 @@ struct Capture(Arc<Mutex<Vec<u8>>>);
 impl Capture {
     fn add(&self, data: &[u8]) {
         if let Ok(mut v) = self.0.lock() {
-            let room = FULL_LOG_BODY_BYTES.saturating_sub(v.len());
+            let room = (FULL_LOG_BODY_BYTES + FULL_LOG_LOOKAHEAD).saturating_sub(v.len());
             v.extend_from_slice(&data[..room.min(data.len())]);
         }
     }
 
-    /// The captured bytes with every DLP finding replaced.
+    /// The first [`FULL_LOG_BODY_BYTES`] with every DLP finding replaced.
+    /// Scanned with the bytes after them: a secret that straddles the cut
+    /// no longer matches once cut, and its start would be logged as is.
     fn redacted(&self, dlp: &Dlp) -> Option<String> {
         let v = self.0.lock().ok()?;
         if v.is_empty() {
             return None;
         }
-        let out = crate::dlp::apply_redactions(&v, &dlp.scan(&v));
+        let shown = &v[..v.len().min(FULL_LOG_BODY_BYTES)];
+        let findings: Vec<_> = dlp
+            .scan(&v)
+            .into_iter()
+            .filter(|f| f.range.start < shown.len() as u64)
+            .collect();
+        let out = crate::dlp::apply_redactions(shown, &findings);
         Some(String::from_utf8_lossy(&out).into_owned())
     }
 }

@@ -228,6 +228,31 @@ async fn log_full_records_bodies_with_secrets_redacted() {
     assert_eq!(e["response_body"], "hello /f");
 }
 
+/// Attack: a secret that straddles the logged body's 8 KiB cut. Cut, it
+/// no longer matches; its start must not be logged as is.
+#[tokio::test]
+async fn log_full_redacts_a_secret_across_the_cut() {
+    let (p, rec, _) = dlp_proxy("dlp: log\nlog: full").await;
+    let mut c = client(p.addr).await;
+    let half = SECRET.len() / 2;
+    let body = format!("{}{SECRET} end", "a".repeat(8 * 1024 - half));
+    let (s, _, _) = send(&mut c, req("POST", "http://app.test/cut", &[], &body)).await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 1);
+    let e = p.event(|e| e["path"] == "/cut").await;
+    let logged = e["request_body"].as_str().unwrap();
+    assert!(
+        logged.ends_with("[REDACTED:known-secret]"),
+        "{}",
+        &logged[logged.len() - 40..]
+    );
+    assert!(
+        !logged.contains(&SECRET[..half]),
+        "the secret's start is logged"
+    );
+    p.events_without(&[SECRET]);
+}
+
 /// The status of a GET through the proxy, on a connection of its own.
 async fn get(p: &Running, url: &str) -> u16 {
     let mut c = client(p.addr).await;
