@@ -293,8 +293,8 @@ mod tests {
     fn stream_memory_is_the_overlap() {
         let e = engine();
         let mut s = e.known_stream();
-        // Hex is the longest form of this secret: two bytes per byte.
-        assert_eq!(s.overlap(), SECRET.len() * 2 - 1);
+        // UTF-32 is the longest form of this secret: four bytes per byte.
+        assert_eq!(s.overlap(), SECRET.len() * 4 - 1);
         let big = noise(1 << 20, 3);
         assert!(s.push(&big).is_empty());
         assert!(s.tail.len() <= s.overlap());

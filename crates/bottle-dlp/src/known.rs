@@ -76,6 +76,50 @@ fn forms_of(secret: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
             }
         }
     }
+    // One-line shell transforms no decoding layer undoes: `base32`, `tr`
+    // for ROT13 or a case swap, `iconv` to UTF-16 or UTF-32 (the engine
+    // reads UTF-16 text, but not UTF-32, and the gate's search of binary
+    // files reads no text at all).
+    for offset in 0..5usize {
+        let mut padded = Zeroizing::new(vec![0u8; offset]);
+        padded.extend_from_slice(secret);
+        let first = (offset * 8).div_ceil(5);
+        let last = ((offset + secret.len()) * 8) / 5;
+        let enc = Zeroizing::new(base32_encode(&padded));
+        if first < last && last <= enc.len() {
+            add(enc[first..last].to_vec());
+            add(enc[first..last].to_ascii_uppercase());
+        }
+    }
+    add(secret
+        .iter()
+        .map(|&b| match b {
+            b'a'..=b'z' => (b - b'a' + 13) % 26 + b'a',
+            b'A'..=b'Z' => (b - b'A' + 13) % 26 + b'A',
+            other => other,
+        })
+        .collect());
+    add(secret
+        .iter()
+        .map(|&b| match b {
+            b'a'..=b'z' => b.to_ascii_uppercase(),
+            b'A'..=b'Z' => b.to_ascii_lowercase(),
+            other => other,
+        })
+        .collect());
+    if let Ok(text) = std::str::from_utf8(secret) {
+        let units: Vec<u16> = text.encode_utf16().collect();
+        add(units.iter().flat_map(|u| u.to_le_bytes()).collect());
+        add(units.iter().flat_map(|u| u.to_be_bytes()).collect());
+        add(text
+            .chars()
+            .flat_map(|c| (c as u32).to_le_bytes())
+            .collect());
+        add(text
+            .chars()
+            .flat_map(|c| (c as u32).to_be_bytes())
+            .collect());
+    }
     out
 }
 
@@ -227,6 +271,32 @@ mod tests {
             cases.push(base64_encode(&text, false, true));
             cases.push(base64_encode(&text, true, false));
         }
+        // `base32`, `tr` (ROT13, case swap) and `iconv` of it, base32 at
+        // every alignment in a longer text, in either case.
+        for prefix in ["", "a", "ab", "abc", "abcd"] {
+            let mut text = prefix.as_bytes().to_vec();
+            text.extend_from_slice(s);
+            text.extend_from_slice(b" trailing");
+            cases.push(base32_encode(&text));
+            cases.push(base32_encode(&text).to_ascii_uppercase());
+        }
+        cases.push(b"f3pe3g-Inyhr/jvgu+punef".to_vec());
+        cases.push(b"S3CR3T-vALUE/WITH+CHARS".to_vec());
+        let units: Vec<u16> = secret.encode_utf16().collect();
+        cases.push(units.iter().flat_map(|u| u.to_le_bytes()).collect());
+        cases.push(units.iter().flat_map(|u| u.to_be_bytes()).collect());
+        cases.push(
+            secret
+                .chars()
+                .flat_map(|c| (c as u32).to_le_bytes())
+                .collect(),
+        );
+        cases.push(
+            secret
+                .chars()
+                .flat_map(|c| (c as u32).to_be_bytes())
+                .collect(),
+        );
         for case in cases {
             let mut hay = b"prefix ".to_vec();
             hay.extend_from_slice(&case);
