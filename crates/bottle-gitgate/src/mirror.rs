@@ -162,7 +162,7 @@ pub async fn refresh(
     let (fetched, head) = tokio::join!(run_git(env, &fetch, timeout, secrets), head);
     fetched?;
     let after = tips(gd, env, timeout, secrets).await?;
-    if rewound(gd, env, timeout, secrets, &before, &after).await? {
+    if left_behind(gd, env, timeout, secrets, &before, &after).await? {
         drop_unreachable(gd, env, timeout, secrets).await?;
     }
     if let Some(branch) = head? {
@@ -202,9 +202,12 @@ async fn tips(
 }
 
 /// Whether the refresh left objects behind that no ref reaches any more:
-/// a branch or tag the upstream deleted, a tag moved, a branch rewound
-/// (its old tip not an ancestor of the new one).
-async fn rewound(
+/// a tag the upstream deleted or moved (its tag object, message and all),
+/// or a branch tip deleted or rewound whose commits no branch or tag
+/// reaches now. One `rev-list` judges every branch tip that changed, and
+/// a branch deleted after it was merged (its commits still reachable)
+/// leaves nothing behind, so it costs no repack.
+async fn left_behind(
     gd: &std::ffi::OsStr,
     env: &Env,
     timeout: Duration,
@@ -212,30 +215,27 @@ async fn rewound(
     before: &std::collections::HashMap<String, String>,
     after: &std::collections::HashMap<String, String>,
 ) -> Result<bool, String> {
-    for (name, old) in before {
-        let Some(new) = after.get(name) else {
-            return Ok(true);
-        };
-        if new == old {
-            continue;
-        }
+    let changed = |(name, old): &(&String, &String)| after.get(*name) != Some(*old);
+    let mut old_tips = Vec::new();
+    for (name, old) in before.iter().filter(changed) {
         if !name.starts_with("refs/heads/") {
             return Ok(true);
         }
-        let args: [&std::ffi::OsStr; 6] = [
-            "--git-dir".as_ref(),
-            gd,
-            "merge-base".as_ref(),
-            "--is-ancestor".as_ref(),
-            old.as_ref(),
-            new.as_ref(),
-        ];
-        // Exit 1 (not an ancestor) is an error to run_git: rewound.
-        if run_git(env, &args, timeout, secrets).await.is_err() {
-            return Ok(true);
-        }
+        old_tips.push(old.as_str());
     }
-    Ok(false)
+    if old_tips.is_empty() {
+        return Ok(false);
+    }
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--git-dir".as_ref(),
+        gd,
+        "rev-list".as_ref(),
+        "-n1".as_ref(),
+    ];
+    args.extend(old_tips.iter().map(|t| std::ffi::OsStr::new(*t)));
+    args.extend(["--not", "--branches", "--tags"].map(std::ffi::OsStr::new));
+    let out = run_git(env, &args, timeout, secrets).await?;
+    Ok(!out.trim_ascii().is_empty())
 }
 
 /// Removes the objects no ref reaches. Protocol v2's upload-pack serves

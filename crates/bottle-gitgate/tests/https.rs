@@ -754,6 +754,23 @@ fn a_commit_the_upstream_deleted_is_not_served_by_id() {
     assert!(ok, "{out}");
     assert_eq!(git(&wt, &["cat-file", "-t", &leaked]).trim(), "commit");
 
+    // A branch deleted whose commits stay reachable (merged) leaves
+    // nothing to remove: the mirror is not repacked for it.
+    git(&direct, &["push", "-q", "origin", "main:refs/heads/merged"]);
+    let _ = clone(work.path(), &gate.repo_url("app"), "sees-merged");
+    let packs = |gate: &RunningGate| {
+        let mut names: Vec<_> = std::fs::read_dir(gate.mirror("app").join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = packs(&gate);
+    git(&direct, &["push", "-q", "origin", ":merged"]);
+    let _ = clone(work.path(), &gate.repo_url("app"), "after-merged");
+    assert_eq!(packs(&gate), before, "repacked for a merged branch");
+
     git(&direct, &["push", "-q", "origin", ":leak"]);
     let fresh = clone(work.path(), &gate.repo_url("app"), "fresh");
     let (ok, out) = by_id(&fresh);
