@@ -1351,10 +1351,15 @@ fn may_be_part_of_a_secret(added: &[u8]) -> bool {
         let bare_value = t.len() >= 16
             && t.iter()
                 .all(|b| b.is_ascii_alphanumeric() || b"+/=_-.".contains(b));
-        let marker = t
-            .windows(10)
-            .any(|w| w == b"-----BEGIN" || w == b"-----END ");
-        let key_alone = matches!(t.last(), Some(b':' | b'=' | b'"' | b'\''));
+        let has = |needle: &[u8]| t.windows(needle.len()).any(|w| w == needle);
+        let marker = has(b"-----BEGIN ") || has(b"-----END ");
+        // `key:`, `key =`, `key: "` (a value opened for the next line);
+        // not every line that ends in a quote, which most code does.
+        let open = t
+            .strip_suffix(b"\"")
+            .or_else(|| t.strip_suffix(b"'"))
+            .unwrap_or(t);
+        let key_alone = matches!(open.trim_ascii_end().last(), Some(b':' | b'='));
         bare_value || marker || key_alone
     })
 }
@@ -1410,6 +1415,32 @@ fn widen(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The halves of a split secret widen the scan; ordinary code lines
+    /// (one ending in a string literal, say) do not, or every changed
+    /// source file would be read whole.
+    #[test]
+    fn what_may_be_half_of_a_secret() {
+        for half in [
+            "aws_secret_access_key:",
+            "password = ",
+            "token: \"",
+            "  Zk3pQ9vT2mXw8LrB5nYc1HdJ6sFa0GeUoKiP4qEt",
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+            "-----END RSA PRIVATE KEY-----",
+        ] {
+            assert!(may_be_part_of_a_secret(half.as_bytes()), "{half}");
+        }
+        for line in [
+            "import \"fmt\"",
+            "println!(\"done\");",
+            "name = 'app'",
+            "let x = 1;",
+            "short",
+        ] {
+            assert!(!may_be_part_of_a_secret(line.as_bytes()), "{line}");
+        }
+    }
 
     #[test]
     fn hunks() {
