@@ -3,6 +3,7 @@
 //! that no output shows more than the first four characters of a secret.
 
 #![allow(clippy::unwrap_used)] // a test binary: a failed setup is a failed test
+#![allow(clippy::disallowed_macros)] // a test binary says why it skips on stderr
 
 use std::fs;
 use std::path::Path;
@@ -208,5 +209,71 @@ fn explicit_files_are_scanned_in_order_and_large_files_work() {
             small.display(),
             big.display()
         )
+    );
+}
+
+/// Every command makes itself non-dumpable first (`start` holds every
+/// token of the bottle before `Launch?`; `scan` here holds a known
+/// secret): no core dump, and no other process of the user can read its
+/// memory or environment. The kernel shows it as `/proc/PID/environ`
+/// owned by root instead of the process's own uid, so the CLI is run as
+/// another user (root only can) and that file watched while it waits on
+/// stdin. The control, a plain process run the same way, stays the
+/// user's: what the probe sees is the defence.
+#[test]
+fn the_cli_makes_itself_non_dumpable() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::process::{Command as Std, Stdio};
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to run the CLI as another user");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    // The binary where that user can run it.
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("claude-bottle");
+    fs::copy(assert_cmd::cargo::cargo_bin("claude-bottle"), &bin).unwrap();
+    let as_nobody = |program: &Path, args: &[&str]| {
+        Std::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program)
+            .args(args)
+            .env("SCAN_TEST_SECRET", OWN_SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // The owner of the process's /proc environ once it runs the program.
+    let owner_when_running = |child: &std::process::Child, program: &Path| {
+        let proc_dir = format!("/proc/{}", child.id());
+        for _ in 0..500 {
+            let exe = fs::read_link(format!("{proc_dir}/exe")).ok();
+            if exe.as_deref() == Some(program) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                return fs::metadata(format!("{proc_dir}/environ")).unwrap().uid();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("{} never started", program.display());
+    };
+
+    let sleep = Path::new("/usr/bin/sleep");
+    let mut control = as_nobody(sleep, &["5"]);
+    assert_eq!(owner_when_running(&control, sleep), NOBODY, "the probe");
+    control.kill().unwrap();
+    control.wait().unwrap();
+
+    let mut cli = as_nobody(
+        &bin,
+        &["scan", "--known-secret-env", "SCAN_TEST_SECRET", "-"],
+    );
+    let owner = owner_when_running(&cli, &bin);
+    drop(cli.stdin.take());
+    cli.wait().unwrap();
+    assert_eq!(
+        owner, 0,
+        "the CLI's /proc entry stayed its user's: dumpable"
     );
 }
