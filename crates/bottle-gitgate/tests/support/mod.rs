@@ -76,7 +76,13 @@ pub fn commit_file(dir: &Path, path: &str, content: &str, msg: &str) -> String {
     }
     std::fs::write(&p, content).unwrap();
     git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", msg]);
+    // The message goes through a file, not the command line: some tests
+    // commit the gate's own token, and a `CmdlineWatch` in a test running
+    // beside them would take that for the gate leaking it.
+    let msg_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(msg_file.path(), msg).unwrap();
+    let msg_path = msg_file.path().to_str().unwrap();
+    git(dir, &["commit", "-q", "-F", msg_path]);
     git(dir, &["rev-parse", "HEAD"]).trim().to_string()
 }
 
