@@ -17,6 +17,7 @@ pub mod connect;
 pub mod dlp;
 pub mod dns;
 pub mod error;
+pub mod form_method;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod idle;

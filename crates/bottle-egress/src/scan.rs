@@ -19,6 +19,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::config::DlpMode;
 use crate::dlp::{Dlp, Finding, HeldBytes, StreamScan};
+use crate::form_method::FormMethod;
 use crate::inflate::{self, Codings, InflateError, Inflater};
 use crate::limits::{DLP_MAX_HELD_BYTES, HELD_BYTES_FREE, MAX_COMPRESSED_HELD_BYTES};
 use crate::upstream::{Body, BoxError};
@@ -36,6 +37,8 @@ pub struct Verdict {
     /// Rules of findings redacted or only logged.
     pub flagged: Vec<String>,
     pub too_large: bool,
+    /// A `_method` form field named a method the route does not allow.
+    pub method_override: bool,
 }
 
 /// Rules a request keeps of the findings it let through: its event names
@@ -399,6 +402,124 @@ impl ScanBody {
         }
         self.hold_within_budget();
         Ok(())
+    }
+}
+
+/// A POST form body on a route with `methods`, read for `_method` fields
+/// (`form_method.rs`) before it goes on: bytes that may still belong to
+/// such a field are held back, so a refusal comes before the body's end
+/// reaches the upstream. Runs whatever the DLP mode.
+pub struct FormMethodBody {
+    inner: Body,
+    guard: FormMethod,
+    /// Bytes read and not yet settled by the guard.
+    held: Vec<u8>,
+    /// Body offset of `held`'s first byte.
+    held_at: u64,
+    verdict: SharedVerdict,
+    out: VecDeque<Frame<Bytes>>,
+    done: bool,
+}
+
+impl FormMethodBody {
+    pub fn new(inner: Body, guard: FormMethod, verdict: SharedVerdict) -> Self {
+        Self {
+            inner,
+            guard,
+            held: Vec::new(),
+            held_at: 0,
+            verdict,
+            out: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    fn refuse(&mut self) -> BoxError {
+        if let Ok(mut v) = self.verdict.lock() {
+            v.method_override = true;
+        }
+        self.done = true;
+        self.out.clear();
+        Box::new(BodyStopped)
+    }
+
+    fn on_data(&mut self, data: Bytes) -> Result<(), BoxError> {
+        if self.guard.push(&data).is_err() {
+            return Err(self.refuse());
+        }
+        let settled = self.guard.settled();
+        if self.held.is_empty() && settled == self.held_at + data.len() as u64 {
+            // Nothing undecided: the chunk goes on as it came.
+            self.held_at = settled;
+            self.out.push_back(Frame::data(data));
+            return Ok(());
+        }
+        self.held.extend_from_slice(&data);
+        let release = usize::try_from(settled - self.held_at).unwrap_or(usize::MAX);
+        if release > 0 {
+            let rest = self.held.split_off(release.min(self.held.len()));
+            let ready = std::mem::replace(&mut self.held, rest);
+            self.held_at = settled;
+            self.out.push_back(Frame::data(Bytes::from(ready)));
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self) -> Result<(), BoxError> {
+        if self.guard.finish().is_err() {
+            return Err(self.refuse());
+        }
+        if !self.held.is_empty() {
+            let ready = std::mem::take(&mut self.held);
+            self.out.push_back(Frame::data(Bytes::from(ready)));
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl HttpBody for FormMethodBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if let Some(f) = self.out.pop_front() {
+                return Poll::Ready(Some(Ok(f)));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let step = match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => self.on_data(data),
+                    Err(trailers) => {
+                        let ended = self.on_end();
+                        if ended.is_ok() {
+                            self.out.push_back(trailers);
+                        }
+                        ended
+                    }
+                },
+                Poll::Ready(None) => self.on_end(),
+            };
+            if let Err(e) = step {
+                return Poll::Ready(Some(Err(e)));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.out.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

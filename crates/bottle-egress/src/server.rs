@@ -30,13 +30,14 @@ use crate::connect::{self, Tunnel};
 use crate::dlp::{BottleDlp, Dlp, Engine};
 pub use crate::error::Failure;
 use crate::error::{Deny, Error};
+use crate::form_method::FormMethod;
 use crate::inject;
 use crate::limits::{
     FULL_LOG_BODY_BYTES, FULL_LOG_LOOKAHEAD, MAX_HEAD_BYTES, MAX_HEADERS, MAX_TARGET_BYTES,
 };
 use crate::reverse::{self, Provider};
 use crate::route::{Route, Scheme};
-use crate::scan::{self, ScanBody, SharedVerdict, Verdict};
+use crate::scan::{self, FormMethodBody, ScanBody, SharedVerdict, Verdict};
 use crate::upstream::{self, Body, BoxError, Net, Pool, SystemNet, Target};
 use crate::websocket;
 
@@ -855,6 +856,10 @@ pub async fn exchange(
             )
             .map_err(|d| Failure::with_rule(d, route.name.clone()))?;
     }
+    // Read before DLP, which may rewrite header values in `redact` mode.
+    let form_method = ex.route.as_ref().and_then(|r| {
+        FormMethod::for_request(parts.method.as_str(), r.methods.as_deref(), &parts.headers)
+    });
     let mut verdict = Verdict::default();
     let dlp = &inner.dlp;
     if dlp.active() {
@@ -914,6 +919,10 @@ pub async fn exchange(
     };
     let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
     let shared = Arc::new(Mutex::new(verdict));
+    let body = match form_method {
+        Some(guard) if has_body => FormMethodBody::new(body, guard, shared.clone()).boxed(),
+        _ => body,
+    };
     let body = match scanner {
         Some(scanner) => {
             if dlp.mode == crate::config::DlpMode::Redact && inflater.is_none() {
@@ -1059,6 +1068,14 @@ async fn send_and_wrap(
             }
             if verdict.too_large {
                 return Err(Deny::TooLarge.into());
+            }
+            if verdict.method_override {
+                let rule = ex
+                    .route
+                    .as_ref()
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                return Err(Failure::with_rule(Deny::Method, rule));
             }
             return Err(deny.into());
         }

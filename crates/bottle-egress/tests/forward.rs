@@ -4,7 +4,10 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn health_and_ca_are_served_by_the_proxy() {
@@ -185,6 +188,91 @@ async fn method_and_path_rules_with_traversal_attacks() {
         2,
         "only the two allowed requests reached upstream"
     );
+}
+
+/// A whole request: its head and a Content-Length body.
+fn whole_request(b: &[u8]) -> bool {
+    let Some(end) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&b[..end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    b.len() >= end + 4 + len
+}
+
+/// Attack: a POST form carrying `_method=DELETE` (Rails, Laravel and
+/// Symfony take it for a DELETE) on a route that allows GET and POST. The
+/// field is refused in urlencoded and multipart bodies, also when it is
+/// split over two writes, and the upstream never gets the whole request.
+#[tokio::test]
+async fn a_method_field_in_a_form_body_is_held_to_the_route() {
+    let (up, got) = raw_upstream(whole_request).await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: api.test, methods: [GET, POST], ports: [{}]}}, {{host: open.test, ports: [{}]}}]\nresolve: {{api.test: {up}, open.test: {up}}}",
+        up.port(),
+        up.port()
+    ))
+    .start()
+    .await;
+    let post = |host: &str, ct: &str, body: &str| {
+        format!(
+            "POST http://{host}:{}/items/1 HTTP/1.1\r\nHost: {host}:{}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            up.port(),
+            up.port(),
+            body.len()
+        )
+    };
+    let form = "application/x-www-form-urlencoded";
+    let multipart = "multipart/form-data; boundary=b";
+    let part = "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n";
+    for (ct, body) in [
+        (form, "a=1&_method=DELETE"),
+        (form, "a=1&%5Fmethod=delete&b=2"),
+        (multipart, part),
+    ] {
+        let out = raw(p.addr, post("api.test", ct, body).as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 403"), "{body}: {out}");
+        assert!(
+            out.to_ascii_lowercase()
+                .contains("x-claude-bottle-block: method"),
+            "{out}"
+        );
+    }
+    assert!(
+        !String::from_utf8_lossy(&got.lock().unwrap()).contains("DELETE"),
+        "no override reached the upstream"
+    );
+
+    // Split over two writes 0.3 s apart: the first half is held, not sent.
+    let whole = post("api.test", form, "a=1&_method=DELETE");
+    let (first, second) = whole.split_at(whole.len() - 3);
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+    assert!(sent.contains("a=1&") && !sent.contains("_method"), "{sent}");
+    s.write_all(second.as_bytes()).await.unwrap();
+    let (status, head, _) = read_response(&mut s).await;
+    assert_eq!(status, 403, "{head}");
+    assert!(!String::from_utf8_lossy(&got.lock().unwrap()).contains("_method"));
+
+    // Allowed: a method of the route, forms without the field, and routes
+    // without `methods`.
+    got.lock().unwrap().clear();
+    for (host, ct, body) in [
+        ("api.test", form, "_method=post&a=1"),
+        ("api.test", form, "my_method=DELETE"),
+        ("api.test", "application/json", "{\"_method\":\"DELETE\"}"),
+        ("open.test", form, "_method=DELETE"),
+    ] {
+        let out = raw(p.addr, post(host, ct, body).as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{host} {body}: {out}");
+        assert!(String::from_utf8_lossy(&got.lock().unwrap()).contains(body));
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,754 @@
+//! `_method` fields in form bodies, held to a route's `methods`.
+//!
+//! Rails (Rack's `MethodOverride`), Laravel and Symfony take a POST whose
+//! form carries `_method=DELETE` for a DELETE. On a route that allows POST
+//! but not DELETE, that field would lift the route's rule, as the override
+//! headers and the `_method` query parameter would (those are checked with
+//! the request head, `route::method_overrides`). This module reads the
+//! field names of a POST form body as it streams, urlencoded or multipart,
+//! and refuses the request when a field the frameworks read as `_method`
+//! names a method the route does not allow (or anything that is not a
+//! method). Pure: no I/O, no async; the body stream in `server.rs` feeds it.
+//!
+//! Names are matched as the frameworks read them, and a little wider:
+//! percent-decoded (urlencoded), leading white space dropped and a first
+//! `.`, ` ` or `[` read as `_` (PHP's rules for variable names), any case,
+//! and `_method[...]` too. The request is refused before the end of its
+//! body is forwarded: bytes of a field that may still turn out to be
+//! `_method` are held back ([`FormMethod::settled`]), at most
+//! [`MAX_HELD_FIELD`] of them.
+
+use http::HeaderMap;
+use http::header::CONTENT_TYPE;
+
+/// The most bytes of one undecided field held back; a longer one that may
+/// still be `_method` (a key of white space, a long value) is refused.
+pub const MAX_HELD_FIELD: usize = 4096;
+/// The most bytes of one line of part headers read in a multipart body.
+const MAX_PART_HEADER_LINE: usize = 8192;
+/// The longest `_method` value read: longer is no method.
+const MAX_VALUE: usize = 32;
+const NAME: &[u8] = b"_method";
+
+/// The body of a request whose form fields may override its method.
+#[derive(Debug)]
+pub struct FormMethod {
+    allowed: Vec<String>,
+    form: Form,
+    /// Bytes pushed so far.
+    pos: u64,
+}
+
+/// Why a form body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused;
+
+#[derive(Debug)]
+enum Form {
+    Urlencoded(Urlencoded),
+    Multipart(Box<Multipart>),
+}
+
+impl FormMethod {
+    /// The guard a request needs: a POST on a route with `methods`
+    /// (`allowed`), whose body is a form as the frameworks see one
+    /// (urlencoded, multipart, or no `Content-Type` at all, which Rack
+    /// reads as a form). `None` when nothing in the body can override the
+    /// method.
+    pub fn for_request(
+        method: &str,
+        allowed: Option<&[String]>,
+        headers: &HeaderMap,
+    ) -> Option<Self> {
+        let allowed = allowed?;
+        if !method.eq_ignore_ascii_case("POST") {
+            return None;
+        }
+        let types: Vec<&[u8]> = headers
+            .get_all(CONTENT_TYPE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let form = match types.as_slice() {
+            [] => Form::Urlencoded(Urlencoded::default()),
+            [t] => {
+                let essence = t
+                    .split(|b| *b == b';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_ascii();
+                if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
+                    Form::Urlencoded(Urlencoded::default())
+                } else if essence.eq_ignore_ascii_case(b"multipart/form-data") {
+                    // Without a boundary no server can read the parts;
+                    // then every byte is read as if in a part's header, so
+                    // nothing that names `_method` gets by.
+                    Form::Multipart(Box::new(Multipart::new(boundary(t))))
+                } else {
+                    return None;
+                }
+            }
+            // Two types: servers disagree on which counts; read it as both
+            // would be more code than such a request deserves.
+            _ => Form::Multipart(Box::new(Multipart::new(None))),
+        };
+        Some(FormMethod {
+            allowed: allowed.to_vec(),
+            form,
+            pos: 0,
+        })
+    }
+
+    /// Reads the next bytes of the body.
+    pub fn push(&mut self, data: &[u8]) -> Result<(), Refused> {
+        for &b in data {
+            let at = self.pos;
+            self.pos += 1;
+            let value = match &mut self.form {
+                Form::Urlencoded(u) => u.byte(b, at)?,
+                Form::Multipart(m) => m.byte(b, at)?,
+            };
+            if let Some(v) = value {
+                self.judge(&v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The body has ended: a field still open is judged now.
+    pub fn finish(&mut self) -> Result<(), Refused> {
+        let value = match &mut self.form {
+            Form::Urlencoded(u) => u.end()?,
+            Form::Multipart(m) => m.end()?,
+        };
+        match value {
+            Some(v) => self.judge(&v),
+            None => Ok(()),
+        }
+    }
+
+    /// How many bytes from the start of the body are decided: what comes
+    /// after may belong to a `_method` field and must be held back.
+    pub fn settled(&self) -> u64 {
+        let held_from = match &self.form {
+            Form::Urlencoded(u) => u.held_from(),
+            Form::Multipart(m) => m.held_from(),
+        };
+        held_from.unwrap_or(self.pos)
+    }
+
+    fn judge(&self, value: &[u8]) -> Result<(), Refused> {
+        let value = value.trim_ascii();
+        let ok = std::str::from_utf8(value)
+            .is_ok_and(|v| self.allowed.iter().any(|a| a.eq_ignore_ascii_case(v)));
+        if ok { Ok(()) } else { Err(Refused) }
+    }
+}
+
+/// Whether a field name, decoded, reads as `_method` to some framework.
+/// `name` has its leading white space removed already.
+fn is_method_name(name: &[u8]) -> bool {
+    let Some((&first, rest)) = name.split_first() else {
+        return false;
+    };
+    let first = if matches!(first, b'.' | b' ' | b'[') {
+        b'_'
+    } else {
+        first
+    };
+    let rest_name = &NAME[1..];
+    first == b'_'
+        && rest.len() >= rest_name.len()
+        && rest[..rest_name.len()].eq_ignore_ascii_case(rest_name)
+        && matches!(rest.get(rest_name.len()), None | Some(b'['))
+}
+
+/// Whether the start of a name seen so far may still become `_method`.
+fn may_be_method_name(prefix: &[u8]) -> bool {
+    let n = prefix.len().min(NAME.len());
+    let mut probe = prefix[..n].to_vec();
+    if let Some(f) = probe.first_mut()
+        && matches!(*f, b'.' | b' ' | b'[')
+    {
+        *f = b'_';
+    }
+    probe.eq_ignore_ascii_case(&NAME[..n])
+        && (prefix.len() <= NAME.len() || prefix[NAME.len()] == b'[')
+}
+
+/// `%XX` and `+` decoding, a byte at a time.
+#[derive(Debug, Default)]
+struct Percent {
+    pending: Vec<u8>,
+}
+
+impl Percent {
+    fn feed(&mut self, b: u8, out: &mut Vec<u8>) {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if self.pending.is_empty() {
+            match b {
+                b'%' => self.pending.push(b),
+                b'+' => out.push(b' '),
+                _ => out.push(b),
+            }
+            return;
+        }
+        self.pending.push(b);
+        if hex(b).is_none() {
+            // Not an escape: the bytes stand for themselves (PHP).
+            let pending = std::mem::take(&mut self.pending);
+            out.push(b'%');
+            for c in pending.into_iter().skip(1) {
+                self.feed(c, out);
+            }
+            return;
+        }
+        if self.pending.len() == 3 {
+            let (h, l) = (hex(self.pending[1]), hex(self.pending[2]));
+            if let (Some(h), Some(l)) = (h, l) {
+                out.push((h * 16 + l) as u8);
+            }
+            self.pending.clear();
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.pending);
+    }
+}
+
+#[derive(Debug, Default)]
+enum Field {
+    /// Reading a name that may still be `_method` (decoded, leading white
+    /// space dropped), from body offset `start`.
+    Name { start: u64, name: Vec<u8> },
+    /// Reading the value of a `_method` field.
+    Value { start: u64, value: Vec<u8> },
+    /// A field that is not `_method`: skipped to the next separator.
+    #[default]
+    Other,
+}
+
+#[derive(Debug)]
+struct Urlencoded {
+    field: Field,
+    pct: Percent,
+    /// Raw bytes of the current field.
+    raw: usize,
+}
+
+impl Default for Urlencoded {
+    fn default() -> Self {
+        Urlencoded {
+            field: Field::Name {
+                start: 0,
+                name: Vec::new(),
+            },
+            pct: Percent::default(),
+            raw: 0,
+        }
+    }
+}
+
+impl Urlencoded {
+    /// Reads byte `b` at body offset `at`; a finished `_method` field gives
+    /// its value.
+    fn byte(&mut self, b: u8, at: u64) -> Result<Option<Vec<u8>>, Refused> {
+        if matches!(b, b'&' | b';') {
+            let value = self.end()?;
+            self.field = Field::Name {
+                start: at + 1,
+                name: Vec::new(),
+            };
+            self.raw = 0;
+            return Ok(value);
+        }
+        self.raw += 1;
+        let mut out = Vec::new();
+        match &mut self.field {
+            Field::Other => {}
+            Field::Name { start, name } => {
+                if b == b'=' {
+                    self.pct.flush(name);
+                    self.field = if is_method_name(name) {
+                        Field::Value {
+                            start: *start,
+                            value: Vec::new(),
+                        }
+                    } else {
+                        Field::Other
+                    };
+                    return Ok(None);
+                }
+                self.pct.feed(b, &mut out);
+                for c in out {
+                    if name.is_empty() && c.is_ascii_whitespace() {
+                        continue;
+                    }
+                    name.push(c);
+                }
+                if !may_be_method_name(name) {
+                    self.field = Field::Other;
+                    self.pct = Percent::default();
+                }
+            }
+            Field::Value { value, .. } => {
+                self.pct.feed(b, &mut out);
+                value.extend(out);
+            }
+        }
+        if self.raw > MAX_HELD_FIELD && self.held_from().is_some() {
+            return Err(Refused);
+        }
+        if let Field::Value { value, .. } = &self.field
+            && value.len() > MAX_VALUE
+        {
+            return Err(Refused);
+        }
+        Ok(None)
+    }
+
+    /// The field ends (a separator, or the body's end).
+    fn end(&mut self) -> Result<Option<Vec<u8>>, Refused> {
+        let field = std::mem::take(&mut self.field);
+        let mut rest = Vec::new();
+        match field {
+            Field::Other => Ok(None),
+            // `_method` with no `=`: no method at all, refused with the rest.
+            Field::Name { mut name, .. } => {
+                self.pct.flush(&mut name);
+                self.pct = Percent::default();
+                if is_method_name(&name) {
+                    Ok(Some(Vec::new()))
+                } else {
+                    Ok(None)
+                }
+            }
+            Field::Value { mut value, .. } => {
+                self.pct.flush(&mut rest);
+                value.extend(rest);
+                self.pct = Percent::default();
+                Ok(Some(value))
+            }
+        }
+    }
+
+    fn held_from(&self) -> Option<u64> {
+        match &self.field {
+            Field::Name { start, .. } | Field::Value { start, .. } => Some(*start),
+            Field::Other => None,
+        }
+    }
+}
+
+/// The `boundary` parameter of a multipart `Content-Type`.
+fn boundary(content_type: &[u8]) -> Option<Vec<u8>> {
+    for param in content_type.split(|b| *b == b';').skip(1) {
+        let param = param.trim_ascii();
+        let Some(eq) = param.iter().position(|b| *b == b'=') else {
+            continue;
+        };
+        if !param[..eq].trim_ascii().eq_ignore_ascii_case(b"boundary") {
+            continue;
+        }
+        let v = param[eq + 1..].trim_ascii();
+        let v = v
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(v);
+        // RFC 2046: 1 to 70 characters.
+        return (!v.is_empty() && v.len() <= 70).then(|| v.to_vec());
+    }
+    None
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum PartState {
+    /// Before the first delimiter, or in a part's content.
+    Content,
+    /// In a part's header lines.
+    Headers,
+    /// After the closing delimiter.
+    Epilogue,
+}
+
+#[derive(Debug)]
+struct Multipart {
+    /// `--` and the boundary; `None` reads every line as a header line.
+    delimiter: Option<Vec<u8>>,
+    state: PartState,
+    /// The current line: a header line whole, a content line as far as it
+    /// may be a delimiter (and the two bytes of a closing one's `--`).
+    line: Vec<u8>,
+    /// Bytes of the current line, kept or not.
+    line_len: usize,
+    /// Body offset where the current line started.
+    line_start: u64,
+    /// Where the header line naming the current part `_method` started:
+    /// everything from there is held until its value is judged.
+    method_part: Option<u64>,
+    /// The content of a `_method` part so far.
+    value: Vec<u8>,
+}
+
+impl Multipart {
+    fn new(boundary: Option<Vec<u8>>) -> Self {
+        let delimiter = boundary.map(|b| [b"--".as_slice(), &b].concat());
+        let state = if delimiter.is_some() {
+            PartState::Content
+        } else {
+            PartState::Headers
+        };
+        Multipart {
+            delimiter,
+            state,
+            line: Vec::new(),
+            line_len: 0,
+            line_start: 0,
+            method_part: None,
+            value: Vec::new(),
+        }
+    }
+
+    fn byte(&mut self, b: u8, at: u64) -> Result<Option<Vec<u8>>, Refused> {
+        if let Some(start) = self.method_part
+            && at - start >= MAX_HELD_FIELD as u64
+        {
+            return Err(Refused);
+        }
+        let delimiter_len = self.delimiter.as_ref().map_or(0, Vec::len);
+        match self.state {
+            PartState::Epilogue => return Ok(None),
+            PartState::Headers => {
+                self.line.push(b);
+                if self.line.len() > MAX_PART_HEADER_LINE {
+                    return Err(Refused);
+                }
+            }
+            PartState::Content => {
+                if self.line_len < delimiter_len + 2 {
+                    self.line.push(b);
+                }
+                if self.method_part.is_some() {
+                    self.value.push(b);
+                }
+            }
+        }
+        self.line_len += 1;
+        if b != b'\n' {
+            return Ok(None);
+        }
+        let line = std::mem::take(&mut self.line);
+        let line_len = std::mem::replace(&mut self.line_len, 0);
+        let line_start = std::mem::replace(&mut self.line_start, at + 1);
+        match self.state {
+            PartState::Epilogue => Ok(None),
+            PartState::Headers => {
+                let text = strip_eol(&line);
+                if part_names_method(text) {
+                    if self.delimiter.is_none() {
+                        // No boundary: the value cannot be found.
+                        return Err(Refused);
+                    }
+                    self.method_part = Some(line_start);
+                }
+                if text.is_empty() && self.delimiter.is_some() {
+                    self.state = PartState::Content;
+                    self.value.clear();
+                }
+                Ok(None)
+            }
+            PartState::Content => {
+                let Some(d) = &self.delimiter else {
+                    return Ok(None);
+                };
+                if !line.starts_with(d) {
+                    return Ok(None);
+                }
+                self.state = if line[d.len()..].starts_with(b"--") {
+                    PartState::Epilogue
+                } else {
+                    PartState::Headers
+                };
+                if self.method_part.take().is_none() {
+                    return Ok(None);
+                }
+                // The value is the content before the delimiter line and
+                // the line break that belongs to the delimiter.
+                let mut value = std::mem::take(&mut self.value);
+                value.truncate(value.len().saturating_sub(line_len));
+                let value = strip_eol(&value).to_vec();
+                Ok(Some(value))
+            }
+        }
+    }
+
+    fn end(&mut self) -> Result<Option<Vec<u8>>, Refused> {
+        // A `_method` part the body never closed: refused, as no value was
+        // read.
+        match self.method_part {
+            Some(_) => Err(Refused),
+            None => Ok(None),
+        }
+    }
+
+    fn held_from(&self) -> Option<u64> {
+        self.method_part
+    }
+}
+
+fn strip_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Whether a part header line names the part `_method`: a `name` or
+/// `name*` parameter of any header (`Content-Disposition: form-data;
+/// name="_method"`, `name*=UTF-8''_method`), or a header whose whole value
+/// is the name (Rack takes `Content-ID` for a name).
+fn part_names_method(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    let value = &line[colon + 1..];
+    let whole = value.trim_ascii();
+    let whole = whole
+        .strip_prefix(b"<")
+        .and_then(|v| v.strip_suffix(b">"))
+        .unwrap_or(whole);
+    let whole = whole
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(whole);
+    if is_method_name(whole.trim_ascii()) {
+        return true;
+    }
+    params(value).into_iter().any(|(key, value)| {
+        let value = if key.eq_ignore_ascii_case(b"name*") {
+            // RFC 5987: charset'language'percent-encoded.
+            let raw = value.rsplit(|b| *b == b'\'').next().unwrap_or_default();
+            let mut out = Vec::new();
+            let mut pct = Percent::default();
+            for &b in raw {
+                pct.feed(b, &mut out);
+            }
+            pct.flush(&mut out);
+            out
+        } else if key.eq_ignore_ascii_case(b"name") {
+            value
+        } else {
+            return false;
+        };
+        is_method_name(value.trim_ascii())
+    })
+}
+
+/// The `key=value` parameters of a header value, quotes and backslash
+/// escapes read; segments without `=` (the disposition type) skipped.
+fn params(mut s: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !s.is_empty() {
+        let eq = s.iter().position(|b| *b == b'=' || *b == b';');
+        let Some(eq) = eq else { break };
+        if s[eq] == b';' {
+            s = &s[eq + 1..];
+            continue;
+        }
+        let key = s[..eq].trim_ascii().to_vec();
+        s = s[eq + 1..].trim_ascii_start();
+        let mut value = Vec::new();
+        if s.first() == Some(&b'"') {
+            let mut i = 1;
+            while i < s.len() && s[i] != b'"' {
+                if s[i] == b'\\' && i + 1 < s.len() {
+                    i += 1;
+                }
+                value.push(s[i]);
+                i += 1;
+            }
+            s = &s[(i + 1).min(s.len())..];
+            match s.iter().position(|b| *b == b';') {
+                Some(i) => s = &s[i + 1..],
+                None => s = &[],
+            }
+        } else {
+            let end = s.iter().position(|b| *b == b';').unwrap_or(s.len());
+            value = s[..end].trim_ascii().to_vec();
+            s = &s[(end + 1).min(s.len())..];
+        }
+        out.push((key, value));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn guard(content_type: Option<&str>) -> FormMethod {
+        let mut h = HeaderMap::new();
+        if let Some(t) = content_type {
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(t).unwrap());
+        }
+        let allowed = vec!["GET".to_string(), "POST".to_string()];
+        FormMethod::for_request("POST", Some(&allowed), &h).expect("a form")
+    }
+
+    /// The body fed in every split into two chunks: the verdict must not
+    /// depend on where the chunks break, and before the end nothing past
+    /// an undecided field may be settled.
+    fn verdict(content_type: Option<&str>, body: &[u8]) -> Result<(), Refused> {
+        let mut first = None;
+        for cut in 0..=body.len() {
+            let mut g = guard(content_type);
+            let got = g
+                .push(&body[..cut])
+                .and_then(|()| {
+                    assert!(g.settled() <= cut as u64);
+                    g.push(&body[cut..])
+                })
+                .and_then(|()| g.finish());
+            if got.is_ok() {
+                assert_eq!(g.settled(), body.len() as u64, "all released at the end");
+            }
+            match first {
+                None => first = Some(got),
+                Some(f) => assert_eq!(f, got, "split at {cut} of {body:?}"),
+            }
+        }
+        first.unwrap_or(Ok(()))
+    }
+
+    const URLENCODED: Option<&str> = Some("application/x-www-form-urlencoded");
+
+    #[test]
+    fn urlencoded_method_fields_are_held_to_the_route() {
+        // Attacks: every spelling a framework reads as `_method`.
+        for body in [
+            "_method=DELETE",
+            "a=1&_method=DELETE",
+            "a=1&_method=DELETE&b=2",
+            "a=1;_method=PATCH",
+            "%5Fmethod=DELETE",
+            "_%6d%45thod=delete",
+            "+_method=PUT",
+            "%20%20_method=PUT",
+            ".method=PUT",
+            "[method=PUT",
+            "_METHOD=PUT",
+            "_method[]=DELETE",
+            "_method=DEL%45TE",
+            "_method=",
+            "_method",
+            "_method=GET%00",
+            "_method=PUTPUTPUTPUTPUTPUTPUTPUTPUTPUTPUTPUT",
+            "a=1&_method=%ff",
+        ] {
+            assert_eq!(verdict(URLENCODED, body.as_bytes()), Err(Refused), "{body}");
+        }
+        // Allowed: methods of the route, other fields, look-alikes.
+        for body in [
+            "",
+            "a=1&b=2",
+            "_method=POST",
+            "_method=get&x=1",
+            "_method=+post+",
+            "_methods=DELETE",
+            "my_method=DELETE",
+            "x=_method%3DDELETE",
+            "method=DELETE",
+            "a=100%&b=%zz",
+        ] {
+            assert_eq!(verdict(URLENCODED, body.as_bytes()), Ok(()), "{body}");
+        }
+        // Rack reads a POST without a content type as a form.
+        assert_eq!(verdict(None, b"_method=DELETE"), Err(Refused));
+    }
+
+    #[test]
+    fn undecided_fields_are_held_and_others_are_not() {
+        let mut g = guard(URLENCODED);
+        g.push(b"name=value&_meth").unwrap();
+        assert_eq!(g.settled(), 11, "held from the start of `_meth`");
+        g.push(b"od=GET&other").unwrap();
+        assert_eq!(g.settled(), 28, "`other` cannot be `_method`: released");
+        g.push(b"&_").unwrap();
+        assert_eq!(g.settled(), 29, "held from `_`");
+        let mut g = guard(URLENCODED);
+        g.push(b"   ").unwrap();
+        g.push(&[b' '; MAX_HELD_FIELD]).unwrap_err();
+    }
+
+    fn multipart(parts: &[(&str, &str)]) -> Vec<u8> {
+        let mut body = b"preamble\r\n".to_vec();
+        for (head, content) in parts {
+            body.extend_from_slice(format!("--XyZ\r\n{head}\r\n\r\n{content}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"--XyZ--\r\nepilogue _method");
+        body
+    }
+
+    #[test]
+    fn multipart_method_parts_are_held_to_the_route() {
+        let ct = Some("multipart/form-data; boundary=XyZ");
+        let file = "Content-Disposition: form-data; name=\"f\"; filename=\"my_method.rb\"";
+        for head in [
+            "Content-Disposition: form-data; name=\"_method\"",
+            "content-disposition: form-data; name=_method",
+            "Content-Disposition: form-data; name*=UTF-8''%5Fmethod",
+            "Content-Disposition: form-data; filename=\"a;b\"; name=\"_method\"",
+            "Content-ID: <_method>",
+            "Content-Disposition: form-data; name=\" .method\"",
+        ] {
+            let body = multipart(&[
+                ("Content-Disposition: form-data; name=\"a\"", "1"),
+                (head, "DELETE"),
+            ]);
+            assert_eq!(verdict(ct, &body), Err(Refused), "{head}");
+            let body = multipart(&[(head, "post")]);
+            assert_eq!(verdict(ct, &body), Ok(()), "{head}");
+        }
+        // A file whose content says `_method`, or named like it: not a field.
+        let body = multipart(&[(file, "_method=DELETE\r\nname=\"_method\"")]);
+        assert_eq!(verdict(ct, &body), Ok(()));
+        // A `_method` part the body never closes.
+        let mut body = multipart(&[]);
+        body.truncate(10);
+        body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=_method\r\n\r\nGET");
+        assert_eq!(verdict(ct, &body), Err(Refused));
+        // The quoted boundary form.
+        let body = multipart(&[("Content-Disposition: form-data; name=_method", "PUT")]);
+        assert_eq!(
+            verdict(Some("multipart/form-data; boundary=\"XyZ\""), &body),
+            Err(Refused)
+        );
+    }
+
+    #[test]
+    fn only_post_forms_on_routes_with_methods_are_read() {
+        let allowed = vec!["POST".to_string()];
+        let form = HeaderMap::new();
+        assert!(FormMethod::for_request("POST", None, &form).is_none());
+        assert!(FormMethod::for_request("PUT", Some(&allowed), &form).is_none());
+        let mut json = HeaderMap::new();
+        json.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(FormMethod::for_request("POST", Some(&allowed), &json).is_none());
+        let mut two = HeaderMap::new();
+        two.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        two.append(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(FormMethod::for_request("POST", Some(&allowed), &two).is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(body: Vec<u8>, cut in 0usize..512) {
+            for ct in [URLENCODED, Some("multipart/form-data; boundary=b"), Some("multipart/form-data")] {
+                let mut g = guard(ct);
+                let cut = cut.min(body.len());
+                let _ = g.push(&body[..cut]).and_then(|()| g.push(&body[cut..])).and_then(|()| g.finish());
+                proptest::prop_assert!(g.settled() <= body.len() as u64);
+            }
+        }
+    }
+}
