@@ -83,12 +83,17 @@ enum Sink {
 /// CONNECTs that go nowhere), and the log it fills is rotated at a bound,
 /// so without a limit a flood would push the earlier events (a push, a DLP
 /// refusal) out before teardown saves them. Past
-/// [`REFUSAL_EVENTS_PER_SECOND`] in a second such events are counted
-/// instead of written, and once a second each count is written as one
-/// `internal` event (`rule` `rate-limit:<kind>`, the events' `decision`
-/// and `reason`, `count`); [`Audit::flush`] writes what is left at
-/// shutdown. Never held back: DLP findings, and allowed requests (each
-/// reached an upstream) — see [`limited`].
+/// [`REFUSAL_EVENTS_PER_SECOND`] events of one kind (`dns`, `connect`,
+/// `http`, ...) and reason (`no-route`, `dlp`, ...) in a second, such
+/// events are counted instead of written,
+/// and once a second each count is written as one `internal` event (`rule`
+/// `rate-limit:<kind>`, the events' `decision` and `reason`, `count`);
+/// [`Audit::flush`] writes what is left at shutdown. The budget is per
+/// kind and reason so that a flood of one (junk DNS queries, refusals for
+/// no route) does not turn the refusals of another (SSRF probes, a DLP
+/// block) into a bare count. Never held back:
+/// findings that let data through (`log`, `redact`), and allowed requests
+/// (each reached an upstream) — see [`limited`].
 #[derive(Clone)]
 pub struct Audit {
     sink: Arc<Sink>,
@@ -97,26 +102,34 @@ pub struct Audit {
 
 type Key = (&'static str, &'static str, &'static str);
 
-/// Whether `event` counts against the rate limit: refusals other than DLP
-/// findings, the proxy's own answers (`/health`, `/ca.pem`) and CONNECTs
-/// that carried nothing (an intercepted tunnel's event is written when it
-/// opens; what goes through it has events of its own). Allowed requests
-/// that reached an upstream, every DLP finding, and a tunnel's event that
-/// counts bytes (a passthrough tunnel's only record, written when it
-/// closes) are always written: a flood of refusals beside them must not
-/// turn them into a bare count.
+/// Whether `event` counts against the rate limit: refusals (DLP refusals
+/// too: the agent makes one at will by sending a key-shaped string, and
+/// nothing left), the proxy's own answers (`/health`, `/ca.pem`, whatever
+/// bytes they carry) and CONNECTs that carried nothing (an intercepted
+/// tunnel's event is written when it opens; what goes through it has
+/// events of its own). Allowed requests that reached an upstream, findings
+/// `log` or `redact` let through, and a tunnel's event that counts bytes
+/// (a passthrough tunnel's only record, written when it closes) are always
+/// written: a flood of refusals beside them must not turn them into a
+/// bare count.
 fn limited(event: &Event) -> bool {
-    if event.reason == Some(Deny::Dlp.as_str()) || event.bytes > 0 {
+    if event.kind == "internal" {
+        return true;
+    }
+    if event.decision != "block" && (event.reason == Some(Deny::Dlp.as_str()) || event.bytes > 0) {
         return false;
     }
-    event.decision == "block" || matches!(event.kind, "internal" | "connect")
+    event.decision == "block" || event.kind == "connect"
 }
 
 /// Events written in the current second, and those counted instead.
 struct Refusals {
+    /// Events of one kind and reason written a second.
     limit: u32,
     window: Instant,
-    written: u32,
+    /// Events written this second, by kind and reason (a few dozen at
+    /// most: both are from fixed lists).
+    written: Vec<((&'static str, &'static str), u32)>,
     /// (kind, decision, reason) → events not written.
     held: BTreeMap<Key, u64>,
 }
@@ -126,7 +139,7 @@ impl Refusals {
         Self {
             limit,
             window: Instant::now(),
-            written: 0,
+            written: Vec::new(),
             held: BTreeMap::new(),
         }
     }
@@ -138,7 +151,7 @@ impl Refusals {
             return BTreeMap::new();
         }
         self.window = now;
-        self.written = 0;
+        self.written.clear();
         std::mem::take(&mut self.held)
     }
 }
@@ -279,13 +292,22 @@ impl Audit {
                 return false;
             };
             let last_second = r.roll(Instant::now(), false);
-            let held_back = r.written >= r.limit;
+            let limit = r.limit;
+            let budget = (event.kind, event.reason.unwrap_or(""));
+            let at = match r.written.iter().position(|(k, _)| *k == budget) {
+                Some(at) => at,
+                None => {
+                    r.written.push((budget, 0));
+                    r.written.len() - 1
+                }
+            };
+            let held_back = r.written[at].1 >= limit;
             if held_back {
                 *r.held
                     .entry((event.kind, event.decision, event.reason.unwrap_or("")))
                     .or_default() += 1;
             } else {
-                r.written += 1;
+                r.written[at].1 += 1;
             }
             (held_back, last_second)
         };
@@ -435,33 +457,58 @@ mod tests {
     }
 
     /// Attack: a flood of refusals to rotate earlier events out of the
-    /// log. Past the limit they are counted, and the count is written.
+    /// log, or to hide one kind of refusal among another. Past the limit of
+    /// their kind they are counted, and the count is written.
     #[test]
     fn refusals_over_the_limit_are_counted_not_written() {
         let (audit, log) = Audit::open(&AuditTarget::Memory, true).unwrap();
         let audit = audit.limit_refusals(3);
         let log = log.unwrap();
         audit.emit(&Event::new("git-push", "allow"));
+        // A DNS flood does not use up the budget of requests.
         for _ in 0..10 {
             audit.emit(&Event::deny("dns", Deny::DnsRefused));
         }
-        audit.emit(&Event::deny("http", Deny::NoRoute));
-        // Allowed requests are never held back, nor DLP findings.
+        for _ in 0..5 {
+            audit.emit(&Event::deny("http", Deny::NoRoute));
+        }
+        // Allowed requests are never held back.
         for _ in 0..5 {
             audit.emit(&Event::new("http", "allow"));
         }
-        let mut dlp = Event::deny("http", Deny::Dlp);
-        dlp.rule = Some("known-secret".into());
-        audit.emit(&dlp);
-        // The proxy's own answers are (a `/health` flood).
-        audit.emit(&Event::new("internal", "allow"));
+        // DLP refusals are (the agent makes them at will), on a budget of
+        // their own: the refusals for no route did not use it up.
+        for _ in 0..4 {
+            let mut dlp = Event::deny("http", Deny::Dlp);
+            dlp.rule = Some("known-secret".into());
+            audit.emit(&dlp);
+        }
+        // A finding `log` let through is never held back: data left.
+        let mut logged = Event::new("http", "allow");
+        logged.reason = Some(Deny::Dlp.as_str());
+        audit.emit(&logged);
+        // The proxy's own answers are, bytes or not (a `/health` flood).
+        for _ in 0..4 {
+            let mut health = Event::new("internal", "allow");
+            health.bytes = 3;
+            audit.emit(&health);
+        }
+        // A passthrough tunnel's only record is never held back.
+        let mut tunnel = Event::new("connect", "allow");
+        tunnel.bytes = 10;
+        audit.emit(&tunnel);
         let kinds = |log: &MemoryLog| -> Vec<String> {
             log.events()
                 .iter()
                 .map(|e| format!("{} {}", e["kind"], e["decision"]))
                 .collect()
         };
-        assert_eq!(log.events().len(), 1 + 3 + 5 + 1, "{:?}", kinds(&log));
+        assert_eq!(
+            log.events().len(),
+            1 + 3 + 3 + 5 + 3 + 1 + 3 + 1,
+            "{:?}",
+            kinds(&log)
+        );
         // The second is over: the next event writes the counts first.
         if let Ok(mut r) = audit.refusals.lock() {
             r.window -= Duration::from_secs(2);
@@ -470,7 +517,11 @@ mod tests {
         let events = log.events();
         let held: Vec<_> = events
             .iter()
-            .filter(|e| e["kind"] == "internal")
+            .filter(|e| {
+                e["rule"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("rate-limit:"))
+            })
             .map(|e| {
                 (
                     e["rule"].clone(),
@@ -492,8 +543,14 @@ mod tests {
                 (
                     "rate-limit:http".into(),
                     "block".into(),
-                    "no-route".into(),
+                    "dlp".into(),
                     1.into()
+                ),
+                (
+                    "rate-limit:http".into(),
+                    "block".into(),
+                    "no-route".into(),
+                    2.into()
                 ),
                 (
                     "rate-limit:internal".into(),
@@ -545,15 +602,15 @@ mod tests {
         assert_eq!(events[1]["host"], "shown.test");
     }
 
-    /// Attack: refused DNS queries fill the second's budget while a
-    /// passthrough tunnel that carried data closes; its event (host and
+    /// Attack: CONNECTs that carry nothing fill the second's budget while
+    /// a passthrough tunnel that carried data closes; its event (host and
     /// bytes, the only record of it) is still written.
     #[test]
     fn a_tunnel_that_carried_bytes_is_written_past_the_limit() {
         let (audit, log) = Audit::open(&AuditTarget::Memory, true).unwrap();
         let audit = audit.limit_refusals(1);
         let log = log.unwrap();
-        audit.emit(&Event::deny("dns", Deny::DnsRefused));
+        audit.emit(&Event::new("connect", "allow"));
         let mut tunnel = Event::new("connect", "allow");
         tunnel.host = Some("pass.test".into());
         tunnel.bytes = 4096;

@@ -108,9 +108,14 @@ impl Default for Limits {
 pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Refusals and other events that cost the agent nothing, written a second
-/// at most; the rest are counted (see `audit::Audit`). A second of refusals is then about 70 KB of log, so
-/// the 512 MiB the sidecar keeps hold two hours of a flood.
-pub const REFUSAL_EVENTS_PER_SECOND: u32 = 200;
+/// at most for each kind (`dns`, `connect`, `http`, `reverse`,
+/// `internal`) and reason (`no-route`, `dlp`, ...); the rest are counted
+/// (see `audit::Audit`). An event's fields are cut (host 255 bytes, method
+/// 64, path 1 KiB), so an event is at most about 1.6 KB, and a flood of
+/// the ten pairs an agent can cheaply cause writes at most about 400
+/// events (under 650 KB) a second: the 512 MiB the sidecar keeps hold
+/// about 14 minutes of that worst case, and hours of a flood of one kind.
+pub const REFUSAL_EVENTS_PER_SECOND: u32 = 40;
 
 /// Most threads the proxy serves on (one per CPU the process may use,
 /// cgroup quotas counted; see `serve_sharded`).

@@ -453,21 +453,18 @@ impl Info {
             Some(v) if redact => Some(how(&inner.log_redactor, v)),
             other => other.clone(),
         };
-        e.host = scrub(&self.host, redact_for_log);
+        // Each field is cut after redaction: the agent chooses how long
+        // they are (an extension method or a host of kilobytes), and every
+        // event it causes must stay small for the log's bound to hold.
+        e.host = scrub(&self.host, redact_for_log).map(|h| cut(h, LOGGED_HOST_BYTES));
         // Any token is a method: one made of a secret is redacted like the path.
-        e.method = Some(if redact {
+        let method = if redact {
             redact_method_for_log(&inner.log_redactor, &self.method)
         } else {
             self.method.clone()
-        });
-        e.path = scrub(&self.path, redact_path_for_log).map(|mut p| {
-            let mut cut = LOGGED_PATH_BYTES.min(p.len());
-            while !p.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            p.truncate(cut);
-            p
-        });
+        };
+        e.method = Some(cut(method, LOGGED_METHOD_BYTES));
+        e.path = scrub(&self.path, redact_path_for_log).map(|p| cut(p, LOGGED_PATH_BYTES));
         e.rule = self.rule.clone();
         e
     }
@@ -475,6 +472,20 @@ impl Info {
 
 /// The longest path an event carries (a URL may be 16 KiB).
 const LOGGED_PATH_BYTES: usize = 1024;
+/// A DNS name's longest form.
+const LOGGED_HOST_BYTES: usize = 255;
+/// Longer than any method in use, and than a redaction marker.
+const LOGGED_METHOD_BYTES: usize = 64;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(mut s: String, max: usize) -> String {
+    let mut at = max.min(s.len());
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    s.truncate(at);
+    s
+}
 
 async fn handle(
     inner: Arc<Inner>,

@@ -190,6 +190,61 @@ async fn method_and_path_rules_with_traversal_attacks() {
     );
 }
 
+/// Attack: a flood of `/health` requests with a method of 30 KiB each, to
+/// rotate the audit log in seconds. The proxy's own answers count against
+/// the rate limit (bytes or not), and an event's method is cut.
+#[tokio::test]
+async fn a_health_flood_with_long_methods_stays_small_in_the_log() {
+    const SENT: u64 = 120;
+    let p = Setup::new("allow: []").start().await;
+    let method = "M".repeat(30 * 1024);
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..SENT {
+        let r = format!(
+            "{method} http://claude-bottle.local/health HTTP/1.1\r\nHost: claude-bottle.local\r\n\r\n"
+        );
+        s.write_all(r.as_bytes()).await.unwrap();
+        let (status, head, _) = read_response(&mut s).await;
+        assert_eq!(status, 200, "{head}");
+    }
+    let seconds = started.elapsed().as_secs() + 2;
+    drop(s);
+    let log = p.log.clone();
+    let audit = p.proxy.audit();
+    p.shut_down().await;
+    // What the sidecar and `proxy` do when they stop.
+    audit.flush();
+    let lines = log.lines();
+    let bytes: usize = lines.iter().map(String::len).sum();
+    assert!(
+        bytes < 64 * 1024,
+        "{bytes} bytes of log for {SENT} requests"
+    );
+    let events = log.events();
+    let written = events
+        .iter()
+        .filter(|e| e["kind"] == "internal" && e["count"].is_null())
+        .count() as u64;
+    let counted: u64 = events
+        .iter()
+        .filter(|e| e["rule"] == "rate-limit:internal")
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        written + counted,
+        SENT,
+        "{written} written, {counted} counted"
+    );
+    assert!(
+        written <= u64::from(bottle_egress::limits::REFUSAL_EVENTS_PER_SECOND) * seconds,
+        "{written} written in {seconds} s"
+    );
+    for e in &events {
+        assert!(e["method"].as_str().is_none_or(|m| m.len() <= 64), "{e}");
+    }
+}
+
 /// A whole request: its head and a Content-Length body.
 fn whole_request(b: &[u8]) -> bool {
     let Some(end) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
