@@ -223,6 +223,10 @@ pub fn resolve(
     }
 
     let git = resolve_git(agent, bottle, host, &mut secrets)?;
+    // A stand-in host (`info`) gives one placeholder for every value.
+    if host.values_are_real() {
+        refuse_env_holding_credentials(bottle, &secrets)?;
+    }
     let image = bottle
         .image
         .clone()
@@ -696,4 +700,55 @@ pub(crate) fn wildcard_covers(pattern: &str, host: &str) -> Option<usize> {
         .strip_suffix('.')
         .filter(|label| !label.is_empty())
         .map(|_| suffix.split('.').count())
+}
+
+/// The shortest credential looked for inside env values: a shorter one
+/// would be found by chance.
+const MIN_CREDENTIAL_IN_ENV: usize = 8;
+
+/// Refuses an env value (literal or forwarded) that holds a token or a
+/// deploy key of the bottle: the agent would hold the credential that only
+/// the sidecar may hold, while the preflight says the sidecar alone holds
+/// it. Found inside a longer value too (`Bearer <token>`, a URL with it).
+fn refuse_env_holding_credentials(bottle: &MergedBottle, secrets: &Secrets) -> Result<(), Error> {
+    let credentials = secrets
+        .tokens
+        .iter()
+        .map(|(name, v)| (format!("token `{name}`"), v))
+        .chain(
+            secrets
+                .ssh_keys
+                .iter()
+                .map(|(repo, v)| (format!("the deploy key of repo `{repo}`"), v)),
+        );
+    for (what, credential) in credentials {
+        let credential = credential.expose().trim();
+        if credential.len() < MIN_CREDENTIAL_IN_ENV {
+            continue;
+        }
+        // The bottle's own values; `--forward-oauth-token` adds one the
+        // preflight warns about in its own words.
+        for (name, entry) in &bottle.env {
+            let Some(value) = secrets.env.get(name) else {
+                continue;
+            };
+            if !value.expose().contains(credential) {
+                continue;
+            }
+            let (file, line) = (entry.file.clone(), entry.line);
+            return Err(Error::Conflict {
+                message: format!(
+                    "`env.{name}` holds the value of {what}, which only the sidecar may hold: \
+                     the agent would have the credential itself"
+                ),
+                file,
+                line,
+                key: format!("env.{name}"),
+                hint: "remove the variable from `env`: the sidecar puts the credential into \
+                       the requests and pushes that need it, and the agent never needs it"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -993,3 +993,51 @@ fn ssh_repo_behind_an_upstream_proxy_is_a_plan_error() {
     let r = plain_agent(HTTPS, &host()).unwrap();
     assert_eq!(r.plan.git.repos[0].auth, "token");
 }
+
+/// Attack (on the guarantee the preflight states): a bottle's env hands the
+/// agent a credential the sidecar is said to hold alone, forwarded from
+/// the same variable, written in, or inside a longer value.
+#[test]
+fn env_holding_a_token_or_deploy_key_is_refused() {
+    const TOKEN: &str = "---\ntokens:\n  - {kind: http, host: api.github.com, scheme: Bearer, token_ref: GITHUB_TOKEN}\n";
+    static FORWARDED: &[(&str, &str)] = &[(
+        "dev",
+        concat!(
+            "---\ntokens:\n  - {kind: http, host: api.github.com, scheme: Bearer, token_ref: GITHUB_TOKEN}\n",
+            "env:\n  GH: ${GITHUB_TOKEN}\n---\n"
+        ),
+    )];
+    let e = plain_agent(FORWARDED, &host()).unwrap_err();
+    let text = e.to_string();
+    assert_eq!(
+        text,
+        "`/home/u/.claude-bottle/bottles/dev.md`:5: `env.GH`: `env.GH` holds the value of \
+         token `GITHUB_TOKEN`, which only the sidecar may hold: the agent would have the \
+         credential itself"
+    );
+    assert!(e.hint().unwrap_or_default().contains("remove the variable"));
+    assert!(!text.contains(GH));
+    // Inside a longer value.
+    let inside: &'static str = format!("{TOKEN}env:\n  AUTH: \"Bearer {GH}\"\n---\n").leak();
+    let files: &'static [(&str, &str)] = vec![("dev", inside)].leak();
+    let e = plain_agent(files, &host()).unwrap_err().to_string();
+    assert!(
+        e.contains("`env.AUTH` holds the value of token `GITHUB_TOKEN`"),
+        "{e}"
+    );
+    // The deploy key, found in a forwarded variable.
+    let mut with_key = host();
+    with_key.env.insert("KEY".into(), SSH_KEY.into());
+    static KEY: &[(&str, &str)] = &[(
+        "dev",
+        concat!(
+            "---\nenv:\n  K: ${KEY}\ngit:\n  repos:\n    app:\n      url: git@github.com:acme/app.git\n",
+            "      identity: ~/.ssh/app_deploy\n",
+            "      host_key: \"github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n---\n"
+        ),
+    )];
+    let e = plain_agent(KEY, &with_key).unwrap_err().to_string();
+    assert!(e.contains("the deploy key of repo `app`"), "{e}");
+    // The full bottle's env (literal, forwarded, asked) holds none: fine.
+    full(None);
+}
