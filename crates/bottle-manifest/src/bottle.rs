@@ -816,6 +816,17 @@ fn read_route(r: &Reader, item: &Node, prefix: &str) -> Result<Route, Error> {
         let items = r.items(n, &key)?;
         for item in &items {
             let p = &item.text;
+            // A line break would draw lines of its own in the preflight,
+            // and no path the proxy matches holds a control character.
+            if p.contains(char::is_control) {
+                return Err(Error::invalid(
+                    r.file,
+                    item.line,
+                    &item.key,
+                    "a path holds a control character (a line break, a tab, ...)".to_string(),
+                )
+                .with_hint("write the path on one line; in a regex, `\\n` matches a line break"));
+            }
             if let Some(re) = p.strip_prefix("re:") {
                 if let Err(e) = regex::RegexBuilder::new(re).size_limit(1 << 20).build() {
                     let first = e

@@ -295,6 +295,11 @@ fn value_rules() {
             "---\negress:\n  allow:\n    - host: a.com\n      paths: [\"re:(\"]\n---\n",
             "egress.allow[0].paths[0]",
         ),
+        // A line break in a path would draw preflight lines of its own.
+        (
+            "---\negress:\n  allow:\n    - host: a.com\n      paths: [\"/x\\n  dlp: block\"]\n---\n",
+            "egress.allow[0].paths[0]",
+        ),
         (
             "---\negress:\n  allow:\n    - host: a.com\n      ports: [0]\n---\n",
             "egress.allow[0].ports[0]",
