@@ -157,8 +157,7 @@ pub fn list(cwd: &Path) -> Result<Vec<String>, CopyError> {
             walk(cwd, Path::new(".git"), &[], &mut out)?;
         }
     } else {
-        let ignore: Vec<String> = std::fs::read_to_string(cwd.join(".claude-bottle-ignore"))
-            .unwrap_or_default()
+        let ignore: Vec<String> = read_ignore_file(&cwd.join(".claude-bottle-ignore"))?
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -204,18 +203,69 @@ fn walk(
     Ok(())
 }
 
+/// The longest `.claude-bottle-ignore` read.
+const MAX_IGNORE_FILE: u64 = 64 * 1024;
+
+/// The text of `.claude-bottle-ignore`, empty when there is none. The
+/// folder may be anyone's (a clone): a link to `/dev/zero` or a FIFO
+/// there must not hang or fill the CLI, so only a regular file of at most
+/// 64 KiB is read.
+fn read_ignore_file(path: &Path) -> Result<String, CopyError> {
+    use std::io::Read;
+    let read = |e| CopyError::Read {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let refuse = |reason: &str| read(io::Error::other(reason.to_string()));
+    let listed = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(read(e)),
+        Ok(m) if !m.is_file() => return Err(refuse("not a regular file")),
+        Ok(m) => m,
+    };
+    let mut text = Vec::new();
+    open_as_listed(path, &listed)
+        .map_err(read)?
+        .take(MAX_IGNORE_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(read)?;
+    if text.len() as u64 > MAX_IGNORE_FILE {
+        return Err(refuse("larger than 64 KiB"));
+    }
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
 /// `*` matches any run of characters, `?` one; everything else itself.
+/// Iterative, with one point to come back to (the last `*`): time is at
+/// most the product of the lengths, whatever the pattern (a recursive
+/// matcher took exponential time on `*a*a*a*a…c`, and a stack frame per
+/// `*` on a line of them).
 fn glob(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                // The last `*` takes one more character.
+                Some((sp, sn)) => {
+                    star = Some((sp, sn + 1));
+                    pi = sp + 1;
+                    ni = sn + 1;
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Whether a copied path looks like it holds a secret: `.env*`, keys and
@@ -362,7 +412,7 @@ pub fn prepare(cwd: &Path, home: &Path) -> Result<Workspace, CopyError> {
                 });
             }
         };
-        bytes += meta.len();
+        bytes = bytes.saturating_add(meta.len());
         if meta.len() >= largest.0 {
             largest = (meta.len(), src);
         }
@@ -1183,6 +1233,85 @@ mod tests {
         assert!(glob("target", "target"));
         assert!(!glob("*.log", "a.txt"));
         assert!(glob("a?c", "abc"));
+        assert!(glob("*", ""));
+        assert!(glob("a*b*c", "aXbYbZc"));
+        assert!(!glob("a*b*c", "aXbYbZ"));
+        assert!(glob("**x*", "yyx"));
+        assert!(!glob("?", ""));
+        // Every pattern of these letters against every name of them, up to
+        // four each, as the plain recursive definition says.
+        fn reference(p: &[u8], n: &[u8]) -> bool {
+            match (p.first(), n.first()) {
+                (None, None) => true,
+                (Some(b'*'), _) => {
+                    reference(&p[1..], n) || (!n.is_empty() && reference(p, &n[1..]))
+                }
+                (Some(b'?'), Some(_)) => reference(&p[1..], &n[1..]),
+                (Some(a), Some(b)) if a == b => reference(&p[1..], &n[1..]),
+                _ => false,
+            }
+        }
+        fn all(alphabet: &[u8], max: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{}", *c as char)))
+                    .collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        for p in all(b"a*?", 4) {
+            for n in all(b"ab", 4) {
+                assert_eq!(
+                    glob(&p, &n),
+                    reference(p.as_bytes(), n.as_bytes()),
+                    "{p} {n}"
+                );
+            }
+        }
+    }
+
+    /// Attack: a folder's `.claude-bottle-ignore` made to hang the CLI or
+    /// blow up its matching: a pattern that took the recursive matcher
+    /// exponential time, a line of a million `*`, a FIFO, a link to
+    /// `/dev/zero`, a huge file. Each ends at once, as an error or a match.
+    #[test]
+    fn a_hostile_ignore_file_neither_hangs_nor_crashes() {
+        let name = "a".repeat(200);
+        assert!(!glob(&format!("{}c", "*a".repeat(30)), &name));
+        assert!(glob(&"*".repeat(1_000_000), &name));
+        let d = tempfile::tempdir().unwrap();
+        let ignore = d.path().join(".claude-bottle-ignore");
+        std::fs::write(d.path().join("kept.txt"), "x").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &ignore).unwrap();
+        let e = list(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(".claude-bottle-ignore") && e.contains("not a regular file"),
+            "{e}"
+        );
+        std::fs::remove_file(&ignore).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &ignore,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = list(d.path()).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_file(&ignore).unwrap();
+        std::fs::write(&ignore, "#".repeat(64 * 1024 + 1)).unwrap();
+        let e = list(d.path()).unwrap_err().to_string();
+        assert!(e.contains("larger than 64 KiB"), "{e}");
+        std::fs::write(&ignore, "*.txt\n").unwrap();
+        assert_eq!(
+            list(d.path()).unwrap(),
+            vec![".claude-bottle-ignore".to_string()]
+        );
     }
 
     #[test]
