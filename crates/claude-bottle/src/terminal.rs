@@ -372,7 +372,9 @@ pub async fn ask_hidden(
 ) -> io::Result<Option<Secret>> {
     let _raw = RawMode::stdin()?;
     let mut err = io::stderr();
-    write!(err, "{question}")?;
+    // The question is the bottle's text (`?Text`): its escape sequences
+    // must not reach the terminal.
+    write!(err, "{}", crate::output::printable_field(question))?;
     err.flush()?;
     let mut line = HiddenLine::default();
     loop {

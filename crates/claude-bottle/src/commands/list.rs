@@ -53,7 +53,8 @@ pub fn run(settings: &Settings, what: Option<ListWhat>, format: Format) -> Resul
             doc.insert("bottles".into(), bottles.into());
         }
         doc.insert("warnings".into(), catalog.warnings.clone().into());
-        output::stdout(&format!("{}\n", serde_json::Value::Object(doc)))?;
+        let json = serde_json::Value::Object(doc).to_string();
+        output::stdout(&format!("{}\n", output::json_document(&json)))?;
         return Ok(ExitCode::SUCCESS);
     }
     for w in &catalog.warnings {

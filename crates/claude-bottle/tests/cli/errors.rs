@@ -546,6 +546,27 @@ fn escape_sequences_from_a_project_agent_never_reach_the_terminal() {
         );
         assert!(shown.contains(r"\u{1b}"), "{args:?}: {shown}");
     }
+    // As JSON: still a document a tool can read, with DEL, C1 and hidden
+    // characters escaped the JSON way (the text escaping made it invalid).
+    t.project_agent(
+        "hidden",
+        "---\nbottle: dev\n---\nzero\u{200b}width\u{7f}del\u{9b}csi\n",
+    );
+    let (code, out, err) = t.run(t.cmd(&["list", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let hidden = v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "hidden")
+        .unwrap()
+        .to_string();
+    assert!(
+        hidden.contains("zero\u{200b}width\u{7f}del\u{9b}csi"),
+        "{hidden}"
+    );
+    assert!(!out.contains(['\u{200b}', '\u{7f}', '\u{9b}']), "{out}");
 }
 
 /// Attack: a hostile repository draws preflight lines of its own, with
