@@ -32,6 +32,10 @@ pub struct AgentSpec {
 }
 
 /// `4g`, `512m`, `1.5g`, `1024k`, `1073741824` to bytes.
+/// The manifest's bound (`bottle_manifest::bottle::MAX_MEMORY_BYTES`),
+/// checked again here: past it the byte count saturates to no limit.
+const MAX_MEMORY_BYTES: f64 = (1u64 << 50) as f64;
+
 pub fn memory_bytes(m: &str) -> Option<i64> {
     let m = m.trim().to_ascii_lowercase();
     let (num, mult) = match m.chars().last()? {
@@ -42,7 +46,7 @@ pub fn memory_bytes(m: &str) -> Option<i64> {
         _ => (&m[..], 1f64),
     };
     let v = num.parse::<f64>().ok()? * mult;
-    (v.is_finite() && v >= 6.0 * 1024.0 * 1024.0).then_some(v as i64)
+    (v.is_finite() && v >= 6.0 * 1024.0 * 1024.0 && v <= MAX_MEMORY_BYTES).then_some(v as i64)
 }
 
 /// A core size limit of 0. A crashing process's memory (its environment
@@ -61,7 +65,7 @@ pub fn no_core_dumps() -> ResourcesUlimits {
 pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineError> {
     let memory = memory_bytes(&spec.memory).ok_or_else(|| EngineError::Api {
         what: "create agent",
-        reason: format!("memory `{}` is not a size of at least 6m", spec.memory),
+        reason: format!("memory `{}` is not a size from 6m to 1 PiB", spec.memory),
     })?;
     let host = HostConfig {
         cap_drop: Some(vec!["ALL".into()]),
@@ -73,6 +77,12 @@ pub async fn start(engine: &Engine, spec: &AgentSpec) -> Result<String, EngineEr
         pids_limit: Some(i64::from(spec.pids)),
         network_mode: Some(spec.network.clone()),
         dns: spec.dns.clone().map(|d| vec![d]),
+        // With only the nameserver set, the engine copies the host's
+        // `search` line into the agent's resolv.conf: the host's domains
+        // (a company's, a cloud region's, a tailnet's) would be the
+        // agent's to read and would go with every short name it looks up.
+        // `.` writes none.
+        dns_search: spec.dns.as_ref().map(|_| vec![".".to_string()]),
         tmpfs: Some(HashMap::from([(
             RUN_DIR.to_string(),
             "rw,nosuid,nodev,mode=0700,uid=1000,gid=1000,size=16m".to_string(),
@@ -165,6 +175,8 @@ mod tests {
         assert_eq!(memory_bytes("1k"), None, "too small for the engine");
         assert_eq!(memory_bytes("lots"), None);
         assert_eq!(memory_bytes(""), None);
+        assert_eq!(memory_bytes("1e30g"), None, "would saturate to no limit");
+        assert_eq!(memory_bytes("1048576g"), Some(1 << 50));
     }
 
     #[test]

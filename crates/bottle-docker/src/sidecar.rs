@@ -194,11 +194,22 @@ pub async fn start(
             "rw,nosuid,nodev,exec,size=256m,mode=1777".to_string(),
         )])),
         // Port 53 without a capability: the bound is lowered inside the
-        // sidecar's own network namespace only.
-        sysctls: Some(HashMap::from([(
-            "net.ipv4.ip_unprivileged_port_start".to_string(),
-            "0".to_string(),
-        )])),
+        // sidecar's own network namespace only. And no routing: the
+        // sidecar is on both networks, and a new namespace copies the
+        // host's `ip_forward` (1 wherever Docker runs), so it would
+        // forward a packet the agent got to it (a source route, a future
+        // engine's routing) onto the egress network past the proxy.
+        sysctls: Some(HashMap::from(
+            [
+                ("net.ipv4.ip_unprivileged_port_start", "0"),
+                ("net.ipv4.ip_forward", "0"),
+                ("net.ipv4.conf.all.accept_source_route", "0"),
+                ("net.ipv4.conf.default.accept_source_route", "0"),
+                ("net.ipv4.conf.all.send_redirects", "0"),
+                ("net.ipv4.conf.default.send_redirects", "0"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        )),
         network_mode: Some(internal.clone()),
         init: Some(true),
         // The agent drives the sidecar's work (connections, pushes, git

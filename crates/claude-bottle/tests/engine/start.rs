@@ -385,7 +385,9 @@ fn the_token_stays_in_the_sidecar() {
     // exec; a host process running as 65200) cannot get into its memory or
     // its tmpfs (checked: without the prctl this prints `65200` and `open`). /var/tmp is writable by anyone on a
     // writable root (checked: with readonly_rootfs off this prints
-    // `written`); with capabilities CapEff is not zero.
+    // `written`); with capabilities CapEff is not zero. It routes nothing
+    // between its two networks: without the sysctls a container's netns
+    // starts with the host's `ip_forward` of 1 (checked on this engine).
     let hardening = Command::new("docker")
         .args([
             "exec",
@@ -401,7 +403,9 @@ fn the_token_stays_in_the_sidecar() {
              for d in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $d/cmdline)\" in \
                '/usr/local/bin/claude-bottle sidecar'*) pid=${d#/proc/};; esac; done; \
              stat -c %u /proc/$pid/environ; \
-             ls /proc/$pid/root/tmp >/dev/null 2>&1 && echo open || echo closed",
+             ls /proc/$pid/root/tmp >/dev/null 2>&1 && echo open || echo closed; \
+             cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/all/accept_source_route \
+               /proc/sys/net/ipv4/conf/all/send_redirects",
         ])
         .output()
         .unwrap();
@@ -417,6 +421,12 @@ fn the_token_stays_in_the_sidecar() {
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
     let agent_log_config = inspect("{{json .HostConfig.LogConfig}}", &agent);
+    // The host's DNS search domains are not copied into the agent's
+    // resolv.conf (this host has none to show, so the setting is checked).
+    assert_eq!(
+        inspect("{{json .HostConfig.DnsSearch}}", &agent),
+        r#"["."]"#
+    );
     let agent_log_path = inspect("{{.LogPath}}", &agent);
     let agent_logged = std::fs::metadata(&agent_log_path).map_or(0, |m| m.len());
     // Its log (the audit events, as many as the agent makes) is rotated.
@@ -452,7 +462,7 @@ fn the_token_stays_in_the_sidecar() {
     assert_eq!(
         hardening,
         "65200\nread-only\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n\
-         512\n2147483648\n200000\n0\n0\nclosed\n",
+         512\n2147483648\n200000\n0\n0\nclosed\n0\n0\n0\n",
         "the sidecar's hardening"
     );
     assert_eq!(
