@@ -46,7 +46,7 @@ pub fn memory_bytes(m: &str) -> Option<i64> {
         _ => (&m[..], 1f64),
     };
     let v = num.parse::<f64>().ok()? * mult;
-    (v.is_finite() && v >= 6.0 * 1024.0 * 1024.0 && v <= MAX_MEMORY_BYTES).then_some(v as i64)
+    (v.is_finite() && (6.0 * 1024.0 * 1024.0..=MAX_MEMORY_BYTES).contains(&v)).then_some(v as i64)
 }
 
 /// A core size limit of 0. A crashing process's memory (its environment

@@ -1180,8 +1180,15 @@ fn read_resources(r: &Reader, node: &Node) -> Result<Resources, Error> {
                     Value::Float(f) => f,
                     _ => return Err(r.wrong_type(v, &key, "a number")),
                 };
-                if !(c > 0.0 && c <= 1024.0) {
-                    return Err(Error::invalid(r.file, v.line, &key, "must be more than 0"));
+                // Docker's own bounds: below 0.01 a CPU would round to
+                // no limit at all (`NanoCpus` 0).
+                if !(0.01..=1024.0).contains(&c) {
+                    return Err(Error::invalid(
+                        r.file,
+                        v.line,
+                        &key,
+                        "must be between 0.01 and 1024",
+                    ));
                 }
                 res.cpus = Some(c);
             }
@@ -1197,10 +1204,21 @@ pub fn is_memory(m: &str) -> bool {
     let m = m.to_ascii_lowercase();
     let digits = m.trim_end_matches(['b', 'k', 'm', 'g']);
     let suffix = &m[digits.len()..];
+    let unit = match suffix {
+        "k" => 1024f64,
+        "m" => 1024f64 * 1024.0,
+        "g" => 1024f64 * 1024.0 * 1024.0,
+        _ => 1f64,
+    };
+    // At most 1 PiB: a larger number would saturate the engine's 64-bit
+    // byte count, which is no limit at all.
     suffix.len() <= 1
         && !digits.is_empty()
         && digits
             .parse::<f64>()
-            .is_ok_and(|x| x > 0.0 && x.is_finite())
+            .is_ok_and(|x| x > 0.0 && x.is_finite() && x * unit <= MAX_MEMORY_BYTES)
         && !digits.starts_with(['+', '-'])
 }
+
+/// The largest `memory` a bottle may ask for (1 PiB).
+pub const MAX_MEMORY_BYTES: f64 = (1u64 << 50) as f64;

@@ -322,6 +322,17 @@ fn value_rules() {
             "git.repos.app.url",
         ),
         ("---\nresources: {memory: lots}\n---\n", "resources.memory"),
+        // Sizes that saturate the engine's byte count, and a CPU share
+        // that rounds to no limit: both would be no bound at all.
+        ("---\nresources: {memory: 1e30g}\n---\n", "resources.memory"),
+        (
+            "---\nresources: {memory: 1048577g}\n---\n",
+            "resources.memory",
+        ),
+        (
+            "---\nresources: {cpus: 0.000000000001}\n---\n",
+            "resources.cpus",
+        ),
         ("---\nruntime: kata\n---\n", "runtime"),
         ("---\nextends: Base\n---\n", "extends"),
         ("---\nextends: [base, Bad]\n---\n", "extends[1]"),
