@@ -29,7 +29,10 @@ const MAX_CONFIG: u64 = 4 * 1024 * 1024;
 
 pub fn run() -> Result<ExitCode> {
     not_dumpable()?;
-    let mut text = String::new();
+    // Room for the largest configuration at once: a growing buffer would
+    // leave copies of the secrets in the blocks it gave back, which no
+    // one zeroes (untouched room costs no memory).
+    let mut text = String::with_capacity(MAX_CONFIG as usize + 1);
     std::io::stdin()
         .take(MAX_CONFIG + 1)
         .read_to_string(&mut text)
@@ -112,14 +115,37 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     let proxy = bottle_egress::Proxy::new(cfg.clone())?;
     let mut addrs = vec![format!("proxy {}", proxy_listener.local_addr()?)];
     let mut tasks = tokio::task::JoinSet::new();
+    // A part (DNS, the gate) that stops before the signal, on an error or
+    // a panic, stops the sidecar: its health check would otherwise go on
+    // answering for a bottle whose gate or DNS is dead.
+    let part_stopped = Arc::new(tokio::sync::Notify::new());
+    let watched = |n: &Arc<tokio::sync::Notify>| PartStops(n.clone());
+    // The parts stop when the sidecar says so, after it has seen the
+    // signal: a part that stops on the signal itself could be taken for
+    // one that died.
+    let (stop_parts, parts_stop) = tokio::sync::watch::channel(false);
+    let part_shutdown = move || {
+        let mut stop = parts_stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
 
     if let Some(d) = dns_cfg {
         let responder = Arc::new(dns_responder(d.names, &proxy));
         let (udp, tcp) = bind_dns(d.listen).await?;
         addrs.push(format!("dns {}", udp.local_addr()?));
         let r = responder.clone();
-        tasks.spawn(async move { r.serve_udp(udp, shutdown()).await });
-        tasks.spawn(async move { responder.serve_tcp(tcp, shutdown()).await });
+        let (w1, w2) = (watched(&part_stopped), watched(&part_stopped));
+        let (stop1, stop2) = (part_shutdown(), part_shutdown());
+        tasks.spawn(async move {
+            let _w = w1;
+            r.serve_udp(udp, stop1).await
+        });
+        tasks.spawn(async move {
+            let _w = w2;
+            responder.serve_tcp(tcp, stop2).await
+        });
     }
 
     if let Some(gate) = gate {
@@ -142,8 +168,11 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
         let gate = bottle_gitgate::Gate::new(gate_cfg, gate_secrets, options)
             .await
             .context("cannot set up the git gate")?;
+        let w = watched(&part_stopped);
+        let stop = part_shutdown();
         tasks.spawn(async move {
-            if let Err(e) = gate.serve(listener, shutdown()).await {
+            let _w = w;
+            if let Err(e) = gate.serve(listener, stop).await {
                 stderrln!("error: git gate: {e}");
             }
         });
@@ -157,11 +186,22 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     // CLI installs in the agent without a round trip through it.
     crate::output::stdout(&format!("{}ready {}\n", proxy.ca_pem(), addrs.join(", ")))?;
     let audit = proxy.audit();
+    let part_died = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = {
+        let (stopped, died) = (part_stopped.clone(), part_died.clone());
+        async move {
+            tokio::select! {
+                () = shutdown() => {}
+                () = stopped.notified() => died.store(true, std::sync::atomic::Ordering::SeqCst),
+            }
+            let _ = stop_parts.send(true);
+        }
+    };
     let served = bottle_egress::serve_sharded(
         proxy,
         proxy_listener,
         bottle_egress::limits::proxy_threads(),
-        shutdown(),
+        stop,
     )
     .await;
     tasks.shutdown().await;
@@ -169,7 +209,20 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     // stops the sidecar before it saves the log.
     audit.flush();
     served?;
+    if part_died.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("the DNS responder or the git gate stopped; the sidecar stopped with it");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the sidecar, when dropped, that one of its parts has stopped
+/// (returned or panicked).
+struct PartStops(Arc<tokio::sync::Notify>);
+
+impl Drop for PartStops {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
 }
 
 /// The proxy's configuration: the sidecar document without its `dns`,
