@@ -58,12 +58,16 @@ pub enum OutboxError {
         what: &'static str,
         limit: u64,
     },
-    #[error("git could not make the {what} of `{repo}`: {stderr}")]
+    #[error("the {what} of `{repo}` was not saved: the container's git said: {stderr}")]
     Git {
         repo: String,
         what: &'static str,
         stderr: String,
     },
+    #[error(
+        "the {what} of `{repo}` was not saved: what the container gave does not start as a {what} does"
+    )]
+    NotAnArtifact { repo: String, what: &'static str },
     #[error("the {what} of `{repo}` took longer than {limit:?} and was not saved")]
     Timeout {
         repo: String,
@@ -391,7 +395,7 @@ async fn artifact(
         script,
         limits,
     } = run;
-    let mut sink = FileSink::new(dir, path, limits.bytes);
+    let mut sink = FileSink::new(dir, path, limits.bytes, starts_of(what));
     let mut stderr = Vec::new();
     let mut on_chunk = |chunk: Chunk<'_>| match chunk {
         Chunk::Stdout(b) => sink.write(b),
@@ -442,11 +446,31 @@ async fn artifact(
             stderr: one_line(&text),
         });
     }
+    if sink.wrong_start() {
+        sink.discard();
+        return Err(OutboxError::NotAnArtifact {
+            repo: repo.into(),
+            what,
+        });
+    }
     sink.finish()
 }
 
-/// Writes exec output to a file created on the first byte, with the folder
-/// created 0700 then; stops past `limit` bytes.
+/// How a bundle or a patch starts. The bytes are the container's: a
+/// "bundle" that is the text `gitdir: /home/u/other` would make the
+/// printed `git fetch` read another repository of the host (git takes a
+/// path that is no bundle for a repository), so only what starts as the
+/// artifact does is kept.
+fn starts_of(what: &str) -> &'static [&'static [u8]] {
+    match what {
+        "bundle" => &[b"# v2 git bundle\n", b"# v3 git bundle\n"],
+        _ => &[b"diff --git "],
+    }
+}
+
+/// Writes exec output to a file created once its first bytes are found to
+/// start as one of `starts` does, with the folder created 0700 then; stops
+/// past `limit` bytes.
 struct FileSink<'a> {
     dir: &'a Path,
     path: &'a Path,
@@ -455,10 +479,15 @@ struct FileSink<'a> {
     written: u64,
     over: bool,
     error: Option<std::io::Error>,
+    starts: &'static [&'static [u8]],
+    /// The first bytes, until there are enough to check them.
+    head: Vec<u8>,
+    checked: bool,
+    wrong: bool,
 }
 
 impl<'a> FileSink<'a> {
-    fn new(dir: &'a Path, path: &'a Path, limit: u64) -> Self {
+    fn new(dir: &'a Path, path: &'a Path, limit: u64, starts: &'static [&'static [u8]]) -> Self {
         FileSink {
             dir,
             path,
@@ -467,17 +496,44 @@ impl<'a> FileSink<'a> {
             written: 0,
             over: false,
             error: None,
+            starts,
+            head: Vec::new(),
+            checked: starts.is_empty(),
+            wrong: false,
         }
     }
 
+    /// Output came, and it does not start as it must.
+    fn wrong_start(&self) -> bool {
+        self.wrong || (!self.checked && !self.head.is_empty())
+    }
+
     fn write(&mut self, b: &[u8]) {
-        if self.over || self.error.is_some() || b.is_empty() {
+        if self.over || self.wrong || self.error.is_some() || b.is_empty() {
             return;
         }
         self.written += b.len() as u64;
         if self.written > self.limit {
             self.over = true;
             return;
+        }
+        let held;
+        let mut b = b;
+        if !self.checked {
+            self.head.extend_from_slice(b);
+            let need = self.starts.iter().map(|s| s.len()).max().unwrap_or(0);
+            let head = &self.head;
+            if head.len() < need {
+                self.wrong = !self.starts.iter().any(|s| s.starts_with(head));
+                return;
+            }
+            self.checked = true;
+            if !self.starts.iter().any(|s| head.starts_with(s)) {
+                self.wrong = true;
+                return;
+            }
+            held = std::mem::take(&mut self.head);
+            b = &held;
         }
         if self.file.is_none() {
             match create_private(self.dir, self.path) {
@@ -615,10 +671,13 @@ fn file_stem(repo: &str) -> String {
     }
 }
 
+/// `stem`, or `stem-N` when a name already taken is the same but for
+/// case: on a disk that ignores case (macOS's default) `App` and `app`
+/// would be one file, and the second repository's work would be lost.
 fn unique(stem: String, taken: &mut Vec<String>) -> String {
     let mut name = stem.clone();
     let mut n = 2;
-    while taken.contains(&name) {
+    while taken.iter().any(|t| t.eq_ignore_ascii_case(&name)) {
         name = format!("{stem}-{n}");
         n += 1;
     }
@@ -633,7 +692,7 @@ fn one_line(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("; ")
         .chars()
-        .take(500)
+        .take(200)
         .collect();
     if t.is_empty() { "no message".into() } else { t }
 }
@@ -691,6 +750,15 @@ mod tests {
         assert_eq!(
             unique(file_stem("/workspace/..hidden"), &mut taken),
             "workspace.hidden"
+        );
+        // One file on a disk that ignores case: kept apart.
+        assert_eq!(
+            unique(file_stem("/workspace/App"), &mut taken),
+            "workspace.App"
+        );
+        assert_eq!(
+            unique(file_stem("/workspace/app"), &mut taken),
+            "workspace.app-2"
         );
     }
 
@@ -752,10 +820,10 @@ mod tests {
     fn file_sink_writes_nothing_for_no_output() {
         let tmp = std::env::temp_dir().join(format!("outbox-sink-{}", std::process::id()));
         let path = tmp.join("x.patch");
-        let sink = FileSink::new(&tmp, &path, MAX_ARTIFACT);
+        let sink = FileSink::new(&tmp, &path, MAX_ARTIFACT, &[]);
         assert_eq!(sink.finish().unwrap(), None);
         assert!(!tmp.exists(), "no folder when nothing is new");
-        let mut sink = FileSink::new(&tmp, &path, MAX_ARTIFACT);
+        let mut sink = FileSink::new(&tmp, &path, MAX_ARTIFACT, &[]);
         sink.write(b"diff");
         assert_eq!(sink.finish().unwrap(), Some(4));
         use std::os::unix::fs::PermissionsExt;
@@ -765,13 +833,13 @@ mod tests {
         // Past its limit, or dropped before it finished (an interrupted
         // save), a sink leaves no file.
         let over = tmp.join("over.bundle");
-        let mut sink = FileSink::new(&tmp, &over, 3);
+        let mut sink = FileSink::new(&tmp, &over, 3, &[]);
         sink.write(b"ab");
         sink.write(b"cd");
         assert!(sink.over);
         drop(sink);
         let cut = tmp.join("cut.bundle");
-        let mut sink = FileSink::new(&tmp, &cut, MAX_ARTIFACT);
+        let mut sink = FileSink::new(&tmp, &cut, MAX_ARTIFACT, &[]);
         sink.write(b"half a bundle");
         assert!(cut.exists());
         drop(sink);
@@ -779,5 +847,51 @@ mod tests {
         let kept = Saved::interrupted(&tmp);
         assert_eq!(kept.files, vec![path.clone()]);
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    /// Attack: the container's "bundle" is `gitdir: /home/u/other`, which
+    /// the printed `git fetch FILE.bundle` would read as a path to another
+    /// repository of the host. Only output that starts as a bundle (or a
+    /// patch) is kept, whatever the chunks it comes in.
+    #[test]
+    fn a_sink_keeps_only_what_starts_as_its_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("outbox");
+        let run = |what: &str, chunks: &[&[u8]]| {
+            let path = tmp.join(format!("x.{what}"));
+            let mut sink = FileSink::new(&tmp, &path, MAX_ARTIFACT, starts_of(what));
+            for c in chunks {
+                sink.write(c);
+            }
+            let wrong = sink.wrong_start();
+            let kept = if wrong { None } else { sink.finish().unwrap() };
+            let exists = path.exists();
+            let _ = std::fs::remove_file(&path);
+            (wrong, kept, exists)
+        };
+        assert_eq!(
+            run("bundle", &[b"gitdir: /home/u/other\n"]),
+            (true, None, false)
+        );
+        assert_eq!(
+            run("bundle", &[b"# v2 git", b" bundle\nabc"]),
+            (false, Some(19), true)
+        );
+        assert_eq!(
+            run("bundle", &[b"# v3 git bundle\n"]),
+            (false, Some(16), true)
+        );
+        assert_eq!(
+            run("bundle", &[b"# v2 git"]),
+            (true, None, false),
+            "cut short"
+        );
+        assert_eq!(run("bundle", &[b"# v4 git bundle\n"]), (true, None, false));
+        assert_eq!(
+            run("patch", &[b"diff --git a/x b/x\n"]),
+            (false, Some(19), true)
+        );
+        assert_eq!(run("patch", &[b"#!/bin/sh\n"]), (true, None, false));
+        assert_eq!(run("patch", &[]), (false, None, false), "nothing new");
     }
 }
