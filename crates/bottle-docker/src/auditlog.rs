@@ -108,9 +108,9 @@ pub async fn stream(
                 }
             }
             for l in batch.drain(..) {
-                if is_event(&l) {
+                if let Some(event) = event_line(&l) {
                     count += 1;
-                    if !sink(&l) {
+                    if !sink(&event) {
                         return Ok(());
                     }
                 }
@@ -126,6 +126,16 @@ pub async fn stream(
             .map_err(|_| EngineError::Timeout(FETCH_TIMEOUT))??;
     }
     Ok(count)
+}
+
+/// An audit line without the raw tabs and line breaks JSON allows between
+/// its tokens (a raw `\r` there would redraw the line on a terminal that
+/// shows the saved log or `logs --format json`). In a valid document they
+/// can be nowhere else (strings hold them escaped), and no two tokens need
+/// them to stay apart, so the object and its field order are unchanged.
+/// `None` for a line that is not an event.
+pub fn event_line(line: &str) -> Option<String> {
+    is_event(line).then(|| line.trim().replace(['\r', '\t', '\n'], ""))
 }
 
 /// An audit line: one JSON object.
@@ -195,6 +205,21 @@ mod tests {
         }
         l.finish(&mut |s| got.push(s.to_string()));
         got
+    }
+
+    #[test]
+    fn event_lines_are_written_anew() {
+        let forged = "{\"decision\":\"block\",\r\"decision\":\"allow\",\t\"kind\":\"http\"}";
+        let line = event_line(forged).unwrap();
+        assert!(!line.contains(['\r', '\t']), "{line}");
+        assert_eq!(
+            line,
+            r#"{"decision":"block","decision":"allow","kind":"http"}"#
+        );
+        let spaced = "{\"a\": 1 ,\n\"b\":\"x\\ty\"}";
+        assert_eq!(event_line(spaced).unwrap(), "{\"a\": 1 ,\"b\":\"x\\ty\"}");
+        assert_eq!(event_line("ready proxy 0.0.0.0:3128"), None);
+        assert_eq!(event_line("[1]"), None);
     }
 
     #[test]

@@ -13,6 +13,10 @@ use serde_json::Value;
 
 /// Distinct hosts counted per table; the rest are counted as "other".
 pub const MAX_HOSTS: usize = 500;
+/// A host longer than a DNS name (with a port, escaped) is counted among
+/// the others, not named: the log is read at teardown, and a host of a
+/// megabyte would fill the summary (and its memory, 500 at a time).
+const MAX_HOST_SHOWN: usize = 300;
 /// Hosts named on a summary line; the rest are summed up as `+N more`.
 const SHOWN_HOSTS: usize = 5;
 /// Where refusals over the sidecar's rate limit are counted: their hosts
@@ -156,7 +160,10 @@ impl Tally {
             }
             "http" | "connect" | "reverse" if blocked => {
                 self.refused.add(&host);
-                if !self.refusals.contains_key(&host) && self.refusals.len() < MAX_HOSTS {
+                if !self.refusals.contains_key(&host)
+                    && self.refusals.len() < MAX_HOSTS
+                    && host.len() <= MAX_HOST_SHOWN
+                {
                     self.refusals.insert(
                         host,
                         Refusal {
@@ -288,7 +295,7 @@ impl Counts {
         self.total = self.total.saturating_add(n);
         if let Some(c) = self.by_host.get_mut(host) {
             *c = c.saturating_add(n);
-        } else if self.by_host.len() < MAX_HOSTS {
+        } else if self.by_host.len() < MAX_HOSTS && host.len() <= MAX_HOST_SHOWN {
             self.by_host.insert(host.to_string(), n);
         } else {
             self.other = self.other.saturating_add(n);
@@ -335,9 +342,26 @@ impl Refusal {
     /// The route change that would allow `host`, when a route can.
     fn hint(&self, host: &str, bottle: &str) -> Option<String> {
         let name = strip_port(host);
+        // The host is the agent's to choose: a hint only for one that is
+        // a route's host as written. `*.trycloudflare.com` is a legal
+        // authority, and a hint to add it would open every name anyone
+        // can register there.
+        let bare = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name);
+        let written = match bottle_manifest::host::parse_host(bare) {
+            Ok(bottle_manifest::host::Host::Name(n)) if n == bare => bare.to_string(),
+            // Quoted: `[::1]` would be a YAML list.
+            Ok(bottle_manifest::host::Host::Ip(ip)) if ip.is_ipv6() => format!("\"{ip}\""),
+            Ok(bottle_manifest::host::Host::Ip(ip)) => ip.to_string(),
+            _ => return None,
+        };
         Some(match self.reason.as_str() {
             "no-route" | "ip-literal" => {
-                format!("to allow `{name}`, add `- host: {name}` under `egress.allow` in {bottle}")
+                format!(
+                    "to allow `{name}`, add `- host: {written}` under `egress.allow` in {bottle}"
+                )
             }
             "method" => format!(
                 "to allow `{}` to `{name}`, add it to `methods` of the `{name}` route in {bottle}",

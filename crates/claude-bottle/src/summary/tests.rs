@@ -149,3 +149,48 @@ fn ports_and_control_characters() {
     assert!(!line.chars().any(char::is_control), "{line:?}");
     assert!(line.contains(r"a\u{1b}[31m.example/\u{7}"), "{line}");
 }
+
+/// Attack: the agent asks for `*.trycloudflare.com` (a legal authority to
+/// the proxy) so that the summary tells the user to allow every name
+/// anyone can register there. Hints are given only for hosts a route
+/// would name as written; an IPv6 address is quoted (`[::1]` is a YAML
+/// list).
+#[test]
+fn hints_are_given_for_plain_hosts_only() {
+    let refusal = |host: &str| {
+        let mut t = Tally::default();
+        let line = format!(
+            r#"{{"kind":"connect","decision":"block","reason":"no-route","host":"{host}"}}"#
+        );
+        t.add(&AuditEvent::parse(&line).unwrap());
+        render("s", &t, &Saved::default())
+    };
+    for host in ["*.trycloudflare.com:443", "*:443", "Evil.Example", "a..b"] {
+        let text = refusal(host);
+        assert!(!text.contains("hint: to allow"), "{host}: {text}");
+    }
+    let text = refusal("ok.example:443");
+    assert!(text.contains("add `- host: ok.example`"), "{text}");
+    let text = refusal("[2001:db8::1]:443");
+    assert!(text.contains("add `- host: \"2001:db8::1\"`"), "{text}");
+    let text = refusal("10.0.0.1:80");
+    assert!(text.contains("add `- host: 10.0.0.1`"), "{text}");
+}
+
+/// Attack (a compromised sidecar): hosts of a megabyte each, to fill the
+/// summary and the CLI's memory at teardown. They are counted, not named.
+#[test]
+fn long_hosts_are_counted_not_named() {
+    let mut t = Tally::default();
+    let long = "a".repeat(400);
+    for i in 0..3 {
+        let line = format!(
+            r#"{{"kind":"http","decision":"block","reason":"no-route","host":"{long}{i}.example"}}"#
+        );
+        t.add(&AuditEvent::parse(&line).unwrap());
+    }
+    assert_eq!(t.refused.total, 3);
+    assert!(t.refused.by_host.is_empty() && t.refusals.is_empty());
+    let text = render("s", &t, &Saved::default());
+    assert!(!text.contains(&long), "{text}");
+}
