@@ -22,6 +22,9 @@ const HANDSHAKE: u8 = 0x16;
 const TLS_RECORD_TYPES: std::ops::RangeInclusive<u8> = 0x14..=0x18;
 /// encrypted_client_hello (RFC 9849), and the drafts' code points.
 const ECH: std::ops::RangeInclusive<u16> = 0xfe02..=0xfe0d;
+/// encrypted_server_name, ECH's predecessor (draft-ietf-tls-esni up to
+/// -02): the same hidden name, under its old code point.
+const ESNI: u16 = 0xffce;
 const CLIENT_HELLO: u8 = 1;
 const SERVER_NAME: u16 = 0;
 const HOST_NAME: u8 = 0;
@@ -117,7 +120,7 @@ fn server_name(body: &[u8]) -> Option<Hello> {
         let kind = exts.u16()?;
         let len = exts.u16()?;
         let data = exts.take(usize::from(len))?;
-        if ECH.contains(&kind) {
+        if ECH.contains(&kind) || kind == ESNI {
             // The name the server routes by is then the encrypted inner
             // one, which cannot be read here: the outer name proves
             // nothing. (Clients that send it as GREASE, Chromium's, need
@@ -133,6 +136,11 @@ fn server_name(body: &[u8]) -> Option<Hello> {
         let mut d = Reader(data);
         let list_len = d.u16()?;
         let mut list = Reader(d.take(usize::from(list_len))?);
+        // Nothing may follow the list: a parser that reads past it
+        // differently would see another name.
+        if !d.0.is_empty() {
+            return None;
+        }
         while !list.0.is_empty() {
             let name_type = list.u8()?;
             let len = list.u16()?;
@@ -144,7 +152,9 @@ fn server_name(body: &[u8]) -> Option<Hello> {
                 return None;
             }
             let host = std::str::from_utf8(host).ok()?;
-            name = Some(host.trim_end_matches('.').to_ascii_lowercase());
+            // One trailing dot, as in a CONNECT authority; `x..` stays
+            // unlike `x`.
+            name = Some(host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase());
         }
     }
     Some(Hello::Name(name))
@@ -326,13 +336,29 @@ mod tests {
         let name = name_list(&[b"pass.test"]);
         let plain = hello_with_extensions(&[(SERVER_NAME, &name)]);
         assert_eq!(read(&plain), Hello::Name(Some("pass.test".into())));
-        for ech in [0xfe0du16, 0xfe0a, 0xfe02] {
+        for ech in [0xfe0du16, 0xfe0a, 0xfe02, 0xffce] {
             let hello = hello_with_extensions(&[(SERVER_NAME, &name), (ech, b"\x00\x01inner")]);
             assert_eq!(read(&hello), Hello::Malformed, "{ech:#x}");
         }
         // Neighbouring code points are other extensions.
         let other = hello_with_extensions(&[(SERVER_NAME, &name), (0xfe0e, b"x")]);
         assert_eq!(read(&other), Hello::Name(Some("pass.test".into())));
+    }
+
+    /// Attack: bytes after the name list inside the server_name extension
+    /// (a second list a laxer parser might read), and a name with two
+    /// trailing dots (read as the name itself, it would pass the check
+    /// against a CONNECT to `pass.test`).
+    #[test]
+    fn the_server_name_extension_holds_one_list_and_one_dot_at_most() {
+        let mut trailing = name_list(&[b"pass.test"]);
+        trailing.extend_from_slice(&name_list(&[b"evil.test"]));
+        let hello = hello_with_extensions(&[(SERVER_NAME, &trailing)]);
+        assert_eq!(read(&hello), Hello::Malformed);
+        let dots = hello_with_extensions(&[(SERVER_NAME, &name_list(&[b"pass.test.."]))]);
+        assert_eq!(read(&dots), Hello::Name(Some("pass.test.".into())));
+        let dot = hello_with_extensions(&[(SERVER_NAME, &name_list(&[b"pass.test."]))]);
+        assert_eq!(read(&dot), Hello::Name(Some("pass.test".into())));
     }
 
     proptest! {

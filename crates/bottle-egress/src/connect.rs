@@ -50,6 +50,7 @@ pub async fn handle(
     let raw = auth.host();
     let kind = classify_host(raw);
     info.host = Some(display_host(&kind, raw));
+    crate::server::refuse_odd_name(&kind)?;
     if inner.cfg.is_own(&kind, port) {
         // The proxy serves its own names (and addresses) in clear only; a
         // tunnel to one would be a tunnel to whatever that name resolves to.
@@ -262,19 +263,13 @@ async fn intercept_inner(
         .get_ref()
         .1
         .server_name()
-        .map(|s| s.trim_end_matches('.').to_ascii_lowercase());
+        .map(|s| s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase());
     serve_client(inner, pool, tls, Some(Arc::new(tunnel))).await;
 }
 
 fn same_host(a: &str, b: &str) -> bool {
-    let a = a
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.');
-    let b = b
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.');
+    // As the CONNECT authority was read: one trailing dot at most, so
+    // `pass.test..` is not `pass.test`.
     match (classify_host(a), classify_host(b)) {
         (HostKind::Ip(x), HostKind::Ip(y)) => x == y,
         (HostKind::Name(x), HostKind::Name(y)) => x == y,
@@ -293,6 +288,9 @@ pub async fn inside(
     info.kind = "http";
     info.host = Some(display_host(&tunnel.kind, &tunnel.host));
     info.rule = Some(tunnel.route.name.clone());
+    // The bounds of the front door (target length, HTTP version) hold in
+    // a tunnel too.
+    crate::server::check_head(&req)?;
     let mismatch = || Failure::with_rule(Deny::HostMismatch, tunnel.route.name.clone());
     if let Some(sni) = &tunnel.sni
         && !same_host(sni, &tunnel.host)

@@ -560,7 +560,7 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 }
 
 /// Checks that hold for every request, whatever the door.
-fn check_head(req: &Request<Incoming>) -> Result<(), Deny> {
+pub(crate) fn check_head(req: &Request<Incoming>) -> Result<(), Deny> {
     if req.headers().get_all(header::HOST).iter().count() > 1 {
         return Err(Deny::HostField);
     }
@@ -602,6 +602,7 @@ async fn front(
         let port = auth.port_u16().unwrap_or(80);
         let kind = classify_host(host);
         info.host = Some(display_host(&kind, host));
+        refuse_odd_name(&kind)?;
         if inner.cfg.is_own(&kind, port) {
             // The proxy's own name, or own address on its listen port (a
             // client whose HTTP_PROXY covers the proxy's URL too): served
@@ -721,11 +722,26 @@ pub fn display_host(kind: &HostKind, raw: &str) -> String {
     }
 }
 
-/// The host string used to dial and for SNI (`[v6]` without brackets).
+/// Refuses (`malformed`) a name that is no DNS name once its one trailing
+/// dot is gone: `api.github.com..` (which no exact route matched, so `*`
+/// took it while it still resolved to api.github.com), `.example.com` (the
+/// apex under `*.example.com`), empty labels, `*` or other characters a
+/// route's host could not hold. Route patterns are held to the same rule
+/// (`route::valid_name`), so every name a route can match is one string.
+pub fn refuse_odd_name(kind: &HostKind) -> Result<(), Deny> {
+    match kind {
+        HostKind::Name(n) if !crate::route::valid_name(n) => Err(Deny::Malformed),
+        _ => Ok(()),
+    }
+}
+
+/// The host string used to dial and for SNI (`[v6]` without brackets): the
+/// name as classified, so routing, resolving and the leaf all read one.
 pub fn target_host(kind: &HostKind, raw: &str) -> String {
     match kind {
         HostKind::Ip(ip) => ip.to_string(),
-        _ => raw.to_ascii_lowercase().trim_end_matches('.').to_string(),
+        HostKind::Name(n) => n.clone(),
+        HostKind::BadNumeric => raw.to_ascii_lowercase().trim_end_matches('.').to_string(),
     }
 }
 

@@ -245,6 +245,64 @@ async fn a_health_flood_with_long_methods_stays_small_in_the_log() {
     }
 }
 
+/// Attack: a host spelt so that no exact route matches it while it still
+/// resolves to that host (`api.test..`), or the apex in disguise under a
+/// wildcard (`.app.test` under `*.app.test`), so that `*` (with no rules)
+/// takes it and the stricter route's rules are lifted. Refused as
+/// `malformed`, at the front door and as a CONNECT, before any route.
+#[tokio::test]
+async fn hosts_that_are_no_dns_name_are_refused_before_routing() {
+    let (up, rec) = http_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: api.test, methods: [GET], ports: [{port}]}}, {{host: '*', ports: [{port}, 443]}}, {{host: '*.app.test', methods: [GET], ports: [{port}]}}]\nresolve: {{api.test: {up}, app.test: {up}}}",
+        port = up.port()
+    ))
+    .start()
+    .await;
+    let port = up.port();
+    for host in [
+        "api.test..",
+        ".app.test",
+        "a..app.test",
+        "*.app.test",
+        "api_test;x.app.test",
+    ] {
+        let mut c = client(p.addr).await;
+        let (s, h, _) = send(
+            &mut c,
+            req("POST", &format!("http://{host}:{port}/x"), &[], "x"),
+        )
+        .await;
+        assert_eq!(s, 403, "{host}");
+        assert_eq!(h["x-claude-bottle-block"], "malformed", "{host}");
+        let (s, head, _) = connect(p.addr, &format!("{host}:443")).await;
+        assert_eq!(s, 403, "CONNECT {host}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("x-claude-bottle-block: malformed"),
+            "{head}"
+        );
+    }
+    // The names as routes write them are judged by their own routes.
+    let mut c = client(p.addr).await;
+    let (s, h, _) = send(
+        &mut c,
+        req("POST", &format!("http://api.test.:{port}/x"), &[], "x"),
+    )
+    .await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (403, "method")
+    );
+    let (s, _, _) = send(
+        &mut c,
+        req("GET", &format!("http://api.test:{port}/x"), &[], ""),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 1);
+}
+
 /// A whole request: its head and a Content-Length body.
 fn whole_request(b: &[u8]) -> bool {
     let Some(end) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
