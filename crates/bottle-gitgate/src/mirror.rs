@@ -108,6 +108,9 @@ async fn run_git(
     }
 }
 
+/// The file in a mirror that says a refresh began and has not finished.
+const REFRESH_PENDING: &str = "claude-bottle-refresh-pending";
+
 /// Fetches every branch and tag of the upstream into the mirror, pruning
 /// what the upstream no longer has. `set_head` also points the mirror's
 /// HEAD at the upstream's default branch (done once per process).
@@ -158,13 +161,22 @@ pub async fn refresh(
                 .map(str::to_string),
         )
     };
+    // Present while a refresh runs: one that failed or was killed after
+    // its fetch moved refs (a timeout, the sidecar stopped) has not judged
+    // what the fetch left behind, and the next one, comparing only its own
+    // before and after, would never see it. The next one then removes
+    // whatever no ref reaches, whatever it finds.
+    let pending = mirror.join(REFRESH_PENDING);
+    let interrupted = pending.exists();
+    std::fs::write(&pending, b"").map_err(|e| format!("cannot mark the mirror: {e}"))?;
     let before = tips(gd, env, timeout, secrets).await?;
     let (fetched, head) = tokio::join!(run_git(env, &fetch, timeout, secrets), head);
     fetched?;
     let after = tips(gd, env, timeout, secrets).await?;
-    if left_behind(gd, env, timeout, secrets, &before, &after).await? {
+    if interrupted || left_behind(gd, env, timeout, secrets, &before, &after).await? {
         drop_unreachable(gd, env, timeout, secrets).await?;
     }
+    std::fs::remove_file(&pending).map_err(|e| format!("cannot unmark the mirror: {e}"))?;
     if let Some(branch) = head? {
         let sym: [&std::ffi::OsStr; 5] = [
             "--git-dir".as_ref(),
@@ -412,7 +424,8 @@ pub fn push_upstream(
     timeout: Duration,
 ) -> Result<String, String> {
     let args = push_args(updates)?;
-    let attempt = |atomic: bool| -> Result<String, String> {
+    // Err((why, the upstream cannot do --atomic)).
+    let attempt = |atomic: bool| -> Result<String, (String, bool)> {
         let mut c = std::process::Command::new("git");
         c.env_clear();
         for (k, v) in env {
@@ -428,8 +441,9 @@ pub fn push_upstream(
         c.arg(url);
         c.args(args.iter().filter(|a| !a.starts_with("--")));
         c.stdin(Stdio::null());
-        let (status, stdout, stderr) = output_with_deadline(c, timeout)?;
-        check_porcelain(&stdout, updates)?;
+        let (status, stdout, stderr) =
+            output_with_deadline(c, timeout).map_err(|why| (why, false))?;
+        check_porcelain(&stdout, updates).map_err(|why| (why, false))?;
         if status.success() {
             Ok(summarize(&stdout, secrets))
         } else {
@@ -440,12 +454,17 @@ pub fn push_upstream(
             if !rejected.is_empty() {
                 why = format!("{}; {why}", summarize(&rejected.join("\n"), secrets));
             }
-            Err(why)
+            // git's own line only: `remote:` text (an upstream hook that
+            // echoes a commit message) must not make the push non-atomic.
+            let no_atomic = stderr
+                .lines()
+                .any(|l| l.starts_with("fatal: the receiving end does not support --atomic"));
+            Err((why, no_atomic))
         }
     };
     match attempt(updates.len() > 1) {
-        Err(e) if e.contains("does not support --atomic") => attempt(false),
-        r => r,
+        Err((_, true)) => attempt(false).map_err(|(why, _)| why),
+        r => r.map_err(|(why, _)| why),
     }
 }
 

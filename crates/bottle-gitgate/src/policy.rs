@@ -144,6 +144,8 @@ pub enum Refusal {
     NotInPush,
     DeleteProtected,
     RewriteProtected,
+    /// The name differs from a protected branch's only in case.
+    CaseOfProtected,
 }
 
 impl Refusal {
@@ -157,6 +159,10 @@ impl Refusal {
             Refusal::RewriteProtected => {
                 format!("{name}: protected branch; non-fast-forward (force) push is refused")
             }
+            Refusal::CaseOfProtected => format!(
+                "{name}: differs from a protected branch only in case; refused (an upstream \
+                 whose ref names ignore case would take it for that branch)"
+            ),
         }
     }
 }
@@ -184,6 +190,17 @@ impl Policy {
             return Err(Refusal::NotInPush);
         }
         let protected = self.protect.iter().any(|p| glob_match(p, branch));
+        // `MAIN` created (no fast-forward asked) on an upstream that keeps
+        // refs in files on a disk that ignores case (self-hosted on macOS
+        // or Windows) is `main` rewritten.
+        if !protected
+            && self
+                .protect
+                .iter()
+                .any(|p| glob_match(&p.to_ascii_lowercase(), &branch.to_ascii_lowercase()))
+        {
+            return Err(Refusal::CaseOfProtected);
+        }
         if protected {
             if update.is_delete() {
                 return Err(Refusal::DeleteProtected);
@@ -229,6 +246,30 @@ mod tests {
         // Pathological input stays fast.
         let long = "a".repeat(5000);
         assert!(!glob_match("*a*a*a*a*a*b", &long));
+    }
+
+    /// Attack: `MAIN` created beside a protected `main`. A creation needs
+    /// no fast-forward, and an upstream whose ref names ignore case takes
+    /// it for `main`: refused, as any name that is a protected one but for
+    /// case.
+    #[test]
+    fn a_protected_branch_in_another_case_is_refused() {
+        let p = policy(&["*"]);
+        for name in ["refs/heads/MAIN", "refs/heads/Main", "refs/heads/mASTER"] {
+            assert_eq!(
+                p.check(&up(Z, A, name), || true),
+                Err(Refusal::CaseOfProtected),
+                "{name}"
+            );
+            assert_eq!(
+                p.check(&up(A, B, name), || true),
+                Err(Refusal::CaseOfProtected)
+            );
+        }
+        assert_eq!(p.check(&up(Z, A, "refs/heads/main"), || true), Ok(()));
+        assert_eq!(p.check(&up(Z, A, "refs/heads/mainline"), || true), Ok(()));
+        let m = Refusal::CaseOfProtected.message("refs/heads/MAIN");
+        assert!(m.contains("only in case"), "{m}");
     }
 
     #[test]

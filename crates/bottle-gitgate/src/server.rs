@@ -339,10 +339,13 @@ impl Gate {
         };
         let must_refresh = match service {
             Service::FetchRefs | Service::PushRefs => true,
-            Service::Fetch => guard
+            // A push is judged against the mirror's refs, and the hook
+            // scans only what they do not reach: a client that skips
+            // discovery (a hand-made POST) must not be judged on refs the
+            // upstream has since dropped.
+            Service::Fetch | Service::Push => guard
                 .last_refresh
                 .is_none_or(|t| t.elapsed() > REFRESH_REUSE),
-            Service::Push => false,
         };
         // The SSRF guard, each time the gate is about to talk to the
         // upstream; git then connects to the address it vetted.
@@ -372,12 +375,38 @@ impl Gate {
             // The mirror's HEAD only matters to clones (receive-pack does
             // not advertise it): a push's refresh leaves it for the first
             // fetch, saving the push a connection to the upstream.
-            let set_head = !guard.head_set && service != Service::PushRefs;
-            match self.refresh(&name, set_head, vetted).await {
-                Ok(()) => {
+            let set_head =
+                !guard.head_set && matches!(service, Service::FetchRefs | Service::Fetch);
+            // In a task of its own, holding the lock: a client that hangs
+            // up must not cut a refresh short (a killed `git fetch` can
+            // leave ref locks behind, and a refresh stopped before its
+            // repack would leave taken-back objects served).
+            let gate = self.clone();
+            let repo = name.clone();
+            let refreshed = tokio::spawn(async move {
+                let r = gate.refresh(&repo, set_head, vetted).await;
+                if r.is_ok() {
                     guard.last_refresh = Some(Instant::now());
                     guard.head_set |= set_head;
                 }
+                (guard, r)
+            })
+            .await;
+            let result = match refreshed {
+                Ok((g, r)) => {
+                    guard = g;
+                    r
+                }
+                Err(e) => {
+                    // The task panicked; its lock went with it.
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("git gate: the mirror refresh failed: {e}\n"),
+                    );
+                }
+            };
+            match result {
+                Ok(()) => {}
                 Err(why) => {
                     drop(guard);
                     let mut e = self.event(service.kind(), "block", &name, &method, &rest);

@@ -33,8 +33,17 @@ pub const SUBMODULE_ID: &str = "submodule id";
 /// Names are scanned in batches of about this many bytes: one engine call
 /// per tree would cost more than the scan of a small tree's names.
 const BATCH: usize = 256 * 1024;
-/// Mode of a gitlink (submodule) entry.
+/// Mode of a gitlink (submodule) entry, as git writes it.
+#[cfg(test)]
 const GITLINK: u32 = 0o160_000;
+
+/// Whether git reads an entry of this mode as a gitlink: its `canon_mode`
+/// makes any mode that is not a file, a link or a tree one, and fsck only
+/// notes such a mode (`badFilemode` is INFO), so `170000` or `60000` is a
+/// gitlink whose 20 bytes the agent chose, as surely as `160000`.
+fn reads_as_gitlink(mode: u32) -> bool {
+    !matches!(mode & 0o170_000, 0o100_000 | 0o120_000 | 0o040_000)
+}
 
 /// What one remembered name or id costs beyond its bytes (the set's slot,
 /// the allocation), for [`crate::Limits::max_tree_entry_bytes`].
@@ -168,7 +177,7 @@ fn read_trees(
                 held = held.saturating_add(name.len() as u64 + ENTRY_OVERHEAD);
                 names.push(name);
             }
-            if mode == GITLINK && seen_links.insert(oid.to_vec()) {
+            if reads_as_gitlink(mode) && seen_links.insert(oid.to_vec()) {
                 held = held.saturating_add(oid.len() as u64 + ENTRY_OVERHEAD);
                 let hex = bottle_dlp::hex_encode(oid, false);
                 links.push(&hex);
@@ -351,6 +360,20 @@ mod tests {
         assert_eq!(seen[1].0, GITLINK);
         assert_eq!(seen[2].0, 0o100644);
         assert_eq!(for_each_entry(b"", 20, |_, _, _| {}), Ok(0));
+    }
+
+    /// Attack: a gitlink written with another mode than `160000` (git
+    /// reads every odd mode as one) so that the scan of gitlink ids,
+    /// which catches a known secret or an AWS key id in those 20 bytes,
+    /// passes it by.
+    #[test]
+    fn every_odd_mode_is_a_gitlink() {
+        for m in [0o160000, 0o170000, 0o060000, 0o000000, 0o020000, 0o140000] {
+            assert!(reads_as_gitlink(m), "{m:o}");
+        }
+        for m in [0o100644, 0o100755, 0o100664, 0o120000, 0o040000] {
+            assert!(!reads_as_gitlink(m), "{m:o}");
+        }
     }
 
     /// Every truncation and corruption of a tree is an error, not a panic.

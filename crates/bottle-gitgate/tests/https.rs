@@ -804,3 +804,86 @@ fn a_commit_the_upstream_deleted_is_not_served_by_id() {
     );
     assert!(!ok, "the rewound commit was served: {out}");
 }
+
+/// Attack: a refresh stopped after its fetch pruned a branch and before
+/// it removed what that left behind (a timeout, the sidecar stopped). The
+/// next refresh sees no ref change of its own, so without a record of the
+/// unfinished one the deleted commit would stay served by id for good.
+#[test]
+fn a_refresh_cut_short_is_finished_by_the_next() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let direct = clone(work.path(), up.bare.repo.to_str().unwrap(), "direct");
+    git(&direct, &["checkout", "-q", "-b", "leak"]);
+    let leaked = commit_file(&direct, "leak.txt", "taken out later\n", "oops");
+    git(&direct, &["push", "-q", "origin", "leak"]);
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["fetch", "-q", "origin", "leak"]);
+
+    // What a refresh cut short after its fetch leaves: the branch gone
+    // from the mirror (as from the upstream), its objects still there,
+    // and the mark it set when it began.
+    git(&direct, &["push", "-q", "origin", ":leak"]);
+    let mirror = gate.mirror("app");
+    let mirror_dir = mirror.to_str().unwrap();
+    git(
+        work.path(),
+        &[
+            "--git-dir",
+            mirror_dir,
+            "update-ref",
+            "-d",
+            "refs/heads/leak",
+        ],
+    );
+    assert!(
+        git_try(
+            work.path(),
+            &["--git-dir", mirror_dir, "cat-file", "-e", &leaked]
+        )
+        .0
+    );
+    std::fs::write(mirror.join("claude-bottle-refresh-pending"), b"").unwrap();
+
+    let fresh = clone(work.path(), &gate.repo_url("app"), "fresh");
+    let (ok, out) = git_try(
+        &fresh,
+        &["-c", "protocol.version=2", "fetch", "-q", "origin", &leaked],
+    );
+    assert!(!ok, "the deleted commit was served: {out}");
+    assert!(!mirror.join("claude-bottle-refresh-pending").exists());
+}
+
+/// Attack: a hand-made push that skips discovery (`GET info/refs`, which
+/// refreshes the mirror) and creates a branch at a commit the upstream's
+/// owner has since deleted. Judged on the stale mirror, which still
+/// reached the commit, nothing was scanned and the commit went back
+/// upstream. A push whose mirror is not fresh is refreshed first.
+#[test]
+fn a_push_without_discovery_is_judged_on_a_fresh_mirror() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let direct = clone(work.path(), up.bare.repo.to_str().unwrap(), "direct");
+    git(&direct, &["checkout", "-q", "-b", "feat"]);
+    let taken_back = commit_file(&direct, "leak.txt", "taken out later\n", "oops");
+    git(&direct, &["push", "-q", "origin", "feat"]);
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["fetch", "-q", "origin", "feat"]);
+
+    git(&direct, &["push", "-q", "origin", ":feat"]);
+    // Past the time a refresh is reused for.
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    let zero = "0".repeat(40);
+    let body = receive_pack_body(
+        &[format!("{zero} {taken_back} refs/heads/agent-copy").into_bytes()],
+        &pack_of(&wt, &[&taken_back, &format!("^{taken_back}")]),
+    );
+    let answer = post_receive_pack(&gate, "app", &body);
+    assert_eq!(
+        up.bare.rev("refs/heads/agent-copy"),
+        None,
+        "the taken-back commit went upstream: {answer:?}"
+    );
+}
