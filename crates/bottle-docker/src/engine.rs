@@ -19,6 +19,8 @@ pub const MIN_API: &str = "1.41";
 pub enum EngineError {
     #[error("cannot reach the container engine at `{host}`: {reason}")]
     Unreachable { host: String, reason: String },
+    #[error("will not use the container engine at `{host}`: {reason}")]
+    Insecure { host: String, reason: String },
     #[error("the container engine did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the container engine refused `{what}`: {reason}")]
@@ -48,6 +50,11 @@ impl EngineError {
             EngineError::Api { .. } => {
                 "run `claude-bottle doctor`; `claude-bottle cleanup` removes what a failed launch left"
             }
+            EngineError::Insecure { .. } => {
+                "reach a remote engine through an SSH tunnel to its socket \
+                 (`ssh -NL /tmp/docker.sock:/var/run/docker.sock HOST`, then \
+                 `DOCKER_HOST=unix:///tmp/docker.sock`), or run the CLI on the engine's host"
+            }
             _ => "is Docker running? Check `DOCKER_HOST`, or run `claude-bottle doctor`",
         }
     }
@@ -73,6 +80,10 @@ impl Engine {
     pub async fn connect() -> Result<Engine, EngineError> {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let var = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty()).is_some();
+        if let Some(reason) = insecure(&host, var("DOCKER_TLS_VERIFY") || var("DOCKER_CERT_PATH")) {
+            return Err(EngineError::Insecure { host, reason });
+        }
         let docker = Docker::connect_with_defaults().map_err(|e| EngineError::Unreachable {
             host: host.clone(),
             reason: e.to_string(),
@@ -86,6 +97,41 @@ impl Engine {
             })?;
         Ok(Engine { docker })
     }
+}
+
+/// Why an engine address must not be used, if it must not: the bottle's
+/// secrets (the sidecar's configuration, every exec's environment) travel
+/// to the engine. This build speaks no TLS to an engine, so a `tcp://`
+/// engine is plain HTTP: refused when TLS was asked for
+/// (`DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`, which would otherwise be
+/// ignored without a word) and when the engine is not on this machine's
+/// loopback.
+pub fn insecure(docker_host: &str, tls_asked: bool) -> Option<String> {
+    let host = docker_host.trim();
+    let rest = ["tcp://", "http://"]
+        .iter()
+        .find_map(|p| host.strip_prefix(p))?;
+    if tls_asked {
+        return Some(
+            "DOCKER_TLS_VERIFY or DOCKER_CERT_PATH asks for TLS, which claude-bottle does not \
+             speak to an engine; the bottle's secrets would go in clear"
+                .into(),
+        );
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let name = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let local = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback());
+    (!local).then(|| {
+        "it is reached in plain HTTP over the network, and the bottle's secrets would cross \
+         it in clear"
+            .into()
+    })
 }
 
 /// What `doctor` reports about the engine.
@@ -213,6 +259,38 @@ pub fn container_name(c: &ContainerSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attack: a user who asked for TLS (`DOCKER_TLS_VERIFY=1`), or whose
+    /// engine is across the network, would send the bottle's secrets in
+    /// clear to whoever answers plain HTTP on the way.
+    #[test]
+    fn plain_http_to_an_engine_elsewhere_or_with_tls_asked_is_refused() {
+        for (host, tls) in [
+            ("tcp://buildbox:2376", true),
+            ("tcp://127.0.0.1:2375", true),
+            ("tcp://buildbox:2375", false),
+            ("tcp://10.0.0.5:2375", false),
+            ("http://[2001:db8::1]:2375", false),
+        ] {
+            assert!(insecure(host, tls).is_some(), "{host} {tls}");
+        }
+        for host in [
+            "unix:///var/run/docker.sock",
+            "tcp://127.0.0.1:2375",
+            "tcp://localhost:2375",
+            "tcp://[::1]:2375",
+            "ssh://me@buildbox",
+            "npipe:////./pipe/docker_engine",
+        ] {
+            assert_eq!(insecure(host, false), None, "{host}");
+        }
+        let e = EngineError::Insecure {
+            host: "tcp://buildbox:2376".into(),
+            reason: insecure("tcp://buildbox:2376", true).unwrap(),
+        };
+        assert!(e.to_string().contains("TLS"), "{e}");
+        assert!(e.hint().contains("ssh -NL"), "{}", e.hint());
+    }
 
     #[test]
     fn exhausted_address_pools_get_their_own_hint() {

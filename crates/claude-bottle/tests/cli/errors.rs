@@ -713,3 +713,25 @@ fn no_home_says_why_it_is_needed() {
         "{err}"
     );
 }
+
+/// Attack (on the wire): the user asked for TLS to a remote engine, which
+/// this build does not speak; the CLI would send the bottle's secrets in
+/// plain HTTP to whoever answers. It refuses before connecting.
+#[test]
+fn an_engine_in_plain_http_across_the_network_is_refused() {
+    let t = TestEnv::standard();
+    for (host, tls) in [
+        ("tcp://buildbox.invalid:2376", "1"),
+        ("tcp://buildbox.invalid:2375", ""),
+    ] {
+        let mut c = t.cmd(&["doctor"]);
+        c.env("DOCKER_HOST", host).env("DOCKER_TLS_VERIFY", tls);
+        let (_, out, err) = t.run(c);
+        let shown = format!("{out}{err}");
+        assert!(
+            shown.contains("will not use the container engine"),
+            "{host}: {shown}"
+        );
+        assert!(shown.contains("ssh -NL"), "{host}: {shown}");
+    }
+}
