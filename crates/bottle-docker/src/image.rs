@@ -148,7 +148,21 @@ fn write_cache(cache: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)?;
+    // A new file, never through a link planted under that name (a folder
+    // others can write to would let them aim the write elsewhere); a
+    // stale one from a dead process of the same pid goes first.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&tmp)?
+    };
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    drop(f);
     std::fs::rename(&tmp, cache)
 }
 

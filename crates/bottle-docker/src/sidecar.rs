@@ -354,7 +354,13 @@ pub async fn configure(engine: &Engine, id: &str, config: Secret) -> Result<Stri
             }
             seen.push_str(&text);
             if seen.len() > 64 * 1024 {
-                seen.drain(..32 * 1024);
+                // On a character boundary: a lossy U+FFFD is three bytes,
+                // and a cut inside one panics.
+                let mut cut = 32 * 1024;
+                while !seen.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                seen.drain(..cut);
             }
         }
         None

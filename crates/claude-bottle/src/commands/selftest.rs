@@ -315,7 +315,7 @@ pub fn probe_main(phase: &str, spec: &str) -> ExitCode {
         })
         .unwrap_or_default();
     let mut out = Vec::new();
-    let reached: Vec<&String> = hosts.iter().filter(|h| tcp_connects(h, port)).collect();
+    let reached: Vec<&String> = hosts.iter().filter(|h| tcp_reaches(h, port)).collect();
     out.push(json!({
         "check": "no route out",
         "enforced": reached.is_empty(),
@@ -384,11 +384,19 @@ pub fn probe_main(phase: &str, spec: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn tcp_connects(host: &str, port: u16) -> bool {
+/// Whether a TCP connection to `host` got an answer: accepted, or refused
+/// (a reset means a route there exists; nothing needed to listen). Only a
+/// timeout or an unreachable network is no route. Counting connections
+/// alone said "no route out" for an engine on another machine or a host
+/// listener bound to IPv6 only, where nothing listens on the port tried.
+fn tcp_reaches(host: &str, port: u16) -> bool {
     let Ok(ip) = host.parse::<std::net::IpAddr>() else {
         return false;
     };
-    TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(2)).is_ok()
+    match TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(2)) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+    }
 }
 
 /// The sidecar, the resolvers of /etc/resolv.conf and Docker's own.
@@ -537,4 +545,24 @@ fn walk(dir: &Path, budget: &mut usize, f: &mut dyn FnMut(&Path, &[u8])) {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test: a failed step is a failed test
+
+    use super::*;
+
+    /// A port where nothing listens still proves a route: the reset came
+    /// back. (The agent's own view, an unreachable network, is what
+    /// `doctor --self-test` itself shows on the engine.)
+    #[test]
+    fn a_refused_connection_counts_as_reached() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(tcp_reaches("127.0.0.1", port), "listening");
+        drop(l);
+        assert!(tcp_reaches("127.0.0.1", port), "refused");
+        assert!(!tcp_reaches("not-an-address", port));
+    }
 }
