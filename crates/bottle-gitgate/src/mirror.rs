@@ -95,16 +95,60 @@ async fn run_git(
     secrets: &[&str],
 ) -> Result<Vec<u8>, String> {
     let mut c = command(env);
-    c.args(args);
-    let out = match tokio::time::timeout(timeout, c.output()).await {
-        Err(_) => return Err(format!("no answer within {}s", timeout.as_secs())),
-        Ok(Err(e)) => return Err(format!("cannot run git: {e}")),
-        Ok(Ok(o)) => o,
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let run = async {
+        let mut child = c.spawn().map_err(|e| format!("cannot run git: {e}"))?;
+        let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err("cannot read git's output".to_string());
+        };
+        let (stdout, stderr, status) = tokio::join!(
+            read_bounded(&mut out, MAX_GIT_STDOUT),
+            read_bounded(&mut err, MAX_GIT_STDERR),
+            child.wait()
+        );
+        let status = status.map_err(|e| format!("waiting for git: {e}"))?;
+        Ok((stdout, stderr, status))
     };
-    if out.status.success() {
-        Ok(out.stdout)
+    let (stdout, stderr, status) = match tokio::time::timeout(timeout, run).await {
+        Err(_) => return Err(format!("no answer within {}s", timeout.as_secs())),
+        Ok(r) => r?,
+    };
+    let (stdout, over) = stdout;
+    if over {
+        return Err(format!("git wrote more than {MAX_GIT_STDOUT} bytes"));
+    }
+    if status.success() {
+        Ok(stdout)
     } else {
-        Err(summarize(&String::from_utf8_lossy(&out.stderr), secrets))
+        Err(summarize(&String::from_utf8_lossy(&stderr.0), secrets))
+    }
+}
+
+/// The most of a git child's stdout kept (ref lists of the largest
+/// repositories fit many times over); more is an error, not a cut list.
+const MAX_GIT_STDOUT: usize = 256 * 1024 * 1024;
+/// The most of its stderr kept: the upstream writes there (`remote:`
+/// lines), and a hostile one must not fill the sidecar's memory; only the
+/// last lines are shown anyway.
+const MAX_GIT_STDERR: usize = 1024 * 1024;
+
+/// Reads `r` to its end, keeping the first `limit` bytes and discarding
+/// the rest (so the child never blocks on a full pipe); true when some
+/// were discarded.
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(r: &mut R, limit: usize) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut over = false;
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return (kept, over),
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                over |= n > room;
+            }
+        }
     }
 }
 
@@ -365,11 +409,21 @@ fn output_with_deadline(
         let _ = child.kill();
         let _ = child.wait();
     };
+    // Kept up to a bound, the rest read and dropped: the upstream writes
+    // to stderr (`remote:` lines), and a hostile one must not fill the
+    // hook's memory. Porcelain lines on stdout are one per pushed ref.
     let drain = |p: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut s = Vec::new();
             if let Some(mut p) = p {
-                let _ = p.read_to_end(&mut s);
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = p.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = MAX_GIT_STDERR.saturating_sub(s.len());
+                    s.extend_from_slice(&buf[..n.min(room)]);
+                }
             }
             String::from_utf8_lossy(&s).into_owned()
         })
@@ -472,6 +526,20 @@ pub fn push_upstream(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A hostile upstream's flood of `remote:` lines is read to its end
+    /// (the child never blocks) and kept only up to the bound.
+    #[test]
+    fn git_output_is_kept_up_to_a_bound() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let data = vec![b'x'; 300 * 1024];
+        let (kept, over) = rt.block_on(read_bounded(&mut data.as_slice(), 100 * 1024));
+        assert_eq!((kept.len(), over), (100 * 1024, true));
+        let (kept, over) = rt.block_on(read_bounded(&mut data.as_slice(), data.len()));
+        assert_eq!((kept.len(), over), (data.len(), false));
+    }
 
     #[test]
     fn leases_only_where_forced() {
