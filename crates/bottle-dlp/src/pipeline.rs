@@ -229,26 +229,37 @@ impl Scan<'_> {
             1
         };
         // Most runs are identifiers, hashes or binary data: look at the
-        // start before decoding all of it (all of it, for a short run).
+        // start before decoding all of it (all of it, for a short run). A
+        // run cut by a stream buffer's start is read at every alignment:
+        // stopping at the first that looked like text let a decoy before
+        // a secret choose a wrong alignment, and the secret was read
+        // garbled (the window that saw its right one had only part of it).
         let mut head0 = None;
+        let mut binary = Vec::new();
         for k in 0..shifts {
             let head = decode(&bytes[k..bytes.len().min(k + 64)]);
             let whole = k + 64 >= bytes.len();
             if mostly_text(&head) {
                 let decoded = if whole { head } else { decode(&bytes[k..]) };
-                if decoded.len() < crate::MIN_KNOWN_SECRET_LEN {
+                if decoded.len() >= crate::MIN_KNOWN_SECRET_LEN {
+                    if mostly_text(&decoded) {
+                        self.decoded_layer(&decoded, src.clone(), depth, map);
+                    } else {
+                        self.binary_layer(&decoded, src.clone(), depth, map);
+                    }
+                }
+                if !cut {
                     return;
                 }
-                if mostly_text(&decoded) {
-                    self.decoded_layer(&decoded, src, depth, map);
-                } else {
-                    self.binary_layer(&decoded, src, depth, map);
-                }
-                return;
+                continue;
             }
+            binary.push(k);
             if k == 0 && whole {
                 head0 = Some(head);
             }
+        }
+        if binary.is_empty() {
+            return;
         }
         // Binary from the start: the text in it, if any, is at one of the
         // alignments, each the first one read from a later bit.
@@ -257,7 +268,7 @@ impl Scan<'_> {
             RunKind::Hex => 4,
             RunKind::Base64 => 6,
         };
-        for k in 0..shifts {
+        for k in binary {
             let shifted = if k == 0 {
                 Cow::Borrowed(&decoded[..])
             } else {

@@ -1249,3 +1249,87 @@ fn secret_in_a_long_encoded_run_survives_streaming() {
         );
     }
 }
+
+/// Attack: a decoy run before a nested base64 payload, in one run that a
+/// stream buffer's start cuts: the decoy decodes to text at a wrong
+/// alignment and to noise at the right one. Reading only the first
+/// alignment that looked like text garbled the payload.
+#[test]
+fn a_decoy_cannot_choose_the_alignment_of_a_cut_run() {
+    let token = "kSdecoyalignment0123456789abcdefXYZ";
+    let t = DlpTester::with_known(token);
+    let x = format!(
+        "note: {}\n",
+        String::from_utf8(base64_encode(token.as_bytes(), false, true)).unwrap()
+    );
+    let mut decoy = String::new();
+    while decoy.len() < 2000 || decoy.len() % 3 != 2 {
+        decoy.push_str("plain words that read as text ");
+        decoy.truncate(decoy.len().min(2000 + decoy.len() % 3));
+        if decoy.len() >= 2000 && decoy.len() % 3 != 2 {
+            decoy.push('x');
+        }
+    }
+    let e = base64_encode(decoy.as_bytes(), false, false);
+    assert_eq!(e.len() % 4, 3);
+    let mut run = b"A".to_vec();
+    run.extend_from_slice(&e);
+    run.extend_from_slice(&base64_encode(x.as_bytes(), false, false));
+    let found = t.engine.scan(&run);
+    assert!(
+        found.iter().any(|f| f.rule == crate::KNOWN_SECRET_RULE),
+        "{found:?}"
+    );
+}
+
+/// Attack: a known secret's UTF-32 form percent-encoded four times over is
+/// longer than the stream scanner's rescanned tail, so no scan saw it
+/// whole and it streamed out in 8 KiB frames. The whole-buffer scan finds
+/// it; the stream must too.
+#[test]
+fn an_encoded_secret_longer_than_the_rescanned_tail_is_found_in_a_stream() {
+    let token = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    let t = DlpTester::with_known(token);
+    let utf32: Vec<u8> = token
+        .chars()
+        .flat_map(|c| (c as u32).to_le_bytes())
+        .collect();
+    let p = percent_all(&percent_all(&percent_all(&percent_all(&utf32))));
+    assert!(p.len() > 12_000);
+    // JSON escapes of ASCII, three deep (six times longer a layer).
+    let json_u = |b: &[u8]| -> Vec<u8> {
+        b.iter()
+            .flat_map(|c| format!("\\u{c:04x}").into_bytes())
+            .collect()
+    };
+    let j = json_u(&json_u(&json_u(token.as_bytes())));
+    assert!(j.len() > 8_700);
+    for (what, p) in [("percent", p), ("json", j)] {
+        let mut body = vec![b'a'; 4000];
+        // Padding of URL-ish bytes right before it is not held.
+        body.extend(std::iter::repeat_n(b'q', 30_000));
+        body.extend_from_slice(&p);
+        body.extend_from_slice(b" end of the body\n");
+        body.extend(std::iter::repeat_n(b'z', 20_000));
+        assert!(
+            t.engine
+                .scan(&body)
+                .iter()
+                .any(|f| f.rule == crate::KNOWN_SECRET_RULE),
+            "{what}: the whole-buffer scan finds it"
+        );
+        for frame in [8 * 1024usize, 1000, 16 * 1024] {
+            let mut s = t.engine.stream();
+            let mut found = Vec::new();
+            for c in body.chunks(frame) {
+                found.extend(s.push(c));
+            }
+            found.extend(s.finish());
+            assert!(
+                found.iter().any(|f| f.rule == crate::KNOWN_SECRET_RULE
+                    || f.rule == crate::ENCODING_TOO_DEEP_RULE),
+                "{what}, frames of {frame}: {found:?}"
+            );
+        }
+    }
+}
