@@ -91,7 +91,7 @@ fn create_in(d: &Path, owner: &str) -> io::Result<()> {
 /// one still empty: `write` creates it, then fills it) is a run between
 /// creating it and writing the file; taking that for a dead run let two
 /// starts of one agent claim the same slug.
-fn live_holder(d: &Path) -> Option<String> {
+pub(crate) fn live_holder(d: &Path) -> Option<String> {
     let owner = read_file(&d.join("owner"))
         .map(|o| o.trim().to_string())
         .filter(|o| o.rsplitn(3, ':').count() == 3);

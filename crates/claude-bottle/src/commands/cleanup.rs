@@ -53,6 +53,12 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
         }
         let failures = teardown::remove(&engine, &orphans).await;
         for s in &states {
+            // Again, just before: the list was made before the question, and
+            // a `start` may have taken a dead slug's folder since.
+            if let Some(holder) = crate::state::live_holder(s) {
+                stderrln!("note: `{}` is in use again ({holder}); kept", s.display());
+                continue;
+            }
             if let Err(e) = std::fs::remove_dir_all(s) {
                 stderrln!("warning: cannot remove `{}`: {e}", s.display());
             }
@@ -105,10 +111,12 @@ fn orphan_states(settings: &Settings, orphans: &[Object], all: bool) -> Vec<std:
     for entry in dir.flatten() {
         let path = entry.path();
         let slug = entry.file_name().to_string_lossy().to_string();
-        let owner = std::fs::read_to_string(path.join("owner")).unwrap_or_default();
-        let dead = !bottle_docker::owner::is_alive(owner.trim());
+        // As `start` judges a folder it may take: a live owner, or a
+        // folder so young its owner is still being written, is in use.
+        let in_use = crate::state::live_holder(&path).is_some();
         let kept = !all && path.join("keep").exists();
-        if path.is_dir() && ((dead && !kept) || orphans.iter().any(|o| o.slug == slug)) {
+        let of_orphans = orphans.iter().any(|o| o.slug == slug);
+        if path.is_dir() && !in_use && (!kept || of_orphans) {
             out.push(path);
         }
     }
