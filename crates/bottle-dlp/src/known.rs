@@ -76,6 +76,23 @@ fn forms_of(secret: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
             }
         }
     }
+    // Hex written byte by byte with a separator, as tools print it (`xxd`
+    // and `od` groups aside): `67:68:70` (fingerprints, `openssl`),
+    // `67 68 70`, `67-68-70`, `67,68,70`, and C and Python escapes
+    // (`\x67\x68`, `0x67, 0x68`). The hex layer reads unbroken runs only.
+    for upper in [false, true] {
+        for (prefix, sep) in [
+            (&b""[..], &b":"[..]),
+            (b"", b" "),
+            (b"", b"-"),
+            (b"", b","),
+            (b"", b", 0x"),
+            (b"", b",0x"),
+            (b"\\x", b"\\x"),
+        ] {
+            add(hex_joined(secret, upper, prefix, sep));
+        }
+    }
     // One-line shell transforms no decoding layer undoes: `base32`, `tr`
     // for ROT13 or a case swap, `iconv` to UTF-16 or UTF-32 (the engine
     // reads UTF-16 text, but not UTF-32, and the gate's search of binary
@@ -119,6 +136,27 @@ fn forms_of(secret: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
             .chars()
             .flat_map(|c| (c as u32).to_be_bytes())
             .collect());
+    }
+    out
+}
+
+/// `secret` in hex, byte by byte: `prefix` before the first pair, `sep`
+/// between pairs. Built in place (sized first, digits from a table), so no
+/// copy of the secret is left in memory that is not wiped.
+fn hex_joined(secret: &[u8], upper: bool, prefix: &[u8], sep: &[u8]) -> Vec<u8> {
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut out = Vec::with_capacity(prefix.len() + secret.len() * (2 + sep.len()));
+    out.extend_from_slice(prefix);
+    for (i, &b) in secret.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(sep);
+        }
+        out.push(digits[usize::from(b >> 4)]);
+        out.push(digits[usize::from(b & 0xf)]);
     }
     out
 }
@@ -280,6 +318,22 @@ mod tests {
             cases.push(base32_encode(&text));
             cases.push(base32_encode(&text).to_ascii_uppercase());
         }
+        for sep in [":", " ", "-", ",", ", 0x", ",0x"] {
+            let lower: Vec<String> = s.iter().map(|b| format!("{b:02x}")).collect();
+            let upper: Vec<String> = s.iter().map(|b| format!("{b:02X}")).collect();
+            cases.push(lower.join(sep).into_bytes());
+            cases.push(format!("0x{}", upper.join(sep)).into_bytes());
+        }
+        cases.push(
+            s.iter()
+                .flat_map(|b| format!("\\x{b:02x}").into_bytes())
+                .collect(),
+        );
+        cases.push(
+            s.iter()
+                .flat_map(|b| format!("\\x{b:02X}").into_bytes())
+                .collect(),
+        );
         cases.push(b"f3pe3g-Inyhr/jvgu+punef".to_vec());
         cases.push(b"S3CR3T-vALUE/WITH+CHARS".to_vec());
         let units: Vec<u16> = secret.encode_utf16().collect();
