@@ -99,8 +99,21 @@ fn cleanup_removes_dead_owners_objects_only() {
     let home = tempfile::tempdir().unwrap();
     let state = home.path().join(".claude-bottle/state");
     std::fs::create_dir_all(state.join(format!("{run}-dead"))).unwrap();
+    std::fs::write(
+        state.join(format!("{run}-dead/owner")),
+        format!("{host}:4194303:1"),
+    )
+    .unwrap();
     std::fs::create_dir_all(state.join("live-one")).unwrap();
     std::fs::write(state.join("live-one/owner"), my_owner()).unwrap();
+    // A folder a `start` has just made and not yet written its owner to
+    // (its time set ahead, so that a slow engine cannot age it past the
+    // few seconds such a folder is given while this test runs).
+    std::fs::create_dir_all(state.join("just-begun")).unwrap();
+    std::fs::File::open(state.join("just-begun"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+        .unwrap();
 
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
@@ -132,6 +145,10 @@ fn cleanup_removes_dead_owners_objects_only() {
     assert!(exists(&kept_net), "a --keep bottle stays without --all");
     assert!(!state.join(format!("{run}-dead")).exists(), "{err}");
     assert!(state.join("live-one").exists());
+    assert!(
+        state.join("just-begun").exists(),
+        "a start in progress keeps its folder"
+    );
 
     let out = cli(&["cleanup", "-y", "--all"]);
     assert!(out.status.success());
