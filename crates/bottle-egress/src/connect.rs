@@ -50,7 +50,6 @@ pub async fn handle(
     let raw = auth.host();
     let kind = classify_host(raw);
     info.host = Some(display_host(&kind, raw));
-    crate::server::refuse_odd_name(&kind)?;
     if inner.cfg.is_own(&kind, port) {
         // The proxy serves its own names (and addresses) in clear only; a
         // tunnel to one would be a tunnel to whatever that name resolves to.

@@ -206,9 +206,18 @@ impl RouteTable {
     /// The most specific route for a host and port, or why there is none.
     /// A wrong port names the route that matched the host: the refusal then
     /// says which rule refused.
+    ///
+    /// A name that is no DNS name once its one trailing dot is gone is
+    /// refused (`malformed`) before any route is looked at:
+    /// `api.github.com..` matched no exact route, so `*` took it while it
+    /// still resolved to api.github.com (lifting the stricter route's
+    /// rules), and `.example.com` was the apex under `*.example.com`.
+    /// Route patterns are held to the same rule ([`valid_name`]).
     pub fn find(&self, host: &HostKind, port: u16, scheme: Scheme) -> Result<&Arc<Route>, Failure> {
-        if matches!(host, HostKind::BadNumeric) {
-            return Err(Deny::IpLiteral.into());
+        match host {
+            HostKind::BadNumeric => return Err(Deny::IpLiteral.into()),
+            HostKind::Name(n) if !valid_name(n) => return Err(Deny::Malformed.into()),
+            _ => {}
         }
         let mut best: Option<((u8, usize), &Arc<Route>)> = None;
         for r in &self.routes {

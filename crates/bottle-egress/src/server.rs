@@ -602,7 +602,6 @@ async fn front(
         let port = auth.port_u16().unwrap_or(80);
         let kind = classify_host(host);
         info.host = Some(display_host(&kind, host));
-        refuse_odd_name(&kind)?;
         if inner.cfg.is_own(&kind, port) {
             // The proxy's own name, or own address on its listen port (a
             // client whose HTTP_PROXY covers the proxy's URL too): served
@@ -719,19 +718,6 @@ pub fn display_host(kind: &HostKind, raw: &str) -> String {
         HostKind::Name(n) => n.clone(),
         HostKind::Ip(ip) => ip.to_string(),
         HostKind::BadNumeric => raw.chars().take(64).collect(),
-    }
-}
-
-/// Refuses (`malformed`) a name that is no DNS name once its one trailing
-/// dot is gone: `api.github.com..` (which no exact route matched, so `*`
-/// took it while it still resolved to api.github.com), `.example.com` (the
-/// apex under `*.example.com`), empty labels, `*` or other characters a
-/// route's host could not hold. Route patterns are held to the same rule
-/// (`route::valid_name`), so every name a route can match is one string.
-pub fn refuse_odd_name(kind: &HostKind) -> Result<(), Deny> {
-    match kind {
-        HostKind::Name(n) if !crate::route::valid_name(n) => Err(Deny::Malformed),
-        _ => Ok(()),
     }
 }
 
