@@ -108,9 +108,9 @@ impl Engine {
 /// loopback.
 pub fn insecure(docker_host: &str, tls_asked: bool) -> Option<String> {
     let host = docker_host.trim();
-    let rest = ["tcp://", "http://"]
-        .iter()
-        .find_map(|p| host.strip_prefix(p))?;
+    if !host.starts_with("tcp://") && !host.starts_with("http://") {
+        return None;
+    }
     if tls_asked {
         return Some(
             "DOCKER_TLS_VERIFY or DOCKER_CERT_PATH asks for TLS, which claude-bottle does not \
@@ -118,11 +118,7 @@ pub fn insecure(docker_host: &str, tls_asked: bool) -> Option<String> {
                 .into(),
         );
     }
-    let authority = rest.split('/').next().unwrap_or("");
-    let name = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    };
+    let name = tcp_host(host).unwrap_or_default();
     let local = name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
@@ -131,6 +127,19 @@ pub fn insecure(docker_host: &str, tls_asked: bool) -> Option<String> {
         "it is reached in plain HTTP over the network, and the bottle's secrets would cross \
          it in clear"
             .into()
+    })
+}
+
+/// The host of a `tcp://`, `http://` or `https://` engine address
+/// (`[v6]` without its brackets); `None` for any other kind.
+pub fn tcp_host(docker_host: &str) -> Option<&str> {
+    let rest = ["tcp://", "http://", "https://"]
+        .iter()
+        .find_map(|p| docker_host.trim().strip_prefix(p))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    Some(match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
     })
 }
 

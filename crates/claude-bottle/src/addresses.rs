@@ -119,16 +119,8 @@ pub fn engine_is_local(docker_host: Option<&str>, own: &[IpAddr]) -> bool {
     if host.starts_with("unix://") {
         return true;
     }
-    let Some(rest) = ["tcp://", "http://", "https://"]
-        .iter()
-        .find_map(|p| host.strip_prefix(p))
-    else {
+    let Some(name) = bottle_docker::engine::tcp_host(host) else {
         return false;
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    let name = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
     };
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<IpAddr>().is_ok_and(|ip| {
