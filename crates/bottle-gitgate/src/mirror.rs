@@ -467,6 +467,15 @@ fn output_with_deadline(
     ))
 }
 
+/// Whether git itself says the upstream cannot push atomically. Its own
+/// line only: `remote:` text (an upstream hook that echoes a commit
+/// message) must not make the forward non-atomic.
+fn says_no_atomic(stderr: &str) -> bool {
+    stderr
+        .lines()
+        .any(|l| l.starts_with("fatal: the receiving end does not support --atomic"))
+}
+
 /// Pushes the updates to the upstream from inside the hook (synchronous:
 /// the hook is a plain process). `env` is the hook's environment for git
 /// (quarantine variables kept) plus the upstream credential.
@@ -508,12 +517,7 @@ pub fn push_upstream(
             if !rejected.is_empty() {
                 why = format!("{}; {why}", summarize(&rejected.join("\n"), secrets));
             }
-            // git's own line only: `remote:` text (an upstream hook that
-            // echoes a commit message) must not make the push non-atomic.
-            let no_atomic = stderr
-                .lines()
-                .any(|l| l.starts_with("fatal: the receiving end does not support --atomic"));
-            Err((why, no_atomic))
+            Err((why, says_no_atomic(&stderr)))
         }
     };
     match attempt(updates.len() > 1) {
@@ -539,6 +543,21 @@ mod tests {
         assert_eq!((kept.len(), over), (100 * 1024, true));
         let (kept, over) = rt.block_on(read_bounded(&mut data.as_slice(), data.len()));
         assert_eq!((kept.len(), over), (data.len(), false));
+    }
+
+    /// Attack: an upstream hook that echoes the agent's commit message
+    /// ("the receiving end does not support --atomic") would make the
+    /// gate retry without `--atomic`, so part of a refused push could land.
+    #[test]
+    fn only_git_itself_can_make_a_forward_non_atomic() {
+        assert!(says_no_atomic(
+            "fatal: the receiving end does not support --atomic push\n"
+        ));
+        assert!(!says_no_atomic(
+            "remote: fatal: the receiving end does not support --atomic push\n\
+             error: failed to push some refs\n"
+        ));
+        assert!(!says_no_atomic("remote: does not support --atomic\n"));
     }
 
     #[test]
