@@ -439,6 +439,26 @@ pub async fn state(engine: &Engine, tag: &str, sha256: &str) -> ImageState {
 mod tests {
     use super::*;
 
+    /// Attack: in a cache folder others can write to, a link planted
+    /// under the temporary file's name would aim the cache write at a file
+    /// of the user's. The write makes a new file instead.
+    #[test]
+    fn a_cache_write_never_follows_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let cache = dir.path().join("cache/binary-sha256");
+        std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
+        let tmp = cache
+            .parent()
+            .unwrap()
+            .join(format!(".{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        write_cache(&cache, "key sha\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(std::fs::read_to_string(&cache).unwrap(), "key sha\n");
+    }
+
     /// A minimal ELF64 little-endian header with the given program header types.
     fn elf(types: &[u32]) -> Vec<u8> {
         let mut b = vec![0u8; 64 + 56 * types.len()];
