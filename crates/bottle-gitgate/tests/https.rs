@@ -805,21 +805,52 @@ fn a_commit_the_upstream_deleted_is_not_served_by_id() {
     assert!(!ok, "the rewound commit was served: {out}");
 }
 
+/// A commit the upstream's owner will take back: pushed straight to the
+/// upstream on `branch`, and fetched through the gate (so the mirror holds
+/// it), with a direct clone of the upstream to take it back from.
+struct TakenBack {
+    up: HttpsUpstream,
+    gate: RunningGate,
+    work: tempfile::TempDir,
+    direct: std::path::PathBuf,
+    wt: std::path::PathBuf,
+    commit: String,
+}
+
+fn taken_back_later(branch: &str) -> TakenBack {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let direct = clone(work.path(), up.bare.repo.to_str().unwrap(), "direct");
+    git(&direct, &["checkout", "-q", "-b", branch]);
+    let commit = commit_file(&direct, "leak.txt", "taken out later\n", "oops");
+    git(&direct, &["push", "-q", "origin", branch]);
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["fetch", "-q", "origin", branch]);
+    TakenBack {
+        up,
+        gate,
+        work,
+        direct,
+        wt,
+        commit,
+    }
+}
+
 /// Attack: a refresh stopped after its fetch pruned a branch and before
 /// it removed what that left behind (a timeout, the sidecar stopped). The
 /// next refresh sees no ref change of its own, so without a record of the
 /// unfinished one the deleted commit would stay served by id for good.
 #[test]
 fn a_refresh_cut_short_is_finished_by_the_next() {
-    let up = HttpsUpstream::start();
-    let gate = GateSetup::https(&up, &["*"]).start();
-    let work = tempfile::tempdir().unwrap();
-    let direct = clone(work.path(), up.bare.repo.to_str().unwrap(), "direct");
-    git(&direct, &["checkout", "-q", "-b", "leak"]);
-    let leaked = commit_file(&direct, "leak.txt", "taken out later\n", "oops");
-    git(&direct, &["push", "-q", "origin", "leak"]);
-    let wt = clone(work.path(), &gate.repo_url("app"), "w");
-    git(&wt, &["fetch", "-q", "origin", "leak"]);
+    let TakenBack {
+        up: _up,
+        gate,
+        work,
+        direct,
+        wt: _,
+        commit: leaked,
+    } = taken_back_later("leak");
 
     // What a refresh cut short after its fetch leaves: the branch gone
     // from the mirror (as from the upstream), its objects still there,
@@ -862,15 +893,14 @@ fn a_refresh_cut_short_is_finished_by_the_next() {
 /// upstream. A push whose mirror is not fresh is refreshed first.
 #[test]
 fn a_push_without_discovery_is_judged_on_a_fresh_mirror() {
-    let up = HttpsUpstream::start();
-    let gate = GateSetup::https(&up, &["*"]).start();
-    let work = tempfile::tempdir().unwrap();
-    let direct = clone(work.path(), up.bare.repo.to_str().unwrap(), "direct");
-    git(&direct, &["checkout", "-q", "-b", "feat"]);
-    let taken_back = commit_file(&direct, "leak.txt", "taken out later\n", "oops");
-    git(&direct, &["push", "-q", "origin", "feat"]);
-    let wt = clone(work.path(), &gate.repo_url("app"), "w");
-    git(&wt, &["fetch", "-q", "origin", "feat"]);
+    let TakenBack {
+        up,
+        gate,
+        work: _work,
+        direct,
+        wt,
+        commit: taken_back,
+    } = taken_back_later("feat");
 
     git(&direct, &["push", "-q", "origin", ":feat"]);
     // Past the time a refresh is reused for.
