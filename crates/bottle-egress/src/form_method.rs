@@ -146,8 +146,9 @@ impl FormMethod {
 }
 
 /// Whether a field name, decoded, reads as `_method` to some framework.
-/// `name` has its leading white space removed already.
-fn is_method_name(name: &[u8]) -> bool {
+/// `name` has its leading white space removed already. The `_method`
+/// query parameter is held to the same reading (`route::method_overrides`).
+pub(crate) fn names_method(name: &[u8]) -> bool {
     let Some((&first, rest)) = name.split_first() else {
         return false;
     };
@@ -270,7 +271,7 @@ impl Urlencoded {
             Field::Name { start, name } => {
                 if b == b'=' {
                     self.pct.flush(name);
-                    self.field = if is_method_name(name) {
+                    self.field = if names_method(name) {
                         Field::Value {
                             start: *start,
                             value: Vec::new(),
@@ -318,7 +319,7 @@ impl Urlencoded {
             Field::Name { mut name, .. } => {
                 self.pct.flush(&mut name);
                 self.pct = Percent::default();
-                if is_method_name(&name) {
+                if names_method(&name) {
                     Ok(Some(Vec::new()))
                 } else {
                     Ok(None)
@@ -520,7 +521,7 @@ fn part_names_method(line: &[u8]) -> bool {
         .strip_prefix(b"\"")
         .and_then(|v| v.strip_suffix(b"\""))
         .unwrap_or(whole);
-    if is_method_name(whole.trim_ascii()) {
+    if names_method(whole.trim_ascii()) {
         return true;
     }
     params(value).into_iter().any(|(key, value)| {
@@ -539,7 +540,7 @@ fn part_names_method(line: &[u8]) -> bool {
         } else {
             return false;
         };
-        is_method_name(value.trim_ascii())
+        names_method(value.trim_ascii())
     })
 }
 

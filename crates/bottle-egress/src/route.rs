@@ -307,7 +307,10 @@ pub(crate) fn method_overrides(headers: &HeaderMap, path: &str) -> Vec<Option<St
         let query = query.split('#').next().unwrap_or_default();
         for pair in query.split(['&', ';']) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if percent_decoded(key).is_some_and(|k| k.trim().eq_ignore_ascii_case("_method")) {
+            // Read as PHP and Rack read a field name, as for form bodies.
+            if percent_decoded(&key.replace('+', " "))
+                .is_some_and(|k| crate::form_method::names_method(k.trim().as_bytes()))
+            {
                 out.push(percent_decoded(&value.replace('+', " ")));
             }
         }
@@ -717,6 +720,11 @@ mod tests {
             "?_method=DEL%45TE",
             "?x;_method=PATCH",
             "?_method=%ff",
+            // PHP's spellings of the name, as in form bodies.
+            "?.method=DELETE",
+            "?+_method=DELETE",
+            "?%20_method=DELETE",
+            "?_method[]=DELETE",
         ] {
             assert_eq!(
                 r.check_request("POST", &format!("{path}{q}"), &none()),
