@@ -16,6 +16,7 @@ pub mod config;
 pub mod connect;
 pub mod dlp;
 pub mod dns;
+pub mod echo;
 pub mod error;
 pub mod form_method;
 #[doc(hidden)]

@@ -44,9 +44,123 @@ pub fn route(path_and_query: &str) -> Option<(Provider, String)> {
     None
 }
 
+/// The API endpoints the reverse proxy forwards: method and path prefix
+/// (whole segments). The real credential can do much more than a coding
+/// agent needs (Anthropic's OAuth token can ask for a new API key, an
+/// OpenAI key can mint client secrets or manage the organisation), and the
+/// agent would read what such an endpoint returns: only model calls pass.
+const ANTHROPIC_ENDPOINTS: &[(&[&str], &str)] =
+    &[(&["POST"], "/v1/messages"), (&["GET"], "/v1/models")];
+
+const OPENAI_ENDPOINTS: &[(&[&str], &str)] = &[
+    (&["POST"], "/v1/chat/completions"),
+    (&["POST"], "/v1/completions"),
+    (&["POST", "GET"], "/v1/responses"),
+    (&["POST"], "/v1/embeddings"),
+    (&["POST"], "/v1/moderations"),
+    (&["GET"], "/v1/models"),
+];
+
+/// Why a reverse-proxied request may not go: the path is not a model
+/// endpoint, or the method is not one it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Path,
+    Method,
+}
+
+impl Provider {
+    fn endpoints(self) -> &'static [(&'static [&'static str], &'static str)] {
+        match self {
+            Provider::Anthropic => ANTHROPIC_ENDPOINTS,
+            Provider::Openai => OPENAI_ENDPOINTS,
+        }
+    }
+
+    /// The name of the refusal's rule.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "anthropic",
+            Provider::Openai => "openai",
+        }
+    }
+
+    /// Whether `method` on the upstream `path_and_query` is a model call.
+    /// Paths are taken as written: one with dot segments, an escape, a
+    /// backslash or an empty segment is no model endpoint (the API's own
+    /// paths have none), so no spelling reaches another endpoint through
+    /// the upstream's normalisation.
+    pub fn allows(self, method: &str, path_and_query: &str) -> Result<(), Refused> {
+        let path = path_and_query
+            .split_once('?')
+            .map_or(path_and_query, |(p, _)| p);
+        let odd = path.contains(['%', '\\', ';'])
+            || path
+                .split('/')
+                .skip(1)
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        let mut found = false;
+        for (methods, prefix) in self.endpoints() {
+            if odd || !under(prefix) {
+                continue;
+            }
+            if methods.contains(&method) {
+                return Ok(());
+            }
+            found = true;
+        }
+        Err(if found {
+            Refused::Method
+        } else {
+            Refused::Path
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_model_endpoints_pass() {
+        let a = Provider::Anthropic;
+        assert_eq!(a.allows("POST", "/v1/messages?beta=true"), Ok(()));
+        assert_eq!(a.allows("POST", "/v1/messages/count_tokens"), Ok(()));
+        assert_eq!(a.allows("GET", "/v1/models/claude-x"), Ok(()));
+        assert_eq!(a.allows("GET", "/v1/messages"), Err(Refused::Method));
+        assert_eq!(a.allows("DELETE", "/v1/models"), Err(Refused::Method));
+        for path in [
+            "/api/oauth/claude_cli/create_api_key",
+            "/v1/messages/../../api/oauth/claude_cli/create_api_key",
+            "/v1/messages/%2e%2e/%2e%2e/api/oauth/x",
+            "/v1/messages/..%2f..%2fapi",
+            "/v1/messages\\..\\..\\api",
+            "/v1/messages/./x",
+            "/v1//messages",
+            "/v1/messages;x",
+            "/v1/messagesx",
+            "/v1/organizations/x",
+            "/",
+            "",
+        ] {
+            assert_eq!(a.allows("POST", path), Err(Refused::Path), "{path}");
+        }
+        let o = Provider::Openai;
+        assert_eq!(o.allows("POST", "/v1/chat/completions"), Ok(()));
+        assert_eq!(o.allows("GET", "/v1/responses/resp_1"), Ok(()));
+        for path in [
+            "/v1/realtime/client_secrets",
+            "/v1/realtime/sessions",
+            "/v1/organization/admin_api_keys",
+            "/v1/chat/completions/../../organization/invites",
+        ] {
+            assert_eq!(o.allows("POST", path), Err(Refused::Path), "{path}");
+        }
+    }
 
     #[test]
     fn prefixes_map_to_upstream_paths() {

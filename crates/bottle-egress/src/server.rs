@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
 
 use crate::addr::{HostKind, classify_host};
 use crate::audit::{Audit, Event, MemoryLog, millis};
@@ -28,6 +29,7 @@ use crate::ca::{Ca, load_roots_pem};
 use crate::config::{DlpMode, LogMode, ProxyConfig, Token};
 use crate::connect::{self, Tunnel};
 use crate::dlp::{BottleDlp, Dlp, Engine};
+use crate::echo::{self, EchoMask, MaskedBody};
 pub use crate::error::Failure;
 use crate::error::{Deny, Error};
 use crate::form_method::FormMethod;
@@ -662,6 +664,15 @@ async fn own(
         let host = provider.host();
         info.host = Some(host.to_string());
         let secret = secret.ok_or(Deny::NoRoute)?;
+        provider
+            .allows(req.method().as_str(), &upstream_pq)
+            .map_err(|r| {
+                let deny = match r {
+                    reverse::Refused::Path => Deny::Path,
+                    reverse::Refused::Method => Deny::Method,
+                };
+                Failure::with_rule(deny, provider.name())
+            })?;
         let kind = HostKind::Name(host.to_string());
         let target = Target {
             host: host.to_string(),
@@ -747,6 +758,24 @@ impl Auth {
             Auth::Http(s, _) => vec![s.header()],
             Auth::Model(..) => inject::MODEL_AUTH_HEADERS.to_vec(),
         }
+    }
+
+    /// What a response to a request carrying this credential must not
+    /// carry back (`echo`): the secret, and for `Basic` the encoded value
+    /// the proxy sent and the password alone.
+    fn echo_mask(&self) -> Option<EchoMask> {
+        let (Auth::Http(_, secret) | Auth::Model(_, secret)) = self else {
+            return None;
+        };
+        let v = secret.expose().as_bytes();
+        let mut values: Vec<Zeroizing<Vec<u8>>> = vec![Zeroizing::new(v.to_vec())];
+        if let Auth::Http(crate::config::AuthScheme::Basic, _) = self {
+            values.push(Zeroizing::new(inject::base64(v).into_bytes()));
+            if let Some(colon) = v.iter().position(|&b| b == b':') {
+                values.push(Zeroizing::new(v[colon + 1..].to_vec()));
+            }
+        }
+        EchoMask::new(values.iter().map(|v| v.as_slice()))
     }
 
     fn apply(&self, h: &mut HeaderMap) {
@@ -851,7 +880,10 @@ pub async fn exchange(
     // WebSocket upgrades pass on routed requests after the route and DLP
     // checks of the handshake; with DLP on, the agent's frames are scanned
     // after it (`websocket.rs`).
-    let ws = ex.route.is_some() && is_websocket(req.headers());
+    // Never with a credential: the upstream's frames would reach the agent
+    // unmasked (`echo`). The upgrade fields are hop-by-hop and go, so the
+    // upstream gets a plain request.
+    let ws = ex.route.is_some() && matches!(ex.auth, Auth::None) && is_websocket(req.headers());
     let upgrade_slot = if ws {
         let slot = inner.tunnels.clone().try_acquire_owned();
         Some(slot.map_err(|_| Deny::TooLarge)?)
@@ -920,6 +952,18 @@ pub async fn exchange(
         }
     }
     ex.auth.apply(&mut parts.headers);
+    if !matches!(ex.auth, Auth::None) {
+        // The response is searched for the credential as it streams
+        // (`echo`), which it cannot do inside a compressed body, nor across
+        // the pieces of a range request (the echo cut into slices that
+        // each look clean).
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        parts.headers.remove(header::RANGE);
+        parts.headers.remove(header::IF_RANGE);
+    }
     let host_header = host_header(&ex.target);
     parts.headers.insert(header::HOST, host_header);
 
@@ -1093,6 +1137,22 @@ async fn send_and_wrap(
             return Err(deny.into());
         }
     };
+    let echo_mask = ex.auth.echo_mask();
+    if let Some(mask) = &echo_mask {
+        if echo::compressed(resp.headers()) && !resp.body().is_end_stream() {
+            // Asked for `identity`, sent compressed: an echo of the
+            // credential inside could not be masked.
+            return Err(Failure::with_rule(
+                Deny::UpstreamError,
+                echo::COMPRESSED_RULE,
+            ));
+        }
+        if resp.status() == StatusCode::PARTIAL_CONTENT {
+            // No range was asked for; a part could hold a slice of an echo.
+            return Err(Failure::with_rule(Deny::UpstreamError, echo::PARTIAL_RULE));
+        }
+        mask.mask_headers(resp.headers_mut());
+    }
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
         // Only a client that asked for an upgrade gets one.
@@ -1161,6 +1221,10 @@ async fn send_and_wrap(
         set_upgrade_headers(&mut rp.headers);
     }
     let rbody = rbody.map_err(|e| Box::new(e) as BoxError).boxed();
+    let rbody = match echo_mask {
+        Some(mask) => MaskedBody::new(rbody, mask).boxed(),
+        None => rbody,
+    };
     if !inner.audit.enabled() {
         // No event to write (and so no `log: full` capture): pass the body on.
         return Ok(Response::from_parts(rp, rbody));

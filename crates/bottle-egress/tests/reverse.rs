@@ -84,6 +84,70 @@ async fn anthropic_api_key_goes_in_x_api_key() {
     p.events_without(&[token]);
 }
 
+/// A model API that quotes the key it got (an error message, a debug
+/// endpoint) sends it back masked.
+#[tokio::test]
+async fn a_model_api_echoing_the_key_sends_it_back_masked() {
+    let token = "sk-ant-api03-ECHOECHOECHO";
+    let (p, _rec) = model_setup("anthropic", "api.anthropic.com", token).await;
+    let mut c = client(p.addr).await;
+    let r = req(
+        "GET",
+        "/anthropic/v1/models",
+        &[("x-api-key", "placeholder"), ("x-test-echo", "1")],
+        "",
+    );
+    let (s, h, body) = send(&mut c, r).await;
+    assert_eq!(s, 200);
+    let stars = "*".repeat(token.len());
+    assert!(body.contains(&format!("x-api-key: {stars}\n")), "{body}");
+    assert!(!body.contains(token), "{body}");
+    assert_eq!(h["x-echo-api-key"], stars.as_str());
+}
+
+/// The real credential can do more than call the model: an OAuth token
+/// can ask for a new API key, which the agent would read in the answer.
+/// Only model endpoints are forwarded, however the path is spelt.
+#[tokio::test]
+async fn only_model_endpoints_are_forwarded_with_the_credential() {
+    let (p, rec) = model_setup("anthropic", "api.anthropic.com", "sk-ant-oat01-MINTMINT").await;
+    let mut c = client(p.addr).await;
+    for (method, path, reason) in [
+        (
+            "POST",
+            "/anthropic/api/oauth/claude_cli/create_api_key",
+            "path",
+        ),
+        (
+            "POST",
+            "/anthropic/v1/messages/../../api/oauth/claude_cli/create_api_key",
+            "path",
+        ),
+        (
+            "POST",
+            "/anthropic/v1/messages/%2e%2e/%2e%2e/api/oauth/claude_cli/create_api_key",
+            "path",
+        ),
+        ("POST", "/anthropic/v1/organizations/o/api_keys", "path"),
+        ("DELETE", "/anthropic/v1/models/x", "method"),
+    ] {
+        let (s, h, _) = send(&mut c, req(method, path, &[], "{}")).await;
+        assert_eq!(
+            (s, h["x-claude-bottle-block"].to_str().unwrap()),
+            (403, reason),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(rec.count(), 0, "nothing reached the API");
+    let (s, _, _) = send(
+        &mut c,
+        req("POST", "/anthropic/v1/messages?beta=true", &[], "{}"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(rec.count(), 1);
+}
+
 #[tokio::test]
 async fn openai_is_bearer_and_missing_token_is_no_route() {
     let token = "sk-proj-OPENAIREAL";

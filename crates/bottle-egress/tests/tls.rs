@@ -521,6 +521,158 @@ async fn token_proxy(route_host: &str, rules: &str) -> (Running, Recorder, Strin
     (p, rec, format!("api.test:{port}"))
 }
 
+/// An upstream that sends the request's fields back (a debug endpoint,
+/// an error quoting the header): the agent gets `*` where the credential
+/// was, in the body and in response fields, of the same length.
+#[tokio::test]
+async fn an_echo_of_the_injected_token_reaches_the_agent_masked() {
+    let (p, rec, host) = token_proxy("api.test", "").await;
+    let (_, _, stream) = connect(p.addr, &host).await;
+    let mut c = tls_client(stream.unwrap(), p.proxy.ca_pem(), "api.test").await;
+    let (s, h, body) = send(
+        &mut c,
+        req(
+            "GET",
+            "/",
+            &[
+                ("host", &host),
+                ("accept-encoding", "gzip, br"),
+                ("x-test-echo", "1"),
+            ],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let seen = rec.all();
+    assert_eq!(
+        seen[0].headers["authorization"], "Bearer ghp_realtoken123456",
+        "the upstream got the real token"
+    );
+    assert_eq!(seen[0].headers["accept-encoding"], "identity");
+    let stars = "*".repeat("ghp_realtoken123456".len());
+    assert!(
+        body.contains(&format!("authorization: Bearer {stars}\n")),
+        "{body}"
+    );
+    assert!(!body.contains("ghp_realtoken123456"), "{body}");
+    assert_eq!(
+        h["x-echo-authorization"],
+        format!("Bearer {stars}").as_str()
+    );
+
+    // A server that compresses anyway could hide an echo: refused.
+    let (s, h, body) = send(
+        &mut c,
+        req("GET", "/", &[("host", &host), ("x-test-gzip", "1")], ""),
+    )
+    .await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (502, "upstream-error"),
+        "{body}"
+    );
+    assert!(body.contains("compressed-response"), "{body}");
+
+    // A range request would cut an echo into slices that each look clean:
+    // the range goes, and a partial answer is refused.
+    let (s, _, body) = send(
+        &mut c,
+        req(
+            "GET",
+            "/",
+            &[
+                ("host", &host),
+                ("x-test-echo", "1"),
+                ("range", "bytes=0-9,10-19"),
+                ("if-range", "x"),
+            ],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let last = rec.all().pop().unwrap();
+    assert!(last.headers.get("range").is_none());
+    assert!(last.headers.get("if-range").is_none());
+    let (s, h, body) = send(
+        &mut c,
+        req("GET", "/", &[("host", &host), ("x-test-partial", "1")], ""),
+    )
+    .await;
+    assert_eq!(
+        (s, h["x-claude-bottle-block"].to_str().unwrap()),
+        (502, "upstream-error"),
+        "{body}"
+    );
+    assert!(body.contains("partial-response"), "{body}");
+
+    // A WebSocket's frames would not be masked: a request with the
+    // credential is never upgraded, it goes as a plain request.
+    let (s, _, _) = send(
+        &mut c,
+        req(
+            "GET",
+            "/",
+            &[
+                ("host", &host),
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let last = rec.all().pop().unwrap();
+    assert!(last.headers.get("upgrade").is_none());
+    assert_eq!(last.headers["authorization"], "Bearer ghp_realtoken123456");
+}
+
+/// `Basic` sends `base64(user:password)`: the encoded value and the
+/// password alone are masked too.
+#[tokio::test]
+async fn an_echo_of_an_injected_basic_credential_reaches_the_agent_masked() {
+    let ca = TestCa::new("test upstream CA");
+    let (up, rec) = https_upstream(&ca, &["api.test"]).await;
+    let port = up.port();
+    let p = Setup::new(format!(
+        "allow: [{{host: api.test, ports: [{port}]}}]\nresolve: {{api.test: '{up}'}}\n\
+         tokens: [{{kind: http, host: api.test, scheme: Basic, token_ref: GH}}]"
+    ))
+    .secrets(&[("GH", "x-access-token:ghp_basicsecret12345")])
+    .upstream_ca(&ca)
+    .start()
+    .await;
+    let host = format!("api.test:{port}");
+    let (_, _, stream) = connect(p.addr, &host).await;
+    let mut c = tls_client(stream.unwrap(), p.proxy.ca_pem(), "api.test").await;
+    let (s, h, body) = send(
+        &mut c,
+        req("GET", "/", &[("host", &host), ("x-test-echo", "1")], ""),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let sent = rec.all()[0].headers["authorization"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let encoded = sent.strip_prefix("Basic ").unwrap();
+    assert!(!body.contains(encoded), "{body}");
+    assert!(body.contains(&format!(
+        "authorization: Basic {}\n",
+        "*".repeat(encoded.len())
+    )));
+    assert!(
+        !h["x-echo-authorization"]
+            .to_str()
+            .unwrap()
+            .contains(encoded)
+    );
+}
+
 /// TRACE makes a server echo the request it got, injected credential
 /// included, and responses are not scanned: with a token it never leaves.
 #[tokio::test]

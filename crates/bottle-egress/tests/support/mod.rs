@@ -72,10 +72,42 @@ async fn record(rec: Recorder, req: Request<Incoming>) -> Response<Full<Bytes>> 
         headers: parts.headers.clone(),
         body,
     });
-    let mut r = Response::new(Full::new(Bytes::from(format!(
-        "hello {}",
-        parts.uri.path()
-    ))));
+    let path = parts.uri.path();
+    let asked = |name: &str| parts.headers.contains_key(name);
+    if asked("x-test-echo") {
+        // A debug endpoint: every request field back, in the body and
+        // in response fields.
+        let mut text = String::new();
+        for (name, value) in &parts.headers {
+            text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+        }
+        let mut r = Response::new(Full::new(Bytes::from(text)));
+        for (from, to) in [
+            ("authorization", "x-echo-authorization"),
+            ("x-api-key", "x-echo-api-key"),
+        ] {
+            if let Some(v) = parts.headers.get(from) {
+                r.headers_mut().insert(to, v.clone());
+            }
+        }
+        return r;
+    }
+    if asked("x-test-partial") {
+        // A server that answers with a range nobody asked for.
+        let mut r = Response::new(Full::new(Bytes::from_static(b"slice")));
+        *r.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+        r.headers_mut()
+            .insert("content-range", "bytes 0-4/100".parse().unwrap());
+        return r;
+    }
+    if asked("x-test-gzip") {
+        // A server that compresses whatever the client accepts.
+        let mut r = Response::new(Full::new(Bytes::from_static(b"\x1f\x8b not really")));
+        r.headers_mut()
+            .insert("content-encoding", "gzip".parse().unwrap());
+        return r;
+    }
+    let mut r = Response::new(Full::new(Bytes::from(format!("hello {path}"))));
     r.headers_mut().insert("x-upstream", "yes".parse().unwrap());
     r
 }
