@@ -247,13 +247,19 @@ impl Engine {
 }
 
 /// Whether a container's name is one the CLI gives a bottle of the slug
-/// it is labelled with: `claude-bottle-<slug>` or `…-sidecar`.
+/// it is labelled with (`claude-bottle-<slug>` or `…-sidecar`), or the
+/// name the user pinned, which its own label repeats ([`labels::NAME`]).
 pub fn named_for_its_slug(c: &ContainerSummary) -> bool {
-    let Some(slug) = c.labels.as_ref().and_then(|l| l.get(labels::SLUG)) else {
+    let Some(l) = c.labels.as_ref() else {
+        return false;
+    };
+    let Some(slug) = l.get(labels::SLUG) else {
         return false;
     };
     let name = container_name(c);
-    name == names::agent_container(slug) || name == names::sidecar_container(slug)
+    name == names::agent_container(slug)
+        || name == names::sidecar_container(slug)
+        || l.get(labels::NAME) == Some(&name)
 }
 
 /// A container's name without the engine's leading `/`.

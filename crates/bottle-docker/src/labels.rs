@@ -10,6 +10,13 @@ pub const BINARY_SHA256: &str = "io.claude-bottle.binary-sha256";
 /// On the agent container: its command as a JSON array of strings (not
 /// secret), so `attach` runs the same program in a new session.
 pub const COMMAND: &str = "io.claude-bottle.command";
+/// On the agent container: its own name; on the `--copy-cwd` image: its
+/// tag. Teardown takes a container or image as the bottle's only under the
+/// name the CLI gives its slug or the one this label repeats, so a name
+/// the user pinned (`CLAUDE_BOTTLE_CONTAINER`, `CLAUDE_BOTTLE_DERIVED_IMAGE`)
+/// is found, and a copy that inherited the labels under another name (a
+/// container run from a `docker commit` of the agent) is not.
+pub const NAME: &str = "io.claude-bottle.name";
 /// Tests only: their run id, so parallel runs never touch each other's
 /// objects (`CLAUDE_BOTTLE_TEST_LABEL`).
 pub const TEST: &str = "io.claude-bottle.test";

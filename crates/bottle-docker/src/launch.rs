@@ -108,7 +108,11 @@ pub async fn launch(
         network: plan.networks[0].clone(),
         dns: Some(sidecar_ip.clone()),
         env,
-        labels: agent_labels(base_labels, &plan.agent.command),
+        labels: {
+            let mut l = agent_labels(base_labels, &plan.agent.command);
+            l.insert(labels::NAME.into(), plan.container.clone());
+            l
+        },
         memory: plan.resources.memory.clone(),
         cpus: plan.resources.cpus,
         pids: plan.resources.pids,

@@ -81,9 +81,16 @@ pub async fn find(engine: &Engine, extra_label: Option<&str>) -> Result<Vec<Obje
         // the workspace copy among them). A tagged image of the user's
         // (`docker commit` of the agent, a build `FROM` the bottle's image)
         // carries the labels too, and is not ours to remove.
+        // A tag the user pinned is on the image's own label.
         let tag = names::derived_image(i.labels.get(labels::SLUG).map_or("", |s| s));
+        let pinned = i
+            .labels
+            .get(labels::NAME)
+            .filter(|t| i.repo_tags.contains(t));
         let untagged = i.repo_tags.iter().all(|t| t == "<none>:<none>");
-        let name = if i.repo_tags.contains(&tag) {
+        let name = if let Some(pinned) = pinned {
+            pinned.clone()
+        } else if i.repo_tags.contains(&tag) {
             tag
         } else if untagged {
             i.id.clone()

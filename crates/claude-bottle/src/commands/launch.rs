@@ -283,7 +283,11 @@ async fn copy_cwd(
         tag,
         &plan.image,
         ws,
-        launch::labels_for(base, "image"),
+        {
+            let mut l = launch::labels_for(base, "image");
+            l.insert(bottle_docker::labels::NAME.into(), tag.to_string());
+            l
+        },
         &mut |line| progress.detail(line),
     )
     .await?;

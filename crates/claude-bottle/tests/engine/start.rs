@@ -927,6 +927,66 @@ fn copy_cwd_through_a_derived_image() {
     );
 }
 
+/// Names the user pins (`CLAUDE_BOTTLE_CONTAINER`,
+/// `CLAUDE_BOTTLE_DERIVED_IMAGE`) are the bottle's too: teardown found
+/// objects only under the names the CLI makes, so a pinned agent kept
+/// running and a pinned workspace image stayed.
+#[test]
+fn pinned_names_are_torn_down() {
+    if !super::images_ready("pinned_names_are_torn_down") {
+        return;
+    }
+    let _images = super::image_lock();
+    let h = Home::new("probe-pin");
+    let run = h.run.clone();
+    let proj = h.dir.path().join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(proj.join("main.rs"), "fn main() {}\n").unwrap();
+    let container = format!("pinned-agent-{run}");
+    let image = format!("pinned-image:{run}");
+    let out = h
+        .cli(&[
+            "start",
+            &h.agent,
+            "--yes",
+            "--copy-cwd",
+            "--prompt",
+            "ls /workspace; hostname >/dev/null",
+        ])
+        .env("CLAUDE_BOTTLE_CONTAINER", &container)
+        .env("CLAUDE_BOTTLE_DERIVED_IMAGE", &image)
+        .current_dir(&proj)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout, "main.rs\n", "{stderr}");
+    assert!(
+        stderr.contains(&format!("`{image}`")),
+        "the pinned tag was built: {stderr}"
+    );
+    assert_eq!(leftovers(&run), Vec::<String>::new(), "{stderr}");
+    let inspect = |what: &str| {
+        Command::new("docker")
+            .args([what, "inspect", "--format", "{{.Id}}"])
+            .arg(if what == "container" {
+                &container
+            } else {
+                &image
+            })
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(
+        !inspect("container"),
+        "the pinned container is gone: {stderr}"
+    );
+    assert!(!inspect("image"), "the pinned image is gone: {stderr}");
+}
+
 /// Two starts of one agent at the same moment both pick the same free slug
 /// from the engine; the state folder is the claim, and the one that loses
 /// it takes the next name instead of failing (`cli.md`, "Slugs and
