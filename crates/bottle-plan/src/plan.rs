@@ -177,6 +177,35 @@ pub struct RepoPlan {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ResourcesPlan {
     pub memory: String,
+    /// A whole number is written as one (`2`, as cli.md shows it), not `2.0`.
+    #[serde(serialize_with = "whole_as_integer")]
     pub cpus: f64,
     pub pids: u32,
+}
+
+fn whole_as_integer<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    // Manifest cpus are bounded (0.01 to 1024), far inside what u64 holds.
+    if v.fract() == 0.0 && *v >= 0.0 && *v <= u32::MAX as f64 {
+        s.serialize_u64(*v as u64)
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpus_are_written_as_integers_when_whole() {
+        let r = |cpus| ResourcesPlan {
+            memory: "4g".into(),
+            cpus,
+            pids: 1,
+        };
+        let json = |cpus| serde_json::to_value(r(cpus)).unwrap()["cpus"].to_string();
+        assert_eq!(json(2.0), "2");
+        assert_eq!(json(1.5), "1.5");
+        assert_eq!(json(0.01), "0.01");
+    }
 }

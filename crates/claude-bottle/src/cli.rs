@@ -54,6 +54,9 @@ pub enum Command {
     Info {
         /// The agent's name
         agent: String,
+        /// Show it with this bottle instead of the agent's `bottle` (as `start --bottle`)
+        #[arg(long)]
+        bottle: Option<String>,
     },
     /// Show a bottle's audit events (egress decisions, DNS refusals, git pushes)
     #[command(
@@ -126,7 +129,7 @@ pub enum Command {
         /// Files or folders (recursively, skipping .git, binary files and symbolic links); `-`
         /// or nothing for stdin
         paths: Vec<PathBuf>,
-        /// `text`: one finding per line; `json`: one JSON document on stdout
+        /// `text`: one finding per line; `json`: one JSON object per finding, one per line
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Also look for the value of this environment variable, in any encoding (repeatable;

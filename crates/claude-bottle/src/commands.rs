@@ -38,7 +38,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Completions { shell } => completions::run(shell),
         Command::Init => init::run(&Settings::from_env()?),
         Command::List { what, format } => list::run(&Settings::from_env()?, what, format),
-        Command::Info { agent } => info::run(&Settings::from_env()?, &agent),
+        Command::Info { agent, bottle } => {
+            info::run(&Settings::from_env()?, &agent, bottle.as_deref())
+        }
         Command::Start(args) => start::run(&Settings::from_env()?, args),
         Command::Scan {
             paths,

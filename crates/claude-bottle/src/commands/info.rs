@@ -12,8 +12,8 @@ use crate::settings::Settings;
 
 use super::plan;
 
-pub fn run(settings: &Settings, agent: &str) -> Result<ExitCode> {
-    let loaded = plan::load(settings, agent, None)?;
+pub fn run(settings: &Settings, agent: &str, bottle: Option<&str>) -> Result<ExitCode> {
+    let loaded = plan::load(settings, agent, bottle)?;
     let facts = Facts {
         home: settings.user_home.clone(),
         bottle_home: settings.bottle_home.clone(),

@@ -103,13 +103,6 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
                 .with_hint("pass `--yes` to launch without asking, or `--dry-run` to only look")
                 .into());
         }
-        if args.prompt.is_none() {
-            return Err(UsageError::new(
-                "without `--prompt` the agent runs interactively, and stdin is not a terminal",
-            )
-            .with_hint("run from a terminal, or run the agent once with `--prompt TEXT`")
-            .into());
-        }
         if !plan.env.prompted.is_empty() {
             return Err(UsageError::new(format!(
                 "`{}` is asked at launch, and stdin is not a terminal to ask on",
@@ -119,6 +112,14 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
                 "set the value in the bottle from the host environment with `NAME: ${VAR}`, \
                  or run from a terminal",
             )
+            .into());
+        }
+        // After the questions: a `?` value is named whatever the mode.
+        if args.prompt.is_none() {
+            return Err(UsageError::new(
+                "without `--prompt` the agent runs interactively, and stdin is not a terminal",
+            )
+            .with_hint("run from a terminal, or run the agent once with `--prompt TEXT`")
             .into());
         }
     }

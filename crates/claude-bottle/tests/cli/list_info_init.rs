@@ -53,6 +53,20 @@ fn info_works_without_secrets() {
     insta::assert_snapshot!("info", out);
 }
 
+/// An agent without `bottle:` is valid (`start --bottle` names one): `info`
+/// takes `--bottle` too, and without it says how to name one.
+#[test]
+fn info_of_an_agent_without_a_bottle_takes_bottle() {
+    let t = TestEnv::standard();
+    t.agent("loose", "---\nname: loose\n---\nYou work.\n");
+    let (code, _, err) = t.run(t.cmd(&["info", "loose"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--bottle"), "{err}");
+    let (code, out, err) = t.run(t.cmd(&["info", "loose", "--bottle", "base"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bottle   base (lineage: base)"), "{out}");
+}
+
 /// `info` shows the upstream CA's path without reading it: the file may not
 /// exist yet, as `start --dry-run` would say.
 #[test]

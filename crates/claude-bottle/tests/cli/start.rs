@@ -153,8 +153,14 @@ fn launch_rules_before_anything_is_created() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("`DB_PASSWORD` is asked at launch"), "{err}");
     assert!(err.contains("${VAR}"), "{err}");
-    // An interactive session needs a terminal too; the hint is `--prompt`.
+    // Also without `--prompt`: the value is named, not hidden behind the
+    // interactive-session refusal (manifest.md).
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--yes"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`DB_PASSWORD` is asked at launch"), "{err}");
+    // An interactive session needs a terminal too; the hint is `--prompt`.
+    t.agent("plain", "---\nbottle: base\n---\nYou work.\n");
+    let (code, _, err) = t.run(t.cmd(&["start", "plain", "--yes"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("stdin is not a terminal"), "{err}");
     assert!(err.contains("--prompt TEXT"), "{err}");
