@@ -21,9 +21,10 @@ use serde_json::Value;
 const IMAGE: &str = "claude-bottle-test/base:bookworm";
 const LABEL: &str = "io.claude-bottle.test-world";
 /// The names the world answers for (its certificate covers them). The
-/// last five are the escape suite's (a denied host, a read-only route, a
-/// wildcard route's apex and a subdomain, a passthrough route).
-pub const NAMES: [&str; 9] = [
+/// last seven are the escape suite's (a denied host, a read-only route, a
+/// wildcard route's apex and a subdomain, a passthrough route, an `http`
+/// token's host).
+pub const NAMES: [&str; 10] = [
     "api.anthropic.com",
     "allowed.test",
     "git.world.test",
@@ -34,6 +35,8 @@ pub const NAMES: [&str; 9] = [
     "pass.test",
     // A name under the escape bottle's passthrough route `*.pass.test`.
     "front.pass.test",
+    // The escape bottle's `http` token host: the proxy injects it there.
+    "api.token.test",
 ];
 
 static SLOT: AtomicUsize = AtomicUsize::new(0);
@@ -167,6 +170,11 @@ impl World {
     /// packet in hex).
     pub fn dns_queries(&self) -> Vec<Value> {
         self.log("dns.jsonl")
+    }
+
+    /// The DNS log as it was written.
+    pub fn dns_log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dns.jsonl")).unwrap_or_default()
     }
 
     /// Everything the world recorded (requests and DNS queries), as text,

