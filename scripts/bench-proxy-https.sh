@@ -23,7 +23,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 need nginx nginx-light; need openssl openssl; need curl curl
 MITMDUMP=${MITMDUMP:-$(command -v mitmdump || true)}
 
-NGINX_PORT=18443 PROXY_PORT=18091 MITM_PORT=18093
+NGINX_PORT=18443 PROXY_PORT=18091 TOKEN_PORT=18092 MITM_PORT=18093
 HOST=bench.test
 
 # Upstream certificates: a test CA and a leaf for the routed name, both
@@ -57,6 +57,14 @@ resolve: {$HOST: \"127.0.0.1:$NGINX_PORT\"}
 upstream_ca: $WORK/up-ca.pem"
 run_egress_proxy "$TARGET/release/examples/egress-proxy" proxy
 PROXY_PID=$LAST_PID
+# The same proxy with an `http` token for the route: each request gets the
+# credential, and each response is searched for it as it streams (the
+# echo mask, docs/egress.md).
+sed -e "s/^listen: .*/listen: 127.0.0.1:$TOKEN_PORT/" "$WORK/proxy.yaml" > "$WORK/proxy-token.yaml"
+printf 'tokens: [{kind: http, host: %s, scheme: Bearer, token_ref: BENCH_TOKEN}]\n' "$HOST" >> "$WORK/proxy-token.yaml"
+BENCH_TOKEN=ghp_BenchBenchBenchBenchBenchBench1234 BENCH_SECRET=$BENCH_SECRET_VALUE \
+  "$TARGET/release/examples/egress-proxy" "$WORK/proxy-token.yaml" 2>"$WORK/proxy-token.err" & PIDS+=($!)
+TOKEN_PID=$!
 
 # mitmproxy: it has no resolve table, so its CONNECT names nginx's address
 # while SNI and Host stay bench.test; it verifies nginx against the test CA.
@@ -68,8 +76,9 @@ if [ -n "$MITMDUMP" ]; then
   MITM_PID=$!
 fi
 
-wait_ports $NGINX_PORT $PROXY_PORT ${MITM_PID:+$MITM_PORT}
+wait_ports $NGINX_PORT $PROXY_PORT $TOKEN_PORT ${MITM_PID:+$MITM_PORT}
 curl -sf "http://127.0.0.1:$PROXY_PORT/ca.pem" > "$WORK/proxy-ca.pem"
+curl -sf "http://127.0.0.1:$TOKEN_PORT/ca.pem" > "$WORK/token-ca.pem"
 if [ -n "$MITM_PID" ]; then
   for _ in $(seq 100); do [ -s "$WORK/mitm/mitmproxy-ca-cert.pem" ] && break; sleep 0.1; done
 fi
@@ -78,6 +87,7 @@ IDLE_RSS=$(ps -o rss= -p "$PROXY_PID" | tr -d ' ')
 
 DIRECT=(--connect 127.0.0.1:$NGINX_PORT --ca "$WORK/up-ca.pem")
 PROXY=(--proxy 127.0.0.1:$PROXY_PORT --ca "$WORK/proxy-ca.pem")
+TOKEN=(--proxy 127.0.0.1:$TOKEN_PORT --ca "$WORK/token-ca.pem")
 MITM=(--proxy 127.0.0.1:$MITM_PORT --tunnel-to 127.0.0.1:$NGINX_PORT --ca "$WORK/mitm/mitmproxy-ca-cert.pem")
 
 # CPU time (user + system, clock ticks of 10 ms) of a process and its children.
@@ -93,7 +103,7 @@ us() { awk -v u="$1" 'BEGIN { if (u >= 1000) printf "%.2fms", u / 1000; else pri
 per_req() { awk -v t="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f", t * 10000 / n; else print "-" }'; }
 
 # Sanity: one request each way must succeed, or the numbers mean nothing.
-for via in DIRECT PROXY ${MITM_PID:+MITM}; do
+for via in DIRECT PROXY TOKEN ${MITM_PID:+MITM}; do
   declare -n args=$via
   out=$("$LOAD" --target $HOST:443 --conns 1 --duration 0.5 "${args[@]}" 2>&1 | tail -1)
   if [ "$(field requests "$out")" = 0 ] || [ "$(field errors "$out")" != 0 ]; then
@@ -139,6 +149,7 @@ for run in $(seq "$RUNS"); do
   for mode in keepalive close; do
     job "$run" "direct ($mode)" $mode "$CONNS" "$NGINX_PID" DIRECT
     job "$run" "claude-bottle proxy ($mode)" $mode "$CONNS" "$PROXY_PID" PROXY
+    job "$run" "claude-bottle proxy, token injected ($mode)" $mode "$CONNS" "$TOKEN_PID" TOKEN
     if [ -n "$MITM_PID" ]; then job "$run" "mitmproxy ($mode)" $mode "$CONNS" "$MITM_PID" MITM; fi
   done
   for mode in keepalive close; do
@@ -150,6 +161,9 @@ for run in $(seq "$RUNS"); do
     D=$(rps_of "$run" "direct ($mode)"); P=$(rps_of "$run" "claude-bottle proxy ($mode)")
     printf '%s\tratio proxy/direct (%s)\t%s\n' "$run" "$mode" "$(ratio "$P" "$D")" >> "$RESULTS"
     echo "| ratio proxy/direct ($mode) | $(ratio "$P" "$D") | | | | | | | |"
+    T=$(rps_of "$run" "claude-bottle proxy, token injected ($mode)")
+    printf '%s\tratio token/no token (%s)\t%s\n' "$run" "$mode" "$(ratio "$T" "$P")" >> "$RESULTS"
+    echo "| ratio token injected/no token ($mode) | $(ratio "$T" "$P") | | | | | | | |"
     if [ -n "$MITM_PID" ]; then
       M=$(rps_of "$run" "mitmproxy ($mode)")
       printf '%s\tratio mitmproxy/direct (%s)\t%s\n' "$run" "$mode" "$(ratio "$M" "$D")" >> "$RESULTS"
