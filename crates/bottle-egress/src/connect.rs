@@ -318,10 +318,7 @@ pub async fn inside(
     if req.method() == http::Method::CONNECT {
         return Err(Deny::Malformed.into());
     }
-    let auth = match inject::http_token(&inner.cfg.tokens, &tunnel.kind) {
-        Some((scheme, secret)) => Auth::Http(scheme.clone(), secret.clone()),
-        None => Auth::None,
-    };
+    let auth = inject::http_token(&inner.cfg.tokens, &tunnel.kind).map_or(Auth::None, Auth::Token);
     let target = Target {
         host: tunnel.host.clone(),
         kind: tunnel.kind.clone(),

@@ -16,6 +16,7 @@
 //! by the caller (`compressed`), since an echo inside it could not be seen.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -148,14 +149,14 @@ pub fn compressed(headers: &HeaderMap) -> bool {
 /// an intermediary may discard them (RFC 9110, 6.5.1).
 pub struct MaskedBody {
     inner: Body,
-    mask: EchoMask,
+    mask: Arc<EchoMask>,
     /// The end of the last chunk that could start an occurrence.
     carry: BytesMut,
     done: bool,
 }
 
 impl MaskedBody {
-    pub fn new(inner: Body, mask: EchoMask) -> MaskedBody {
+    pub fn new(inner: Body, mask: Arc<EchoMask>) -> MaskedBody {
         MaskedBody {
             inner,
             mask,
@@ -261,7 +262,7 @@ mod tests {
 
     async fn through(chunks: &[&[u8]]) -> Vec<u8> {
         let inner = Chunks(chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect()).boxed();
-        MaskedBody::new(inner, mask())
+        MaskedBody::new(inner, Arc::new(mask()))
             .collect()
             .await
             .unwrap()

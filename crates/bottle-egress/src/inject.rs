@@ -10,29 +10,22 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use crate::addr::HostKind;
 use crate::config::{AuthScheme, Token};
 
-/// The `http` token whose host pattern matches `host`, most specific first.
-pub fn http_token<'a>(
-    tokens: &'a [Token],
-    host: &HostKind,
-) -> Option<(&'a AuthScheme, &'a Secret)> {
-    let mut best: Option<((u8, usize), &AuthScheme, &Secret)> = None;
-    for t in tokens {
-        let Token::Http {
-            host: pat,
-            scheme,
-            secret,
-        } = t
-        else {
+/// The index in `tokens` of the `http` token whose host pattern matches
+/// `host`, most specific first.
+pub fn http_token(tokens: &[Token], host: &HostKind) -> Option<usize> {
+    let mut best: Option<((u8, usize), usize)> = None;
+    for (i, t) in tokens.iter().enumerate() {
+        let Token::Http { host: pat, .. } = t else {
             continue;
         };
         let Some(score) = pat.matches(host) else {
             continue;
         };
-        if best.is_none_or(|(s, _, _)| score > s) {
-            best = Some((score, scheme, secret));
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, i));
         }
     }
-    best.map(|(_, scheme, secret)| (scheme, secret))
+    best.map(|(_, i)| i)
 }
 
 fn sensitive(v: &str) -> Option<HeaderValue> {
@@ -189,10 +182,14 @@ mod tests {
                 secret: Secret::new("e"),
             },
         ];
-        let (s, v) = http_token(&tokens, &classify_host("api.github.com")).unwrap();
-        assert_eq!((s, v.expose()), (&AuthScheme::Bearer, "e"));
-        let (_, v) = http_token(&tokens, &classify_host("raw.github.com")).unwrap();
-        assert_eq!(v.expose(), "w");
+        let secret = |tokens: &[Token], i: usize| match &tokens[i] {
+            Token::Http { scheme, secret, .. } => (scheme.clone(), secret.expose().to_string()),
+            _ => unreachable!(),
+        };
+        let i = http_token(&tokens, &classify_host("api.github.com")).unwrap();
+        assert_eq!(secret(&tokens, i), (AuthScheme::Bearer, "e".to_string()));
+        let i = http_token(&tokens, &classify_host("raw.github.com")).unwrap();
+        assert_eq!(secret(&tokens, i).1, "w");
         assert!(http_token(&tokens, &classify_host("github.com")).is_none());
         // The deeper wildcard's token wins in either order.
         let deep = Token::Http {
@@ -203,8 +200,8 @@ mod tests {
         let mut first = vec![deep.clone()];
         first.extend(tokens.iter().cloned());
         for tokens in [first, [tokens, vec![deep]].concat()] {
-            let (_, v) = http_token(&tokens, &classify_host("a.gist.github.com")).unwrap();
-            assert_eq!(v.expose(), "g");
+            let i = http_token(&tokens, &classify_host("a.gist.github.com")).unwrap();
+            assert_eq!(secret(&tokens, i).1, "g");
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Inner {
     pub held: scan::HeldBudget,
     /// Idle upstream connections, shared by all clients.
     pub pool: Pool,
+    /// The echo mask of each of `cfg.tokens`, by index.
+    pub echo_masks: Vec<Option<Arc<EchoMask>>>,
 }
 
 /// Seams for embedding and tests.
@@ -112,7 +114,9 @@ impl Proxy {
         let net = opts.net.unwrap_or_else(|| Arc::new(SystemNet));
         let tunnels = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
         let held = scan::HeldBudget::new(cfg.limits.held_bytes);
+        let echo_masks = cfg.tokens.iter().map(echo_mask_of).collect();
         let inner = Inner {
+            echo_masks,
             cfg,
             audit,
             dlp,
@@ -612,10 +616,7 @@ async fn front(
         }
         let route = inner.cfg.routes.find(&kind, port, Scheme::Http)?.clone();
         info.rule = Some(route.name.clone());
-        let auth = match inject::http_token(&inner.cfg.tokens, &kind) {
-            Some((scheme, secret)) => Auth::Http(scheme.clone(), secret.clone()),
-            None => Auth::None,
-        };
+        let auth = inject::http_token(&inner.cfg.tokens, &kind).map_or(Auth::None, Auth::Token);
         let target = Target {
             host: target_host(&kind, host),
             kind,
@@ -655,15 +656,15 @@ async fn own(
         .to_string();
     if let Some((provider, upstream_pq)) = reverse::route(&pq) {
         info.kind = "reverse";
-        let secret = inner.cfg.tokens.iter().find_map(|t| match (t, provider) {
-            (Token::Anthropic(s), Provider::Anthropic) | (Token::Openai(s), Provider::Openai) => {
-                Some(s.clone())
-            }
-            _ => None,
+        let token = inner.cfg.tokens.iter().position(|t| {
+            matches!(
+                (t, provider),
+                (Token::Anthropic(_), Provider::Anthropic) | (Token::Openai(_), Provider::Openai)
+            )
         });
         let host = provider.host();
         info.host = Some(host.to_string());
-        let secret = secret.ok_or(Deny::NoRoute)?;
+        let token = token.ok_or(Deny::NoRoute)?;
         provider
             .allows(req.method().as_str(), &upstream_pq)
             .map_err(|r| {
@@ -680,7 +681,7 @@ async fn own(
             port: 443,
             tls: true,
         };
-        let auth = Auth::Model(provider, secret);
+        let auth = Auth::Token(token);
         return exchange(
             inner,
             pool,
@@ -742,56 +743,74 @@ pub fn target_host(kind: &HostKind, raw: &str) -> String {
     }
 }
 
-/// The credential to put on a request.
-#[derive(Clone)]
+/// The credential to put on a request: none, or the token at this index
+/// of the configuration's `tokens`.
+#[derive(Clone, Copy)]
 pub enum Auth {
     None,
-    Http(crate::config::AuthScheme, Secret),
-    Model(Provider, Secret),
+    Token(usize),
 }
 
 impl Auth {
-    /// Headers the proxy replaces, so they are neither forwarded nor DLP-scanned.
-    fn replaced(&self) -> Vec<HeaderName> {
+    fn token(self, inner: &Inner) -> Option<&Token> {
         match self {
-            Auth::None => vec![],
-            Auth::Http(s, _) => vec![s.header()],
-            Auth::Model(..) => inject::MODEL_AUTH_HEADERS.to_vec(),
+            Auth::None => None,
+            Auth::Token(i) => inner.cfg.tokens.get(i),
+        }
+    }
+
+    /// Headers the proxy replaces, so they are neither forwarded nor DLP-scanned.
+    fn replaced(self, inner: &Inner) -> Vec<HeaderName> {
+        match self.token(inner) {
+            None => vec![],
+            Some(Token::Http { scheme, .. }) => vec![scheme.header()],
+            Some(Token::Anthropic(_) | Token::Openai(_)) => inject::MODEL_AUTH_HEADERS.to_vec(),
         }
     }
 
     /// What a response to a request carrying this credential must not
-    /// carry back (`echo`): the secret, and for `Basic` the encoded value
-    /// the proxy sent and the password alone.
-    fn echo_mask(&self) -> Option<EchoMask> {
-        let (Auth::Http(_, secret) | Auth::Model(_, secret)) = self else {
-            return None;
-        };
-        let v = secret.expose().as_bytes();
-        let mut values: Vec<Zeroizing<Vec<u8>>> = vec![Zeroizing::new(v.to_vec())];
-        if let Auth::Http(crate::config::AuthScheme::Basic, _) = self {
-            values.push(Zeroizing::new(inject::base64(v).into_bytes()));
-            if let Some(colon) = v.iter().position(|&b| b == b':') {
-                values.push(Zeroizing::new(v[colon + 1..].to_vec()));
-            }
+    /// carry back (`echo`), made once per token when the proxy starts.
+    fn echo_mask(self, inner: &Inner) -> Option<Arc<EchoMask>> {
+        match self {
+            Auth::None => None,
+            Auth::Token(i) => inner.echo_masks.get(i).cloned().flatten(),
         }
-        EchoMask::new(values.iter().map(|v| v.as_slice()))
     }
 
-    fn apply(&self, h: &mut HeaderMap) {
-        match self {
-            Auth::None => {}
-            Auth::Http(s, v) => {
-                inject::apply_http_token(h, s, v);
+    fn apply(self, inner: &Inner, h: &mut HeaderMap) {
+        match self.token(inner) {
+            None => {}
+            Some(Token::Http { scheme, secret, .. }) => {
+                inject::apply_http_token(h, scheme, secret);
             }
-            Auth::Model(Provider::Anthropic, v) => {
+            Some(Token::Anthropic(v)) => {
                 inject::apply_anthropic(h, v);
             }
-            Auth::Model(Provider::Openai, v) => {
+            Some(Token::Openai(v)) => {
                 inject::apply_openai(h, v);
             }
         }
     }
+}
+
+/// The echo mask of a token: the secret, and for `Basic` the encoded value
+/// the proxy sends and the password alone.
+fn echo_mask_of(token: &Token) -> Option<Arc<EchoMask>> {
+    let (secret, basic) = match token {
+        Token::Http { scheme, secret, .. } => {
+            (secret, matches!(scheme, crate::config::AuthScheme::Basic))
+        }
+        Token::Anthropic(secret) | Token::Openai(secret) => (secret, false),
+    };
+    let v = secret.expose().as_bytes();
+    let mut values: Vec<Zeroizing<Vec<u8>>> = vec![Zeroizing::new(v.to_vec())];
+    if basic {
+        values.push(Zeroizing::new(inject::base64(v).into_bytes()));
+        if let Some(colon) = v.iter().position(|&b| b == b':') {
+            values.push(Zeroizing::new(v[colon + 1..].to_vec()));
+        }
+    }
+    EchoMask::new(values.iter().map(|v| v.as_slice())).map(Arc::new)
 }
 
 /// One request on its way upstream.
@@ -935,7 +954,7 @@ pub async fn exchange(
                 return Err(Failure::with_rule(Deny::Dlp, rule));
             }
         }
-        let replaced = ex.auth.replaced();
+        let replaced = ex.auth.replaced(inner);
         let skip = |name: &HeaderName| {
             name == header::HOST || HOP_BY_HOP.contains(name) || replaced.contains(name)
         };
@@ -951,7 +970,7 @@ pub async fn exchange(
             parts.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
         }
     }
-    ex.auth.apply(&mut parts.headers);
+    ex.auth.apply(inner, &mut parts.headers);
     if !matches!(ex.auth, Auth::None) {
         // The response is searched for the credential as it streams
         // (`echo`), which it cannot do inside a compressed body, nor across
@@ -1137,7 +1156,7 @@ async fn send_and_wrap(
             return Err(deny.into());
         }
     };
-    let echo_mask = ex.auth.echo_mask();
+    let echo_mask = ex.auth.echo_mask(inner);
     if let Some(mask) = &echo_mask {
         if echo::compressed(resp.headers()) && !resp.body().is_end_stream() {
             // Asked for `identity`, sent compressed: an echo of the
