@@ -44,34 +44,110 @@ const MASK: u8 = b'*';
 pub struct EchoMask {
     needles: Vec<Zeroizing<Vec<u8>>>,
     longest: usize,
+    /// Bytes a value may hold: the end of a chunk made of these waits for
+    /// the next one. A fixed set (plus any other byte of a value), so what
+    /// waits says nothing about the value itself.
+    alphabet: [bool; 256],
+}
+
+/// Bytes of the forms of common credentials: letters, digits and what
+/// base64, URLs and escapes add. NUL for the UTF-16 and UTF-32 forms.
+const ALPHABET: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-.~:%\\\0";
+
+/// The forms of `v` a server could send back: as is; with `/` escaped as
+/// JSON writers such as PHP's do; every byte outside the URL-safe set as a
+/// JSON `\u00XX` or a `%XX` escape (either case); without base64 padding;
+/// and as UTF-16 and UTF-32 text (either byte order), which a server
+/// honouring `Accept-Charset` would send.
+fn forms(v: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-');
+    let escaped = |f: &dyn Fn(u8, &mut Vec<u8>)| {
+        let mut out = Zeroizing::new(Vec::with_capacity(v.len() * 3));
+        for &b in v {
+            f(b, &mut out);
+        }
+        out
+    };
+    let mut out = vec![Zeroizing::new(v.to_vec())];
+    if v.contains(&b'/') {
+        out.push(escaped(&|b, o| {
+            if b == b'/' {
+                o.push(b'\\');
+            }
+            o.push(b);
+        }));
+    }
+    if !v.iter().all(|&b| plain(b)) {
+        for upper in [true, false] {
+            let hex = |b: u8| {
+                let s = if upper {
+                    format!("{b:02X}")
+                } else {
+                    format!("{b:02x}")
+                };
+                s.into_bytes()
+            };
+            out.push(escaped(&|b, o| {
+                if plain(b) {
+                    o.push(b);
+                } else {
+                    o.extend_from_slice(b"\\u00");
+                    o.extend_from_slice(&hex(b));
+                }
+            }));
+            out.push(escaped(&|b, o| {
+                if plain(b) {
+                    o.push(b);
+                } else {
+                    o.push(b'%');
+                    o.extend_from_slice(&hex(b));
+                }
+            }));
+        }
+    }
+    let unpadded = v.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    if unpadded < v.len() {
+        out.push(Zeroizing::new(v[..unpadded].to_vec()));
+    }
+    for width in [2usize, 4] {
+        for big_endian in [false, true] {
+            out.push(escaped(&|b, o| {
+                let mut unit = vec![0u8; width];
+                let at = if big_endian { width - 1 } else { 0 };
+                unit[at] = b;
+                o.extend_from_slice(&unit);
+            }));
+        }
+    }
+    out
 }
 
 impl EchoMask {
-    /// A mask for `values`, skipping those shorter than [`MIN_MASKED_LEN`];
-    /// `None` when nothing is left to mask.
+    /// A mask for `values` in all their [`forms`], skipping those shorter
+    /// than [`MIN_MASKED_LEN`]; `None` when nothing is left to mask.
     pub fn new<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<EchoMask> {
         let mut needles: Vec<Zeroizing<Vec<u8>>> = Vec::new();
-        let mut add = |v: &[u8]| {
-            if v.len() >= MIN_MASKED_LEN && !needles.iter().any(|n| n.as_slice() == v) {
-                needles.push(Zeroizing::new(v.to_vec()));
-            }
-        };
         for v in values {
-            add(v);
-            if v.contains(&b'/') {
-                // As JSON writers that escape `/` (PHP's) send it back.
-                let mut escaped = Zeroizing::new(Vec::with_capacity(v.len() + 8));
-                for &b in v {
-                    if b == b'/' {
-                        escaped.push(b'\\');
-                    }
-                    escaped.push(b);
+            if v.len() < MIN_MASKED_LEN {
+                continue;
+            }
+            for f in forms(v) {
+                if f.len() >= MIN_MASKED_LEN && !needles.iter().any(|n| **n == *f) {
+                    needles.push(f);
                 }
-                add(&escaped);
             }
         }
         let longest = needles.iter().map(|n| n.len()).max()?;
-        Some(EchoMask { needles, longest })
+        let mut alphabet = [false; 256];
+        for &b in ALPHABET.iter().chain(needles.iter().flat_map(|n| n.iter())) {
+            alphabet[usize::from(b)] = true;
+        }
+        Some(EchoMask {
+            needles,
+            longest,
+            alphabet,
+        })
     }
 
     /// Overwrites every occurrence in `buf`; true when there was one.
@@ -96,22 +172,17 @@ impl EchoMask {
             .any(|n| memchr::memmem::find(buf, n).is_some())
     }
 
-    /// The length of the longest end of `buf` that is the start of a value
-    /// (and not a whole one): bytes that must wait for the next chunk.
+    /// How many bytes at the end of `buf` must wait for the next chunk:
+    /// the run of bytes a value may hold, up to one less than the longest
+    /// value, so that no value is ever released in part. It depends on the
+    /// bytes, never on whether they start a value: a wait that did would
+    /// tell an agent reflecting its guesses which of them start the secret.
     pub fn unsettled_tail(&self, buf: &[u8]) -> usize {
-        let window = buf.len().min(self.longest - 1);
-        let tail = &buf[buf.len() - window..];
-        for (i, &b) in tail.iter().enumerate() {
-            let rest = &tail[i..];
-            if self
-                .needles
-                .iter()
-                .any(|n| n[0] == b && rest.len() < n.len() && n.starts_with(rest))
-            {
-                return rest.len();
-            }
-        }
-        0
+        buf.iter()
+            .rev()
+            .take(self.longest - 1)
+            .take_while(|&&b| self.alphabet[usize::from(b)])
+            .count()
     }
 
     /// Masks every header value holding an occurrence.
@@ -342,12 +413,43 @@ mod tests {
     }
 
     #[test]
-    fn only_an_end_that_starts_a_value_waits() {
+    fn what_waits_depends_on_the_bytes_not_on_the_secret() {
         let m = mask();
         assert_eq!(m.unsettled_tail(b"data: {}\n\n"), 0);
         assert_eq!(m.unsettled_tail(b"x: ghp_Echo"), 8);
+        // A guess that is no start of the secret waits as long as one that is.
+        assert_eq!(m.unsettled_tail(b"x: ghp_Xcho"), 8);
         assert_eq!(m.unsettled_tail(&TOKEN[..TOKEN.len() - 1]), TOKEN.len() - 1);
-        assert_eq!(m.unsettled_tail(b"g"), 1);
+        // Never more than one less than the longest form.
+        let long = vec![b'a'; 4096];
+        assert!(m.unsettled_tail(&long) < m.longest);
         assert_eq!(m.unsettled_tail(b""), 0);
+    }
+
+    #[test]
+    fn re_encoded_forms_are_masked() {
+        let m = EchoMask::new([b"dXNlcjpwYXNz+w==".as_slice()]).unwrap();
+        let utf16: Vec<u8> = b"dXNlcjpwYXNz+w==".iter().flat_map(|&b| [b, 0]).collect();
+        for sent in [
+            br#"{"a":"dXNlcjpwYXNz\u002Bw\u003D\u003D"}"#.to_vec(),
+            b"next=dXNlcjpwYXNz%2bw%3d%3d".to_vec(),
+            b"token dXNlcjpwYXNz+w end".to_vec(),
+            utf16,
+        ] {
+            let mut text = sent.clone();
+            assert!(
+                m.mask_in_place(&mut text),
+                "{:?}",
+                String::from_utf8_lossy(&sent)
+            );
+            // Nothing of any form is left: no eight bytes of one.
+            for f in forms(b"dXNlcjpwYXNz+w==") {
+                assert!(
+                    !f.windows(8).any(|w| text.windows(8).any(|t| t == w)),
+                    "{:?}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
     }
 }

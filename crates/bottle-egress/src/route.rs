@@ -173,10 +173,7 @@ impl Route {
         }
         if let Some(rules) = &self.paths {
             let (norm, dotted) = normalize(path)?;
-            let path_override = headers
-                .keys()
-                .any(|k| is_one_of(k.as_str(), PATH_OVERRIDES));
-            if dotted || path_override || !rules.iter().any(|r| r.matches(&norm)) {
+            if dotted || has_path_override(headers) || !rules.iter().any(|r| r.matches(&norm)) {
                 return Err(Deny::Path);
             }
         }
@@ -347,6 +344,13 @@ fn percent_decoded(s: &str) -> Option<String> {
 /// Headers that some servers (IIS, older Symfony) route by in place of the
 /// request line's path.
 const PATH_OVERRIDES: &[&str] = &["x-original-url", "x-rewrite-url"];
+
+/// Whether a header some frameworks take as the real path is present.
+pub fn has_path_override(headers: &HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|k| is_one_of(k.as_str(), PATH_OVERRIDES))
+}
 
 /// [`normalize_path`], and whether the path had a dot segment (`.`, `..`,
 /// or one of them with `;` parameters, which Tomcat and Jetty read as the

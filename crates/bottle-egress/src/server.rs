@@ -665,8 +665,22 @@ async fn own(
         let host = provider.host();
         info.host = Some(host.to_string());
         let token = token.ok_or(Deny::NoRoute)?;
+        // Also the method and path headers some frameworks honour in place
+        // of the request's own, as routes are held to them.
+        let overrides = crate::route::method_overrides(req.headers(), &upstream_pq);
+        let path_override = crate::route::has_path_override(req.headers());
         provider
             .allows(req.method().as_str(), &upstream_pq)
+            .and(match path_override {
+                true => Err(reverse::Refused::Path),
+                false => Ok(()),
+            })
+            .and_then(|()| {
+                overrides.iter().try_for_each(|v| match v {
+                    Some(m) => provider.allows(&m.trim().to_ascii_uppercase(), &upstream_pq),
+                    None => Err(reverse::Refused::Method),
+                })
+            })
             .map_err(|r| {
                 let deny = match r {
                     reverse::Refused::Path => Deny::Path,
@@ -982,6 +996,9 @@ pub async fn exchange(
         );
         parts.headers.remove(header::RANGE);
         parts.headers.remove(header::IF_RANGE);
+        // Nor in a charset the agent picks (UTF-16 is masked too, but
+        // there are more charsets than forms).
+        parts.headers.remove(header::ACCEPT_CHARSET);
     }
     let host_header = host_header(&ex.target);
     parts.headers.insert(header::HOST, host_header);
@@ -1171,6 +1188,9 @@ async fn send_and_wrap(
             return Err(Failure::with_rule(Deny::UpstreamError, echo::PARTIAL_RULE));
         }
         mask.mask_headers(resp.headers_mut());
+        // A reason phrase other than the standard one is kept by hyper and
+        // sent on: a server may put request data in it.
+        resp.extensions_mut().remove::<hyper::ext::ReasonPhrase>();
     }
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {

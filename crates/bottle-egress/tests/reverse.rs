@@ -138,6 +138,28 @@ async fn only_model_endpoints_are_forwarded_with_the_credential() {
             "{method} {path}"
         );
     }
+    // Nor through the headers some frameworks take as the real path or method.
+    for (name, value, reason) in [
+        (
+            "x-original-url",
+            "/api/oauth/claude_cli/create_api_key",
+            "path",
+        ),
+        (
+            "x-rewrite-url",
+            "/api/oauth/claude_cli/create_api_key",
+            "path",
+        ),
+        ("x-http-method-override", "DELETE", "method"),
+    ] {
+        let r = req("POST", "/anthropic/v1/messages", &[(name, value)], "{}");
+        let (s, h, _) = send(&mut c, r).await;
+        assert_eq!(
+            (s, h["x-claude-bottle-block"].to_str().unwrap()),
+            (403, reason),
+            "{name}: {value}"
+        );
+    }
     assert_eq!(rec.count(), 0, "nothing reached the API");
     let (s, _, _) = send(
         &mut c,

@@ -6,6 +6,7 @@
 mod support;
 
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn connect_without_route_is_refused_by_the_connect_answer() {
@@ -573,6 +574,21 @@ async fn an_echo_of_the_injected_token_reaches_the_agent_masked() {
         "{body}"
     );
     assert!(body.contains("compressed-response"), "{body}");
+
+    // A status line quoting the credential: the standard reason instead.
+    let (_, _, stream) = connect(p.addr, &host).await;
+    let mut raw = tls_stream(stream.unwrap(), p.proxy.ca_pem(), "api.test").await;
+    raw.write_all(
+        format!("GET / HTTP/1.1\r\nhost: {host}\r\nx-test-reason: 1\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let _ = raw.read_to_end(&mut got).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{got}");
+    assert!(!got.contains("ghp_realtoken123456"), "{got}");
 
     // A range request would cut an echo into slices that each look clean:
     // the range goes, and a partial answer is refused.

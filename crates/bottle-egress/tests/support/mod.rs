@@ -92,6 +92,19 @@ async fn record(rec: Recorder, req: Request<Incoming>) -> Response<Full<Bytes>> 
         }
         return r;
     }
+    if asked("x-test-reason") {
+        // A server that quotes the credential in its status line.
+        let mut r = Response::new(Full::new(Bytes::from_static(b"denied")));
+        *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+        let quoted = parts
+            .headers
+            .get("authorization")
+            .map_or(&[][..], |v| v.as_bytes());
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from([b"bad ", quoted].concat()) {
+            r.extensions_mut().insert(reason);
+        }
+        return r;
+    }
     if asked("x-test-partial") {
         // A server that answers with a range nobody asked for.
         let mut r = Response::new(Full::new(Bytes::from_static(b"slice")));
@@ -548,6 +561,21 @@ pub async fn tls_client(
     ca_pem: &str,
     sni: &str,
 ) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tls = tls_stream(stream, ca_pem, sni).await;
+    let (send, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(c);
+    send
+}
+
+/// TLS over `stream` for `sni`, trusting only `ca_pem`: for tests that
+/// read the bytes of an answer (its status line) themselves.
+pub async fn tls_stream(
+    stream: TcpStream,
+    ca_pem: &str,
+    sni: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -559,10 +587,5 @@ pub async fn tls_client(
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let conn = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let name = rustls_pki_types::ServerName::try_from(sni.to_string()).unwrap();
-    let tls = conn.connect(name, stream).await.unwrap();
-    let (send, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(c);
-    send
+    conn.connect(name, stream).await.unwrap()
 }
