@@ -153,7 +153,7 @@ impl EchoMask {
     /// Overwrites every occurrence in `buf`; true when there was one.
     pub fn mask_in_place(&self, buf: &mut [u8]) -> bool {
         let mut hit = false;
-        for n in &self.needles {
+        for n in self.fitting(buf.len()) {
             let mut from = 0;
             while let Some(at) = memchr::memmem::find(&buf[from..], n) {
                 let start = from + at;
@@ -165,10 +165,16 @@ impl EchoMask {
         hit
     }
 
+    /// The forms no longer than `len`. Setting up a search costs more than
+    /// most short responses take to search, and a form longer than the
+    /// text cannot be in it.
+    fn fitting(&self, len: usize) -> impl Iterator<Item = &Zeroizing<Vec<u8>>> {
+        self.needles.iter().filter(move |n| n.len() <= len)
+    }
+
     /// Whether `buf` holds an occurrence.
     fn found_in(&self, buf: &[u8]) -> bool {
-        self.needles
-            .iter()
+        self.fitting(buf.len())
             .any(|n| memchr::memmem::find(buf, n).is_some())
     }
 
@@ -185,10 +191,15 @@ impl EchoMask {
             .count()
     }
 
-    /// Masks every header value holding an occurrence.
+    /// Masks every header value holding an occurrence. A field value holds
+    /// no NUL, so the UTF-16 and UTF-32 forms are not looked for there.
     pub fn mask_headers(&self, headers: &mut HeaderMap) {
         for v in headers.values_mut() {
-            if !self.found_in(v.as_bytes()) {
+            let found = self
+                .fitting(v.len())
+                .filter(|n| !n.contains(&0))
+                .any(|n| memchr::memmem::find(v.as_bytes(), n).is_some());
+            if !found {
                 continue;
             }
             let mut bytes = v.as_bytes().to_vec();
