@@ -1,7 +1,7 @@
 //! How git children get the upstream credential: only through their
 //! environment.
 //!
-//! - token (HTTPS): `http.extraHeader=Authorization: Basic …` passed as
+//! - token (HTTPS): `http.<upstream URL>.extraHeader=Authorization: Basic …` passed as
 //!   `GIT_CONFIG_COUNT/KEY_n/VALUE_n`, so it is on no command line and in no
 //!   repo config; redirects are not followed (the header would follow them).
 //! - ssh key: the key is written 0600 into the gate's own 0700 key folder and
@@ -75,6 +75,11 @@ fn upstream_config(
         // No credential helper, no redirect that would carry the header away.
         ("credential.helper".into(), Secret::new("")),
         ("http.followRedirects".into(), Secret::new("false")),
+        // No other place a server could send git to fetch from: bundle
+        // URIs and promisor remotes it advertises are refused (git's
+        // defaults today, said here so a newer git cannot change them).
+        ("transfer.bundleURI".into(), Secret::new("false")),
+        ("promisor.acceptFromServer".into(), Secret::new("none")),
     ];
     if let Some(ca) = &gate.upstream_ca {
         c.push((
@@ -103,16 +108,27 @@ fn upstream_config(
     if repo.auth == Auth::Token
         && let Some(token) = repo.token_ref.as_ref().and_then(|r| secrets.tokens.get(r))
     {
-        let basic = format!("x-access-token:{}", token.expose());
-        let b64 =
-            String::from_utf8_lossy(&bottle_dlp::base64_encode(basic.as_bytes(), false, true))
-                .into_owned();
+        let b64 = basic_value(token.expose());
+        // Scoped to the upstream's URL (and the paths under it): a request
+        // git made anywhere else would go without the credential.
         c.push((
-            "http.extraHeader".into(),
+            format!("http.{}.extraHeader", repo.url),
             Secret::new(format!("Authorization: Basic {b64}")),
         ));
     }
     c
+}
+
+/// The `Basic` credential git sends for `token`: base64 of
+/// `x-access-token:TOKEN`. Scrubbed from git's messages with the token.
+pub fn basic_value(token: &str) -> String {
+    let basic = Secret::new(format!("x-access-token:{token}"));
+    String::from_utf8_lossy(&bottle_dlp::base64_encode(
+        basic.expose().as_bytes(),
+        false,
+        true,
+    ))
+    .into_owned()
 }
 
 /// A `resolve` pin: an address and maybe a port.
@@ -372,9 +388,11 @@ mod tests {
         assert_eq!(decoded, b"x-access-token:tok-123456789");
         let key = &header.0;
         let idx = key.trim_start_matches("GIT_CONFIG_VALUE_");
-        assert!(env.iter().any(
-            |(k, v)| k == &format!("GIT_CONFIG_KEY_{idx}") && v.expose() == "http.extraHeader"
-        ));
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == &format!("GIT_CONFIG_KEY_{idx}")
+                    && v.expose() == "http.https://h/app.git.extraHeader")
+        );
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub fn summarize(stderr: &str, secrets: &[&str]) -> String {
     let mut whole = stderr.to_string();
     for s in secrets {
         if s.len() >= 4 {
+            // The header git sends first: it holds the token encoded.
+            whole = whole.replace(&crate::credentials::basic_value(s), "[REDACTED]");
             whole = whole.replace(s, "[REDACTED]");
         }
     }
@@ -102,8 +104,8 @@ async fn run_git(
             return Err("cannot read git's output".to_string());
         };
         let (stdout, stderr, status) = tokio::join!(
-            read_bounded(&mut out, MAX_GIT_STDOUT),
-            read_bounded(&mut err, MAX_GIT_STDERR),
+            read_bounded(&mut out, MAX_GIT_STDOUT, Keep::Head),
+            read_bounded(&mut err, MAX_GIT_STDERR, Keep::Tail),
             child.wait()
         );
         let status = status.map_err(|e| format!("waiting for git: {e}"))?;
@@ -132,17 +134,43 @@ const MAX_GIT_STDOUT: usize = 256 * 1024 * 1024;
 /// last lines are shown anyway.
 const MAX_GIT_STDERR: usize = 1024 * 1024;
 
-/// Reads `r` to its end, keeping the first `limit` bytes and discarding
-/// the rest (so the child never blocks on a full pipe); true when some
-/// were discarded.
-async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(r: &mut R, limit: usize) -> (Vec<u8>, bool) {
+/// Which end of an over-long output [`read_bounded`] keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Head,
+    /// For stderr: only its last lines are shown, and a secret cut at the
+    /// bound by keeping the head would be left in them half-redacted.
+    Tail,
+}
+
+/// Reads `r` to its end, keeping `limit` bytes of it (its start or its
+/// end) and discarding the rest (so the child never blocks on a full
+/// pipe); true when some were discarded.
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    limit: usize,
+    keep: Keep,
+) -> (Vec<u8>, bool) {
     use tokio::io::AsyncReadExt;
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut over = false;
     loop {
         match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return (kept, over),
+            Ok(0) | Err(_) => {
+                if keep == Keep::Tail && kept.len() > limit {
+                    kept.drain(..kept.len() - limit);
+                }
+                return (kept, over);
+            }
+            Ok(n) if keep == Keep::Tail => {
+                kept.extend_from_slice(&buf[..n]);
+                over |= kept.len() > limit;
+                // Drained in large steps, not on every read.
+                if kept.len() > 2 * limit {
+                    kept.drain(..kept.len() - limit);
+                }
+            }
             Ok(n) => {
                 let room = limit.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
@@ -538,11 +566,16 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let data = vec![b'x'; 300 * 1024];
-        let (kept, over) = rt.block_on(read_bounded(&mut data.as_slice(), 100 * 1024));
+        let mut data = vec![b'x'; 300 * 1024];
+        data.extend_from_slice(b"the end");
+        let (kept, over) = rt.block_on(read_bounded(&mut data.as_slice(), 100 * 1024, Keep::Head));
         assert_eq!((kept.len(), over), (100 * 1024, true));
-        let (kept, over) = rt.block_on(read_bounded(&mut data.as_slice(), data.len()));
+        let (kept, over) = rt.block_on(read_bounded(&mut data.as_slice(), data.len(), Keep::Head));
         assert_eq!((kept.len(), over), (data.len(), false));
+        // stderr keeps its end, where the lines shown are.
+        let (kept, over) = rt.block_on(read_bounded(&mut data.as_slice(), 100 * 1024, Keep::Tail));
+        assert_eq!((kept.len(), over), (100 * 1024, true));
+        assert!(kept.ends_with(b"the end"));
     }
 
     /// Attack: an upstream hook that echoes the agent's commit message
@@ -642,5 +675,12 @@ mod tests {
         let line = format!("{}{secret}", "x".repeat(290));
         let s = summarize(&line, &[secret]);
         assert!(!s.contains("tok-0123"), "{s}");
+        // Nor the header git sends, which holds it encoded.
+        let basic = crate::credentials::basic_value(secret);
+        let s = summarize(
+            &format!("> Authorization: Basic {basic}\nfatal: no"),
+            &[secret],
+        );
+        assert!(!s.contains(&basic[..12]), "{s}");
     }
 }
