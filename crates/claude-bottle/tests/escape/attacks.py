@@ -348,8 +348,10 @@ def r1_ipv6(m):
 
 @case(2)
 def r2_http_no_route(m):
+    # The proxy's own refusal, not any error: a proxy without default deny
+    # that failed to connect would answer 502.
     resp, err = proxy_raw(f"GET http://denied.test/{m} HTTP/1.1\r\nHost: denied.test\r\n\r\n".encode())
-    return refused(resp) if not err else (True, err)
+    return block_reason(resp) == "no-route", f"{resp[:200]!r} {err}"
 
 
 @case(2)
@@ -357,7 +359,7 @@ def r2_connect_no_route(m):
     s, st, head = tunnel("denied.test", 443)
     if s:
         s.close()
-    return st != 200, f"{st} {head[:200]!r}"
+    return block_reason(head) == "no-route", f"{st} {head[:200]!r}"
 
 
 @case(2)
@@ -367,10 +369,12 @@ def r2_curl_no_route(m):
 
 @case(2)
 def r2_unknown_name(m):
+    # A name nothing resolves: refused by the table before any lookup,
+    # not failed by one (a 502 would pass a proxy that tried).
     s, st, head = tunnel(f"{m}.nowhere.test", 443)
     if s:
         s.close()
-    return st != 200, f"{st}"
+    return block_reason(head) == "no-route", f"{st} {head[:200]!r}"
 
 
 # --- row 3: no IP literals, no smuggling ---------------------------------
