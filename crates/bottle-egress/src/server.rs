@@ -892,10 +892,10 @@ pub async fn exchange(
     if !ex.target.tls && !matches!(ex.auth, Auth::None) {
         return Err(Deny::Port.into());
     }
-    // TRACE (and IIS's TRACK) asks the server to send the request back, the
-    // injected credential included, and responses are not scanned: never
-    // with a credential, neither as the method nor as a method-override
-    // header's value. Methods are case-sensitive, but not every server
+    // TRACE (and IIS's TRACK) asks the server to send the whole request
+    // back, the injected credential included, in whatever form it likes
+    // (the echo mask knows a few): never with a credential, neither as the
+    // method nor as a method-override header's value. Methods are case-sensitive, but not every server
     // treats them so.
     let echoing = |m: &str| {
         ["TRACE", "TRACK"]
