@@ -211,7 +211,37 @@ impl Engine {
             .await
             .map_err(api("list containers"))?;
         found.retain(named_for_its_slug);
-        Ok(found)
+        // A container taken by the pinned-name label alone must carry it
+        // as its own, not inherited from its image: a container run from
+        // a `docker commit` of the agent (whose labels the image copied)
+        // under the same name is the user's.
+        let mut kept = Vec::with_capacity(found.len());
+        for c in found {
+            if named_by_the_cli(&c) || !self.label_from_its_image(&c).await {
+                kept.push(c);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Whether the container's image carries the container's own
+    /// [`labels::NAME`] value (so the container inherited it). An image
+    /// that cannot be read counts as carrying it: the container is left.
+    async fn label_from_its_image(&self, c: &ContainerSummary) -> bool {
+        let own = c.labels.as_ref().and_then(|l| l.get(labels::NAME));
+        let Some(image) = c.image_id.as_deref() else {
+            return true;
+        };
+        match self.docker.inspect_image(image).await {
+            Ok(img) => {
+                let from_image = img
+                    .config
+                    .and_then(|cfg| cfg.labels)
+                    .and_then(|l| l.get(labels::NAME).cloned());
+                from_image.is_some() && from_image.as_ref() == own
+            }
+            Err(_) => true,
+        }
     }
 
     /// SIGKILL to a container's main process.
@@ -247,19 +277,26 @@ impl Engine {
 }
 
 /// Whether a container's name is one the CLI gives a bottle of the slug
-/// it is labelled with (`claude-bottle-<slug>` or `…-sidecar`), or the
-/// name the user pinned, which its own label repeats ([`labels::NAME`]).
+/// it is labelled with (`claude-bottle-<slug>` or `…-sidecar`), or, for an
+/// agent, the name the user pinned, which its own label repeats
+/// ([`labels::NAME`]; `labelled_containers` also checks the label is not
+/// inherited).
 pub fn named_for_its_slug(c: &ContainerSummary) -> bool {
     let Some(l) = c.labels.as_ref() else {
         return false;
     };
-    let Some(slug) = l.get(labels::SLUG) else {
+    named_by_the_cli(c)
+        || (l.get(labels::ROLE).is_some_and(|r| r == "agent")
+            && l.get(labels::NAME) == Some(&container_name(c)))
+}
+
+/// Whether a container has a name the CLI derives from its slug label.
+fn named_by_the_cli(c: &ContainerSummary) -> bool {
+    let Some(slug) = c.labels.as_ref().and_then(|l| l.get(labels::SLUG)) else {
         return false;
     };
     let name = container_name(c);
-    name == names::agent_container(slug)
-        || name == names::sidecar_container(slug)
-        || l.get(labels::NAME) == Some(&name)
+    name == names::agent_container(slug) || name == names::sidecar_container(slug)
 }
 
 /// A container's name without the engine's leading `/`.

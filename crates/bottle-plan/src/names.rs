@@ -21,6 +21,24 @@ pub fn derived_image(slug: &str) -> String {
     format!("claude-bottle:cwd-{slug}")
 }
 
+/// An image reference as the engine lists it among an image's tags: with
+/// a tag (`:latest` when none is given) and without Docker Hub's implied
+/// `docker.io/` and `library/`. Teardown finds a pinned `--copy-cwd` tag
+/// by comparing it with those tags, and a tag always holds a `:`, which
+/// no container name can.
+pub fn as_listed(image: &str) -> String {
+    let short = image
+        .strip_prefix("docker.io/library/")
+        .or_else(|| image.strip_prefix("docker.io/"))
+        .unwrap_or(image);
+    let name_part = short.rsplit('/').next().unwrap_or(short);
+    if name_part.contains(':') || name_part.contains('@') {
+        short.to_string()
+    } else {
+        format!("{short}:latest")
+    }
+}
+
 /// The agent name made safe for Docker names: lowercase, `[a-z0-9-]`, no
 /// leading or trailing `-`. Manifest names already are; this guards the
 /// rule in one place.
@@ -66,6 +84,17 @@ pub fn pick_slug(agent: &str, engine: Option<&EngineFacts>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pinned_images_are_named_as_the_engine_lists_them() {
+        assert_eq!(as_listed("myws"), "myws:latest");
+        assert_eq!(as_listed("mine:cwd"), "mine:cwd");
+        assert_eq!(as_listed("docker.io/library/x:y"), "x:y");
+        assert_eq!(as_listed("docker.io/me/x"), "me/x:latest");
+        assert_eq!(as_listed("reg.example:5000/x"), "reg.example:5000/x:latest");
+        assert_eq!(as_listed("reg.example:5000/x:1"), "reg.example:5000/x:1");
+    }
+
     use super::*;
 
     #[test]

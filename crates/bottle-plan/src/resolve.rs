@@ -234,7 +234,8 @@ pub fn resolve(
         .unwrap_or_else(|| format!("claude-bottle/agent:{}", facts.version));
     let derived_image = opts.copy_cwd.then(|| {
         opts.derived_image
-            .clone()
+            .as_deref()
+            .map(names::as_listed)
             .unwrap_or_else(|| names::derived_image(&slug))
     });
 

@@ -155,3 +155,98 @@ fn cleanup_removes_dead_owners_objects_only() {
     assert!(!exists(&kept_net));
     assert!(exists(&live_net));
 }
+
+/// A container named as the user pinned the agent (`CLAUDE_BOTTLE_CONTAINER`)
+/// is the bottle's when the name label is its own, and the user's when it
+/// came with its image (a container run from a `docker commit` of the
+/// agent, whose labels the image copied, under the same name).
+#[test]
+fn a_pinned_name_copied_from_an_image_is_not_the_bottles() {
+    if !docker_ok("a_pinned_name_copied_from_an_image_is_not_the_bottles") {
+        return;
+    }
+    let run = format!("pinned-{}", std::process::id());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let labels = |name: &str| {
+        vec![
+            format!("io.claude-bottle.test={run}"),
+            format!("io.claude-bottle.slug={run}-s"),
+            format!("io.claude-bottle.owner={host}:4194303:1"),
+            "io.claude-bottle.role=agent".to_string(),
+            format!("io.claude-bottle.name={name}"),
+        ]
+    };
+    let copied = format!("copied-{run}");
+    let own = format!("own-{run}");
+    // The committed image: the labels, the copied name among them.
+    let image = format!("claude-bottle-test/committed:{run}");
+    let changes: Vec<String> = labels(&copied)
+        .iter()
+        .flat_map(|l| ["-c".to_string(), format!("LABEL {l}")])
+        .collect();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar cf - -T /dev/null | docker import {} - {image}",
+            changes
+                .iter()
+                .map(|c| format!("'{c}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let created = |args: &[String]| {
+        let o = Command::new("docker").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // The user's: labels only from the image.
+    created(&[
+        "create".into(),
+        "--name".into(),
+        copied.clone(),
+        image.clone(),
+        "/none".into(),
+    ]);
+    // The bottle's: the same labels on the container itself, its own name.
+    let mut args: Vec<String> = vec!["create".into(), "--name".into(), own.clone()];
+    for l in labels(&own) {
+        args.extend(["--label".into(), l]);
+    }
+    args.extend([image.clone(), "/none".into()]);
+    created(&args);
+
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
+        .args(["cleanup", "-y"])
+        .env("HOME", home.path())
+        .env("CLAUDE_BOTTLE_TEST_LABEL", &run)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let there = |name: &str| {
+        Command::new("docker")
+            .args(["container", "inspect", name])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let (copied_there, own_there) = (there(&copied), there(&own));
+    for n in [&copied, &own] {
+        let _ = Command::new("docker").args(["rm", "-f", n]).output();
+    }
+    let _ = Command::new("docker").args(["rmi", &image]).output();
+    assert!(out.status.success(), "{err}");
+    assert!(copied_there, "the user's container was removed: {err}");
+    assert!(!own_there, "the bottle's pinned agent was left: {err}");
+}

@@ -943,7 +943,8 @@ fn pinned_names_are_torn_down() {
     std::fs::create_dir(&proj).unwrap();
     std::fs::write(proj.join("main.rs"), "fn main() {}\n").unwrap();
     let container = format!("pinned-agent-{run}");
-    let image = format!("pinned-image:{run}");
+    // No tag: the engine lists it as `…:latest`, and teardown must too.
+    let image = format!("pinned-image-{run}");
     let out = h
         .cli(&[
             "start",
@@ -963,7 +964,7 @@ fn pinned_names_are_torn_down() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout, "main.rs\n", "{stderr}");
     assert!(
-        stderr.contains(&format!("`{image}`")),
+        stderr.contains(&format!("`{image}:latest`")),
         "the pinned tag was built: {stderr}"
     );
     assert_eq!(leftovers(&run), Vec::<String>::new(), "{stderr}");
