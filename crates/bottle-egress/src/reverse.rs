@@ -4,6 +4,11 @@
 //! The agent is pointed here through `ANTHROPIC_BASE_URL` / `OPENAI_BASE_URL`
 //! with a placeholder token; only the path prefix and the credential change.
 
+use http::HeaderMap;
+
+use crate::error::Deny;
+use crate::route::{has_path_override, method_overrides};
+
 /// A model API the proxy fronts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -61,14 +66,6 @@ const OPENAI_ENDPOINTS: &[(&[&str], &str)] = &[
     (&["GET"], "/v1/models"),
 ];
 
-/// Why a reverse-proxied request may not go: the path is not a model
-/// endpoint, or the method is not one it takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    Path,
-    Method,
-}
-
 impl Provider {
     fn endpoints(self) -> &'static [(&'static [&'static str], &'static str)] {
         match self {
@@ -90,7 +87,7 @@ impl Provider {
     /// backslash or an empty segment is no model endpoint (the API's own
     /// paths have none), so no spelling reaches another endpoint through
     /// the upstream's normalisation.
-    pub fn allows(self, method: &str, path_and_query: &str) -> Result<(), Refused> {
+    pub fn allows(self, method: &str, path_and_query: &str) -> Result<(), Deny> {
         let path = path_and_query
             .split_once('?')
             .map_or(path_and_query, |(p, _)| p);
@@ -113,11 +110,27 @@ impl Provider {
             }
             found = true;
         }
-        Err(if found {
-            Refused::Method
-        } else {
-            Refused::Path
-        })
+        Err(if found { Deny::Method } else { Deny::Path })
+    }
+
+    /// [`Provider::allows`] for a request, also for the headers some
+    /// frameworks take as its real method or path, as routes are held to
+    /// them ([`crate::route::Route::check_request`]).
+    pub fn check_request(
+        self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), Deny> {
+        self.allows(method, path_and_query)?;
+        if has_path_override(headers) {
+            return Err(Deny::Path);
+        }
+        for v in method_overrides(headers, path_and_query) {
+            let m = v.ok_or(Deny::Method)?;
+            self.allows(&m.trim().to_ascii_uppercase(), path_and_query)?;
+        }
+        Ok(())
     }
 }
 
@@ -131,8 +144,8 @@ mod tests {
         assert_eq!(a.allows("POST", "/v1/messages?beta=true"), Ok(()));
         assert_eq!(a.allows("POST", "/v1/messages/count_tokens"), Ok(()));
         assert_eq!(a.allows("GET", "/v1/models/claude-x"), Ok(()));
-        assert_eq!(a.allows("GET", "/v1/messages"), Err(Refused::Method));
-        assert_eq!(a.allows("DELETE", "/v1/models"), Err(Refused::Method));
+        assert_eq!(a.allows("GET", "/v1/messages"), Err(Deny::Method));
+        assert_eq!(a.allows("DELETE", "/v1/models"), Err(Deny::Method));
         for path in [
             "/api/oauth/claude_cli/create_api_key",
             "/v1/messages/../../api/oauth/claude_cli/create_api_key",
@@ -147,7 +160,7 @@ mod tests {
             "/",
             "",
         ] {
-            assert_eq!(a.allows("POST", path), Err(Refused::Path), "{path}");
+            assert_eq!(a.allows("POST", path), Err(Deny::Path), "{path}");
         }
         let o = Provider::Openai;
         assert_eq!(o.allows("POST", "/v1/chat/completions"), Ok(()));
@@ -158,7 +171,7 @@ mod tests {
             "/v1/organization/admin_api_keys",
             "/v1/chat/completions/../../organization/invites",
         ] {
-            assert_eq!(o.allows("POST", path), Err(Refused::Path), "{path}");
+            assert_eq!(o.allows("POST", path), Err(Deny::Path), "{path}");
         }
     }
 

@@ -665,29 +665,9 @@ async fn own(
         let host = provider.host();
         info.host = Some(host.to_string());
         let token = token.ok_or(Deny::NoRoute)?;
-        // Also the method and path headers some frameworks honour in place
-        // of the request's own, as routes are held to them.
-        let overrides = crate::route::method_overrides(req.headers(), &upstream_pq);
-        let path_override = crate::route::has_path_override(req.headers());
         provider
-            .allows(req.method().as_str(), &upstream_pq)
-            .and(match path_override {
-                true => Err(reverse::Refused::Path),
-                false => Ok(()),
-            })
-            .and_then(|()| {
-                overrides.iter().try_for_each(|v| match v {
-                    Some(m) => provider.allows(&m.trim().to_ascii_uppercase(), &upstream_pq),
-                    None => Err(reverse::Refused::Method),
-                })
-            })
-            .map_err(|r| {
-                let deny = match r {
-                    reverse::Refused::Path => Deny::Path,
-                    reverse::Refused::Method => Deny::Method,
-                };
-                Failure::with_rule(deny, provider.name())
-            })?;
+            .check_request(req.method().as_str(), &upstream_pq, req.headers())
+            .map_err(|deny| Failure::with_rule(deny, provider.name()))?;
         let kind = HostKind::Name(host.to_string());
         let target = Target {
             host: host.to_string(),
