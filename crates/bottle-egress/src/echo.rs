@@ -42,7 +42,10 @@ const MASK: u8 = b'*';
 
 /// The values a response to one request must not carry.
 pub struct EchoMask {
+    /// The forms without a NUL first, then the UTF-16 and UTF-32 ones.
     needles: Vec<Zeroizing<Vec<u8>>>,
+    /// How many forms hold no NUL: the ones a header value can hold.
+    narrow: usize,
     longest: usize,
     /// Bytes a value may hold: the end of a chunk made of these waits for
     /// the next one. A fixed set (plus any other byte of a value), so what
@@ -138,6 +141,8 @@ impl EchoMask {
                 }
             }
         }
+        needles.sort_by_key(|n| n.contains(&0));
+        let narrow = needles.iter().take_while(|n| !n.contains(&0)).count();
         let longest = needles.iter().map(|n| n.len()).max()?;
         let mut alphabet = [false; 256];
         for &b in ALPHABET.iter().chain(needles.iter().flat_map(|n| n.iter())) {
@@ -145,6 +150,7 @@ impl EchoMask {
         }
         Some(EchoMask {
             needles,
+            narrow,
             longest,
             alphabet,
         })
@@ -195,9 +201,9 @@ impl EchoMask {
     /// no NUL, so the UTF-16 and UTF-32 forms are not looked for there.
     pub fn mask_headers(&self, headers: &mut HeaderMap) {
         for v in headers.values_mut() {
-            let found = self
-                .fitting(v.len())
-                .filter(|n| !n.contains(&0))
+            let found = self.needles[..self.narrow]
+                .iter()
+                .filter(|n| n.len() <= v.len())
                 .any(|n| memchr::memmem::find(v.as_bytes(), n).is_some());
             if !found {
                 continue;
