@@ -383,6 +383,42 @@ mod tests {
         assert_eq!(out, b"tail ghp_Ech");
     }
 
+    /// Trailers come after the body and could quote the credential: a
+    /// masked body ends without them.
+    #[tokio::test]
+    async fn trailers_are_dropped() {
+        struct WithTrailers(std::collections::VecDeque<Frame<Bytes>>);
+        impl HttpBody for WithTrailers {
+            type Data = Bytes;
+            type Error = BoxError;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                Poll::Ready(self.0.pop_front().map(Ok))
+            }
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert(
+            "x-debug",
+            HeaderValue::from_bytes(&[b"token ".as_slice(), TOKEN].concat()).unwrap(),
+        );
+        let inner = WithTrailers(
+            [
+                Frame::data(Bytes::from_static(b"body")),
+                Frame::trailers(trailers),
+            ]
+            .into(),
+        )
+        .boxed();
+        let out = MaskedBody::new(inner, Arc::new(mask()))
+            .collect()
+            .await
+            .unwrap();
+        assert!(out.trailers().is_none());
+        assert_eq!(out.to_bytes(), Bytes::from_static(b"body"));
+    }
+
     #[test]
     fn values_too_short_are_not_masked() {
         assert!(EchoMask::new([b"short".as_slice()]).is_none());

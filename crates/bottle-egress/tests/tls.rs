@@ -538,6 +538,7 @@ async fn an_echo_of_the_injected_token_reaches_the_agent_masked() {
             &[
                 ("host", &host),
                 ("accept-encoding", "gzip, br"),
+                ("accept-charset", "utf-16"),
                 ("x-test-echo", "1"),
             ],
             "",
@@ -551,6 +552,8 @@ async fn an_echo_of_the_injected_token_reaches_the_agent_masked() {
         "the upstream got the real token"
     );
     assert_eq!(seen[0].headers["accept-encoding"], "identity");
+    // A charset the agent picks could carry the echo in a form not masked.
+    assert!(seen[0].headers.get("accept-charset").is_none());
     let stars = "*".repeat("ghp_realtoken123456".len());
     assert!(
         body.contains(&format!("authorization: Bearer {stars}\n")),
