@@ -1027,7 +1027,7 @@ def r6_private_key(m):
 def dlp_refusal(head):
     """A refusal by DLP itself: a 502 (say) would mean the proxy tried the
     name, and so looked it up."""
-    return status(head) == 403 and b"x-claude-bottle-block: dlp" in head.lower()
+    return block_reason(head) == "dlp"
 
 
 @case(6)
