@@ -332,9 +332,9 @@ mod tests {
         EchoMask::new([TOKEN, b"short".as_slice()]).unwrap()
     }
 
-    /// A body that yields the given chunks one frame each, as an upstream
+    /// A body that yields the given frames one by one, as an upstream
     /// writing them one after the other would.
-    struct Chunks(std::collections::VecDeque<Bytes>);
+    struct Chunks(std::collections::VecDeque<Frame<Bytes>>);
 
     impl HttpBody for Chunks {
         type Data = Bytes;
@@ -344,12 +344,18 @@ mod tests {
             mut self: Pin<&mut Self>,
             _: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+            Poll::Ready(self.0.pop_front().map(Ok))
         }
     }
 
     async fn through(chunks: &[&[u8]]) -> Vec<u8> {
-        let inner = Chunks(chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect()).boxed();
+        let inner = Chunks(
+            chunks
+                .iter()
+                .map(|c| Frame::data(Bytes::copy_from_slice(c)))
+                .collect(),
+        )
+        .boxed();
         MaskedBody::new(inner, Arc::new(mask()))
             .collect()
             .await
@@ -387,23 +393,12 @@ mod tests {
     /// masked body ends without them.
     #[tokio::test]
     async fn trailers_are_dropped() {
-        struct WithTrailers(std::collections::VecDeque<Frame<Bytes>>);
-        impl HttpBody for WithTrailers {
-            type Data = Bytes;
-            type Error = BoxError;
-            fn poll_frame(
-                mut self: Pin<&mut Self>,
-                _: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-                Poll::Ready(self.0.pop_front().map(Ok))
-            }
-        }
         let mut trailers = HeaderMap::new();
         trailers.insert(
             "x-debug",
             HeaderValue::from_bytes(&[b"token ".as_slice(), TOKEN].concat()).unwrap(),
         );
-        let inner = WithTrailers(
+        let inner = Chunks(
             [
                 Frame::data(Bytes::from_static(b"body")),
                 Frame::trailers(trailers),
