@@ -905,6 +905,14 @@ pub async fn exchange(
     };
     let client_upgrade = ws.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    // Before any check: a header `Connection` names is removed on the way
+    // up, so a check that saw it (a `Content-Type` the form guard reads)
+    // would judge another request than the one the upstream gets.
+    strip_hop_by_hop(&mut parts.headers);
+    // The proxy never waits for `100 Continue` (hyper sends the body at
+    // once): an upstream that answered the expectation early would read
+    // the body as the next request on the connection.
+    parts.headers.remove(header::EXPECT);
     if let Some(route) = &ex.route {
         route
             .check_request(
@@ -955,7 +963,6 @@ pub async fn exchange(
         scan::scan_headers(dlp, &mut parts.headers, skip, &mut verdict)
             .map_err(|rule| Failure::with_rule(Deny::Dlp, rule))?;
     }
-    strip_hop_by_hop(&mut parts.headers);
     if ws {
         set_upgrade_headers(&mut parts.headers);
         if dlp.active() {
