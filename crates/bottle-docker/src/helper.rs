@@ -30,10 +30,25 @@ pub const NO_USER: u8 = 98;
 /// The image has no system trust store the CA could be added to (the CA
 /// bundle the agent's variables name still has it).
 pub const NO_STORE: u8 = 95;
+/// An interface other than `lo` has an IPv6 address (see [`ipv6_beyond_loopback`]).
+pub const IPV6_ON: u8 = 94;
+/// Printed on stderr by the files step when the agent user cannot write
+/// `/workspace` (the image has none, and the engine made it root's).
+pub const WORKSPACE_UNWRITABLE: &str = "claude-bottle: /workspace is not writable";
 
-/// The system roots the CA bundle starts from, and the store the CA is added
-/// to (Debian's path; also Alpine's and BusyBox images').
-pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Where images keep the system roots, the first that exists being the one
+/// the CA bundle starts from and the store the CA is added to: Debian's
+/// (also Alpine's and BusyBox images'), Fedora/RHEL's, openSUSE's, and
+/// the one some minimal images have.
+pub const SYSTEM_ROOTS: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Where the kernel lists a network namespace's IPv6 addresses.
+pub const IF_INET6: &str = "/proc/net/if_inet6";
 /// Most input a step takes on stdin (the staging archive holds the prompt).
 const MAX_INPUT: usize = 64 * 1024 * 1024;
 
@@ -57,11 +72,24 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     let result = match args {
         [op, len] if op == "files" => match input(len) {
-            Ok(tar) => return files(&tar, Path::new("/etc/passwd"), Path::new(RUN_DIR)),
+            Ok(tar) => {
+                let inet6 = std::fs::read_to_string(IF_INET6).unwrap_or_default();
+                if let Some(interface) = ipv6_beyond_loopback(&inet6) {
+                    eprintln!("IPv6 on {interface}");
+                    return ExitCode::from(IPV6_ON);
+                }
+                let roots = system_roots(&SYSTEM_ROOTS.map(Path::new));
+                let done = files(&tar, Path::new("/etc/passwd"), Path::new(RUN_DIR), roots);
+                if !is_writable(Path::new("/workspace")) {
+                    eprintln!("{WORKSPACE_UNWRITABLE}");
+                }
+                return done;
+            }
             Err(e) => Err(e),
         },
         [op, len] if op == "add-ca" => {
-            match input(len).and_then(|ca| add_ca(&ca, Path::new(SYSTEM_BUNDLE))) {
+            let store = system_roots(&SYSTEM_ROOTS.map(Path::new));
+            match input(len).and_then(|ca| store.map_or(Ok(false), |s| add_ca(&ca, s))) {
                 Ok(false) => return ExitCode::from(NO_STORE),
                 other => other.map(|_| ()),
             }
@@ -77,10 +105,49 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
+/// The first interface other than `lo` with an IPv6 address, from the text
+/// of `/proc/net/if_inet6` (address, index, prefix, scope, flags, name).
+/// The agent's only network has no IPv6, but engines have left it on
+/// (Docker 26.0.0–26.0.1 gave containers on IPv4-only networks a
+/// link-local address, and `DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE` still
+/// does); over it the bridge's host side can answer, past the internal
+/// network's `inhibit_ipv4`. A line that does not parse counts as such an
+/// interface.
+pub fn ipv6_beyond_loopback(if_inet6: &str) -> Option<String> {
+    if_inet6
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().nth(5).unwrap_or("?"))
+        .find(|name| *name != "lo")
+        .map(str::to_string)
+}
+
+/// The first of `candidates` that is a file (see [`SYSTEM_ROOTS`]).
+fn system_roots<'a>(candidates: &[&'a Path]) -> Option<&'a Path> {
+    candidates.iter().copied().find(|p| p.is_file())
+}
+
+/// Whether this process may create files in `dir`: a probe file made and
+/// removed (the script asks `[ -w ]`; no `access(2)` without unsafe code).
+fn is_writable(dir: &Path) -> bool {
+    let probe = dir.join(".claude-bottle-probe");
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)
+        .is_ok();
+    if made {
+        let _ = std::fs::remove_file(&probe);
+    }
+    made
+}
+
 /// Print the agent user's `passwd` line, put the staging archive's `run/*`
 /// into `run_dir` and `home/*` into the user's home with the archive's
-/// modes, and build `ca-bundle.pem` when `ca.pem` came.
-fn files(tar: &[u8], passwd: &Path, run_dir: &Path) -> ExitCode {
+/// modes, and build `ca-bundle.pem` when `ca.pem` came, from the system
+/// roots at `roots`.
+fn files(tar: &[u8], passwd: &Path, run_dir: &Path, roots: Option<&Path>) -> ExitCode {
     // The first uid-1000 line, and its home must be a folder: as the
     // script's `getent`/`grep -m1`.
     let text = std::fs::read_to_string(passwd).unwrap_or_default();
@@ -92,7 +159,7 @@ fn files(tar: &[u8], passwd: &Path, run_dir: &Path) -> ExitCode {
     };
     println!("{line}");
     let _ = std::io::stdout().flush();
-    match unpack(tar, run_dir, Path::new(&home)) {
+    match unpack(tar, run_dir, Path::new(&home), roots) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agent-helper: {e}");
@@ -101,7 +168,7 @@ fn files(tar: &[u8], passwd: &Path, run_dir: &Path) -> ExitCode {
     }
 }
 
-fn unpack(tar: &[u8], run_dir: &Path, home: &Path) -> Result<(), String> {
+fn unpack(tar: &[u8], run_dir: &Path, home: &Path, roots: Option<&Path>) -> Result<(), String> {
     let mut archive = tar::Archive::new(tar);
     let entries = archive.entries().map_err(|e| format!("archive: {e}"))?;
     let mut ca = None;
@@ -124,7 +191,9 @@ fn unpack(tar: &[u8], run_dir: &Path, home: &Path) -> Result<(), String> {
         }
     }
     if let Some(ca) = ca {
-        let mut bundle = std::fs::read(SYSTEM_BUNDLE).unwrap_or_default();
+        let mut bundle = roots
+            .and_then(|r| std::fs::read(r).ok())
+            .unwrap_or_default();
         if !bundle.is_empty() && !bundle.ends_with(b"\n") {
             bundle.push(b'\n');
         }
@@ -241,14 +310,19 @@ mod tests {
             ("run/ca.pem", b"CA\n", 0o644),
             ("home/.gitconfig", b"[user]\n", 0o644),
         ]);
-        assert_eq!(files(&tar, &passwd, &run), ExitCode::SUCCESS);
+        let roots = d.path().join("ca-bundle.crt");
+        std::fs::write(&roots, "ROOTS").unwrap();
+        assert_eq!(files(&tar, &passwd, &run, Some(&roots)), ExitCode::SUCCESS);
         assert_eq!(std::fs::read(run.join("env")).unwrap(), b"A=1\n");
         assert_eq!(mode(&run.join("env")), 0o600);
         assert_eq!(mode(&run.join("ca.pem")), 0o644);
         assert_eq!(std::fs::read(home.join(".gitconfig")).unwrap(), b"[user]\n");
         assert_eq!(mode(&home.join(".gitconfig")), 0o644);
         let bundle = std::fs::read(run.join("ca-bundle.pem")).unwrap();
-        assert!(bundle.ends_with(b"CA\n"));
+        assert_eq!(
+            bundle, b"ROOTS\nCA\n",
+            "the system roots, then the bottle's CA"
+        );
         assert_eq!(mode(&run.join("ca-bundle.pem")), 0o644);
         assert!(!run.join("env.claude-bottle").exists(), "no temporary left");
     }
@@ -259,7 +333,10 @@ mod tests {
         let passwd = d.path().join("passwd");
         std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
         let tar = tar_of(&[("run/env", b"A=1\n", 0o600)]);
-        assert_eq!(files(&tar, &passwd, d.path()), ExitCode::from(NO_USER));
+        assert_eq!(
+            files(&tar, &passwd, d.path(), None),
+            ExitCode::from(NO_USER)
+        );
         let home = d.path().join("home");
         std::fs::create_dir(&home).unwrap();
         // The first uid-1000 line counts, as `getent`/`grep -m1` in the
@@ -274,7 +351,10 @@ agent:x:1000:1000::{}:/bin/sh
             ),
         )
         .unwrap();
-        assert_eq!(files(&tar, &passwd, d.path()), ExitCode::from(NO_USER));
+        assert_eq!(
+            files(&tar, &passwd, d.path(), None),
+            ExitCode::from(NO_USER)
+        );
         std::fs::write(
             &passwd,
             format!("agent:x:1000:1000::{}:/bin/sh\n", home.display()),
@@ -292,12 +372,39 @@ agent:x:1000:1000::{}:/bin/sh
             b.append(&h, &b"x"[..]).unwrap();
             let tar = b.into_inner().unwrap();
             assert_eq!(
-                files(&tar, &passwd, d.path()),
+                files(&tar, &passwd, d.path(), None),
                 ExitCode::from(FILES_FAILED),
                 "{name}"
             );
         }
         assert!(!d.path().parent().unwrap().join("escape").exists());
+    }
+
+    #[test]
+    fn the_roots_are_the_first_store_there_is() {
+        let d = tempfile::tempdir().unwrap();
+        let (debian, fedora) = (d.path().join("debian.crt"), d.path().join("fedora.crt"));
+        std::fs::write(&fedora, "ROOTS").unwrap();
+        let candidates = [debian.as_path(), fedora.as_path()];
+        assert_eq!(system_roots(&candidates), Some(fedora.as_path()));
+        std::fs::write(&debian, "ROOTS").unwrap();
+        assert_eq!(system_roots(&candidates), Some(debian.as_path()));
+        assert_eq!(system_roots(&[d.path()]), None, "a folder is no store");
+        assert!(SYSTEM_ROOTS.contains(&"/etc/pki/tls/certs/ca-bundle.crt"));
+    }
+
+    #[test]
+    fn ipv6_is_allowed_on_loopback_only() {
+        let lo = "00000000000000000000000000000001 01 80 10 80       lo\n";
+        assert_eq!(ipv6_beyond_loopback(""), None, "IPv6 off: nothing listed");
+        assert_eq!(ipv6_beyond_loopback(lo), None);
+        assert_eq!(ipv6_beyond_loopback(&format!("{lo}\n")), None);
+        let eth0 = "fe80000000000000004242fffeac1202 2a 40 20 80     eth0\n";
+        assert_eq!(
+            ipv6_beyond_loopback(&format!("{lo}{eth0}")).as_deref(),
+            Some("eth0")
+        );
+        assert_eq!(ipv6_beyond_loopback("garbage\n").as_deref(), Some("?"));
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct Installed {
     pub start_refs: Option<Result<StartRefs, String>>,
     /// Said to the user: e.g. the image has no system trust store.
     pub warnings: Vec<String>,
+    /// Whether the agent user could write `/workspace` before [`install`]
+    /// gave it to that user.
+    pub workspace_writable: bool,
 }
 
 /// Write the bottle's files into the agent container. Each exec is a
@@ -161,11 +164,17 @@ pub async fn install(
     };
     if !stored {
         installed.warnings.push(format!(
-            "the agent image has no writable system trust store (`{}`): programs that read only \
-             that file will not trust the bottle's CA; those that honour SSL_CERT_FILE, \
-             NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE or GIT_SSL_CAINFO do",
-            helper::SYSTEM_BUNDLE
+            "the agent image has no writable system trust store (looked for {}): programs that \
+             read only that file will not trust the bottle's CA; those that honour \
+             SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE or GIT_SSL_CAINFO do",
+            helper::SYSTEM_ROOTS.map(|r| format!("`{r}`")).join(", ")
         ));
+    }
+    // An image without `/workspace` gets one from the engine (the working
+    // directory), root's and 0755: the agent could not clone or write in
+    // it. Root here has no capability to chown it; the archive API can.
+    if !installed.workspace_writable {
+        give_workspace_to_agent(engine, container).await?;
     }
     // Skills go to the home the exec found, through the archive API (a
     // tree, possibly large); the engine would not run that call alongside
@@ -230,7 +239,7 @@ fn files_failed(reason: String) -> EngineError {
 }
 
 /// The agent user's files from the staging archive `tar` (see
-/// [`AGENT_FILES_SCRIPT`]); with `snapshot` (scripts only) the workspace's
+/// [`agent_files_script`]); with `snapshot` (scripts only) the workspace's
 /// refs too.
 async fn agent_files(
     engine: &Engine,
@@ -241,8 +250,8 @@ async fn agent_files(
 ) -> Result<Step<Installed>, EngineError> {
     let snapshot = snapshot && matches!(via, Via::Script);
     let script = match snapshot {
-        true => format!("{AGENT_FILES_SCRIPT}\n{SNAPSHOT_SCRIPT}"),
-        false => AGENT_FILES_SCRIPT.to_string(),
+        true => format!("{}\n{SNAPSHOT_SCRIPT}", agent_files_script()),
+        false => agent_files_script(),
     };
     let run = exec::run(engine, container, via.exec(script, "files", "1000", tar));
     let out = tokio::time::timeout(crate::outbox::SNAPSHOT_TIMEOUT, run)
@@ -267,6 +276,19 @@ async fn agent_files(
                 out.stderr_text().trim()
             )));
         }
+        c if c == i64::from(helper::IPV6_ON) => {
+            return Err(EngineError::Api {
+                what: "check the agent's network",
+                reason: format!(
+                    "the engine left IPv6 on in the agent container ({}); over it the \
+                     bridge's host side can answer past the internal network's isolation, \
+                     so the bottle is not started (Docker 26.0.0 and 26.0.1 do this, as does \
+                     any engine run with DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE; use another \
+                     engine version or unset that variable)",
+                    out.stderr_text().trim()
+                ),
+            });
+        }
         _ => {}
     }
     let text = out.stdout_text();
@@ -290,6 +312,7 @@ async fn agent_files(
         home,
         start_refs,
         warnings: Vec::new(),
+        workspace_writable: !out.stderr_text().contains(helper::WORKSPACE_UNWRITABLE),
     }))
 }
 
@@ -318,6 +341,17 @@ pub async fn bring_helper(engine: &Engine, container: &str) -> Result<(), Engine
     b.append_data(&mut h, helper::PATH.trim_start_matches('/'), file)
         .map_err(unreadable)?;
     let archive = b.into_inner().map_err(|e| failed(e.to_string()))?;
+    extract_at_root(engine, container, archive, "copy the helper into the agent").await
+}
+
+/// Extract `archive` at the container's `/`, with its entries' owners and
+/// modes (the engine does it as root, capabilities or not).
+async fn extract_at_root(
+    engine: &Engine,
+    container: &str,
+    archive: Vec<u8>,
+    what: &'static str,
+) -> Result<(), EngineError> {
     engine
         .docker
         .upload_to_container(
@@ -329,18 +363,39 @@ pub async fn bring_helper(engine: &Engine, container: &str) -> Result<(), Engine
             bollard::body_full(archive.into()),
         )
         .await
-        .map_err(crate::engine::api("copy the helper into the agent"))
+        .map_err(crate::engine::api(what))
 }
 
-/// Run as the agent user with [`staging_archive`] on stdin: prints the
-/// user's `passwd` line, puts `run/*` into the run folder and `home/*` into
-/// the user's home (with their modes), and builds the CA bundle (the system
-/// roots plus ours). Exit 98: no such user; 97: a file could not be
-/// written; 96: a tool is missing (see [`crate::helper`]). Root has no capabilities here and cannot enter the 0700 tmpfs,
-/// hence the agent user.
-const AGENT_FILES_SCRIPT: &str = r#"
-for c in head tar mv chmod cat cut rm mkdir cp; do command -v "$c" >/dev/null 2>&1 || exit 96; done
-command -v getent >/dev/null 2>&1 || command -v grep >/dev/null 2>&1 || exit 96
+/// A shell function: status 1, and the interface on stderr, when the
+/// `if_inet6` file `$1` lists an address on an interface other than `lo`
+/// (the script's [`helper::ipv6_beyond_loopback`]). Builtins only.
+const IPV6_CHECK: &str = r#"only_loopback_ipv6() {
+  [ -r "$1" ] || return 0
+  while read -r a _i _p _s _f n; do
+    if [ -n "$a" ] && [ "$n" != lo ]; then printf 'IPv6 on %s\n' "${n:-?}" >&2; return 1; fi
+  done < "$1"
+  return 0
+}"#;
+
+/// Run as the agent user with [`staging_archive`] on stdin: refuses to go
+/// on when the agent has IPv6 beyond loopback, prints the user's `passwd`
+/// line, puts `run/*` into the run folder and `home/*` into the user's
+/// home (with their modes), builds the CA bundle (the system roots, the
+/// first of [`helper::SYSTEM_ROOTS`] there is, plus ours), and says when
+/// `/workspace` is not the user's to write. Exit 98: no such user; 97: a
+/// file could not be written; 96: a tool is missing (see
+/// [`crate::helper`]); 94: IPv6. Root has no capabilities here and cannot
+/// enter the 0700 tmpfs, hence the agent user.
+fn agent_files_script() -> String {
+    let roots = helper::SYSTEM_ROOTS.join(" ");
+    let (needs, ipv6, if_inet6) = (helper::NEEDS_HELPER, helper::IPV6_ON, helper::IF_INET6);
+    let unwritable = helper::WORKSPACE_UNWRITABLE;
+    format!(
+        r#"
+for c in head tar mv chmod cat cut rm mkdir cp; do command -v "$c" >/dev/null 2>&1 || exit {needs}; done
+command -v getent >/dev/null 2>&1 || command -v grep >/dev/null 2>&1 || exit {needs}
+{IPV6_CHECK}
+only_loopback_ipv6 {if_inet6} || exit {ipv6}
 line=$(getent passwd 1000 2>/dev/null || grep -m1 '^[^:]*:[^:]*:1000:' /etc/passwd) || exit 98
 home=$(printf '%s' "$line" | cut -d: -f6)
 [ -n "$home" ] && [ -d "$home" ] || exit 98
@@ -352,7 +407,8 @@ printf '%s\n' "$line"
   chmod 0600 env prompt.md
   if [ -f ca.pem ]; then
     chmod 0644 ca.pem
-    cat /etc/ssl/certs/ca-certificates.crt ca.pem > ca-bundle.pem 2>/dev/null || cp ca.pem ca-bundle.pem
+    roots=; for r in {roots}; do if [ -f "$r" ]; then roots=$r; break; fi; done
+    cat "$roots" ca.pem > ca-bundle.pem 2>/dev/null || cp ca.pem ca-bundle.pem
     chmod 0644 ca-bundle.pem
   fi
   # tar as a user applies the umask to the archive's modes: set them again.
@@ -360,9 +416,12 @@ printf '%s\n' "$line"
   for f in .staging/home/.[!.]*; do if [ -f "$f" ]; then mv -f "$f" "$home/"; fi; done
   rm -rf .staging
 ) || exit 97
-"#;
+[ -w /workspace ] || printf '%s\n' '{unwritable}' >&2
+"#
+    )
+}
 
-/// The files for [`AGENT_FILES_SCRIPT`]: under `run/`, `env` and
+/// The files for [`agent_files_script`]: under `run/`, `env` and
 /// `prompt.md` (0600) and `ca.pem` (0644) when a route intercepts; under
 /// `home/`, Claude Code's config (`.claude.json`, 0600) and git's
 /// (`.gitconfig`, 0644) when there is anything to say.
@@ -413,14 +472,17 @@ async fn add_to_system_store(
     // Replaced by a rename where the folder allows it, so the agent
     // user building its bundle from this file at the same moment reads
     // the old file or the new one, never half a certificate.
-    let script = "for c in head cat mv; do command -v \"$c\" >/dev/null 2>&1 || exit 96; done; \
-        f=/etc/ssl/certs/ca-certificates.crt; \
-        if [ -w \"$f\" ] && [ -w \"${f%/*}\" ]; then cat \"$f\" - > \"$f.claude-bottle\" && mv -f \"$f.claude-bottle\" \"$f\"; \
-        elif [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; exit 95; fi";
+    let script = format!(
+        "for c in head cat mv; do command -v \"$c\" >/dev/null 2>&1 || exit 96; done; \
+        f=; for r in {}; do if [ -f \"$r\" ]; then f=$r; break; fi; done; \
+        if [ -n \"$f\" ] && [ -w \"$f\" ] && [ -w \"${{f%/*}}\" ]; then cat \"$f\" - > \"$f.claude-bottle\" && mv -f \"$f.claude-bottle\" \"$f\"; \
+        elif [ -n \"$f\" ] && [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; exit 95; fi",
+        helper::SYSTEM_ROOTS.join(" ")
+    );
     let out = exec::run(
         engine,
         container,
-        via.exec(script.into(), "add-ca", "0", ca.as_bytes()),
+        via.exec(script, "add-ca", "0", ca.as_bytes()),
     )
     .await?;
     match out.code {
@@ -432,6 +494,29 @@ async fn add_to_system_store(
             reason: out.stderr_text(),
         }),
     }
+}
+
+/// Make `/workspace` the agent user's (uid/gid 1000, 0755) through the
+/// archive API: one folder entry, extracted by the engine with its owner.
+async fn give_workspace_to_agent(engine: &Engine, container: &str) -> Result<(), EngineError> {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(0);
+    h.set_mode(0o755);
+    h.set_uid(1000);
+    h.set_gid(1000);
+    h.set_entry_type(tar::EntryType::Directory);
+    let mut b = tar::Builder::new(Vec::new());
+    let archive = b
+        .append_data(&mut h, "workspace/", std::io::empty())
+        .and_then(|()| b.into_inner())
+        .map_err(|e| files_failed(format!("the workspace entry: {e}")))?;
+    extract_at_root(
+        engine,
+        container,
+        archive,
+        "give /workspace to the agent user",
+    )
+    .await
 }
 
 /// Clone a declared repo into `/workspace/<name>` as the agent user. The
@@ -544,11 +629,58 @@ mod tests {
         // The check comes before anything is read or written.
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(AGENT_FILES_SCRIPT)
+            .arg(agent_files_script())
             .env("PATH", "/nonexistent")
             .output()
             .unwrap();
         assert_eq!(out.status.code().map(i64::from), Some(helper::NEEDS_HELPER));
+    }
+
+    #[test]
+    fn the_scripts_ipv6_check_allows_loopback_only() {
+        let d = tempfile::tempdir().unwrap();
+        let check = |text: Option<&str>| {
+            let f = d.path().join("if_inet6");
+            let _ = std::fs::remove_file(&f);
+            if let Some(t) = text {
+                std::fs::write(&f, t).unwrap();
+            }
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("{IPV6_CHECK}\nonly_loopback_ipv6 \"$1\""))
+                .arg("sh")
+                .arg(&f)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let lo = "00000000000000000000000000000001 01 80 10 80       lo\n";
+        let eth0 = "fe80000000000000004242fffeac1202 2a 40 20 80     eth0\n";
+        assert_eq!(
+            check(None),
+            (Some(0), String::new()),
+            "no IPv6 in the kernel"
+        );
+        assert_eq!(check(Some("")), (Some(0), String::new()));
+        assert_eq!(check(Some(&format!("{lo}\n"))), (Some(0), String::new()));
+        assert_eq!(
+            check(Some(&format!("{lo}{eth0}"))),
+            (Some(1), "IPv6 on eth0\n".to_string())
+        );
+        assert_eq!(
+            check(Some("garbage\n")),
+            (Some(1), "IPv6 on ?\n".to_string())
+        );
+        // The script runs it, and stops with its own code.
+        let script = agent_files_script();
+        assert!(script.contains(&format!(
+            "only_loopback_ipv6 {} || exit {}",
+            helper::IF_INET6,
+            helper::IPV6_ON
+        )));
     }
 
     #[test]

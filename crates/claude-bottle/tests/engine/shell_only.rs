@@ -2,7 +2,9 @@
 //! 1000, a home directory and a shell; the CLI brings what it needs. The
 //! image here has exactly that (dash, its libc, `/etc/passwd`, a home) plus
 //! the stand-in `claude`, which is a shell script: no `sleep` to keep the
-//! container up, no `head`, `tar`, `cat`, `mv` or `grep` for provisioning.
+//! container up, no `head`, `tar`, `cat`, `mv` or `grep` for provisioning,
+//! no `/workspace` (the engine makes it, root's), and its system roots
+//! where Fedora keeps them.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -27,6 +29,18 @@ fn build_shell_only(tag: &str) -> Image {
     .unwrap();
     std::fs::create_dir(ctx.path().join("home")).unwrap();
     std::fs::write(ctx.path().join("home/.profile"), "").unwrap();
+    // System roots where Fedora keeps them (two stand-in certificates),
+    // in a store root without capabilities cannot change.
+    let certs = ctx.path().join("pki/tls/certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    std::fs::write(certs.join("ca-bundle.crt"), cert.repeat(2)).unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(&certs.join("ca-bundle.crt"), 0o444);
+    mode(&certs, 0o555);
     // Real paths, not the links of merged /usr, so COPY gets files.
     let dockerfile = format!(
         "FROM {AGENT_BASE} AS full\n\
@@ -37,6 +51,7 @@ fn build_shell_only(tag: &str) -> Image {
          COPY --from=full /usr/local/bin/claude /usr/local/bin/claude\n\
          COPY passwd /etc/passwd\n\
          COPY --chown=1000:1000 home/ /home/agent/\n\
+         COPY pki/ /etc/pki/\n\
          LABEL io.claude-bottle.test=shell-only\n"
     );
     let mut child = Command::new("docker")
@@ -54,6 +69,12 @@ fn build_shell_only(tag: &str) -> Image {
         .write_all(dockerfile.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
+    // The context's read-only folder, writable again for its removal.
+    let mode = |p: &std::path::Path, m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    };
+    mode(&ctx.path().join("pki/tls/certs"), 0o755);
     assert!(
         out.status.success(),
         "docker build: {}",
@@ -80,12 +101,13 @@ fn an_image_with_only_a_shell_and_a_user_runs_a_bottle() {
                   [ -x /opt/claude-bottle/helper ] && echo helper brought; \
                   ( : > /opt/claude-bottle/helper ) 2>/dev/null && echo helper WRITABLE || echo helper not writable; \
                   ( : > /opt/claude-bottle/planted ) 2>/dev/null && echo folder WRITABLE || echo folder not writable; \
+                  ( : > /workspace/x ) 2>/dev/null && echo workspace writable || echo workspace NOT writable; \
                   exit 4";
     let (stdout, stderr) = start_prompt(&h, script, 4);
     assert_eq!(
         stdout,
-        "prompt: You probe.\nenv file\nbundle certs 1\nclaude config\nhelper brought\n\
-         helper not writable\nfolder not writable\n",
+        "prompt: You probe.\nenv file\nbundle certs 3\nclaude config\nhelper brought\n\
+         helper not writable\nfolder not writable\nworkspace writable\n",
         "{stderr}"
     );
     // No system trust store in this image: said, not skipped silently.
