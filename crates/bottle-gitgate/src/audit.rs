@@ -111,6 +111,9 @@ pub struct Event {
     pub timings: Option<PushTimings>,
     pub bytes: u64,
     pub ms: u64,
+    /// Refusals over the rate limit only: how many were not written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl Event {
@@ -135,6 +138,7 @@ impl Event {
             timings: None,
             bytes: 0,
             ms: 0,
+            count: None,
         }
     }
 

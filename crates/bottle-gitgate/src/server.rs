@@ -79,6 +79,20 @@ struct Inner {
     /// The SSRF guard's name lookups ([`guard::SystemResolver`] but in tests).
     resolver: Arc<dyn guard::Resolver>,
     git_slots: GitSlots,
+    /// Refusals of requests that cost the agent nothing (see [`Gate::refuse`]).
+    refusals: std::sync::Mutex<RefusalWindow>,
+}
+
+/// Most refusal events of requests the gate serves nothing for written in
+/// one second (as the proxy's); the rest are counted.
+const REFUSAL_EVENTS_PER_SECOND: u32 = 40;
+
+/// The current second's refusal events: written, and held back.
+#[derive(Default)]
+struct RefusalWindow {
+    second: u64,
+    written: u32,
+    held: u64,
 }
 
 /// The git children's slots ([`Limits::max_git_processes`]). A fetch takes
@@ -226,6 +240,7 @@ impl Gate {
             counter: AtomicU64::new(0),
             resolver,
             git_slots,
+            refusals: std::sync::Mutex::new(RefusalWindow::default()),
         })))
     }
 
@@ -248,11 +263,11 @@ impl Gate {
             // A slot before accepting: at the bound, new clients wait in the
             // kernel's backlog and cost the process no file descriptor.
             let permit = tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => break,
                 p = permit(&slots) => p,
             };
             let (stream, peer) = tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => break,
                 r = listener.accept() => match r {
                     Ok(x) => x,
                     Err(e) => {
@@ -282,6 +297,8 @@ impl Gate {
                 drop(permit);
             });
         }
+        self.flush_refusals();
+        Ok(())
     }
 
     /// Handles one request (public for in-process use without a socket).
@@ -295,7 +312,8 @@ impl Gate {
             .filter(|(n, _)| inner.repos.contains_key(*n))
             .map(|(n, r)| (n.to_string(), r.to_string()))
         else {
-            return text(StatusCode::NOT_FOUND, "no such repository\n");
+            let r = Refusal::new(req.method(), &path, "no-route", "unknown-repository");
+            return self.refuse(r, StatusCode::NOT_FOUND, "no such repository\n");
         };
         let method = req.method().clone();
         let service = match (&method, rest.as_str(), query.as_str()) {
@@ -304,12 +322,17 @@ impl Gate {
             (&Method::POST, "git-upload-pack", "") => Service::Fetch,
             (&Method::POST, "git-receive-pack", "") => Service::Push,
             (_, "info/refs", _) => {
-                return text(
+                let r = Refusal::new(&method, &path, "path", "dumb-http").repo(&name);
+                return self.refuse(
+                    r,
                     StatusCode::FORBIDDEN,
                     "only the smart HTTP protocol is served\n",
                 );
             }
-            _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+            _ => {
+                let r = Refusal::new(&method, &path, "path", "unknown-path").repo(&name);
+                return self.refuse(r, StatusCode::NOT_FOUND, "not found\n");
+            }
         };
         let started = Instant::now();
         let state = match inner.repos.get(&name) {
@@ -707,6 +730,66 @@ impl Gate {
         cmd
     }
 
+    /// Answers a request the gate serves nothing for with a `block` event:
+    /// every decision is one. Such requests cost the agent nothing, so
+    /// their events are rate-limited (the proxy's rule: at most
+    /// [`REFUSAL_EVENTS_PER_SECOND`] written a second, the rest counted in
+    /// one `rate-limit:git` event when that second is over).
+    fn refuse(&self, r: Refusal, status: StatusCode, body: &str) -> Response<ChannelBody> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (write, held) = match self.0.refusals.lock() {
+            Ok(mut w) => {
+                let held = if w.second == now {
+                    0
+                } else {
+                    let held = w.held;
+                    *w = RefusalWindow {
+                        second: now,
+                        ..RefusalWindow::default()
+                    };
+                    held
+                };
+                let write = w.written < REFUSAL_EVENTS_PER_SECOND;
+                if write {
+                    w.written += 1;
+                } else {
+                    w.held += 1;
+                }
+                (write, held)
+            }
+            Err(_) => (true, 0),
+        };
+        if held > 0 {
+            self.0.options.audit.record(held_back(held));
+        }
+        if write {
+            let mut e = Event::new(r.kind, "block", r.repo.as_deref().unwrap_or(""));
+            e.reason = Some(r.reason.into());
+            e.rule = Some(r.rule.into());
+            e.method = Some(r.method.into());
+            e.status = Some(status.as_u16());
+            e.host = r.repo.as_deref().and_then(|n| {
+                let url = &self.0.config.repos.get(n)?.url;
+                upstream_host(url)
+            });
+            self.0.options.audit.record(e);
+        }
+        text(status, body)
+    }
+
+    /// Writes the count of refusal events held back in the last second.
+    fn flush_refusals(&self) {
+        let held = match self.0.refusals.lock() {
+            Ok(mut w) => std::mem::take(&mut w.held),
+            Err(_) => 0,
+        };
+        if held > 0 {
+            self.0.options.audit.record(held_back(held));
+        }
+    }
+
     fn event(
         &self,
         kind: &'static str,
@@ -795,6 +878,58 @@ fn text(status: StatusCode, body: &str) -> Response<ChannelBody> {
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// A request refused before any git runs. Its path is not logged: the
+/// agent chose it, and it may carry anything (the gate runs no DLP on it).
+struct Refusal {
+    kind: &'static str,
+    method: &'static str,
+    reason: &'static str,
+    rule: &'static str,
+    /// The configured repository it named, if any.
+    repo: Option<String>,
+}
+
+impl Refusal {
+    fn new(method: &Method, path: &str, reason: &'static str, rule: &'static str) -> Self {
+        Refusal {
+            kind: if path.contains("receive-pack") {
+                "git-push"
+            } else {
+                "git-fetch"
+            },
+            // The agent's method only when it is a known one (the others
+            // are tokens it chose).
+            method: match *method {
+                Method::GET => "GET",
+                Method::POST => "POST",
+                Method::HEAD => "HEAD",
+                Method::PUT => "PUT",
+                Method::DELETE => "DELETE",
+                Method::OPTIONS => "OPTIONS",
+                Method::PATCH => "PATCH",
+                _ => "other",
+            },
+            reason,
+            rule,
+            repo: None,
+        }
+    }
+
+    fn repo(mut self, name: &str) -> Self {
+        self.repo = Some(name.to_string());
+        self
+    }
+}
+
+/// The event counting refusal events held back.
+fn held_back(count: u64) -> Event {
+    // `internal`, as the proxy's counts: the summary reads them so.
+    let mut e = Event::new("internal", "block", "");
+    e.rule = Some("rate-limit:git".into());
+    e.count = Some(count);
+    e
 }
 
 /// The host of an upstream URL, for audit events.

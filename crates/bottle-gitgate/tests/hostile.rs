@@ -325,6 +325,69 @@ fn garbage_requests_are_refused() {
             "{req}: {head}"
         );
     }
+    // Each refusal is an event (every decision is one), without the path
+    // the agent chose.
+    let refused: Vec<(String, String, String, Option<u16>)> = gate
+        .audit
+        .events()
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e.decision, "block");
+            assert_eq!(e.path, None);
+            let rule = e.rule.unwrap_or_default();
+            (rule, e.reason.unwrap_or_default(), e.repo, e.status)
+        })
+        .collect();
+    let row = |rule: &str, reason: &str, repo: &str, status| {
+        (
+            rule.to_string(),
+            reason.to_string(),
+            repo.to_string(),
+            Some(status),
+        )
+    };
+    assert_eq!(
+        refused,
+        [
+            row("unknown-path", "path", "app", 404),
+            row("unknown-path", "path", "app", 404),
+            row("dumb-http", "path", "app", 403),
+            row("unknown-repository", "no-route", "", 404),
+            row("unknown-repository", "no-route", "", 404),
+            row("unknown-path", "path", "app", 404),
+        ]
+    );
+    // They cost the agent nothing: at most 40 a second are written, the
+    // rest counted in one event when the second is over.
+    let before = gate.audit.events().len();
+    let probe = |name: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /{name}.git/info/refs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+    };
+    for _ in 0..100 {
+        probe("ghp_notlogged");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    probe("next");
+    let flood = &gate.audit.events()[before..];
+    let written = flood.iter().filter(|e| e.count.is_none()).count() as u64;
+    let held: u64 = flood.iter().filter_map(|e| e.count).sum();
+    assert!(held > 0 && written < 101, "{written} written, {held} held");
+    assert_eq!(written + held, 101);
+    assert!(
+        flood
+            .iter()
+            .filter(|e| e.count.is_some())
+            .all(|e| e.rule.as_deref() == Some("rate-limit:git"))
+    );
+    let lines: String = flood.iter().map(|e| e.to_line()).collect();
+    assert!(!lines.contains("notlogged"), "{lines}");
     // A garbage receive-pack body: refused, logged, no crash.
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     let body = "zzzzgarbage";
