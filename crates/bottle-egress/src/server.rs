@@ -991,6 +991,15 @@ pub async fn exchange(
     parts.headers.insert(header::HOST, host_header);
 
     let has_body = !body.is_end_stream();
+    // A body on a method that usually carries none: a server that reads
+    // none there (CL.0) takes it for the start of the connection's next
+    // request, which the agent's next request, credential injected, would
+    // complete. Such a request gets an upstream connection of its own.
+    if has_body && !matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let scanner = has_body.then(|| dlp.stream()).flatten();
     let inflater = match scanner {
         Some(_) => scan::body_coding(dlp, &parts.headers, &mut verdict)

@@ -421,6 +421,11 @@ pub async fn send(
     req: Request<Body>,
 ) -> Result<Response<Pooled>, Deny> {
     let mut req = req;
+    // A request that asks for its connection to close leaves none to reuse.
+    let reusable = !req
+        .headers()
+        .get(http::header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     let mut reused = pool.take(target);
     let (sender, resp) = loop {
         let fresh = reused.is_none();
@@ -449,7 +454,7 @@ pub async fn send(
         }
     };
     // An upgraded connection is no longer HTTP: never reuse it.
-    let back = (resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+    let back = (reusable && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
         .then(|| (pool.clone(), target.clone(), sender));
     Ok(resp.map(|body| Pooled { body, back }))
 }

@@ -132,6 +132,36 @@ async fn a_connection_still_streaming_is_not_lent_to_another_client() {
 }
 
 #[tokio::test]
+async fn a_body_on_a_get_gets_a_connection_of_its_own() {
+    // This upstream reads no body on a GET (CL.0): on a shared connection
+    // the body would start the next request, which the agent's next
+    // request (its credential injected) would complete.
+    let (up, accepted) = scripted_upstream().await;
+    let p = pool_proxy(up, "off").await;
+    let smuggled = "DELETE /admin HTTP/1.1\r\nX: ";
+    let len = smuggled.len().to_string();
+    let mut c = client(p.addr).await;
+    let r = req(
+        "GET",
+        "http://app.test/a",
+        &[("Content-Length", &len)],
+        smuggled,
+    );
+    assert_eq!(send(&mut c, r).await.0, 200);
+    settle().await;
+    assert_eq!(get(&p, "http://app.test/b").await, (200, "ok".into()));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "not on the GET's connection"
+    );
+    // A GET without a body keeps its connection.
+    settle().await;
+    assert_eq!(get(&p, "http://app.test/c").await, (200, "ok".into()));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_connection_the_upstream_closed_is_not_reused() {
     let (up, accepted) = scripted_upstream().await;
     let p = pool_proxy(up, "off").await;
