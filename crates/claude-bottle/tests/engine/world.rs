@@ -21,10 +21,10 @@ use serde_json::Value;
 const IMAGE: &str = "claude-bottle-test/base:bookworm";
 const LABEL: &str = "io.claude-bottle.test-world";
 /// The names the world answers for (its certificate covers them). The
-/// last seven are the escape suite's (a denied host, a read-only route, a
+/// last eight are the escape suite's (a denied host, a read-only route, a
 /// wildcard route's apex and a subdomain, a passthrough route, an `http`
-/// token's host).
-pub const NAMES: [&str; 10] = [
+/// token's host, a GET-and-POST route).
+pub const NAMES: [&str; 11] = [
     "api.anthropic.com",
     "allowed.test",
     "git.world.test",
@@ -37,6 +37,8 @@ pub const NAMES: [&str; 10] = [
     "front.pass.test",
     // The escape bottle's `http` token host: the proxy injects it there.
     "api.token.test",
+    // The escape bottle's route allowing GET and POST only.
+    "form.test",
 ];
 
 static SLOT: AtomicUsize = AtomicUsize::new(0);
