@@ -245,6 +245,11 @@ fn replace(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
 /// (as the script).
 /// Add `ca` to the system store; false when there is none it may write.
 fn add_ca(ca: &[u8], store: &Path) -> Result<bool, String> {
+    // Through a link to the file it names (Fedora's store is a link into
+    // `ca-trust/extracted`, which OpenSSL's other default names too):
+    // replacing the link would leave that file without the CA.
+    let real = std::fs::canonicalize(store).ok();
+    let store = real.as_deref().unwrap_or(store);
     let Ok(old) = std::fs::read(store) else {
         return Ok(false);
     };
@@ -415,6 +420,17 @@ agent:x:1000:1000::{}:/bin/sh
         assert_eq!(add_ca(b"CA\n", &store), Ok(true));
         assert_eq!(std::fs::read(&store).unwrap(), b"ROOTS\nCA\n");
         assert_eq!(add_ca(b"CA\n", &d.path().join("missing")), Ok(false));
+        // A link is followed: the file it names gets the CA, the link stays.
+        let link = d.path().join("link.crt");
+        std::os::unix::fs::symlink(&store, &link).unwrap();
+        assert_eq!(add_ca(b"CA2\n", &link), Ok(true));
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&store).unwrap(), b"ROOTS\nCA\nCA2\n");
         assert!(!d.path().join("missing").exists(), "no store is made up");
     }
 }

@@ -475,6 +475,7 @@ async fn add_to_system_store(
     let script = format!(
         "for c in head cat mv; do command -v \"$c\" >/dev/null 2>&1 || exit 96; done; \
         f=; for r in {}; do if [ -f \"$r\" ]; then f=$r; break; fi; done; \
+        if [ -h \"$f\" ] && command -v readlink >/dev/null 2>&1; then r=$(readlink -f \"$f\") && f=$r; fi; \
         if [ -n \"$f\" ] && [ -w \"$f\" ] && [ -w \"${{f%/*}}\" ]; then cat \"$f\" - > \"$f.claude-bottle\" && mv -f \"$f.claude-bottle\" \"$f\"; \
         elif [ -n \"$f\" ] && [ -w \"$f\" ]; then cat >> \"$f\"; else cat > /dev/null; exit 95; fi",
         helper::SYSTEM_ROOTS.join(" ")

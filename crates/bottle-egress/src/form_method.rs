@@ -96,9 +96,13 @@ impl FormMethod {
                     forms.push(Form::Multipart(Box::new(Multipart::new(boundary(t)))));
                 }
             }
-            // Two types: servers disagree on which counts; read it as both
-            // would be more code than such a request deserves.
-            _ => forms.push(Form::Multipart(Box::new(Multipart::new(None)))),
+            // Two types: servers disagree on which counts (Puma joins them
+            // with `,`, which Rack then ends the type at; nginx hands PHP
+            // the first): read the body every way a form is read.
+            _ => {
+                forms.push(Form::Urlencoded(Urlencoded::default()));
+                forms.push(Form::Multipart(Box::new(Multipart::new(None))));
+            }
         }
         let json = types.iter().any(|t| {
             t.windows(5)
@@ -177,6 +181,9 @@ impl FormMethod {
 /// `name` has its leading white space removed already. The `_method`
 /// query parameter is held to the same reading (`route::method_overrides`).
 pub(crate) fn names_method(name: &[u8]) -> bool {
+    // PHP ends a variable name at its first NUL: `_method%00x` is
+    // `_method` to it.
+    let name = name.split(|b| *b == 0).next().unwrap_or_default();
     let Some((&first, rest)) = name.split_first() else {
         return false;
     };
@@ -194,6 +201,9 @@ pub(crate) fn names_method(name: &[u8]) -> bool {
 
 /// Whether the start of a name seen so far may still become `_method`.
 fn may_be_method_name(prefix: &[u8]) -> bool {
+    if let Some(nul) = prefix.iter().position(|b| *b == 0) {
+        return names_method(&prefix[..nul]);
+    }
     let n = prefix.len().min(NAME.len());
     let mut probe = prefix[..n].to_vec();
     if let Some(f) = probe.first_mut()
@@ -681,6 +691,15 @@ impl Multipart {
             PartState::Epilogue => Ok(None),
             PartState::Headers => {
                 let text = strip_eol(&line);
+                // A line without a name, or starting with white space,
+                // continues the header before it for PHP (and Rack's
+                // name regex reads across lines): `name="_method"` may
+                // stand on it. RFC 7578 forbids folding; no client folds.
+                let continued = !text.is_empty()
+                    && (text[0] == b' ' || text[0] == b'\t' || !text.contains(&b':'));
+                if continued && self.delimiter.is_some() {
+                    return Err(Refused);
+                }
                 if part_names_method(text) {
                     if self.delimiter.is_none() {
                         // No boundary: the value cannot be found.
@@ -729,7 +748,15 @@ impl Multipart {
     }
 
     fn held_from(&self) -> Option<u64> {
-        self.method_part
+        // A part's header line is held until it is whole: it may turn out
+        // to name the part `_method`, and the hold would then reach back
+        // to its start.
+        let line =
+            (self.state == PartState::Headers && self.line_len > 0).then_some(self.line_start);
+        match (self.method_part, line) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -838,13 +865,21 @@ mod tests {
         let mut first = None;
         for cut in 0..=body.len() {
             let mut g = guard(content_type);
+            let mut first_settled = 0;
             let got = g
                 .push(&body[..cut])
                 .and_then(|()| {
-                    assert!(g.settled() <= cut as u64);
+                    first_settled = g.settled();
+                    assert!(first_settled <= cut as u64);
                     g.push(&body[cut..])
                 })
-                .and_then(|()| g.finish());
+                .and_then(|()| {
+                    assert!(
+                        g.settled() >= first_settled,
+                        "settled went back: {body:?} at {cut}"
+                    );
+                    g.finish()
+                });
             if got.is_ok() {
                 assert_eq!(g.settled(), body.len() as u64, "all released at the end");
             }
@@ -1039,6 +1074,50 @@ mod tests {
         let body = multipart(&[("Content-Disposition: form-data; name=\"_method\"", "DELETE")]);
         let ct = "multipart/form-data; boundary=a; boundary=XyZ";
         assert_eq!(verdict(Some(ct), &body), Err(Refused));
+    }
+
+    #[test]
+    fn what_php_and_rack_read_past_a_plain_reading() {
+        // PHP ends a name at a NUL.
+        for body in ["_method%00x=DELETE", "a=1&_method%00=PUT"] {
+            assert_eq!(verdict(URLENCODED, body.as_bytes()), Err(Refused), "{body}");
+        }
+        assert_eq!(verdict(URLENCODED, b"_me%00thod=DELETE"), Ok(()));
+        let ct = Some("multipart/form-data; boundary=XyZ");
+        let body = multipart(&[(
+            "Content-Disposition: form-data; name=\"_method\0x\"",
+            "DELETE",
+        )]);
+        assert_eq!(verdict(ct, &body), Err(Refused));
+        // A folded part header (PHP appends it to the line before; Rack's
+        // name pattern reads across lines).
+        for head in [
+            "Content-Disposition: form-data;\r\n name=\"_method\"",
+            "Content-Disposition: form-data; name=\"_me\r\nthod\"",
+        ] {
+            let body = multipart(&[(head, "DELETE")]);
+            assert_eq!(verdict(ct, &body), Err(Refused), "{head}");
+        }
+        // A header line cut by a chunk is held until whole: the hold on a
+        // `_method` part starts at that line, and must not reach back past
+        // bytes already released.
+        let mut g = guard(ct);
+        g.push(b"--XyZ\r\nContent-Disposition: form-data; name=\"_met")
+            .unwrap();
+        let first = g.settled();
+        assert_eq!(first, 7, "held from the header line's start");
+        g.push(b"hod\"\r\n\r\nDE").unwrap();
+        assert_eq!(g.settled(), first);
+        // Two types: read every way a form is read.
+        let mut two = HeaderMap::new();
+        two.append(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        two.append(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let allowed = vec!["POST".to_string()];
+        let mut g = FormMethod::for_request("POST", Some(&allowed), &two).unwrap();
+        assert_eq!(g.push(b"a=1&_method=DELETE&b=2"), Err(Refused));
     }
 
     #[test]

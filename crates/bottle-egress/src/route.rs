@@ -305,9 +305,10 @@ pub(crate) fn method_overrides(headers: &HeaderMap, path: &str) -> Vec<Option<St
         for pair in query.split(['&', ';']) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             // Read as PHP and Rack read a field name, as for form bodies.
-            if percent_decoded(&key.replace('+', " "))
-                .is_some_and(|k| crate::form_method::names_method(k.trim().as_bytes()))
-            {
+            // Bytes, not text: PHP ends a name at a NUL, so
+            // `_method%00%ff` is `_method` to it.
+            let key = percent_decoded_bytes(&key.replace('+', " "));
+            if crate::form_method::names_method(key.trim_ascii()) {
                 out.push(percent_decoded(&value.replace('+', " ")));
             }
         }
@@ -318,6 +319,11 @@ pub(crate) fn method_overrides(headers: &HeaderMap, path: &str) -> Vec<Option<St
 /// `%XX` escapes decoded; `None` when the result is not UTF-8. A `%` that
 /// starts no escape stays as it is.
 fn percent_decoded(s: &str) -> Option<String> {
+    String::from_utf8(percent_decoded_bytes(s)).ok()
+}
+
+/// `%XX` escapes decoded, as bytes.
+fn percent_decoded_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -338,7 +344,7 @@ fn percent_decoded(s: &str) -> Option<String> {
             }
         }
     }
-    String::from_utf8(out).ok()
+    out
 }
 
 /// Headers that some servers (IIS, older Symfony) route by in place of the
@@ -729,6 +735,9 @@ mod tests {
             "?+_method=DELETE",
             "?%20_method=DELETE",
             "?_method[]=DELETE",
+            // PHP ends a name at a NUL; the rest need not be text.
+            "?_method%00=DELETE",
+            "?_method%00%ff=DELETE",
         ] {
             assert_eq!(
                 r.check_request("POST", &format!("{path}{q}"), &none()),

@@ -455,7 +455,11 @@ impl FormMethodBody {
             return Ok(());
         }
         self.held.extend_from_slice(&data);
-        let release = usize::try_from(settled - self.held_at).unwrap_or(usize::MAX);
+        debug_assert!(
+            settled >= self.held_at,
+            "the guard's settled point went back"
+        );
+        let release = usize::try_from(settled.saturating_sub(self.held_at)).unwrap_or(usize::MAX);
         if release > 0 {
             let rest = self.held.split_off(release.min(self.held.len()));
             let ready = std::mem::replace(&mut self.held, rest);
