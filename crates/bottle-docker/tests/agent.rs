@@ -3,6 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// A skip message the test harness shows: it captures `eprintln!`, not a
+/// write to the stderr handle (testing.md: skipped with a visible message).
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::collections::HashMap;
 use std::process::Command;
 
@@ -25,7 +34,7 @@ fn engine_ready() -> bool {
             !required,
             "no engine or no {AGENT_BASE} (scripts/test-base-image), and CLAUDE_BOTTLE_REQUIRE_DOCKER=1"
         );
-        eprintln!("SKIPPED: no engine or no {AGENT_BASE}");
+        skipped!("SKIPPED: no engine or no {AGENT_BASE}");
     }
     ok
 }

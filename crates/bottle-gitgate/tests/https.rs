@@ -3,6 +3,15 @@
 //! upstream refusal; unreachable upstream; no credential on a command line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// A skip message the test harness shows: it captures `eprintln!`, not a
+/// write to the stderr handle (testing.md: skipped with a visible message).
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod support;
 
 use std::sync::atomic::Ordering;
@@ -383,7 +392,7 @@ fn a_rebound_name_reaches_only_the_vetted_address() {
     let lan = match rebinding_target() {
         Ok(ip) => ip,
         Err(why) => {
-            eprintln!("SKIPPED {test}: {why}");
+            skipped!("SKIPPED {test}: {why}");
             return;
         }
     };

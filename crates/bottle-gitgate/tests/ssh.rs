@@ -3,6 +3,15 @@
 //! key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// A skip message the test harness shows: it captures `eprintln!`, not a
+/// write to the stderr handle (testing.md: skipped with a visible message).
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
@@ -19,10 +28,10 @@ fn skip_without_sshd(started: Result<SshUpstream, String>) -> Option<SshUpstream
         Ok(u) => Some(u),
         Err(why) => {
             assert!(
-                std::env::var_os("CLAUDE_BOTTLE_REQUIRE_DOCKER").is_none(),
+                std::env::var("CLAUDE_BOTTLE_REQUIRE_DOCKER").as_deref() != Ok("1"),
                 "sshd is required here: {why}"
             );
-            eprintln!("SKIPPED: cannot run sshd: {why}");
+            skipped!("SKIPPED: cannot run sshd: {why}");
             None
         }
     }
@@ -140,7 +149,7 @@ fn a_rebound_ssh_name_reaches_only_the_vetted_address() {
     let lan = match rebinding_target() {
         Ok(ip) => ip,
         Err(why) => {
-            eprintln!("SKIPPED {test}: {why}");
+            skipped!("SKIPPED {test}: {why}");
             return;
         }
     };

@@ -1096,7 +1096,7 @@ fn check_repo_url(url: &str) -> Result<(), (&'static str, &'static str)> {
     const NO_CREDENTIAL: (&str, &str) = (
         "must not hold credentials (user info before `@`, or a query)",
         "never put a token in the URL; name the variable that holds it in this repo's \
-         `token_ref`, and the gate pushes with it (see `git.repos` in the manifest reference)",
+         `token_ref`, and the gate pushes with it (`claude-bottle init` writes an example)",
     );
     if let Some(rest) = url.strip_prefix("https://") {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");

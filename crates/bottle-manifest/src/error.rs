@@ -38,6 +38,8 @@ pub enum ErrorKind {
     UnknownKey {
         what: &'static str,
         suggestion: Option<&'static str>,
+        /// The keys allowed there, for the hint when none is close.
+        known: &'static [&'static str],
     },
     /// An agent names a key only a bottle may set.
     BottleOnlyKey,
@@ -127,8 +129,17 @@ impl Error {
                 ..
             } => Some(format!("did you mean `{s}`?")),
             ErrorKind::UnknownKey {
-                suggestion: None, ..
-            } => Some("see the manifest reference in the README for the keys".into()),
+                suggestion: None,
+                known,
+                what,
+            } => Some(format!(
+                "the keys of {what} are {}",
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             ErrorKind::BottleOnlyKey => Some(
                 "bottles grant env, tokens, egress, git repos and images; move this key to the \
                  agent's bottle in `$CLAUDE_BOTTLE_HOME/bottles/`"

@@ -136,6 +136,7 @@ impl Reader<'_> {
                 ErrorKind::UnknownKey {
                     what,
                     suggestion: suggest(&k.name, &accepted),
+                    known,
                 },
             ));
         }

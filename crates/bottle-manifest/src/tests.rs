@@ -220,6 +220,13 @@ fn unknown_key_suggests_and_has_line() {
     assert_eq!(e.key.as_deref(), Some("egress.allow[0].method"));
     assert_eq!(e.line, Some(5));
     assert_eq!(e.hint().as_deref(), Some("did you mean `methods`?"));
+    // Nothing close: the hint names the keys allowed there.
+    let e = err("---\nimage: x\nzzzzzzzz: 1\n---\n");
+    let hint = e.hint().unwrap_or_default();
+    assert!(hint.starts_with("the keys of "), "{hint}");
+    for key in ["`env`", "`egress`", "`tokens`", "`git`"] {
+        assert!(hint.contains(key), "{hint}");
+    }
 }
 
 #[test]

@@ -8,6 +8,15 @@
 // A test printing its progress may panic on a closed stderr; the CLI may not.
 #![allow(clippy::disallowed_macros)]
 
+/// A skip message the test harness shows: it captures `eprintln!`, not a
+/// write to the stderr handle (testing.md: skipped with a visible message).
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod engine {
     mod attach;
     mod bottle;
@@ -36,7 +45,7 @@ mod engine {
             !required,
             "{test}: {why}, and CLAUDE_BOTTLE_REQUIRE_DOCKER=1"
         );
-        eprintln!("SKIPPED {test}: {why}");
+        skipped!("SKIPPED {test}: {why}");
         false
     }
 

@@ -5,6 +5,15 @@
 #![allow(clippy::unwrap_used)] // a test binary: a failed setup is a failed test
 #![allow(clippy::disallowed_macros)] // a test binary says why it skips on stderr
 
+/// A skip message the test harness shows: it captures `eprintln!`, not a
+/// write to the stderr handle (testing.md: skipped with a visible message).
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::fs;
 use std::path::Path;
 
@@ -225,7 +234,7 @@ fn the_cli_makes_itself_non_dumpable() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::process::{Command as Std, Stdio};
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to run the CLI as another user");
+        skipped!("SKIPPED: needs root to run the CLI as another user");
         return;
     }
     const NOBODY: u32 = 65534;

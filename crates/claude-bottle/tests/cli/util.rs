@@ -138,7 +138,7 @@ pub fn docker_available(test: &str) -> bool {
                 "{test}: the Docker engine is required (CLAUDE_BOTTLE_REQUIRE_DOCKER=1) but not reachable"
             );
         }
-        eprintln!(
+        skipped!(
             "SKIPPED {test}: no Docker engine (set CLAUDE_BOTTLE_REQUIRE_DOCKER=1 to fail instead)"
         );
     }
