@@ -47,6 +47,10 @@ impl EngineError {
                 "use an agent image without ONBUILD triggers (`CLAUDE_BOTTLE_IMAGE`), \
                  or start without `--copy-cwd`"
             }
+            EngineError::Api { reason, .. } if reason.contains("No such image") => {
+                "the image is not on this engine: `docker pull` it, `docker build` it, or \
+                 `claude-bottle build` for the default images"
+            }
             EngineError::Api { .. } => {
                 "run `claude-bottle doctor`; `claude-bottle cleanup` removes what a failed launch left"
             }
@@ -54,6 +58,13 @@ impl EngineError {
                 "reach a remote engine through an SSH tunnel to its socket \
                  (`ssh -NL /tmp/docker.sock:/var/run/docker.sock HOST`, then \
                  `DOCKER_HOST=unix:///tmp/docker.sock`), or run the CLI on the engine's host"
+            }
+            EngineError::Unreachable { reason, .. }
+                if reason.to_ascii_lowercase().contains("permission denied") =>
+            {
+                "this user may not use the engine's socket: add it to the `docker` group \
+                 (`sudo usermod -aG docker $USER`, then log in again), or use rootless Docker \
+                 and its `DOCKER_HOST`"
             }
             _ => "is Docker running? Check `DOCKER_HOST`, or run `claude-bottle doctor`",
         }
@@ -358,6 +369,20 @@ mod tests {
             reason: "conflict".into(),
         };
         assert!(!other.hint().contains("default-address-pools"));
+    }
+
+    #[test]
+    fn a_denied_socket_and_a_missing_image_get_their_own_hints() {
+        let e = EngineError::Unreachable {
+            host: "unix:///var/run/docker.sock".into(),
+            reason: "error trying to connect: Permission denied (os error 13)".into(),
+        };
+        assert!(e.hint().contains("`docker` group"), "{}", e.hint());
+        let e = EngineError::Api {
+            what: "create agent container",
+            reason: "Docker responded with status code 404: No such image: my/agent:1".into(),
+        };
+        assert!(e.hint().contains("docker pull"), "{}", e.hint());
     }
 
     #[test]

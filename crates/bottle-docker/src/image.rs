@@ -55,8 +55,11 @@ impl BuildError {
     pub fn hint(&self) -> Option<String> {
         match self {
             BuildError::NotStatic(_) => Some(
-                "build one with `RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release \
-                 --target x86_64-unknown-linux-gnu` and run that binary"
+                "install a static one with `RUSTFLAGS=\"-C target-feature=+crt-static\" cargo install \
+                 --locked --path crates/claude-bottle --target x86_64-unknown-linux-gnu` (the \
+                 README's install line; it lands in `~/.cargo/bin/claude-bottle`), or build with \
+                 the same RUSTFLAGS and `--release --target x86_64-unknown-linux-gnu` and run \
+                 `target/x86_64-unknown-linux-gnu/release/claude-bottle`"
                     .into(),
             ),
             BuildError::Build { .. } => Some(

@@ -111,6 +111,12 @@ impl Error {
                  create that file"
                     .into(),
             ),
+            Error::UnsetVariable { name, .. } if name == "CLAUDE_BOTTLE_OAUTH_TOKEN" => {
+                Some(format!(
+                    "export `{name}` (the OAuth token `claude setup-token` prints) before \
+                     starting, or change the manifest"
+                ))
+            }
             Error::UnsetVariable { name, .. } => Some(format!(
                 "export `{name}` before starting, or change the manifest"
             )),

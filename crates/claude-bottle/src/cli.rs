@@ -26,6 +26,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Resolve an agent's plan, show the preflight, launch its bottle and attach
+    #[command(
+        long_about = "Resolve an agent's plan, show the preflight, launch its bottle and attach.\n\n\
+                      Asks `Launch? [y/N]` (skipped by --yes) and the bottle's `?` env values, \
+                      builds missing images, starts the sidecar and the agent, and attaches this \
+                      terminal to the agent (or, with --prompt, runs it once). The workspace \
+                      holds the bottle's declared git repos, the current folder with --copy-cwd, \
+                      or nothing. When the agent exits, the bottle is torn down: its git work is \
+                      saved under $CLAUDE_BOTTLE_HOME/outbox/ (files outside a git repository \
+                      are not), the audit log under $CLAUDE_BOTTLE_HOME/logs/, a summary is \
+                      printed, and the CLI exits with the agent's exit code."
+    )]
     Start(StartArgs),
     /// Attach a new agent session to a running bottle
     #[command(
@@ -195,7 +206,7 @@ pub struct StartArgs {
     /// `json` prints the plan JSON on stdout (with --dry-run)
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Launch without asking
+    /// Launch without asking (needed when stdin is not a terminal)
     #[arg(short, long)]
     pub yes: bool,
     /// Run the agent once, non-interactively, with this prompt (without it the session is
@@ -206,10 +217,11 @@ pub struct StartArgs {
     /// timeout(1) does; with --keep only the agent's processes end
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
-    /// Leave the bottle running after the agent exits
+    /// Leave the bottle running after the agent exits (then `attach SLUG`, `stop SLUG`)
     #[arg(long)]
     pub keep: bool,
-    /// Old, weaker mode: give the agent the real OAuth token
+    /// Old, weaker mode: give the agent the real OAuth token from CLAUDE_BOTTLE_OAUTH_TOKEN
+    /// (only for bottles without an `anthropic` token)
     #[arg(long)]
     pub forward_oauth_token: bool,
 }

@@ -40,7 +40,9 @@ pub fn run(settings: &Settings, self_test: bool) -> Result<ExitCode> {
             "executable",
             "statically linked: it can be built into the sidecar image",
         ),
-        Err(e) => r.warn(
+        // Not a warning: `start` builds the sidecar image from this very
+        // executable when it is missing or stale, and cannot from this one.
+        Err(e) => r.fail(
             "executable",
             &e.to_string(),
             &e.hint().unwrap_or_else(|| "reinstall claude-bottle".into()),

@@ -16,7 +16,7 @@ use bottle_secret::Secret;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::progress::Progress;
-use crate::report::UsageError;
+use crate::report::{EngineFailure, UsageError};
 use crate::settings::Settings;
 
 pub struct Run<'a> {
@@ -221,13 +221,26 @@ pub(super) async fn claim(
             Err(crate::state::Claim::Failed(e)) => return Err(e),
             Err(crate::state::Claim::Taken(why)) => why,
         };
+        // Exit 3 as the plan's own refusals of taken names: the engine's
+        // state, not the command line, is in the way.
         let pinned = plan.container != names::agent_container(&plan.slug);
-        if pinned || taken.len() as u32 >= names::MAX_SUFFIX {
-            return Err(
-                UsageError::new(format!("the name `{}` is taken: {why}", plan.slug))
-                    .with_hint("start again once the other run is up")
-                    .into(),
-            );
+        if pinned {
+            return Err(EngineFailure::new(
+                format!("the name `{}` is taken: {why}", plan.slug),
+                Some(format!(
+                    "`CLAUDE_BOTTLE_CONTAINER` pins the agent's name to `{}`: unset it to let \
+                     this start take a name of its own, or start again once the other run is up",
+                    plan.container
+                )),
+            )
+            .into());
+        }
+        if taken.len() as u32 >= names::MAX_SUFFIX {
+            return Err(EngineFailure::new(
+                format!("the name `{}` is taken: {why}", plan.slug),
+                Some("start again once the other run is up".into()),
+            )
+            .into());
         }
         taken.push(plan.slug.clone());
         let mut facts = super::plan::facts_of(engine)
@@ -235,12 +248,14 @@ pub(super) async fn claim(
             .map_err(|e| anyhow::anyhow!("cannot list the engine's bottles: {e}"))?;
         facts.slugs.extend(taken.iter().cloned());
         let next = names::pick_slug(&plan.agent.name, Some(&facts)).ok_or_else(|| {
-            UsageError::new(format!(
-                "every name for `{}` is taken (up to `-{}`)",
-                plan.agent.name,
-                names::MAX_SUFFIX
-            ))
-            .with_hint("remove old bottles: `claude-bottle cleanup`, or `docker rm -f`")
+            EngineFailure::new(
+                format!(
+                    "every name for `{}` is taken (up to `-{}`)",
+                    plan.agent.name,
+                    names::MAX_SUFFIX
+                ),
+                Some("remove old bottles: `claude-bottle cleanup`, or `docker rm -f`".into()),
+            )
         })?;
         stderrln!(
             "another start of `{}` took the name `{}` a moment ago: this bottle is `{next}`",

@@ -99,8 +99,17 @@ pub fn run(settings: &Settings, args: StartArgs) -> Result<ExitCode> {
     // Bad usage is said first: it stays wrong whatever the engine does.
     if !terminal::stdin_is_terminal() {
         if !args.yes {
+            // Both at once when both are missing: `--yes` alone would meet
+            // the next refusal.
+            let hint = match args.prompt {
+                Some(_) => "pass `--yes` to launch without asking, or `--dry-run` to only look",
+                None => {
+                    "pass `--yes --prompt TEXT` to run the agent once without asking (an \
+                     interactive session needs a terminal), or `--dry-run` to only look"
+                }
+            };
             return Err(UsageError::new("no terminal to confirm the launch on")
-                .with_hint("pass `--yes` to launch without asking, or `--dry-run` to only look")
+                .with_hint(hint)
                 .into());
         }
         if !plan.env.prompted.is_empty() {

@@ -135,6 +135,10 @@ fn forward_oauth_token_warns_plainly() {
         err.contains("hint: export `CLAUDE_BOTTLE_OAUTH_TOKEN`"),
         "{err}"
     );
+    assert!(
+        err.contains("claude setup-token"),
+        "where the token comes from: {err}"
+    );
 }
 
 #[test]
@@ -147,7 +151,8 @@ fn launch_rules_before_anything_is_created() {
         err.contains("no terminal to confirm the launch on"),
         "{err}"
     );
-    assert!(err.contains("--yes"), "{err}");
+    // Without `--prompt` either: both are named at once.
+    assert!(err.contains("`--yes --prompt TEXT`"), "{err}");
     // `?` values need a terminal to be asked on: said plainly, by name.
     let (code, _, err) = t.run(t.cmd(&["start", "reviewer", "--yes", "--prompt", "true"]));
     assert_eq!(code, 2, "{err}");
