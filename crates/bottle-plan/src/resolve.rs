@@ -159,9 +159,30 @@ pub fn resolve(
     let has_openai = bottle.tokens.iter().any(|t| t.kind == TokenKind::Openai);
 
     let mut env = EnvPlan::default();
+    // The agent's env file is one line per variable: a value that breaks
+    // the line is refused here, before the launch question, not after it.
+    // Never quoted: the value may be a secret.
+    let one_line = |v: &str, entry: &bottle_manifest::bottle::EnvEntry, name: &str, from: &str| {
+        if !v.contains(['\n', '\r', '\0']) {
+            return Ok(());
+        }
+        Err(Error::Conflict {
+            message: format!("{from} holds a line break or a NUL, which the env file cannot carry"),
+            file: entry.file.clone(),
+            line: entry.line,
+            key: format!("env.{name}"),
+            hint: "put the value on one line; a longer text can go in a file the agent reads \
+                   (`--copy-cwd`, or a repo)"
+                .into(),
+        })
+    };
+    // Said after the check for credentials in the env, the graver error
+    // (a deploy key has line breaks too).
+    let mut broken = None;
     for (name, entry) in &bottle.env {
         match &entry.value {
             EnvValue::Literal(v) => {
+                broken = broken.or(one_line(v, entry, name, "the value").err());
                 env.literal.push(name.clone());
                 secrets.env.insert(name.clone(), Secret::new(v.clone()));
             }
@@ -172,6 +193,8 @@ pub fn resolve(
                     line: entry.line,
                     key: format!("env.{name}"),
                 })?;
+                let from = format!("`{var}` from the host");
+                broken = broken.or(one_line(&v, entry, name, &from).err());
                 env.forwarded.push(name.clone());
                 secrets.env.insert(name.clone(), Secret::new(v));
             }
@@ -226,6 +249,9 @@ pub fn resolve(
     // A stand-in host (`info`) gives one placeholder for every value.
     if host.values_are_real() {
         refuse_env_holding_credentials(bottle, &secrets)?;
+    }
+    if let Some(e) = broken {
+        return Err(e);
     }
     let image = bottle
         .image

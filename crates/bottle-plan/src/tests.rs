@@ -867,32 +867,42 @@ fn forward_oauth_token_mode() {
 
 #[test]
 fn resolution_errors_name_what_is_missing() {
+    let dev_fails = |h| {
+        plan_with(
+            AGENT,
+            &[("base", BASE), ("dev", DEV)],
+            None,
+            &Options::default(),
+            h,
+        )
+        .unwrap_err()
+    };
     let mut h = host();
     h.env.remove("NPM_TOKEN");
-    let e = plan_with(
-        AGENT,
-        &[("base", BASE), ("dev", DEV)],
-        None,
-        &Options::default(),
-        &h,
-    )
-    .unwrap_err();
+    let e = dev_fails(&h);
     assert!(
         matches!(&e, Error::UnsetVariable { name, key, .. } if name == "NPM_TOKEN" && key == "env.NPM_TOKEN"),
         "{e}"
     );
     assert!(e.to_string().contains("dev.md"));
 
+    // A forwarded value that would break the env file's lines: refused at
+    // plan time, by name, without the value.
+    let mut h = host();
+    h.env.insert("NPM_TOKEN".into(), "line1\nEVIL=1".into());
+    let e = dev_fails(&h);
+    assert!(
+        matches!(&e, Error::Conflict { key, .. } if key == "env.NPM_TOKEN"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("line break") && !e.to_string().contains("EVIL"),
+        "{e}"
+    );
+
     let mut h = host();
     h.files.clear();
-    let e = plan_with(
-        AGENT,
-        &[("base", BASE), ("dev", DEV)],
-        None,
-        &Options::default(),
-        &h,
-    )
-    .unwrap_err();
+    let e = dev_fails(&h);
     assert!(matches!(e, Error::UnreadableFile { .. }), "{e}");
     assert!(
         e.to_string().starts_with(
@@ -904,14 +914,7 @@ fn resolution_errors_name_what_is_missing() {
 
     let mut h = host();
     h.dirs.clear();
-    let e = plan_with(
-        AGENT,
-        &[("base", BASE), ("dev", DEV)],
-        None,
-        &Options::default(),
-        &h,
-    )
-    .unwrap_err();
+    let e = dev_fails(&h);
     assert!(
         matches!(&e, Error::MissingSkill { name, .. } if name == "review"),
         "{e}"
