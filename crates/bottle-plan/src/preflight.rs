@@ -144,6 +144,12 @@ pub fn render(plan: &Plan) -> String {
     let _ = writeln!(w, "image      {}", plan.image);
     if let Some(d) = &plan.derived_image {
         let _ = writeln!(w, "workspace  current directory copied in (image {d})");
+    } else if plan.git.repos.is_empty() {
+        // Said, since only git work is saved at teardown (the outbox).
+        let _ = writeln!(
+            w,
+            "workspace  empty: no `git.repos` and no --copy-cwd (only git work is saved at teardown)"
+        );
     }
     let _ = writeln!(
         w,

@@ -189,6 +189,20 @@ fn preflight_snapshot() {
 }
 
 #[test]
+fn an_empty_workspace_is_said_in_the_preflight() {
+    static BARE: &[(&str, &str)] = &[("dev", "---\nimage: x\n---\n")];
+    let r = plain_agent(BARE, &host()).unwrap();
+    let text = preflight::render(&r.plan);
+    assert!(
+        text.contains("workspace  empty: no `git.repos` and no --copy-cwd"),
+        "{text}"
+    );
+    // With a repo, the preflight's git section says where it goes instead.
+    let text = preflight::render(&full(None).plan);
+    assert!(!text.contains("workspace  empty"), "{text}");
+}
+
+#[test]
 fn secrets_are_resolved_and_hidden() {
     let r = full(None);
     assert_eq!(
