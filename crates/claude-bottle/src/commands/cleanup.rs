@@ -19,7 +19,12 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
             .await?;
         let objects = super::finish::objects(&engine, None)
             .await
-            .map_err(|e| EngineFailure::new(format!("cannot list labelled objects: {e}"), None))?;
+            .map_err(|e| {
+                EngineFailure::new(
+                    format!("cannot list labelled objects: {e}"),
+                    Some("`claude-bottle doctor` checks the engine; try again once it answers".into()),
+                )
+            })?;
         let (orphans, kept) = orphans(objects, all);
         let states = orphan_states(settings, &orphans, all);
         if orphans.is_empty() && states.is_empty() {

@@ -23,9 +23,12 @@ pub fn run(settings: &Settings, slug: Option<String>, all: bool) -> Result<ExitC
     rt.block_on(async {
         let engine = Engine::connect().await?;
         let wanted = if all { None } else { slug.as_deref() };
-        let objects = finish::objects(&engine, wanted)
-            .await
-            .map_err(|e| EngineFailure::new(format!("cannot list labelled objects: {e}"), None))?;
+        let objects = finish::objects(&engine, wanted).await.map_err(|e| {
+            EngineFailure::new(
+                format!("cannot list labelled objects: {e}"),
+                Some("`claude-bottle doctor` checks the engine; try again once it answers".into()),
+            )
+        })?;
         let slugs: BTreeSet<String> = objects.into_iter().map(|o| o.slug).collect();
         if slugs.is_empty() {
             if all {
