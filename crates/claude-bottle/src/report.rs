@@ -62,6 +62,10 @@ impl fmt::Display for EngineFailure {
 
 impl std::error::Error for EngineFailure {}
 
+/// The hint of an engine that stopped answering partway.
+pub const ENGINE_RETRY_HINT: &str =
+    "`claude-bottle doctor` checks the engine; try again once it answers";
+
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_ENGINE: u8 = 3;
 

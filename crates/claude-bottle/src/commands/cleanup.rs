@@ -22,7 +22,7 @@ pub fn run(settings: &Settings, yes: bool, all: bool) -> Result<ExitCode> {
             .map_err(|e| {
                 EngineFailure::new(
                     format!("cannot list labelled objects: {e}"),
-                    Some("`claude-bottle doctor` checks the engine; try again once it answers".into()),
+                    Some(crate::report::ENGINE_RETRY_HINT.into()),
                 )
             })?;
         let (orphans, kept) = orphans(objects, all);

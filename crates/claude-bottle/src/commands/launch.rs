@@ -243,9 +243,12 @@ pub(super) async fn claim(
             .into());
         }
         taken.push(plan.slug.clone());
-        let mut facts = super::plan::facts_of(engine)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot list the engine's bottles: {e}"))?;
+        let mut facts = super::plan::facts_of(engine).await.map_err(|e| {
+            EngineFailure::new(
+                format!("cannot list the engine's bottles: {e}"),
+                Some(crate::report::ENGINE_RETRY_HINT.into()),
+            )
+        })?;
         facts.slugs.extend(taken.iter().cloned());
         let next = names::pick_slug(&plan.agent.name, Some(&facts)).ok_or_else(|| {
             EngineFailure::new(

@@ -26,7 +26,7 @@ pub fn run(settings: &Settings, slug: Option<String>, all: bool) -> Result<ExitC
         let objects = finish::objects(&engine, wanted).await.map_err(|e| {
             EngineFailure::new(
                 format!("cannot list labelled objects: {e}"),
-                Some("`claude-bottle doctor` checks the engine; try again once it answers".into()),
+                Some(crate::report::ENGINE_RETRY_HINT.into()),
             )
         })?;
         let slugs: BTreeSet<String> = objects.into_iter().map(|o| o.slug).collect();
