@@ -1,7 +1,8 @@
 //! Known secrets: exact values the engine must find, in every form an agent
 //! could send them: as is, base64 and base64url (at each of the three byte
-//! alignments inside a longer encoded text), hex in both cases, percent-encoded
-//! once and twice, and reversed.
+//! alignments inside a longer encoded text), base32, hex in both cases (also
+//! with separators and as escapes), percent-encoded once and twice, reversed,
+//! ROT13, case-swapped, and UTF-16/UTF-32 (the list is `forms` below).
 //!
 //! The forms are held in zeroizing buffers and searched through a filter of
 //! hashed eight-byte windows, not with an automaton, so no copy of a secret
