@@ -657,6 +657,13 @@ impl Multipart {
     }
 
     fn byte(&mut self, b: u8, at: u64) -> Result<Option<Vec<u8>>, Refused> {
+        // No boundary every parser reads the same (none, two, or spelt
+        // so that Rack and PHP differ): no client sends that, and no
+        // reading of its lines is sure to be the server's. Refused at its
+        // first byte.
+        if self.delimiter.is_none() {
+            return Err(Refused);
+        }
         if let Some(start) = self.method_part
             && at - start >= MAX_HELD_FIELD as u64
         {
@@ -691,13 +698,17 @@ impl Multipart {
             PartState::Epilogue => Ok(None),
             PartState::Headers => {
                 let text = strip_eol(&line);
-                // A line without a name, or starting with white space,
-                // continues the header before it for PHP (and Rack's
-                // name regex reads across lines): `name="_method"` may
-                // stand on it. RFC 7578 forbids folding; no client folds.
-                let continued = !text.is_empty()
-                    && (text[0] == b' ' || text[0] == b'\t' || !text.contains(&b':'));
-                if continued && self.delimiter.is_some() {
+                // Every header line is `token:` and more. Anything else
+                // continues the header before it for PHP (a line without
+                // `:`, or starting with any white space), or holds a
+                // `name="_method"` that Rack's name pattern, which reads
+                // across lines, would find (`name="_method"; a="b:c"`).
+                // RFC 7578 forbids folding; no client folds.
+                let named = text
+                    .iter()
+                    .position(|b| *b == b':')
+                    .is_some_and(|colon| colon > 0 && text[..colon].iter().all(|b| is_tchar(*b)));
+                if !text.is_empty() && !named {
                     return Err(Refused);
                 }
                 if part_names_method(text) {
@@ -758,6 +769,11 @@ impl Multipart {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// RFC 9110 `tchar`: the bytes of a header name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn strip_eol(line: &[u8]) -> &[u8] {
@@ -1070,10 +1086,12 @@ mod tests {
                 "{ct}"
             );
         }
-        // Under no agreed boundary a `_method` part is still found.
-        let body = multipart(&[("Content-Disposition: form-data; name=\"_method\"", "DELETE")]);
+        // Under no agreed boundary no reading is sure to be the server's:
+        // any body is refused, a `_method` part on a folded line included.
+        let body = multipart(&[("Content-Disposition: form-data; name=\"a\"", "1")]);
         let ct = "multipart/form-data; boundary=a; boundary=XyZ";
         assert_eq!(verdict(Some(ct), &body), Err(Refused));
+        assert_eq!(verdict(Some(ct), b""), Ok(()), "an empty body has no field");
     }
 
     #[test]
@@ -1094,6 +1112,10 @@ mod tests {
         for head in [
             "Content-Disposition: form-data;\r\n name=\"_method\"",
             "Content-Disposition: form-data; name=\"_me\r\nthod\"",
+            // A `:` later on the line does not make it a header (Rack).
+            "Content-Disposition: form-data;\r\nname=\"_method\"; a=\"b:c\"",
+            // Any white space starts a continuation for PHP.
+            "Content-Disposition: form-data;\r\n\x0bname=\"_method\"; a=\"b:c\"",
         ] {
             let body = multipart(&[(head, "DELETE")]);
             assert_eq!(verdict(ct, &body), Err(Refused), "{head}");

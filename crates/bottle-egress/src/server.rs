@@ -991,11 +991,21 @@ pub async fn exchange(
     parts.headers.insert(header::HOST, host_header);
 
     let has_body = !body.is_end_stream();
-    // A body on a method that usually carries none: a server that reads
-    // none there (CL.0) takes it for the start of the connection's next
-    // request, which the agent's next request, credential injected, would
-    // complete. Such a request gets an upstream connection of its own.
-    if has_body && !matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+    // A body the server does not read (CL.0: a method that usually
+    // carries none, or an endpoint that ignores it, such as a static file)
+    // is taken for the start of the connection's next request: a request
+    // line of the agent's, which the agent's next request (credential
+    // injected) would complete, or a whole request past the route's
+    // rules. Such requests get an upstream connection of their own: every
+    // body on a route with method or path rules, and on any route a body
+    // on a method other than POST, PUT or PATCH. The reverse proxy's model
+    // calls keep their connections.
+    let ruled = ex
+        .route
+        .as_ref()
+        .is_some_and(|r| r.methods.is_some() || r.paths.is_some());
+    let expected = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    if has_body && (ruled || !expected) {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

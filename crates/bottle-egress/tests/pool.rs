@@ -43,6 +43,13 @@ async fn scripted_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                     buf.drain(..end + 4);
                     let line = head.lines().next().unwrap_or_default().to_string();
+                    if line.contains(" /ignore-body ") {
+                        // A handler that never reads the body (CL.0).
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                        continue;
+                    }
                     if line.starts_with("POST") {
                         // Hold the request open; read whatever comes.
                         let mut b = [0u8; 4096];
@@ -159,6 +166,53 @@ async fn a_body_on_a_get_gets_a_connection_of_its_own() {
     settle().await;
     assert_eq!(get(&p, "http://app.test/c").await, (200, "ok".into()));
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_on_a_route_with_rules_gets_a_connection_of_its_own() {
+    // A POST to an endpoint that ignores its body (CL.0): on a route with
+    // rules, a shared connection would let the body's request line, or a
+    // whole request in it, past them.
+    let (up, accepted) = scripted_upstream().await;
+    let p = Setup::new(format!(
+        "dlp: off\nallow: [{{host: ruled.test, methods: [GET, POST]}}, {{host: app.test}}]\nresolve: {{ruled.test: '{up}', app.test: '{up}'}}"
+    ))
+    .start()
+    .await;
+    let smuggled = "DELETE /admin HTTP/1.1\r\nX: ";
+    let len = smuggled.len().to_string();
+    let post = |host: &str| {
+        let uri = format!("http://{host}/ignore-body");
+        req("POST", &uri, &[("Content-Length", &len)], smuggled)
+    };
+    let mut c = client(p.addr).await;
+    assert_eq!(send(&mut c, post("ruled.test")).await.0, 200);
+    settle().await;
+    assert_eq!(get(&p, "http://ruled.test/b").await, (200, "ok".into()));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "not on the POST's connection"
+    );
+    // A route without rules allows any request anyway: its POSTs keep
+    // their connections (model calls and uploads stay fast).
+    let mut c = client(p.addr).await;
+    assert_eq!(send(&mut c, post("app.test")).await.0, 200);
+    settle().await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    let mut c = client(p.addr).await;
+    let r = req(
+        "POST",
+        "http://app.test/ignore-body",
+        &[("Content-Length", "2")],
+        "{}",
+    );
+    assert_eq!(send(&mut c, r).await.0, 200);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "the POST's connection was reused"
+    );
 }
 
 #[tokio::test]
