@@ -50,6 +50,10 @@ enum Form {
     Urlencoded(Urlencoded),
     Multipart(Box<Multipart>),
     Json(Json),
+    /// A form no reading is sure to match the server's (two types, or a
+    /// multipart boundary Rack and PHP read differently): refused at its
+    /// first byte. No client sends one; an empty body has no field.
+    Unreadable,
 }
 
 impl FormMethod {
@@ -90,19 +94,18 @@ impl FormMethod {
                 {
                     forms.push(Form::Urlencoded(Urlencoded::default()));
                 } else if essence.len() >= 10 && essence[..10].eq_ignore_ascii_case(b"multipart/") {
-                    // Without a boundary every parser agrees on, every
-                    // byte is read as if in a part's header, so nothing
-                    // that names `_method` gets by.
-                    forms.push(Form::Multipart(Box::new(Multipart::new(boundary(t)))));
+                    // Without a boundary every parser agrees on, no
+                    // reading of the parts is sure to be the server's.
+                    forms.push(match boundary(t) {
+                        Some(b) => Form::Multipart(Box::new(Multipart::new(&b))),
+                        None => Form::Unreadable,
+                    });
                 }
             }
             // Two types: servers disagree on which counts (Puma joins them
             // with `,`, which Rack then ends the type at; nginx hands PHP
-            // the first): read the body every way a form is read.
-            _ => {
-                forms.push(Form::Urlencoded(Urlencoded::default()));
-                forms.push(Form::Multipart(Box::new(Multipart::new(None))));
-            }
+            // the first), and no client sends two.
+            _ => forms.push(Form::Unreadable),
         }
         let json = types.iter().any(|t| {
             t.windows(5)
@@ -131,6 +134,7 @@ impl FormMethod {
                     Form::Urlencoded(u) => u.byte(b, at)?,
                     Form::Multipart(m) => m.byte(b, at)?,
                     Form::Json(j) => j.byte(b, at)?,
+                    Form::Unreadable => return Err(Refused),
                 };
                 if let Some(v) = value {
                     self.judge(&v)?;
@@ -147,6 +151,7 @@ impl FormMethod {
                 Form::Urlencoded(u) => u.end()?,
                 Form::Multipart(m) => m.end()?,
                 Form::Json(j) => j.end(),
+                Form::Unreadable => None,
             };
             if let Some(v) = value {
                 self.judge(&v)?;
@@ -164,6 +169,7 @@ impl FormMethod {
                 Form::Urlencoded(u) => u.held_from(),
                 Form::Multipart(m) => m.held_from(),
                 Form::Json(j) => j.held_from(),
+                Form::Unreadable => None,
             })
             .min()
             .unwrap_or(self.pos)
@@ -620,8 +626,8 @@ enum PartState {
 
 #[derive(Debug)]
 struct Multipart {
-    /// `--` and the boundary; `None` reads every line as a header line.
-    delimiter: Option<Vec<u8>>,
+    /// `--` and the boundary.
+    delimiter: Vec<u8>,
     state: PartState,
     /// The current line: a header line whole, a content line as far as it
     /// may be a delimiter (and the two bytes of a closing one's `--`).
@@ -638,16 +644,10 @@ struct Multipart {
 }
 
 impl Multipart {
-    fn new(boundary: Option<Vec<u8>>) -> Self {
-        let delimiter = boundary.map(|b| [b"--".as_slice(), &b].concat());
-        let state = if delimiter.is_some() {
-            PartState::Content
-        } else {
-            PartState::Headers
-        };
+    fn new(boundary: &[u8]) -> Self {
         Multipart {
-            delimiter,
-            state,
+            delimiter: [b"--".as_slice(), boundary].concat(),
+            state: PartState::Content,
             line: Vec::new(),
             line_len: 0,
             line_start: 0,
@@ -657,19 +657,12 @@ impl Multipart {
     }
 
     fn byte(&mut self, b: u8, at: u64) -> Result<Option<Vec<u8>>, Refused> {
-        // No boundary every parser reads the same (none, two, or spelt
-        // so that Rack and PHP differ): no client sends that, and no
-        // reading of its lines is sure to be the server's. Refused at its
-        // first byte.
-        if self.delimiter.is_none() {
-            return Err(Refused);
-        }
         if let Some(start) = self.method_part
             && at - start >= MAX_HELD_FIELD as u64
         {
             return Err(Refused);
         }
-        let delimiter_len = self.delimiter.as_ref().map_or(0, Vec::len);
+        let delimiter_len = self.delimiter.len();
         match self.state {
             PartState::Epilogue => return Ok(None),
             PartState::Headers => {
@@ -712,22 +705,16 @@ impl Multipart {
                     return Err(Refused);
                 }
                 if part_names_method(text) {
-                    if self.delimiter.is_none() {
-                        // No boundary: the value cannot be found.
-                        return Err(Refused);
-                    }
                     self.method_part = Some(line_start);
                 }
-                if text.is_empty() && self.delimiter.is_some() {
+                if text.is_empty() {
                     self.state = PartState::Content;
                     self.value.clear();
                 }
                 Ok(None)
             }
             PartState::Content => {
-                let Some(d) = &self.delimiter else {
-                    return Ok(None);
-                };
+                let d = &self.delimiter;
                 if !line.starts_with(d) {
                     return Ok(None);
                 }
