@@ -958,7 +958,8 @@ pub async fn exchange(
         }
         let replaced = ex.auth.replaced(inner);
         let skip = |name: &HeaderName| {
-            name == header::HOST || HOP_BY_HOP.contains(name) || replaced.contains(name)
+            // Hop-by-hop headers are gone already (`strip_hop_by_hop` above).
+            name == header::HOST || replaced.contains(name)
         };
         scan::scan_headers(dlp, &mut parts.headers, skip, &mut verdict)
             .map_err(|rule| Failure::with_rule(Deny::Dlp, rule))?;
