@@ -91,22 +91,17 @@ fn forms(v: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
                 };
                 s.into_bytes()
             };
-            out.push(escaped(&|b, o| {
-                if plain(b) {
-                    o.push(b);
-                } else {
-                    o.extend_from_slice(b"\\u00");
-                    o.extend_from_slice(&hex(b));
-                }
-            }));
-            out.push(escaped(&|b, o| {
-                if plain(b) {
-                    o.push(b);
-                } else {
-                    o.push(b'%');
-                    o.extend_from_slice(&hex(b));
-                }
-            }));
+            // JSON's `\u00XX`, then URL encoding's `%XX`.
+            for prefix in [b"\\u00".as_slice(), b"%"] {
+                out.push(escaped(&|b, o| {
+                    if plain(b) {
+                        o.push(b);
+                    } else {
+                        o.extend_from_slice(prefix);
+                        o.extend_from_slice(&hex(b));
+                    }
+                }));
+            }
         }
     }
     let unpadded = v.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
