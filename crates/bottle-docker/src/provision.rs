@@ -386,7 +386,7 @@ const IPV6_CHECK: &str = r#"only_loopback_ipv6() {
 /// file could not be written; 96: a tool is missing (see
 /// [`crate::helper`]); 94: IPv6. Root has no capabilities here and cannot
 /// enter the 0700 tmpfs, hence the agent user.
-fn agent_files_script() -> String {
+pub fn agent_files_script() -> String {
     let roots = helper::SYSTEM_ROOTS.join(" ");
     let (needs, ipv6, if_inet6) = (helper::NEEDS_HELPER, helper::IPV6_ON, helper::IF_INET6);
     let unwritable = helper::WORKSPACE_UNWRITABLE;

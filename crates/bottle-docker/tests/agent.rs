@@ -514,3 +514,89 @@ impl Drop for DockerOnDrop {
         }
     }
 }
+
+/// The attack the provisioning script's IPv6 check stops: an engine that
+/// gives the agent an IPv6 address (here, a network made with IPv6, as
+/// Docker 26.0.0–26.0.1 did on IPv4-only ones). The script must stop
+/// before anything else with its own code; on an IPv4-only network it
+/// must get past the check. Without the check the first run would go on
+/// to look for the agent user (exit 98 here), not 94.
+#[test]
+fn the_files_step_refuses_an_agent_with_ipv6() {
+    if !engine_ready() {
+        return;
+    }
+    let docker = |args: &[&str]| {
+        let o = Command::new("docker").args(args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let run = format!("cb-libtest-v6-{}", std::process::id());
+    let (v6, v4) = (format!("{run}-v6"), format!("{run}-v4"));
+    let label = "io.claude-bottle.test=ipv6-check";
+    assert_eq!(
+        docker(&[
+            "network",
+            "create",
+            "--label",
+            label,
+            "--ipv6",
+            "--subnet",
+            "fd00:cb19::/64",
+            &v6
+        ])
+        .0,
+        Some(0)
+    );
+    assert_eq!(
+        docker(&["network", "create", "--label", label, &v4]).0,
+        Some(0)
+    );
+    let script = bottle_docker::provision::agent_files_script();
+    let on = |net: &str| {
+        let name = format!("{net}-c");
+        let started = docker(&[
+            "run",
+            "-d",
+            "--rm",
+            "--label",
+            label,
+            "--network",
+            net,
+            "--name",
+            &name,
+            AGENT_BASE,
+            "sleep",
+            "60",
+        ]);
+        assert_eq!(started.0, Some(0), "{}", started.1);
+        let out = Command::new("docker")
+            .args(["exec", "-u", "1000", &name, "sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let _ = docker(&["rm", "-f", &name]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let with_v6 = on(&v6);
+    let without = on(&v4);
+    let _ = docker(&["network", "rm", &v6, &v4]);
+    assert_eq!(
+        with_v6,
+        (
+            Some(i32::from(bottle_docker::helper::IPV6_ON)),
+            "IPv6 on eth0\n".to_string()
+        )
+    );
+    assert_ne!(
+        without.0,
+        Some(i32::from(bottle_docker::helper::IPV6_ON)),
+        "{}",
+        without.1
+    );
+}
