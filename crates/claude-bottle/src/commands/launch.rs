@@ -224,23 +224,18 @@ pub(super) async fn claim(
         // Exit 3 as the plan's own refusals of taken names: the engine's
         // state, not the command line, is in the way.
         let pinned = plan.container != names::agent_container(&plan.slug);
-        if pinned {
-            return Err(EngineFailure::new(
-                format!("the name `{}` is taken: {why}", plan.slug),
-                Some(format!(
+        if pinned || taken.len() as u32 >= names::MAX_SUFFIX {
+            let hint = if pinned {
+                format!(
                     "`CLAUDE_BOTTLE_CONTAINER` pins the agent's name to `{}`: unset it to let \
                      this start take a name of its own, or start again once the other run is up",
                     plan.container
-                )),
-            )
-            .into());
-        }
-        if taken.len() as u32 >= names::MAX_SUFFIX {
-            return Err(EngineFailure::new(
-                format!("the name `{}` is taken: {why}", plan.slug),
-                Some("start again once the other run is up".into()),
-            )
-            .into());
+                )
+            } else {
+                "start again once the other run is up".to_string()
+            };
+            let taken = format!("the name `{}` is taken: {why}", plan.slug);
+            return Err(EngineFailure::new(taken, Some(hint)).into());
         }
         taken.push(plan.slug.clone());
         let mut facts = super::plan::facts_of(engine).await.map_err(|e| {
