@@ -1158,7 +1158,29 @@ async fn send_and_wrap(
         None => body,
     };
     let req = Request::from_parts(parts, body);
+    // The event is made before the request goes: if this exchange is
+    // dropped while it waits for the answer (the client went away, the
+    // sidecar is stopping), the upstream may have had the whole request,
+    // and the log must say so.
+    let unanswered = Unanswered(inner.audit.enabled().then(|| {
+        let mut ev = info.event("allow", inner);
+        if report.is_none()
+            && let Ok(v) = shared.lock()
+        {
+            // No body left to scan: the verdict is settled.
+            judge_event(&mut ev, &v, inner.dlp.mode);
+        }
+        Tracked {
+            bytes: 0,
+            pending: Some((inner.audit.clone(), ev, info.started)),
+            full_log: None,
+            report: report.clone(),
+        }
+    }));
     let sent = upstream::send(inner, pool, &ex.target, req).await;
+    // Answered or refused: from here the response body or the refusal
+    // writes the event.
+    let ev = unanswered.answered();
     let verdict = shared.lock().map(|v| v.clone()).unwrap_or_default();
     let mut resp = match sent {
         Ok(r) => r,
@@ -1271,11 +1293,10 @@ async fn send_and_wrap(
         Some(mask) => MaskedBody::new(rbody, mask).boxed(),
         None => rbody,
     };
-    if !inner.audit.enabled() {
+    let Some(mut ev) = ev else {
         // No event to write (and so no `log: full` capture): pass the body on.
         return Ok(Response::from_parts(rp, rbody));
-    }
-    let mut ev = info.event("allow", inner);
+    };
     judge_event(&mut ev, &verdict, inner.dlp.mode);
     ev.status = Some(rp.status.as_u16());
     let full_log = capture.map(|req| FullLog {
@@ -1386,6 +1407,18 @@ fn report_websocket(audit: &Audit, mut ev: Event, started: Instant, what: websoc
     }
     ev.ms = millis(started.elapsed());
     audit.emit(&ev);
+}
+
+/// An allowed request's event while its exchange waits for the upstream's
+/// answer; dropped with the exchange, it writes the event (no status).
+struct Unanswered(Option<Tracked>);
+
+impl Unanswered {
+    /// The event, now that an answer or a refusal will write it.
+    fn answered(mut self) -> Option<Event> {
+        let mut t = self.0.take()?;
+        t.pending.take().map(|(_, ev, _)| ev)
+    }
 }
 
 /// Held by a response body: writes the request's audit event when the body

@@ -106,6 +106,37 @@ async fn secret_split_across_body_chunks_is_refused_before_the_body_ends() {
     p.events_without(&[SECRET]);
 }
 
+/// The upstream has the whole request, with a secret `log` lets through;
+/// the client goes away before the answer. The log must still say so.
+#[tokio::test]
+async fn a_request_whose_client_left_before_the_answer_is_logged() {
+    let body = format!("k={SECRET}&end=1");
+    let (up, got) = raw_upstream(|_| false).await;
+    let p = dlp_proxy_to("dlp: log", up).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = format!(
+        "POST http://app.test/slow HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body.as_bytes()).await.unwrap();
+    for _ in 0..500 {
+        if String::from_utf8_lossy(&got.lock().unwrap()).contains("end=1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(String::from_utf8_lossy(&got.lock().unwrap()).contains("end=1"));
+    drop(s);
+    let ev = p
+        .event(|e| e["path"] == "/slow" && e["kind"] == "http")
+        .await;
+    assert_eq!(ev["decision"], "allow");
+    assert_eq!(ev["reason"], "dlp", "{ev}");
+    assert!(ev["status"].is_null(), "{ev}");
+    p.events_without(&[SECRET]);
+}
+
 #[tokio::test]
 async fn redact_mode_replaces_secrets_and_forwards() {
     let (p, rec, base) = dlp_proxy("dlp: redact").await;
