@@ -74,6 +74,28 @@ impl Provider {
         }
     }
 
+    /// Whether `path_and_query` is one of the model calls a client makes
+    /// on every turn, whose bodies the API reads whole; other endpoints
+    /// under the allowed prefixes (`/v1/messages/batches/ID/cancel`) may
+    /// not read a body, and a request with one gets a connection of its own
+    /// (`server::exchange`).
+    pub fn reads_body(self, path_and_query: &str) -> bool {
+        let path = path_and_query
+            .split_once('?')
+            .map_or(path_and_query, |(p, _)| p);
+        let calls: &[&str] = match self {
+            Provider::Anthropic => &["/v1/messages", "/v1/messages/count_tokens"],
+            Provider::Openai => &[
+                "/v1/chat/completions",
+                "/v1/completions",
+                "/v1/responses",
+                "/v1/embeddings",
+                "/v1/moderations",
+            ],
+        };
+        calls.contains(&path)
+    }
+
     /// The name of the refusal's rule.
     pub fn name(self) -> &'static str {
         match self {

@@ -746,6 +746,14 @@ pub enum Auth {
 }
 
 impl Auth {
+    /// The token's index, for the connection pool ([`upstream::PoolKey`]).
+    fn index(self) -> Option<usize> {
+        match self {
+            Auth::None => None,
+            Auth::Token(i) => Some(i),
+        }
+    }
+
     fn token(self, inner: &Inner) -> Option<&Token> {
         match self {
             Auth::None => None,
@@ -999,14 +1007,23 @@ pub async fn exchange(
     // injected) would complete, or a whole request past the route's
     // rules. Such requests get an upstream connection of their own: every
     // body on a route with method or path rules, and on any route a body
-    // on a method other than POST, PUT or PATCH. The reverse proxy's model
-    // calls keep their connections.
+    // on a method other than POST, PUT or PATCH. With a credential injected
+    // the next request's head would carry it into the agent's request (an
+    // endpoint the reverse proxy refuses; a body the server stores, for the
+    // agent to read or publish): only the model calls every turn makes,
+    // which read their bodies, keep their connections (`reads_body`).
     let ruled = ex
         .route
         .as_ref()
         .is_some_and(|r| r.methods.is_some() || r.paths.is_some());
     let expected = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    if has_body && (ruled || !expected) {
+    let credential_safe = match ex.auth.token(inner) {
+        None => true,
+        Some(Token::Anthropic(_)) => Provider::Anthropic.reads_body(&ex.pq),
+        Some(Token::Openai(_)) => Provider::Openai.reads_body(&ex.pq),
+        Some(Token::Http { .. }) => false,
+    };
+    if has_body && (ruled || !expected || !credential_safe) {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -1177,7 +1194,7 @@ async fn send_and_wrap(
             report: report.clone(),
         }
     }));
-    let sent = upstream::send(inner, pool, &ex.target, req).await;
+    let sent = upstream::send(inner, pool, &ex.target, ex.auth.index(), req).await;
     // Answered or refused: from here the response body or the refusal
     // writes the event.
     let ev = unanswered.answered();

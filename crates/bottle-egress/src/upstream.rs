@@ -228,7 +228,8 @@ async fn via_proxy(inner: &Inner, authority: &str) -> Result<TcpStream, Deny> {
 /// Idle keep-alive upstream connections, shared by every client connection
 /// of one proxy and keyed by the whole [`Target`] (host, address kind, port,
 /// TLS), so a connection is only reused for the destination it was vetted
-/// and dialled for. Cheap to clone.
+/// and dialled for, and by the credential its requests carry ([`PoolKey`]).
+/// Cheap to clone.
 ///
 /// A connection goes back in only once its response body has been read to
 /// the end ([`Pooled`]); one whose exchange was cut short (a body stopped
@@ -240,9 +241,18 @@ pub struct Pool {
     shared: Arc<Mutex<PoolState>>,
 }
 
+/// A target and the index of the token whose credential the proxy injects
+/// into requests to it, if any. A connection that carried the agent's own
+/// requests never carries an injected credential after them: a body the
+/// upstream did not read (CL.0) would be taken for the start of the next
+/// request, whose head, credential included, would then complete a
+/// request of the agent's choosing (an endpoint the reverse proxy refuses,
+/// or a body the server stores). Nor one token's after another's.
+pub type PoolKey = (Target, Option<usize>);
+
 #[derive(Default)]
 struct PoolState {
-    idle: HashMap<Target, Vec<Idle>>,
+    idle: HashMap<PoolKey, Vec<Idle>>,
     count: usize,
     /// A sweeper task is running.
     sweeping: bool,
@@ -254,11 +264,11 @@ struct Idle {
 }
 
 impl Pool {
-    /// The most recently used live, ready connection to `target`, if any.
-    fn take(&self, target: &Target) -> Option<SendRequest<Body>> {
+    /// The most recently used live, ready connection for `key`, if any.
+    fn take(&self, key: &PoolKey) -> Option<SendRequest<Body>> {
         let mut st = self.shared.lock().ok()?;
         let st = &mut *st;
-        let list = st.idle.get_mut(target)?;
+        let list = st.idle.get_mut(key)?;
         let mut found = None;
         let mut busy = Vec::new();
         while let Some(c) = list.pop() {
@@ -281,7 +291,7 @@ impl Pool {
         found
     }
 
-    fn put(&self, target: Target, sender: SendRequest<Body>) {
+    fn put(&self, key: PoolKey, sender: SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
@@ -299,7 +309,7 @@ impl Pool {
             st.sweeping = true;
             rt.spawn(sweep(Arc::downgrade(&self.shared)));
         }
-        let list = st.idle.entry(target).or_default();
+        let list = st.idle.entry(key).or_default();
         if list.len() >= POOL_MAX_IDLE_PER_TARGET {
             return;
         }
@@ -346,13 +356,13 @@ async fn sweep(pool: Weak<Mutex<PoolState>>) {
 /// once it has been read to the end.
 pub struct Pooled {
     body: Incoming,
-    back: Option<(Pool, Target, SendRequest<Body>)>,
+    back: Option<(Pool, PoolKey, SendRequest<Body>)>,
 }
 
 impl Pooled {
     fn give_back(&mut self) {
-        if let Some((pool, target, sender)) = self.back.take() {
-            pool.put(target, sender);
+        if let Some((pool, key, sender)) = self.back.take() {
+            pool.put(key, sender);
         }
     }
 }
@@ -418,6 +428,7 @@ pub async fn send(
     inner: &Inner,
     pool: &Pool,
     target: &Target,
+    credential: Option<usize>,
     req: Request<Body>,
 ) -> Result<Response<Pooled>, Deny> {
     let mut req = req;
@@ -426,7 +437,8 @@ pub async fn send(
         .headers()
         .get(http::header::CONNECTION)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-    let mut reused = pool.take(target);
+    let key = (target.clone(), credential);
+    let mut reused = pool.take(&key);
     let (sender, resp) = loop {
         let fresh = reused.is_none();
         let mut sender = match reused.take() {
@@ -455,6 +467,6 @@ pub async fn send(
     };
     // An upgraded connection is no longer HTTP: never reuse it.
     let back = (reusable && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
-        .then(|| (pool.clone(), target.clone(), sender));
+        .then(|| (pool.clone(), key, sender));
     Ok(resp.map(|body| Pooled { body, back }))
 }

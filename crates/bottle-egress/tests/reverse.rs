@@ -282,3 +282,78 @@ impl hyper::body::Body for ChannelBody {
         self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
+
+/// A proxy with the Anthropic token and a forward route to the same API
+/// host, both going to one recording HTTPS upstream.
+async fn model_and_forward_setup() -> (Running, Recorder) {
+    let ca = TestCa::new("test upstream CA");
+    let (up, rec) = https_upstream(&ca, &["api.anthropic.com"]).await;
+    let p = Setup::new(format!(
+        "dlp: block\nallow: [{{host: api.anthropic.com}}]\n\
+         tokens: [{{kind: anthropic, token_ref: T}}]\nresolve: {{api.anthropic.com: '{up}'}}"
+    ))
+    .secrets(&[("T", "sk-ant-oat01-REALREALREAL")])
+    .upstream_ca(&ca)
+    .start()
+    .await;
+    (p, rec)
+}
+
+/// The agent's own request to the API host leaves its connection in the
+/// pool; a body the server did not read (CL.0) would then prefix the next
+/// request on it. A model call, with the real token, must never be that
+/// next request.
+#[tokio::test]
+async fn a_model_call_never_reuses_a_connection_of_the_agents_own_requests() {
+    let (p, rec) = model_and_forward_setup().await;
+    let (_, _, stream) = connect(p.addr, "api.anthropic.com:443").await;
+    let mut c = tls_client(stream.unwrap(), p.proxy.ca_pem(), "api.anthropic.com").await;
+    let r = req(
+        "POST",
+        "/some/endpoint",
+        &[("host", "api.anthropic.com")],
+        "POST /api/oauth/claude_cli/create_api_key HTTP/1.1\r\nX-Pad: ",
+    );
+    assert_eq!(send(&mut c, r).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut m = client(p.addr).await;
+    let (s, _, _) = send(&mut m, req("POST", "/anthropic/v1/messages", &[], "{}")).await;
+    assert_eq!(s, 200);
+    let seen = rec.all();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].headers.get("authorization").is_none());
+    assert!(seen[1].headers.get("authorization").is_some());
+    assert_ne!(
+        seen[0].conn, seen[1].conn,
+        "the model call reused the agent's connection"
+    );
+}
+
+/// With a credential injected, only the model calls that read their bodies
+/// keep a pooled connection; a body to any other endpoint asks for its
+/// connection to close, so nothing can follow it.
+#[tokio::test]
+async fn a_credentialed_body_to_another_endpoint_gets_a_connection_of_its_own() {
+    let (p, rec) = model_and_forward_setup().await;
+    let mut m = client(p.addr).await;
+    for path in [
+        "/anthropic/v1/messages",
+        "/anthropic/v1/messages/batches/b1/cancel",
+        "/anthropic/v1/messages?beta=true",
+    ] {
+        let (s, _, _) = send(&mut m, req("POST", path, &[], "{}")).await;
+        assert_eq!(s, 200, "{path}");
+    }
+    let seen = rec.all();
+    let close: Vec<_> = seen
+        .iter()
+        .map(|s| {
+            s.headers
+                .get("connection")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+        })
+        .collect();
+    assert_eq!(close, [false, true, false], "{seen:?}");
+    assert_eq!(seen[0].conn, 0);
+    assert_eq!(seen[2].conn, 1, "a closed connection was reused");
+}

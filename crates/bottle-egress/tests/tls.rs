@@ -522,6 +522,29 @@ async fn token_proxy(route_host: &str, rules: &str) -> (Running, Recorder, Strin
     (p, rec, format!("api.test:{port}"))
 }
 
+/// On a route without rules the agent may send any request with the
+/// token, but a body the server did not read (CL.0) would take the next
+/// request's head, credential included, into a request of its own (a body
+/// the server stores, for the agent to publish): a body with a credential
+/// never shares its connection.
+#[tokio::test]
+async fn a_body_with_an_injected_token_gets_a_connection_of_its_own() {
+    let (p, rec, host) = token_proxy("api.test", "").await;
+    let (_, _, stream) = connect(p.addr, &host).await;
+    let mut c = tls_client(stream.unwrap(), p.proxy.ca_pem(), "api.test").await;
+    for (method, body) in [("PUT", "x"), ("GET", ""), ("GET", "")] {
+        let r = req(method, "/user/starred/a/b", &[("host", &host)], body);
+        assert_eq!(send(&mut c, r).await.0, 200);
+    }
+    let seen = rec.all();
+    assert_eq!(seen[0].headers["connection"], "close");
+    assert_eq!(
+        seen.iter().map(|s| s.conn).collect::<Vec<_>>(),
+        [0, 1, 1],
+        "the connection that carried the body was reused"
+    );
+}
+
 /// An upstream that sends the request's fields back (a debug endpoint,
 /// an error quoting the header): the agent gets `*` where the credential
 /// was, in the body and in response fields, of the same length.

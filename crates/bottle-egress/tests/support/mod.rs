@@ -45,6 +45,8 @@ pub struct Seen {
     pub uri: String,
     pub headers: http::HeaderMap,
     pub body: Vec<u8>,
+    /// Which of the upstream's accepted connections it came on (from 0).
+    pub conn: usize,
 }
 
 #[derive(Clone, Default)]
@@ -59,7 +61,7 @@ impl Recorder {
     }
 }
 
-async fn record(rec: Recorder, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn record(rec: Recorder, conn: usize, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -71,6 +73,7 @@ async fn record(rec: Recorder, req: Request<Incoming>) -> Response<Full<Bytes>> 
         uri: parts.uri.to_string(),
         headers: parts.headers.clone(),
         body,
+        conn,
     });
     let path = parts.uri.path();
     let asked = |name: &str| parts.headers.contains_key(name);
@@ -132,13 +135,13 @@ pub async fn http_upstream() -> (SocketAddr, Recorder) {
     let rec = Recorder::default();
     let r2 = rec.clone();
     tokio::spawn(async move {
-        loop {
+        for conn in 0.. {
             let Ok((s, _)) = l.accept().await else { return };
             let rec = r2.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let rec = rec.clone();
-                    async move { Ok::<_, Infallible>(record(rec, req).await) }
+                    async move { Ok::<_, Infallible>(record(rec, conn, req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(s), svc)
@@ -157,7 +160,7 @@ pub async fn https_upstream(ca: &TestCa, names: &[&str]) -> (SocketAddr, Recorde
     let rec = Recorder::default();
     let r2 = rec.clone();
     tokio::spawn(async move {
-        loop {
+        for conn in 0.. {
             let Ok((s, _)) = l.accept().await else { return };
             let rec = r2.clone();
             let acceptor = acceptor.clone();
@@ -167,7 +170,7 @@ pub async fn https_upstream(ca: &TestCa, names: &[&str]) -> (SocketAddr, Recorde
                 };
                 let svc = hyper::service::service_fn(move |req| {
                     let rec = rec.clone();
-                    async move { Ok::<_, Infallible>(record(rec, req).await) }
+                    async move { Ok::<_, Infallible>(record(rec, conn, req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), svc)
