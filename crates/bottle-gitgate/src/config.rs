@@ -159,7 +159,9 @@ impl GateConfig {
             }
             check_url(&repo.url).map_err(bad)?;
             for p in repo.push.iter().chain(&repo.protect) {
-                if p.is_empty() || p.contains(char::is_whitespace) {
+                // A full ref name matches no branch (patterns are matched
+                // against the name after `refs/heads/`).
+                if p.is_empty() || p.contains(char::is_whitespace) || p.starts_with("refs/") {
                     return Err(bad(format!("bad branch pattern {p:?}")));
                 }
             }
@@ -329,6 +331,20 @@ mod tests {
         let shown = format!("{g:?} {s:?}");
         assert!(!shown.contains("ghp_0123"), "{shown}");
         assert!(!shown.contains("PRIVATE"), "{shown}");
+    }
+
+    /// Patterns are matched against the branch name: a full ref name in
+    /// `protect` would silently protect nothing.
+    #[test]
+    fn a_full_ref_name_is_not_a_branch_pattern() {
+        for key in ["push", "protect"] {
+            let doc = DOC.replace(
+                r#""push": ["agent/*"]"#,
+                &format!(r#""{key}": ["refs/heads/main"]"#),
+            );
+            let e = from_sidecar_json(&doc).unwrap_err().to_string();
+            assert!(e.contains("bad branch pattern"), "{key}: {e}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bottle_secret::Secret;
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::credentials::Env;
@@ -57,8 +58,32 @@ pub async fn ensure(state_dir: &Path, name: &str, env: &Env) -> Result<(), Strin
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
+    let mut config = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(path.join("config"))
+        .await
+        .map_err(|e| format!("opening the mirror's config: {e}"))?;
+    config
+        .write_all(MIRROR_CONFIG.as_bytes())
+        .await
+        .map_err(|e| format!("writing the mirror's config: {e}"))?;
     Ok(())
 }
+
+/// Settings every git child reads from the mirror (receive-pack, the
+/// refresh's fetch, the hook's scans and its push), none of them secret.
+/// No automatic maintenance: after enough pushes git would start a
+/// detached `gc`/`maintenance` outside the mirror's lock, the gate's slots
+/// and process groups, with the child's environment (credentials
+/// included), repacking while the gate prunes. No signature program: a
+/// push certificate the gate never asked for would otherwise make
+/// receive-pack run `gpg`/`gpgsm` on the agent's bytes.
+const MIRROR_CONFIG: &str = "[gc]\n\tauto = 0\n\
+[maintenance]\n\tauto = false\n\
+[receive]\n\tautogc = false\n\
+[gpg]\n\tprogram = /bin/false\n\
+[gpg \"x509\"]\n\tprogram = /bin/false\n\
+[gpg \"ssh\"]\n\tprogram = /bin/false\n";
 
 /// Keeps the end of git's stderr, short, without secret values.
 pub fn summarize(stderr: &str, secrets: &[&str]) -> String {
@@ -558,6 +583,32 @@ pub fn push_upstream(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Read back through git itself, with the gate's environment: what
+    /// every child of the gate sees in the mirror.
+    #[tokio::test]
+    async fn a_new_mirror_runs_no_maintenance_and_no_signature_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = crate::credentials::base_env(dir.path());
+        ensure(dir.path(), "app", &env).await.unwrap();
+        for (key, want) in [
+            ("gc.auto", "0"),
+            ("maintenance.auto", "false"),
+            ("receive.autogc", "false"),
+            ("gpg.program", "/bin/false"),
+            ("gpg.x509.program", "/bin/false"),
+            ("gpg.ssh.program", "/bin/false"),
+        ] {
+            let out = command(&env)
+                .arg("--git-dir")
+                .arg(mirror_path(dir.path(), "app"))
+                .args(["config", "--get", key])
+                .output()
+                .await
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "{key}");
+        }
+    }
 
     /// A hostile upstream's flood of `remote:` lines is read to its end
     /// (the child never blocks) and kept only up to the bound.

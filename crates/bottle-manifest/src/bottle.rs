@@ -1030,13 +1030,21 @@ fn read_repo(r: &Reader, name: &str, line: u32, node: &Node) -> Result<Repo, Err
                     p.text.is_empty()
                         || p.text.contains(char::is_whitespace)
                         || p.text.contains(['~', '^', ':', '\\'])
+                        // Patterns name branches (`main`, not
+                        // `refs/heads/main`): a full ref name matches no
+                        // branch, and in `protect` would protect nothing.
+                        || p.text.starts_with("refs/")
                 })
             {
+                let hint = match bad.text.strip_prefix("refs/heads/") {
+                    Some(b) => format!(" (write the branch name: `{b}`)"),
+                    None => String::new(),
+                };
                 return Err(Error::invalid(
                     r.file,
                     bad.line,
                     &bad.key,
-                    format!("`{}` is not a branch pattern", bad.text),
+                    format!("`{}` is not a branch pattern{hint}", bad.text),
                 ));
             }
             *slot = Some(pats.into_iter().map(|p| p.text).collect());

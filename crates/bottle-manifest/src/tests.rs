@@ -547,6 +547,13 @@ fn repo_urls_the_gate_would_refuse_are_refused_at_read() {
         "      token_ref: GH\n      push: [\"agent/\\t*\"]\n",
     ));
     assert_eq!(e.key.as_deref(), Some("git.repos.app.push[0]"), "{e}");
+    // A full ref name matches no branch: in `protect` it would protect nothing.
+    let e = err(&repo(
+        "https://h/a.git",
+        "      token_ref: GH\n      protect: [release, refs/heads/main]\n",
+    ));
+    assert_eq!(e.key.as_deref(), Some("git.repos.app.protect[1]"), "{e}");
+    assert!(e.to_string().contains("`main`"), "{e}");
     // What the gate accepts still reads.
     for (url, auth) in [
         ("https://github.com/acme/app.git", https),
