@@ -481,3 +481,57 @@ fn random_binary_gives_no_findings() {
         }
     }
 }
+
+/// An escaped token across the boundary of two decoding pieces (16 KiB
+/// each, overlapping): a server decodes the whole string, so the engine
+/// must see the token whole in one piece wherever it sits. JSON `\u` is 6
+/// bytes a character (a 108-character key is 648), a numeric reference
+/// with leading zeros 10 or more.
+#[test]
+fn an_escaped_token_across_a_piece_boundary() {
+    let e = engine();
+    let key = expand("sk-ant-api03-{url:93}AA", 31);
+    let json: String = key
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let ncr: String = KNOWN
+        .chars()
+        .map(|c| format!("&#{:07};", c as u32))
+        .collect();
+    for (escaped, filler, rule) in [
+        (&json, "\\u0041", "anthropic-api-key"),
+        (&ncr, "&#65;", KNOWN_SECRET_RULE),
+    ] {
+        // An escape every 500 bytes keeps the whole body one region.
+        let unit = format!("{filler}{}", "x".repeat(500 - filler.len()));
+        let pad = unit.repeat(40);
+        for start in (16_384 - escaped.len() - 300..16_400).step_by(50) {
+            // Never inside the filler's own escape.
+            let start = start - start % 500 + (start % 500).max(filler.len());
+            let body = format!("{} {escaped} {}", &pad[..start], unit.repeat(4));
+            let found = e.scan(body.as_bytes());
+            assert!(has(&found, rule), "at {start}: {:?}", rules(&found));
+        }
+    }
+}
+
+/// Normalising stopped silently once a piece's output reached a bound; a
+/// few KiB of characters that expand 11-fold (U+FDFA is 33 bytes in NFKC)
+/// left what followed them unread.
+#[test]
+fn normalising_reads_past_characters_that_expand() {
+    let e = engine();
+    let hidden: String = KNOWN.chars().flat_map(|c| [c, '\u{200B}']).collect();
+    let body = format!("{} {hidden} end", "\u{FDFA}".repeat(1000));
+    let found = e.scan(body.as_bytes());
+    assert!(has(&found, KNOWN_SECRET_RULE), "{:?}", rules(&found));
+    let ghp = expand("ghp_{an:36}", 32);
+    let wide: String = ghp
+        .chars()
+        .map(|c| char::from_u32(c as u32 - 0x21 + 0xFF01).unwrap_or(c))
+        .collect();
+    let body = format!("{} {wide} end", "\u{FDFA}".repeat(1000));
+    let found = e.scan(body.as_bytes());
+    assert!(has(&found, "github-pat"), "{:?}", rules(&found));
+}

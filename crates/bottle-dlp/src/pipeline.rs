@@ -36,6 +36,12 @@ const PIECE_OVERLAP: usize = 512;
 /// How far around a non-ASCII byte normalisation looks (within its line).
 const NORM_RADIUS: usize = 512;
 const NORM_PIECE: usize = 16 * 1024;
+/// How much of a piece the next one reads again: the longest escaped form
+/// a piece must hold whole. A 120-character token is 720 bytes of JSON
+/// `\u` escapes and 1,200 of numeric references with leading zeros
+/// (`&#0000081;`); 4 KiB holds a token of up to 400 characters at 10 bytes
+/// each. Escapes padded longer still are the limit (docs/dlp.md).
+const NORM_OVERLAP: usize = 4 * 1024;
 /// The longest finding the stream scanner keeps whole: an 8192-bit RSA key
 /// block is about 6.5 KiB. A longer one (a secret deep in a long encoded run)
 /// is still reported, with the range seen before its start left the buffer.
@@ -301,7 +307,11 @@ impl Scan<'_> {
 
     fn normalized_layers(&mut self, hay: &[u8], depth: u8, map: Map<'_>) {
         for seg in non_ascii_segments(hay) {
-            let Some(n) = normalize(&hay[seg.clone()], NORM_PIECE * 2) else {
+            // No character expands more than 11-fold in NFKC (U+FDFA, 3
+            // bytes to 33): a piece never reaches this bound, which only
+            // guards memory. Below it, text after a run of such characters
+            // went unread.
+            let Some(n) = normalize(&hay[seg.clone()], NORM_PIECE * 12) else {
                 continue;
             };
             if !self.mapped_layer(&n, seg.start, depth, map) {
@@ -450,10 +460,11 @@ fn around(spots: impl FnOnce(&mut dyn FnMut(Range<usize>)), len: usize) -> Vec<R
     segs.into_iter().flat_map(cut).collect()
 }
 
-/// Cuts a segment into pieces of `NORM_PIECE` bytes that overlap by 256
-/// (both even, so a piece of UTF-16 from an even start keeps its units).
+/// Cuts a segment into pieces of `NORM_PIECE` bytes that overlap by
+/// `NORM_OVERLAP` (both even, so a piece of UTF-16 from an even start keeps
+/// its units).
 fn cut(seg: Range<usize>) -> Vec<Range<usize>> {
-    split(seg, NORM_PIECE, 256, 2)
+    split(seg, NORM_PIECE, NORM_OVERLAP, 2)
 }
 
 fn is_generic(rule: &str) -> bool {
