@@ -48,13 +48,15 @@ pub(crate) fn scan_host(engine: &Engine, host: &str) -> Vec<Finding> {
 /// The rule a single label breaks, if any.
 fn label_rule(label: &str) -> Option<&'static str> {
     let b = label.as_bytes();
-    // Internationalised names are punycode: long and odd-looking by design.
-    if b.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"xn--")) {
-        return None;
-    }
+    // Internationalised names are punycode, odd-looking by design: their
+    // parts are not judged random. But the prefix proves nothing (any text
+    // may follow it, and punycode copies an ASCII part as is), so hex and
+    // base32 parts and length count as in any label.
+    let idn = b.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"));
+    let rest = if idn { &label[4..] } else { label };
     // Judge each dash-separated part: `my-loadbalancer-1234567890` is words
     // and a number, not an encoding.
-    for part in label.split('-') {
+    for part in rest.split('-') {
         let b = part.as_bytes();
         let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
         let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
@@ -66,7 +68,12 @@ fn label_rule(label: &str) -> Option<&'static str> {
         if b.len() >= BASE32_LABEL && b.iter().all(base32) && digits >= 3 && letters > 0 {
             return Some("host-base32-label");
         }
-        if b.len() >= RANDOM_LABEL && digits >= 2 && letters > 0 && shannon(b) >= RANDOM_ENTROPY {
+        if !idn
+            && b.len() >= RANDOM_LABEL
+            && digits >= 2
+            && letters > 0
+            && shannon(b) >= RANDOM_ENTROPY
+        {
             return Some("host-high-entropy-label");
         }
     }
@@ -104,6 +111,40 @@ mod tests {
             "sidecar",
         ] {
             assert_eq!(rules(&e, h), Vec::<&str>::new(), "{h}");
+        }
+    }
+
+    /// `xn--` says nothing about what follows it: hex after it, or hex cut
+    /// by dashes and labels, carries a known secret as well as bare hex.
+    #[test]
+    fn a_punycode_prefix_or_dashes_hide_nothing() {
+        let secret = "Zq8vB3nM5kL7Zq8vB3nM5kL7Zq8vB3nM5kL7abcd";
+        let e = Engine::builder().known_secret(secret).build().unwrap();
+        let hex = String::from_utf8(hex_encode(secret.as_bytes(), false)).unwrap();
+        let (a, b) = hex.split_at(40);
+        for host in [
+            format!("xn--{a}.xn--{b}.zone.example"),
+            format!("xn--{hex}.evil.example"),
+            format!("{}-{}-{}.zone.example", &a[..20], &a[20..], b),
+            format!("xn--{}.zone.example", &hex[..30]),
+            // Parts too short for any label rule: only the known form finds it.
+            format!(
+                "{}.zone.example",
+                hex.as_bytes()
+                    .chunks(20)
+                    .map(|c| {
+                        let (x, y) = c.split_at(10);
+                        format!(
+                            "xn--{}-{}",
+                            String::from_utf8_lossy(x),
+                            String::from_utf8_lossy(y)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(".")
+            ),
+        ] {
+            assert!(!rules(&e, &host).is_empty(), "{host}");
         }
     }
 

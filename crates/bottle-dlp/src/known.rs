@@ -257,16 +257,22 @@ impl KnownSet {
     }
 
     /// True when a host name holds any form of a known secret, ignoring case
-    /// (DNS does) and the dots between labels (a secret can be split across
-    /// them). Base32 counts here too: it is the usual encoding for DNS.
+    /// (DNS does) and what may be put between its pieces: the dots between
+    /// labels, dashes and underscores inside them, and a label's `xn--`
+    /// prefix. Base32 counts here too: it is the usual encoding for DNS.
     pub fn in_host(&self, host: &str) -> bool {
         let lower = host.to_ascii_lowercase();
-        let joined: Vec<u8> = lower.bytes().filter(|&b| b != b'.').collect();
+        let glue = |b: &u8| matches!(b, b'.' | b'-' | b'_');
+        let mut joined = Vec::with_capacity(lower.len());
+        for label in lower.split('.') {
+            let label = label.strip_prefix("xn--").unwrap_or(label);
+            joined.extend(label.bytes().filter(|b| !glue(b)));
+        }
         let forms = self.forms.iter().chain(self.base32.iter());
         forms.filter(|f| f.len() >= ANCHOR).any(|f| {
-            let f = f.to_ascii_lowercase();
-            let f = Zeroizing::new(f);
-            contains(lower.as_bytes(), &f) || contains(&joined, &f)
+            let f = Zeroizing::new(f.to_ascii_lowercase());
+            let bare = Zeroizing::new(f.iter().copied().filter(|b| !glue(b)).collect::<Vec<u8>>());
+            contains(lower.as_bytes(), &f) || (bare.len() >= ANCHOR && contains(&joined, &bare))
         })
     }
 }
