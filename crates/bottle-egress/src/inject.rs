@@ -28,6 +28,25 @@ pub fn http_token(tokens: &[Token], host: &HostKind) -> Option<usize> {
     best.map(|(_, i)| i)
 }
 
+/// Removes `name` and its spellings with `_` for `-`: CGI, Rack and
+/// PHP-FPM read `X_Api_Key` as `X-Api-Key`, so the upstream would see the
+/// agent's value beside the injected one, and take either.
+fn remove_every_spelling(headers: &mut HeaderMap, name: &HeaderName) {
+    headers.remove(name);
+    let want = name.as_str().as_bytes();
+    let alike = |h: &HeaderName| {
+        let h = h.as_str().as_bytes();
+        h.len() == want.len()
+            && h.iter()
+                .zip(want)
+                .all(|(&a, &b)| a == b || (a == b'_' && b == b'-'))
+    };
+    let others: Vec<HeaderName> = headers.keys().filter(|h| alike(h)).cloned().collect();
+    for h in others {
+        headers.remove(&h);
+    }
+}
+
 fn sensitive(v: &str) -> Option<HeaderValue> {
     let mut h = HeaderValue::from_str(v).ok()?;
     h.set_sensitive(true);
@@ -39,7 +58,7 @@ fn sensitive(v: &str) -> Option<HeaderValue> {
 /// still removed and nothing is set).
 pub fn apply_http_token(headers: &mut HeaderMap, scheme: &AuthScheme, secret: &Secret) -> bool {
     let name = scheme.header();
-    headers.remove(&name);
+    remove_every_spelling(headers, &name);
     let value = match scheme {
         AuthScheme::Bearer => format!("Bearer {}", secret.expose()),
         AuthScheme::Token => format!("token {}", secret.expose()),
@@ -63,7 +82,7 @@ pub const MODEL_AUTH_HEADERS: [HeaderName; 2] =
 /// (the OAuth `sk-ant-oat…` token) as `Authorization: Bearer`.
 pub fn apply_anthropic(headers: &mut HeaderMap, secret: &Secret) -> bool {
     for h in &MODEL_AUTH_HEADERS {
-        headers.remove(h);
+        remove_every_spelling(headers, h);
     }
     let v = secret.expose();
     if v.starts_with("sk-ant-api") {
@@ -80,7 +99,7 @@ pub fn apply_anthropic(headers: &mut HeaderMap, secret: &Secret) -> bool {
 /// OpenAI: always `Authorization: Bearer`.
 pub fn apply_openai(headers: &mut HeaderMap, secret: &Secret) -> bool {
     for h in &MODEL_AUTH_HEADERS {
-        headers.remove(h);
+        remove_every_spelling(headers, h);
     }
     sensitive(&format!("Bearer {}", secret.expose()))
         .map(|v| headers.insert(header::AUTHORIZATION, v))
@@ -110,6 +129,30 @@ mod tests {
     use super::*;
     use crate::addr::classify_host;
     use crate::route::HostPattern;
+
+    /// The agent's own value under the underscore spelling a CGI, Rack or
+    /// PHP upstream reads as the same header never goes along.
+    #[test]
+    fn every_spelling_of_the_credential_header_is_replaced() {
+        let secret = Secret::new("real-value-123");
+        let mut h = HeaderMap::new();
+        h.insert("x_api_key", HeaderValue::from_static("agents"));
+        h.insert("x-api_key", HeaderValue::from_static("agents"));
+        h.insert("x-other", HeaderValue::from_static("kept"));
+        let scheme = AuthScheme::Header(HeaderName::from_static("x-api-key"));
+        assert!(apply_http_token(&mut h, &scheme, &secret));
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-other", "x-api-key"], "{h:?}");
+        let mut h = HeaderMap::new();
+        h.insert("x_api_key", HeaderValue::from_static("agents"));
+        assert!(apply_anthropic(&mut h, &Secret::new("sk-ant-api03-x")));
+        assert_eq!(h.get_all("x-api-key").iter().count(), 1);
+        assert!(h.get("x_api_key").is_none());
+        let mut h = HeaderMap::new();
+        h.insert("x_api_key", HeaderValue::from_static("agents"));
+        assert!(apply_openai(&mut h, &secret));
+        assert!(h.get("x_api_key").is_none());
+    }
 
     #[test]
     fn base64_matches_rfc4648() {
