@@ -49,15 +49,20 @@ pub fn memory_bytes(m: &str) -> Option<i64> {
     (v.is_finite() && (6.0 * 1024.0 * 1024.0..=MAX_MEMORY_BYTES).contains(&v)).then_some(v as i64)
 }
 
-/// A core size limit of 0. A crashing process's memory (its environment
-/// included: the sidecar's git children hold the gate's credential there)
-/// would otherwise go to the host's crash handler, outside the bottle's
-/// state folder and past its teardown.
+/// A core size limit of 1 byte. A crashing process's memory (its
+/// environment included: the sidecar's git children hold the gate's
+/// credential there) would otherwise go to the host's crash handler,
+/// outside the bottle's state folder and past its teardown. Not 0: when
+/// the host's `core_pattern` is a pipe (systemd-coredump, apport) the
+/// kernel ignores the limit and runs the handler anyway, which logs the
+/// process's environment to the host's journal; a limit of exactly 1 is
+/// the one it treats as "never" (and no core file is that small). The
+/// agent can still lower its own soft limit to 0 (docs/security.md).
 pub fn no_core_dumps() -> ResourcesUlimits {
     ResourcesUlimits {
         name: Some("core".into()),
-        soft: Some(0),
-        hard: Some(0),
+        soft: Some(1),
+        hard: Some(1),
     }
 }
 

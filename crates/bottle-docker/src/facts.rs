@@ -40,6 +40,7 @@ pub async fn engine_facts(
         let mut facts = EngineFacts {
             gvisor_runtime: gvisor_runtime(&info),
             default_runtime: info.default_runtime.clone(),
+            seccomp: seccomp_by_default(&info),
             ..Default::default()
         };
         let mut owners = Owners::default();
@@ -106,6 +107,18 @@ fn collect_slug(l: Option<&HashMap<String, String>>, slugs: &mut BTreeSet<String
     }
 }
 
+/// Whether the engine's `SecurityOptions` list a seccomp profile other than
+/// `unconfined` (`name=seccomp,profile=default`; a bare `seccomp` from
+/// engines before 1.13); `None` when the engine lists no options at all.
+pub fn seccomp_by_default(info: &SystemInfo) -> Option<bool> {
+    let opts = info.security_options.as_ref()?;
+    Some(opts.iter().any(|o| {
+        let fields: Vec<&str> = o.split(',').collect();
+        (fields.contains(&"name=seccomp") || fields.contains(&"seccomp"))
+            && !fields.contains(&"profile=unconfined")
+    }))
+}
+
 /// The name gVisor is registered under: a runtime named `runsc`, or else
 /// one whose program is `runsc` under another name (the first by name, so
 /// the answer does not depend on the map's order).
@@ -151,6 +164,22 @@ mod tests {
             Some("gvisor")
         );
         assert_eq!(name("{}"), None);
+    }
+
+    #[test]
+    fn seccomp_on_recorded_answers() {
+        let on = |json: &str| seccomp_by_default(&info(json));
+        assert_eq!(
+            on(r#"{"SecurityOptions": ["name=apparmor", "name=seccomp,profile=default"]}"#),
+            Some(true)
+        );
+        assert_eq!(on(r#"{"SecurityOptions": ["seccomp"]}"#), Some(true));
+        assert_eq!(
+            on(r#"{"SecurityOptions": ["name=seccomp,profile=unconfined"]}"#),
+            Some(false)
+        );
+        assert_eq!(on(r#"{"SecurityOptions": ["name=apparmor"]}"#), Some(false));
+        assert_eq!(on("{}"), None);
     }
 }
 

@@ -62,6 +62,9 @@ pub enum Error {
         file: PathBuf,
         line: u32,
     },
+    /// The engine would run the agent under runc without a seccomp
+    /// profile: every system call open to it.
+    NoSeccomp,
     /// `CLAUDE_BOTTLE_CONTAINER` names an existing container.
     ContainerExists {
         name: String,
@@ -131,6 +134,12 @@ impl Error {
             )),
             Error::NoRunsc { .. } => Some(
                 "install gVisor and register `runsc` with the engine, or set `runtime: auto`"
+                    .into(),
+            ),
+            Error::NoSeccomp => Some(
+                "remove `\"seccomp-profile\": \"unconfined\"` from /etc/docker/daemon.json (or \
+                 use an engine built with seccomp) and restart it; or install gVisor, which \
+                 sandboxes system calls itself"
                     .into(),
             ),
             Error::ContainerExists { name } => Some(format!(
@@ -229,6 +238,11 @@ impl fmt::Display for Error {
                 at(f, file, *line)?;
                 f.write_str("`runtime`: `runsc` is asked for, but the engine has no gVisor runtime")
             }
+            Error::NoSeccomp => f.write_str(
+                "the engine applies no seccomp profile to containers, so the agent could make \
+                 any system call (user namespaces, mounts: the start of most container \
+                 escapes); the bottle is not started",
+            ),
             Error::ContainerExists { name } => write!(
                 f,
                 "`CLAUDE_BOTTLE_CONTAINER` names container `{name}`, which already exists"

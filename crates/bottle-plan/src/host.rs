@@ -73,6 +73,10 @@ pub struct EngineFacts {
     pub gvisor_runtime: Option<String>,
     /// The engine's default runtime (`docker info`'s `DefaultRuntime`).
     pub default_runtime: Option<String>,
+    /// Whether the engine filters containers' system calls with a seccomp
+    /// profile by default (`docker info`'s `SecurityOptions`); `None` when
+    /// it does not say.
+    pub seccomp: Option<bool>,
     /// Slugs whose objects were left by a CLI that is gone (and not kept
     /// with `--keep`): what `cleanup` would remove.
     pub leftovers: BTreeSet<String>,

@@ -138,6 +138,13 @@ pub fn resolve(
             (Runtime::Runc, _) => (Some("runc".to_string()), Some("runc".to_string())),
         },
     };
+    // The agent keeps the engine's default seccomp profile: one that is
+    // off leaves it every system call. gVisor filters them itself.
+    // (A default that isolates more, Kata's VM, is left to judge itself.)
+    if engine_runtime.as_deref() == Some("runc") && engine.is_some_and(|e| e.seccomp == Some(false))
+    {
+        return Err(Error::NoSeccomp);
+    }
 
     for skill in &agent.skills {
         let path = facts.home.join(".claude").join("skills").join(&skill.name);

@@ -384,6 +384,45 @@ fn runtime_rules() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::NoRunsc { .. }));
+    // An engine whose containers get no seccomp profile leaves the agent
+    // every system call under runc: refused, unless gVisor runs it.
+    let unfiltered = EngineFacts {
+        seccomp: Some(false),
+        ..Default::default()
+    };
+    let auto = &[("dev", "---\n---\n")][..];
+    let refused = plan_with(
+        a,
+        auto,
+        Some(unfiltered.clone()),
+        &Options::default(),
+        &host(),
+    )
+    .unwrap_err();
+    assert!(matches!(refused, Error::NoSeccomp), "{refused}");
+    assert!(
+        refused
+            .hint()
+            .is_some_and(|h| h.contains("seccomp-profile"))
+    );
+    let gvisor_unfiltered = EngineFacts {
+        gvisor_runtime: Some("runsc".into()),
+        ..unfiltered
+    };
+    let r = plan_with(
+        a,
+        auto,
+        Some(gvisor_unfiltered),
+        &Options::default(),
+        &host(),
+    )
+    .unwrap();
+    assert_eq!(r.plan.runtime.as_deref(), Some("runsc"));
+    let filtered = EngineFacts {
+        seccomp: Some(true),
+        ..Default::default()
+    };
+    assert!(plan_with(a, auto, Some(filtered), &Options::default(), &host()).is_ok());
     // Where `runtime` is set: the parent here, not the bottle started.
     assert_eq!(
         e.to_string(),

@@ -96,6 +96,7 @@ fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
         if let Some(e) = cause.downcast_ref::<bottle_plan::Error>() {
             let code = match e {
                 bottle_plan::Error::NoRunsc { .. }
+                | bottle_plan::Error::NoSeccomp
                 | bottle_plan::Error::ContainerExists { .. }
                 | bottle_plan::Error::SlugsExhausted { .. } => EXIT_ENGINE,
                 _ => EXIT_USAGE,

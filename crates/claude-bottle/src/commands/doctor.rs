@@ -72,14 +72,21 @@ pub fn run(settings: &Settings, self_test: bool) -> Result<ExitCode> {
             Err(e) => r.fail("engine", &e.to_string(), e.hint()),
         }
         match bottle_docker::engine_facts(&engine, None).await {
-            Ok(f) if f.gvisor_runtime.is_some() => r.ok("gVisor", "`runsc` is registered; bottles run under gVisor by default"),
-            Ok(_) => r.warn(
-                "gVisor",
-                "`runsc` is not registered with the engine; bottles run under runc (a container is not a VM)",
-                "install gVisor (https://gvisor.dev/docs/user_guide/install/; Debian: `apt-get install runsc`) and add `runsc` to the engine's runtimes in /etc/docker/daemon.json; docs/security.md (\"Known limits\") has the setting that worked with Docker 20.10",
-            ),
+            Ok(f) => {
+                if f.gvisor_runtime.is_some() {
+                    r.ok("gVisor", "`runsc` is registered; bottles run under gVisor by default");
+                } else {
+                    r.warn(
+                        "gVisor",
+                        "`runsc` is not registered with the engine; bottles run under runc (a container is not a VM)",
+                        "install gVisor (https://gvisor.dev/docs/user_guide/install/; Debian: `apt-get install runsc`) and add `runsc` to the engine's runtimes in /etc/docker/daemon.json; docs/security.md (\"Known limits\") has the setting that worked with Docker 20.10",
+                    );
+                }
+                seccomp_check(&f, &mut r);
+            }
             Err(e) => r.fail("engine", &e.to_string(), e.hint()),
         }
+        core_pattern_check(&mut r);
         let sha = super::build::executable_sha256(settings).unwrap_or_default();
         for kind in [ImageKind::Sidecar, ImageKind::Agent] {
             let tag = kind.tag(settings.version);
@@ -97,6 +104,49 @@ pub fn run(settings: &Settings, self_test: bool) -> Result<ExitCode> {
     }
     stderrln!("\nready");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The agent keeps the engine's default seccomp profile; `start` refuses
+/// runc bottles on an engine without one (`bottle_plan::Error::NoSeccomp`).
+fn seccomp_check(f: &bottle_plan::EngineFacts, r: &mut Report) {
+    let fix = "remove `\"seccomp-profile\": \"unconfined\"` from /etc/docker/daemon.json (or use an engine built with seccomp) and restart it";
+    match (f.seccomp, f.gvisor_runtime.is_some()) {
+        (Some(true), _) => r.ok("seccomp", "containers get the engine's default seccomp profile"),
+        (Some(false), false) => r.fail(
+            "seccomp",
+            "the engine applies no seccomp profile: `start` refuses bottles under runc",
+            fix,
+        ),
+        (Some(false), true) => r.warn(
+            "seccomp",
+            "the engine applies no seccomp profile; bottles under gVisor are sandboxed by it, a bottle with `runtime: runc` is refused",
+            fix,
+        ),
+        (None, _) => r.warn(
+            "seccomp",
+            "the engine does not say whether it applies a seccomp profile",
+            "check `docker info` (Security Options should list `name=seccomp`)",
+        ),
+    }
+}
+
+/// When this machine pipes crashes to a handler (systemd-coredump,
+/// apport), the kernel runs it whatever a process's core limit, except a
+/// limit of 1, which the bottle sets; but the agent may lower its own, and
+/// the handler logs the crashed process's environment to the journal.
+fn core_pattern_check(r: &mut Report) {
+    let Ok(pattern) = std::fs::read_to_string("/proc/sys/kernel/core_pattern") else {
+        return;
+    };
+    if pattern.starts_with('|') {
+        r.warn(
+            "crash handler",
+            "this machine pipes crashes to a handler, which logs a crashed process's environment (the bottle's `env` values, for the agent) to the host's journal",
+            "run bottles under gVisor, or set `kernel.core_pattern=core` (docs/security.md)",
+        );
+    } else {
+        r.ok("crash handler", "crashes are not piped to a handler");
+    }
 }
 
 fn home_checks(settings: &Settings, r: &mut Report) {

@@ -125,6 +125,11 @@ fn build_both_images_from_a_local_base() {
         )),
         "{err}"
     );
+    // This engine filters system calls by default (its `docker info`).
+    assert!(
+        err.contains("ok       seccomp: containers get the engine's default seccomp profile"),
+        "{err}"
+    );
 
     // A rebuild removes the image the tag named before (ours by its labels,
     // used by nothing): here a stand-in for a build by an older executable.

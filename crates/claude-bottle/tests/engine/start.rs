@@ -303,7 +303,8 @@ fn the_token_stays_in_the_sidecar() {
     let attack = "env; for p in /proc/[0-9]*; do cat $p/environ $p/cmdline 2>/dev/null; echo; done; \
                   cat /run/claude-bottle/* ~/.claude.json ~/.gitconfig 2>/dev/null; \
                   grep -rs ROW5 / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | head -5; \
-                  head -c 1048576 /dev/zero > /proc/1/fd/1 2>/dev/null; ulimit -c";
+                  head -c 1048576 /dev/zero > /proc/1/fd/1 2>/dev/null; \
+                  awk '/core file/ {print $5, $6}' /proc/self/limits";
     let out = h
         .cli(&["start", &h.agent, "--yes", "--keep", "--prompt", attack])
         .env("ROW5_TOKEN", token)
@@ -399,7 +400,7 @@ fn the_token_stays_in_the_sidecar() {
              cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; \
              cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
              cut -d' ' -f1 /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us; \
-             ulimit -c; \
+             awk '/core file/ {print $5, $6}' /proc/self/limits; \
              for d in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $d/cmdline)\" in \
                '/usr/local/bin/claude-bottle sidecar'*) pid=${d#/proc/};; esac; done; \
              stat -c %u /proc/$pid/environ; \
@@ -462,7 +463,7 @@ fn the_token_stays_in_the_sidecar() {
     assert_eq!(
         hardening,
         "65200\nread-only\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n\
-         512\n2147483648\n200000\n0\n0\nclosed\n0\n0\n0\n",
+         512\n2147483648\n200000\n1 1\n0\nclosed\n0\n0\n0\n",
         "the sidecar's hardening"
     );
     assert_eq!(
@@ -477,8 +478,9 @@ fn the_token_stays_in_the_sidecar() {
         agent_logged < 4096,
         "{agent_logged} bytes of the agent's in {agent_log_path}"
     );
-    // No core dumps in the agent either (its `ulimit -c`, last line).
-    assert_eq!(stdout.trim_end().lines().last(), Some("0"), "{stdout}");
+    // No core dumps in the agent either (its core limit, last line: 1
+    // byte, which a piped `core_pattern` treats as never).
+    assert_eq!(stdout.trim_end().lines().last(), Some("1 1"), "{stdout}");
     // The attack ran: it saw the placeholder the agent is given instead.
     assert!(
         stdout.contains("CLAUDE_CODE_OAUTH_TOKEN=cred-proxy-placeholder"),
