@@ -253,6 +253,7 @@ pub fn resolve(
     }
 
     let git = resolve_git(agent, bottle, host, &mut secrets)?;
+    warnings.extend(token_scope_warnings(&allow, &tokens, &git.repos));
     // A stand-in host (`info`) gives one placeholder for every value.
     if host.values_are_real() {
         refuse_env_holding_credentials(bottle, &secrets)?;
@@ -519,6 +520,58 @@ fn over_a_top_level_domain(host: &str) -> bool {
 /// `*`, or else wildcards over a top-level domain (`*.com`), all of them
 /// named in one warning. With DLP off, saying "only DLP" would promise a check
 /// that is not there, so the warning says nothing checks what is sent.
+/// An `http` token goes with every request to its host that the route
+/// lets through: with writes allowed on any path, the agent can do all the
+/// credential can (mint a key, add a deploy key or a webhook, register a
+/// runner) and read the answers, none of which DLP sees as a secret
+/// leaving. And a repo pushed through the gate with the same credential
+/// has its `protect` rules only at the gate: the API can move or delete
+/// the branch directly.
+fn token_scope_warnings(
+    allow: &[RoutePlan],
+    tokens: &[TokenPlan],
+    repos: &[RepoPlan],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in allow.iter().filter(|r| r.auth.is_some()) {
+        let writes = r.methods.as_ref().is_none_or(|m| {
+            m.iter()
+                .any(|m| !matches!(m.to_ascii_uppercase().as_str(), "GET" | "HEAD" | "OPTIONS"))
+        });
+        if !writes {
+            continue;
+        }
+        if r.paths.is_none() {
+            out.push(format!(
+                "the token for `{}` goes with any request the agent sends there, writes \
+                 included, on any path: it can do whatever the credential can (create keys, \
+                 deploy keys or webhooks) and read the answers; give the route `paths` (and \
+                 `methods`) that cover only what the agent needs",
+                r.host
+            ));
+        }
+        let token_ref = tokens
+            .iter()
+            .find(|t| t.kind == "http" && t.host.as_deref() == Some(r.host.as_str()))
+            .map(|t| t.token_ref.as_str());
+        for repo in repos
+            .iter()
+            .filter(|repo| token_ref.is_some() && repo.token_ref.as_deref() == token_ref)
+        {
+            out.push(format!(
+                "repo `{}` is pushed with `{}`, which the sidecar also injects into write \
+                 requests to `{}`: there the agent can change branches through the API, past \
+                 the gate's `protect` rules; give the repo a credential of its own, or allow \
+                 only reads on that route",
+                repo.name,
+                token_ref.unwrap_or_default(),
+                r.host
+            ));
+        }
+    }
+    out
+}
+
 fn wide_route_warnings(allow: &[RoutePlan], dlp: Dlp) -> Vec<String> {
     let warn = |what: &str, reach: &str| {
         if dlp == Dlp::Off {

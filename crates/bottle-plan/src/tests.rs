@@ -1097,3 +1097,58 @@ fn env_holding_a_token_or_deploy_key_is_refused() {
     // The full bottle's env (literal, forwarded, asked) holds none: fine.
     full(None);
 }
+
+/// An `http` token on a route that lets writes through on any path can do
+/// all the credential can (mint keys, add deploy keys): the preflight
+/// says so, and says when a repo is pushed with the same credential (its
+/// `protect` holds only at the gate). Reads only, or writes under `paths`,
+/// get no warning.
+#[test]
+fn a_token_on_a_route_open_to_writes_warns() {
+    let scoped = |p: &Plan| -> Vec<String> {
+        p.warnings
+            .iter()
+            .filter(|w| w.contains("api.github.com"))
+            .cloned()
+            .collect()
+    };
+    static OPEN: &[(&str, &str)] = &[(
+        "dev",
+        "---\ntokens:\n  - {kind: http, host: api.github.com, scheme: Bearer, token_ref: GITHUB_TOKEN}\n\
+         git:\n  repos:\n    app: {url: https://github.com/acme/app.git, token_ref: GITHUB_TOKEN}\n---\n",
+    )];
+    let p = plain_agent(OPEN, &host()).unwrap().plan;
+    let w = scoped(&p);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("any request") && w[0].contains("`paths`"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].contains("repo `app`") && w[1].contains("`protect`"),
+        "{w:?}"
+    );
+    for (front, want) in [
+        // Writes, but only under `paths`: scoped by the user; the repo
+        // warning stays (the paths may cover the repo's branches).
+        (
+            "---\negress:\n  allow: [{host: api.github.com, methods: [GET, POST], paths: [/repos/acme/app/issues]}]\n\
+             tokens:\n  - {kind: http, host: api.github.com, scheme: Bearer, token_ref: GITHUB_TOKEN}\n---\n",
+            0,
+        ),
+        // Reads only, on any path.
+        (
+            "---\negress:\n  allow: [{host: api.github.com, methods: [GET, HEAD]}]\n\
+             tokens:\n  - {kind: http, host: api.github.com, scheme: Bearer, token_ref: GITHUB_TOKEN}\n\
+             git:\n  repos:\n    app: {url: https://github.com/acme/app.git, token_ref: GITHUB_TOKEN}\n---\n",
+            0,
+        ),
+    ] {
+        let files: &'static [(&'static str, &'static str)] = Box::leak(Box::new([(
+            "dev",
+            Box::leak(front.to_string().into_boxed_str()) as &str,
+        )]));
+        let p = plain_agent(files, &host()).unwrap().plan;
+        assert_eq!(scoped(&p).len(), want, "{front}: {:?}", scoped(&p));
+    }
+}
