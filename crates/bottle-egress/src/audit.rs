@@ -98,6 +98,8 @@ enum Sink {
 pub struct Audit {
     sink: Arc<Sink>,
     refusals: Arc<Mutex<Refusals>>,
+    /// Told when a line could not be written ([`Audit::lost`]).
+    lost: Arc<tokio::sync::Notify>,
 }
 
 type Key = (&'static str, &'static str, &'static str);
@@ -221,9 +223,25 @@ impl Audit {
         let audit = Audit {
             sink: Arc::new(sink),
             refusals: Arc::new(Mutex::new(Refusals::new(REFUSAL_EVENTS_PER_SECOND))),
+            lost: Arc::new(tokio::sync::Notify::new()),
         };
         audit.flush_every_second();
         audit
+    }
+
+    /// Returns once a line could not be written (a closed stdout, a full
+    /// disk). Every decision is an event, so a proxy whose log is gone
+    /// must stop rather than forward unrecorded: the sidecar waits on
+    /// this and stops. Once only.
+    pub async fn lost(&self) {
+        self.lost.notified().await;
+    }
+
+    /// Says a line of another part (the git gate's) could not be written:
+    /// the same as one of the proxy's own ([`Audit::lost`]).
+    pub fn mark_lost(&self) {
+        // A stored permit: a waiter that comes later still returns.
+        self.lost.notify_one();
     }
 
     /// At most `n` refusals written a second (tests use small numbers).
@@ -248,6 +266,7 @@ impl Audit {
         };
         let sink: Weak<Sink> = Arc::downgrade(&self.sink);
         let refusals = Arc::downgrade(&self.refusals);
+        let lost = self.lost.clone();
         rt.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -256,7 +275,13 @@ impl Audit {
                 let (Some(sink), Some(refusals)) = (sink.upgrade(), refusals.upgrade()) else {
                     return;
                 };
-                Audit { sink, refusals }.write_held(false);
+                let lost = lost.clone();
+                Audit {
+                    sink,
+                    refusals,
+                    lost,
+                }
+                .write_held(false);
             }
         });
     }
@@ -367,7 +392,7 @@ impl Audit {
                     .and_then(|()| out.flush())
                     .is_err()
                 {
-                    tracing::warn!("audit: stdout write failed");
+                    self.mark_lost();
                 }
             }
             Sink::File(f) => {
@@ -375,7 +400,7 @@ impl Audit {
                 if let Ok(mut f) = f.lock()
                     && f.write_all(line.as_bytes()).is_err()
                 {
-                    tracing::warn!("audit: file write failed");
+                    self.mark_lost();
                 }
             }
             Sink::Memory(v) => {
@@ -621,6 +646,22 @@ mod tests {
         assert_eq!(events.len(), 2, "{events:?}");
         assert_eq!(events[1]["host"], "pass.test");
         assert_eq!(events[1]["bytes"], 4096);
+    }
+
+    /// A log that cannot be written is reported, so the sidecar stops
+    /// instead of forwarding with no record.
+    #[tokio::test]
+    async fn a_failed_write_is_reported() {
+        let (audit, _) = Audit::open(&AuditTarget::File("/dev/full".into()), true).unwrap();
+        let lost = audit.clone();
+        let waiter = tokio::spawn(async move { lost.lost().await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        audit.emit(&Event::new("http", "allow"));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the failed write was reported")
+            .unwrap();
     }
 
     #[test]

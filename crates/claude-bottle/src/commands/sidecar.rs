@@ -157,7 +157,7 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
         let exe = std::env::current_exe()?.display().to_string();
         let options = bottle_gitgate::Options {
             hook_command: vec![exe, "sidecar".into(), "hook".into(), "pre-receive".into()],
-            audit: Arc::new(bottle_gitgate::audit::JsonLines::new(std::io::stdout())),
+            audit: Arc::new(GateLog(proxy.audit())),
             limits: bottle_gitgate::Limits::default(),
             http_backend: None,
         };
@@ -187,12 +187,17 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     crate::output::stdout(&format!("{}ready {}\n", proxy.ca_pem(), addrs.join(", ")))?;
     let audit = proxy.audit();
     let part_died = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let log_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = {
         let (stopped, died) = (part_stopped.clone(), part_died.clone());
+        let (log, lost) = (audit.clone(), log_lost.clone());
         async move {
             tokio::select! {
                 () = shutdown() => {}
                 () = stopped.notified() => died.store(true, std::sync::atomic::Ordering::SeqCst),
+                // Every decision is an event: with no log, nothing is
+                // forwarded unrecorded; the bottle loses its egress.
+                () = log.lost() => lost.store(true, std::sync::atomic::Ordering::SeqCst),
             }
             let _ = stop_parts.send(true);
         }
@@ -209,10 +214,28 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
     // stops the sidecar before it saves the log.
     audit.flush();
     served?;
+    if log_lost.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("the audit log could not be written; the sidecar stopped");
+    }
     if part_died.load(std::sync::atomic::Ordering::SeqCst) {
         anyhow::bail!("the DNS responder or the git gate stopped; the sidecar stopped with it");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The git gate's events, on stdout beside the proxy's; a line that
+/// cannot be written stops the sidecar as one of the proxy's does.
+struct GateLog(bottle_egress::audit::Audit);
+
+impl bottle_gitgate::audit::AuditSink for GateLog {
+    fn record(&self, event: bottle_gitgate::audit::Event) {
+        use std::io::Write;
+        let line = event.to_line();
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            self.0.mark_lost();
+        }
+    }
 }
 
 /// Tells the sidecar, when dropped, that one of its parts has stopped
