@@ -33,6 +33,18 @@ fn spawn_sidecar() -> std::process::Child {
         .unwrap()
 }
 
+/// [`spawn_sidecar`] given `config` on stdin, which is then closed.
+fn spawn_sidecar_with(config: &serde_json::Value) -> std::process::Child {
+    let mut child = spawn_sidecar();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(config.to_string().as_bytes())
+        .unwrap();
+    child
+}
+
 #[test]
 fn sidecar_starts_every_part_and_keeps_secrets_in_memory() {
     let state = tempfile::tempdir().unwrap();
@@ -161,13 +173,7 @@ fn sidecar_whose_gate_cannot_be_set_up_exits_before_ready() {
         "gate": {"listen": "127.0.0.1:0", "state_dir": file.join("state"), "repos": {}},
         "secrets": {"tokens": {}},
     });
-    let mut child = spawn_sidecar();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(config.to_string().as_bytes())
-        .unwrap();
+    let mut child = spawn_sidecar_with(&config);
     // Bounded: a sidecar that wrongly serves on would block the read.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let status = loop {
@@ -206,13 +212,7 @@ fn sidecar_stops_when_its_log_cannot_be_written() {
         "dns": {"listen": "127.0.0.1:0", "names": {"sidecar": "10.0.0.2"}},
         "secrets": {},
     });
-    let mut child = spawn_sidecar();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(config.to_string().as_bytes())
-        .unwrap();
+    let mut child = spawn_sidecar_with(&config);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut ready = String::new();
     while out.read_line(&mut ready).unwrap() > 0 && !ready.starts_with("ready ") {
