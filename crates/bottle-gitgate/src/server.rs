@@ -81,6 +81,51 @@ struct Inner {
     git_slots: GitSlots,
     /// Refusals of requests that cost the agent nothing (see [`Gate::refuse`]).
     refusals: std::sync::Mutex<RefusalWindow>,
+    /// Pushes whose outcome is not known yet ([`PushRecord`]).
+    pushing: Arc<AtomicU64>,
+}
+
+/// How long [`Gate::serve`], once told to stop, waits for the pushes it
+/// is running: a hook may be forwarding upstream, and the sidecar's stop
+/// gives it 5 s before the engine kills it.
+const PUSH_GRACE: Duration = Duration::from_secs(4);
+
+/// A push's event until its outcome is known. Dropped unwritten, when the
+/// gate stopped while the push ran (its task dropped with the runtime),
+/// it writes the event as cut short: the hook may have been forwarding,
+/// and the upstream may have the push.
+struct PushRecord {
+    audit: Arc<dyn AuditSink>,
+    event: Option<Event>,
+    pushing: Arc<AtomicU64>,
+}
+
+impl PushRecord {
+    fn new(audit: Arc<dyn AuditSink>, event: Event, pushing: Arc<AtomicU64>) -> Self {
+        pushing.fetch_add(1, Ordering::SeqCst);
+        PushRecord {
+            audit,
+            event: Some(event),
+            pushing,
+        }
+    }
+
+    /// The event, for the caller to complete and write (or drop).
+    fn take(&mut self) -> Option<Event> {
+        self.event.take()
+    }
+}
+
+impl Drop for PushRecord {
+    fn drop(&mut self) {
+        self.pushing.fetch_sub(1, Ordering::SeqCst);
+        if let Some(mut e) = self.event.take() {
+            e.reason = Some("timeout".into());
+            e.message =
+                Some("the gate stopped during the push; the upstream may have received it".into());
+            self.audit.record(e);
+        }
+    }
 }
 
 /// Most refusal events of requests the gate serves nothing for written in
@@ -241,6 +286,7 @@ impl Gate {
             resolver,
             git_slots,
             refusals: std::sync::Mutex::new(RefusalWindow::default()),
+            pushing: Arc::new(AtomicU64::new(0)),
         })))
     }
 
@@ -296,6 +342,12 @@ impl Gate {
                 }
                 drop(permit);
             });
+        }
+        // Pushes still running may be forwarding upstream: give them the
+        // grace the sidecar's stop allows before their tasks are dropped.
+        let deadline = Instant::now() + PUSH_GRACE;
+        while self.0.pushing.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.flush_refusals();
         Ok(())
@@ -519,8 +571,13 @@ impl Gate {
         }
         let max = inner.options.limits.max_push_bytes.saturating_add(1 << 20);
         let audit = inner.options.audit.clone();
-        let mut e = self.event("git-push", "block", &name, &method, &rest);
         let slot = inner.git_slots.take(false).await;
+        // From here receive-pack runs whether or not the client stays.
+        let mut record = PushRecord::new(
+            audit.clone(),
+            self.event("git-push", "block", &name, &method, &rest),
+            inner.pushing.clone(),
+        );
         // A push's hook may be halfway through forwarding upstream: it
         // finishes even when its client stops reading.
         let bounds = self.bounds(max, WhenCut::Drain);
@@ -532,6 +589,9 @@ impl Gate {
             move |status, outcome| {
                 // The lock is held until receive-pack (and its hook) ended.
                 drop(guard);
+                let Some(mut e) = record.take() else {
+                    return;
+                };
                 let report: Option<Report> = std::fs::read(&report_path)
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());

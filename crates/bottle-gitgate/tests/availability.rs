@@ -394,3 +394,59 @@ fn a_client_that_stops_reading_gives_its_connection_back() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 404"), "{:?}", &buf[..n]);
     drop(stalled);
 }
+
+/// The gate stops (its runtime dropped, as when the sidecar ends) while a
+/// push's hook is forwarding upstream: the push still has its event, saying
+/// the upstream may have it.
+#[test]
+fn a_push_cut_short_by_the_gate_stopping_is_recorded() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["checkout", "-q", "-b", "late"]);
+    commit_file(&wt, "a.txt", "clean\n", "late");
+    up.bare.set("hang", true);
+    let pusher = {
+        let wt = wt.clone();
+        std::thread::spawn(move || git_try(&wt, &["push", "origin", "late"]))
+    };
+    let t = Instant::now();
+    while up
+        .seen
+        .receive_pack_posts
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the push never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let audit = gate.stop_now();
+    let t = Instant::now();
+    let pushes = loop {
+        let pushes: Vec<_> = audit
+            .events()
+            .into_iter()
+            .filter(|e| e.kind == "git-push")
+            .collect();
+        if !pushes.is_empty() || t.elapsed() > Duration::from_secs(10) {
+            break pushes;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(pushes[0].reason.as_deref(), Some("timeout"), "{pushes:?}");
+    assert!(
+        pushes[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("may have received it")),
+        "{pushes:?}"
+    );
+    let (ok, _) = pusher.join().unwrap();
+    assert!(!ok, "the client was told its push went through");
+    up.bare.set("hang", false);
+}

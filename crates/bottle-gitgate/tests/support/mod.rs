@@ -619,6 +619,12 @@ impl RunningGate {
     pub fn mirror(&self, name: &str) -> PathBuf {
         self.state.path().join("repos").join(format!("{name}.git"))
     }
+    /// Drops the gate's runtime with whatever it is running, as a sidecar
+    /// that stops does; what it recorded stays readable.
+    pub fn stop_now(mut self) -> Memory {
+        drop(self.rt.0.take());
+        self.audit.clone()
+    }
     /// Waits until `n` events of `kind` were recorded (they are written when
     /// the git child has exited, just after the client got its answer).
     pub fn wait_events(&self, kind: &str, n: usize) -> Vec<Event> {

@@ -56,7 +56,13 @@ pub fn run() -> Result<ExitCode> {
         .enable_all()
         .build()?;
     drop(text);
-    rt.block_on(serve(doc, secrets))
+    let done = rt.block_on(serve(doc, secrets));
+    // Not a plain drop, which waits without bound for blocking work (a
+    // name lookup the agent made slow) and would hold the exit past the
+    // engine's kill. Tasks still there are dropped (a push's event is
+    // written from its drop).
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    done
 }
 
 /// The pre-receive hook the gate runs for each push.
@@ -208,6 +214,14 @@ async fn serve(mut doc: Value, mut secrets: SecretJson) -> Result<ExitCode> {
         bottle_egress::limits::proxy_threads(),
         stop,
     )
+    .await;
+    // The parts were told to stop with the proxy; the gate waits a while
+    // for pushes it may be forwarding upstream. Within the engine's 5 s
+    // between its stop signal and its kill, whatever is left is dropped
+    // (a push's event then says so).
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(4500), async {
+        while tasks.join_next().await.is_some() {}
+    })
     .await;
     tasks.shutdown().await;
     // Counts of events held back in the last second of a flood: teardown
