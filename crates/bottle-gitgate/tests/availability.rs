@@ -137,19 +137,7 @@ fn waiters_give_up_on_a_busy_repo_and_git_children_queue() {
     };
     // The gate's hook is at the upstream: the repo lock and the one git
     // process are taken.
-    let t = Instant::now();
-    while up
-        .seen
-        .receive_pack_posts
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the push never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    up.wait_for_a_push();
 
     let (ok, out) = git_try(&wt, &["ls-remote", "origin"]);
     assert!(!ok, "{out}");
@@ -411,19 +399,7 @@ fn a_push_cut_short_by_the_gate_stopping_is_recorded() {
         let wt = wt.clone();
         std::thread::spawn(move || git_try(&wt, &["push", "origin", "late"]))
     };
-    let t = Instant::now();
-    while up
-        .seen
-        .receive_pack_posts
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the push never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    up.wait_for_a_push();
     let audit = gate.stop_now();
     let t = Instant::now();
     let pushes = loop {

@@ -292,6 +292,20 @@ pub struct HttpsUpstream {
     pub seen: Arc<HttpsSeen>,
 }
 
+impl HttpsUpstream {
+    /// Waits (up to 20 s) until the gate has begun pushing to this upstream.
+    pub fn wait_for_a_push(&self) {
+        let t = std::time::Instant::now();
+        while self.seen.receive_pack_posts.load(Ordering::SeqCst) == 0 {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(20),
+                "the push never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 /// A server's runtime, shut down without waiting for its tasks on drop.
 pub struct Background(Option<tokio::runtime::Runtime>);
 
