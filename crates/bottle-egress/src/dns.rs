@@ -29,6 +29,8 @@ const TTL: u32 = 60;
 const UNREADABLE_NAME: &str = "<unreadable>";
 /// TCP clients served at once.
 const MAX_TCP_CLIENTS: usize = 256;
+/// The pause after a socket error before the next try.
+const ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Answers a fixed set of names.
 pub struct Responder {
@@ -171,7 +173,12 @@ impl Responder {
             let (n, peer) = tokio::select! {
                 r = sock.recv_from(&mut buf) => match r {
                     Ok(x) => x,
-                    Err(_) => continue,
+                    Err(_) => {
+                        // Not in a tight loop (an error that repeats would
+                        // burn the sidecar's CPU), as the proxy's accept.
+                        tokio::time::sleep(ERROR_PAUSE).await;
+                        continue;
+                    }
                 },
                 () = &mut shutdown => return,
             };
@@ -201,7 +208,11 @@ impl Responder {
             let stream = tokio::select! {
                 r = listener.accept() => match r {
                     Ok((s, _)) => s,
-                    Err(_) => continue,
+                    Err(_) => {
+                        // Out of descriptors, say: retried, not spun on.
+                        tokio::time::sleep(ERROR_PAUSE).await;
+                        continue;
+                    }
                 },
                 () = &mut shutdown => return,
             };

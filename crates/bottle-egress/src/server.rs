@@ -537,12 +537,20 @@ pub fn refuse(inner: &Inner, info: &Info, f: Failure) -> Response<Body> {
         "rule": rule.clone().unwrap_or_default(),
         "host": info.host.clone().unwrap_or_default(),
     });
-    let mut ev = info.event("block", inner);
+    let mut ev = Event::new(info.kind, "block");
     ev.reason = Some(f.deny.as_str());
-    ev.rule = rule;
     ev.status = Some(status.as_u16());
     ev.ms = millis(info.started.elapsed());
-    inner.audit.emit(&ev);
+    // Host, method and path are redacted (DLP passes over up to 16 KiB)
+    // only for an event that is written, not for each of a flood of
+    // refusals the rate limit only counts.
+    inner.audit.emit_finished(ev, |ev| {
+        let full = info.event("block", inner);
+        ev.host = full.host;
+        ev.method = full.method;
+        ev.path = full.path;
+        ev.rule = rule;
+    });
     let mut resp = Response::new(full(body.to_string()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();

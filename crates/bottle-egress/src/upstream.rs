@@ -49,13 +49,33 @@ pub trait Net: Send + Sync + 'static {
 #[derive(Debug, Default)]
 pub struct SystemNet;
 
+/// Name lookups running at once, per process. Each holds a thread of the
+/// blocking pool (`getaddrinfo`), and one the resolve timeout gave up on
+/// runs on: without a bound, names whose servers never answer (any
+/// subdomain under a wide route) would hold hundreds of threads, up to
+/// the sidecar's process limit, and leave the gate none to run git with.
+/// Past the bound lookups wait, within the same timeout.
+static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
+
 impl Net for SystemNet {
     fn resolve<'a>(
         &'a self,
         host: &'a str,
         port: u16,
     ) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>> {
-        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+        Box::pin(async move {
+            let permit = LOOKUPS.acquire().await.map_err(io::Error::other)?;
+            let host = host.to_string();
+            // The permit goes with the thread: it is given back when the
+            // lookup ends, not when a caller stops waiting for it.
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .map(Iterator::collect)
+            })
+            .await
+            .map_err(io::Error::other)?
+        })
     }
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<TcpStream>> {
@@ -469,4 +489,27 @@ pub async fn send(
     let back = (reusable && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
         .then(|| (pool.clone(), key, sender));
     Ok(resp.map(|body| Pooled { body, back }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// With every lookup slot taken (lookups stuck on silent name
+    /// servers), another waits instead of taking one more thread.
+    #[tokio::test]
+    async fn name_lookups_are_bounded() {
+        let held = LOOKUPS.acquire_many(32).await.unwrap();
+        let lookup = tokio::spawn(async { SystemNet.resolve("127.0.0.1", 80).await });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!lookup.is_finished(), "a lookup ran past the bound");
+        drop(held);
+        let addrs = tokio::time::timeout(std::time::Duration::from_secs(5), lookup)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(addrs, ["127.0.0.1:80".parse::<SocketAddr>().unwrap()]);
+    }
 }

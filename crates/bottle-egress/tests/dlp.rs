@@ -334,6 +334,51 @@ impl Engine for NeverScan {
     }
 }
 
+/// An engine that finds nothing and counts what it is asked.
+#[derive(Default)]
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl Engine for Counting {
+    fn scan(&self, _: &[u8]) -> Vec<Finding> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Vec::new()
+    }
+    fn scan_host(&self, _: &str) -> Vec<Finding> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Vec::new()
+    }
+    fn stream(&self) -> Box<dyn StreamScan> {
+        panic!("stream scanned although DLP is off")
+    }
+}
+
+/// Refusals past the rate limit are only counted: the agent chooses how
+/// many there are (and how long their hosts and paths, 16 KiB each), so
+/// redacting each for an event never written would be its lever on the
+/// proxy's CPU.
+#[tokio::test]
+async fn refusals_past_the_limit_cost_no_redaction() {
+    let engine = Arc::new(Counting::default());
+    let p = Setup::new("dlp: off\nallow: []")
+        .engine(engine.clone())
+        .start()
+        .await;
+    let mut c = client(p.addr).await;
+    for i in 0..200 {
+        let (s, _, _) = send(
+            &mut c,
+            req("GET", &format!("http://h{i}.nowhere.test/x"), &[], ""),
+        )
+        .await;
+        assert_eq!(s, 403);
+    }
+    let scans = engine.0.load(std::sync::atomic::Ordering::SeqCst);
+    // 40 events a second are written (each redacts its host and path);
+    // two seconds' worth at most, not one for each of 200.
+    assert!(scans <= 80 * 3, "{scans} scans for 200 refusals");
+    assert!(scans > 0, "no event was redacted at all");
+}
+
 /// With `log: off` (and `dlp: off`) no event is written, so nothing is
 /// scanned to redact one: refusals and forwarded requests cost no DLP work.
 #[tokio::test]
