@@ -532,8 +532,14 @@ struct FileAdds {
     added: bool,
     /// Set when `buf` is the whole new file, widened from its added lines
     /// ([`widen`]): the lines the commit added, and only findings that
-    /// touch one of them count (what was there before is not this push's).
+    /// touch one of them, or span one of `joins`, count (what was there
+    /// before is not this push's).
     only_lines: Option<Vec<u64>>,
+    /// Where the commit deleted lines, as the new file's line that now
+    /// follows the deleted ones: lines that were apart meet there, and a
+    /// secret can be put together by deleting what kept its parts apart
+    /// (a line inside a PEM block), with no line added at all.
+    joins: Vec<u64>,
 }
 
 /// A file's added text in one commit, on its way to a scanner thread.
@@ -801,7 +807,10 @@ fn scan_worker(
                 let end = usize::try_from(h.range.end.saturating_sub(1)).unwrap_or(usize::MAX);
                 let (first, last) = (line_at(&f.buf, &[], start), line_at(&f.buf, &[], end));
                 let from = added.partition_point(|l| *l < first);
-                if added.get(from).is_none_or(|l| *l > last) {
+                let touches_added = added.get(from).is_some_and(|l| *l <= last);
+                // Across a deletion: the lines before and after it.
+                let spans_join = f.joins.iter().any(|n| first < *n && *n <= last);
+                if !touches_added && !spans_join {
                     continue;
                 }
             }
@@ -930,6 +939,7 @@ fn read_blobs(
             new_blob: None,
             added: true,
             only_lines: None,
+            joins: Vec::new(),
         };
         tx.send((commit, file))
             .map_err(|_| ScanError::Git("the scanners stopped".into()))?;
@@ -1263,7 +1273,12 @@ fn walk_patch(
                     new_line += 1;
                     *new_left = new_left.saturating_sub(1);
                 }
-                Some(b'-') => *old_left = old_left.saturating_sub(1),
+                Some(b'-') => {
+                    if file.joins.last() != Some(&new_line) {
+                        file.joins.push(new_line);
+                    }
+                    *old_left = old_left.saturating_sub(1);
+                }
                 Some(b'\\') => {}
                 _ => {
                     // Context (or an empty context line).
@@ -1299,7 +1314,10 @@ fn walk_patch(
             let Some((start, new_n, old_n)) = parse_hunk(&line) else {
                 return Err(ScanError::Git("unreadable hunk header".into()));
             };
-            new_line = start;
+            // With no context (`-U0`) a hunk that adds nothing names the
+            // new line before the deletion (`+2,0`): the line that now
+            // follows it is the next.
+            new_line = if new_n == 0 { start + 1 } else { start };
             if new_n > 0 || old_n > 0 {
                 hunk = Some((old_n, new_n));
             }
@@ -1377,7 +1395,11 @@ fn widen(
     commit: &str,
     found: &mut BinarySearch<'_>,
 ) -> Result<(), ScanError> {
-    if file.added || file.starts.is_empty() || !may_be_part_of_a_secret(&file.buf) {
+    // Added lines that may be half of a secret, or lines deleted between
+    // two that may now make one (whatever was added, or nothing).
+    let wanted =
+        !file.joins.is_empty() || (!file.starts.is_empty() && may_be_part_of_a_secret(&file.buf));
+    if file.added || !wanted {
         return Ok(());
     }
     let Some(blob) = file

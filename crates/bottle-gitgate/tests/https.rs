@@ -659,6 +659,12 @@ fn a_timed_out_upstream_push_does_not_finish_behind_the_gate() {
     }
 }
 
+/// A private key block the rules find, in three parts.
+const KEY_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\n";
+const KEY_BODY: &str = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\
+                        QyNTUxOQAAACDpZzrY8r9kNnKmIs7ADtWiL2oGZ2C0dHVnbhcEYQAPGgAAAJgl1kmHJdZJ\n";
+const KEY_END: &str = "-----END OPENSSH PRIVATE KEY-----\n";
+
 /// Attack: a secret a rule only sees whole, pushed in halves, each
 /// commit's added lines clean on their own: a key's BEGIN/END lines in one
 /// commit and its body in the next (or the body first), or a key name on
@@ -670,10 +676,7 @@ fn a_secret_split_over_commits_is_found_whole() {
     let gate = GateSetup::https(&up, &["*"]).start();
     let work = tempfile::tempdir().unwrap();
     let wt = clone(work.path(), &gate.repo_url("app"), "w");
-    let begin = "-----BEGIN OPENSSH PRIVATE KEY-----\n";
-    let body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\
-                QyNTUxOQAAACDpZzrY8r9kNnKmIs7ADtWiL2oGZ2C0dHVnbhcEYQAPGgAAAJgl1kmHJdZJ\n";
-    let end = "-----END OPENSSH PRIVATE KEY-----\n";
+    let (begin, body, end) = (KEY_BEGIN, KEY_BODY, KEY_END);
     let whole = format!("notes\n{begin}{body}{end}");
     let halves = [
         ("markers-first", format!("notes\n{begin}{end}")),
@@ -718,21 +721,87 @@ fn a_secret_split_over_commits_is_found_whole() {
     // A key the upstream already has (pushed there without the gate) is
     // not this push's: an edit that widens the scan to the whole file
     // counts only findings on the lines it adds.
-    let seed = clone(work.path(), up.bare.repo.to_str().unwrap(), "direct");
-    commit_file(&seed, "old.pem", &whole, "an old key");
+    let edited = format!("{whole}0123456789abcdef0123456789abcdef\n");
+    let (ok, out) = edit_a_key_the_upstream_has(&up, work.path(), &wt, &whole, &edited);
+    assert!(ok, "{out}");
+}
+
+/// Pushes `old.pem` holding `before` straight to the upstream (branch
+/// `legacy`, past the gate), then `after` on top of it through the gate
+/// from `wt`: whether that push went through, and git's output.
+fn edit_a_key_the_upstream_has(
+    up: &HttpsUpstream,
+    work: &std::path::Path,
+    wt: &std::path::Path,
+    before: &str,
+    after: &str,
+) -> (bool, String) {
+    let seed = clone(work, up.bare.repo.to_str().unwrap(), "direct");
+    commit_file(&seed, "old.pem", before, "an old key");
     git(&seed, &["push", "-q", "origin", "HEAD:refs/heads/legacy"]);
-    git(&wt, &["fetch", "-q", "origin"]);
+    git(wt, &["fetch", "-q", "origin"]);
     git(
-        &wt,
+        wt,
         &["checkout", "-q", "-b", "legacy-edit", "origin/legacy"],
     );
+    commit_file(wt, "old.pem", after, "an edit");
+    git_try(wt, &["push", "origin", "legacy-edit"])
+}
+
+/// Attack: a secret put together by deleting what kept its parts apart,
+/// adding nothing (or a blank line, or a harmless line elsewhere): every
+/// added line scans clean, the file at the new tip holds a whole key. An
+/// edit that deletes lines beside a key the upstream already has is not
+/// this push's key and goes through.
+#[test]
+fn a_secret_put_together_by_deleting_lines_is_refused() {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    let (begin, body, end) = (KEY_BEGIN, KEY_BODY, KEY_END);
+    let broken = format!("notes\n{begin}!\n{body}{end}");
+    // Control: the broken key alone is no finding (so what follows is
+    // refused for the deletion, not for this commit).
+    git(&wt, &["checkout", "-q", "-b", "broken", "origin/main"]);
+    commit_file(&wt, "k.pem", &broken, "not a key");
+    git(&wt, &["push", "-q", "origin", "broken"]);
+    assert!(up.bare.rev("refs/heads/broken").is_some());
+    for (branch, after) in [
+        ("deleted", format!("notes\n{begin}{body}{end}")),
+        ("blanked", format!("notes\n{begin}\n{body}{end}")),
+        (
+            "elsewhere",
+            format!("notes\n{begin}{body}{end}let x = 1;\n"),
+        ),
+    ] {
+        git(&wt, &["checkout", "-q", "-b", branch, "origin/main"]);
+        commit_file(&wt, "k.pem", &broken, "not a key");
+        commit_file(&wt, "k.pem", &after, "tidy up");
+        let (ok, out) = git_try(&wt, &["push", "origin", branch]);
+        assert!(!ok, "{branch}: {out}");
+        assert!(
+            out.contains("k.pem:") && out.contains("private-key"),
+            "{branch}: {out}"
+        );
+        assert_eq!(up.bare.rev(&format!("refs/heads/{branch}")), None);
+    }
+    // On top of the pushed control as well: one commit, a deletion only.
+    git(&wt, &["checkout", "-q", "-b", "on-top", "origin/broken"]);
     commit_file(
         &wt,
-        "old.pem",
-        &format!("{whole}0123456789abcdef0123456789abcdef\n"),
-        "a checksum below it",
+        "k.pem",
+        &format!("notes\n{begin}{body}{end}"),
+        "tidy up",
     );
-    let (ok, out) = git_try(&wt, &["push", "origin", "legacy-edit"]);
+    let (ok, out) = git_try(&wt, &["push", "origin", "on-top"]);
+    assert!(!ok && out.contains("private-key"), "{out}");
+
+    // A key the upstream has already: a deletion beside it is no join
+    // inside it.
+    let before = format!("notes\nmore\n{KEY_BEGIN}{KEY_BODY}{KEY_END}");
+    let after = format!("notes\n{KEY_BEGIN}{KEY_BODY}{KEY_END}");
+    let (ok, out) = edit_a_key_the_upstream_has(&up, work.path(), &wt, &before, &after);
     assert!(ok, "{out}");
 }
 
