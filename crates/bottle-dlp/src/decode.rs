@@ -493,6 +493,14 @@ fn report_run(hay: &[u8], lines: &[Range<usize>], f: &mut impl FnMut(Range<usize
         Some(RunKind::Base64) => f(first.start..padded(last.end), RunKind::Base64),
         None => {}
     }
+    if kind != Some(RunKind::Hex) {
+        // Hex glued to other characters of the alphabet (`/6768…` in a
+        // path, `0x6768…`, `tok_6768…`): the run is no hex run, but a
+        // server that strips the prefix reads the hex.
+        for line in lines {
+            hex_inside(hay, line.clone(), f);
+        }
+    }
     if lines.len() == 1 {
         return;
     }
@@ -513,6 +521,27 @@ fn report_run(hay: &[u8], lines: &[Range<usize>], f: &mut impl FnMut(Range<usize
             f(line.start..end, a);
         }
         offset += line.len();
+    }
+}
+
+/// Each stretch of at least [`MIN_HEX_RUN`] hex digits inside `line` that
+/// is not all of it, reported as a hex run.
+fn hex_inside(hay: &[u8], line: Range<usize>, f: &mut impl FnMut(Range<usize>, RunKind)) {
+    let is_hex = |b: u8| b.is_ascii_hexdigit();
+    let mut i = line.start;
+    while i < line.end {
+        if !is_hex(hay[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < line.end && is_hex(hay[i]) {
+            i += 1;
+        }
+        let digits = hay[start..i].iter().any(u8::is_ascii_digit);
+        if i - start >= MIN_HEX_RUN && digits && (start..i) != line {
+            f(start..i, RunKind::Hex);
+        }
     }
 }
 

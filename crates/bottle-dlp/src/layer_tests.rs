@@ -535,3 +535,31 @@ fn normalising_reads_past_characters_that_expand() {
     let found = e.scan(body.as_bytes());
     assert!(has(&found, "github-pat"), "{:?}", rules(&found));
 }
+
+/// Hex or base64 of a token glued to other characters of the alphabet: a
+/// path segment (`/6768…`), a `0x` prefix, a name before an underscore, one
+/// character before the base64 (`?q=x…`, which shifts every quantum), an
+/// odd hex digit before the hex. A server that takes the value apart reads
+/// the token; so must the engine.
+#[test]
+fn encodings_glued_to_other_characters() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 33);
+    let hex = String::from_utf8(hex_encode(token.as_bytes(), false)).unwrap();
+    let b64 = String::from_utf8(base64_encode(token.as_bytes(), false, false)).unwrap();
+    for text in [
+        format!("GET /{hex} HTTP/1.1"),
+        format!("v=0x{hex}&w=1"),
+        format!("id=tok_{hex}"),
+        format!("/?q=x{b64}"),
+        format!("/?q=xy{b64}"),
+        format!("/?q=xyz{b64}"),
+        format!("k=a{hex}"),
+    ] {
+        let found = e.scan(text.as_bytes());
+        assert!(has(&found, "github-pat"), "{text}: {:?}", rules(&found));
+    }
+    // A hash in a path stays clean.
+    let clean = "GET /objects/3f786850e387550fdab836ed7e6dc881de23001b/tree HTTP/1.1";
+    assert!(e.scan(clean.as_bytes()).is_empty());
+}

@@ -36,6 +36,9 @@ const PIECE_OVERLAP: usize = 512;
 /// How far around a non-ASCII byte normalisation looks (within its line).
 const NORM_RADIUS: usize = 512;
 const NORM_PIECE: usize = 16 * 1024;
+/// Encoded runs up to this long are read at every alignment when the first
+/// decodes to binary (see `encoded_piece`).
+const SHORT_RUN: usize = 4 * 1024;
 /// How much of a piece the next one reads again: the longest escaped form
 /// a piece must hold whole. A 120-character token is 720 bytes of JSON
 /// `\u` escapes and 1,200 of numeric references with leading zeros
@@ -228,8 +231,11 @@ impl Scan<'_> {
             RunKind::Hex => hex_decode(b),
             RunKind::Base64 => base64_decode(b),
         };
-        // A run that may have been cut: each alignment.
-        let shifts = if cut {
+        // A run that may have been cut: each alignment. So too a short
+        // run that decodes to binary: a character glued before the
+        // encoding (`?q=x` and base64, an odd hex digit) shifts it, and a
+        // server that takes the value apart reads it from the right place.
+        let shifts = if cut || bytes.len() <= SHORT_RUN {
             kind.quantum().min(bytes.len())
         } else {
             1
