@@ -563,3 +563,25 @@ fn encodings_glued_to_other_characters() {
     let clean = "GET /objects/3f786850e387550fdab836ed7e6dc881de23001b/tree HTTP/1.1";
     assert!(e.scan(clean.as_bytes()).is_empty());
 }
+
+/// A long quoted-printable part with LF-only soft breaks (as Python's
+/// `quopri` and many mailers write them): the stream windows far from the
+/// part's header still read it as quoted-printable.
+#[test]
+fn quoted_printable_with_lf_breaks_far_from_its_header() {
+    let e = engine();
+    let token = expand("ghp_{an:36}", 52);
+    let (head, tail) = token.split_at(20);
+    let line = format!("{}=3D=\n", "filler text ".repeat(5));
+    let body = format!(
+        "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n{}token=3D {head}=\n{tail}\n--b--\r\n",
+        line.repeat(400)
+    );
+    let mut s = e.stream();
+    let mut found = Vec::new();
+    for c in body.as_bytes().chunks(1000) {
+        found.extend(s.push(c));
+    }
+    found.extend(s.finish());
+    assert!(has(&found, "github-pat"), "{:?}", rules(&found));
+}

@@ -24,8 +24,9 @@ pub(crate) struct Present {
     pub ncr: bool,
     /// A NUL byte: UTF-16, perhaps.
     pub nul: bool,
-    /// `=` before CR: a quoted-printable soft line break, perhaps.
-    eq_cr: bool,
+    /// `=` before CR or LF: a quoted-printable soft line break, perhaps
+    /// (CRLF as MIME writes it, LF as Python's `quopri` and many tools).
+    eq_eol: bool,
     /// `-p` or `-P`: perhaps the `-printable` of `quoted-printable`.
     dash_p: bool,
 }
@@ -33,13 +34,13 @@ pub(crate) struct Present {
 impl Present {
     /// Whether `hay` (what this was found in) has quoted-printable: a part
     /// that declares it (`Content-Transfer-Encoding: quoted-printable`, in
-    /// any case), or both a soft line break (`=` at the end of a CRLF line)
+    /// any case), or both a soft line break (`=` at the end of a line)
     /// and an `=XX` escape, as a long part has on its lines also where its
     /// header is out of a stream buffer. Other text has `=XX` everywhere
     /// (`width=100`) and no server decodes it there; base64 has `=\r\n`
     /// after its padding, but no `=XX`.
     pub(crate) fn quoted_printable(&self, hay: &[u8]) -> bool {
-        (self.eq_cr && has_qp_escape(hay)) || (self.dash_p && declares_quoted_printable(hay))
+        (self.eq_eol && has_qp_escape(hay)) || (self.dash_p && declares_quoted_printable(hay))
     }
 }
 
@@ -56,7 +57,7 @@ pub(crate) fn present(hay: &[u8]) -> Present {
             g[0] |= u8::from(a == b'\\');
             g[1] |= u8::from((a == b'&') & (b == b'#'));
             g[2] |= u8::from(a == 0);
-            g[3] |= u8::from((a == b'=') & (b == b'\r'));
+            g[3] |= u8::from((a == b'=') & ((b == b'\r') | (b == b'\n')));
             g[4] |= u8::from((a == b'-') & (b | 0x20 == b'p'));
         }
         for (f, g) in f.iter_mut().zip(g) {
@@ -75,7 +76,7 @@ pub(crate) fn present(hay: &[u8]) -> Present {
         json: f[0] != 0,
         ncr: f[1] != 0,
         nul: f[2] != 0,
-        eq_cr: f[3] != 0,
+        eq_eol: f[3] != 0,
         dash_p: f[4] != 0,
     }
 }
@@ -455,7 +456,7 @@ mod tests {
     fn present_pairs() {
         assert_eq!(present(b"plain text, a=x & c-d"), Present::default());
         let p = present(b"a\\b &#39; x=1 a=\r\n");
-        assert!(p.json && p.ncr && !p.nul && p.eq_cr && !p.dash_p);
+        assert!(p.json && p.ncr && !p.nul && p.eq_eol && !p.dash_p);
         let mut long = vec![b'a'; 10_000];
         long[9_999] = 0;
         assert!(present(&long).nul);
