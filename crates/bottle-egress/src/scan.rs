@@ -28,6 +28,8 @@ use crate::upstream::{Body, BoxError};
 /// unknown coding, or data that is not valid for its coding): what it
 /// carries cannot be scanned.
 pub const UNSCANNABLE: &str = "unscannable-encoding";
+/// The rule of a body in a character set whose ASCII is not ASCII bytes.
+pub const UNSCANNABLE_CHARSET: &str = "unscannable-charset";
 
 /// What DLP decided for a request, shared with the body stream.
 #[derive(Debug, Default, Clone)]
@@ -164,6 +166,14 @@ pub fn body_coding(
     headers: &http::HeaderMap,
     verdict: &mut Verdict,
 ) -> Result<Option<Inflater>, String> {
+    if !readable_charset(headers) {
+        let finding = Finding {
+            rule: UNSCANNABLE_CHARSET.to_string(),
+            range: 0..0,
+            redacted: String::new(),
+        };
+        judge_unredactable(dlp, &[finding], verdict)?;
+    }
     match inflate::codings(headers) {
         Codings::Identity => Ok(None),
         Codings::Inflate(codings) => Ok(Some(Inflater::new(&codings))),
@@ -176,6 +186,56 @@ pub fn body_coding(
             judge_unredactable(dlp, &[finding], verdict).map(|()| None)
         }
     }
+}
+
+/// Whether the body's declared `charset` (if any) writes ASCII as ASCII
+/// bytes, or is UTF-16, which the engine decodes: a server that decodes
+/// the body as EBCDIC (`IBM037`, which Java servers read), UTF-7 or UTF-32
+/// sees a secret the engine never saw. Every `Content-Type` counts.
+fn readable_charset(headers: &http::HeaderMap) -> bool {
+    headers.get_all(http::header::CONTENT_TYPE).iter().all(|v| {
+        let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+        v.split(';').skip(1).all(|param| {
+            let Some((name, value)) = param.split_once('=') else {
+                return true;
+            };
+            if name.trim() != "charset" {
+                return true;
+            }
+            ascii_compatible(value.trim().trim_matches(|c| c == '"' || c == '\''))
+        })
+    })
+}
+
+/// Character sets in which ASCII text is its ASCII bytes (and UTF-16).
+fn ascii_compatible(charset: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "utf-8",
+        "utf8",
+        "us-ascii",
+        "ascii",
+        "latin1",
+        "l1",
+        "utf-16",
+        "utf-16le",
+        "utf-16be",
+        "utf16",
+        "shift_jis",
+        "sjis",
+        "windows-31j",
+        "cp932",
+        "euc-jp",
+        "euc-kr",
+        "gbk",
+        "gb2312",
+        "gb18030",
+        "big5",
+        "big5-hkscs",
+        "tis-620",
+        "cp1252",
+    ];
+    const PREFIXES: &[&str] = &["iso-8859-", "iso8859-", "windows-125", "cp125", "koi8-"];
+    EXACT.contains(&charset) || PREFIXES.iter().any(|p| charset.starts_with(p))
 }
 
 /// The bytes all request bodies together may hold back for DLP beyond

@@ -467,3 +467,39 @@ async fn a_finding_after_the_response_is_in_the_log() {
     assert!(!String::from_utf8_lossy(&got.lock().unwrap()).contains(SECRET));
     p.events_without(&[SECRET]);
 }
+
+/// A body in a character set whose letters are not ASCII bytes (EBCDIC,
+/// which Java servers decode form bodies from; UTF-7; UTF-32) carries a
+/// secret the scan cannot see: refused. ASCII supersets and UTF-16 (which
+/// the engine reads) pass.
+#[tokio::test]
+async fn a_body_in_an_unreadable_charset_is_refused() {
+    let (p, rec, base) = dlp_proxy("dlp: block").await;
+    let mut c = client(p.addr).await;
+    for (charset, want) in [
+        ("IBM037", 403),
+        ("\"utf-7\"", 403),
+        ("UTF-32LE", 403),
+        ("utf-8", 200),
+        ("ISO-8859-1", 200),
+        ("Shift_JIS", 200),
+    ] {
+        let ct = format!("application/x-www-form-urlencoded; charset={charset}");
+        let (s, h, _) = send(
+            &mut c,
+            req(
+                "POST",
+                &format!("{base}/f"),
+                &[("content-type", &ct)],
+                "k=v",
+            ),
+        )
+        .await;
+        assert_eq!(s, want, "{charset}");
+        if want == 403 {
+            assert_eq!(h["x-claude-bottle-block"], "dlp", "{charset}");
+            c = client(p.addr).await;
+        }
+    }
+    assert_eq!(rec.count(), 3);
+}
