@@ -61,6 +61,29 @@ pub(crate) struct RuleHit<'h> {
 pub(crate) struct Scratch {
     windows: Vec<(u16, usize, usize)>,
     captures: Vec<Option<Captures>>,
+    /// Per anchored rule, for the scan under way: the keyword hit it was
+    /// last searched from, a stretch proved to hold no match (`Clear`),
+    /// and how many searches in a row found matches that overlap.
+    anchored: Vec<(Option<usize>, Clear, u32)>,
+    /// Bytes the searches from keyword hits of the last scan covered
+    /// (their ranges summed), the only searches that could cover the same
+    /// bytes again and again: windowed rules search merged windows once.
+    pub(crate) searched: usize,
+}
+
+/// Searches of one rule in a row whose matches overlap before the input is
+/// a [`KEYWORD_FLOOD_RULE`] finding.
+const MAX_OVERLAPPING_MATCHES: u32 = 64;
+/// Input made of a rule's keyword over and over inside its own pattern: no
+/// text is, and reading each hit would cost the square of its length.
+pub(crate) const KEYWORD_FLOOD_RULE: &str = "keyword-flood";
+
+/// No match of a rule starts in `from..before` and ends by `until`.
+#[derive(Clone, Copy, Default)]
+struct Clear {
+    from: usize,
+    before: usize,
+    until: usize,
 }
 
 pub(crate) struct RuleSet {
@@ -244,14 +267,62 @@ impl RuleSet {
         let windows = &mut scratch.windows;
         windows.clear();
         let caps = &mut scratch.captures;
+        let anchored = &mut scratch.anchored;
+        anchored.clear();
+        anchored.resize(self.rules.len(), (None, Clear::default(), 0));
+        let searched = &mut scratch.searched;
+        *searched = 0;
         self.find_keywords(hay, |keyword, m| {
             for a in &self.keyword_rules[keyword] {
                 let rule = &self.rules[usize::from(a.rule)];
-                let end = m
-                    .end
-                    .saturating_add(rule.def.after + a.extra)
-                    .min(hay.len());
+                let reach = rule.def.after + a.extra;
+                let end = m.end.saturating_add(reach).min(hay.len());
                 if !a.borrowed && rule.def.before == 0 {
+                    let (last, clear, overlapping) = &mut anchored[usize::from(a.rule)];
+                    if clear.from <= m.start && m.start < clear.before && end <= clear.until {
+                        continue;
+                    }
+                    let dense = last.is_some_and(|l| m.start - l < reach);
+                    // Hits closer together than the rule reaches (its
+                    // keyword repeated inside its own pattern, `-eyJ-eyJ…`)
+                    // would each search up to `after` bytes, the same bytes
+                    // again and again: one search for the first match
+                    // over a longer stretch proves most of them empty.
+                    if dense && let Some(built) = rule.built() {
+                        let until = end.saturating_add(reach).min(hay.len());
+                        *searched += until - m.start;
+                        let first = built.re.find(Input::new(hay).range(m.start..until));
+                        let before = first.map_or(until, |f| f.start());
+                        if before > m.start {
+                            *clear = Clear {
+                                from: m.start,
+                                before,
+                                until,
+                            };
+                            continue;
+                        }
+                    }
+                    // A match from every hit, each inside the one before
+                    // (the keyword repeated inside a long match): each is
+                    // searched whole, so a run of them is quadratic. No
+                    // text has dozens; past that the rest of the input is
+                    // one finding of its own and the rule searches no more.
+                    *overlapping = if dense { *overlapping + 1 } else { 0 };
+                    if *overlapping > MAX_OVERLAPPING_MATCHES {
+                        *clear = Clear {
+                            from: m.start,
+                            before: usize::MAX,
+                            until: usize::MAX,
+                        };
+                        f(RuleHit {
+                            rule: KEYWORD_FLOOD_RULE,
+                            range: m.start..end,
+                            preview: &hay[m.start..m.start],
+                        });
+                        continue;
+                    }
+                    *last = Some(m.start);
+                    *searched += end - m.start;
                     let input = Input::new(hay).range(m.start..end).anchored(Anchored::Yes);
                     self.run_rule(a.rule, hay, input, caps, &mut f);
                 } else {
@@ -544,6 +615,32 @@ mod tests {
             b"a xoxe.xoxp-12345678901-12345678901-123456789012-0123456789abcdef0123456789abcdef";
         set.scan(text, |h| hits.push(h.rule));
         assert!(hits.contains(&"slack-user-token"), "{hits:?}");
+    }
+
+    /// A rule's keyword repeated inside its own pattern (`-` is in the JWT
+    /// alphabet and ends a word, so `\b` holds before every `eyJ` of
+    /// `-eyJ-eyJ…`): each hit searched up to the rule's reach, thousands of
+    /// times the input. The work stays proportional to the input, and a
+    /// token after such a run is still found.
+    #[test]
+    fn a_keyword_repeated_inside_its_pattern_costs_linear_work() {
+        let set = RuleSet::new().expect("rules compile");
+        for filler in ["-eyJ", "-ops_eyJ", "+ABSK", "-pypi-AgE"] {
+            let hay = filler.repeat(256 * 1024 / filler.len());
+            let mut scratch = Scratch::default();
+            set.scan_with(hay.as_bytes(), &mut scratch, |_| {});
+            assert!(
+                scratch.searched <= 8 * hay.len(),
+                "{filler}: {} bytes searched for {}",
+                scratch.searched,
+                hay.len()
+            );
+        }
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let hay = format!("{} {jwt} ", "-eyJ".repeat(5000));
+        let mut hits = Vec::new();
+        set.scan(hay.as_bytes(), |h| hits.push(h.rule));
+        assert!(hits.contains(&"jwt"), "{hits:?}");
     }
 
     #[test]
