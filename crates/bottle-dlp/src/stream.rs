@@ -104,6 +104,13 @@ impl<E: Deref<Target = Engine>> StreamScanner<E> {
         self.settled
     }
 
+    /// Bytes of memory the scanner's buffer takes now: about 25 KiB for
+    /// ordinary text, up to 2 MiB while it holds a region of dense escapes
+    /// whole ([`MAX_OPEN_REGION`]).
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity()
+    }
+
     fn end(&self) -> u64 {
         self.base + self.buf.len() as u64
     }

@@ -41,6 +41,11 @@ pub trait StreamScan: Send + Sync {
     fn finish(self: Box<Self>) -> Vec<Finding>;
     /// Every byte before this offset has been fully scanned and may be released.
     fn settled(&self) -> u64;
+    /// Memory the scanner holds for the stream now (its buffer), which the
+    /// proxy charges to the shared budget with the bytes it holds itself.
+    fn buffered(&self) -> usize {
+        0
+    }
 }
 
 /// Shows at most the first 4 characters of a secret.
@@ -211,6 +216,10 @@ impl StreamScan for BottleStream {
 
     fn settled(&self) -> u64 {
         self.0.settled()
+    }
+
+    fn buffered(&self) -> usize {
+        self.0.buffered()
     }
 }
 

@@ -320,7 +320,11 @@ impl ScanBody {
     /// Draws what the held bytes now need from the shared budget (and gives
     /// back what they no longer need); false when the budget is spent.
     fn hold_within_budget(&mut self) -> bool {
-        let need = self.held.held().saturating_sub(HELD_BYTES_FREE);
+        // The scanner's own buffer too: behind a compressed body the wire
+        // bytes held are few, while the scanner may hold a megabyte of
+        // what they inflated to.
+        let buffered = self.scanner.as_ref().map_or(0, |s| s.buffered());
+        let need = (self.held.held() + buffered).saturating_sub(HELD_BYTES_FREE);
         if need > self.drawn {
             if !self.budget.grow(need - self.drawn) {
                 return false;
@@ -687,6 +691,55 @@ mod tests {
             verdict.clone(),
             budget.clone(),
         )
+    }
+
+    /// A few KiB of gzip that inflate to a megabyte of `%41`, a region of
+    /// dense escapes the engine's scanner holds whole: the wire bytes held
+    /// are few, the scanner's buffer is not, and it is charged.
+    #[tokio::test]
+    async fn the_scanners_own_buffer_draws_on_the_shared_budget() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all("%41".repeat(330_000).as_bytes()).unwrap();
+        let compressed = gz.finish().unwrap();
+        assert!(compressed.len() < 16 * 1024, "{}", compressed.len());
+        // The body never ends: the scanner keeps what it holds.
+        let inner = OneThenPending(Some(Bytes::from(compressed))).boxed();
+        let budget = HeldBudget::new(512 * 1024);
+        let verdict = SharedVerdict::default();
+        let engine = crate::dlp::BottleDlp::new(std::iter::empty()).unwrap();
+        let mut body = ScanBody::new(
+            inner,
+            crate::dlp::Engine::stream(&engine),
+            DlpMode::Block,
+            verdict.clone(),
+            budget.clone(),
+        )
+        .inflating(Some(crate::inflate::Inflater::new(&[
+            crate::inflate::Coding::Gzip,
+        ])));
+        let polled = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame()).await;
+        // Refused as too large once the scanner's megabyte is counted.
+        assert!(matches!(polled, Ok(Some(Err(_)))), "{polled:?}");
+        assert!(verdict.lock().unwrap().too_large);
+    }
+
+    /// A body of one frame that then never ends.
+    struct OneThenPending(Option<Bytes>);
+
+    impl HttpBody for OneThenPending {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            match self.0.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => Poll::Pending,
+            }
+        }
     }
 
     #[tokio::test]
