@@ -28,7 +28,7 @@ pub fn http_token(tokens: &[Token], host: &HostKind) -> Option<usize> {
     best.map(|(_, i)| i)
 }
 
-/// Removes `name` and its spellings with `_` for `-`: CGI, Rack and
+/// Removes `name` and its spellings with `_` for `-` and `-` for `_`: CGI, Rack and
 /// PHP-FPM read `X_Api_Key` as `X-Api-Key`, so the upstream would see the
 /// agent's value beside the injected one, and take either.
 fn remove_every_spelling(headers: &mut HeaderMap, name: &HeaderName) {
@@ -39,7 +39,7 @@ fn remove_every_spelling(headers: &mut HeaderMap, name: &HeaderName) {
         h.len() == want.len()
             && h.iter()
                 .zip(want)
-                .all(|(&a, &b)| a == b || (a == b'_' && b == b'-'))
+                .all(|(&a, &b)| a == b || (matches!(a, b'_' | b'-') && matches!(b, b'_' | b'-')))
     };
     let others: Vec<HeaderName> = headers.keys().filter(|h| alike(h)).cloned().collect();
     for h in others {
@@ -152,6 +152,13 @@ mod tests {
         h.insert("x_api_key", HeaderValue::from_static("agents"));
         assert!(apply_openai(&mut h, &secret));
         assert!(h.get("x_api_key").is_none());
+        // And the other way: the configured name has the underscore.
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("agents"));
+        let scheme = AuthScheme::Header(HeaderName::from_static("x_api_key"));
+        assert!(apply_http_token(&mut h, &scheme, &secret));
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x_api_key"], "{h:?}");
     }
 
     #[test]

@@ -541,7 +541,13 @@ fn token_scope_warnings(
         if !writes {
             continue;
         }
-        if r.paths.is_none() {
+        // A list with `/` (a prefix of every path) or a catch-all pattern
+        // is no list.
+        let every = |p: &String| {
+            let re = p.strip_prefix("re:").map(|r| r.trim_start_matches('^'));
+            p == "/" || p.is_empty() || matches!(re, Some("" | ".*" | "/" | "/.*"))
+        };
+        if r.paths.as_ref().is_none_or(|ps| ps.iter().any(every)) {
             out.push(format!(
                 "the token for `{}` goes with any request the agent sends there, writes \
                  included, on any path: it can do whatever the credential can (create keys, \

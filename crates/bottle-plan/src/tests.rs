@@ -1136,6 +1136,17 @@ fn a_token_on_a_route_open_to_writes_warns() {
              tokens:\n  - {kind: http, host: api.github.com, scheme: Bearer, token_ref: GITHUB_TOKEN}\n---\n",
             0,
         ),
+        // Paths that cover every path are none.
+        (
+            "---\negress:\n  allow: [{host: api.github.com, methods: [GET, POST], paths: [/repos/x, /]}]\n\
+             tokens:\n  - {kind: http, host: api.github.com, scheme: Bearer, token_ref: GITHUB_TOKEN}\n---\n",
+            1,
+        ),
+        (
+            "---\negress:\n  allow: [{host: api.github.com, methods: [POST], paths: [\"re:^.*\"]}]\n\
+             tokens:\n  - {kind: http, host: api.github.com, scheme: Bearer, token_ref: GITHUB_TOKEN}\n---\n",
+            1,
+        ),
         // Reads only, on any path.
         (
             "---\negress:\n  allow: [{host: api.github.com, methods: [GET, HEAD]}]\n\
