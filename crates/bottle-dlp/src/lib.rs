@@ -169,6 +169,13 @@ impl Engine {
         self.rules.ids()
     }
 
+    /// Whether a finding of rule `id` is a value its rule found after a
+    /// name (`aws_secret_access_key: …`, `password = …`): the finding's
+    /// range is the value alone, and the name may be lines before it.
+    pub fn rule_reads_a_name(&self, id: &str) -> bool {
+        self.rules.reads_a_name(id)
+    }
+
     /// Scans a whole buffer. Findings are sorted by start offset.
     pub fn scan(&self, input: &[u8]) -> Vec<Finding> {
         pipeline::scan(self, input)

@@ -245,6 +245,12 @@ impl RuleSet {
         self.rules.len()
     }
 
+    pub fn reads_a_name(&self, id: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.def.id == id && r.def.pattern.contains("(?P<n>"))
+    }
+
     pub fn ids(&self) -> Vec<&'static str> {
         self.rules.iter().map(|r| r.def.id).collect()
     }

@@ -805,11 +805,21 @@ fn scan_worker(
             let start = usize::try_from(h.range.start).unwrap_or(usize::MAX);
             if !named && let Some(added) = &f.only_lines {
                 let end = usize::try_from(h.range.end.saturating_sub(1)).unwrap_or(usize::MAX);
-                let (first, last) = (line_at(&f.buf, &[], start), line_at(&f.buf, &[], end));
+                // A finding is its value; a rule may need a name before it,
+                // on the same line or across blank ones (`key:\n\n  value`):
+                // what puts the name and the value together counts too.
+                let named_from = if engine.rule_reads_a_name(h.rule) {
+                    name_line_start(&f.buf, start)
+                } else {
+                    start
+                };
+                let (first, last) = (line_at(&f.buf, &[], named_from), line_at(&f.buf, &[], end));
                 let from = added.partition_point(|l| *l < first);
                 let touches_added = added.get(from).is_some_and(|l| *l <= last);
                 // Across a deletion: the lines before and after it.
-                let spans_join = f.joins.iter().any(|n| first < *n && *n <= last);
+                // (`joins` is in order, as the patch lists them.)
+                let next_join = f.joins.partition_point(|n| *n <= first);
+                let spans_join = f.joins.get(next_join).is_some_and(|n| *n <= last);
                 if !touches_added && !spans_join {
                     continue;
                 }
@@ -832,6 +842,28 @@ fn scan_worker(
             });
         }
     }
+}
+
+/// The start of the line a name before the value at `at` may be on: the
+/// line before `at`'s, past any lines of white space only between them
+/// (rules allow any white space between a name and its value).
+fn name_line_start(buf: &[u8], at: usize) -> usize {
+    let line_start = |end: usize| {
+        buf[..end]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1)
+    };
+    let mut start = line_start(at.min(buf.len()));
+    while start > 0 {
+        let prev = line_start(start - 1);
+        let blank = buf[prev..start].iter().all(u8::is_ascii_whitespace);
+        start = prev;
+        if !blank {
+            break;
+        }
+    }
+    start
 }
 
 /// A file a commit adds: (commit, path, blob id).

@@ -786,6 +786,28 @@ fn a_secret_put_together_by_deleting_lines_is_refused() {
         );
         assert_eq!(up.bare.rev(&format!("refs/heads/{branch}")), None);
     }
+    // A value a rule finds only after its name: the finding is the value
+    // alone, the name lines before it (blank lines between are allowed).
+    let value = "  Zk3pQ9vT2mXw8LrB5nYc1HdJ6sFa0GeUoKiP4qEt\n";
+    for (branch, before, after) in [
+        (
+            "named-deleted",
+            format!("aws_secret_access_key:\n#\n\n{value}"),
+            format!("aws_secret_access_key:\n\n{value}"),
+        ),
+        (
+            "named-added",
+            format!("settings:\n\n{value}"),
+            format!("settings:\naws_secret_access_key:\n\n{value}"),
+        ),
+    ] {
+        git(&wt, &["checkout", "-q", "-b", branch, "origin/main"]);
+        commit_file(&wt, "conf.yml", &before, "not a key");
+        commit_file(&wt, "conf.yml", &after, "tidy up");
+        let (ok, out) = git_try(&wt, &["push", "origin", branch]);
+        assert!(!ok, "{branch}: {out}");
+        assert!(out.contains("aws-secret-access-key"), "{branch}: {out}");
+    }
     // On top of the pushed control as well: one commit, a deletion only.
     git(&wt, &["checkout", "-q", "-b", "on-top", "origin/broken"]);
     commit_file(
