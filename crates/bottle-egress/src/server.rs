@@ -1187,22 +1187,26 @@ async fn send_and_wrap(
     // dropped while it waits for the answer (the client went away, the
     // sidecar is stopping), the upstream may have had the whole request,
     // and the log must say so.
-    let unanswered = Unanswered(inner.audit.enabled().then(|| {
-        let mut ev = info.event("allow", inner);
-        if report.is_none()
-            && let Ok(v) = shared.lock()
-        {
-            // No body left to scan: the verdict is settled.
-            judge_event(&mut ev, &v, inner.dlp.mode);
-        }
-        Tracked {
-            bytes: 0,
-            pending: Some((inner.audit.clone(), ev, info.started)),
-            full_log: None,
-            report: report.clone(),
-        }
-    }));
-    let sent = upstream::send(inner, pool, &ex.target, ex.auth.index(), req).await;
+    let sending = std::sync::atomic::AtomicBool::new(false);
+    let unanswered = Unanswered(
+        &sending,
+        inner.audit.enabled().then(|| {
+            let mut ev = info.event("allow", inner);
+            if report.is_none()
+                && let Ok(v) = shared.lock()
+            {
+                // No body left to scan: the verdict is settled.
+                judge_event(&mut ev, &v, inner.dlp.mode);
+            }
+            Tracked {
+                bytes: 0,
+                pending: Some((inner.audit.clone(), ev, info.started)),
+                full_log: None,
+                report: report.clone(),
+            }
+        }),
+    );
+    let sent = upstream::send(inner, pool, &ex.target, ex.auth.index(), req, &sending).await;
     // Answered or refused: from here the response body or the refusal
     // writes the event.
     let ev = unanswered.answered();
@@ -1435,14 +1439,27 @@ fn report_websocket(audit: &Audit, mut ev: Event, started: Instant, what: websoc
 }
 
 /// An allowed request's event while its exchange waits for the upstream's
-/// answer; dropped with the exchange, it writes the event (no status).
-struct Unanswered(Option<Tracked>);
+/// answer; dropped with the exchange once the request may have gone
+/// (a connection was there to send it on), it writes the event (no
+/// status). Dropped before, while the name was looked up or the
+/// connection made, nothing went: no event.
+struct Unanswered<'a>(&'a std::sync::atomic::AtomicBool, Option<Tracked>);
 
-impl Unanswered {
+impl Unanswered<'_> {
     /// The event, now that an answer or a refusal will write it.
     fn answered(mut self) -> Option<Event> {
-        let mut t = self.0.take()?;
+        let mut t = self.1.take()?;
         t.pending.take().map(|(_, ev, _)| ev)
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.0.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(t) = self.1.as_mut()
+        {
+            t.pending = None;
+        }
     }
 }
 

@@ -450,6 +450,7 @@ pub async fn send(
     target: &Target,
     credential: Option<usize>,
     req: Request<Body>,
+    sending: &std::sync::atomic::AtomicBool,
 ) -> Result<Response<Pooled>, Deny> {
     let mut req = req;
     // A request that asks for its connection to close leaves none to reuse.
@@ -465,6 +466,8 @@ pub async fn send(
             Some(s) => s,
             None => connect_new(inner, target).await?,
         };
+        // From here the upstream may get the request.
+        sending.store(true, std::sync::atomic::Ordering::Relaxed);
         let sent =
             tokio::time::timeout(inner.cfg.limits.response_head, sender.try_send_request(req))
                 .await

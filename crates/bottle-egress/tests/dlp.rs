@@ -137,6 +137,23 @@ async fn a_request_whose_client_left_before_the_answer_is_logged() {
     p.events_without(&[SECRET]);
 }
 
+/// A client that leaves while the proxy still looks the name up sent
+/// nothing anywhere: no event says a request went.
+#[tokio::test]
+async fn a_request_that_never_left_has_no_event() {
+    let (up, _) = raw_upstream(|_| false).await;
+    let p = dlp_proxy_to("dlp: log", up).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET http://silent-ns.app.test/x HTTP/1.1\r\nHost: silent-ns.app.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(s);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let events = p.log.events();
+    assert!(!events.iter().any(|e| e["path"] == "/x"), "{events:?}");
+}
+
 #[tokio::test]
 async fn redact_mode_replaces_secrets_and_forwards() {
     let (p, rec, base) = dlp_proxy("dlp: redact").await;
