@@ -453,6 +453,10 @@ pub async fn send(
     sending: &std::sync::atomic::AtomicBool,
 ) -> Result<Response<Pooled>, Deny> {
     let mut req = req;
+    // A credentialed body the server refused (413, 429, …) may not have
+    // been read: the connection goes, so no leftover of it can become the
+    // start of the next credentialed request.
+    let credentialed_body = credential.is_some() && !req.body().is_end_stream();
     // A request that asks for its connection to close leaves none to reuse.
     let reusable = !req
         .headers()
@@ -489,8 +493,10 @@ pub async fn send(
         }
     };
     // An upgraded connection is no longer HTTP: never reuse it.
-    let back = (reusable && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
-        .then(|| (pool.clone(), key, sender));
+    let back = (reusable
+        && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+        && (!credentialed_body || resp.status().is_success()))
+    .then(|| (pool.clone(), key, sender));
     Ok(resp.map(|body| Pooled { body, back }))
 }
 

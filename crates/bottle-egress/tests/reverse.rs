@@ -357,3 +357,22 @@ async fn a_credentialed_body_to_another_endpoint_gets_a_connection_of_its_own() 
     assert_eq!(seen[0].conn, 0);
     assert_eq!(seen[2].conn, 1, "a closed connection was reused");
 }
+
+/// A model call the API refuses (too large, rate-limited) may have been
+/// answered before its body was read: its connection is not reused.
+#[tokio::test]
+async fn a_refused_model_call_does_not_keep_its_connection() {
+    let (p, rec) = model_and_forward_setup().await;
+    let mut m = client(p.addr).await;
+    for status in ["429", "200", "200"] {
+        let r = req(
+            "POST",
+            "/anthropic/v1/messages",
+            &[("x-test-status", status)],
+            "{}",
+        );
+        assert_eq!(send(&mut m, r).await.0.to_string(), status);
+    }
+    let conns: Vec<_> = rec.all().iter().map(|s| s.conn).collect();
+    assert_eq!(conns, [0, 1, 1], "the refused call's connection was reused");
+}

@@ -108,6 +108,16 @@ async fn record(rec: Recorder, conn: usize, req: Request<Incoming>) -> Response<
         }
         return r;
     }
+    if let Some(code) = parts
+        .headers
+        .get("x-test-status")
+        .and_then(|v| v.to_str().ok()?.parse::<u16>().ok())
+    {
+        // A server that refuses the request.
+        let mut r = Response::new(Full::new(Bytes::from_static(b"refused")));
+        *r.status_mut() = http::StatusCode::from_u16(code).unwrap();
+        return r;
+    }
     if asked("x-test-partial") {
         // A server that answers with a range nobody asked for.
         let mut r = Response::new(Full::new(Bytes::from_static(b"slice")));
