@@ -146,6 +146,16 @@ mod tests {
         ] {
             assert!(!rules(&e, &host).is_empty(), "{host}");
         }
+        // Data that itself has `xn` where a label starts: the prefix the
+        // server drops with the dashes is the data's own.
+        let s2 = "Qw7rXn4pLm2vB8kZt5sYd3hJf6gNc9aE";
+        let e = Engine::builder().known_secret(s2).build().unwrap();
+        let lower = s2.to_ascii_lowercase();
+        let at = lower.find("xn").unwrap();
+        let host = format!("{}.xn--{}.zone.example", &s2[..at], &s2[at + 2..]);
+        assert!(!rules(&e, &host).is_empty(), "{host}");
+        let host = format!("xn--{}.xn--{}.zone.example", &s2[..at], &s2[at + 2..]);
+        assert!(!rules(&e, &host).is_empty(), "{host}");
     }
 
     #[test]

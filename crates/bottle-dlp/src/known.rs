@@ -263,18 +263,73 @@ impl KnownSet {
     pub fn in_host(&self, host: &str) -> bool {
         let lower = host.to_ascii_lowercase();
         let glue = |b: &u8| matches!(b, b'.' | b'-' | b'_');
-        let mut joined = Vec::with_capacity(lower.len());
-        for label in lower.split('.') {
-            let label = label.strip_prefix("xn--").unwrap_or(label);
-            joined.extend(label.bytes().filter(|b| !glue(b)));
-        }
+        // Each label without its glue, and whether it had an `xn--`
+        // prefix, whose `xn` may be part of the data or not.
+        let labels: Vec<(bool, Vec<u8>)> = lower
+            .split('.')
+            .map(|label| {
+                let rest = label.strip_prefix("xn--");
+                let bytes = rest.unwrap_or(label).bytes().filter(|b| !glue(b)).collect();
+                (rest.is_some(), bytes)
+            })
+            .collect();
         let forms = self.forms.iter().chain(self.base32.iter());
         forms.filter(|f| f.len() >= ANCHOR).any(|f| {
             let f = Zeroizing::new(f.to_ascii_lowercase());
             let bare = Zeroizing::new(f.iter().copied().filter(|b| !glue(b)).collect::<Vec<u8>>());
-            contains(lower.as_bytes(), &f) || (bare.len() >= ANCHOR && contains(&joined, &bare))
+            contains(lower.as_bytes(), &f) || (bare.len() >= ANCHOR && in_labels(&labels, &bare))
         })
     }
+}
+
+/// Whether `needle` occurs in the labels read one after the other, where
+/// each label marked `xn--` may or may not begin with `xn` (a real prefix
+/// is not data; a fake one, before data that starts with `xn`, is). One
+/// pass, keeping every prefix of `needle` matched so far.
+fn in_labels(labels: &[(bool, Vec<u8>)], needle: &[u8]) -> bool {
+    if !labels.iter().any(|(xn, _)| *xn) {
+        let joined: Vec<u8> = labels.iter().flat_map(|(_, l)| l.iter().copied()).collect();
+        return contains(&joined, needle);
+    }
+    let n = needle.len();
+    // active[j]: the last bytes read match needle[..j] (j = 0 always).
+    let mut active = vec![false; n];
+    active[0] = true;
+    let step = |active: &[bool], c: u8| -> (Vec<bool>, bool) {
+        let mut next = vec![false; n];
+        next[0] = true;
+        let mut done = false;
+        for j in 0..n {
+            if active[j] && needle[j] == c {
+                if j + 1 == n {
+                    done = true;
+                } else {
+                    next[j + 1] = true;
+                }
+            }
+        }
+        (next, done)
+    };
+    for (xn, label) in labels {
+        if *xn {
+            let (after_x, d1) = step(&active, b'x');
+            let (after_xn, d2) = step(&after_x, b'n');
+            if d1 || d2 {
+                return true;
+            }
+            for (a, b) in active.iter_mut().zip(after_xn) {
+                *a |= b;
+            }
+        }
+        for &c in label {
+            let (next, done) = step(&active, c);
+            if done {
+                return true;
+            }
+            active = next;
+        }
+    }
+    false
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
