@@ -497,7 +497,7 @@ fn report_run(hay: &[u8], lines: &[Range<usize>], f: &mut impl FnMut(Range<usize
         // Hex glued to other characters of the alphabet (`/6768…` in a
         // path, `0x6768…`, `tok_6768…`): the run is no hex run, but a
         // server that strips the prefix reads the hex.
-        for line in lines {
+        for line in lines.iter().filter(|l| l.len() > MIN_HEX_RUN) {
             hex_inside(hay, line.clone(), f);
         }
     }
@@ -539,8 +539,17 @@ fn hex_inside(hay: &[u8], line: Range<usize>, f: &mut impl FnMut(Range<usize>, R
             i += 1;
         }
         let digits = hay[start..i].iter().any(u8::is_ascii_digit);
-        if i - start >= MIN_HEX_RUN && digits && (start..i) != line {
-            f(start..i, RunKind::Hex);
+        if i - start < MIN_HEX_RUN || !digits || (start..i) == line {
+            continue;
+        }
+        // Only hex that reads as text from its start or from the next
+        // digit (an odd digit glued before it): hashes and ids in paths
+        // are common and decode to binary, which is not worth a layer.
+        if let Some(from) = [start, start + 1].into_iter().find(|&p| {
+            let head = hex_decode(&hay[p..(p + 32).min(i)]);
+            head.len() >= 8 && head.iter().all(|b| (0x20..0x7f).contains(b))
+        }) {
+            f(from..i, RunKind::Hex);
         }
     }
 }

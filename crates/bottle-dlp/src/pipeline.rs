@@ -265,7 +265,12 @@ impl Scan<'_> {
                 }
                 continue;
             }
-            binary.push(k);
+            // An alignment other than the first counts as binary only for
+            // a cut run: a short run is tried at the others for text alone
+            // (most are identifiers, binary at every alignment).
+            if k == 0 || cut {
+                binary.push(k);
+            }
             if k == 0 && whole {
                 head0 = Some(head);
             }

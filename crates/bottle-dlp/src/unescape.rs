@@ -40,7 +40,8 @@ impl Present {
     /// (`width=100`) and no server decodes it there; base64 has `=\r\n`
     /// after its padding, but no `=XX`.
     pub(crate) fn quoted_printable(&self, hay: &[u8]) -> bool {
-        (self.eq_eol && has_qp_escape(hay)) || (self.dash_p && declares_quoted_printable(hay))
+        (self.eq_eol && soft_breaks(hay) && has_qp_escape(hay))
+            || (self.dash_p && declares_quoted_printable(hay))
     }
 }
 
@@ -287,6 +288,29 @@ pub(crate) fn ncr_decode(input: &[u8]) -> Normalized {
 // ---- quoted-printable ---------------------------------------------------------
 
 /// Whether `hay` has an `=XX` escape.
+/// Whether `hay` has soft line breaks as quoted-printable writes them: one
+/// `=` before CRLF, or three before LF (a line of code may end in `=`;
+/// quoted-printable text breaks most of its lines so).
+fn soft_breaks(hay: &[u8]) -> bool {
+    let mut lf = 0;
+    let mut from = 0;
+    while let Some(p) = find_byte(&hay[from..], b'=') {
+        let p = from + p;
+        match hay.get(p + 1) {
+            Some(b'\r') => return true,
+            Some(b'\n') => {
+                lf += 1;
+                if lf == 3 {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        from = p + 1;
+    }
+    false
+}
+
 fn has_qp_escape(hay: &[u8]) -> bool {
     let mut from = 0;
     while let Some(p) = find_byte(&hay[from..], b'=') {
