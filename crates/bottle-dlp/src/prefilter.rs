@@ -63,8 +63,9 @@ pub(crate) struct Scratch {
     captures: Vec<Option<Captures>>,
     /// Per anchored rule, for the scan under way: the keyword hit it was
     /// last searched from, a stretch proved to hold no match (`Clear`),
-    /// and how many searches in a row found matches that overlap.
-    anchored: Vec<(Option<usize>, Clear, u32)>,
+    /// how many searches in a row started inside the match before, and
+    /// where that match ended.
+    anchored: Vec<(Option<usize>, Clear, u32, usize)>,
     /// Bytes the searches from keyword hits of the last scan covered
     /// (their ranges summed), the only searches that could cover the same
     /// bytes again and again: windowed rules search merged windows once.
@@ -275,7 +276,7 @@ impl RuleSet {
         let caps = &mut scratch.captures;
         let anchored = &mut scratch.anchored;
         anchored.clear();
-        anchored.resize(self.rules.len(), (None, Clear::default(), 0));
+        anchored.resize(self.rules.len(), (None, Clear::default(), 0, 0));
         let searched = &mut scratch.searched;
         *searched = 0;
         self.find_keywords(hay, |keyword, m| {
@@ -284,11 +285,14 @@ impl RuleSet {
                 let reach = rule.def.after + a.extra;
                 let end = m.end.saturating_add(reach).min(hay.len());
                 if !a.borrowed && rule.def.before == 0 {
-                    let (last, clear, overlapping) = &mut anchored[usize::from(a.rule)];
+                    let (last, clear, overlapping, match_end) = &mut anchored[usize::from(a.rule)];
                     if clear.from <= m.start && m.start < clear.before && end <= clear.until {
                         continue;
                     }
                     let dense = last.is_some_and(|l| m.start - l < reach);
+                    // Inside the match the last search found (not merely
+                    // near it, as keys in a list are).
+                    let nested = dense && m.start < *match_end;
                     // Hits closer together than the rule reaches (its
                     // keyword repeated inside its own pattern, `-eyJ-eyJ…`)
                     // would each search up to `after` bytes, the same bytes
@@ -299,6 +303,7 @@ impl RuleSet {
                         *searched += until - m.start;
                         let first = built.re.find(Input::new(hay).range(m.start..until));
                         let before = first.map_or(until, |f| f.start());
+                        *match_end = first.map_or(0, |f| f.end());
                         if before > m.start {
                             *clear = Clear {
                                 from: m.start,
@@ -313,7 +318,7 @@ impl RuleSet {
                     // searched whole, so a run of them is quadratic. No
                     // text has dozens; past that the rest of the input is
                     // one finding of its own and the rule searches no more.
-                    *overlapping = if dense { *overlapping + 1 } else { 0 };
+                    *overlapping = if nested { *overlapping + 1 } else { 0 };
                     if *overlapping > MAX_OVERLAPPING_MATCHES {
                         *clear = Clear {
                             from: m.start,
@@ -642,6 +647,15 @@ mod tests {
                 hay.len()
             );
         }
+        // Many tokens in a list are near each other, not inside each other:
+        // each is its own finding, and the list is no flood.
+        let list: Vec<String> = (0..100)
+            .map(|i| format!("ghp_{:036}", 10u128.pow(30) * 7 + i * 7919))
+            .collect();
+        let hay = list.join(",");
+        let mut hits = Vec::new();
+        set.scan(hay.as_bytes(), |h| hits.push(h.rule));
+        assert!(!hits.contains(&KEYWORD_FLOOD_RULE), "{hits:?}");
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
         let hay = format!("{} {jwt} ", "-eyJ".repeat(5000));
         let mut hits = Vec::new();
