@@ -287,7 +287,12 @@ impl KnownSet {
 /// is not data; a fake one, before data that starts with `xn`, is). One
 /// pass, keeping every prefix of `needle` matched so far.
 fn in_labels(labels: &[(bool, Vec<u8>)], needle: &[u8]) -> bool {
-    if !labels.iter().any(|(xn, _)| *xn) {
+    // A label's `xn` can be part of the needle only if the needle holds
+    // `xn`, or begins with `n` or ends with `x` (across a label start).
+    let xn_matters = needle.windows(2).any(|w| w == b"xn")
+        || needle.first() == Some(&b'n')
+        || needle.last() == Some(&b'x');
+    if !xn_matters || !labels.iter().any(|(xn, _)| *xn) {
         let joined: Vec<u8> = labels.iter().flat_map(|(_, l)| l.iter().copied()).collect();
         return contains(&joined, needle);
     }

@@ -555,6 +555,16 @@ fn encodings_glued_to_other_characters() {
         format!("/?q=xy{b64}"),
         format!("/?q=xyz{b64}"),
         format!("k=a{hex}"),
+        // Long runs too (the text after the token is several KiB).
+        format!(
+            "data=x{}",
+            String::from_utf8(base64_encode(
+                format!("{token} {}", "lorem ipsum ".repeat(300)).as_bytes(),
+                false,
+                false
+            ))
+            .unwrap()
+        ),
     ] {
         let found = e.scan(text.as_bytes());
         assert!(has(&found, "github-pat"), "{text}: {:?}", rules(&found));

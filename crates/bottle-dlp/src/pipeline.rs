@@ -36,9 +36,6 @@ const PIECE_OVERLAP: usize = 512;
 /// How far around a non-ASCII byte normalisation looks (within its line).
 const NORM_RADIUS: usize = 512;
 const NORM_PIECE: usize = 16 * 1024;
-/// Encoded runs up to this long are read at every alignment when the first
-/// decodes to binary (see `encoded_piece`).
-const SHORT_RUN: usize = 4 * 1024;
 /// How much of a piece the next one reads again: the longest escaped form
 /// a piece must hold whole. A 120-character token is 720 bytes of JSON
 /// `\u` escapes and 1,200 of numeric references with leading zeros
@@ -231,15 +228,11 @@ impl Scan<'_> {
             RunKind::Hex => hex_decode(b),
             RunKind::Base64 => base64_decode(b),
         };
-        // A run that may have been cut: each alignment. So too a short
-        // run that decodes to binary: a character glued before the
+        // A run that may have been cut: each alignment. So too any run
+        // that decodes to binary, for text: a character glued before the
         // encoding (`?q=x` and base64, an odd hex digit) shifts it, and a
         // server that takes the value apart reads it from the right place.
-        let shifts = if cut || bytes.len() <= SHORT_RUN {
-            kind.quantum().min(bytes.len())
-        } else {
-            1
-        };
+        let shifts = kind.quantum().min(bytes.len());
         // Most runs are identifiers, hashes or binary data: look at the
         // start before decoding all of it (all of it, for a short run). A
         // run cut by a stream buffer's start is read at every alignment:
@@ -266,7 +259,7 @@ impl Scan<'_> {
                 continue;
             }
             // An alignment other than the first counts as binary only for
-            // a cut run: a short run is tried at the others for text alone
+            // a cut run: another run is tried at the others for text alone
             // (most are identifiers, binary at every alignment).
             if k == 0 || cut {
                 binary.push(k);

@@ -21,7 +21,7 @@ use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, util::captures::Captures};
 
 use crate::Error;
-use crate::rules::{self, RuleDef};
+use crate::rules::{self, Check, RuleDef};
 use crate::validate;
 
 pub(crate) struct Compiled {
@@ -246,10 +246,15 @@ impl RuleSet {
         self.rules.len()
     }
 
+    /// Rules that read a name before the value they report: a name group,
+    /// or a named value judged by its entropy (`context` rules, whose
+    /// keyword, the name, may come before the match).
     pub fn reads_a_name(&self, id: &str) -> bool {
-        self.rules
-            .iter()
-            .any(|r| r.def.id == id && r.def.pattern.contains("(?P<n>"))
+        self.rules.iter().any(|r| {
+            r.def.id == id
+                && (r.def.pattern.contains("(?P<n>")
+                    || (r.def.before > 0 && matches!(r.def.check, Check::Entropy(_))))
+        })
     }
 
     pub fn ids(&self) -> Vec<&'static str> {
@@ -325,9 +330,11 @@ impl RuleSet {
                             before: usize::MAX,
                             until: usize::MAX,
                         };
+                        // The rest of the input: redaction must cover all
+                        // of what the rule no longer reads.
                         f(RuleHit {
                             rule: KEYWORD_FLOOD_RULE,
-                            range: m.start..end,
+                            range: m.start..hay.len(),
                             preview: &hay[m.start..m.start],
                         });
                         continue;
@@ -639,7 +646,18 @@ mod tests {
         for filler in ["-eyJ", "-ops_eyJ", "+ABSK", "-pypi-AgE"] {
             let hay = filler.repeat(256 * 1024 / filler.len());
             let mut scratch = Scratch::default();
-            set.scan_with(hay.as_bytes(), &mut scratch, |_| {});
+            let mut flood = Vec::new();
+            set.scan_with(hay.as_bytes(), &mut scratch, |h| {
+                if h.rule == KEYWORD_FLOOD_RULE {
+                    flood.push(h.range);
+                }
+            });
+            // What the rule stops reading is all in the finding (redaction
+            // must cover it).
+            assert!(
+                flood.iter().all(|r| r.end == hay.len()),
+                "{filler}: {flood:?}"
+            );
             assert!(
                 scratch.searched <= 8 * hay.len(),
                 "{filler}: {} bytes searched for {}",

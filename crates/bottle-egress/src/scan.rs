@@ -191,23 +191,39 @@ pub fn body_coding(
 /// Whether the body's declared `charset` (if any) writes ASCII as ASCII
 /// bytes, or is UTF-16, which the engine decodes: a server that decodes
 /// the body as EBCDIC (`IBM037`, which Java servers read), UTF-7 or UTF-32
-/// sees a secret the engine never saw. Every `Content-Type` counts.
+/// sees a secret the engine never saw. Every `Content-Type` counts, and
+/// every `charset` in it, read as loosely as servers read it: Tomcat
+/// searches for the text `charset=` anywhere (`x=charset=IBM037`), Django
+/// reads RFC 2231's `charset*=utf-8''cp037`.
 fn readable_charset(headers: &http::HeaderMap) -> bool {
     headers.get_all(http::header::CONTENT_TYPE).iter().all(|v| {
         let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
-        v.split(';').skip(1).all(|param| {
-            let Some((name, value)) = param.split_once('=') else {
-                return true;
+        let mut from = 0;
+        while let Some(at) = v[from..].find("charset") {
+            let mut rest = &v[from + at + "charset".len()..];
+            from += at + "charset".len();
+            let extended = rest.starts_with('*');
+            rest = rest.trim_start_matches('*').trim_start();
+            let Some(value) = rest.strip_prefix('=') else {
+                continue;
             };
-            if name.trim() != "charset" {
-                return true;
+            let value = value.trim_start();
+            let end = value.find([';', ',', ' ', '\t']).unwrap_or(value.len());
+            let mut name = value[..end].trim_matches(|c| c == '"' || c == '\'');
+            if extended && let Some(i) = name.rfind('\'') {
+                // `charset*=<encoding>'<language>'<value>`
+                name = &name[i + 1..];
             }
-            ascii_compatible(value.trim().trim_matches(|c| c == '"' || c == '\''))
-        })
+            if !ascii_compatible(&name.replace('_', "-")) {
+                return false;
+            }
+        }
+        true
     })
 }
 
-/// Character sets in which ASCII text is its ASCII bytes (and UTF-16).
+/// Character sets in which ASCII text is its ASCII bytes (and UTF-16),
+/// and `binary` (what `file -i` says of a file that is not text).
 fn ascii_compatible(charset: &str) -> bool {
     const EXACT: &[&str] = &[
         "utf-8",
@@ -215,15 +231,17 @@ fn ascii_compatible(charset: &str) -> bool {
         "us-ascii",
         "ascii",
         "latin1",
+        "latin-1",
         "l1",
         "utf-16",
         "utf-16le",
         "utf-16be",
         "utf16",
-        "shift_jis",
+        "shift-jis",
         "sjis",
         "windows-31j",
         "cp932",
+        "ms932",
         "euc-jp",
         "euc-kr",
         "gbk",
@@ -232,7 +250,8 @@ fn ascii_compatible(charset: &str) -> bool {
         "big5",
         "big5-hkscs",
         "tis-620",
-        "cp1252",
+        "ansi-x3.4-1968",
+        "binary",
     ];
     const PREFIXES: &[&str] = &["iso-8859-", "iso8859-", "windows-125", "cp125", "koi8-"];
     EXACT.contains(&charset) || PREFIXES.iter().any(|p| charset.starts_with(p))

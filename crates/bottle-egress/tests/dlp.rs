@@ -498,15 +498,20 @@ async fn a_finding_after_the_response_is_in_the_log() {
 async fn a_body_in_an_unreadable_charset_is_refused() {
     let (p, rec, base) = dlp_proxy("dlp: block").await;
     let mut c = client(p.addr).await;
-    for (charset, want) in [
-        ("IBM037", 403),
-        ("\"utf-7\"", 403),
-        ("UTF-32LE", 403),
-        ("utf-8", 200),
-        ("ISO-8859-1", 200),
-        ("Shift_JIS", 200),
+    for (params, want) in [
+        ("charset=IBM037", 403),
+        ("charset=\"utf-7\"", 403),
+        ("charset=UTF-32LE", 403),
+        // Read as Tomcat and Django read them.
+        ("x=charset=IBM037", 403),
+        ("xcharset=IBM037", 403),
+        ("charset*=utf-8''cp037", 403),
+        ("charset=utf-8", 200),
+        ("charset=ISO-8859-1", 200),
+        ("charset=Shift_JIS", 200),
     ] {
-        let ct = format!("application/x-www-form-urlencoded; charset={charset}");
+        let ct = format!("application/x-www-form-urlencoded; {params}");
+        let charset = params;
         let (s, h, _) = send(
             &mut c,
             req(

@@ -844,26 +844,19 @@ fn scan_worker(
     }
 }
 
-/// The start of the line a name before the value at `at` may be on: the
-/// line before `at`'s, past any lines of white space only between them
-/// (rules allow any white space between a name and its value).
+/// Where the name before the value at `at` ends: back past what rules
+/// allow between a name and its value (white space of any kind, line
+/// breaks, quotes, `:`, `=`, `>`), so on the value's own line when the
+/// name is there (`password = "…"`), else on the line it is on.
 fn name_line_start(buf: &[u8], at: usize) -> usize {
-    let line_start = |end: usize| {
-        buf[..end]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |p| p + 1)
+    let between = |b: u8| {
+        b.is_ascii_whitespace() || matches!(b, 0x0b | b'"' | b'\'' | b'`' | b':' | b'=' | b'>')
     };
-    let mut start = line_start(at.min(buf.len()));
-    while start > 0 {
-        let prev = line_start(start - 1);
-        let blank = buf[prev..start].iter().all(u8::is_ascii_whitespace);
-        start = prev;
-        if !blank {
-            break;
-        }
+    let mut p = at.min(buf.len());
+    while p > 0 && between(buf[p - 1]) {
+        p -= 1;
     }
-    start
+    p.saturating_sub(1)
 }
 
 /// A file a commit adds: (commit, path, blob id).

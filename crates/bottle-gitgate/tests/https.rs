@@ -722,7 +722,7 @@ fn a_secret_split_over_commits_is_found_whole() {
     // not this push's: an edit that widens the scan to the whole file
     // counts only findings on the lines it adds.
     let edited = format!("{whole}0123456789abcdef0123456789abcdef\n");
-    let (ok, out) = edit_a_key_the_upstream_has(&up, work.path(), &wt, &whole, &edited);
+    let (ok, out) = edit_a_key_the_upstream_has(&up, work.path(), &wt, ("below", &whole, &edited));
     assert!(ok, "{out}");
 }
 
@@ -733,19 +733,37 @@ fn edit_a_key_the_upstream_has(
     up: &HttpsUpstream,
     work: &std::path::Path,
     wt: &std::path::Path,
-    before: &str,
-    after: &str,
+    (tag, before, after): (&str, &str, &str),
 ) -> (bool, String) {
-    let seed = clone(work, up.bare.repo.to_str().unwrap(), "direct");
+    let seed = clone(
+        work,
+        up.bare.repo.to_str().unwrap(),
+        &format!("direct-{tag}"),
+    );
     commit_file(&seed, "old.pem", before, "an old key");
-    git(&seed, &["push", "-q", "origin", "HEAD:refs/heads/legacy"]);
+    git(
+        &seed,
+        &[
+            "push",
+            "-q",
+            "origin",
+            &format!("HEAD:refs/heads/legacy-{tag}"),
+        ],
+    );
     git(wt, &["fetch", "-q", "origin"]);
+    let edit = format!("legacy-edit-{tag}");
     git(
         wt,
-        &["checkout", "-q", "-b", "legacy-edit", "origin/legacy"],
+        &[
+            "checkout",
+            "-q",
+            "-b",
+            &edit,
+            &format!("origin/legacy-{tag}"),
+        ],
     );
     commit_file(wt, "old.pem", after, "an edit");
-    git_try(wt, &["push", "origin", "legacy-edit"])
+    git_try(wt, &["push", "origin", &edit])
 }
 
 /// Attack: a secret put together by deleting what kept its parts apart,
@@ -800,14 +818,38 @@ fn a_secret_put_together_by_deleting_lines_is_refused() {
             format!("settings:\n\n{value}"),
             format!("settings:\naws_secret_access_key:\n\n{value}"),
         ),
+        (
+            "operator-line",
+            format!("x\n:\n{value}"),
+            format!("aws_secret_access_key\n:\n{value}"),
+        ),
+        (
+            "vertical-tab",
+            format!("aws_secret_access_key:\n#\n\x0b\n{value}"),
+            format!("aws_secret_access_key:\n\x0b\n{value}"),
+        ),
+        (
+            "context-rule",
+            "settings:\n\nZk3pQ9vT2mXw8LrB5nYc1HdJ6sFa0GeUoKiP4qEt\n".to_string(),
+            "settings:\ncohere_api_key:\n\nZk3pQ9vT2mXw8LrB5nYc1HdJ6sFa0GeUoKiP4qEt\n".to_string(),
+        ),
     ] {
         git(&wt, &["checkout", "-q", "-b", branch, "origin/main"]);
         commit_file(&wt, "conf.yml", &before, "not a key");
         commit_file(&wt, "conf.yml", &after, "tidy up");
         let (ok, out) = git_try(&wt, &["push", "origin", branch]);
         assert!(!ok, "{branch}: {out}");
-        assert!(out.contains("aws-secret-access-key"), "{branch}: {out}");
+        assert!(
+            out.contains("-key") && out.contains("conf.yml"),
+            "{branch}: {out}"
+        );
     }
+    // A value with its name on its own line, already upstream: editing
+    // the line above it is no change to it.
+    let held = "x = 1\npassword = \"Zk3pQ9vT2mXw8LrB5nYc1HdJ6sFa0GeUoKiP4qEt\"\n";
+    let edited = "password = \"Zk3pQ9vT2mXw8LrB5nYc1HdJ6sFa0GeUoKiP4qEt\"\n";
+    let (ok, out) = edit_a_key_the_upstream_has(&up, work.path(), &wt, ("above", held, edited));
+    assert!(ok, "{out}");
     // On top of the pushed control as well: one commit, a deletion only.
     git(&wt, &["checkout", "-q", "-b", "on-top", "origin/broken"]);
     commit_file(
@@ -823,7 +865,7 @@ fn a_secret_put_together_by_deleting_lines_is_refused() {
     // inside it.
     let before = format!("notes\nmore\n{KEY_BEGIN}{KEY_BODY}{KEY_END}");
     let after = format!("notes\n{KEY_BEGIN}{KEY_BODY}{KEY_END}");
-    let (ok, out) = edit_a_key_the_upstream_has(&up, work.path(), &wt, &before, &after);
+    let (ok, out) = edit_a_key_the_upstream_has(&up, work.path(), &wt, ("beside", &before, &after));
     assert!(ok, "{out}");
 }
 
