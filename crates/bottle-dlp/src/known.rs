@@ -31,10 +31,47 @@ pub(crate) struct KnownSet {
     filter: Vec<u64>,
     /// Distance between probes of the input.
     stride: usize,
-    /// Lower-case base32 forms, used only for host names.
-    base32: Vec<Zeroizing<Vec<u8>>>,
+    /// Every form and the base32 ones as host names are matched
+    /// ([`KnownSet::in_host`]), made once here.
+    host_forms: Vec<HostForm>,
     /// Whether a secret has a character outside ASCII.
     non_ascii: bool,
+}
+
+/// A form as it is looked for in host names: in lower case (DNS ignores
+/// case), and without the glue (`.`, `-`, `_`) a server drops when it
+/// joins the pieces again.
+struct HostForm {
+    lower: Zeroizing<Vec<u8>>,
+    bare: Zeroizing<Vec<u8>>,
+    /// Whether a label's `xn` can be part of it: it holds `xn`, or begins
+    /// with `n` or ends with `x` (across a label start).
+    xn_matters: bool,
+}
+
+fn host_glue(b: &u8) -> bool {
+    matches!(b, b'.' | b'-' | b'_')
+}
+
+impl HostForm {
+    fn new(form: &[u8]) -> Self {
+        let lower = Zeroizing::new(form.to_ascii_lowercase());
+        let bare = Zeroizing::new(
+            lower
+                .iter()
+                .copied()
+                .filter(|b| !host_glue(b))
+                .collect::<Vec<u8>>(),
+        );
+        let xn_matters = bare.windows(2).any(|w| w == b"xn")
+            || bare.first() == Some(&b'n')
+            || bare.last() == Some(&b'x');
+        HostForm {
+            lower,
+            bare,
+            xn_matters,
+        }
+    }
 }
 
 fn anchor(bytes: &[u8]) -> u64 {
@@ -193,6 +230,12 @@ impl KnownSet {
             filter[s >> 6] |= 1 << (s & 63);
         }
         let stride = all.iter().map(|f| f.len() - ANCHOR + 1).min().unwrap_or(1);
+        let host_forms = all
+            .iter()
+            .chain(base32.iter())
+            .filter(|f| f.len() >= ANCHOR)
+            .map(|f| HostForm::new(f))
+            .collect();
         KnownSet {
             non_ascii: secrets.iter().any(|s| !s.expose().is_ascii()),
             secret_count: secrets.len(),
@@ -201,7 +244,7 @@ impl KnownSet {
             windows_at,
             filter,
             stride,
-            base32,
+            host_forms,
         }
     }
 
@@ -262,22 +305,30 @@ impl KnownSet {
     /// prefix. Base32 counts here too: it is the usual encoding for DNS.
     pub fn in_host(&self, host: &str) -> bool {
         let lower = host.to_ascii_lowercase();
-        let glue = |b: &u8| matches!(b, b'.' | b'-' | b'_');
         // Each label without its glue, and whether it had an `xn--`
         // prefix, whose `xn` may be part of the data or not.
         let labels: Vec<(bool, Vec<u8>)> = lower
             .split('.')
             .map(|label| {
                 let rest = label.strip_prefix("xn--");
-                let bytes = rest.unwrap_or(label).bytes().filter(|b| !glue(b)).collect();
+                let bytes = rest
+                    .unwrap_or(label)
+                    .bytes()
+                    .filter(|b| !host_glue(b))
+                    .collect();
                 (rest.is_some(), bytes)
             })
             .collect();
-        let forms = self.forms.iter().chain(self.base32.iter());
-        forms.filter(|f| f.len() >= ANCHOR).any(|f| {
-            let f = Zeroizing::new(f.to_ascii_lowercase());
-            let bare = Zeroizing::new(f.iter().copied().filter(|b| !glue(b)).collect::<Vec<u8>>());
-            contains(lower.as_bytes(), &f) || (bare.len() >= ANCHOR && in_labels(&labels, &bare))
+        let joined: Vec<u8> = labels.iter().flat_map(|(_, l)| l.iter().copied()).collect();
+        let any_xn = labels.iter().any(|(xn, _)| *xn);
+        self.host_forms.iter().any(|f| {
+            contains(lower.as_bytes(), &f.lower)
+                || (f.bare.len() >= ANCHOR
+                    && if any_xn && f.xn_matters {
+                        in_labels(&labels, &f.bare)
+                    } else {
+                        contains(&joined, &f.bare)
+                    })
         })
     }
 }
@@ -287,51 +338,43 @@ impl KnownSet {
 /// is not data; a fake one, before data that starts with `xn`, is). One
 /// pass, keeping every prefix of `needle` matched so far.
 fn in_labels(labels: &[(bool, Vec<u8>)], needle: &[u8]) -> bool {
-    // A label's `xn` can be part of the needle only if the needle holds
-    // `xn`, or begins with `n` or ends with `x` (across a label start).
-    let xn_matters = needle.windows(2).any(|w| w == b"xn")
-        || needle.first() == Some(&b'n')
-        || needle.last() == Some(&b'x');
-    if !xn_matters || !labels.iter().any(|(xn, _)| *xn) {
-        let joined: Vec<u8> = labels.iter().flat_map(|(_, l)| l.iter().copied()).collect();
-        return contains(&joined, needle);
-    }
     let n = needle.len();
     // active[j]: the last bytes read match needle[..j] (j = 0 always).
     let mut active = vec![false; n];
+    let mut next = vec![false; n];
+    let (mut after_x, mut after_xn) = (vec![false; n], vec![false; n]);
     active[0] = true;
-    let step = |active: &[bool], c: u8| -> (Vec<bool>, bool) {
-        let mut next = vec![false; n];
-        next[0] = true;
+    // `to` = the states after reading `c` in `from`; true when the needle
+    // ends there.
+    let step = |from: &[bool], to: &mut [bool], c: u8| -> bool {
+        to.fill(false);
+        to[0] = true;
         let mut done = false;
         for j in 0..n {
-            if active[j] && needle[j] == c {
+            if from[j] && needle[j] == c {
                 if j + 1 == n {
                     done = true;
                 } else {
-                    next[j + 1] = true;
+                    to[j + 1] = true;
                 }
             }
         }
-        (next, done)
+        done
     };
     for (xn, label) in labels {
         if *xn {
-            let (after_x, d1) = step(&active, b'x');
-            let (after_xn, d2) = step(&after_x, b'n');
-            if d1 || d2 {
+            if step(&active, &mut after_x, b'x') || step(&after_x, &mut after_xn, b'n') {
                 return true;
             }
-            for (a, b) in active.iter_mut().zip(after_xn) {
-                *a |= b;
+            for (a, b) in active.iter_mut().zip(&after_xn) {
+                *a |= *b;
             }
         }
         for &c in label {
-            let (next, done) = step(&active, c);
-            if done {
+            if step(&active, &mut next, c) {
                 return true;
             }
-            active = next;
+            std::mem::swap(&mut active, &mut next);
         }
     }
     false
