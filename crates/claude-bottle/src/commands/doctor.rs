@@ -109,7 +109,9 @@ pub fn run(settings: &Settings, self_test: bool) -> Result<ExitCode> {
 /// The agent keeps the engine's default seccomp profile; `start` refuses
 /// runc bottles on an engine without one (`bottle_plan::Error::NoSeccomp`).
 fn seccomp_check(f: &bottle_plan::EngineFacts, r: &mut Report) {
-    let fix = "remove `\"seccomp-profile\": \"unconfined\"` from /etc/docker/daemon.json (or use an engine built with seccomp) and restart it";
+    // The same advice `start` gives when it refuses.
+    let hint = bottle_plan::Error::NoSeccomp.hint().unwrap_or_default();
+    let fix = hint.as_str();
     match (f.seccomp, f.gvisor_runtime.is_some()) {
         (Some(true), _) => r.ok("seccomp", "containers get the engine's default seccomp profile"),
         (Some(false), false) => r.fail(
