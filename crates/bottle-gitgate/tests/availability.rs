@@ -388,18 +388,8 @@ fn a_client_that_stops_reading_gives_its_connection_back() {
 /// the upstream may have it.
 #[test]
 fn a_push_cut_short_by_the_gate_stopping_is_recorded() {
-    let up = HttpsUpstream::start();
-    let gate = GateSetup::https(&up, &["*"]).start();
-    let work = tempfile::tempdir().unwrap();
-    let wt = clone(work.path(), &gate.repo_url("app"), "w");
-    git(&wt, &["checkout", "-q", "-b", "late"]);
-    commit_file(&wt, "a.txt", "clean\n", "late");
-    up.bare.set("hang", true);
-    let pusher = {
-        let wt = wt.clone();
-        std::thread::spawn(move || git_try(&wt, &["push", "origin", "late"]))
-    };
-    up.wait_for_a_push();
+    // The upstream's hook takes 4 s, the gate's grace as long.
+    let (up, gate, pusher, _work) = a_push_under_way("hang", "late");
     let audit = gate.stop_now();
     let t = Instant::now();
     let pushes = loop {
@@ -425,4 +415,49 @@ fn a_push_cut_short_by_the_gate_stopping_is_recorded() {
     let (ok, _) = pusher.join().unwrap();
     assert!(!ok, "the client was told its push went through");
     up.bare.set("hang", false);
+}
+
+/// The gate is told to stop (the sidecar's signal) while a push's hook is
+/// forwarding upstream: it waits for the push, which goes through and is
+/// recorded as it ended, not cut off with the upstream half updated.
+#[test]
+fn a_push_under_way_when_the_gate_stops_is_let_finish() {
+    // The upstream's hook takes a second.
+    let (up, gate, pusher, _work) = a_push_under_way("slow", "finishing");
+    let audit = gate.stop_gracefully();
+    let pushes: Vec<_> = audit
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == "git-push")
+        .collect();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(pushes[0].decision, "allow", "{pushes:?}");
+    let (ok, out) = pusher.join().unwrap();
+    assert!(ok, "{out}");
+    assert!(up.bare.rev("refs/heads/finishing").is_some());
+    up.bare.set("slow", false);
+}
+
+/// A gate whose push of a new `branch` is at the upstream, whose hook is
+/// slowed by `flag` (`slow`: 1 s, `hang`: 4 s); the pushing client's
+/// thread, and the folder its clone is in.
+fn a_push_under_way(
+    flag: &str,
+    branch: &'static str,
+) -> (
+    HttpsUpstream,
+    RunningGate,
+    std::thread::JoinHandle<(bool, String)>,
+    tempfile::TempDir,
+) {
+    let up = HttpsUpstream::start();
+    let gate = GateSetup::https(&up, &["*"]).start();
+    let work = tempfile::tempdir().unwrap();
+    let wt = clone(work.path(), &gate.repo_url("app"), "w");
+    git(&wt, &["checkout", "-q", "-b", branch]);
+    commit_file(&wt, "a.txt", "clean\n", branch);
+    up.bare.set(flag, true);
+    let pusher = std::thread::spawn(move || git_try(&wt, &["push", "origin", branch]));
+    up.wait_for_a_push();
+    (up, gate, pusher, work)
 }

@@ -614,6 +614,9 @@ fn host_in_url(ip: std::net::IpAddr) -> String {
 pub struct RunningGate {
     /// First, so it stops before the other fields are dropped.
     rt: Background,
+    /// The gate's stop signal (as the sidecar's), and its serve task.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<(), bottle_gitgate::Error>>>,
     pub url: String,
     pub audit: Memory,
     pub state: tempfile::TempDir,
@@ -638,6 +641,20 @@ impl RunningGate {
     pub fn stop_now(mut self) -> Memory {
         drop(self.rt.0.take());
         self.audit.clone()
+    }
+    /// Gives the gate its stop signal, as the sidecar does on its own, and
+    /// waits (up to 10 s) until it has stopped; then drops its runtime.
+    pub fn stop_gracefully(mut self) -> Memory {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let (Some(rt), Some(served)) = (self.rt.0.as_ref(), self.served.take()) {
+            let waited = rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), served).await
+            });
+            assert!(waited.is_ok(), "the gate did not stop");
+        }
+        self.stop_now()
     }
     /// Waits until `n` events of `kind` were recorded (they are written when
     /// the git child has exited, just after the client got its answer).
@@ -767,8 +784,13 @@ impl GateSetup {
             None => rt.block_on(bottle_gitgate::Gate::new(config, secrets, options)),
         }
         .unwrap();
-        rt.spawn(gate.serve(listener, std::future::pending()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = rt.spawn(gate.serve(listener, async {
+            let _ = stopped.await;
+        }));
         RunningGate {
+            stop: Some(stop),
+            served: Some(served),
             url: format!("http://{addr}"),
             audit,
             state,
