@@ -204,43 +204,64 @@ fn sidecar_whose_gate_cannot_be_set_up_exits_before_ready() {
 /// reader went away), the sidecar stops rather than go on unrecorded.
 #[test]
 fn sidecar_stops_when_its_log_cannot_be_written() {
-    let config = serde_json::json!({
-        "listen": "127.0.0.1:0",
-        "allow": [],
-        "dlp": "block",
-        "log": "events",
-        "dns": {"listen": "127.0.0.1:0", "names": {"sidecar": "10.0.0.2"}},
-        "secrets": {},
-    });
-    let mut child = spawn_sidecar_with(&config);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut ready = String::new();
-    while out.read_line(&mut ready).unwrap() > 0 && !ready.starts_with("ready ") {
-        ready.clear();
-    }
-    let dns = ready
-        .trim()
-        .split(", ")
-        .find_map(|p| p.strip_prefix("dns "))
-        .unwrap_or_else(|| panic!("no dns in {ready}"))
-        .to_string();
-    drop(out);
-    // A refused query is an event; its line has nowhere to go.
-    let _ = ask(&dns, "refused.example");
-    let mut status = None;
-    for _ in 0..100 {
-        if let Some(s) = child.try_wait().unwrap() {
-            status = Some(s);
-            break;
+    // Whichever part's line is lost: the DNS responder's (through the
+    // proxy's log) and the git gate's (a sink of its own).
+    for part in ["dns", "gate"] {
+        let state = tempfile::tempdir().unwrap();
+        let config = serde_json::json!({
+            "listen": "127.0.0.1:0",
+            "allow": [],
+            "dlp": "block",
+            "log": "events",
+            "dns": {"listen": "127.0.0.1:0", "names": {"sidecar": "10.0.0.2"}},
+            "gate": {"listen": "127.0.0.1:0", "state_dir": state.path(), "repos": {}},
+            "secrets": {"tokens": {}},
+        });
+        let mut child = spawn_sidecar_with(&config);
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        while out.read_line(&mut ready).unwrap() > 0 && !ready.starts_with("ready ") {
+            ready.clear();
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let addr = ready
+            .trim()
+            .split(", ")
+            .find_map(|p| p.strip_prefix(&format!("{part} ")))
+            .unwrap_or_else(|| panic!("no {part} in {ready}"))
+            .to_string();
+        drop(out);
+        // A refused query, a request for a repo the gate does not serve:
+        // each is an event, whose line has nowhere to go.
+        if part == "dns" {
+            let _ = ask(&addr, "refused.example");
+        } else {
+            let _ = Command::new("curl")
+                .args([
+                    "-s",
+                    "-m",
+                    "5",
+                    &format!("http://{addr}/nope.git/info/refs"),
+                ])
+                .output();
+        }
+        let mut status = None;
+        for _ in 0..100 {
+            if let Some(s) = child.try_wait().unwrap() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let Some(status) = status else {
+            let _ = child.kill();
+            panic!("{part}: the sidecar went on without a log");
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!status.success(), "{part}: {status:?}");
+        assert!(
+            err.contains("audit log could not be written"),
+            "{part}: {err}"
+        );
     }
-    let Some(status) = status else {
-        let _ = child.kill();
-        panic!("the sidecar went on without a log");
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(!status.success(), "{status:?}");
-    assert!(err.contains("audit log could not be written"), "{err}");
 }
